@@ -1,0 +1,24 @@
+// Package collectors holds what every collector emits and the publisher consumes.
+package collectors
+
+import "time"
+
+// Sample is one value change of one tag, ready for any payload encoder.
+//
+// Value is already converted to a JSON-friendly Go value: bool, int64, uint64,
+// float64, float32, string, []byte (encoded as base64), time.Time, []any (arrays
+// and matrices as nested arrays) or map[string]any (structures).
+type Sample struct {
+	PLC  string // PLC name from the config
+	Tag  string // tag name from the config
+	Node string // node id as written in the config
+
+	Value any
+	Type  string // protocol type name, e.g. "Double"
+
+	Status     string // symbolic status name, e.g. "Good", "BadCommunicationError"
+	StatusCode uint32
+
+	SourceTime time.Time // zero when the server did not send it
+	ServerTime time.Time // zero when the server did not send it
+}

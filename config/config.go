@@ -1,0 +1,109 @@
+// Package config holds tagbridge's configuration: plain structs, loading,
+// defaults and validation. No network, no goroutines.
+package config
+
+// Config is the whole YAML file.
+type Config struct {
+	Agent Agent `yaml:"agent"`
+	MQTT  MQTT  `yaml:"mqtt"`
+	PLCs  []PLC `yaml:"plcs"`
+
+	// File is the path the configuration was loaded from.
+	File string `yaml:"-"`
+}
+
+// Agent is the agent's identity and local settings.
+type Agent struct {
+	ID              string   `yaml:"id"`
+	LogLevel        string   `yaml:"log_level"`
+	LogFormat       string   `yaml:"log_format"`
+	AllowedCertDirs []string `yaml:"allowed_cert_dirs"`
+	PKIDir          string   `yaml:"pki_dir"`
+	SpoolDir        string   `yaml:"spool_dir"`
+}
+
+// MQTT is the broker connection and publishing settings.
+type MQTT struct {
+	URL          string   `yaml:"url"`
+	ClientID     string   `yaml:"client_id"`
+	Username     string   `yaml:"username"`
+	PasswordEnv  string   `yaml:"password_env"`
+	PasswordFile string   `yaml:"password_file"`
+	TLS          TLS      `yaml:"tls"`
+	QoS          int      `yaml:"qos"`
+	Retain       bool     `yaml:"retain"`
+	Keepalive    Duration `yaml:"keepalive"`
+	Topic        string   `yaml:"topic"`
+
+	// Password is resolved from PasswordEnv or PasswordFile at load time.
+	Password Secret `yaml:"-"`
+}
+
+// TLS is the client side of an ssl:// or wss:// broker connection.
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// PLC is one OPC UA server and the tags read from it.
+type PLC struct {
+	Name               string    `yaml:"name"`
+	Endpoint           string    `yaml:"endpoint"`
+	Security           Security  `yaml:"security"`
+	Auth               Auth      `yaml:"auth"`
+	Reconnect          Reconnect `yaml:"reconnect"`
+	PublishingInterval Duration  `yaml:"publishing_interval"`
+	SamplingInterval   Duration  `yaml:"sampling_interval"`
+	QueueSize          uint32    `yaml:"queue_size"`
+	Tags               []Tag     `yaml:"tags"`
+}
+
+// Security selects the secure channel's policy and mode.
+type Security struct {
+	Policy string `yaml:"policy"`
+	Mode   string `yaml:"mode"`
+}
+
+// Auth is the user identity presented when activating the session.
+type Auth struct {
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+
+	// Password is resolved from PasswordEnv at load time.
+	Password Secret `yaml:"-"`
+}
+
+// Reconnect bounds the exponential backoff between connection attempts.
+type Reconnect struct {
+	Min Duration `yaml:"min"`
+	Max Duration `yaml:"max"`
+}
+
+// Tag is one node subscribed on a PLC. Zero-valued overrides inherit the PLC's setting.
+type Tag struct {
+	Name               string    `yaml:"name"`
+	Node               NodeID    `yaml:"node"`
+	SamplingInterval   Duration  `yaml:"sampling_interval"`
+	QueueSize          uint32    `yaml:"queue_size"`
+	PublishingInterval Duration  `yaml:"publishing_interval"`
+	Deadband           *Deadband `yaml:"deadband"`
+	Topic              string    `yaml:"topic"`
+}
+
+// Deadband filters data changes smaller than Value (absolute, or percent of the EU range).
+type Deadband struct {
+	Type  string  `yaml:"type"`
+	Value float64 `yaml:"value"`
+}
+
+// Secret is a password or token; it never prints its value.
+type Secret string
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// Reveal returns the secret's value, for handing to a client library only.
+func (s Secret) Reveal() string { return string(s) }
