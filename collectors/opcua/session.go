@@ -1,0 +1,436 @@
+// Package opcua collects tag values from OPC UA servers (PLCs): one Session
+// per PLC, each owning its gopcua client, subscriptions and reconnect loop.
+package opcua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+const (
+	// defaultItemsPerCall bounds CreateMonitoredItems requests when the server
+	// does not report MaxMonitoredItemsPerCall.
+	defaultItemsPerCall = 500
+	// healthInterval is how often a streaming session reads the server state,
+	// which catches sessions that look connected but are dead.
+	healthInterval = 5 * time.Second
+	// healthyAfter is how long a session must stream before backoff resets.
+	healthyAfter = 10 * time.Second
+	// keepAliveEvery is the target time between subscription keep-alives.
+	keepAliveEvery = 10 * time.Second
+	// closeTimeout bounds closing a session on the way out.
+	closeTimeout = 2 * time.Second
+)
+
+// errChannelLost reports that gopcua saw its secure channel fail.
+var errChannelLost = errors.New("secure channel lost")
+
+// Session collects one PLC's tags over one OPC UA session and reconnects
+// forever until its context ends.
+type Session struct {
+	plc     config.PLC
+	log     zerolog.Logger
+	backoff Backoff
+
+	// rejected remembers the status of tags the server refused, so each is
+	// logged once per status rather than once per reconnect.
+	rejected map[uint32]ua.StatusCode
+}
+
+// NewSession prepares a session for plc; nothing connects until Run.
+func NewSession(plc config.PLC, log zerolog.Logger) *Session {
+	return &Session{
+		plc: plc,
+		log: log.With().Str("plc", plc.Name).Str("endpoint", plc.Endpoint).Logger(),
+		backoff: Backoff{
+			Min: plc.Reconnect.Min.Duration(),
+			Max: plc.Reconnect.Max.Duration(),
+		},
+		rejected: map[uint32]ua.StatusCode{},
+	}
+}
+
+// Name is the PLC's name.
+func (s *Session) Name() string { return s.plc.Name }
+
+// Run connects, subscribes and sends every data change to out until ctx
+// ends. Failures are logged and retried with backoff; Run returns nil on
+// cancellation.
+func (s *Session) Run(ctx context.Context, out chan<- collectors.Sample) error {
+	var lastErr string
+	for attempt := 0; ; attempt++ {
+		healthy, err := s.connectAndStream(ctx, out)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if healthy {
+			attempt = 0
+			lastErr = ""
+		}
+		wait := s.backoff.Next(attempt)
+		ev := s.log.Warn()
+		if err.Error() == lastErr {
+			ev = s.log.Debug() // same failure again: once per state change
+		}
+		lastErr = err.Error()
+		ev.Err(err).Int("attempt", attempt+1).Dur("backoff", wait).Str("state", "disconnected").Msg("plc session down; retrying")
+
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// connectAndStream runs one session from dial to loss. healthy reports
+// whether it streamed long enough to reset the backoff.
+func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sample) (healthy bool, err error) {
+	// gopcua indexes server replies without checking them; a malformed reply
+	// must cost a reconnect, not the agent.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("opc ua client panic: %v", r)
+		}
+	}()
+
+	lost := make(chan struct{})
+	var lostOnce sync.Once
+	onState := func(st opcua.ConnState) {
+		if st == opcua.Disconnected || st == opcua.Closed {
+			lostOnce.Do(func() { close(lost) })
+		}
+	}
+	c, err := opcua.NewClient(s.plc.Endpoint, s.clientOptions(onState)...)
+	if err != nil {
+		return false, fmt.Errorf("configure client: %w", err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		_ = c.Close(cctx) // the session is going away either way
+	}()
+
+	notifs := make(chan *opcua.PublishNotificationData, 256)
+	subs, err := s.subscribe(ctx, c, notifs)
+	if err != nil {
+		return false, err
+	}
+	s.log.Info().Str("state", "streaming").Int("tags", len(s.plc.Tags)).Int("subscriptions", len(subs)).
+		Int("rejected", len(s.rejected)).Msg("plc session established")
+
+	started := time.Now()
+	health := time.NewTicker(healthInterval)
+	defer health.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.drain(ctx, notifs, out)
+			return time.Since(started) >= healthyAfter, nil
+		case <-lost:
+			return time.Since(started) >= healthyAfter, errChannelLost
+		case n := <-notifs:
+			if err := s.handle(ctx, n, out); err != nil {
+				return time.Since(started) >= healthyAfter, err
+			}
+		case <-health.C:
+			if err := s.checkHealth(ctx, c); err != nil {
+				return time.Since(started) >= healthyAfter, err
+			}
+			s.retryRejected(ctx, c, subs)
+		}
+	}
+}
+
+func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
+	return []opcua.Option{
+		opcua.SecurityPolicy(ua.SecurityPolicyURINone),
+		opcua.SecurityMode(ua.MessageSecurityModeNone),
+		opcua.AuthAnonymous(),
+		opcua.ApplicationName("tagbridge"),
+		opcua.ApplicationURI("urn:tagbridge:" + s.plc.Name),
+		opcua.ProductURI("urn:tagbridge"),
+		opcua.SessionName("tagbridge " + s.plc.Name),
+		// We own reconnection: gopcua's gives up on ECONNREFUSED and can stall.
+		opcua.AutoReconnect(false),
+		opcua.StateChangedFunc(onState),
+		opcua.DialTimeout(10 * time.Second),
+		opcua.RequestTimeout(10 * time.Second),
+	}
+}
+
+// subscription is one OPC UA subscription and the tags grouped into it.
+type subscription struct {
+	interval time.Duration
+	sub      *opcua.Subscription
+}
+
+// subscribe creates one subscription per publishing interval and its
+// monitored items in batches the server accepts.
+func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
+	perCall := s.itemsPerCall(ctx, c)
+	groups := map[time.Duration][]uint32{}
+	for i, t := range s.plc.Tags {
+		iv := t.PublishingInterval.Duration()
+		groups[iv] = append(groups[iv], uint32(i))
+	}
+	intervals := make([]time.Duration, 0, len(groups))
+	for iv := range groups {
+		intervals = append(intervals, iv)
+	}
+	slices.Sort(intervals)
+
+	subs := make(map[time.Duration]*subscription, len(groups))
+	for _, iv := range intervals {
+		sub, err := c.Subscribe(ctx, subscriptionParams(iv), notifs)
+		if err != nil {
+			return nil, fmt.Errorf("create subscription (publishing interval %v): %w", iv, err)
+		}
+		subs[iv] = &subscription{interval: iv, sub: sub}
+		if err := s.monitor(ctx, c, sub, groups[iv], perCall); err != nil {
+			return nil, err
+		}
+	}
+	return subs, nil
+}
+
+func subscriptionParams(interval time.Duration) *opcua.SubscriptionParameters {
+	keepAlive := uint32(max(1, keepAliveEvery/max(interval, time.Millisecond)))
+	return &opcua.SubscriptionParameters{
+		Interval:          interval,
+		MaxKeepAliveCount: keepAlive,
+		LifetimeCount:     keepAlive * 6, // the server waits six keep-alives for us
+	}
+}
+
+// monitor creates monitored items for the given tag indices, perCall at a
+// time. Tags the server refuses are remembered and logged; they do not fail
+// the session.
+func (s *Session) monitor(ctx context.Context, c *opcua.Client, sub *opcua.Subscription, handles []uint32, perCall int) error {
+	reqs := make([]*ua.MonitoredItemCreateRequest, 0, min(len(handles), perCall))
+	var reqHandles []uint32
+	flush := func() error {
+		if len(reqs) == 0 {
+			return nil
+		}
+		res, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, reqs...)
+		if err != nil {
+			return fmt.Errorf("create %d monitored items: %w", len(reqs), err)
+		}
+		if sr := res.ResponseHeader.ServiceResult; sr != ua.StatusOK {
+			return fmt.Errorf("create %d monitored items: %w", len(reqs), sr)
+		}
+		if len(res.Results) != len(reqs) {
+			return fmt.Errorf("create %d monitored items: server returned %d results", len(reqs), len(res.Results))
+		}
+		for i, r := range res.Results {
+			s.noteResult(reqHandles[i], r.StatusCode)
+		}
+		reqs, reqHandles = reqs[:0], reqHandles[:0]
+		return nil
+	}
+	for _, h := range handles {
+		req, err := s.itemRequest(c, h)
+		if err != nil {
+			s.noteRejected(h, ua.StatusBadNodeIDUnknown, err)
+			continue
+		}
+		reqs = append(reqs, req)
+		reqHandles = append(reqHandles, h)
+		if len(reqs) == perCall {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+func (s *Session) itemRequest(c *opcua.Client, handle uint32) (*ua.MonitoredItemCreateRequest, error) {
+	tag := s.plc.Tags[handle]
+	nodeID, err := resolveNodeID(tag.Node, c.Namespaces())
+	if err != nil {
+		return nil, err
+	}
+	req := opcua.NewMonitoredItemCreateRequestWithDefaults(nodeID, ua.AttributeIDValue, handle)
+	p := req.RequestedParameters
+	p.SamplingInterval = float64(tag.SamplingInterval.Duration()) / float64(time.Millisecond)
+	p.QueueSize = tag.QueueSize
+	p.DiscardOldest = true
+	if db := tag.Deadband; db != nil {
+		kind := ua.DeadbandTypeAbsolute
+		if db.Type == "percent" {
+			kind = ua.DeadbandTypePercent
+		}
+		p.Filter = ua.NewExtensionObject(&ua.DataChangeFilter{
+			Trigger:       ua.DataChangeTriggerStatusValue,
+			DeadbandType:  uint32(kind),
+			DeadbandValue: db.Value,
+		})
+	}
+	return req, nil
+}
+
+// resolveNodeID turns a configured node id into the server's numbering;
+// nsu= forms need the server's namespace array.
+func resolveNodeID(n config.NodeID, namespaces []string) (*ua.NodeID, error) {
+	if n.NamespaceURI() == "" {
+		return ua.ParseNodeID(n.String())
+	}
+	id, err := ua.ParseExpandedNodeID(n.String(), namespaces)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %q is not in the server's namespace array", n.NamespaceURI())
+	}
+	return id.NodeID, nil
+}
+
+func (s *Session) noteResult(handle uint32, code ua.StatusCode) {
+	if code == ua.StatusOK || ua.StatusCode(uint32(code)&0xC0000000) != ua.StatusBad {
+		if _, was := s.rejected[handle]; was {
+			delete(s.rejected, handle)
+			s.tagLog(handle).Info().Msg("tag accepted by server")
+		}
+		return
+	}
+	s.noteRejected(handle, code, nil)
+}
+
+func (s *Session) noteRejected(handle uint32, code ua.StatusCode, cause error) {
+	if prev, seen := s.rejected[handle]; seen && prev == code {
+		return
+	}
+	s.rejected[handle] = code
+	ev := s.tagLog(handle).Warn().Str("status", statusName(code)).Uint32("status_code", uint32(code))
+	if cause != nil {
+		ev = ev.Err(cause)
+	}
+	ev.Msg("tag rejected by server; retrying while the others stream")
+}
+
+func (s *Session) tagLog(handle uint32) *zerolog.Logger {
+	tag := s.plc.Tags[handle]
+	l := s.log.With().Str("tag", tag.Name).Str("node", tag.Node.String()).Logger()
+	return &l
+}
+
+// retryRejected asks again for tags the server refused, e.g. node ids that
+// come back after a PLC program download.
+func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, subs map[time.Duration]*subscription) {
+	if len(s.rejected) == 0 {
+		return
+	}
+	byInterval := map[time.Duration][]uint32{}
+	for h := range s.rejected {
+		iv := s.plc.Tags[h].PublishingInterval.Duration()
+		byInterval[iv] = append(byInterval[iv], h)
+	}
+	for iv, handles := range byInterval {
+		slices.Sort(handles)
+		if sub := subs[iv]; sub != nil {
+			if err := s.monitor(ctx, c, sub.sub, handles, defaultItemsPerCall); err != nil {
+				s.log.Debug().Err(err).Msg("retrying rejected tags")
+			}
+		}
+	}
+}
+
+// itemsPerCall reads the server's MaxMonitoredItemsPerCall; 0 means no limit.
+func (s *Session) itemsPerCall(ctx context.Context, c *opcua.Client) int {
+	v, err := readValue(ctx, c, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
+	if err != nil || v == nil {
+		return defaultItemsPerCall
+	}
+	if n, ok := v.Value().(uint32); ok && n > 0 {
+		return int(n)
+	}
+	return defaultItemsPerCall
+}
+
+// checkHealth reads the server state: a dead session that gopcua still
+// reports as connected fails here.
+func (s *Session) checkHealth(ctx context.Context, c *opcua.Client) error {
+	v, err := readValue(ctx, c, id.Server_ServerStatus_State)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if st, ok := v.Value().(int32); ok && ua.ServerState(st) != ua.ServerStateRunning {
+		return fmt.Errorf("health check: server state %v", ua.ServerState(st))
+	}
+	return nil
+}
+
+func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, error) {
+	rctx, cancel := context.WithTimeout(ctx, healthInterval)
+	defer cancel()
+	res, err := c.Read(rctx, &ua.ReadRequest{
+		NodesToRead:        []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, node), AttributeID: ua.AttributeIDValue}},
+		TimestampsToReturn: ua.TimestampsToReturnNeither,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Results) != 1 {
+		return nil, fmt.Errorf("read returned %d results", len(res.Results))
+	}
+	if st := res.Results[0].Status; st != ua.StatusOK {
+		return nil, st
+	}
+	return res.Results[0].Value, nil
+}
+
+// handle turns one publish notification into samples.
+func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Sample) error {
+	if n.Error != nil {
+		return fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error)
+	}
+	switch v := n.Value.(type) {
+	case *ua.DataChangeNotification:
+		for _, item := range v.MonitoredItems {
+			if item == nil || int(item.ClientHandle) >= len(s.plc.Tags) {
+				s.log.Warn().Msg("notification for an unknown monitored item; ignored")
+				continue
+			}
+			tag := s.plc.Tags[item.ClientHandle]
+			select {
+			case out <- sampleFrom(s.plc.Name, tag.Name, tag.Node.String(), item.Value):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	case *ua.StatusChangeNotification:
+		return fmt.Errorf("subscription %d: status changed to %s", n.SubscriptionID, statusName(v.Status))
+	}
+	return nil
+}
+
+// drain forwards notifications gopcua already handed over before the session
+// closes, so a shutdown loses nothing that was received.
+func (s *Session) drain(ctx context.Context, notifs <-chan *opcua.PublishNotificationData, out chan<- collectors.Sample) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	for {
+		select {
+		case n := <-notifs:
+			if err := s.handle(dctx, n, out); err != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
