@@ -2,6 +2,8 @@
 // defaults and validation. No network, no goroutines.
 package config
 
+import "go.yaml.in/yaml/v3"
+
 // Config is the whole YAML file.
 type Config struct {
 	Agent Agent `yaml:"agent"`
@@ -10,6 +12,17 @@ type Config struct {
 
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
+
+	root *yaml.Node // the file's node tree, for line numbers in errors
+}
+
+// TagCount returns the number of tags over all PLCs.
+func (c *Config) TagCount() int {
+	n := 0
+	for _, p := range c.PLCs {
+		n += len(p.Tags)
+	}
+	return n
 }
 
 // Agent is the agent's identity and local settings.

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"strings"
+	"time"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults; config.example.yaml shows each of them.
+const (
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "json"
+	DefaultCertDir            = "/etc/tagbridge/certs"
+	DefaultPKIDir             = "/var/lib/tagbridge/pki"
+	DefaultSpoolDir           = "/var/lib/tagbridge/spool"
+	DefaultMQTTURL            = "tcp://127.0.0.1:1883"
+	DefaultQoS                = 1
+	DefaultKeepalive          = 30 * time.Second
+	DefaultTopic              = "tagbridge/{agent}/{plc}/{tag}"
+	DefaultSecurityPolicy     = "None"
+	DefaultSecurityMode       = "None"
+	DefaultReconnectMin       = time.Second
+	DefaultReconnectMax       = 60 * time.Second
+	DefaultPublishingInterval = time.Second
+	DefaultSamplingInterval   = 100 * time.Millisecond
+	DefaultQueueSize          = 10
+)
+
+// applyDefaults fills every unset field, and gives each tag the effective
+// values it inherits from its PLC. Tag.Topic stays "" (publish then uses mqtt.topic).
+func (c *Config) applyDefaults() {
+	a := &c.Agent
+	orString(&a.LogLevel, DefaultLogLevel)
+	orString(&a.LogFormat, DefaultLogFormat)
+	if a.AllowedCertDirs == nil { // an explicit [] allows none
+		a.AllowedCertDirs = []string{DefaultCertDir}
+	}
+	orString(&a.PKIDir, DefaultPKIDir)
+	orString(&a.SpoolDir, DefaultSpoolDir)
+
+	m := &c.MQTT
+	orString(&m.URL, DefaultMQTTURL)
+	orString(&m.ClientID, "tagbridge-"+a.ID)
+	// 0 is a valid QoS, so only a key absent from the file takes the default.
+	if m.QoS == 0 && !c.isSet("mqtt.qos") {
+		m.QoS = DefaultQoS
+	}
+	orDuration(&m.Keepalive, DefaultKeepalive)
+	orString(&m.Topic, DefaultTopic)
+
+	for i := range c.PLCs {
+		p := &c.PLCs[i]
+		orString(&p.Security.Policy, DefaultSecurityPolicy)
+		orString(&p.Security.Mode, DefaultSecurityMode)
+		orDuration(&p.Reconnect.Min, DefaultReconnectMin)
+		orDuration(&p.Reconnect.Max, DefaultReconnectMax)
+		orDuration(&p.PublishingInterval, DefaultPublishingInterval)
+		orDuration(&p.SamplingInterval, DefaultSamplingInterval)
+		if p.QueueSize == 0 {
+			p.QueueSize = DefaultQueueSize
+		}
+		for j := range p.Tags {
+			t := &p.Tags[j]
+			orDuration(&t.SamplingInterval, p.SamplingInterval.Duration())
+			orDuration(&t.PublishingInterval, p.PublishingInterval.Duration())
+			if t.QueueSize == 0 {
+				t.QueueSize = p.QueueSize
+			}
+			orString(&t.Name, defaultTagName(t.Node))
+		}
+	}
+}
+
+// defaultTagName is a node id's identifier without its type prefix, made
+// safe for one MQTT topic level: ns=2;s=Line1.Temp -> Line1.Temp.
+func defaultTagName(n NodeID) string {
+	id := n.Identifier()
+	if len(id) < 2 || id[1] != '=' {
+		return ""
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '+' || r == '#' || r == 0 || unicode.IsSpace(r) {
+			return '_'
+		}
+		return r
+	}, id[2:])
+}
+
+// isSet reports whether path is written in the file with a non-null value.
+func (c *Config) isSet(path string) bool {
+	n := c.root
+	if n == nil {
+		return false
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for key := range strings.SplitSeq(path, ".") {
+		if _, n = lookupKey(n, key); n == nil {
+			return false
+		}
+	}
+	return n.ShortTag() != "!!null"
+}
+
+func orString(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+func orDuration(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}

@@ -1,0 +1,219 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads, decodes, defaults and validates the configuration at path.
+// Problems in the file come back as Errors, all of them at once; a file that
+// cannot be read is a plain wrapped error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for bytes already read; file names them in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{File: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	var typeErr *yaml.TypeError
+	if err != nil && err != io.EOF && !errors.As(err, &typeErr) {
+		return nil, Errors{syntaxError(file, err)}
+	}
+
+	// Second decode, for line numbers. It cannot fail where the first did not.
+	root := &yaml.Node{}
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(root); err != nil && err != io.EOF {
+		return nil, Errors{syntaxError(file, err)}
+	}
+	c.root = root
+
+	var errs Errors
+	var skip []string // paths whose validation a decode error makes moot
+	if typeErr != nil {
+		errs, skip = decodeErrors(file, root, typeErr)
+	}
+
+	c.applyDefaults()
+	var verrs Errors
+	if err := c.Validate(); err != nil {
+		verrs = err.(Errors)
+	}
+	for _, e := range verrs {
+		if !underAny(e.Path, skip) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		errs.sortByLine()
+		return nil, errs
+	}
+	return c, nil
+}
+
+var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func syntaxError(file string, err error) Error {
+	msg := err.Error()
+	if m := syntaxLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Error{File: file, Line: line, Msg: m[2]}
+	}
+	return Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+var (
+	typeErrLine  = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownField = regexp.MustCompile(`^field (.+) not found in type \S+$`)
+	duplicateKey = regexp.MustCompile(`^mapping key (".*") already defined at line (\d+)$`)
+	cannotDecode = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+	quoted       = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+)
+
+// decodeErrors turns the decoder's "line N: ..." messages into Errors placed
+// at a path, and returns the paths whose values the decoder left unset.
+func decodeErrors(file string, root *yaml.Node, te *yaml.TypeError) (errs Errors, skip []string) {
+	all := entries(root)
+	for _, s := range te.Errors {
+		m := typeErrLine.FindStringSubmatch(s)
+		if m == nil {
+			errs = append(errs, Error{File: file, Msg: s})
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		msg := m[2]
+		e := Error{File: file, Line: line, Msg: msg}
+
+		if f := unknownField.FindStringSubmatch(msg); f != nil {
+			if en := findKey(all, line, f[1]); en != nil {
+				e.Path, e.Msg = en.path, "unknown key"
+			}
+		} else if f := duplicateKey.FindStringSubmatch(msg); f != nil {
+			key, _ := strconv.Unquote(f[1])
+			if en := findKey(all, line, key); en != nil {
+				// The decoder drops the whole mapping holding a duplicate key.
+				e.Path, e.Msg = en.path, "duplicate key (first at line "+f[2]+")"
+				skip = append(skip, moot(en.parent))
+			}
+		} else if f := cannotDecode.FindStringSubmatch(msg); f != nil {
+			if en := findValue(all, line, f[1], f[2]); en != nil {
+				en.used = true
+				e.Path = en.path
+				e.Msg = "expected " + describeType(f[3]) + ", got " + describeNode(en.value)
+				skip = append(skip, moot(en.path))
+			}
+		} else {
+			// Our own UnmarshalYAML messages quote the value they reject.
+			var en *entry
+			for _, q := range quoted.FindAllString(msg, -1) {
+				if v, err := strconv.Unquote(q); err == nil {
+					if en = findValue(all, line, "", v); en != nil {
+						break
+					}
+				}
+			}
+			if en == nil {
+				en = findValue(all, line, "", "")
+			}
+			if en != nil {
+				en.used = true
+				e.Path = en.path
+				skip = append(skip, moot(en.path))
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errs, skip
+}
+
+// moot is the path a failed decode leaves unreliable: a list drops an item
+// that fails, so the indexes of the whole list shift.
+func moot(path string) string {
+	if strings.HasSuffix(path, "]") {
+		return path[:strings.LastIndex(path, "[")]
+	}
+	return path
+}
+
+func findKey(all []*entry, line int, key string) *entry {
+	for _, en := range all {
+		if !en.used && en.key != nil && en.key.Line == line && en.key.Value == key {
+			en.used = true
+			return en
+		}
+	}
+	return nil
+}
+
+// findValue returns the first unused node on line matching the decoder's
+// tag and value ("" matches anything; a value ending in "..." is a prefix).
+func findValue(all []*entry, line int, tag, value string) *entry {
+	for _, en := range all {
+		n := en.value
+		if en.used || n.Line != line || !kindMatches(n, tag) {
+			continue
+		}
+		prefix, cut := strings.CutSuffix(value, "...")
+		if value == "" || n.Value == value || cut && strings.HasPrefix(n.Value, prefix) {
+			return en
+		}
+	}
+	return nil
+}
+
+func kindMatches(n *yaml.Node, tag string) bool {
+	switch tag {
+	case "":
+		return true
+	case "map":
+		return n.Kind == yaml.MappingNode
+	case "seq":
+		return n.Kind == yaml.SequenceNode
+	}
+	return n.Kind == yaml.ScalarNode
+}
+
+// describeType names a Go type from a decoder message the way a YAML author thinks of it.
+func describeType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["), strings.Contains(t, "."):
+		return "a mapping"
+	case strings.HasPrefix(t, "uint"):
+		return "a non-negative integer"
+	case strings.HasPrefix(t, "int"):
+		return "an integer"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	}
+	return t
+}
+
+// underAny reports whether path is one of prefixes or lies beneath one.
+func underAny(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if p == "" || path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	return false
+}

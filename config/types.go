@@ -1,0 +1,130 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration written as a Go duration string ("500ms", "1s").
+type Duration time.Duration
+
+// Duration returns d as a time.Duration.
+func (d Duration) Duration() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes d back in the form it is read.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML parses a Go duration string; negative durations are rejected.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return scalarError(n, "expected a duration (e.g. 500ms, 1s, 2m), got %s", describeNode(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return scalarError(n, "%q is not a valid duration (e.g. 500ms, 1s, 2m)", n.Value)
+	}
+	if v < 0 {
+		return scalarError(n, "%q must not be negative", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// NodeID is an OPC UA node id in its string form, checked at load time.
+// Raw is handed to ua.ParseNodeID, or ua.ParseExpandedNodeID with the
+// server's namespace array for the nsu= form.
+type NodeID struct {
+	Raw string
+}
+
+// ParseNodeID checks the syntax of an OPC UA node id: [ns=<n>;|nsu=<uri>;]{i|s|g|b}=<id>.
+func ParseNodeID(s string) (NodeID, error) {
+	bad := fmt.Errorf("%q is not a valid node id", s)
+	ns, id := splitNodeID(s)
+	// gopcua takes an unknown "x=1" as a string id; we want a typo caught.
+	if len(id) < 3 || id[1] != '=' || !strings.ContainsRune("isgb", rune(id[0])) {
+		return NodeID{}, bad
+	}
+	check := s
+	if uri, ok := strings.CutPrefix(ns, "nsu="); ok {
+		if uri == "" {
+			return NodeID{}, bad
+		}
+		// The namespace index is only known once connected; check the syntax alone.
+		check = "ns=1;" + id
+	}
+	if _, err := ua.ParseNodeID(check); err != nil {
+		return NodeID{}, bad
+	}
+	return NodeID{Raw: s}, nil
+}
+
+// splitNodeID splits s into its namespace part ("" when absent) and identifier.
+func splitNodeID(s string) (ns, id string) {
+	if !strings.HasPrefix(s, "ns=") && !strings.HasPrefix(s, "nsu=") {
+		return "", s
+	}
+	ns, id, _ = strings.Cut(s, ";")
+	return ns, id
+}
+
+func (n NodeID) String() string { return n.Raw }
+
+// NamespaceURI returns the uri of an nsu= node id, else "".
+func (n NodeID) NamespaceURI() string {
+	ns, _ := splitNodeID(n.Raw)
+	uri, _ := strings.CutPrefix(ns, "nsu=")
+	return uri
+}
+
+// Identifier returns the part after the namespace, e.g. "s=Line1.Temp".
+func (n NodeID) Identifier() string {
+	_, id := splitNodeID(n.Raw)
+	return id
+}
+
+// MarshalYAML writes the node id back as its string form.
+func (n NodeID) MarshalYAML() (any, error) { return n.Raw, nil }
+
+// UnmarshalYAML checks the node id's syntax. An empty value stays empty so
+// that Validate reports it as missing.
+func (n *NodeID) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind != yaml.ScalarNode {
+		return scalarError(node, "expected a node id (e.g. ns=2;s=Line1.Temp), got %s", describeNode(node))
+	}
+	if node.Value == "" {
+		*n = NodeID{}
+		return nil
+	}
+	id, err := ParseNodeID(node.Value)
+	if err != nil {
+		return scalarError(node, "%s", err)
+	}
+	*n = id
+	return nil
+}
+
+// scalarError is returned by UnmarshalYAML methods. A *yaml.TypeError lets the
+// decoder carry on and report the other problems too; any other error stops it.
+func scalarError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
+}
+
+// describeNode names what a node holds, for "expected X, got Y" messages.
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
