@@ -118,5 +118,8 @@ type Secret string
 func (Secret) String() string   { return "[redacted]" }
 func (Secret) GoString() string { return "[redacted]" }
 
+// MarshalText keeps the value out of JSON and YAML dumps and structured logs.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
 // Reveal returns the secret's value, for handing to a client library only.
 func (s Secret) Reveal() string { return string(s) }
