@@ -1,0 +1,209 @@
+package publish
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tagbridge/tagbridge/collectors"
+)
+
+// AppendJSON appends s as one JSON object to dst and returns the extended
+// slice. The keys and their order are fixed:
+//
+//	{"plc":…,"tag":…,"node":…,"value":…,"type":…,"status":…,"status_code":…,"source_time":…,"server_time":…}
+//
+// A zero source_time or server_time is left out. Scalar values are written
+// without allocating when dst has room.
+func AppendJSON(dst []byte, s *collectors.Sample) []byte {
+	dst = append(dst, `{"plc":`...)
+	dst = appendString(dst, s.PLC)
+	dst = append(dst, `,"tag":`...)
+	dst = appendString(dst, s.Tag)
+	dst = append(dst, `,"node":`...)
+	dst = appendString(dst, s.Node)
+	dst = append(dst, `,"value":`...)
+	dst = appendValue(dst, s.Value)
+	dst = append(dst, `,"type":`...)
+	dst = appendString(dst, s.Type)
+	dst = append(dst, `,"status":`...)
+	dst = appendString(dst, s.Status)
+	dst = append(dst, `,"status_code":`...)
+	dst = strconv.AppendUint(dst, uint64(s.StatusCode), 10)
+	if !s.SourceTime.IsZero() {
+		dst = append(dst, `,"source_time":`...)
+		dst = appendTime(dst, s.SourceTime)
+	}
+	if !s.ServerTime.IsZero() {
+		dst = append(dst, `,"server_time":`...)
+		dst = appendTime(dst, s.ServerTime)
+	}
+	return append(dst, '}')
+}
+
+func appendValue(dst []byte, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case bool:
+		return strconv.AppendBool(dst, v)
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case int8:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case int16:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case int32:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case int64:
+		return strconv.AppendInt(dst, v, 10)
+	case uint:
+		return strconv.AppendUint(dst, uint64(v), 10)
+	case uint8:
+		return strconv.AppendUint(dst, uint64(v), 10)
+	case uint16:
+		return strconv.AppendUint(dst, uint64(v), 10)
+	case uint32:
+		return strconv.AppendUint(dst, uint64(v), 10)
+	case uint64:
+		return strconv.AppendUint(dst, v, 10)
+	case float32:
+		return appendFloat(dst, float64(v), 32)
+	case float64:
+		return appendFloat(dst, v, 64)
+	case string:
+		return appendString(dst, v)
+	case []byte:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v)
+		return append(dst, '"')
+	case time.Time:
+		return appendTime(dst, v)
+	case []any:
+		// By hand rather than encoding/json, so that NaN and ±Inf inside
+		// arrays and structures are written as in scalars instead of failing.
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendValue(dst, e)
+		}
+		return append(dst, ']')
+	case map[string]any:
+		dst = append(dst, '{')
+		for i, k := range slices.Sorted(maps.Keys(v)) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendValue(dst, v[k])
+		}
+		return append(dst, '}')
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Keep the message valid JSON; the value cannot be represented.
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
+}
+
+// appendFloat writes f like encoding/json (shortest round-trip form,
+// exponent only for very small or large magnitudes), and NaN and ±Inf as
+// strings, as OPC UA Part 6 JSON does.
+func appendFloat(dst []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(dst, `"NaN"`...)
+	case math.IsInf(f, 1):
+		return append(dst, `"Infinity"`...)
+	case math.IsInf(f, -1):
+		return append(dst, `"-Infinity"`...)
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) ||
+			bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, bits)
+	if format == 'e' {
+		// Clean up e-09 to e-9, as encoding/json does.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+// appendTime writes t in UTC as RFC 3339 with the fractional seconds it has.
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+const hex = "0123456789abcdef"
+
+// appendString writes s as a JSON string, escaped as encoding/json does
+// without HTML escaping: invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029
+// are escaped so the output is also safe inside JavaScript.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,233 @@
+package publish
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+)
+
+func TestAppendJSONExample(t *testing.T) {
+	s := collectors.Sample{
+		PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp",
+		Value: 21.5, Type: "Double", Status: "Good", StatusCode: 0,
+		SourceTime: time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC),
+		// Not UTC on purpose: the output is.
+		ServerTime: time.Date(2026, 11, 22, 11, 15, 30, 124000000, time.FixedZone("CET", 3600)),
+	}
+	want := `{"plc":"press1","tag":"temperature","node":"ns=2;s=Line1.Temp","value":21.5,"type":"Double","status":"Good","status_code":0,"source_time":"2026-11-22T10:15:30.123456Z","server_time":"2026-11-22T10:15:30.124Z"}`
+	if got := string(AppendJSON(nil, &s)); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestAppendJSONZeroTimesOmitted(t *testing.T) {
+	s := collectors.Sample{PLC: "p", Tag: "t", Node: "i=1", Value: true, Type: "Boolean", Status: "BadCommunicationError", StatusCode: 0x80050000}
+	want := `{"plc":"p","tag":"t","node":"i=1","value":true,"type":"Boolean","status":"BadCommunicationError","status_code":2147811328}`
+	if got := string(AppendJSON(nil, &s)); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestAppendJSONValues(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("X", -7200))
+	tests := []struct {
+		name  string
+		value any
+		want  string // the value's exact JSON text
+		dec   any    // what encoding/json decodes it to
+	}{
+		{"nil", nil, `null`, nil},
+		{"true", true, `true`, true},
+		{"false", false, `false`, false},
+		{"int", -42, `-42`, -42.0},
+		{"int8", int8(-128), `-128`, -128.0},
+		{"int16", int16(-32768), `-32768`, -32768.0},
+		{"int32", int32(-2147483648), `-2147483648`, -2147483648.0},
+		{"int64 min", int64(math.MinInt64), `-9223372036854775808`, float64(math.MinInt64)},
+		{"uint", uint(7), `7`, 7.0},
+		{"uint8", uint8(255), `255`, 255.0},
+		{"uint16", uint16(65535), `65535`, 65535.0},
+		{"uint32", uint32(4294967295), `4294967295`, 4294967295.0},
+		{"uint64 max", uint64(math.MaxUint64), `18446744073709551615`, float64(math.MaxUint64)},
+		{"float64", 21.5, `21.5`, 21.5},
+		{"float64 third", 1.0 / 3, `0.3333333333333333`, 1.0 / 3},
+		{"float64 zero", 0.0, `0`, 0.0},
+		{"float64 negative zero", math.Copysign(0, -1), `-0`, math.Copysign(0, -1)},
+		{"float64 small", 1e-7, `1e-7`, 1e-7},
+		{"float64 large", 1e21, `1e+21`, 1e21},
+		{"float64 below large", 1e20, `100000000000000000000`, 1e20},
+		{"float64 max", math.MaxFloat64, `1.7976931348623157e+308`, math.MaxFloat64},
+		{"float32", float32(0.1), `0.1`, 0.1},
+		{"float32 small", float32(1e-7), `1e-7`, 1e-7},
+		{"float32 max", float32(math.MaxFloat32), `3.4028235e+38`, 3.4028235e+38},
+		{"NaN", math.NaN(), `"NaN"`, "NaN"},
+		{"+Inf", math.Inf(1), `"Infinity"`, "Infinity"},
+		{"-Inf", math.Inf(-1), `"-Infinity"`, "-Infinity"},
+		{"float32 NaN", float32(math.NaN()), `"NaN"`, "NaN"},
+		{"float32 -Inf", float32(math.Inf(-1)), `"-Infinity"`, "-Infinity"},
+		{"string", "hello", `"hello"`, "hello"},
+		{"string empty", "", `""`, ""},
+		{"string escapes", "a\"b\\c\nd\re\tf\bg\fh\x00i\x1fj", `"a\"b\\c\nd\re\tf\bg\fh\u0000i\u001fj"`, "a\"b\\c\nd\re\tf\bg\fh\x00i\x1fj"},
+		{"string html unescaped", "<a&b>", `"<a&b>"`, "<a&b>"},
+		{"string unicode", "Grüße €😀", `"Grüße €😀"`, "Grüße €😀"},
+		{"string invalid utf8", "a\xffb\xc3", `"a\ufffdb\ufffd"`, "a\ufffdb\ufffd"},
+		{"string line separators", "a\u2028b\u2029c", `"a\u2028b\u2029c"`, "a\u2028b\u2029c"},
+		{"bytes", []byte{0, 1, 2, 0xff}, `"AAEC/w=="`, "AAEC/w=="},
+		{"bytes empty", []byte{}, `""`, ""},
+		{"time", ts, `"2026-01-02T05:04:05.0000006Z"`, "2026-01-02T05:04:05.0000006Z"},
+		{"array", []any{int64(1), "x", []any{true, nil}, math.NaN()}, `[1,"x",[true,null],"NaN"]`, []any{1.0, "x", []any{true, nil}, "NaN"}},
+		{"array empty", []any{}, `[]`, []any{}},
+		{"structure", map[string]any{"b": 2.5, "a": map[string]any{"x": "y"}, "c": math.Inf(1)}, `{"a":{"x":"y"},"b":2.5,"c":"Infinity"}`, map[string]any{"a": map[string]any{"x": "y"}, "b": 2.5, "c": "Infinity"}},
+		{"fallback", []int{1, 2}, `[1,2]`, []any{1.0, 2.0}},
+		{"fallback unsupported", []float64{math.NaN()}, `null`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := collectors.Sample{PLC: "p", Tag: "t", Node: "n", Value: tt.value, Type: "T", Status: "Good"}
+			got := AppendJSON([]byte("prefix"), &s)
+			if !bytes.HasPrefix(got, []byte("prefix")) {
+				t.Fatalf("dst not appended to: %s", got)
+			}
+			got = got[len("prefix"):]
+			want := `{"plc":"p","tag":"t","node":"n","value":` + tt.want + `,"type":"T","status":"Good","status_code":0}`
+			if string(got) != want {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON: %s", got)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(got, &m); err != nil {
+				t.Fatal(err)
+			}
+			if dec := m["value"]; !reflect.DeepEqual(dec, tt.dec) && !bothNegZero(dec, tt.dec) {
+				t.Errorf("value decodes to %#v, want %#v", dec, tt.dec)
+			}
+		})
+	}
+}
+
+func bothNegZero(a, b any) bool {
+	x, ok1 := a.(float64)
+	y, ok2 := b.(float64)
+	return ok1 && ok2 && x == 0 && y == 0 && math.Signbit(x) == math.Signbit(y)
+}
+
+// TestAppendJSONAllocs holds the hot path to zero allocations for scalars.
+func TestAppendJSONAllocs(t *testing.T) {
+	ts := time.Now()
+	for _, v := range []any{21.5, float32(1.5), int64(-1), uint64(1), int32(7), true, "text with \"quotes\"", []byte("raw"), ts, nil} {
+		s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: v, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts}
+		dst := make([]byte, 0, 512)
+		if n := testing.AllocsPerRun(100, func() { dst = AppendJSON(dst[:0], &s) }); n != 0 {
+			t.Errorf("%T: %v allocs per call, want 0", v, n)
+		}
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("press1", "temperature", "hello", 21.5)
+	f.Add("", "\x00", "a\xffb\u2028\"\\", math.Inf(1))
+	f.Add("<&>", "ü", "\x7f\x80", 1e-7)
+	f.Add("p", "t", "", 1e21)
+	f.Fuzz(func(t *testing.T, plc, tag, str string, fl float64) {
+		for _, v := range []any{str, fl, float32(fl)} {
+			s := collectors.Sample{PLC: plc, Tag: tag, Node: str, Value: v, Status: str}
+			got := AppendJSON(nil, &s)
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON for %q: %s", v, got)
+			}
+			var dec struct {
+				PLC, Tag, Node, Status string
+				Value                  json.RawMessage
+			}
+			if err := json.Unmarshal(got, &dec); err != nil {
+				t.Fatal(err)
+			}
+			// Strings decode to what encoding/json would give.
+			for _, c := range []struct{ got, in string }{{dec.PLC, plc}, {dec.Tag, tag}, {dec.Node, str}, {dec.Status, str}} {
+				if want := roundTrip(t, c.in); c.got != want {
+					t.Errorf("string %q decodes to %q, want %q", c.in, c.got, want)
+				}
+			}
+			// Values are byte for byte what encoding/json writes, except for
+			// the non-finite floats it rejects.
+			var want []byte
+			switch v := v.(type) {
+			case float64:
+				want = nonFinite(v)
+			case float32:
+				want = nonFinite(float64(v))
+			}
+			if want == nil {
+				want = marshal(t, v)
+			}
+			if !bytes.Equal(dec.Value, want) {
+				t.Errorf("value %v: got %s, want %s", v, dec.Value, want)
+			}
+		}
+	})
+}
+
+// nonFinite is the JSON for NaN and ±Inf, or nil for finite f.
+func nonFinite(f float64) []byte {
+	switch {
+	case math.IsNaN(f):
+		return []byte(`"NaN"`)
+	case math.IsInf(f, 1):
+		return []byte(`"Infinity"`)
+	case math.IsInf(f, -1):
+		return []byte(`"-Infinity"`)
+	}
+	return nil
+}
+
+// marshal is encoding/json's output for v, without HTML escaping.
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+func roundTrip(t *testing.T, s string) string {
+	t.Helper()
+	var out string
+	if err := json.Unmarshal(marshal(t, s), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
+	for _, bc := range []struct {
+		name  string
+		value any
+	}{
+		{"float64", 21.5},
+		{"int64", int64(123456789)},
+		{"bool", true},
+		{"string", "Line 1 running"},
+		{"array", []any{1.5, 2.5, 3.5}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: bc.value, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts}
+			dst := make([]byte, 0, 512)
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = AppendJSON(dst[:0], &s)
+			}
+			b.SetBytes(int64(len(dst)))
+		})
+	}
+}
