@@ -1,0 +1,306 @@
+// Package brokertest runs a real Mosquitto broker for tests, and subscribes
+// to it.
+//
+//	b := brokertest.Start(t)
+//	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+//	// ... publish to b.URL() ...
+//	m := <-msgs
+//
+// The broker is /usr/sbin/mosquitto from the Debian package, run as a child
+// process on a free loopback port. It keeps sessions, subscriptions and
+// queued messages across Restart, like a production broker with persistence.
+package brokertest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+const (
+	mosquitto = "/usr/sbin/mosquitto"
+	passwd    = "/usr/bin/mosquitto_passwd"
+	deadline  = 10 * time.Second
+)
+
+// Broker is a running Mosquitto.
+type Broker struct {
+	t    testing.TB
+	dir  string
+	port int
+	log  lockedBuffer // stderr of every run, shown when the test fails
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// Option changes how Start configures the broker.
+type Option func(*settings)
+
+type settings struct {
+	users [][2]string
+}
+
+// WithUser turns anonymous access off and adds a user with this password.
+// The test is skipped if mosquitto_passwd is not installed.
+func WithUser(name, password string) Option {
+	return func(s *settings) { s.users = append(s.users, [2]string{name, password}) }
+}
+
+// Start runs Mosquitto until the test ends. It fails the test if Mosquitto
+// is not installed or does not accept connections within 10 s.
+func Start(t testing.TB, opts ...Option) *Broker {
+	t.Helper()
+	if _, err := os.Stat(mosquitto); err != nil {
+		t.Fatalf("brokertest: %v: the tests need Mosquitto (Debian package mosquitto); run them through scripts/test, which installs it", err)
+	}
+	var s settings
+	for _, o := range opts {
+		o(&s)
+	}
+	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t)}
+	conf := fmt.Sprintf(`listener %d 127.0.0.1
+persistence true
+persistence_location %s/
+autosave_interval 0
+max_queued_messages 0
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+`, b.port, b.dir)
+	if os.Geteuid() == 0 {
+		conf += "user root\n" // else it drops to user mosquitto, who cannot read dir
+	}
+	if len(s.users) == 0 {
+		conf += "allow_anonymous true\n"
+	} else {
+		file := filepath.Join(b.dir, "passwd")
+		for i, u := range s.users {
+			args := []string{"-b", file, u[0], u[1]}
+			if i == 0 {
+				args = append([]string{"-c"}, args...)
+			}
+			if _, err := os.Stat(passwd); err != nil {
+				t.Skipf("brokertest: %v: cannot create users without mosquitto_passwd", err)
+			}
+			if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
+				t.Fatalf("brokertest: mosquitto_passwd: %v\n%s", err, out)
+			}
+		}
+		conf += "allow_anonymous false\npassword_file " + file + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.kill()
+		if t.Failed() {
+			t.Logf("mosquitto log:\n%s", b.log.String())
+		}
+	})
+	b.start()
+	return b
+}
+
+// URL is the broker's address, "tcp://127.0.0.1:PORT".
+func (b *Broker) URL() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.port) }
+
+// Stop shuts the broker down, saving its sessions, and waits until it has exited.
+func (b *Broker) Stop() {
+	b.t.Helper()
+	if b.cmd == nil {
+		return
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.t.Fatalf("brokertest: stop: %v", err)
+	}
+	select {
+	case <-b.exited:
+	case <-time.After(deadline):
+		b.t.Fatalf("brokertest: mosquitto did not stop within %v", deadline)
+	}
+	b.cmd = nil
+}
+
+// Restart stops the broker if it is running and starts it again on the same
+// port, with the sessions it had.
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.Stop()
+	b.start()
+}
+
+func (b *Broker) start() {
+	b.t.Helper()
+	cmd := exec.Command(mosquitto, "-c", filepath.Join(b.dir, "mosquitto.conf"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.t.Fatalf("brokertest: %v", err)
+	}
+	running := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		// Mosquitto says when its listener is open.
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			b.log.WriteLine(sc.Text())
+			if !seen && strings.Contains(sc.Text(), " running") {
+				seen = true
+				close(running)
+			}
+		}
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	b.cmd, b.exited = cmd, exited
+
+	timeout := time.After(deadline)
+	select {
+	case <-running:
+	case <-exited:
+		b.t.Fatalf("brokertest: mosquitto exited at start:\n%s", b.log.String())
+	case <-timeout:
+		b.t.Fatalf("brokertest: mosquitto not running within %v:\n%s", deadline, b.log.String())
+	}
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(b.port), deadline)
+	if err != nil {
+		b.t.Fatalf("brokertest: mosquitto running but not accepting connections: %v\n%s", err, b.log.String())
+	}
+	conn.Close()
+}
+
+func (b *Broker) kill() {
+	if b.cmd == nil {
+		return
+	}
+	_ = b.cmd.Process.Kill()
+	<-b.exited
+	b.cmd = nil
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Message is one message received by Subscribe.
+type Message struct {
+	Topic    string
+	Payload  []byte
+	Retained bool // delivered from the broker's retained store on subscribing
+}
+
+var clients atomic.Int64
+
+// Subscribe connects to the broker at url (user:password@ in the URL is
+// used) and subscribes to topic. It returns once the broker has confirmed
+// the subscription. Messages arrive on the channel in the order received; it
+// is closed when the test ends. The session is persistent and survives
+// broker restarts.
+func Subscribe(t testing.TB, url, topic string, qos byte) <-chan Message {
+	t.Helper()
+	ch := make(chan Message, 1024)
+	done := make(chan struct{})
+	var (
+		mu       sync.Mutex
+		closed   bool
+		connects atomic.Int64
+	)
+	opts := mqtt.NewClientOptions().
+		AddBroker(url).
+		SetClientID(fmt.Sprintf("brokertest-%d-%d", os.Getpid(), clients.Add(1))).
+		SetProtocolVersion(4).
+		SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(time.Second).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			mu.Lock()
+			defer mu.Unlock()
+			if closed {
+				return
+			}
+			select {
+			case ch <- Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()}:
+			case <-done:
+			}
+		}).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			// Subscribe again after a reconnect, in case the broker lost the
+			// session; the first subscription is made below.
+			if connects.Add(1) > 1 {
+				c.Subscribe(topic, qos, nil)
+			}
+		})
+	c := mqtt.NewClient(opts)
+	if err := wait(c.Connect()); err != nil {
+		t.Fatalf("brokertest: subscriber connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() {
+		close(done)
+		c.Disconnect(100)
+		mu.Lock()
+		closed = true
+		close(ch)
+		mu.Unlock()
+	})
+	tok := c.Subscribe(topic, qos, nil)
+	if err := wait(tok); err != nil {
+		t.Fatalf("brokertest: subscribe %q: %v", topic, err)
+	}
+	if granted := tok.(*mqtt.SubscribeToken).Result()[topic]; granted > 2 {
+		t.Fatalf("brokertest: subscribe %q: refused by the broker (code %#x)", topic, granted)
+	}
+	return ch
+}
+
+func wait(tok mqtt.Token) error {
+	if !tok.WaitTimeout(deadline) {
+		return errors.New("timed out")
+	}
+	return tok.Error()
+}
+
+// lockedBuffer collects log lines from a goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) WriteLine(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.WriteString(s)
+	l.buf.WriteByte('\n')
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
