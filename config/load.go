@@ -47,6 +47,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if typeErr != nil {
 		errs, skip = decodeErrors(file, root, typeErr)
 	}
+	// Decode reads one document; a second one would be ignored without a word.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		errs = append(errs, Error{File: file, Line: extra.Line, Msg: "only one YAML document is allowed"})
+	} else if err != io.EOF {
+		errs = append(errs, syntaxError(file, err))
+	}
 
 	c.applyDefaults()
 	var verrs Errors

@@ -79,8 +79,10 @@ func (n NodeID) String() string { return n.Raw }
 // NamespaceURI returns the uri of an nsu= node id, else "".
 func (n NodeID) NamespaceURI() string {
 	ns, _ := splitNodeID(n.Raw)
-	uri, _ := strings.CutPrefix(ns, "nsu=")
-	return uri
+	if uri, ok := strings.CutPrefix(ns, "nsu="); ok {
+		return uri
+	}
+	return ""
 }
 
 // Identifier returns the part after the namespace, e.g. "s=Line1.Temp".

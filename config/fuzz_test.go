@@ -1,0 +1,41 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzLoad feeds arbitrary bytes through the whole load path: it may reject
+// them, but must not panic, and every error must carry the file name.
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.yaml")
+	seeds = append(seeds, "../config.example.yaml")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("a: &a [*a]\nagent: {id: *a}"))
+	f.Add([]byte("plcs: [{tags: [{node: {<<: *x}}]}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if err == nil {
+			if c == nil {
+				t.Fatal("nil config without error")
+			}
+			return
+		}
+		errs, ok := err.(Errors)
+		if !ok || len(errs) == 0 {
+			t.Fatalf("error %T %v, want non-empty Errors", err, err)
+		}
+		for _, e := range errs {
+			if e.File != "fuzz.yaml" {
+				t.Fatalf("error without file: %v", e)
+			}
+		}
+	})
+}
