@@ -365,6 +365,10 @@ func (s *Session) itemsPerCall(ctx context.Context, c *opcua.Client) int {
 // reports as connected fails here.
 func (s *Session) checkHealth(ctx context.Context, c *opcua.Client) error {
 	v, err := readValue(ctx, c, id.Server_ServerStatus_State)
+	var st ua.StatusCode
+	if errors.As(err, &st) && !isSessionError(st) {
+		return nil // the server answered; it just does not expose its state
+	}
 	if err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
@@ -372,6 +376,18 @@ func (s *Session) checkHealth(ctx context.Context, c *opcua.Client) error {
 		return fmt.Errorf("health check: server state %v", ua.ServerState(st))
 	}
 	return nil
+}
+
+// isSessionError tells status codes that mean the session or channel is gone.
+func isSessionError(c ua.StatusCode) bool {
+	switch c {
+	case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSessionNotActivated,
+		ua.StatusBadSecureChannelIDInvalid, ua.StatusBadSecureChannelClosed, ua.StatusBadServerNotConnected,
+		ua.StatusBadServerHalted, ua.StatusBadShutdown, ua.StatusBadCommunicationError, ua.StatusBadConnectionClosed,
+		ua.StatusBadTimeout, ua.StatusBadTooManySessions:
+		return true
+	}
+	return false
 }
 
 func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, error) {
