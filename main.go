@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		return cmdRun(args[1:], stderr)
+		return cmdRun(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "version":
@@ -100,10 +100,10 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
+func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "run [-c FILE]\n\nRuns the agent until SIGINT or SIGTERM, then stops in order within 10 s.", stderr)
 	file := fs.String("c", defaultConfig, "configuration `file`")
-	if code, done := parseFlags(fs, args, stderr); done {
+	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
 	cfg, err := config.Load(*file)
