@@ -1,0 +1,583 @@
+// Command plcsim is a simulated PLC for trying and testing tagbridge: an OPC UA
+// server (security None, anonymous login) whose variables all change at every
+// interval.
+//
+// Variable i has the type Double, Int32, Boolean or String by i%4, the node id
+// ns=1;s=<Type>.<i> (e.g. ns=1;s=Int32.0001, the index zero-padded to at
+// least four digits) and the tag name <type>_<i> (e.g. int32_0001). Int32
+// variables are counters that go up by exactly one at each change, so a client
+// can tell a lost or merged value from a delivered one.
+//
+// Once it listens, plcsim prints exactly one line "READY opc.tcp://HOST:PORT"
+// to stdout and logs to stderr. It stops on SIGINT or SIGTERM.
+//
+// Usage:
+//
+//	plcsim [-host 127.0.0.1] [-port 0] [-tags 100] [-interval 100ms] [-start 0]
+//	plcsim -tags 20 -print-tags
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/server"
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
+)
+
+const (
+	// namespaceURI names the simulator's own namespace. gopcua's server
+	// gives the first namespace added after its built-in namespace 0 the
+	// index 1.
+	namespaceURI   = "urn:tagbridge:plcsim"
+	namespaceIndex = 1
+
+	// sendTimeout bounds how long one tick waits for a subscription to take
+	// a notification before it gives up on that subscription for the tick.
+	sendTimeout = 250 * time.Millisecond
+
+	// startAttempts is how often a free port is picked again when another
+	// process took it between picking and listening.
+	startAttempts = 10
+)
+
+// kind is the OPC UA built-in type of a variable.
+type kind struct {
+	name     string // type name, as used in node ids
+	dataType uint32 // numeric id of the DataType node in namespace 0
+}
+
+// kinds is indexed by the variable's index modulo 4.
+var kinds = [4]kind{
+	{"Double", id.Double},
+	{"Int32", id.Int32},
+	{"Boolean", id.Boolean},
+	{"String", id.String},
+}
+
+type options struct {
+	host      string
+	port      int
+	tags      int
+	interval  time.Duration
+	start     int
+	printTags bool
+	debug     bool
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "plcsim: %v\n", err)
+		return 2
+	}
+	tags := newTags(opts.tags)
+	if opts.printTags {
+		if err := writeTags(stdout, tags); err != nil {
+			fmt.Fprintf(stderr, "plcsim: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+
+	level := zerolog.InfoLevel
+	if opts.debug {
+		level = zerolog.DebugLevel
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05.000"}).
+		Level(level).With().Timestamp().Logger()
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(debugWriter{log.With().Str("component", "gopcua").Logger()})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s := &sim{opts: opts, log: log, tags: tags, byKey: make(map[string]*tag, len(tags)), warned: map[*server.Subscription]bool{}}
+	for _, t := range tags {
+		s.byKey[t.key] = t
+	}
+	s.set(int32(opts.start), time.Now())
+
+	url, err := s.start(ctx)
+	if err != nil {
+		log.Error().Err(err).Msg("start server")
+		return 1
+	}
+	if _, err := fmt.Fprintf(stdout, "READY %s\n", url); err != nil {
+		log.Error().Err(err).Msg("write READY line")
+		s.srv.Close()
+		return 1
+	}
+	if f, ok := stdout.(*os.File); ok {
+		_ = f.Sync() // pipes cannot sync; os.File writes are unbuffered anyway
+	}
+	log.Info().Str("endpoint", url).Int("tags", len(tags)).Dur("interval", opts.interval).Msg("listening")
+
+	s.run(ctx)
+
+	log.Info().Msg("stopping")
+	s.srv.Close()
+	log.Info().Msg("stopped")
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("plcsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.host, "host", "127.0.0.1", "address to listen on; also the host in the advertised endpoint URL")
+	fs.IntVar(&o.port, "port", 0, "TCP port to listen on; 0 picks a free one")
+	fs.IntVar(&o.tags, "tags", 100, "number of variables; variable i is a Double, Int32, Boolean or String by i%4")
+	fs.DurationVar(&o.interval, "interval", 100*time.Millisecond, "time between changes; every variable changes each time")
+	fs.IntVar(&o.start, "start", 0, "value of the Int32 counters before the first change")
+	fs.BoolVar(&o.printTags, "print-tags", false, "print a YAML tags: list for a tagbridge config and exit")
+	fs.BoolVar(&o.debug, "debug", false, "log debug messages, gopcua's included")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: plcsim [flags]\n\nA simulated PLC: an OPC UA server on opc.tcp://HOST:PORT (security None,\nanonymous) whose variables change every interval. Prints \"READY <endpoint>\"\nto stdout once it listens.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case o.host == "":
+		return o, errors.New("-host: must not be empty")
+	case o.port < 0 || o.port > 65535:
+		return o, fmt.Errorf("-port: %d is not a TCP port", o.port)
+	case o.tags < 0:
+		return o, fmt.Errorf("-tags: %d is negative", o.tags)
+	case o.interval <= 0:
+		return o, fmt.Errorf("-interval: %s is not positive", o.interval)
+	case o.start < math.MinInt32 || o.start > math.MaxInt32:
+		return o, fmt.Errorf("-start: %d does not fit an Int32", o.start)
+	}
+	return o, nil
+}
+
+// tag is one simulated variable.
+type tag struct {
+	index int
+	kind  kind
+	name  string     // tag name for the tagbridge config, e.g. int32_0001
+	node  *ua.NodeID // e.g. ns=1;s=Int32.0001
+	key   string     // node.String(), the key of gopcua's monitored item index
+
+	value atomic.Pointer[ua.DataValue] // current value; read by the server's goroutines
+}
+
+func newTags(n int) []*tag {
+	width := max(4, len(strconv.Itoa(max(n-1, 0))))
+	tags := make([]*tag, n)
+	for i := range tags {
+		k := kinds[i%4]
+		node := ua.NewStringNodeID(namespaceIndex, fmt.Sprintf("%s.%0*d", k.name, width, i))
+		tags[i] = &tag{
+			index: i,
+			kind:  k,
+			name:  fmt.Sprintf("%s_%0*d", strings.ToLower(k.name), width, i),
+			node:  node,
+			key:   node.String(),
+		}
+	}
+	return tags
+}
+
+// read is the node's value callback.
+func (t *tag) read() *ua.DataValue { return t.value.Load() }
+
+// writeTags prints a YAML tags: list to paste into a plcs[] entry of a
+// tagbridge config.
+func writeTags(w io.Writer, tags []*tag) error {
+	var b strings.Builder
+	b.WriteString("tags:\n")
+	for _, t := range tags {
+		fmt.Fprintf(&b, "  - name: %s\n    node: %q\n", t.name, t.node.String())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// sim owns the server, the variables and the change loop.
+type sim struct {
+	opts  options
+	log   zerolog.Logger
+	srv   *server.Server
+	tags  []*tag
+	byKey map[string]*tag
+
+	out    []delivery                    // reused by notify
+	warned map[*server.Subscription]bool // subscriptions already reported as stuck
+}
+
+// set gives every variable its value for the given counter. It runs once per
+// tick for every variable, so it shares what it can: one Variant per tick for
+// all Int32, Boolean and String variables, one server timestamp.
+func (s *sim) set(counter int32, now time.Time) {
+	served := time.Now()
+	cnt := ua.MustVariant(counter)
+	str := ua.MustVariant("v" + strconv.Itoa(int(counter)))
+	even, odd := ua.MustVariant(true), ua.MustVariant(false)
+	if counter%2 != 0 {
+		even, odd = odd, even
+	}
+	for _, t := range s.tags {
+		var v *ua.Variant
+		switch t.index % 4 {
+		case 0:
+			x := 100 * math.Sin(float64(counter)/10+float64(t.index)/7)
+			v = ua.MustVariant(math.Round(x*1000) / 1000)
+		case 1:
+			v = cnt
+		case 2:
+			v = even // toggles at each change
+			if t.index%8 == 6 {
+				v = odd // half of them start true, half false
+			}
+		case 3:
+			v = str
+		}
+		t.value.Store(&ua.DataValue{
+			EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+			Value:           v,
+			SourceTimestamp: now,
+			ServerTimestamp: served,
+		})
+	}
+}
+
+// start builds the server and listens. With -port 0 it picks a free port
+// first, so that the endpoint URL the server advertises carries the real port
+// (gopcua advertises the configured URL, ":0" included).
+func (s *sim) start(ctx context.Context) (string, error) {
+	for attempt := 1; ; attempt++ {
+		port := s.opts.port
+		if port == 0 {
+			p, err := freePort(s.opts.host)
+			if err != nil {
+				return "", err
+			}
+			port = p
+		}
+		srv, err := s.newServer(port)
+		if err != nil {
+			return "", err
+		}
+		err = srv.Start(ctx)
+		if err == nil {
+			s.srv = srv
+			return srv.URLs()[0], nil
+		}
+		if s.opts.port != 0 || !errors.Is(err, syscall.EADDRINUSE) || attempt == startAttempts {
+			return "", fmt.Errorf("listen on port %d: %w", port, err)
+		}
+		s.log.Warn().Err(err).Int("port", port).Msg("port taken meanwhile; picking another")
+	}
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *sim) newServer(port int) (*server.Server, error) {
+	host := s.opts.host
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]" // IPv6 literal in a URL
+	}
+	srv := server.New(
+		server.EndPoint(host, port),
+		server.EnableSecurity("None", ua.MessageSecurityModeNone),
+		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
+		server.ServerName("plcsim"),
+		server.ProductName("tagbridge plcsim"),
+		server.ManufacturerName("tagbridge"),
+		server.SetLogger(gopcuaLogger{s.log.With().Str("component", "gopcua").Logger()}),
+	)
+
+	ns := server.NewNodeNameSpace(srv, namespaceURI)
+	if ns.ID() != namespaceIndex {
+		return nil, fmt.Errorf("namespace %s got index %d, want %d", namespaceURI, ns.ID(), namespaceIndex)
+	}
+
+	// Make the variables browsable: Objects -> PLCSim -> variables.
+	folder := ns.Objects()
+	folder.SetAttribute(ua.AttributeIDBrowseName, server.DataValueFromValue(&ua.QualifiedName{NamespaceIndex: namespaceIndex, Name: "PLCSim"}))
+	folder.SetDisplayName("PLCSim", "")
+	ns0, err := srv.Namespace(0)
+	if err != nil {
+		return nil, err
+	}
+	ns0.Objects().AddRef(folder, id.Organizes, true)
+
+	shared := server.Attributes{
+		ua.AttributeIDNodeClass:               server.DataValueFromValue(int32(ua.NodeClassVariable)),
+		ua.AttributeIDValueRank:               server.DataValueFromValue(int32(-1)), // scalar
+		ua.AttributeIDAccessLevel:             server.DataValueFromValue(byte(ua.AccessLevelTypeCurrentRead)),
+		ua.AttributeIDUserAccessLevel:         server.DataValueFromValue(byte(ua.AccessLevelTypeCurrentRead)),
+		ua.AttributeIDMinimumSamplingInterval: server.DataValueFromValue(float64(s.opts.interval) / float64(time.Millisecond)),
+		ua.AttributeIDHistorizing:             server.DataValueFromValue(false),
+	}
+	dataTypes := make(map[uint32]*ua.DataValue, len(kinds))
+	for _, k := range kinds {
+		dataTypes[k.dataType] = server.DataValueFromValue(ua.NewNumericNodeID(0, k.dataType))
+	}
+	for _, t := range s.tags {
+		attrs := make(server.Attributes, len(shared)+4)
+		for a, v := range shared {
+			attrs[a] = v
+		}
+		sid := t.node.StringID()
+		attrs[ua.AttributeIDBrowseName] = server.DataValueFromValue(&ua.QualifiedName{NamespaceIndex: namespaceIndex, Name: sid})
+		attrs[ua.AttributeIDDisplayName] = server.DataValueFromValue(&ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: sid})
+		attrs[ua.AttributeIDDescription] = server.DataValueFromValue(&ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: "simulated " + t.kind.name})
+		attrs[ua.AttributeIDDataType] = dataTypes[t.kind.dataType]
+		refs := server.References{{
+			ReferenceTypeID: ua.NewNumericNodeID(0, id.HasTypeDefinition),
+			IsForward:       true,
+			NodeID:          ua.NewNumericExpandedNodeID(0, id.BaseDataVariableType),
+			BrowseName:      &ua.QualifiedName{Name: "BaseDataVariableType"},
+			DisplayName:     &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: "BaseDataVariableType"},
+			NodeClass:       ua.NodeClassVariableType,
+			TypeDefinition:  ua.NewTwoByteExpandedNodeID(0),
+		}}
+		n := ns.AddNode(server.NewNode(t.node, attrs, refs, t.read))
+		folder.AddRef(n, id.HasComponent, true)
+	}
+	return srv, nil
+}
+
+// run changes every variable once per interval until ctx is done. A ticker
+// keeps the schedule free of drift; when a tick is late, the next change
+// simply comes later, and the counters still go up by one per change.
+func (s *sim) run(ctx context.Context) {
+	tick := time.NewTicker(s.opts.interval)
+	defer tick.Stop()
+	reap := time.NewTicker(time.Second)
+	defer reap.Stop()
+
+	counter := int32(s.opts.start)
+	slow := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reap.C:
+			s.reapOrphans()
+		case now := <-tick.C:
+			counter++
+			s.set(counter, now)
+			s.notify()
+			took := time.Since(now)
+			if late := took > s.opts.interval; late != slow {
+				slow = late
+				if slow {
+					s.log.Warn().Dur("took", took).Msg("a change takes longer than -interval; changes come late")
+				} else {
+					s.log.Info().Dur("took", took).Msg("changes are on time again")
+				}
+			}
+		}
+	}
+}
+
+type delivery struct {
+	sub *server.Subscription
+	msg *ua.MonitoredItemNotification
+}
+
+// notify hands the new values to every subscription monitoring them.
+//
+// It replaces gopcua's Server.ChangeNotification, which sends to each
+// subscription's channel (capacity 100) while holding the monitored item
+// service's lock: once a subscription's goroutine has exited (client gone,
+// subscription deleted), one tick with more than 100 of its items fills the
+// channel, the send blocks with the lock held, and the subscription's own
+// cleanup, which needs that lock, can never run. The whole server then stops
+// serving, because all requests are handled on one goroutine. Here the items
+// are collected under the lock and sent after releasing it, only to
+// subscriptions that still exist, and a send that blocks too long is dropped.
+func (s *sim) notify() {
+	live := s.liveSubscriptions()
+	if len(live) == 0 {
+		return
+	}
+	mis := s.srv.MonitoredItemService
+	s.out = s.out[:0]
+	mis.Mu.Lock()
+	for key, items := range mis.Nodes {
+		t := s.byKey[key]
+		if t == nil {
+			continue
+		}
+		dv := t.value.Load()
+		for _, it := range items {
+			if it == nil || it.Req == nil || it.Req.ItemToMonitor == nil || it.Req.RequestedParameters == nil ||
+				it.Req.ItemToMonitor.AttributeID != ua.AttributeIDValue || !live[it.Sub] {
+				continue // only the Value attribute ever changes
+			}
+			s.out = append(s.out, delivery{it.Sub, &ua.MonitoredItemNotification{
+				ClientHandle: it.Req.RequestedParameters.ClientHandle,
+				Value:        dv,
+			}})
+		}
+	}
+	mis.Mu.Unlock()
+
+	var stuck map[*server.Subscription]int
+	var timer *time.Timer
+	for _, d := range s.out {
+		if stuck[d.sub] > 0 {
+			stuck[d.sub]++
+			continue
+		}
+		select {
+		case d.sub.NotifyChannel <- d.msg:
+			continue
+		default:
+		}
+		// The subscription's goroutine is busy, e.g. writing a response.
+		if timer == nil {
+			timer = time.NewTimer(sendTimeout)
+			defer timer.Stop()
+		} else {
+			timer.Reset(sendTimeout)
+		}
+		select {
+		case d.sub.NotifyChannel <- d.msg:
+		case <-timer.C:
+			if stuck == nil {
+				stuck = map[*server.Subscription]int{}
+			}
+			stuck[d.sub]++
+		}
+	}
+	for sub, n := range stuck {
+		if !s.warned[sub] {
+			s.warned[sub] = true
+			s.log.Warn().Uint32("subscription", sub.ID).Int("dropped", n).Msg("subscription takes no notifications; dropping them")
+		}
+	}
+	for sub := range s.warned {
+		if !live[sub] {
+			delete(s.warned, sub)
+		}
+	}
+}
+
+// liveSubscriptions returns the subscriptions the server still knows.
+func (s *sim) liveSubscriptions() map[*server.Subscription]bool {
+	ss := s.srv.SubscriptionService
+	ss.Mu.Lock()
+	defer ss.Mu.Unlock()
+	live := make(map[*server.Subscription]bool, len(ss.Subs))
+	for _, sub := range ss.Subs {
+		live[sub] = true
+	}
+	return live
+}
+
+// reapOrphans deletes subscriptions whose session was closed. gopcua's
+// server ignores CloseSession's DeleteSubscriptions flag, so such
+// subscriptions would otherwise keep receiving notifications until their
+// lifetime runs out, and while they exist, new subscriptions can be given
+// the ID of a live one (gopcua numbers them len(subscriptions)+1).
+func (s *sim) reapOrphans() {
+	ss := s.srv.SubscriptionService
+	type orphan struct {
+		id    uint32
+		sub   *server.Subscription
+		token *ua.NodeID
+	}
+	var cands []orphan
+	ss.Mu.Lock()
+	for subID, sub := range ss.Subs {
+		if sub != nil && sub.Session != nil {
+			cands = append(cands, orphan{subID, sub, sub.Session.AuthTokenID})
+		}
+	}
+	ss.Mu.Unlock()
+	for _, c := range cands {
+		if s.srv.Session(&ua.RequestHeader{AuthenticationToken: c.token}) != nil {
+			continue
+		}
+		ss.Mu.Lock()
+		same := ss.Subs[c.id] == c.sub
+		ss.Mu.Unlock()
+		if same {
+			s.log.Info().Uint32("subscription", c.id).Msg("deleting subscription of closed session")
+			ss.DeleteSubscription(c.id)
+		}
+	}
+}
+
+// gopcuaLogger adapts zerolog to gopcua's printf-style server.Logger.
+type gopcuaLogger struct{ log zerolog.Logger }
+
+// quietPrefixes start gopcua messages that are expected and harmless, logged
+// at debug level whatever level gopcua chose.
+var quietPrefixes = []string{
+	"Duplicate reference type", // importing its own namespace 0 nodeset
+	"sessionBroker.Session:",   // looking up closed sessions in reapOrphans
+	"socket closed:",           // the listener closing at shutdown
+}
+
+func (l gopcuaLogger) event(level zerolog.Level, msg string) *zerolog.Event {
+	for _, p := range quietPrefixes {
+		if strings.HasPrefix(msg, p) {
+			return l.log.Debug()
+		}
+	}
+	return l.log.WithLevel(level)
+}
+
+func (l gopcuaLogger) Debug(msg string, args ...any) {
+	l.log.Debug().Msgf(strings.TrimSpace(msg), args...)
+}
+
+func (l gopcuaLogger) Info(msg string, args ...any) {
+	l.event(zerolog.InfoLevel, msg).Msgf(strings.TrimSpace(msg), args...)
+}
+
+func (l gopcuaLogger) Warn(msg string, args ...any) {
+	l.event(zerolog.WarnLevel, msg).Msgf(strings.TrimSpace(msg), args...)
+}
+
+func (l gopcuaLogger) Error(msg string, args ...any) {
+	l.event(zerolog.ErrorLevel, msg).Msgf(strings.TrimSpace(msg), args...)
+}
+
+// debugWriter turns the standard library logger's lines, which gopcua's
+// server also writes to, into debug messages.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
