@@ -1,0 +1,195 @@
+package opcua
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+)
+
+// plcConfig loads a one-PLC configuration through the real config path.
+func plcConfig(t *testing.T, endpoint, tagsYAML string) config.PLC {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "agent: {id: test}\nplcs:\n  - name: sim\n    endpoint: %s\n    publishing_interval: 20ms\n    reconnect: {min: 100ms, max: 500ms}\n", endpoint)
+	for _, line := range strings.Split(strings.TrimRight(tagsYAML, "\n"), "\n") {
+		fmt.Fprintf(&b, "    %s\n", line)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return cfg.PLCs[0]
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runSession runs a session in the background and collects its samples.
+type runSession struct {
+	mu      sync.Mutex
+	samples map[string][]collectors.Sample
+	logs    *syncBuffer
+	stop    context.CancelFunc
+	done    chan error
+}
+
+func startSession(t *testing.T, plc config.PLC) *runSession {
+	t.Helper()
+	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	r.stop = cancel
+	out := make(chan collectors.Sample, 1024)
+	go func() {
+		for s := range out {
+			r.mu.Lock()
+			r.samples[s.Tag] = append(r.samples[s.Tag], s)
+			r.mu.Unlock()
+		}
+	}()
+	s := NewSession(plc, zerolog.New(r.logs).Level(zerolog.DebugLevel))
+	go func() { r.done <- s.Run(ctx, out); close(out) }()
+	t.Cleanup(func() { r.shutdown(t) })
+	return r
+}
+
+// shutdown cancels the session and requires it to return promptly.
+func (r *runSession) shutdown(t *testing.T) {
+	t.Helper()
+	r.stop()
+	select {
+	case err, ok := <-r.done:
+		if ok && err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not stop within 5 s of cancellation")
+	}
+}
+
+func (r *runSession) tagsSeen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.samples)
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// gopcua's own reconnect gives up on "connection refused"; ours must not.
+func TestSessionRetriesRefusedConnectionUntilPLCAppears(t *testing.T) {
+	port := freePort(t)
+	r := startSession(t, plcConfig(t, "opc.tcp://127.0.0.1:"+port, simproc.Tags(t, 8)))
+	waitUntil(t, "three refused attempts", 10*time.Second, func() bool {
+		return strings.Count(r.logs.String(), "connection refused") >= 3
+	})
+	if r.tagsSeen() != 0 {
+		t.Fatal("samples before the PLC exists")
+	}
+	if n := strings.Count(r.logs.String(), `"level":"warn"`); n != 1 {
+		t.Errorf("%d warnings for one unchanged failure, want 1 (then debug):\n%s", n, r.logs)
+	}
+	simproc.Start(t, "-tags", "8", "-interval", "100ms", "-port", port)
+	waitUntil(t, "values from every tag", 15*time.Second, func() bool { return r.tagsSeen() == 8 })
+}
+
+func TestSessionStreamsAroundBadTags(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms")
+	// gopcua's server accepts an unknown node and reports BadNodeIdUnknown
+	// in its values; an unknown namespace URI is refused on our side.
+	tags := simproc.Tags(t, 4) + "  - {name: ghost, node: \"ns=1;s=DoesNotExist\"}\n  - {name: alien, node: \"nsu=urn:nowhere;s=X\"}\n"
+	r := startSession(t, plcConfig(t, plc.Endpoint, tags))
+	waitUntil(t, "values from the four real tags and the ghost", 15*time.Second, func() bool { return r.tagsSeen() == 5 })
+	// Two retry rounds of the rejected tag must not log it again.
+	time.Sleep(2*healthInterval + time.Second)
+	logs := r.logs.String()
+	if n := strings.Count(logs, `"tag":"alien"`); n != 1 {
+		t.Errorf("tag alien logged %d times, want once:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, `"status":"BadNodeIdUnknown"`) || !strings.Contains(logs, "urn:nowhere") {
+		t.Errorf("rejection log lacks status or namespace:\n%s", logs)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.samples["alien"]; ok {
+		t.Error("samples for a tag that was never monitored")
+	}
+	ghost := r.samples["ghost"]
+	if len(ghost) == 0 || ghost[0].Status != "BadNodeIdUnknown" || ghost[0].Value != nil {
+		t.Errorf("ghost samples %+v, want status BadNodeIdUnknown and no value", ghost)
+	}
+	for _, tag := range []string{"int32_0001", "double_0000"} {
+		if n := len(r.samples[tag]); n < 50 {
+			t.Errorf("%s: %d values in over 10 s, want a steady stream", tag, n)
+		}
+	}
+}
+
+// More tags than one CreateMonitoredItems call may carry.
+func TestSessionMonitorsLargeTagMapsInBatches(t *testing.T) {
+	const n = 1234
+	plc := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "200ms")
+	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, n)))
+	waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == n })
+}
+
+func TestSessionReconnectsAfterPLCRestart(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "8", "-interval", "100ms")
+	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 8)))
+	waitUntil(t, "first values", 15*time.Second, func() bool { return r.tagsSeen() == 8 })
+	plc.Restart("-tags", "8", "-interval", "100ms", "-start", "5000")
+	waitUntil(t, "values from the restarted PLC", 15*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ss := range r.samples {
+			last := ss[len(ss)-1]
+			if v, ok := last.Value.(int32); ok && v >= 5000 {
+				return true
+			}
+		}
+		return false
+	})
+}
