@@ -37,6 +37,7 @@ import (
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
 	"github.com/rs/zerolog"
 )
 
@@ -113,7 +114,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	s := &sim{opts: opts, log: log, tags: tags, byKey: make(map[string]*tag, len(tags)), warned: map[*server.Subscription]bool{}}
+	s := &sim{
+		opts:   opts,
+		log:    log,
+		tags:   tags,
+		byKey:  make(map[string]*tag, len(tags)),
+		warned: map[*server.Subscription]bool{},
+		wake:   make(chan struct{}, 1),
+	}
 	for _, t := range tags {
 		s.byKey[t.key] = t
 	}
@@ -230,6 +238,12 @@ type sim struct {
 
 	out    []delivery                    // reused by notify
 	warned map[*server.Subscription]bool // subscriptions already reported as stuck
+
+	lastSubID   uint32               // highest subscription ID handed out; see createSubscription
+	placeholder *server.Subscription // fills the subscription map in createSubscription
+
+	pending []delivery    // first values of new monitored items; guarded by MonitoredItemService.Mu
+	wake    chan struct{} // tells run that pending has values
 }
 
 // set gives every variable its value for the given counter. It runs once per
@@ -321,6 +335,10 @@ func (s *sim) newServer(port int) (*server.Server, error) {
 		server.SetLogger(gopcuaLogger{s.log.With().Str("component", "gopcua").Logger()}),
 	)
 
+	// Registered before Start, so gopcua's own handlers are not installed.
+	srv.RegisterHandler(id.CreateSubscriptionRequest_Encoding_DefaultBinary, s.createSubscription(srv))
+	srv.RegisterHandler(id.CreateMonitoredItemsRequest_Encoding_DefaultBinary, s.createMonitoredItems(srv))
+
 	ns := server.NewNodeNameSpace(srv, namespaceURI)
 	if ns.ID() != namespaceIndex {
 		return nil, fmt.Errorf("namespace %s got index %d, want %d", namespaceURI, ns.ID(), namespaceIndex)
@@ -390,10 +408,12 @@ func (s *sim) run(ctx context.Context) {
 			return
 		case <-reap.C:
 			s.reapOrphans()
+		case <-s.wake:
+			s.notify(false)
 		case now := <-tick.C:
 			counter++
 			s.set(counter, now)
-			s.notify()
+			s.notify(true)
 			took := time.Since(now)
 			if late := took > s.opts.interval; late != slow {
 				slow = late
@@ -412,47 +432,55 @@ type delivery struct {
 	msg *ua.MonitoredItemNotification
 }
 
-// notify hands the new values to every subscription monitoring them.
+// notify sends the first values of new monitored items and, when the values
+// changed, the new values to every subscription monitoring them.
 //
 // It replaces gopcua's Server.ChangeNotification, which sends to each
 // subscription's channel (capacity 100) while holding the monitored item
-// service's lock: once a subscription's goroutine has exited (client gone,
-// subscription deleted), one tick with more than 100 of its items fills the
-// channel, the send blocks with the lock held, and the subscription's own
-// cleanup, which needs that lock, can never run. The whole server then stops
-// serving, because all requests are handled on one goroutine. Here the items
-// are collected under the lock and sent after releasing it, only to
-// subscriptions that still exist, and a send that blocks too long is dropped.
-func (s *sim) notify() {
-	live := s.liveSubscriptions()
-	if len(live) == 0 {
-		return
-	}
+// service's lock. Once a subscription's goroutine has exited (subscription
+// deleted or timed out), a tick with more than 100 of its items fills the
+// channel, the send blocks with the lock held, and the subscription's cleanup,
+// which needs that lock, never runs; nor does any later request, as they are
+// all handled on one goroutine. Here the items are collected under the lock
+// and sent after releasing it, to subscriptions that still exist, and a send
+// that blocks too long is dropped.
+func (s *sim) notify(changed bool) {
 	mis := s.srv.MonitoredItemService
 	s.out = s.out[:0]
 	mis.Mu.Lock()
-	for key, items := range mis.Nodes {
-		t := s.byKey[key]
-		if t == nil {
-			continue
-		}
-		dv := t.value.Load()
-		for _, it := range items {
-			if it == nil || it.Req == nil || it.Req.ItemToMonitor == nil || it.Req.RequestedParameters == nil ||
-				it.Req.ItemToMonitor.AttributeID != ua.AttributeIDValue || !live[it.Sub] {
-				continue // only the Value attribute ever changes
+	s.out = append(s.out, s.pending...) // before any change of the same items
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	if changed {
+		for key, items := range mis.Nodes {
+			t := s.byKey[key]
+			if t == nil {
+				continue
 			}
-			s.out = append(s.out, delivery{it.Sub, &ua.MonitoredItemNotification{
-				ClientHandle: it.Req.RequestedParameters.ClientHandle,
-				Value:        dv,
-			}})
+			dv := t.value.Load()
+			for _, it := range items {
+				if it.Mode != ua.MonitoringModeReporting || it.Req.ItemToMonitor.AttributeID != ua.AttributeIDValue {
+					continue // only the Value attribute ever changes
+				}
+				s.out = append(s.out, delivery{it.Sub, &ua.MonitoredItemNotification{
+					ClientHandle: it.Req.RequestedParameters.ClientHandle,
+					Value:        dv,
+				}})
+			}
 		}
 	}
 	mis.Mu.Unlock()
+	if len(s.out) == 0 {
+		return
+	}
 
+	live := s.liveSubscriptions()
 	var stuck map[*server.Subscription]int
 	var timer *time.Timer
 	for _, d := range s.out {
+		if !live[d.sub] {
+			continue
+		}
 		if stuck[d.sub] > 0 {
 			stuck[d.sub]++
 			continue
@@ -478,6 +506,7 @@ func (s *sim) notify() {
 			stuck[d.sub]++
 		}
 	}
+	clear(s.out) // let go of the notifications
 	for sub, n := range stuck {
 		if !s.warned[sub] {
 			s.warned[sub] = true
@@ -498,7 +527,9 @@ func (s *sim) liveSubscriptions() map[*server.Subscription]bool {
 	defer ss.Mu.Unlock()
 	live := make(map[*server.Subscription]bool, len(ss.Subs))
 	for _, sub := range ss.Subs {
-		live[sub] = true
+		if sub != s.placeholder {
+			live[sub] = true
+		}
 	}
 	return live
 }
@@ -534,6 +565,121 @@ func (s *sim) reapOrphans() {
 			s.log.Info().Uint32("subscription", c.id).Msg("deleting subscription of closed session")
 			ss.DeleteSubscription(c.id)
 		}
+	}
+}
+
+// placeholderBase is where the keys of createSubscription's placeholders
+// start, far above any ID actually handed out.
+const placeholderBase = 1 << 31
+
+// createSubscription wraps gopcua's CreateSubscription so that subscription
+// IDs are never reused. gopcua numbers a new subscription len(subscriptions)+1:
+// once an older one is gone, that is the ID of one still running, whose
+// entry and monitored items the new one silently takes over; and a deleted
+// subscription's goroutine deletes its ID once more when it exits, which can
+// hit a new subscription given the same ID. Both happen when a client
+// reconnects while its old subscriptions are still winding down. Before
+// delegating, the map is padded with placeholders under keys nobody uses, so
+// that len+1 is the next unused ID; they are removed again right after.
+func (s *sim) createSubscription(srv *server.Server) server.Handler {
+	s.placeholder = server.NewSubscription()
+	return func(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
+		ss := srv.SubscriptionService
+		ss.Mu.Lock()
+		var padded uint32
+		for uint32(len(ss.Subs)) < s.lastSubID && padded < placeholderBase {
+			ss.Subs[placeholderBase+padded] = s.placeholder
+			padded++
+		}
+		ss.Mu.Unlock()
+
+		resp, err := ss.CreateSubscription(sc, r, reqID)
+
+		ss.Mu.Lock()
+		for i := range padded {
+			delete(ss.Subs, placeholderBase+i)
+		}
+		ss.Mu.Unlock()
+		if res, ok := resp.(*ua.CreateSubscriptionResponse); ok {
+			s.lastSubID = max(s.lastSubID, res.SubscriptionID)
+		}
+		return resp, err
+	}
+}
+
+// createMonitoredItems replaces gopcua's CreateMonitoredItems, which sends
+// each new item's first value from a goroutine of its own that holds the
+// monitored item service's lock while it waits on the subscription's channel.
+// When the client deletes the subscription before all of those ran, the rest
+// block for good, and with them the subscription's cleanup and every later
+// request (see notify). This one queues the first values for the change loop,
+// which sends them without holding a lock. It also answers BadNodeIdUnknown
+// for a node that does not exist, as a PLC would, where gopcua accepts any
+// node id, and it honours the requested monitoring mode.
+func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
+	return func(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
+		req, ok := r.(*ua.CreateMonitoredItemsRequest)
+		if !ok {
+			return nil, ua.StatusBadRequestTypeInvalid
+		}
+		ss, mis := srv.SubscriptionService, srv.MonitoredItemService
+		ss.Mu.Lock()
+		sub := ss.Subs[req.SubscriptionID]
+		ss.Mu.Unlock()
+		sess := srv.Session(req.RequestHeader)
+		if sub == nil || sub == s.placeholder || sub.Session == nil || sess == nil || !sub.Session.AuthTokenID.Equal(sess.AuthTokenID) {
+			return nil, ua.StatusBadSubscriptionIDInvalid
+		}
+
+		results := make([]*ua.MonitoredItemCreateResult, len(req.ItemsToCreate))
+		mis.Mu.Lock()
+		for i, ir := range req.ItemsToCreate {
+			res := &ua.MonitoredItemCreateResult{FilterResult: ua.NewExtensionObject(nil)}
+			results[i] = res
+			if ir == nil || ir.ItemToMonitor == nil || ir.ItemToMonitor.NodeID == nil || ir.RequestedParameters == nil {
+				res.StatusCode = ua.StatusBadNodeIDInvalid
+				continue
+			}
+			nid := ir.ItemToMonitor.NodeID
+			ns, err := srv.Namespace(int(nid.Namespace()))
+			if err != nil || ns.Node(nid) == nil {
+				res.StatusCode = ua.StatusBadNodeIDUnknown
+				continue
+			}
+			item := &server.MonitoredItem{ID: mis.NextID(), Sub: sub, Req: ir, Mode: ir.MonitoringMode}
+			key := nid.String()
+			mis.Items[item.ID] = item
+			mis.Nodes[key] = append(mis.Nodes[key], item)
+			mis.Subs[sub.ID] = append(mis.Subs[sub.ID], item)
+			res.StatusCode = ua.StatusOK
+			res.MonitoredItemID = item.ID
+			res.RevisedSamplingInterval = float64(s.opts.interval) / float64(time.Millisecond)
+			res.RevisedQueueSize = 1
+			if item.Mode == ua.MonitoringModeReporting {
+				s.pending = append(s.pending, delivery{sub, &ua.MonitoredItemNotification{
+					ClientHandle: ir.RequestedParameters.ClientHandle,
+					Value:        ns.Attribute(nid, ir.ItemToMonitor.AttributeID),
+				}})
+			}
+		}
+		mis.Mu.Unlock()
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+
+		return &ua.CreateMonitoredItemsResponse{
+			ResponseHeader: &ua.ResponseHeader{
+				Timestamp:          time.Now(),
+				RequestHandle:      req.RequestHeader.RequestHandle,
+				ServiceResult:      ua.StatusOK,
+				ServiceDiagnostics: &ua.DiagnosticInfo{},
+				StringTable:        []string{},
+				AdditionalHeader:   ua.NewExtensionObject(nil),
+			},
+			Results:         results,
+			DiagnosticInfos: []*ua.DiagnosticInfo{},
+		}, nil
 	}
 }
 

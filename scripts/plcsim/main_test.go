@@ -206,8 +206,14 @@ func startPLCSim(t *testing.T, args ...string) string {
 				t.Errorf("plcsim did not stop cleanly on SIGTERM: %v", err)
 			}
 		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			t.Errorf("plcsim did not stop within %s of SIGTERM", stopTimeout)
+			t.Errorf("plcsim did not stop within %s of SIGTERM; its goroutines follow", stopTimeout)
+			_ = cmd.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps all goroutines to stderr
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
 		}
 		select {
 		case line := <-extra:
@@ -341,6 +347,25 @@ func TestNamespaceAndRead(t *testing.T) {
 		}
 	}
 
+	// Monitoring an unknown node fails for that item only, as with a PLC.
+	sub, err := c.Subscribe(ctx, &opcua.SubscriptionParameters{Interval: 20 * time.Millisecond}, make(chan *opcua.PublishNotificationData, 16))
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	mon, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth,
+		opcua.NewMonitoredItemCreateRequestWithDefaults(ua.MustParseNodeID("ns=1;s=Int32.9999"), ua.AttributeIDValue, 1),
+		opcua.NewMonitoredItemCreateRequestWithDefaults(ua.MustParseNodeID(tags[1].Node), ua.AttributeIDValue, 2),
+	)
+	if err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+	if got := []ua.StatusCode{mon.Results[0].StatusCode, mon.Results[1].StatusCode}; got[0] != ua.StatusBadNodeIDUnknown || got[1] != ua.StatusOK {
+		t.Errorf("monitor unknown and known node: %v, want [BadNodeIdUnknown Good]", got)
+	}
+	if err := sub.Cancel(ctx); err != nil {
+		t.Errorf("delete subscription: %v", err)
+	}
+
 	// The variables are browsable below the namespace's Objects folder.
 	br, err := c.Browse(ctx, &ua.BrowseRequest{
 		NodesToBrowse: []*ua.BrowseDescription{{
@@ -460,6 +485,67 @@ collect:
 			if vs[i] != vs[i-1]+1 {
 				t.Errorf("%s: %d followed by %d, want +1: %v", name, vs[i-1], vs[i], vs)
 				break
+			}
+		}
+	}
+}
+
+// TestResubscribe subscribes to many items and drops the subscription again,
+// round after round, while every value changes every 20ms. It guards the two
+// ways gopcua's server breaks under this (see notify and createSubscription):
+// the server hanging, and a new subscription getting an ID still in use and
+// being deleted with the old one.
+func TestResubscribe(t *testing.T) {
+	const tags, items, rounds = 1600, 400, 12
+	entries := printTags(t, "-tags", fmt.Sprint(tags))
+	url := startPLCSim(t, "-tags", fmt.Sprint(tags), "-interval", "20ms")
+
+	ids := map[uint32]int{}
+	for round := range rounds {
+		c := connect(t, url)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		notes := make(chan *opcua.PublishNotificationData, 1024)
+		sub, err := c.Subscribe(ctx, &opcua.SubscriptionParameters{Interval: 10 * time.Millisecond}, notes)
+		if err != nil {
+			cancel()
+			t.Fatalf("round %d: subscribe: %v", round, err)
+		}
+		if prev, ok := ids[sub.SubscriptionID]; ok {
+			t.Errorf("round %d: subscription ID %d already handed out in round %d", round, sub.SubscriptionID, prev)
+		}
+		ids[sub.SubscriptionID] = round
+		var reqs []*ua.MonitoredItemCreateRequest
+		for i, e := range entries[:items] {
+			reqs = append(reqs, opcua.NewMonitoredItemCreateRequestWithDefaults(ua.MustParseNodeID(e.Node), ua.AttributeIDValue, uint32(i)))
+		}
+		if _, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, reqs...); err != nil {
+			cancel()
+			t.Fatalf("round %d: monitor: %v", round, err)
+		}
+		waitForData(ctx, t, round, notes)
+		if round%2 == 0 {
+			// Delete the subscription, then close the session.
+			if err := sub.Cancel(ctx); err != nil {
+				t.Errorf("round %d: delete subscription: %v", round, err)
+			}
+		} // else close the session only; the subscription lingers.
+		c.Close(ctx)
+		cancel()
+	}
+}
+
+func waitForData(ctx context.Context, t *testing.T, round int, notes <-chan *opcua.PublishNotificationData) {
+	t.Helper()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("round %d: no data change notification: %v", round, ctx.Err())
+		case n := <-notes:
+			if n.Error != nil {
+				t.Fatalf("round %d: notification error: %v", round, n.Error)
+			}
+			if _, ok := n.Value.(*ua.DataChangeNotification); ok {
+				return
 			}
 		}
 	}
