@@ -613,9 +613,10 @@ func (s *sim) createSubscription(srv *server.Server) server.Handler {
 // When the client deletes the subscription before all of those ran, the rest
 // block for good, and with them the subscription's cleanup and every later
 // request (see notify). This one queues the first values for the change loop,
-// which sends them without holding a lock. It also answers BadNodeIdUnknown
-// for a node that does not exist, as a PLC would, where gopcua accepts any
-// node id, and it honours the requested monitoring mode.
+// which sends them without holding a lock. It also honours the requested
+// monitoring mode. Like gopcua's, it accepts items for nodes that do not
+// exist, whose one value then has the status BadNodeIdUnknown (a real server
+// would refuse such an item with that status).
 func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
 	return func(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
 		req, ok := r.(*ua.CreateMonitoredItemsRequest)
@@ -641,11 +642,6 @@ func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
 				continue
 			}
 			nid := ir.ItemToMonitor.NodeID
-			ns, err := srv.Namespace(int(nid.Namespace()))
-			if err != nil || ns.Node(nid) == nil {
-				res.StatusCode = ua.StatusBadNodeIDUnknown
-				continue
-			}
 			item := &server.MonitoredItem{ID: mis.NextID(), Sub: sub, Req: ir, Mode: ir.MonitoringMode}
 			key := nid.String()
 			mis.Items[item.ID] = item
@@ -658,7 +654,7 @@ func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
 			if item.Mode == ua.MonitoringModeReporting {
 				s.pending = append(s.pending, delivery{sub, &ua.MonitoredItemNotification{
 					ClientHandle: ir.RequestedParameters.ClientHandle,
-					Value:        ns.Attribute(nid, ir.ItemToMonitor.AttributeID),
+					Value:        attribute(srv, nid, ir.ItemToMonitor.AttributeID),
 				}})
 			}
 		}
@@ -681,6 +677,19 @@ func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
 			DiagnosticInfos: []*ua.DiagnosticInfo{},
 		}, nil
 	}
+}
+
+// attribute reads an attribute the way the Read service does.
+func attribute(srv *server.Server, nid *ua.NodeID, attr ua.AttributeID) *ua.DataValue {
+	ns, err := srv.Namespace(int(nid.Namespace()))
+	if err != nil {
+		return &ua.DataValue{
+			EncodingMask:    ua.DataValueStatusCode | ua.DataValueServerTimestamp,
+			Status:          ua.StatusBadNodeIDUnknown,
+			ServerTimestamp: time.Now(),
+		}
+	}
+	return ns.Attribute(nid, attr)
 }
 
 // gopcuaLogger adapts zerolog to gopcua's printf-style server.Logger.
