@@ -1,0 +1,107 @@
+# Shell functions shared by scripts/test and scripts/demo. Source it from
+# bash with "set -euo pipefail" in effect:
+#
+#	. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# say prints a progress line to stderr.
+say() { printf '==> %s\n' "$*" >&2; }
+
+# die prints an error to stderr and exits 1.
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# run prints a command, then runs it.
+run() {
+	printf '+ %s\n' "$*" >&2
+	"$@"
+}
+
+# require_go fails unless the go command is on PATH.
+require_go() {
+	command -v go >/dev/null 2>&1 ||
+		die "the go command is not on PATH; install Go (see go.mod for the version) and try again"
+}
+
+# debian_installed PACKAGE reports whether a Debian package is installed.
+debian_installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# ensure_debian_packages PACKAGE... installs the packages that are missing,
+# with apt-get from the system's Debian sources. It needs root or sudo and
+# works without a terminal (CI). The services of the packages are not started
+# while installing: the tests and the demo run their own Mosquitto on free
+# ports, and containers often cannot start services at all.
+ensure_debian_packages() {
+	local missing=() pkg
+	if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+		say "not a Debian system: make sure these are installed: $*"
+		return 0
+	fi
+	for pkg in "$@"; do
+		debian_installed "$pkg" || missing+=("$pkg")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "Debian packages present: $*"
+		return 0
+	fi
+
+	local sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 ||
+			die "missing Debian packages ${missing[*]}; run as root or install sudo"
+		if [ -t 0 ]; then
+			sudo=(sudo)
+		else
+			sudo=(sudo -n) # no terminal to ask for a password on: fail instead of hanging
+		fi
+	fi
+
+	say "installing missing Debian packages: ${missing[*]}"
+	# A policy-rc.d that refuses every start keeps the packages' services
+	# (mosquitto.service on port 1883) from being started by the install.
+	# An existing one is left alone.
+	local policy=/usr/sbin/policy-rc.d added=0 rc=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# added by tagbridge scripts/lib.sh during apt-get install\nexit 101\n' |
+			"${sudo[@]}" tee "$policy" >/dev/null &&
+			"${sudo[@]}" chmod 0755 "$policy" &&
+			added=1
+	fi
+	run "${sudo[@]}" apt-get update || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends "${missing[@]}" </dev/null || rc=$?
+	fi
+	if [ "$added" -eq 1 ]; then
+		"${sudo[@]}" rm -f "$policy" || true
+	fi
+	[ "$rc" -eq 0 ] || die "could not install ${missing[*]} (apt-get exit status $rc)"
+}
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on, probing
+# with bash's /dev/tcp from a random start. Another process may still take
+# it before the caller binds it; callers wait for readiness and fail clearly.
+free_port() {
+	local port=$((20000 + RANDOM % 30000)) tries
+	for ((tries = 0; tries < 200; tries++)); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+		port=$((port + 1))
+	done
+	die "no free TCP port found on 127.0.0.1"
+}
+
+# wait_for_port PORT SECONDS waits until something accepts connections on
+# 127.0.0.1:PORT, and fails after SECONDS.
+wait_for_port() {
+	local port=$1 deadline=$((SECONDS + $2))
+	until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.1
+	done
+}
