@@ -132,13 +132,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("start server")
 		return 1
 	}
+	// One write, unbuffered for an *os.File: the line is out when it returns.
 	if _, err := fmt.Fprintf(stdout, "READY %s\n", url); err != nil {
 		log.Error().Err(err).Msg("write READY line")
 		s.srv.Close()
 		return 1
-	}
-	if f, ok := stdout.(*os.File); ok {
-		_ = f.Sync() // pipes cannot sync; os.File writes are unbuffered anyway
 	}
 	log.Info().Str("endpoint", url).Int("tags", len(tags)).Dur("interval", opts.interval).Msg("listening")
 
