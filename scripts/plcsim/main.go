@@ -52,6 +52,9 @@ const (
 	// a notification before it gives up on that subscription for the tick.
 	sendTimeout = 250 * time.Millisecond
 
+	// closeTimeout bounds the wait for the server's Close when stopping.
+	closeTimeout = time.Second
+
 	// startAttempts is how often a free port is picked again when another
 	// process took it between picking and listening.
 	startAttempts = 10
@@ -143,7 +146,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s.run(ctx)
 
 	log.Info().Msg("stopping")
-	s.srv.Close()
+	// gopcua's Close asks every client to close its secure channel, then
+	// waits up to 10 s for their connections to end, which gopcua's own
+	// client does not do. Exiting closes them just as well.
+	closed := make(chan struct{})
+	go func() {
+		s.srv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(closeTimeout):
+	}
 	log.Info().Msg("stopped")
 	return 0
 }

@@ -161,85 +161,103 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-// startPLCSim starts plcsim, waits for its READY line and returns the
-// endpoint URL. At cleanup it stops plcsim with SIGTERM and expects a clean
-// exit.
-func startPLCSim(t *testing.T, args ...string) string {
+// plcsim is a running simulator process.
+type plcsim struct {
+	url     string
+	cmd     *exec.Cmd
+	stderr  syncBuffer
+	extra   chan string   // a stdout line after READY, if any
+	eof     chan struct{} // closed when stdout is at EOF, i.e. plcsim has exited
+	stopped bool
+}
+
+// startPLCSim starts plcsim and waits for its READY line. At cleanup it
+// stops plcsim and expects a clean exit (see stop).
+func startPLCSim(t *testing.T, args ...string) *plcsim {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
+	p := &plcsim{cmd: exec.Command(bin, args...), extra: make(chan string, 1), eof: make(chan struct{})}
+	p.cmd.Stderr = &p.stderr
+	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 
-	lines := make(chan string, 1)
-	extra := make(chan string, 1)
+	ready := make(chan string, 1)
 	go func() {
+		defer close(p.eof)
 		sc := bufio.NewScanner(stdout)
-		first := true
-		for sc.Scan() {
+		for first := true; sc.Scan(); first = false {
 			if first {
-				lines <- sc.Text()
-				first = false
+				ready <- sc.Text()
 				continue
 			}
 			select {
-			case extra <- sc.Text():
+			case p.extra <- sc.Text():
 			default:
 			}
 		}
-		close(lines)
 	}()
-
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("plcsim did not stop cleanly on SIGTERM: %v", err)
-			}
-		case <-time.After(stopTimeout):
-			t.Errorf("plcsim did not stop within %s of SIGTERM; its goroutines follow", stopTimeout)
-			_ = cmd.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps all goroutines to stderr
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-		select {
-		case line := <-extra:
-			t.Errorf("plcsim wrote more than the READY line to stdout: %q", line)
-		default:
-		}
-		if t.Failed() {
-			t.Logf("plcsim stderr:\n%s", stderr.String())
-		}
-	})
+	t.Cleanup(func() { p.stop(t, stopTimeout) })
 
 	select {
-	case line, ok := <-lines:
+	case line := <-ready:
 		url, found := strings.CutPrefix(line, "READY ")
-		if !ok || !found || !strings.HasPrefix(url, "opc.tcp://") {
-			t.Fatalf("first stdout line %q (open %v), want READY opc.tcp://HOST:PORT", line, ok)
+		if !found || !strings.HasPrefix(url, "opc.tcp://") {
+			t.Fatalf("first stdout line %q, want READY opc.tcp://HOST:PORT", line)
 		}
-		return url
+		p.url = url
+		return p
+	case <-p.eof:
+		t.Fatalf("plcsim exited without a READY line")
 	case <-time.After(readyTimeout):
 		t.Fatalf("no READY line within %s", readyTimeout)
-		return ""
+	}
+	return nil
+}
+
+// stop sends SIGTERM and expects plcsim to exit with status 0 within
+// timeout, having written nothing to stdout but the READY line. If it does
+// not stop, its goroutines are dumped into the test log. Later calls do
+// nothing.
+func (p *plcsim) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	defer func() {
+		if t.Failed() {
+			t.Logf("plcsim stderr:\n%s", p.stderr.String())
+		}
+	}()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.eof:
+	case <-time.After(timeout):
+		t.Errorf("plcsim did not stop within %s of SIGTERM; its goroutines follow", timeout)
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps all goroutines to stderr
+		select {
+		case <-p.eof:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("plcsim did not stop cleanly on SIGTERM: %v", err)
+	}
+	select {
+	case line := <-p.extra:
+		t.Errorf("plcsim wrote more than the READY line to stdout: %q", line)
+	default:
 	}
 }
 
 // connect opens an anonymous security None session the way tagbridge does:
 // pick the endpoint from GetEndpoints and connect to the URL it advertises.
+// The client is closed at cleanup.
 func connect(t *testing.T, url string) *opcua.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -255,7 +273,13 @@ func connect(t *testing.T, url string) *opcua.Client {
 	if ep.EndpointURL != url {
 		t.Fatalf("server advertises endpoint %q, want the READY URL %q", ep.EndpointURL, url)
 	}
-	c, err := opcua.NewClient(ep.EndpointURL, opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous), opcua.AuthAnonymous())
+	c, err := opcua.NewClient(ep.EndpointURL,
+		opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous),
+		opcua.AuthAnonymous(),
+		// No reconnecting behind the test's back; gopcua's reconnect loop
+		// also races with Close (client.go: Dial writes c.conn unlocked).
+		opcua.AutoReconnect(false),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,8 +296,7 @@ func connect(t *testing.T, url string) *opcua.Client {
 
 func TestNamespaceAndRead(t *testing.T) {
 	tags := printTags(t, "-tags", "8")
-	url := startPLCSim(t, "-tags", "8", "-start", "1000")
-	c := connect(t, url)
+	c := connect(t, startPLCSim(t, "-tags", "8", "-start", "1000").url)
 	ctx := t.Context()
 
 	ns, err := c.NamespaceArray(ctx)
@@ -425,8 +448,8 @@ func TestCountersHaveNoGaps(t *testing.T) {
 			}
 			n := fmt.Sprint(tt.tags)
 			tags := printTags(t, "-tags", n)
-			url := startPLCSim(t, "-tags", n, "-interval", changeInterval.String())
-			checkCounters(t, connect(t, url), tags, 3*time.Second)
+			sim := startPLCSim(t, "-tags", n, "-interval", changeInterval.String())
+			checkCounters(t, connect(t, sim.url), tags, 3*time.Second)
 		})
 	}
 }
@@ -519,7 +542,7 @@ collect:
 func TestResubscribe(t *testing.T) {
 	const tags, items, rounds = 1600, 400, 12
 	entries := printTags(t, "-tags", fmt.Sprint(tags))
-	url := startPLCSim(t, "-tags", fmt.Sprint(tags), "-interval", "20ms")
+	url := startPLCSim(t, "-tags", fmt.Sprint(tags), "-interval", "20ms").url
 
 	ids := map[uint32]int{}
 	for round := range rounds {
@@ -570,6 +593,27 @@ func waitForData(ctx context.Context, t *testing.T, round int, notes <-chan *opc
 			}
 		}
 	}
+}
+
+// TestStopWithClientConnected stops plcsim while a client still has a
+// subscription: gopcua's Server.Close alone would wait 10 s for the client to
+// hang up.
+func TestStopWithClientConnected(t *testing.T) {
+	sim := startPLCSim(t, "-tags", "4", "-interval", "100ms")
+	c := connect(t, sim.url)
+	notes := make(chan *opcua.PublishNotificationData, 16)
+	sub, err := c.Subscribe(t.Context(), &opcua.SubscriptionParameters{Interval: 20 * time.Millisecond}, notes)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if _, err := sub.Monitor(t.Context(), ua.TimestampsToReturnBoth,
+		opcua.NewMonitoredItemCreateRequestWithDefaults(ua.MustParseNodeID("ns=1;s=Int32.0001"), ua.AttributeIDValue, 1)); err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	waitForData(ctx, t, 0, notes)
+	sim.stop(t, 5*time.Second)
 }
 
 // syncBuffer is a bytes.Buffer safe for a child process's writer goroutine
