@@ -425,6 +425,27 @@ func TestNamespaceAndRead(t *testing.T) {
 	if got := len(br.Results[0].References); got != len(tags) {
 		t.Errorf("browse found %d variables, want %d", got, len(tags))
 	}
+	// ... which the server's Objects folder organizes as PLCSim.
+	br, err = c.Browse(ctx, &ua.BrowseRequest{
+		NodesToBrowse: []*ua.BrowseDescription{{
+			NodeID:          ua.NewNumericNodeID(0, id.ObjectsFolder),
+			BrowseDirection: ua.BrowseDirectionForward,
+			ReferenceTypeID: ua.NewNumericNodeID(0, id.Organizes),
+			ResultMask:      uint32(ua.BrowseResultMaskAll),
+		}},
+	})
+	if err != nil {
+		t.Fatalf("browse: %v", err)
+	}
+	found := false
+	for _, r := range br.Results[0].References {
+		if r.NodeID.NodeID.Equal(ua.NewNumericNodeID(namespaceIndex, id.ObjectsFolder)) && r.BrowseName.Name == "PLCSim" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Objects does not organize PLCSim (ns=%d;i=%d): %d references", namespaceIndex, id.ObjectsFolder, len(br.Results[0].References))
+	}
 }
 
 // changeInterval is plcsim's interval in the subscription tests. The client
