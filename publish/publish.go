@@ -1,0 +1,461 @@
+// Package publish sends samples to an MQTT broker: topics from templates,
+// JSON payloads, and a paho client that keeps reconnecting by itself.
+package publish
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// Offline queueing, as found in paho v1.5.1 (client.go Publish, Connect,
+// reconnect, resume; net.go; store.go) and seen in tests:
+//   - With ConnectRetry/AutoReconnect, Publish of QoS 1/2 while (re)connecting
+//     puts the message in the Store and leaves its token pending; resume()
+//     resends the Store after connecting. Messages are not lost, but:
+//   - the default MemoryStore lists keys in map order, so the backlog is
+//     resent shuffled (hence our ordered store);
+//   - the status turns "connected" before resume() runs, so a Publish right
+//     after a reconnect goes out ahead of the backlog; so does a Publish that
+//     was waiting to hand its message over when the connection died;
+//   - tokens tell little: resume() completes them when it resends, not when
+//     the broker acknowledges, and a write error on a dying connection fails
+//     a token whose message stays stored and is resent;
+//   - QoS 0 while reconnecting is dropped with a token that reports success,
+//     and while first connecting it is neither sent nor completed.
+//
+// So Run hands paho a message only while the link is up: connected, with
+// everything stored before the reconnect acknowledged. Otherwise it waits, and
+// the channel (later the disk spool) holds the backlog; paho's store keeps
+// only what was in flight when a connection dropped, and resends it in order.
+// A reconnect attempt waits until no Publish is under way (see notify), and a
+// write timeout bounds how long a Publish can wait on a dead connection.
+
+const (
+	// window bounds the publishes awaiting acknowledgement: enough to keep
+	// the connection busy, far below MQTT's 65535 packet ids.
+	window = 1024
+	// quiesce is how long Disconnect waits for its DISCONNECT to go out, in ms.
+	quiesce = 250
+
+	writeTimeout         = 5 * time.Second
+	connectRetryInterval = 2 * time.Second
+	maxReconnectInterval = 30 * time.Second
+	connectTimeout       = 10 * time.Second
+)
+
+// Publisher publishes samples to one MQTT broker.
+type Publisher struct {
+	log    zerolog.Logger
+	client mqtt.Client
+	store  *store
+	topics *topics
+	qos    byte
+	retain bool
+
+	published, failed atomic.Uint64
+
+	mu         sync.Mutex
+	idle       sync.Cond     // signalled when publishing turns false
+	up         chan struct{} // closed while the link is up
+	isUp       bool
+	publishing bool          // Run is inside client.Publish
+	lists      uint64        // store.lists when the latest connection attempt began
+	lastErr    string        // last connect failure logged
+	done       chan struct{} // closed when Run returns
+
+	// Owned by Run's goroutine.
+	inflight ring
+	failing  bool
+}
+
+// Stats counts the Publisher's messages since New.
+type Stats struct {
+	Published uint64 // acknowledged by the broker (QoS 0: handed to the connection)
+	Failed    uint64 // lost: rejected before reaching paho's store (QoS 1, 2) or reported failed (QoS 0)
+	Connected bool   // connected, and caught up after the last reconnect
+}
+
+// New checks the MQTT settings and prepares a client; it does not connect.
+func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
+	m := &cfg.MQTT
+	if m.QoS < 0 || m.QoS > 2 {
+		return nil, fmt.Errorf("qos %d: must be 0, 1 or 2", m.QoS)
+	}
+	if m.ClientID == "" {
+		return nil, errors.New("client_id must be set")
+	}
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	topics, err := newTopics(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{
+		log:      log.With().Str("endpoint", u.Redacted()).Logger(),
+		store:    newStore(),
+		topics:   topics,
+		qos:      byte(m.QoS),
+		retain:   m.Retain,
+		up:       make(chan struct{}),
+		done:     make(chan struct{}),
+		inflight: ring{buf: make([]inflight, window)},
+	}
+	p.idle.L = &p.mu
+
+	opts := mqtt.NewClientOptions().
+		AddBroker(m.URL).
+		SetClientID(m.ClientID).
+		SetUsername(m.Username).
+		SetPassword(m.Password.Reveal()).
+		SetProtocolVersion(4). // no silent fallback to 3.1 on a refused connection
+		SetKeepAlive(m.Keepalive.Duration()).
+		// A persistent session makes the broker keep QoS 1/2 state across
+		// reconnects; QoS 0 has none to keep.
+		SetCleanSession(m.QoS == 0).
+		SetStore(p.store).
+		SetAutoReconnect(true).
+		SetConnectRetry(true). // start with the broker down: keep trying
+		SetConnectRetryInterval(connectRetryInterval).
+		SetMaxReconnectInterval(maxReconnectInterval).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(writeTimeout).
+		SetConnectionNotificationHandler(p.notify)
+	switch u.Scheme {
+	case "tcp", "ws":
+	case "ssl", "wss":
+		tc, err := tlsConfig(m.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		if tc.InsecureSkipVerify {
+			p.log.Warn().Msg("tls.insecure_skip_verify is set: the broker's certificate is not checked")
+		}
+		opts.SetTLSConfig(tc)
+	default:
+		return nil, fmt.Errorf("url %q: scheme must be tcp, ssl, ws or wss", u.Redacted())
+	}
+	p.client = mqtt.NewClient(opts)
+	return p, nil
+}
+
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify, // #nosec G402 -- an explicit, logged choice
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Stats returns the counters; safe to call from any goroutine.
+func (p *Publisher) Stats() Stats {
+	p.mu.Lock()
+	up := p.isUp
+	p.mu.Unlock()
+	return Stats{Published: p.published.Load() + p.store.acked.Load(), Failed: p.failed.Load(), Connected: up}
+}
+
+// Run connects and publishes every sample from in, in order, until in is
+// closed; then it waits until the broker has acknowledged everything,
+// disconnects and returns nil. Cancelling ctx stops it at once; it then
+// returns an error if messages were left unacknowledged. Run is called once.
+func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error {
+	defer close(p.done)
+	p.log.Info().Msg("connecting to broker")
+	p.client.Connect() // completes once connected; progress is reported to notify
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return p.stop(ctx, 0)
+		case <-p.inflight.frontDone():
+			p.reap()
+		case s, ok := <-in:
+			if !ok {
+				return p.drain(ctx)
+			}
+			buf = AppendJSON(buf[:0], &s)
+			// paho keeps the payload until acknowledged: it needs its own copy.
+			if err := p.send(ctx, p.topics.topic(s.PLC, s.Tag), bytes.Clone(buf)); err != nil {
+				return p.stop(ctx, 1)
+			}
+		}
+	}
+}
+
+// send hands one message to paho once the link is up and the window has
+// room. This is the one way out to the broker: the disk spool goes here.
+func (p *Publisher) send(ctx context.Context, topic string, payload []byte) error {
+	for {
+		ready := p.upChan()
+		if p.inflight.full() {
+			ready = nil // wait for an acknowledgement first
+		}
+		select {
+		case <-ready:
+			if tok := p.publish(topic, payload); tok != nil {
+				p.inflight.push(inflight{tok, topic})
+				return nil
+			}
+		case <-p.inflight.frontDone():
+			p.reap()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// publish calls paho if the link is still up, and returns nil if not.
+func (p *Publisher) publish(topic string, payload []byte) mqtt.Token {
+	p.mu.Lock()
+	if !p.isUp {
+		p.mu.Unlock()
+		return nil
+	}
+	p.publishing = true
+	p.mu.Unlock()
+	tok := p.client.Publish(topic, p.qos, p.retain, payload)
+	p.mu.Lock()
+	p.publishing = false
+	p.idle.Broadcast()
+	p.mu.Unlock()
+	return tok
+}
+
+// reap takes the completed publishes off the front of the window; tokens
+// complete in order, so the front is the one to wait for.
+//
+// For QoS 1 and 2 a token tells little: an error after the message got its
+// packet id (a write on a dying connection) leaves it in the store, to be
+// resent after reconnecting, and a resent message's token completes before
+// the broker acknowledges it. So the store counts acknowledgements, and only
+// a message that never reached the store (no packet id) has failed.
+func (p *Publisher) reap() {
+	for p.inflight.n > 0 {
+		f := *p.inflight.front()
+		select {
+		case <-f.token.Done():
+		default:
+			return
+		}
+		p.inflight.pop()
+		err := f.token.Error()
+		switch {
+		case err == nil:
+			if p.qos == 0 {
+				p.published.Add(1)
+			}
+		case p.qos > 0 && f.token.(*mqtt.PublishToken).MessageID() != 0:
+			// Still in the store: paho resends it.
+		default:
+			p.failed.Add(1)
+			if !p.failing {
+				p.failing = true
+				p.log.Error().Err(err).Str("topic", f.topic).Msg("publish failed")
+			}
+			continue
+		}
+		if p.failing {
+			p.failing = false
+			p.log.Info().Str("topic", f.topic).Msg("publishing again")
+		}
+	}
+}
+
+// drain waits for every message to be acknowledged, then disconnects.
+func (p *Publisher) drain(ctx context.Context) error {
+	for p.inflight.n > 0 {
+		select {
+		case <-p.inflight.frontDone():
+			p.reap()
+		case <-ctx.Done():
+			return p.stop(ctx, 0)
+		}
+	}
+	// Tokens of messages resent after a reconnect complete before the
+	// broker acknowledges them; the store knows.
+	for {
+		_, out, changed := p.store.state()
+		if out == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return p.stop(ctx, 0)
+		}
+	}
+	p.client.Disconnect(quiesce)
+	st := p.Stats()
+	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
+	return nil
+}
+
+// stop is the hard stop: disconnect now and report what was not delivered;
+// held counts a message taken from in but not handed to paho.
+func (p *Publisher) stop(ctx context.Context, held int) error {
+	p.reap()
+	_, stored, _ := p.store.state()
+	lost := max(stored, p.inflight.n) + held
+	p.client.Disconnect(0)
+	if lost > 0 {
+		return fmt.Errorf("mqtt: stopped with %d messages not acknowledged by the broker: %w", lost, ctx.Err())
+	}
+	return nil
+}
+
+// notify follows the connection. paho calls it synchronously for connecting
+// and failed attempts, in a new goroutine for connected and lost.
+func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
+	select {
+	case <-p.done:
+		return // an abandoned attempt finishing after Run: nothing to tell
+	default:
+	}
+	switch n := n.(type) {
+	case mqtt.ConnectionNotificationConnecting:
+		// Hold the attempt until Run is out of Publish: a message handed
+		// over now would go out first on the new connection, ahead of the
+		// resent ones.
+		p.mu.Lock()
+		p.down()
+		for p.publishing {
+			p.idle.Wait()
+		}
+		p.lists, _, _ = p.store.state()
+		p.mu.Unlock()
+		p.log.Debug().Int("attempt", n.Attempt).Bool("reconnect", n.IsReconnect).Msg("connecting to broker")
+	case mqtt.ConnectionNotificationFailed:
+		p.mu.Lock()
+		first := n.Reason.Error() != p.lastErr
+		p.lastErr = n.Reason.Error()
+		p.mu.Unlock()
+		switch {
+		case !first:
+		case errors.Is(n.Reason, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(n.Reason, packets.ErrorRefusedNotAuthorised):
+			p.log.Warn().Err(n.Reason).Msg("broker refused the credentials (mqtt.username and password); retrying")
+		default:
+			p.log.Warn().Err(n.Reason).Msg("cannot connect to broker; retrying")
+		}
+	case mqtt.ConnectionNotificationConnected:
+		p.mu.Lock()
+		p.lastErr = ""
+		p.mu.Unlock()
+		p.log.Info().Msg("connected to broker")
+		p.resumed(c)
+	case mqtt.ConnectionNotificationLost:
+		p.mu.Lock()
+		if !c.IsConnectionOpen() {
+			p.down()
+		}
+		p.mu.Unlock()
+		p.log.Warn().Err(n.Reason).Msg("connection to broker lost; reconnecting")
+	}
+}
+
+// resumed marks the link up once paho's resume() has read the store (after
+// the latest attempt began) and the broker has acknowledged all it resent.
+// QoS 0 stores nothing and, on a clean session, paho skips resume().
+func (p *Publisher) resumed(c mqtt.Client) {
+	for {
+		lists, out, changed := p.store.state()
+		p.mu.Lock()
+		if out == 0 && (lists > p.lists || p.qos == 0) {
+			if !p.isUp && c.IsConnectionOpen() {
+				p.isUp = true
+				close(p.up)
+			}
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// down marks the link down; p.mu is held.
+func (p *Publisher) down() {
+	if p.isUp {
+		p.isUp = false
+		p.up = make(chan struct{})
+	}
+}
+
+func (p *Publisher) upChan() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up
+}
+
+// inflight is a publish awaiting completion.
+type inflight struct {
+	token mqtt.Token
+	topic string
+}
+
+// ring is a fixed-size FIFO of inflight publishes.
+type ring struct {
+	buf     []inflight
+	head, n int
+}
+
+func (r *ring) full() bool       { return r.n == len(r.buf) }
+func (r *ring) front() *inflight { return &r.buf[r.head] }
+
+func (r *ring) push(f inflight) {
+	r.buf[(r.head+r.n)%len(r.buf)] = f
+	r.n++
+}
+
+func (r *ring) pop() {
+	r.buf[r.head] = inflight{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+}
+
+// frontDone is the oldest publish's completion, or nil when there is none.
+func (r *ring) frontDone() <-chan struct{} {
+	if r.n == 0 {
+		return nil
+	}
+	return r.front().token.Done()
+}

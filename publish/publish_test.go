@@ -1,0 +1,527 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/publish/brokertest"
+)
+
+const wait = 20 * time.Second
+
+var clientIDs atomic.Int64
+
+func testConfig(url string, qos int) *config.Config {
+	return &config.Config{
+		Agent: config.Agent{ID: "a1"},
+		MQTT: config.MQTT{
+			URL:       url,
+			ClientID:  fmt.Sprintf("tagbridge-test-%d", clientIDs.Add(1)),
+			QoS:       qos,
+			Keepalive: config.Duration(30 * time.Second),
+			Topic:     "tagbridge/{agent}/{plc}/{tag}",
+		},
+		PLCs: []config.PLC{{
+			Name: "press1",
+			Tags: []config.Tag{
+				{Name: "temperature"},
+				{Name: "pressure", Topic: "plant/{plc}/p/{tag}"},
+			},
+		}},
+	}
+}
+
+// logSink is a zerolog writer that tests can wait on.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newLog(t *testing.T) (zerolog.Logger, *logSink) {
+	l := &logSink{changed: make(chan struct{})}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("publisher log:\n%s", l.String())
+		}
+	})
+	return zerolog.New(l).Level(zerolog.DebugLevel), l
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return l.buf.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// waitFor waits until the log has a line containing all of parts.
+func (l *logSink) waitFor(t *testing.T, parts ...string) {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		l.mu.Lock()
+		changed := l.changed
+		for line := range strings.Lines(l.buf.String()) {
+			if containsAll(line, parts) {
+				l.mu.Unlock()
+				return
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("no log line with %q within %v", parts, wait)
+		}
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// start runs p until the test ends; the returned channel gives Run's result.
+func start(t *testing.T, p *Publisher, in <-chan collectors.Sample) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- p.Run(t.Context(), in) }()
+	return done
+}
+
+func result(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(wait):
+		t.Fatalf("Run did not return within %v", wait)
+		return nil
+	}
+}
+
+func receive(t *testing.T, msgs <-chan brokertest.Message, n int) []brokertest.Message {
+	t.Helper()
+	got := make([]brokertest.Message, 0, n)
+	timeout := time.After(wait)
+	for len(got) < n {
+		select {
+		case m := <-msgs:
+			got = append(got, m)
+		case <-timeout:
+			t.Fatalf("received %d of %d messages within %v", len(got), n, wait)
+		}
+	}
+	return got
+}
+
+func newPublisher(t *testing.T, cfg *config.Config, log zerolog.Logger) *Publisher {
+	t.Helper()
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPublishQoS(t *testing.T) {
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
+	samples := []collectors.Sample{
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: 21.5, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts.Add(time.Millisecond)},
+		{PLC: "press1", Tag: "pressure", Node: "ns=2;s=Line1.P", Value: int64(-3), Type: "Int64", Status: "Good", SourceTime: ts},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: math.NaN(), Type: "Double", Status: "BadSensorFailure", StatusCode: 0x808B0000},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: "ü \"quoted\"", Type: "String", Status: "Good"},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: []any{true, []byte{1, 2}}, Type: "Variant", Status: "Good"},
+		// Not in the config: published on mqtt.topic, names made safe.
+		{PLC: "ghost", Tag: "x+y/z", Node: "i=85", Value: uint32(7), Type: "UInt32", Status: "Good"},
+	}
+	wantTopics := []string{
+		"tagbridge/a1/press1/temperature",
+		"plant/press1/p/pressure",
+		"tagbridge/a1/press1/temperature",
+		"tagbridge/a1/press1/temperature",
+		"tagbridge/a1/press1/temperature",
+		"tagbridge/a1/ghost/x_y_z",
+	}
+	for _, qos := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			b := brokertest.Start(t)
+			msgs := brokertest.Subscribe(t, b.URL(), "#", byte(qos))
+			log, _ := newLog(t)
+			p := newPublisher(t, testConfig(b.URL(), qos), log)
+			in := make(chan collectors.Sample)
+			done := start(t, p, in)
+			for _, s := range samples {
+				in <- s
+			}
+			close(in)
+			if err := result(t, done); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			// Run returned only once the broker had everything.
+			if st := p.Stats(); st.Published != uint64(len(samples)) || st.Failed != 0 {
+				t.Errorf("Stats after Run = %+v, want %d published", st, len(samples))
+			}
+			for i, m := range receive(t, msgs, len(samples)) {
+				if want := AppendJSON(nil, &samples[i]); m.Topic != wantTopics[i] || !bytes.Equal(m.Payload, want) || m.Retained {
+					t.Errorf("message %d:\n got %s %s retained=%v\nwant %s %s", i, m.Topic, m.Payload, m.Retained, wantTopics[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestPublishRetain(t *testing.T) {
+	for _, retain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retain=%v", retain), func(t *testing.T) {
+			b := brokertest.Start(t)
+			log, _ := newLog(t)
+			cfg := testConfig(b.URL(), 1)
+			cfg.MQTT.Retain = retain
+			p := newPublisher(t, cfg, log)
+			in := make(chan collectors.Sample, 1)
+			s := collectors.Sample{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}
+			in <- s
+			close(in)
+			if err := result(t, start(t, p, in)); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			// A retained marker, published after the value: on subscribing,
+			// the broker sends every retained message before live ones.
+			sendRaw(t, b.URL(), "marker", true)
+			msgs := brokertest.Subscribe(t, b.URL(), "#", 1)
+			sendRaw(t, b.URL(), "live", false)
+			var got []string
+			for len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "live ") {
+				m := receive(t, msgs, 1)[0]
+				got = append(got, fmt.Sprintf("%s retained=%v", m.Topic, m.Retained))
+				if m.Topic == "tagbridge/a1/press1/temperature" && !bytes.Equal(m.Payload, AppendJSON(nil, &s)) {
+					t.Errorf("payload %s", m.Payload)
+				}
+			}
+			want := []string{"marker retained=true", "live retained=false"}
+			if retain {
+				want = append([]string{"tagbridge/a1/press1/temperature retained=true"}, want...)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") && !(retain && sameSet(got, want)) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// sameSet allows retained messages to come in any order.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, s := range a {
+		seen[s]++
+	}
+	for _, s := range b {
+		seen[s]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sendRaw publishes with a plain paho client, at QoS 1.
+func sendRaw(t *testing.T, url, topic string, retain bool) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("raw-%d", clientIDs.Add(1))))
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("raw connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Publish(topic, 1, retain, "x"); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("raw publish: %v", tok.Error())
+	}
+}
+
+func seqSample(i int) collectors.Sample {
+	return collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"}
+}
+
+func seqOf(t *testing.T, m brokertest.Message) int {
+	t.Helper()
+	const key = `"value":`
+	i := bytes.Index(m.Payload, []byte(key))
+	if i < 0 {
+		t.Fatalf("no value in %s", m.Payload)
+	}
+	rest := m.Payload[i+len(key):]
+	n, err := strconv.Atoi(string(rest[:bytes.IndexByte(rest, ',')]))
+	if err != nil {
+		t.Fatalf("value in %s: %v", m.Payload, err)
+	}
+	return n
+}
+
+func TestPublishOrder(t *testing.T) {
+	const n = 10000
+	b := brokertest.Start(t)
+	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+	log, _ := newLog(t)
+	p := newPublisher(t, testConfig(b.URL(), 1), log)
+	in := make(chan collectors.Sample, 256)
+	done := start(t, p, in)
+	go func() {
+		for i := range n {
+			in <- seqSample(i)
+		}
+		close(in)
+	}()
+	for i, m := range receive(t, msgs, n) {
+		if got := seqOf(t, m); got != i {
+			t.Fatalf("message %d carries %d", i, got)
+		}
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := p.Stats(); st.Published != n {
+		t.Errorf("Stats = %+v, want %d published", st, n)
+	}
+}
+
+func TestPublishPassword(t *testing.T) {
+	b := brokertest.Start(t, brokertest.WithUser("tagbridge", "s3cret"))
+	url := strings.Replace(b.URL(), "tcp://", "tcp://tagbridge:s3cret@", 1)
+
+	t.Run("right", func(t *testing.T) {
+		msgs := brokertest.Subscribe(t, url, "#", 1)
+		log, _ := newLog(t)
+		cfg := testConfig(b.URL(), 1)
+		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "s3cret"
+		p := newPublisher(t, cfg, log)
+		in := make(chan collectors.Sample, 1)
+		in <- seqSample(1)
+		close(in)
+		if err := result(t, start(t, p, in)); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if m := receive(t, msgs, 1)[0]; seqOf(t, m) != 1 {
+			t.Errorf("got %s", m.Payload)
+		}
+	})
+
+	t.Run("wrong", func(t *testing.T) {
+		log, logs := newLog(t)
+		cfg := testConfig(b.URL(), 1)
+		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "wr0ng-pa55"
+		p := newPublisher(t, cfg, log)
+		in := make(chan collectors.Sample, 1)
+		in <- seqSample(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx, in) }()
+		logs.waitFor(t, `"level":"warn"`, "broker refused the credentials", "not Authorized")
+		if p.Stats().Connected {
+			t.Error("connected with a wrong password")
+		}
+		cancel() // the hard stop gives up on the held message
+		if err := result(t, done); err == nil || !strings.Contains(err.Error(), "1 messages not acknowledged") {
+			t.Errorf("Run = %v, want 1 message not acknowledged", err)
+		}
+		if strings.Contains(logs.String(), "wr0ng-pa55") {
+			t.Error("password in the log")
+		}
+		if n := strings.Count(logs.String(), "broker refused the credentials"); n != 1 {
+			t.Errorf("connect failure logged %d times, want once", n)
+		}
+	})
+}
+
+// TestPublishOutage stops the broker mid-stream: what is sent meanwhile
+// arrives after it restarts, in order.
+func TestPublishOutage(t *testing.T) {
+	b := brokertest.Start(t)
+	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+	log, logs := newLog(t)
+	p := newPublisher(t, testConfig(b.URL(), 1), log)
+	in := make(chan collectors.Sample, 2000) // room for all sent during the outage
+	done := start(t, p, in)
+	next := 0
+	send := func(n int) {
+		for range n {
+			in <- seqSample(next)
+			next++
+		}
+	}
+
+	send(100)
+	got := receive(t, msgs, 100)
+	// Stop while messages are in flight, then keep sending.
+	send(900)
+	b.Stop()
+	logs.waitFor(t, "connection to broker lost")
+	send(200)
+	// A few seconds down: restart once the second attempt has begun; the
+	// third comes 2 s later.
+	logs.waitFor(t, "cannot connect to broker", "connection refused")
+	logs.waitFor(t, `"attempt":1`, `"reconnect":true`)
+	if p.Stats().Connected {
+		t.Error("Stats().Connected while the broker is down")
+	}
+	b.Restart()
+	send(100)
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Messages in flight when the broker went away may come twice (QoS 1);
+	// none is missing and none overtakes an earlier one.
+	seen := map[int]bool{}
+	last, dups := -1, 0
+	var order []int
+	defer func() {
+		if t.Failed() {
+			t.Logf("arrival runs: %s", runs(order))
+		}
+	}()
+	check := func(m brokertest.Message) {
+		n := seqOf(t, m)
+		order = append(order, n)
+		if seen[n] {
+			dups++
+			return
+		}
+		if n != last+1 {
+			t.Errorf("%d arrived after %d", n, last)
+		}
+		seen[n], last = true, n
+	}
+	for _, m := range got {
+		check(m)
+	}
+	timeout := time.After(wait)
+	for len(seen) < next {
+		select {
+		case m := <-msgs:
+			check(m)
+		case <-timeout:
+			t.Fatalf("received up to %d of %d within %v", last, next-1, wait)
+		}
+	}
+	if st := p.Stats(); st.Published != uint64(next) || st.Failed != 0 {
+		t.Errorf("Stats = %+v, want %d published", st, next)
+	}
+	t.Logf("%d messages in order, %d duplicates", next, dups)
+}
+
+// TestPublishHardStop: with no broker, cancelling ctx returns at once.
+func TestPublishHardStop(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "tcp://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	log, logs := newLog(t)
+	p := newPublisher(t, testConfig(url, 1), log)
+	in := make(chan collectors.Sample)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, in) }()
+	logs.waitFor(t, "cannot connect to broker")
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Errorf("Run = %v, want nil: nothing was pending", err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*config.Config)
+		want   string
+	}{
+		{"qos", func(c *config.Config) { c.MQTT.QoS = 3 }, "qos 3: must be 0, 1 or 2"},
+		{"scheme", func(c *config.Config) { c.MQTT.URL = "http://u:pw@h:1" }, `url "http://u:xxxxx@h:1": scheme must be tcp, ssl, ws or wss`},
+		{"client id", func(c *config.Config) { c.MQTT.ClientID = "" }, "client_id must be set"},
+		{"wildcard", func(c *config.Config) { c.PLCs[0].Tags[1].Topic = "a/+/{tag}" }, `plc "press1" tag "pressure": topic "a/+/{tag}": renders to "a/+/pressure": wildcards + and # are not allowed when publishing`},
+		{"empty", func(c *config.Config) { c.MQTT.Topic = "{plc}"; c.PLCs[0].Name = "" }, `plc "" tag "temperature": topic "{plc}": renders empty`},
+		{"ca file", func(c *config.Config) { c.MQTT.URL = "ssl://h:8883"; c.MQTT.TLS.CAFile = "/nonexistent/ca.pem" }, "tls: ca_file: open /nonexistent/ca.pem: no such file or directory"},
+		{"key pair", func(c *config.Config) { c.MQTT.URL = "wss://h:443"; c.MQTT.TLS.CertFile = "/nonexistent/c.pem" }, "tls: cert_file/key_file: open /nonexistent/c.pem: no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("tcp://127.0.0.1:1883", 1)
+			tt.change(cfg)
+			_, err := New(cfg, zerolog.Nop())
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("New = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTopics(t *testing.T) {
+	tp, err := newTopics(testConfig("", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ plc, tag, want string }{
+		{"press1", "temperature", "tagbridge/a1/press1/temperature"},
+		{"press1", "pressure", "plant/press1/p/pressure"},
+		{"press1", "other", "tagbridge/a1/press1/other"},
+		{"p/2", "#", "tagbridge/a1/p_2/_"},
+		{"p", "bad\xff", "tagbridge/a1/p/bad\uFFFD"},
+	} {
+		if got := tp.topic(tt.plc, tt.tag); got != tt.want {
+			t.Errorf("topic(%q, %q) = %q, want %q", tt.plc, tt.tag, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { tp.topic("press1", "temperature") }); n != 0 {
+		t.Errorf("%v allocs for a configured tag, want 0", n)
+	}
+}
+
+// runs condenses a sequence: 0-99 100 105-200.
+func runs(seq []int) string {
+	var b strings.Builder
+	for i := 0; i < len(seq); {
+		j := i
+		for j+1 < len(seq) && seq[j+1] == seq[j]+1 {
+			j++
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d ", seq[i], seq[j])
+		} else {
+			fmt.Fprintf(&b, "%d ", seq[i])
+		}
+		i = j + 1
+	}
+	return b.String()
+}

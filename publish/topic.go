@@ -1,0 +1,76 @@
+package publish
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// topics maps every configured (plc, tag) to its rendered topic, so that
+// publishing a value does no template work.
+type topics struct {
+	agent    string
+	template string // mqtt.topic, for samples of tags not in the table
+	byPLC    map[string]map[string]string
+}
+
+func newTopics(cfg *config.Config) (*topics, error) {
+	t := &topics{agent: cfg.Agent.ID, template: cfg.MQTT.Topic, byPLC: make(map[string]map[string]string, len(cfg.PLCs))}
+	for _, plc := range cfg.PLCs {
+		tags := make(map[string]string, len(plc.Tags))
+		for _, tag := range plc.Tags {
+			tmpl := cmp.Or(tag.Topic, cfg.MQTT.Topic)
+			topic := render(tmpl, t.agent, plc.Name, tag.Name)
+			if err := checkTopic(topic); err != nil {
+				return nil, fmt.Errorf("plc %q tag %q: topic %q: %w", plc.Name, tag.Name, tmpl, err)
+			}
+			tags[tag.Name] = topic
+		}
+		t.byPLC[plc.Name] = tags
+	}
+	return t, nil
+}
+
+// topic returns the topic for a sample. Samples of unknown tags still go out,
+// on mqtt.topic, with names made safe for a topic level: a wildcard in a
+// published topic makes the broker drop the connection, and a QoS 1 message
+// would then be resent forever.
+func (t *topics) topic(plc, tag string) string {
+	if topic, ok := t.byPLC[plc][tag]; ok {
+		return topic
+	}
+	return render(t.template, t.agent, level(plc), level(tag))
+}
+
+func render(tmpl, agent, plc, tag string) string {
+	return strings.NewReplacer("{agent}", agent, "{plc}", plc, "{tag}", tag).Replace(tmpl)
+}
+
+// level makes s usable as one topic level (strings.Map also turns invalid
+// UTF-8 into U+FFFD).
+func level(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '+' || r == '#' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// checkTopic rejects what the broker would refuse in a PUBLISH topic.
+func checkTopic(topic string) error {
+	switch {
+	case topic == "":
+		return fmt.Errorf("renders empty")
+	case strings.ContainsAny(topic, "+#"):
+		return fmt.Errorf("renders to %q: wildcards + and # are not allowed when publishing", topic)
+	case strings.ContainsRune(topic, 0) || !utf8.ValidString(topic):
+		return fmt.Errorf("renders to %q: must be UTF-8 without NUL", topic)
+	case len(topic) > 65535:
+		return fmt.Errorf("renders longer than 65535 bytes")
+	}
+	return nil
+}
