@@ -42,6 +42,7 @@ type Broker struct {
 	t    testing.TB
 	dir  string
 	port int
+	tls  bool
 	log  lockedBuffer // stderr of every run, shown when the test fails
 
 	cmd    *exec.Cmd
@@ -52,13 +53,21 @@ type Broker struct {
 type Option func(*settings)
 
 type settings struct {
-	users [][2]string
+	users                       [][2]string
+	certFile, keyFile, clientCA string
 }
 
 // WithUser turns anonymous access off and adds a user with this password.
 // The test is skipped if mosquitto_passwd is not installed.
 func WithUser(name, password string) Option {
 	return func(s *settings) { s.users = append(s.users, [2]string{name, password}) }
+}
+
+// WithTLS makes the listener TLS only, with this certificate and key (PEM
+// files); URL then starts with ssl://. A non-empty clientCAFile makes the
+// broker require client certificates signed by it.
+func WithTLS(certFile, keyFile, clientCAFile string) Option {
+	return func(s *settings) { s.certFile, s.keyFile, s.clientCA = certFile, keyFile, clientCAFile }
 }
 
 // Start runs Mosquitto until the test ends. It fails the test if Mosquitto
@@ -72,7 +81,7 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	for _, o := range opts {
 		o(&s)
 	}
-	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t)}
+	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), tls: s.certFile != ""}
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
 persistence true
 persistence_location %s/
@@ -86,6 +95,12 @@ log_type information
 `, b.port, b.dir)
 	if os.Geteuid() == 0 {
 		conf += "user root\n" // else it drops to user mosquitto, who cannot read dir
+	}
+	if b.tls {
+		conf += fmt.Sprintf("certfile %s\nkeyfile %s\n", s.certFile, s.keyFile)
+		if s.clientCA != "" {
+			conf += fmt.Sprintf("cafile %s\nrequire_certificate true\n", s.clientCA)
+		}
 	}
 	if len(s.users) == 0 {
 		conf += "allow_anonymous true\n"
@@ -118,8 +133,13 @@ log_type information
 	return b
 }
 
-// URL is the broker's address, "tcp://127.0.0.1:PORT".
-func (b *Broker) URL() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.port) }
+// URL is the broker's address, "tcp://127.0.0.1:PORT" (ssl:// WithTLS).
+func (b *Broker) URL() string {
+	if b.tls {
+		return "ssl://127.0.0.1:" + strconv.Itoa(b.port)
+	}
+	return "tcp://127.0.0.1:" + strconv.Itoa(b.port)
+}
 
 // Stop shuts the broker down, saving its sessions, and waits until it has exited.
 func (b *Broker) Stop() {
