@@ -440,6 +440,43 @@ func TestPublishOutage(t *testing.T) {
 	t.Logf("%d messages in order, %d duplicates", next, dups)
 }
 
+// TestPublishBrokerDownAtStart: Run keeps trying, holds what it is given,
+// and delivers it once the broker is up.
+func TestPublishBrokerDownAtStart(t *testing.T) {
+	for _, qos := range []int{0, 1} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			b := brokertest.Start(t)
+			// The subscriber's session outlives the broker's restart.
+			msgs := brokertest.Subscribe(t, b.URL(), "#", 1)
+			b.Stop()
+			log, logs := newLog(t)
+			p := newPublisher(t, testConfig(b.URL(), qos), log)
+			in := make(chan collectors.Sample, 10)
+			done := start(t, p, in)
+			for i := range 10 {
+				in <- seqSample(i)
+			}
+			close(in)
+			logs.waitFor(t, "cannot connect to broker", "connection refused")
+			b.Restart()
+			if err := result(t, done); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if st := p.Stats(); st.Published != 10 || st.Failed != 0 {
+				t.Errorf("Stats = %+v, want 10 published", st)
+			}
+			if qos == 0 {
+				return // the broker does not queue QoS 0 for a subscriber still reconnecting
+			}
+			for i, m := range receive(t, msgs, 10) {
+				if n := seqOf(t, m); n != i {
+					t.Errorf("message %d carries %d", i, n)
+				}
+			}
+		})
+	}
+}
+
 // TestPublishHardStop: with no broker, cancelling ctx returns at once.
 func TestPublishHardStop(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
