@@ -75,12 +75,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 // parseFlags parses a subcommand's flags; done is true when the caller
 // should return code right away (help or a usage error).
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stdout)
-		fs.Usage()
-		return exitOK, true
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout) // asked for: usage is the output, not an error
+			fs.Usage()
+			return exitOK, true
+		}
+	}
+	switch err := fs.Parse(args); {
 	case err != nil:
 		return exitConfig, true
 	case fs.NArg() > 0:
