@@ -47,9 +47,17 @@ type MQTT struct {
 	Retain       bool     `yaml:"retain"`
 	Keepalive    Duration `yaml:"keepalive"`
 	Topic        string   `yaml:"topic"`
+	Spool        Spool    `yaml:"spool"`
 
 	// Password is resolved from PasswordEnv or PasswordFile at load time.
 	Password Secret `yaml:"-"`
+}
+
+// Spool bounds and syncs the disk spool under agent.spool_dir, through
+// which every value passes on its way to the broker.
+type Spool struct {
+	MaxBytes     Size     `yaml:"max_bytes"`
+	SyncInterval Duration `yaml:"sync_interval"`
 }
 
 // TLS is the client side of an ssl:// or wss:// broker connection.

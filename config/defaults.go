@@ -19,6 +19,8 @@ const (
 	DefaultQoS                = 1
 	DefaultKeepalive          = 30 * time.Second
 	DefaultTopic              = "tagbridge/{agent}/{plc}/{tag}"
+	DefaultSpoolMaxBytes      = 256 << 20
+	DefaultSpoolSyncInterval  = 100 * time.Millisecond
 	DefaultSecurityPolicy     = "None"
 	DefaultSecurityMode       = "None"
 	DefaultReconnectMin       = time.Second
@@ -49,6 +51,10 @@ func (c *Config) applyDefaults() {
 	}
 	orDuration(&m.Keepalive, DefaultKeepalive)
 	orString(&m.Topic, DefaultTopic)
+	if m.Spool.MaxBytes == 0 {
+		m.Spool.MaxBytes = DefaultSpoolMaxBytes
+	}
+	orDuration(&m.Spool.SyncInterval, DefaultSpoolSyncInterval)
 
 	for i := range c.PLCs {
 		p := &c.PLCs[i]

@@ -98,6 +98,8 @@ func TestLoadDefaults(t *testing.T) {
 		{"mqtt.keepalive", m.Keepalive.Duration(), 30 * time.Second},
 		{"mqtt.topic", m.Topic, "tagbridge/{agent}/{plc}/{tag}"},
 		{"mqtt.password", m.Password.Reveal(), ""},
+		{"mqtt.spool.max_bytes", m.Spool.MaxBytes, Size(256 << 20)},
+		{"mqtt.spool.sync_interval", m.Spool.SyncInterval.Duration(), 100 * time.Millisecond},
 	}
 	p := c.PLCs[0]
 	checks = append(checks, []struct {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,4 +131,54 @@ func describeNode(n *yaml.Node) string {
 		return "an alias"
 	}
 	return fmt.Sprintf("%q", n.Value)
+}
+
+// Size is a number of bytes, written as an integer (268435456) or with a
+// binary unit: 512KiB, 256MiB, 1GiB.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"B", 0}}
+
+func (s Size) String() string {
+	for _, u := range sizeUnits {
+		if u.shift > 0 && s != 0 && s%(1<<u.shift) == 0 && (u.shift == 40 || s%(1<<(u.shift+10)) != 0) {
+			return fmt.Sprintf("%d%s", s>>u.shift, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%d", int64(s))
+}
+
+// MarshalYAML writes s back in the form it is read.
+func (s Size) MarshalYAML() (any, error) { return s.String(), nil }
+
+// UnmarshalYAML parses an integer number of bytes or a number with a binary unit.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	const want = "an integer number of bytes or a size such as 512KiB, 256MiB, 1GiB"
+	if n.Kind != yaml.ScalarNode {
+		return scalarError(n, "expected %s, got %s", want, describeNode(n))
+	}
+	v, err := parseSize(n.Value)
+	if err != nil {
+		return scalarError(n, "%q is not a valid size (%s)", n.Value, want)
+	}
+	*s = v
+	return nil
+}
+
+func parseSize(str string) (Size, error) {
+	num, shift := str, uint(0)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(str, u.suffix); ok {
+			num, shift = strings.TrimSpace(rest), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || num == "" || num[0] == '+' || v > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("bad size %q", str)
+	}
+	return Size(v << shift), nil
 }

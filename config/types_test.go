@@ -163,3 +163,35 @@ func TestValidateWithoutFile(t *testing.T) {
 		t.Fatalf("Validate() = %v, want:\n%s", err, want)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Size
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"268435456", 256 << 20, true},
+		{"512KiB", 512 << 10, true},
+		{"256MiB", 256 << 20, true},
+		{"1GiB", 1 << 30, true},
+		{"2 TiB", 2 << 40, true},
+		{"100B", 100, true},
+		{"256MB", 0, false},
+		{"1.5GiB", 0, false},
+		{"-1", 0, false},
+		{"+1", 0, false},
+		{"MiB", 0, false},
+		{"9999999TiB", 0, false},
+	} {
+		got, err := parseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+		if tt.ok {
+			if back, err := parseSize(got.String()); err != nil || back != got {
+				t.Errorf("%q: String %q does not parse back: %d, %v", tt.in, got.String(), back, err)
+			}
+		}
+	}
+}

@@ -129,7 +129,16 @@ func (v *validator) mqtt(m *MQTT) {
 	if msg := topicError(m.Topic); msg != "" {
 		v.add("mqtt.topic", "%s", msg)
 	}
+	if m.Spool.MaxBytes < MinSpoolMaxBytes {
+		v.add("mqtt.spool.max_bytes", "must be at least 1MiB, got %s", m.Spool.MaxBytes)
+	}
+	if d := m.Spool.SyncInterval.Duration(); d < time.Millisecond || d > time.Minute {
+		v.add("mqtt.spool.sync_interval", "must be between 1ms and 1m, got %s", m.Spool.SyncInterval)
+	}
 }
+
+// MinSpoolMaxBytes is the smallest mqtt.spool.max_bytes: room for a few segments.
+const MinSpoolMaxBytes = 1 << 20
 
 func (v *validator) plc(path string, p *PLC) {
 	if msg := endpointError(p.Endpoint); msg != "" {
