@@ -79,7 +79,12 @@ type PLC struct {
 	PublishingInterval Duration  `yaml:"publishing_interval"`
 	SamplingInterval   Duration  `yaml:"sampling_interval"`
 	QueueSize          uint32    `yaml:"queue_size"`
-	Tags               []Tag     `yaml:"tags"`
+	// WatchdogIntervals is how many publishing intervals (at least 5 s) a
+	// session may stay silent, heartbeat included, before it is rebuilt.
+	WatchdogIntervals int `yaml:"watchdog_intervals"`
+	// ClockSkewWarning is the PLC clock offset that is worth a warning.
+	ClockSkewWarning Duration `yaml:"clock_skew_warning"`
+	Tags             []Tag    `yaml:"tags"`
 }
 
 // Security selects the secure channel's policy and mode.

@@ -28,6 +28,8 @@ const (
 	DefaultPublishingInterval = time.Second
 	DefaultSamplingInterval   = 100 * time.Millisecond
 	DefaultQueueSize          = 10
+	DefaultWatchdogIntervals  = 10
+	DefaultClockSkewWarning   = 5 * time.Second
 )
 
 // applyDefaults fills every unset field, and gives each tag the effective
@@ -67,6 +69,10 @@ func (c *Config) applyDefaults() {
 		if p.QueueSize == 0 {
 			p.QueueSize = DefaultQueueSize
 		}
+		if p.WatchdogIntervals == 0 {
+			p.WatchdogIntervals = DefaultWatchdogIntervals
+		}
+		orDuration(&p.ClockSkewWarning, DefaultClockSkewWarning)
 		for j := range p.Tags {
 			t := &p.Tags[j]
 			orDuration(&t.SamplingInterval, p.SamplingInterval.Duration())

@@ -163,6 +163,12 @@ func (v *validator) plc(path string, p *PLC) {
 	if p.QueueSize < 1 {
 		v.add(path+".queue_size", "must be at least 1")
 	}
+	if p.WatchdogIntervals < 2 {
+		v.add(path+".watchdog_intervals", "must be at least 2")
+	}
+	if p.ClockSkewWarning <= 0 {
+		v.add(path+".clock_skew_warning", "must be greater than 0")
+	}
 
 	if len(p.Tags) == 0 {
 		v.add(path+".tags", "at least one tag required")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua"
@@ -32,6 +33,12 @@ const (
 	keepAliveEvery = 10 * time.Second
 	// closeTimeout bounds closing a session on the way out.
 	closeTimeout = 2 * time.Second
+	// heartbeatHandle and above are client handles of heartbeat items, never tags.
+	heartbeatHandle = 1 << 31
+	// heartbeatEvery is the sampling interval of the heartbeat item.
+	heartbeatEvery = time.Second
+	// minWatchdog is the shortest silence the watchdog accepts: a few heartbeats.
+	minWatchdog = 5 * time.Second
 )
 
 // errChannelLost reports that gopcua saw its secure channel fail.
@@ -47,7 +54,14 @@ type Session struct {
 	// rejected remembers the status of tags the server refused, so each is
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
+
+	clockOffset atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
+	skewWarned  bool         // the clock offset warning is given once
 }
+
+// ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
+// until the first heartbeat.
+func (s *Session) ClockOffset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
 // NewSession prepares a session for plc; nothing connects until Run.
 func NewSession(plc config.PLC, log zerolog.Logger) *Session {
@@ -137,6 +151,9 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 	started := time.Now()
 	health := time.NewTicker(healthInterval)
 	defer health.Stop()
+	dog := s.newWatchdog()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,7 +162,12 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 		case <-lost:
 			return time.Since(started) >= healthyAfter, errChannelLost
 		case n := <-notifs:
-			if err := s.handle(ctx, n, out); err != nil {
+			dog.activity()
+			if err := s.handle(ctx, n, out, dog); err != nil {
+				return time.Since(started) >= healthyAfter, err
+			}
+		case <-check.C:
+			if err := dog.check(); err != nil {
 				return time.Since(started) >= healthyAfter, err
 			}
 		case <-health.C:
@@ -154,6 +176,58 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 			}
 			s.retryRejected(ctx, c, subs)
 		}
+	}
+}
+
+// watchdog catches a session that looks connected but delivers nothing
+// (gopcua's publish loop can stall silently, gopcua #895, #910). Keep-alives
+// are invisible through gopcua, so every subscription also monitors the
+// server's CurrentTime as a heartbeat; the watchdog arms once that is seen
+// to tick, so servers that never update it are left to the health check.
+type watchdog struct {
+	timeout time.Duration
+	last    time.Time
+	beats   int
+}
+
+func (s *Session) newWatchdog() *watchdog {
+	var slowest time.Duration
+	for _, t := range s.plc.Tags {
+		slowest = max(slowest, t.PublishingInterval.Duration())
+	}
+	return &watchdog{
+		timeout: max(time.Duration(s.plc.WatchdogIntervals)*slowest, minWatchdog),
+		last:    time.Now(),
+	}
+}
+
+func (w *watchdog) activity()  { w.last = time.Now() }
+func (w *watchdog) heartbeat() { w.beats++ }
+
+func (w *watchdog) check() error {
+	if silent := time.Since(w.last); w.beats >= 2 && silent > w.timeout {
+		return fmt.Errorf("watchdog: no data and no heartbeat for %v", silent.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// noteHeartbeat feeds the watchdog and estimates the PLC's clock offset
+// from the server's CurrentTime.
+func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
+	dog.heartbeat()
+	if dv == nil || dv.Value == nil {
+		return
+	}
+	serverNow, ok := dv.Value.Value().(time.Time)
+	if !ok || serverNow.IsZero() {
+		return
+	}
+	offset := serverNow.Sub(time.Now())
+	s.clockOffset.Store(int64(offset))
+	if !s.skewWarned && offset.Abs() > s.plc.ClockSkewWarning.Duration() {
+		s.skewWarned = true
+		s.log.Warn().Dur("clock_offset", offset).Str("offset", offset.Round(time.Millisecond).String()).
+			Msg("PLC clock differs from ours; payloads keep the PLC's timestamps")
 	}
 }
 
@@ -196,7 +270,7 @@ func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- 
 	slices.Sort(intervals)
 
 	subs := make(map[time.Duration]*subscription, len(groups))
-	for _, iv := range intervals {
+	for i, iv := range intervals {
 		sub, err := c.Subscribe(ctx, subscriptionParams(iv), notifs)
 		if err != nil {
 			return nil, fmt.Errorf("create subscription (publishing interval %v): %w", iv, err)
@@ -205,8 +279,25 @@ func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- 
 		if err := s.monitor(ctx, c, sub, groups[iv], perCall); err != nil {
 			return nil, err
 		}
+		s.monitorHeartbeat(ctx, sub, uint32(heartbeatHandle+i))
 	}
 	return subs, nil
+}
+
+// monitorHeartbeat adds the server's CurrentTime to a subscription; a server
+// that refuses it only loses the watchdog.
+func (s *Session) monitorHeartbeat(ctx context.Context, sub *opcua.Subscription, handle uint32) {
+	req := opcua.NewMonitoredItemCreateRequestWithDefaults(
+		ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), ua.AttributeIDValue, handle)
+	req.RequestedParameters.SamplingInterval = float64(heartbeatEvery / time.Millisecond)
+	req.RequestedParameters.QueueSize = 1
+	res, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, req)
+	if err == nil && len(res.Results) == 1 && res.Results[0].StatusCode != ua.StatusOK {
+		err = res.Results[0].StatusCode
+	}
+	if err != nil {
+		s.log.Debug().Err(err).Msg("server refused the heartbeat item; the watchdog stays off")
+	}
 }
 
 func subscriptionParams(interval time.Duration) *opcua.SubscriptionParameters {
@@ -410,13 +501,17 @@ func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, 
 }
 
 // handle turns one publish notification into samples.
-func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Sample) error {
+func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Sample, dog *watchdog) error {
 	if n.Error != nil {
 		return fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error)
 	}
 	switch v := n.Value.(type) {
 	case *ua.DataChangeNotification:
 		for _, item := range v.MonitoredItems {
+			if item != nil && item.ClientHandle >= heartbeatHandle {
+				s.noteHeartbeat(item.Value, dog)
+				continue
+			}
 			if item == nil || int(item.ClientHandle) >= len(s.plc.Tags) {
 				s.log.Warn().Msg("notification for an unknown monitored item; ignored")
 				continue
@@ -442,7 +537,7 @@ func (s *Session) drain(ctx context.Context, notifs <-chan *opcua.PublishNotific
 	for {
 		select {
 		case n := <-notifs:
-			if err := s.handle(dctx, n, out); err != nil {
+			if err := s.handle(dctx, n, out, &watchdog{}); err != nil {
 				return
 			}
 		default:

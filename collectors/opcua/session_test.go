@@ -61,6 +61,12 @@ type runSession struct {
 
 func startSession(t *testing.T, plc config.PLC) *runSession {
 	t.Helper()
+	r, _ := startSessionValue(t, plc)
+	return r
+}
+
+func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
+	t.Helper()
 	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
@@ -75,7 +81,7 @@ func startSession(t *testing.T, plc config.PLC) *runSession {
 	s := NewSession(plc, zerolog.New(r.logs).Level(zerolog.DebugLevel))
 	go func() { r.done <- s.Run(ctx, out); close(out) }()
 	t.Cleanup(func() { r.shutdown(t) })
-	return r
+	return r, s
 }
 
 // shutdown cancels the session and requires it to return promptly.
@@ -149,6 +155,9 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	if n := strings.Count(logs, `"tag":"alien"`); n != 1 {
 		t.Errorf("tag alien logged %d times, want once:\n%s", n, logs)
 	}
+	if n := strings.Count(logs, "plc session established"); n != 1 {
+		t.Errorf("session established %d times in a healthy run, want once (watchdog or health check misfired?):\n%s", n, logs)
+	}
 	if !strings.Contains(logs, `"status":"BadNodeIdUnknown"`) || !strings.Contains(logs, "urn:nowhere") {
 		t.Errorf("rejection log lacks status or namespace:\n%s", logs)
 	}
@@ -192,4 +201,42 @@ func TestSessionReconnectsAfterPLCRestart(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// A server that keeps answering requests but stops publishing: the session
+// must notice from the missing heartbeat and rebuild itself.
+func TestSessionWatchdogRebuildsSilentSession(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms", "-freeze-after", "3s")
+	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 4)))
+	waitUntil(t, "first values", 15*time.Second, func() bool { return r.tagsSeen() == 4 })
+	// Frozen at 3 s; the watchdog allows max(10 x 20ms, 5 s) of silence.
+	waitUntil(t, "the watchdog to rebuild the session", 20*time.Second, func() bool {
+		logs := r.logs.String()
+		return strings.Contains(logs, "watchdog: no data and no heartbeat") && strings.Count(logs, "plc session established") >= 2
+	})
+}
+
+func TestSessionEstimatesPLCClockOffset(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms", "-clock-offset", "-2h")
+	r, s := startSessionValue(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 4)))
+	waitUntil(t, "a clock offset estimate near -2h", 15*time.Second, func() bool {
+		off := s.ClockOffset()
+		return off < -2*time.Hour+time.Minute && off > -2*time.Hour-time.Minute
+	})
+	waitUntil(t, "the clock warning", 5*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), "PLC clock differs")
+	})
+	time.Sleep(2 * time.Second) // more heartbeats must not warn again
+	if n := strings.Count(r.logs.String(), "PLC clock differs"); n != 1 {
+		t.Errorf("clock warning logged %d times, want once", n)
+	}
+	// Payloads keep the PLC's own timestamps: the simulator's values carry
+	// real source times, so only the heartbeat is skewed here.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ss := range r.samples {
+		if ss[0].SourceTime.IsZero() {
+			t.Errorf("sample without the PLC's source time: %+v", ss[0])
+		}
+	}
 }

@@ -82,6 +82,9 @@ type options struct {
 	start     int
 	printTags bool
 	debug     bool
+
+	freezeAfter time.Duration // stop all notifications after this long (0: never)
+	clockOffset time.Duration // added to the server's CurrentTime, like a wrong PLC clock
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -173,6 +176,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.start, "start", 0, "value of the Int32 counters before the first change")
 	fs.BoolVar(&o.printTags, "print-tags", false, "print a YAML tags: list for a tagbridge config and exit")
 	fs.BoolVar(&o.debug, "debug", false, "log debug messages, gopcua's included")
+	fs.DurationVar(&o.freezeAfter, "freeze-after", 0, "stop sending notifications after this long while still answering requests: a silent stall (0: never)")
+	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "offset of the server's CurrentTime from the real time, e.g. -2h")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: plcsim [flags]\n\nA simulated PLC: an OPC UA server on opc.tcp://HOST:PORT (security None,\nanonymous) whose variables change every interval. Prints \"READY <endpoint>\"\nto stdout once it listens.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -412,16 +417,33 @@ func (s *sim) run(ctx context.Context) {
 	reap := time.NewTicker(time.Second)
 	defer reap.Stop()
 
+	// Server_ServerStatus_CurrentTime changes every second, as on real
+	// servers; clients use it as a heartbeat.
+	clock := time.NewTicker(time.Second)
+	defer clock.Stop()
+	var frozen <-chan time.Time
+	if s.opts.freezeAfter > 0 {
+		frozen = time.After(s.opts.freezeAfter)
+	}
+
+	wake := s.wake
 	counter := int32(s.opts.start)
 	slow := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-frozen:
+			s.log.Warn().Msg("frozen: no more notifications (-freeze-after)")
+			tick.Stop()
+			clock.Stop()
+			wake = nil
 		case <-reap.C:
 			s.reapOrphans()
-		case <-s.wake:
+		case <-wake:
 			s.notify(false)
+		case now := <-clock.C:
+			s.notifyClock(now)
 		case now := <-tick.C:
 			counter++
 			s.set(counter, now)
@@ -482,6 +504,37 @@ func (s *sim) notify(changed bool) {
 		}
 	}
 	mis.Mu.Unlock()
+	s.deliver()
+}
+
+// currentTimeKey is the monitored-item index key of Server_ServerStatus_CurrentTime.
+var currentTimeKey = ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime).String()
+
+// notifyClock sends the new CurrentTime to the items monitoring it.
+func (s *sim) notifyClock(now time.Time) {
+	mis := s.srv.MonitoredItemService
+	s.out = s.out[:0]
+	dv := &ua.DataValue{
+		EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+		Value:           ua.MustVariant(now.Add(s.opts.clockOffset).UTC()),
+		SourceTimestamp: now.Add(s.opts.clockOffset),
+		ServerTimestamp: now.Add(s.opts.clockOffset),
+	}
+	mis.Mu.Lock()
+	for _, it := range mis.Nodes[currentTimeKey] {
+		if it.Mode == ua.MonitoringModeReporting && it.Req.ItemToMonitor.AttributeID == ua.AttributeIDValue {
+			s.out = append(s.out, delivery{it.Sub, &ua.MonitoredItemNotification{
+				ClientHandle: it.Req.RequestedParameters.ClientHandle,
+				Value:        dv,
+			}})
+		}
+	}
+	mis.Mu.Unlock()
+	s.deliver()
+}
+
+// deliver sends s.out to the subscriptions that still exist.
+func (s *sim) deliver() {
 	if len(s.out) == 0 {
 		return
 	}
