@@ -1,0 +1,133 @@
+package certs
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestGenerate(t *testing.T) {
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	certPEM, keyPEM, err := Generate(Options{AgentID: "line1-ipc01", Hostname: "ipc01", Days: 30, Now: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, der, err := ParseCertificate(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ParseKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		t.Error("key does not match certificate")
+	}
+	if key.N.BitLen() != 2048 {
+		t.Errorf("key size %d, want 2048", key.N.BitLen())
+	}
+	if cert.SignatureAlgorithm != x509.SHA256WithRSA {
+		t.Errorf("signature algorithm %s", cert.SignatureAlgorithm)
+	}
+	if uri, _ := ApplicationURI(cert); uri != "urn:ipc01:tagbridge:line1-ipc01" {
+		t.Errorf("ApplicationURI %q", uri)
+	}
+	if !slices.Equal(cert.DNSNames, []string{"ipc01"}) {
+		t.Errorf("DNS names %q", cert.DNSNames)
+	}
+	wantUsage := x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment
+	if cert.KeyUsage&wantUsage != wantUsage {
+		t.Errorf("key usage %b lacks %b", cert.KeyUsage, wantUsage)
+	}
+	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		t.Errorf("extended key usage %v", cert.ExtKeyUsage)
+	}
+	if !cert.NotAfter.Equal(start.AddDate(0, 0, 30)) || cert.NotBefore.After(start) {
+		t.Errorf("validity %s to %s", cert.NotBefore, cert.NotAfter)
+	}
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		t.Errorf("not self-signed: %v", err)
+	}
+	// The generated certificate passes our own full verification as a trusted anchor.
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
+	if _, err := s.Verify(der, VerifyOptions{Now: start.Add(time.Hour)}); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+}
+
+func TestGenerateOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("4096-bit key generation is slow")
+	}
+	_, keyPEM, err := Generate(Options{AgentID: "a", Hostname: "10.0.0.9", KeySize: 3072})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ParseKey(keyPEM)
+	if k.N.BitLen() != 3072 {
+		t.Errorf("key size %d", k.N.BitLen())
+	}
+	certPEM, _, err := Generate(Options{AgentID: "a", Hostname: "10.0.0.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := ParseCertificate(certPEM)
+	if len(c.IPAddresses) != 1 || c.IPAddresses[0].String() != "10.0.0.9" || len(c.DNSNames) != 0 {
+		t.Errorf("SANs for an IP host: %v %v", c.IPAddresses, c.DNSNames)
+	}
+	if d := c.NotAfter.Sub(time.Now()); d < 729*24*time.Hour || d > 731*24*time.Hour {
+		t.Errorf("default validity %s", d)
+	}
+}
+
+func TestGenerateRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		msg  string
+	}{
+		{"no agent", Options{Hostname: "h"}, "agent id required"},
+		{"no host", Options{AgentID: "a"}, "host name required"},
+		{"key size", Options{AgentID: "a", Hostname: "h", KeySize: 1024}, "key size 1024 not supported (2048, 3072 or 4096)"},
+		{"days", Options{AgentID: "a", Hostname: "h", Days: -1}, "days must be positive, got -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := Generate(tc.o); err == nil || err.Error() != tc.msg {
+				t.Fatalf("err = %v, want %s", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "client.key")
+	if err := WriteFileAtomic(name, []byte("one"), 0o600, false); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(name)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", fi.Mode(), err)
+	}
+	if err := WriteFileAtomic(name, []byte("two"), 0o600, false); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("overwrite without force: %v", err)
+	}
+	if err := WriteFileAtomic(name, []byte("two"), 0o600, true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(name); string(b) != "two" {
+		t.Fatalf("content %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+}
