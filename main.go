@@ -10,6 +10,7 @@ import (
 	stdlog "log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/agent"
+	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -44,6 +46,7 @@ Usage:
   tagbridge run      [-c FILE]   run until SIGINT/SIGTERM
   tagbridge validate [-c FILE]   check the configuration and start nothing
   tagbridge version              print version information
+  tagbridge certs create [flags] write the agent's OPC UA certificate and key
 
 Run "tagbridge COMMAND -h" for a command's options.
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
@@ -63,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
+	case "certs":
+		return cmdCerts(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -160,6 +165,132 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "tagbridge %s (commit %s, built %s, %s)\n", version, orUnknown(rev), orUnknown(built), runtime.Version())
+	return exitOK
+}
+
+const certsUsage = `Usage: tagbridge certs create [flags]
+
+Run "tagbridge certs create -h" for its flags.
+`
+
+func cmdCerts(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) > 0 && args[0] == "create":
+		return cmdCertsCreate(args[1:], stdout, stderr)
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		fmt.Fprint(stdout, certsUsage)
+		return exitOK
+	case len(args) > 0:
+		fmt.Fprintf(stderr, "tagbridge certs: unknown command %q\n\n%s", args[0], certsUsage)
+		return exitConfig
+	}
+	fmt.Fprint(stderr, certsUsage)
+	return exitConfig
+}
+
+// Files written by certs create, and the defaults of security.certificate_file and key_file.
+const (
+	certFileName = "client-cert.pem"
+	derFileName  = "client-cert.der"
+	keyFileName  = "client-key.pem"
+)
+
+func cmdCertsCreate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-size 2048|3072|4096] [--force]
+                        [--agent-id ID | -c FILE] [--hostname NAME]
+
+Writes a self-signed OPC UA application instance certificate for the agent
+and its private key into DIR: `+certFileName+` (certificate, PEM), `+derFileName+`
+(the same certificate as DER, to import into the PLC) and `+keyFileName+`
+(private key, PEM, mode 0600). Its ApplicationURI is
+urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
+else from agent.id in the configuration file named by -c (only that key is
+read). Existing files are kept unless --force is given.`, stderr)
+	dir := fs.String("dir", config.DefaultCertDir, "`directory` to write the files to (created 0700 if missing)")
+	days := fs.Int("days", certs.DefaultDays, "validity in `days`")
+	keySize := fs.Int("key-size", 2048, "RSA key size in `bits`: 2048, 3072 or 4096")
+	force := fs.Bool("force", false, "overwrite existing files")
+	agentID := fs.String("agent-id", "", "agent `id` for the ApplicationURI (default: agent.id from -c)")
+	file := fs.String("c", defaultConfig, "configuration `file` to read agent.id from when --agent-id is not given")
+	hostname := fs.String("hostname", "", "host `name` for the DNS SAN and the ApplicationURI (default: this machine's)")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	switch *keySize {
+	case 2048, 3072, 4096:
+	default:
+		fmt.Fprintf(stderr, "tagbridge certs create: --key-size %d: want 2048, 3072 or 4096\n", *keySize)
+		return exitConfig
+	}
+	if *days < 1 {
+		fmt.Fprintf(stderr, "tagbridge certs create: --days %d: must be at least 1\n", *days)
+		return exitConfig
+	}
+	if *agentID == "" {
+		id, err := config.ReadAgentID(*file)
+		if err != nil {
+			printConfigError(stderr, err)
+			fmt.Fprintln(stderr, "tagbridge certs create: give --agent-id or a configuration with agent.id (-c FILE)")
+			return exitConfig
+		}
+		*agentID = id
+	}
+	if *hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			fmt.Fprintf(stderr, "tagbridge certs create: host name: %v (give --hostname)\n", err)
+			return exitRuntime
+		}
+		*hostname = h
+	}
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: *agentID, Hostname: *hostname, Days: *days, KeySize: *keySize})
+	if err != nil {
+		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
+		return exitConfig
+	}
+	cert, der, err := certs.ParseCertificate(certPEM)
+	if err != nil {
+		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
+		return exitRuntime
+	}
+	certPath, derPath, keyPath := filepath.Join(*dir, certFileName), filepath.Join(*dir, derFileName), filepath.Join(*dir, keyFileName)
+	if !*force {
+		for _, p := range []string{certPath, derPath, keyPath} {
+			if _, err := os.Lstat(p); err == nil {
+				fmt.Fprintf(stderr, "tagbridge certs create: %s exists; keeping it (--force replaces it, and the PLC must then trust the new certificate)\n", p)
+				return exitRuntime
+			}
+		}
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
+		return exitRuntime
+	}
+	// The key first: a certificate without its key is useless, the reverse is harmless.
+	for _, f := range []struct {
+		path string
+		data []byte
+		perm os.FileMode
+	}{{keyPath, keyPEM, 0o600}, {certPath, certPEM, 0o644}, {derPath, der, 0o644}} {
+		if err := certs.WriteFileAtomic(f.path, f.data, f.perm, *force); err != nil {
+			fmt.Fprintf(stderr, "tagbridge certs create: write %s: %v\n", f.path, err)
+			return exitRuntime
+		}
+	}
+	uri, _ := certs.ApplicationURI(cert)
+	fmt.Fprintf(stdout, `wrote %s (certificate), %s (the same, DER) and %s (private key, mode 0600)
+ApplicationURI:      %s
+SHA-256 fingerprint: %s
+valid until:         %s
+
+Next:
+  1. Import %s into each PLC's list of trusted client certificates
+     (often "trusted clients" or the certificate manager of the OPC UA server;
+     check the fingerprint above). Until then the PLC rejects the connection.
+  2. In the configuration, for each PLC with a security policy other than None:
+       security: {certificate_file: %s, key_file: %s}
+     (the directory must be one of agent.allowed_cert_dirs).
+`, certPath, derPath, keyPath, uri, certs.Fingerprint(der), cert.NotAfter.UTC().Format("2006-01-02"), derPath, certPath, keyPath)
 	return exitOK
 }
 

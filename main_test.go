@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tagbridge/tagbridge/certs"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -88,5 +90,100 @@ func TestValidateReportsEveryProblemOnItsOwnLine(t *testing.T) {
 		if !strings.HasPrefix(l, bad+":") {
 			t.Errorf("line %q does not start with %q", l, bad+":")
 		}
+	}
+}
+
+func TestCertsCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	cfg := writeConfig(t, "agent: {id: line1-ipc01}\nplcs: []\n")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"certs", "create", "--dir", dir, "-c", cfg, "--hostname", "ipc01", "--days", "10"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, &stderr)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(dir, "client-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, der, key, err := certs.LoadKeyPair(filepath.Join(dir, "client-cert.pem"), filepath.Join(dir, "client-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.N.BitLen() != 2048 {
+		t.Errorf("key size %d", key.N.BitLen())
+	}
+	if d, _ := os.ReadFile(filepath.Join(dir, "client-cert.der")); !bytes.Equal(d, der) {
+		t.Error("client-cert.der differs from client-cert.pem")
+	}
+	uri, _ := certs.ApplicationURI(cert)
+	for _, want := range []string{"ApplicationURI:      urn:ipc01:tagbridge:line1-ipc01\n", "SHA-256 fingerprint: " + certs.Fingerprint(der) + "\n",
+		"Import " + filepath.Join(dir, "client-cert.der") + " into each PLC's list of trusted client certificates"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+		}
+	}
+	if uri != "urn:ipc01:tagbridge:line1-ipc01" {
+		t.Errorf("ApplicationURI %q", uri)
+	}
+	for name, perm := range map[string]os.FileMode{"client-key.pem": 0o600, "client-cert.pem": 0o644, "client-cert.der": 0o644} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != perm {
+			t.Errorf("%s: mode %v, want %v (%v)", name, fi.Mode().Perm(), perm, err)
+		}
+	}
+
+	// A second run keeps the files unless --force.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"certs", "create", "--dir", dir, "--agent-id", "x", "--hostname", "h"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("second run: exit code %d", code)
+	}
+	if !strings.Contains(stderr.String(), "client-cert.pem exists; keeping it (--force replaces it") {
+		t.Errorf("stderr %q", &stderr)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, "client-cert.pem")); !bytes.Equal(now, certPEM) {
+		t.Error("certificate overwritten without --force")
+	}
+	if code := run([]string{"certs", "create", "--dir", dir, "--agent-id", "x", "--hostname", "h", "--force"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--force: exit code %d\n%s", code, &stderr)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, "client-cert.pem")); bytes.Equal(now, certPEM) {
+		t.Error("--force did not replace the certificate")
+	}
+	if _, _, _, err := certs.LoadKeyPair(filepath.Join(dir, "client-cert.pem"), filepath.Join(dir, "client-key.pem")); err != nil {
+		t.Errorf("after --force: %v", err)
+	}
+}
+
+func TestCertsCreateUsage(t *testing.T) {
+	dir := t.TempDir()
+	noID := writeConfig(t, "agent: {log_level: info}\n")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{name: "certs alone", args: []string{"certs"}, code: 2, stderr: "Usage: tagbridge certs create"},
+		{name: "certs unknown", args: []string{"certs", "delete"}, code: 2, stderr: `unknown command "delete"`},
+		{name: "help", args: []string{"certs", "create", "-h"}, code: 0, stdout: "--agent-id ID | -c FILE"},
+		{name: "key size", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--key-size", "1024"}, code: 2, stderr: "--key-size 1024: want 2048, 3072 or 4096"},
+		{name: "days", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--days", "0"}, code: 2, stderr: "--days 0: must be at least 1"},
+		{name: "no agent id in config", args: []string{"certs", "create", "--dir", dir, "-c", noID}, code: 2, stderr: noID + ": agent.id: required\n"},
+		{name: "missing config", args: []string{"certs", "create", "--dir", dir, "-c", "/nonexistent/c.yaml"}, code: 2, stderr: "give --agent-id or a configuration with agent.id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != tc.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tc.code, &stderr)
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stdout %q stderr %q; want %q, %q", &stdout, &stderr, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused runs wrote files: %v", entries)
 	}
 }
