@@ -87,18 +87,33 @@ type PLC struct {
 	Tags             []Tag    `yaml:"tags"`
 }
 
-// Security selects the secure channel's policy and mode.
+// Security selects the secure channel's policy and mode, the agent's
+// certificate, and how the server's certificate is trusted.
 type Security struct {
-	Policy string `yaml:"policy"`
-	Mode   string `yaml:"mode"`
+	Policy                 string     `yaml:"policy"`
+	Mode                   string     `yaml:"mode"`
+	CertificateFile        string     `yaml:"certificate_file"`
+	KeyFile                string     `yaml:"key_file"`
+	PKIDir                 string     `yaml:"pki_dir"`
+	Trust                  string     `yaml:"trust"`
+	TrustedFingerprints    []string   `yaml:"trusted_fingerprints"`
+	AutoAccept             AutoAccept `yaml:"auto_accept"`
+	VerifyHostname         bool       `yaml:"verify_hostname"`
+	AllowUnknownRevocation bool       `yaml:"allow_unknown_revocation"`
+	AllowSHA1              bool       `yaml:"allow_sha1"`
+	AllowDeprecated        bool       `yaml:"allow_deprecated"`
+	AllowNone              bool       `yaml:"allow_none"`
 }
 
 // Auth is the user identity presented when activating the session.
 type Auth struct {
-	Username    string `yaml:"username"`
-	PasswordEnv string `yaml:"password_env"`
+	Username        string `yaml:"username"`
+	PasswordEnv     string `yaml:"password_env"`
+	PasswordFile    string `yaml:"password_file"`
+	CertificateFile string `yaml:"certificate_file"`
+	KeyFile         string `yaml:"key_file"`
 
-	// Password is resolved from PasswordEnv at load time.
+	// Password is resolved from PasswordEnv or PasswordFile at load time.
 	Password Secret `yaml:"-"`
 }
 

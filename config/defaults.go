@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -23,6 +25,9 @@ const (
 	DefaultSpoolSyncInterval  = 100 * time.Millisecond
 	DefaultSecurityPolicy     = "None"
 	DefaultSecurityMode       = "None"
+	DefaultCertificateFile    = DefaultCertDir + "/client-cert.pem" // as written by tagbridge certs create
+	DefaultKeyFile            = DefaultCertDir + "/client-key.pem"
+	DefaultTrust              = "full"
 	DefaultReconnectMin       = time.Second
 	DefaultReconnectMax       = 60 * time.Second
 	DefaultPublishingInterval = time.Second
@@ -60,8 +65,25 @@ func (c *Config) applyDefaults() {
 
 	for i := range c.PLCs {
 		p := &c.PLCs[i]
-		orString(&p.Security.Policy, DefaultSecurityPolicy)
-		orString(&p.Security.Mode, DefaultSecurityMode)
+		sec := &p.Security
+		orString(&sec.Policy, DefaultSecurityPolicy)
+		switch sec.Policy {
+		case "None":
+			orString(&sec.Mode, DefaultSecurityMode)
+		case "auto": // "" lets auto pick the mode too
+		default:
+			orString(&sec.Mode, "SignAndEncrypt")
+		}
+		orString(&sec.CertificateFile, DefaultCertificateFile)
+		orString(&sec.KeyFile, DefaultKeyFile)
+		orString(&sec.PKIDir, a.PKIDir)
+		orString(&sec.Trust, DefaultTrust)
+		if sec.AutoAccept == "" {
+			sec.AutoAccept = "false"
+		}
+		if !c.isSet(fmt.Sprintf("plcs[%d].security.verify_hostname", i)) {
+			sec.VerifyHostname = true
+		}
 		orDuration(&p.Reconnect.Min, DefaultReconnectMin)
 		orDuration(&p.Reconnect.Max, DefaultReconnectMax)
 		orDuration(&p.PublishingInterval, DefaultPublishingInterval)
@@ -109,7 +131,15 @@ func (c *Config) isSet(path string) bool {
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	for key := range strings.SplitSeq(path, ".") {
+	for key := range strings.SplitSeq(strings.ReplaceAll(path, "[", ".["), ".") {
+		if idx, ok := strings.CutPrefix(key, "["); ok {
+			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			if n = unalias(n); err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return false
+			}
+			n = n.Content[i]
+			continue
+		}
 		if _, n = lookupKey(n, key); n == nil {
 			return false
 		}

@@ -106,7 +106,18 @@ func TestLoadDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"security", p.Security, Security{Policy: "None", Mode: "None"}},
+		{"security.policy", p.Security.Policy, "None"},
+		{"security.mode", p.Security.Mode, "None"},
+		{"security.certificate_file", p.Security.CertificateFile, "/etc/tagbridge/certs/client-cert.pem"},
+		{"security.key_file", p.Security.KeyFile, "/etc/tagbridge/certs/client-key.pem"},
+		{"security.pki_dir", p.Security.PKIDir, "/var/lib/tagbridge/pki"},
+		{"security.trust", p.Security.Trust, "full"},
+		{"security.auto_accept", p.Security.AutoAccept, AutoAccept("false")},
+		{"security.verify_hostname", p.Security.VerifyHostname, true},
+		{"security.allow_unknown_revocation", p.Security.AllowUnknownRevocation, false},
+		{"security.allow_sha1", p.Security.AllowSHA1, false},
+		{"security.allow_deprecated", p.Security.AllowDeprecated, false},
+		{"security.allow_none", p.Security.AllowNone, false},
 		{"reconnect", p.Reconnect, Reconnect{Min: Duration(time.Second), Max: Duration(time.Minute)}},
 		{"publishing_interval", p.PublishingInterval.Duration(), time.Second},
 		{"sampling_interval", p.SamplingInterval.Duration(), 100 * time.Millisecond},

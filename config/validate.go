@@ -115,9 +115,7 @@ func (v *validator) mqtt(m *MQTT) {
 	}
 	for _, f := range []struct{ key, name string }{{"ca_file", m.TLS.CAFile}, {"cert_file", m.TLS.CertFile}, {"key_file", m.TLS.KeyFile}} {
 		if f.name != "" {
-			if err := readable(f.name); err != nil {
-				v.add("mqtt.tls."+f.key, "cannot read file %q: %s", f.name, reason(err))
-			}
+			v.certFile("mqtt.tls."+f.key, f.name, f.key == "key_file")
 		}
 	}
 	if m.TLS.CertFile != "" && m.TLS.KeyFile == "" {
@@ -145,9 +143,7 @@ func (v *validator) plc(path string, p *PLC) {
 		v.add(path+".endpoint", "%s", msg)
 	}
 	v.security(path+".security", p.Security)
-	if p.Auth.PasswordEnv != "" {
-		p.Auth.Password = v.fromEnv(path+".auth.password_env", p.Auth.PasswordEnv)
-	}
+	v.auth(path+".auth", &p.Auth)
 	r := p.Reconnect
 	if r.Min <= 0 {
 		v.add(path+".reconnect.min", "must be greater than 0")
@@ -214,33 +210,6 @@ func (v *validator) tag(plcPath string, j int, t *Tag, names map[string]int) {
 			v.add(path+".deadband.value", "a percent deadband must be at most 100, got %g", d.Value)
 		}
 	}
-}
-
-func (v *validator) security(path string, s Security) {
-	okPolicy := v.oneOf(path+".policy", s.Policy, "security policy", policies)
-	okMode := v.oneOf(path+".mode", s.Mode, "security mode", modes)
-	if !okPolicy || !okMode {
-		return
-	}
-	switch {
-	case s.Policy == "None" && s.Mode != "None":
-		v.add(path+".mode", "policy None needs mode None, not %q", s.Mode)
-	case s.Policy != "None" && s.Mode == "None":
-		v.add(path+".mode", "policy %q needs mode Sign or SignAndEncrypt, not None", s.Policy)
-	default:
-		if msg := unsupportedSecurity(s); msg != "" {
-			v.add(path+".policy", "%s", msg)
-		}
-	}
-}
-
-// unsupportedSecurity holds this release's limit to unsecured channels, on
-// its own so the security work can remove it.
-func unsupportedSecurity(s Security) string {
-	if s.Policy != "None" {
-		return fmt.Sprintf("security policy %q is not supported yet (only None)", s.Policy)
-	}
-	return ""
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
