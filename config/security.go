@@ -88,6 +88,12 @@ func (v *validator) security(path string, s Security) {
 		return
 	}
 	if s.Policy == "None" {
+		// Unused, but a path written in the file must still stay in the allowed directories.
+		for _, f := range []struct{ key, name string }{{"certificate_file", s.CertificateFile}, {"key_file", s.KeyFile}} {
+			if _, err := (certs.Guard{Dirs: v.c.Agent.AllowedCertDirs}).Check(f.name); errors.Is(err, certs.ErrNotAllowed) && v.c.isSet(path+"."+f.key) {
+				v.add(path+"."+f.key, "%s", err)
+			}
+		}
 		return
 	}
 	v.keyPair(path, s.CertificateFile, s.KeyFile, true)
