@@ -401,3 +401,27 @@ func TestOpenStoreLayout(t *testing.T) {
 		t.Errorf("garbage: %v", err)
 	}
 }
+
+func TestVerifyConcurrent(t *testing.T) {
+	s := newStore(t)
+	a := mkCert(t, certSpec{cn: "a", key: key(t, 4)}, nil)
+	b := mkCert(t, certSpec{cn: "b", key: key(t, 5)}, nil)
+	put(t, s, TrustedCerts, "a.der", a)
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			var err error
+			if i%2 == 0 {
+				_, err = s.Verify(a.cert.Raw, VerifyOptions{Now: now})
+			} else if _, err = s.Verify(b.cert.Raw, VerifyOptions{Now: now}); errors.Is(err, ErrUntrusted) {
+				err = nil
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
