@@ -12,11 +12,12 @@ if [ "$1" = purge ]; then
 	rm -f /etc/systemd/system/multi-user.target.wants/tagbridge.service
 	rm -rf /etc/tagbridge /var/lib/tagbridge
 	rm -f /etc/default/tagbridge /etc/default/tagbridge.dpkg-*
+	# Not fatal: userdel refuses while a process still runs as tagbridge.
 	if getent passwd tagbridge >/dev/null; then
-		userdel tagbridge
+		userdel tagbridge || echo "tagbridge: could not delete user tagbridge" >&2
 	fi
 	if getent group tagbridge >/dev/null; then
-		groupdel tagbridge
+		groupdel tagbridge || echo "tagbridge: could not delete group tagbridge" >&2
 	fi
 fi
 if [ -d /run/systemd/system ]; then
