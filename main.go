@@ -205,7 +205,8 @@ and its private key into DIR: `+certFileName+` (certificate, PEM), `+derFileName
 (private key, PEM, mode 0600). Its ApplicationURI is
 urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
 else from agent.id in the configuration file named by -c (only that key is
-read). Existing files are kept unless --force is given.`, stderr)
+read). Existing files are kept unless --force is given. Run as root, the
+files take the owner of DIR (the tagbridge user for the package's directory).`, stderr)
 	dir := fs.String("dir", config.DefaultCertDir, "`directory` to write the files to (created 0700 if missing)")
 	days := fs.Int("days", certs.DefaultDays, "validity in `days`")
 	keySize := fs.Int("key-size", 2048, "RSA key size in `bits`: 2048, 3072 or 4096")
@@ -277,6 +278,10 @@ read). Existing files are kept unless --force is given.`, stderr)
 			return exitRuntime
 		}
 	}
+	if err := chownLikeDir(*dir, keyPath, certPath, derPath); err != nil {
+		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
+		return exitRuntime
+	}
 	uri, _ := certs.ApplicationURI(cert)
 	fmt.Fprintf(stdout, `wrote %s (certificate), %s (the same, DER) and %s (private key, mode 0600)
 ApplicationURI:      %s
@@ -292,6 +297,29 @@ Next:
      (the directory must be one of agent.allowed_cert_dirs).
 `, certPath, derPath, keyPath, uri, certs.Fingerprint(der), cert.NotAfter.UTC().Format("2006-01-02"), derPath, certPath, keyPath)
 	return exitOK
+}
+
+// chownLikeDir gives files the owner and group of dir when running as root,
+// so "sudo tagbridge certs create" into the package's /etc/tagbridge/certs
+// (owned by the tagbridge user) leaves a key the service can read.
+func chownLikeDir(dir string, files ...string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	for _, f := range files {
+		if err := os.Chown(f, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // printConfigError prints one problem per line; config.Errors already reads

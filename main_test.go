@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tagbridge/tagbridge/certs"
@@ -185,5 +186,28 @@ func TestCertsCreateUsage(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("refused runs wrote files: %v", entries)
+	}
+}
+
+func TestCertsCreateTakesDirOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 4321, 4322); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"certs", "create", "--dir", dir, "--agent-id", "a", "--hostname", "h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, &stderr)
+	}
+	for _, name := range []string{"client-key.pem", "client-cert.pem", "client-cert.der"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 4321 || st.Gid != 4322 {
+			t.Errorf("%s owned by %d:%d, want 4321:4322", name, st.Uid, st.Gid)
+		}
 	}
 }
