@@ -82,11 +82,13 @@ func LoadKey(file string) (*rsa.PrivateKey, error) {
 // ParseKey parses an RSA private key: PEM (RSA PRIVATE KEY or PRIVATE KEY) or
 // DER, PKCS#1 or PKCS#8. Its errors never hold key material.
 func ParseKey(data []byte) (*rsa.PrivateKey, error) {
+	// "BEGIN ENCRYPTED PRIVATE KEY" (PKCS#8) or "Proc-Type: 4,ENCRYPTED" (legacy PEM).
+	if head := string(data[:min(len(data), 4096)]); strings.Contains(head, "-----BEGIN ENCRYPTED") || strings.Contains(head, "4,ENCRYPTED") {
+		return nil, fail(ErrBadKey, "encrypted keys are not supported (decrypt with openssl pkey, then chmod 600)")
+	}
 	der := data
 	if b, ok := pemBlock(data, "RSA PRIVATE KEY", "PRIVATE KEY"); ok {
 		der = b
-	} else if strings.Contains(string(data[:min(len(data), 4096)]), "ENCRYPTED") {
-		return nil, fail(ErrBadKey, "encrypted keys are not supported")
 	}
 	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
 		return k, nil

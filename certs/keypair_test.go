@@ -48,6 +48,7 @@ func TestLoadKeyPair(t *testing.T) {
 		{name: "garbage certificate", cert: []byte("hello"), key: pkcs1PEM, err: ErrBadCertificate, contains: "not a valid certificate"},
 		{name: "garbage key", cert: certPEM, key: []byte("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"), err: ErrBadKey},
 		{name: "EC key", cert: certPEM, key: ecDER, err: ErrBadKey, contains: "*ecdsa.PrivateKey keys are not supported (OPC UA needs RSA)"},
+		{name: "legacy encrypted PEM key", cert: certPEM, key: []byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"), err: ErrBadKey, contains: "encrypted keys are not supported"},
 		{name: "encrypted key", cert: certPEM, key: []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"), err: ErrBadKey, contains: "encrypted keys are not supported"},
 	}
 	for _, tc := range tests {
