@@ -126,6 +126,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP (systemctl reload) would end the process by default; until the
+	// configuration can be reloaded, it is acknowledged and ignored.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }()
+	go func() {
+		for range hup {
+			log.Warn().Msg("SIGHUP: configuration reload is not supported yet; restart tagbridge to apply changes")
+		}
+	}()
 	if err := agent.Run(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return exitRuntime
