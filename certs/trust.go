@@ -60,8 +60,9 @@ type VerifyOptions struct {
 
 // Result describes an accepted certificate.
 type Result struct {
-	Subject     string // the common name
-	Fingerprint string // SHA-256, as Fingerprint returns it
+	Certificate *x509.Certificate // the parsed server certificate, for VerifyHostname and VerifyApplicationURI
+	Subject     string            // the common name
+	Fingerprint string            // SHA-256, as Fingerprint returns it
 	// Stored is the file auto_accept wrote to trusted/certs, or "".
 	Stored string
 	// Replaced lists the files of the previously trusted certificate that
@@ -97,7 +98,7 @@ func (s *Store) Verify(der []byte, opts VerifyOptions) (Result, error) {
 	if opts.Trust == "" {
 		opts.Trust = TrustFull
 	}
-	res := Result{Subject: cert.Subject.CommonName, Fingerprint: Fingerprint(cert.Raw)}
+	res := Result{Certificate: cert, Subject: cert.Subject.CommonName, Fingerprint: Fingerprint(cert.Raw)}
 	trusted := s.certs(TrustedCerts)
 	err = s.check(cert, trusted, opts)
 	if err == nil {
