@@ -223,7 +223,7 @@ func TestVerifyFull(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if res.Fingerprint != Fingerprint(tc.cert.cert.Raw) || res.Notice() != "" {
+				if res.Fingerprint != Fingerprint(tc.cert.cert.Raw) || res.Notice() != "" || res.Certificate == nil || res.Subject != tc.cert.cert.Subject.CommonName {
 					t.Errorf("result %+v", res)
 				}
 				return
