@@ -4,8 +4,10 @@
 //  1. every collector session stops collecting, forwards what it already
 //     received, closes its OPC UA session and returns;
 //  2. the agent, owner of the sample channel, closes it;
-//  3. the publisher drains the channel, waits for in-flight publishes and
-//     disconnects from the broker.
+//  3. the publisher drains the channel into its disk spool, sends what the
+//     spool holds while the broker is reachable, waits for in-flight
+//     publishes and disconnects from the broker; what the broker has not
+//     acknowledged stays in the spool for the next start.
 //
 // The whole sequence is bounded by ShutdownTimeout.
 package agent

@@ -93,7 +93,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	tags := simproc.Tags(t, tagsPerPLC)
 
 	var yml strings.Builder
-	fmt.Fprintf(&yml, "agent: {id: e2e, log_level: info}\nmqtt:\n  url: %s\n  qos: 1\nplcs:\n", broker.URL())
+	fmt.Fprintf(&yml, "agent: {id: e2e, log_level: info, spool_dir: %s}\nmqtt:\n  url: %s\n  qos: 1\nplcs:\n", t.TempDir(), broker.URL())
 	for i, p := range plcs {
 		// The simulator merges changes within one publishing interval, so
 		// publish faster than values change.

@@ -4,6 +4,7 @@ package publish
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,9 +41,15 @@ import (
 //     and while first connecting it is neither sent nor completed.
 //
 // So Run hands paho a message only while the link is up: connected, with
-// everything stored before the reconnect acknowledged. Otherwise it waits, and
-// the channel (later the disk spool) holds the backlog; paho's store keeps
-// only what was in flight when a connection dropped, and resends it in order.
+// everything stored before the reconnect acknowledged. Every sample is first
+// appended to the disk spool (see Spool), and the spool is read in order
+// whenever the link is up and the window has room: the spool holds the
+// backlog, and the samples channel never waits for the broker. paho's store
+// keeps only what was in flight when a connection dropped, and resends it in
+// order. A spooled record is acknowledged to the spool, and removed, once the
+// broker has acknowledged it: MQTT brokers acknowledge QoS 1 and 2 messages
+// in the order received (MQTT 3.1.1, 4.6), so the store's count of
+// acknowledgements says which records are through.
 // A reconnect attempt waits until no Publish is under way (see notify), and a
 // write timeout bounds how long a Publish can wait on a dead connection.
 
@@ -82,16 +89,28 @@ type Publisher struct {
 	// Owned by Run's goroutine.
 	inflight ring
 	failing  bool
+	spool    *Spool
+	syncEach time.Duration
+	handed   uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
+	pending  []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
 }
+
+// pending is a spooled record handed to paho, n-th in paho's store.
+type pending struct{ n, seq uint64 }
 
 // Stats counts the Publisher's messages since New.
 type Stats struct {
 	Published uint64 // acknowledged by the broker (QoS 0: handed to the connection)
 	Failed    uint64 // lost: rejected before reaching paho's store (QoS 1, 2) or reported failed (QoS 0)
 	Connected bool   // connected, and caught up after the last reconnect
+
+	Spooled    uint64 // values in the disk spool not yet acknowledged by the broker
+	SpoolBytes int64  // size of the spool's files
+	Dropped    uint64 // values deleted from the spool unsent: spool full (mqtt.spool.max_bytes) or corrupt
 }
 
-// New checks the MQTT settings and prepares a client; it does not connect.
+// New checks the MQTT settings, opens the spool in agent.spool_dir and
+// prepares a client; it does not connect.
 func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	m := &cfg.MQTT
 	if m.QoS < 0 || m.QoS > 2 {
@@ -153,6 +172,15 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		return nil, fmt.Errorf("url %q: scheme must be tcp, ssl, ws or wss", u.Redacted())
 	}
 	p.client = mqtt.NewClient(opts)
+
+	if cfg.Agent.SpoolDir == "" {
+		return nil, errors.New("spool: agent.spool_dir must be set")
+	}
+	maxBytes := int64(cmp.Or(m.Spool.MaxBytes, config.DefaultSpoolMaxBytes))
+	p.syncEach = cmp.Or(m.Spool.SyncInterval.Duration(), config.DefaultSpoolSyncInterval)
+	if p.spool, err = OpenSpool(cfg.Agent.SpoolDir, maxBytes, p.log.With().Str("component", "spool").Logger()); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -187,57 +215,130 @@ func (p *Publisher) Stats() Stats {
 	p.mu.Lock()
 	up := p.isUp
 	p.mu.Unlock()
-	return Stats{Published: p.published.Load() + p.store.acked.Load(), Failed: p.failed.Load(), Connected: up}
+	sp := p.spool.Stats()
+	return Stats{
+		Published:  p.published.Load() + p.store.acked.Load(),
+		Failed:     p.failed.Load(),
+		Connected:  up,
+		Spooled:    sp.Values,
+		SpoolBytes: sp.Bytes,
+		Dropped:    sp.Dropped,
+	}
 }
 
 // Run connects and publishes every sample from in, in order, until in is
 // closed; then it waits until the broker has acknowledged everything,
-// disconnects and returns nil. Cancelling ctx stops it at once; it then
-// returns an error if messages were left unacknowledged. Run is called once.
+// disconnects and returns nil. Every sample goes through the spool, so a
+// broker outage never blocks in. Cancelling ctx stops it at once; what the
+// broker has not acknowledged stays in the spool, for the next start. Run
+// is called once; it closes the spool when it returns.
 func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error {
 	defer close(p.done)
 	p.log.Info().Msg("connecting to broker")
 	p.client.Connect() // completes once connected; progress is reported to notify
+	tick := time.NewTicker(p.syncEach)
+	defer tick.Stop()
 	var buf []byte
 	for {
 		select {
 		case <-ctx.Done():
-			return p.stop(ctx, 0)
+			return p.stop(ctx)
 		case <-p.inflight.frontDone():
 			p.reap()
+		case <-p.sendable():
+			p.pump()
+		case <-tick.C:
+			p.sync()
 		case s, ok := <-in:
 			if !ok {
-				return p.drain(ctx)
+				return p.drain(ctx, tick.C)
 			}
 			buf = AppendJSON(buf[:0], &s)
-			// paho keeps the payload until acknowledged: it needs its own copy.
-			if err := p.send(ctx, p.topics.topic(s.PLC, s.Tag), bytes.Clone(buf)); err != nil {
-				return p.stop(ctx, 1)
+			p.spoolAppend(p.topics.topic(s.PLC, s.Tag), buf)
+			if len(in) == 0 {
+				p.spoolFlush()
 			}
 		}
 	}
 }
 
-// send hands one message to paho once the link is up and the window has
-// room. This is the one way out to the broker: the disk spool goes here.
-func (p *Publisher) send(ctx context.Context, topic string, payload []byte) error {
-	for {
-		ready := p.upChan()
+func (p *Publisher) spoolAppend(topic string, payload []byte) {
+	if err := p.spool.Append(topic, payload); err != nil {
+		p.failed.Add(1)
+		p.log.Error().Err(err).Str("topic", topic).Msg("cannot spool a value; dropped")
+	}
+}
+
+func (p *Publisher) spoolFlush() {
+	if err := p.spool.Flush(); err != nil {
+		p.log.Error().Err(err).Msg("cannot write to the spool")
+	}
+}
+
+// sync acknowledges what the broker has to the spool and makes the spool durable.
+func (p *Publisher) sync() {
+	p.acknowledge()
+	if err := p.spool.Sync(); err != nil {
+		p.log.Error().Err(err).Msg("cannot sync the spool")
+	}
+}
+
+// sendable is ready when spooled records can go out: the link is up and
+// the window has room. It is nil otherwise.
+func (p *Publisher) sendable() <-chan struct{} {
+	if !p.spool.Unread() || p.inflight.full() {
+		return nil
+	}
+	return p.upChan()
+}
+
+// pumpBatch bounds the records pump hands over before Run looks at its
+// other channels again.
+const pumpBatch = 256
+
+// pump hands spooled records to paho in order while the link is up and the
+// window has room. This is the one way out to the broker.
+func (p *Publisher) pump() {
+	for range pumpBatch {
 		if p.inflight.full() {
-			ready = nil // wait for an acknowledgement first
-		}
-		select {
-		case <-ready:
-			if tok := p.publish(topic, payload); tok != nil {
-				p.inflight.push(inflight{tok, topic})
-				return nil
-			}
-		case <-p.inflight.frontDone():
 			p.reap()
-		case <-ctx.Done():
-			return ctx.Err()
+			if p.inflight.full() {
+				break
+			}
+		}
+		topic, payload, ok := p.spool.Peek()
+		if !ok {
+			break
+		}
+		// paho keeps the payload until acknowledged: it needs its own copy.
+		tok := p.publish(topic, bytes.Clone(payload))
+		if tok == nil {
+			break // the link went down: the record stays next in the spool
+		}
+		seq := p.spool.Advance()
+		p.inflight.push(inflight{tok, topic, seq})
+		if p.qos > 0 && tok.(*mqtt.PublishToken).MessageID() != 0 {
+			// In paho's store now: it is through once the store has
+			// counted p.handed acknowledgements.
+			p.handed++
+			p.pending = append(p.pending, pending{p.handed, seq})
 		}
 	}
+	p.acknowledge()
+}
+
+// acknowledge tells the spool which records the broker has (QoS 1, 2).
+func (p *Publisher) acknowledge() {
+	acked := p.store.acked.Load()
+	i := 0
+	for i < len(p.pending) && p.pending[i].n <= acked {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	p.spool.Ack(p.pending[i-1].seq)
+	p.pending = append(p.pending[:0], p.pending[i:]...)
 }
 
 // publish calls paho if the link is still up, and returns nil if not.
@@ -275,6 +376,9 @@ func (p *Publisher) reap() {
 		}
 		p.inflight.pop()
 		err := f.token.Error()
+		if p.qos == 0 {
+			p.spool.Ack(f.seq) // at most once: handed to the connection, or lost
+		}
 		switch {
 		case err == nil:
 			if p.qos == 0 {
@@ -297,14 +401,20 @@ func (p *Publisher) reap() {
 	}
 }
 
-// drain waits for every message to be acknowledged, then disconnects.
-func (p *Publisher) drain(ctx context.Context) error {
-	for p.inflight.n > 0 {
+// drain sends what is left in the spool and waits for every message to be
+// acknowledged, then disconnects. tick is Run's sync ticker.
+func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
+	p.spoolFlush()
+	for p.spool.Unread() || p.inflight.n > 0 {
 		select {
+		case <-p.sendable():
+			p.pump()
 		case <-p.inflight.frontDone():
 			p.reap()
+		case <-tick:
+			p.sync()
 		case <-ctx.Done():
-			return p.stop(ctx, 0)
+			return p.stop(ctx)
 		}
 	}
 	// Tokens of messages resent after a reconnect complete before the
@@ -316,27 +426,38 @@ func (p *Publisher) drain(ctx context.Context) error {
 		}
 		select {
 		case <-changed:
+		case <-tick:
+			p.sync()
 		case <-ctx.Done():
-			return p.stop(ctx, 0)
+			return p.stop(ctx)
 		}
 	}
+	p.acknowledge()
+	p.closeSpool()
 	p.client.Disconnect(quiesce)
 	st := p.Stats()
 	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
 	return nil
 }
 
-// stop is the hard stop: disconnect now and report what was not delivered;
-// held counts a message taken from in but not handed to paho.
-func (p *Publisher) stop(ctx context.Context, held int) error {
+// stop is the hard stop: disconnect now. What the broker has not
+// acknowledged stays in the spool and is sent after the next start.
+func (p *Publisher) stop(ctx context.Context) error {
 	p.reap()
-	_, stored, _ := p.store.state()
-	lost := max(stored, p.inflight.n) + held
+	p.acknowledge()
+	p.closeSpool()
 	p.client.Disconnect(0)
-	if lost > 0 {
-		return fmt.Errorf("mqtt: stopped with %d messages not acknowledged by the broker: %w", lost, ctx.Err())
+	if st := p.spool.Stats(); st.Values > 0 {
+		p.log.Info().Uint64("values", st.Values).Err(context.Cause(ctx)).
+			Msg("stopped before the broker had everything; the spool keeps it for the next start")
 	}
 	return nil
+}
+
+func (p *Publisher) closeSpool() {
+	if err := p.spool.Close(); err != nil {
+		p.log.Error().Err(err).Msg("cannot close the spool")
+	}
 }
 
 // notify follows the connection. paho calls it synchronously for connecting
@@ -430,6 +551,7 @@ func (p *Publisher) upChan() <-chan struct{} {
 type inflight struct {
 	token mqtt.Token
 	topic string
+	seq   uint64 // in the spool
 }
 
 // ring is a fixed-size FIFO of inflight publishes.

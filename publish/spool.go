@@ -1,0 +1,680 @@
+package publish
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/rs/zerolog"
+)
+
+// Spool is the disk log every message passes through on its way to the
+// broker: appended when a sample arrives, read back in order when the link
+// is up, and removed once the broker has acknowledged it.
+//
+// On disk, in its directory (mode 0700):
+//   - segments named by the sequence number of their first record, in hex
+//     (0000000000000001.seg), each "TBSPOOL1" and then records: a 4-byte
+//     little-endian body length, the CRC-32C of the body, and the body (a
+//     2-byte topic length, the topic, the payload);
+//   - "cursor": the sequence number of the first record the broker has not
+//     acknowledged, and its CRC-32C;
+//   - "lock", held with flock while the spool is open.
+//
+// Durability: Flush hands records to the kernel with one write; from then
+// on they survive the agent being killed. Sync fsyncs them; the Publisher
+// calls it every mqtt.spool.sync_interval, so a power loss or kernel crash
+// loses at most that much of the latest records. The cursor is written
+// (without fsync) on Sync too: after a crash the records since the cursor
+// last written are sent again, so delivery is at least once.
+//
+// A torn record at the end of the newest segment (a crash mid-write) is cut
+// off at Open. A record that fails its CRC elsewhere makes the reader skip
+// the rest of its segment; the skipped records are counted as dropped.
+//
+// When appending would make the segments larger than maxBytes, the oldest
+// segments are deleted and their records not yet read are counted as
+// dropped, with one log line per episode (until the spool has drained).
+//
+// A Spool is used by one goroutine; Stats may be called from any.
+type Spool struct {
+	dir     string
+	log     zerolog.Logger
+	max     int64 // max_bytes
+	segSize int64 // a segment is closed once it reaches this size
+	lock    *os.File
+
+	segs     []segment // oldest first; the last is the one appended to
+	w        *os.File  // the last segment, nil before the first append
+	wbuf     []byte    // records appended but not yet written
+	wdirty   bool      // written since the last fsync
+	dirDirty bool      // segments created or deleted since the last fsync of dir
+	next     uint64    // sequence number of the next record appended
+	written  uint64    // records before this are in the file
+
+	// The reader: the next record to read is rseq, at roff in segs[rseg].
+	r       *os.File
+	rseg    int
+	roff    int64
+	rseq    uint64
+	rbuf    []byte // a window of the reader's segment at rbufOff
+	rbufOff int64
+	rmem    []byte
+	peeked  int64 // size of the record returned by Peek, 0 if none
+
+	acked     uint64 // records before this are acknowledged
+	savedAck  uint64 // acked as last written to the cursor file
+	dropping  bool   // in a drop episode
+	episode   uint64 // dropped in the current episode
+	corrupted bool   // a corrupt record has been logged
+
+	values, dropped atomic.Uint64
+	bytes           atomic.Int64
+}
+
+type segment struct {
+	first uint64 // sequence number of its first record
+	size  int64  // bytes in the file
+}
+
+// SpoolStats describes the spool; safe to read from any goroutine.
+type SpoolStats struct {
+	Values  uint64 // records not yet acknowledged by the broker
+	Bytes   int64  // size of the segment files
+	Dropped uint64 // records deleted unsent: spool full, or corrupt on disk
+}
+
+const (
+	segMagic      = "TBSPOOL1"
+	recHeader     = 8
+	maxRecord     = 64 << 20 // a larger length is corruption
+	maxSegment    = 4 << 20
+	minSegment    = 4 << 10
+	flushAt       = 64 << 10 // Append writes once this much is buffered
+	readChunk     = 64 << 10
+	cursorName    = "cursor"
+	segSuffix     = ".seg"
+	cursorFileLen = 12
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrSpoolLocked is returned by OpenSpool when another process holds the directory.
+var ErrSpoolLocked = errors.New("in use by another process")
+
+// OpenSpool opens or creates the spool in dir, bounded by maxBytes, and
+// positions its reader at the first record not yet acknowledged.
+func OpenSpool(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			err = ErrSpoolLocked
+		}
+		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
+	}
+	s := &Spool{
+		dir:     dir,
+		log:     log,
+		max:     maxBytes,
+		segSize: min(maxSegment, max(minSegment, maxBytes/8)),
+		lock:    lock,
+		next:    1,
+	}
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
+	}
+	s.updateStats()
+	return s, nil
+}
+
+func (s *Spool) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		first, err := strconv.ParseUint(name, 16, 64)
+		if err != nil || first == 0 {
+			s.log.Warn().Str("file", e.Name()).Msg("spool: ignoring a file that is not a segment")
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		s.segs = append(s.segs, segment{first: first, size: fi.Size()})
+	}
+	slices.SortFunc(s.segs, func(a, b segment) int { return cmp.Compare(a.first, b.first) })
+
+	if len(s.segs) > 0 {
+		if err := s.recoverTail(); err != nil {
+			return err
+		}
+	}
+	s.written = s.next
+
+	s.acked, err = s.readCursor()
+	if err != nil {
+		s.log.Warn().Err(err).Msg("spool: cursor unreadable; sending every spooled record again")
+	}
+	if len(s.segs) > 0 {
+		s.acked = max(s.acked, s.segs[0].first)
+	}
+	if s.acked > s.next || s.acked == 0 {
+		s.acked = s.next
+	}
+	s.savedAck = s.acked
+	// Segments wholly acknowledged are no longer needed.
+	for len(s.segs) > 1 && s.segs[1].first <= s.acked {
+		if err := s.removeOldest(); err != nil {
+			return err
+		}
+	}
+	if err := s.seek(s.acked); err != nil {
+		return err
+	}
+	if s.next > s.acked {
+		s.log.Info().Uint64("values", s.next-s.acked).Msg("spool: values from before the restart to send")
+	}
+	return nil
+}
+
+// recoverTail scans the newest segment, cuts off a torn or corrupt end, and
+// sets next; it opens the segment for appending.
+func (s *Spool) recoverTail() error {
+	last := &s.segs[len(s.segs)-1]
+	path := s.segPath(last.first)
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	good, n, err := scanSegment(f, last.size)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if good < int64(len(segMagic)) {
+		// Created but its header never written: start it again.
+		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
+			f.Close()
+			return err
+		}
+		good = int64(len(segMagic))
+	}
+	if good < last.size {
+		s.log.Warn().Str("file", filepath.Base(path)).Int64("bytes", last.size-good).
+			Msg("spool: cut off a torn record at the end (the agent stopped mid-write)")
+		if err := f.Truncate(good); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if _, err := f.Seek(good, io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	last.size = good
+	s.w = f
+	s.next = last.first + n
+	return nil
+}
+
+// scanSegment returns the length of the valid prefix of a segment (header
+// and whole records with good CRCs) and the number of records in it.
+func scanSegment(f *os.File, size int64) (good int64, n uint64, err error) {
+	hdr := make([]byte, len(segMagic))
+	if _, err := f.ReadAt(hdr, 0); err != nil || string(hdr) != segMagic {
+		return 0, 0, nil
+	}
+	off := int64(len(segMagic))
+	var body []byte
+	for {
+		var h [recHeader]byte
+		if off+recHeader > size {
+			return off, n, nil
+		}
+		if _, err := f.ReadAt(h[:], off); err != nil {
+			return off, n, nil
+		}
+		l := int64(binary.LittleEndian.Uint32(h[0:]))
+		if l < 2 || l > maxRecord || off+recHeader+l > size {
+			return off, n, nil
+		}
+		body = slices.Grow(body[:0], int(l))[:l]
+		if _, err := f.ReadAt(body, off+recHeader); err != nil {
+			return off, n, nil
+		}
+		if !validBody(body, binary.LittleEndian.Uint32(h[4:])) {
+			return off, n, nil
+		}
+		off += recHeader + l
+		n++
+	}
+}
+
+func validBody(body []byte, sum uint32) bool {
+	return crc32.Checksum(body, castagnoli) == sum && 2+int(binary.LittleEndian.Uint16(body)) <= len(body)
+}
+
+func (s *Spool) readCursor() (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, cursorName))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(b) != cursorFileLen || crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]):
+		return 0, errors.New("bad cursor file")
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+// seek positions the reader at record seq.
+func (s *Spool) seek(seq uint64) error {
+	s.closeReader()
+	s.rseg, s.rseq = 0, seq
+	if len(s.segs) == 0 {
+		return nil
+	}
+	for s.rseg+1 < len(s.segs) && s.segs[s.rseg+1].first <= seq {
+		s.rseg++
+	}
+	s.roff = int64(len(segMagic))
+	for at := s.segs[s.rseg].first; at < seq; at++ {
+		size, ok := s.recordSize()
+		if !ok {
+			s.skipSegment()
+			return nil
+		}
+		s.roff += size
+	}
+	return nil
+}
+
+// Append adds a record. It is in the spool once Flush has run, which Append
+// does whenever enough is buffered.
+func (s *Spool) Append(topic string, payload []byte) error {
+	l := 2 + len(topic) + len(payload)
+	if len(topic) > 0xffff || l > maxRecord {
+		return fmt.Errorf("spool: record of %d bytes too large", l)
+	}
+	if s.w == nil || s.segs[len(s.segs)-1].size+int64(len(s.wbuf)) >= s.segSize {
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
+	s.makeRoom(int64(recHeader + l))
+
+	start := len(s.wbuf)
+	s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, uint32(l))
+	s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, 0)
+	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(topic)))
+	s.wbuf = append(s.wbuf, topic...)
+	s.wbuf = append(s.wbuf, payload...)
+	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(s.wbuf[start+recHeader:], castagnoli))
+	s.next++
+	if len(s.wbuf) >= flushAt {
+		return s.Flush()
+	}
+	return nil
+}
+
+// Flush writes the appended records to the segment file, so they survive
+// the agent being killed. On error they are dropped and counted.
+func (s *Spool) Flush() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	last := &s.segs[len(s.segs)-1]
+	n, err := s.w.Write(s.wbuf)
+	if err != nil {
+		// Take back a partial write, so the file holds whole records only.
+		_ = s.w.Truncate(last.size)
+		_, _ = s.w.Seek(last.size, io.SeekStart)
+		lost := s.next - s.written
+		s.next = s.written
+		s.wbuf = s.wbuf[:0]
+		s.drop(lost)
+		s.updateStats()
+		return fmt.Errorf("spool: write %s: %w (%d values lost)", filepath.Base(s.w.Name()), err, lost)
+	}
+	last.size += int64(n)
+	s.wbuf = s.wbuf[:0]
+	s.written = s.next
+	s.wdirty = true
+	s.updateStats()
+	return nil
+}
+
+// rotate closes the segment appended to and starts a new one.
+func (s *Spool) rotate() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if s.w != nil {
+		if err := s.w.Sync(); err != nil {
+			return fmt.Errorf("spool: sync: %w", err)
+		}
+		s.wdirty = false
+		s.w.Close()
+		s.w = nil
+	}
+	path := s.segPath(s.next)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if _, err := f.Write([]byte(segMagic)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.w = f
+	s.segs = append(s.segs, segment{first: s.next, size: int64(len(segMagic))})
+	s.dirDirty = true
+	if len(s.segs) == 1 { // the reader waits at the start of the first segment
+		s.closeReader()
+		s.rseg, s.roff = 0, int64(len(segMagic))
+	}
+	return nil
+}
+
+// makeRoom deletes the oldest segments until a record of size n fits.
+func (s *Spool) makeRoom(n int64) {
+	for len(s.segs) > 1 && s.size()+int64(len(s.wbuf))+n > s.max {
+		first, end := s.segs[0].first, s.segs[1].first
+		lost := uint64(0)
+		if from := max(s.rseq, first); from < end {
+			lost = end - from
+		}
+		if s.rseg == 0 {
+			s.closeReader()
+			s.peeked = 0
+			s.rseg, s.rseq, s.roff = 1, end, int64(len(segMagic))
+		}
+		s.acked = max(s.acked, end)
+		if err := s.removeOldest(); err != nil {
+			s.log.Error().Err(err).Msg("spool: cannot delete the oldest segment")
+			return
+		}
+		s.drop(lost)
+		if !s.dropping {
+			s.dropping = true
+			s.log.Error().Int64("max_bytes", s.max).Uint64("dropped", lost).
+				Msg("spool full: dropping the oldest values until the broker catches up")
+		}
+	}
+}
+
+func (s *Spool) drop(n uint64) {
+	s.dropped.Add(n)
+	s.episode += n
+}
+
+func (s *Spool) size() int64 {
+	var n int64
+	for _, g := range s.segs {
+		n += g.size
+	}
+	return n
+}
+
+func (s *Spool) removeOldest() error {
+	if err := os.Remove(s.segPath(s.segs[0].first)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	s.segs = s.segs[1:]
+	s.rseg--
+	s.dirDirty = true
+	return nil
+}
+
+// Unread reports whether records wait to be read.
+func (s *Spool) Unread() bool { return s.rseq < s.next }
+
+// Peek returns the next record to read, without consuming it; ok is false
+// when there is none. topic and payload are valid until the next call of a
+// Spool method. A corrupt segment is skipped, its records counted as dropped.
+func (s *Spool) Peek() (topic string, payload []byte, ok bool) {
+	for s.rseq < s.next {
+		if s.rseq >= s.written {
+			if err := s.Flush(); err != nil {
+				s.log.Error().Err(err).Msg("spool: write failed")
+				continue
+			}
+		}
+		size, ok := s.recordSize()
+		if !ok {
+			s.skipSegment()
+			continue
+		}
+		body, _ := s.readAt(s.roff+recHeader, int(size-recHeader))
+		tl := int(binary.LittleEndian.Uint16(body))
+		s.peeked = size
+		return string(body[2 : 2+tl]), body[2+tl:], true
+	}
+	return "", nil, false
+}
+
+// Advance consumes the record Peek returned and returns its sequence number.
+func (s *Spool) Advance() uint64 {
+	if s.peeked == 0 {
+		panic("spool: Advance without Peek")
+	}
+	seq := s.rseq
+	s.roff += s.peeked
+	s.rseq++
+	s.peeked = 0
+	if s.rseg+1 < len(s.segs) && s.rseq >= s.segs[s.rseg+1].first {
+		s.closeReader()
+		s.rseg++
+		s.roff = int64(len(segMagic))
+	}
+	if s.dropping && s.rseq == s.next {
+		s.dropping = false
+		s.log.Warn().Uint64("dropped", s.episode).Msg("spool drained; values were dropped while it was full")
+		s.episode = 0
+	}
+	return seq
+}
+
+// recordSize checks the record at the reader and returns its size, header
+// included; ok is false when it is missing or corrupt.
+func (s *Spool) recordSize() (int64, bool) {
+	h, err := s.readAt(s.roff, recHeader)
+	if err != nil {
+		return 0, false
+	}
+	l := int64(binary.LittleEndian.Uint32(h))
+	sum := binary.LittleEndian.Uint32(h[4:])
+	if l < 2 || l > maxRecord {
+		return 0, false
+	}
+	body, err := s.readAt(s.roff+recHeader, int(l))
+	if err != nil || !validBody(body, sum) {
+		return 0, false
+	}
+	return recHeader + l, true
+}
+
+// skipSegment moves the reader past the rest of its segment, counting the
+// records it could not read as dropped.
+func (s *Spool) skipSegment() {
+	from, end := s.rseq, s.written
+	if s.rseg+1 < len(s.segs) {
+		end = s.segs[s.rseg+1].first
+	}
+	if lost := end - min(s.rseq, end); lost > 0 {
+		s.drop(lost)
+		if !s.corrupted {
+			s.corrupted = true
+			s.log.Error().Str("file", filepath.Base(s.segPath(s.segs[s.rseg].first))).Uint64("dropped", lost).
+				Msg("spool: corrupt or unreadable segment; skipping the rest of it")
+		}
+	}
+	s.closeReader()
+	s.peeked = 0
+	if s.rseg+1 < len(s.segs) {
+		s.rseg++
+		s.rseq = end
+		s.roff = int64(len(segMagic))
+	} else {
+		s.rseq = end
+		s.roff = s.segs[s.rseg].size
+	}
+	if s.acked >= from {
+		s.acked = s.rseq // nothing before the skipped records awaits an acknowledgement
+	}
+	s.updateStats()
+}
+
+// readAt returns n bytes of the reader's segment at off.
+func (s *Spool) readAt(off int64, n int) ([]byte, error) {
+	if off >= s.rbufOff && off+int64(n) <= s.rbufOff+int64(len(s.rbuf)) {
+		return s.rbuf[off-s.rbufOff : off-s.rbufOff+int64(n)], nil
+	}
+	if s.r == nil {
+		f, err := os.Open(s.segPath(s.segs[s.rseg].first))
+		if err != nil {
+			return nil, err
+		}
+		s.r = f
+	}
+	size := max(n, readChunk)
+	if cap(s.rmem) < size {
+		s.rmem = make([]byte, size)
+	}
+	buf := s.rmem[:size]
+	m, err := s.r.ReadAt(buf, off)
+	s.rbuf, s.rbufOff = buf[:m], off
+	if m < n {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+func (s *Spool) closeReader() {
+	if s.r != nil {
+		s.r.Close()
+		s.r = nil
+	}
+	s.rbuf, s.rbufOff = nil, 0
+}
+
+// Ack records that the broker has every record up to and including seq;
+// segments wholly acknowledged and read are deleted.
+func (s *Spool) Ack(seq uint64) {
+	if seq+1 <= s.acked {
+		return
+	}
+	s.acked = min(seq+1, s.rseq)
+	for len(s.segs) > 1 && s.rseg > 0 && s.segs[1].first <= s.acked {
+		if err := s.removeOldest(); err != nil {
+			s.log.Error().Err(err).Msg("spool: cannot delete a delivered segment")
+			break
+		}
+	}
+	s.updateStats()
+}
+
+// Sync makes everything appended durable: it writes, fsyncs the segment,
+// fsyncs the directory if segments came or went, and saves the cursor.
+func (s *Spool) Sync() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if s.wdirty {
+		if err := s.w.Sync(); err != nil {
+			return fmt.Errorf("spool: sync: %w", err)
+		}
+		s.wdirty = false
+	}
+	if s.dirDirty {
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("spool: sync directory: %w", err)
+		}
+		s.dirDirty = false
+	}
+	if s.acked != s.savedAck {
+		// Not fsynced: a cursor lost with the power only means duplicates.
+		var b [cursorFileLen]byte
+		binary.LittleEndian.PutUint64(b[:], s.acked)
+		binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
+		tmp := filepath.Join(s.dir, cursorName+".tmp")
+		if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(s.dir, cursorName)); err != nil {
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		s.savedAck = s.acked
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Close syncs the spool and releases its directory.
+func (s *Spool) Close() error {
+	err := s.Sync()
+	s.closeFiles()
+	return err
+}
+
+func (s *Spool) closeFiles() {
+	s.closeReader()
+	if s.w != nil {
+		s.w.Close()
+		s.w = nil
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+		s.lock = nil
+	}
+}
+
+// Stats returns the spool's counters; safe to call from any goroutine.
+func (s *Spool) Stats() SpoolStats {
+	return SpoolStats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load()}
+}
+
+func (s *Spool) updateStats() {
+	s.values.Store(s.next - s.acked)
+	s.bytes.Store(s.size())
+}
+
+func (s *Spool) segPath(first uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%016x%s", first, segSuffix))
+}

@@ -1,0 +1,411 @@
+package publish
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// rec is the i-th test record: a topic per tag of 7, and a payload of a
+// size that varies with i.
+func rec(i int) (string, []byte) {
+	return fmt.Sprintf("tagbridge/a1/plc/tag%d", i%7), fmt.Appendf(nil, `{"value":%d,"pad":"%s"}`, i, strings.Repeat("x", i%97))
+}
+
+func recIndex(t *testing.T, payload []byte) int {
+	t.Helper()
+	var i int
+	if _, err := fmt.Sscanf(string(payload), `{"value":%d,`, &i); err != nil {
+		t.Fatalf("payload %q: %v", payload, err)
+	}
+	return i
+}
+
+func openSpool(t *testing.T, dir string, maxBytes int64) (*Spool, *logSink) {
+	t.Helper()
+	log, sink := newLog(t)
+	s, err := OpenSpool(dir, maxBytes, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, sink
+}
+
+func appendN(t *testing.T, s *Spool, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		topic, payload := rec(i)
+		if err := s.Append(topic, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readN reads n records, checks they are from, from+1, ... and returns the
+// sequence number of the last.
+func readN(t *testing.T, s *Spool, from, n int) uint64 {
+	t.Helper()
+	var seq uint64
+	for i := from; i < from+n; i++ {
+		topic, payload, ok := s.Peek()
+		if !ok {
+			t.Fatalf("record %d: spool empty", i)
+		}
+		wantTopic, wantPayload := rec(i)
+		if topic != wantTopic || !bytes.Equal(payload, wantPayload) {
+			t.Fatalf("record %d: got %s %s, want %s %s", i, topic, payload, wantTopic, wantPayload)
+		}
+		seq = s.Advance()
+	}
+	return seq
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestSpoolAppendReadAck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, _ := openSpool(t, dir, 1<<20) // 128 KiB segments
+	defer s.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("spool dir: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if _, _, ok := s.Peek(); ok || s.Unread() {
+		t.Fatal("new spool not empty")
+	}
+	const n = 5000
+	appendN(t, s, 0, n)
+	if got := len(segments(t, dir)); got < 3 {
+		t.Fatalf("%d segments, want several", got)
+	}
+	if st := s.Stats(); st.Values != n || st.Bytes <= 0 {
+		t.Fatalf("Stats = %+v, want %d values", st, n)
+	}
+	// Interleave reading and appending.
+	last := readN(t, s, 0, 3000)
+	appendN(t, s, n, n+100)
+	s.Ack(last)
+	if st := s.Stats(); st.Values != n+100-3000 {
+		t.Errorf("after Ack: Stats = %+v, want %d values", st, n+100-3000)
+	}
+	last = readN(t, s, 3000, n+100-3000)
+	if s.Unread() {
+		t.Fatal("records left after reading all")
+	}
+	s.Ack(last)
+	if st := s.Stats(); st.Values != 0 || st.Dropped != 0 {
+		t.Errorf("all acknowledged: Stats = %+v", st)
+	}
+	if got := len(segments(t, dir)); got != 1 {
+		t.Errorf("%d segments after everything was acknowledged, want 1 (the one appended to)", got)
+	}
+}
+
+func TestSpoolRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 3000)
+	readN(t, s, 0, 2000)
+	s.Ack(1000) // sequence numbers start at 1: record 999
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Everything not acknowledged comes again, read or not.
+	s, _ = openSpool(t, dir, 1<<20)
+	if st := s.Stats(); st.Values != 2000 {
+		t.Errorf("after restart: Stats = %+v, want 2000 values", st)
+	}
+	readN(t, s, 1000, 500)
+	appendN(t, s, 3000, 3100)
+	readN(t, s, 1500, 1600)
+	if s.Unread() {
+		t.Error("records left")
+	}
+	s.Close()
+}
+
+// TestSpoolKilled: what was flushed survives a process that ends without
+// Sync or Close (kill -9 leaves the page cache to the kernel); the
+// acknowledgements since the last Sync are lost, so records come again.
+func TestSpoolKilled(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 100)
+	s.Ack(readN(t, s, 0, 50))
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Ack(readN(t, s, 50, 30)) // not synced
+	appendN(t, s, 100, 200)
+	s.closeFiles() // killed
+
+	s, _ = openSpool(t, dir, 1<<20)
+	defer s.Close()
+	if st := s.Stats(); st.Values != 150 {
+		t.Errorf("Stats = %+v, want 150 values", st)
+	}
+	readN(t, s, 50, 150)
+}
+
+func TestSpoolTornTail(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 10)
+	s.Close()
+	segs := segments(t, dir)
+	last := segs[len(segs)-1]
+	fi, _ := os.Stat(last)
+
+	for _, tc := range []struct {
+		name string
+		tear func(t *testing.T)
+	}{
+		{"half a record", func(t *testing.T) {
+			topic, payload := rec(10)
+			var b []byte
+			b = append(b, 0, 1, 0, 0, 1, 2, 3, 4, byte(len(topic)), 0)
+			b = append(b, topic...)
+			b = append(b, payload[:3]...)
+			appendFile(t, last, b)
+		}},
+		{"zeros", func(t *testing.T) { appendFile(t, last, make([]byte, 4096)) }},
+		{"bad crc", func(t *testing.T) {
+			b := []byte{12, 0, 0, 0, 9, 9, 9, 9, 1, 0, 'x'}
+			appendFile(t, last, append(b, "123456789"...))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.tear(t)
+			s, logs := openSpool(t, dir, 1<<20)
+			logs.waitFor(t, "cut off a torn record")
+			if fi2, _ := os.Stat(last); fi2.Size() != fi.Size() {
+				t.Errorf("segment is %d bytes, want %d", fi2.Size(), fi.Size())
+			}
+			appendN(t, s, 10, 20)
+			readN(t, s, 0, 20)
+			s.closeFiles()
+			if err := os.Truncate(last, fi.Size()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func appendFile(t *testing.T, name string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpoolCorruptSegment: a bad record in an older segment loses the rest
+// of that segment, counted, and reading goes on with the next.
+func TestSpoolCorruptSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 5000)
+	s.Close()
+	segs := segments(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want at least 3", len(segs))
+	}
+	// Flip a byte in the middle of the first segment.
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var second uint64
+	fmt.Sscanf(filepath.Base(segs[1]), "%x", &second)
+
+	s, logs := openSpool(t, dir, 1<<20)
+	defer s.Close()
+	prev, got := -1, 0
+	for {
+		_, payload, ok := s.Peek()
+		if !ok {
+			break
+		}
+		i := recIndex(t, payload)
+		if i <= prev {
+			t.Fatalf("record %d after %d", i, prev)
+		}
+		if i != prev+1 && i != int(second)-1 {
+			t.Fatalf("gap from %d to %d, want one only up to record %d (the second segment)", prev, i, second-1)
+		}
+		prev = i
+		got++
+		s.Advance()
+	}
+	if prev != 4999 {
+		t.Errorf("last record %d, want 4999", prev)
+	}
+	if st := s.Stats(); st.Dropped == 0 || int(st.Dropped)+got != 5000 {
+		t.Errorf("Stats = %+v with %d read, want the rest of 5000 dropped", st, got)
+	}
+	logs.waitFor(t, `"level":"error"`, "corrupt or unreadable segment")
+}
+
+// TestSpoolFull: at its size limit the spool drops its oldest segments,
+// counts the values and logs once per episode; the rest reads in order.
+func TestSpoolFull(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 64 << 10 // 8 KiB segments
+	s, logs := openSpool(t, dir, limit)
+	defer s.Close()
+	const n = 20000
+	appendN(t, s, 0, n)
+	st := s.Stats()
+	if st.Bytes > limit {
+		t.Errorf("spool is %d bytes, over its limit of %d", st.Bytes, limit)
+	}
+	if st.Dropped == 0 || st.Values+st.Dropped != n {
+		t.Errorf("Stats = %+v, want values + dropped = %d", st, n)
+	}
+	if c := strings.Count(logs.String(), "spool full"); c != 1 {
+		t.Errorf("spool full logged %d times, want once", c)
+	}
+	readN(t, s, int(st.Dropped), int(st.Values))
+	logs.waitFor(t, "spool drained", fmt.Sprintf(`"dropped":%d`, st.Dropped))
+
+	// A second episode is logged again.
+	appendN(t, s, n, 2*n)
+	if c := strings.Count(logs.String(), "spool full"); c != 2 {
+		t.Errorf("spool full logged %d times after a second episode, want twice", c)
+	}
+}
+
+// TestSpoolFullWhileReading: dropping the segment being read moves the
+// reader to the oldest kept record.
+func TestSpoolFullWhileReading(t *testing.T) {
+	s, _ := openSpool(t, t.TempDir(), 64<<10)
+	defer s.Close()
+	appendN(t, s, 0, 100)
+	s.Ack(readN(t, s, 0, 10))
+	appendN(t, s, 100, 5000)
+	st := s.Stats()
+	first := 5000 - int(st.Values)
+	if int(st.Dropped) != first-10 {
+		t.Errorf("Stats = %+v, want %d dropped", st, first-10)
+	}
+	readN(t, s, first, int(st.Values))
+}
+
+func TestSpoolOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20)
+	defer s.Close()
+	_, err := OpenSpool(dir, 1<<20, zerolog.Nop())
+	if !errors.Is(err, ErrSpoolLocked) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("second OpenSpool = %v, want ErrSpoolLocked naming %s", err, dir)
+	}
+
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	bad := filepath.Join(file, "spool")
+	_, err = OpenSpool(bad, 1<<20, zerolog.Nop())
+	if want := "spool directory " + bad + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
+		t.Errorf("OpenSpool under a file = %v\nwant %s", err, want)
+	}
+}
+
+// BenchmarkSpoolAppend writes each value to the kernel at once, as Run does
+// when samples arrive one at a time (the worst case).
+func BenchmarkSpoolAppend(b *testing.B) {
+	s, err := OpenSpool(b.TempDir(), 256<<20, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	topic, payload := benchRecord()
+	b.SetBytes(int64(len(topic) + len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Append(topic, payload); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		if s.Stats().Values > 100000 {
+			b.StopTimer()
+			for s.Unread() {
+				s.Peek()
+				s.Ack(s.Advance())
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
+}
+
+// BenchmarkSpoolAppendBatched: samples arriving in bursts, written 64 KiB at a time.
+func BenchmarkSpoolAppendBatched(b *testing.B) {
+	s, err := OpenSpool(b.TempDir(), 256<<20, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	topic, payload := benchRecord()
+	b.SetBytes(int64(len(topic) + len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Append(topic, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Flush()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
+}
+
+// BenchmarkSpoolRead reads and acknowledges records, as the publisher does.
+func BenchmarkSpoolRead(b *testing.B) {
+	s, err := OpenSpool(b.TempDir(), 1<<40, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	topic, payload := benchRecord()
+	for range b.N {
+		s.Append(topic, payload)
+	}
+	s.Flush()
+	b.SetBytes(int64(len(topic) + len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, _, ok := s.Peek(); !ok {
+			b.Fatal("spool empty")
+		}
+		s.Ack(s.Advance())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
+}
+
+func benchRecord() (string, []byte) {
+	return "tagbridge/line1-ipc01/press1/int32_0001", []byte(`{"plc":"press1","tag":"int32_0001","node":"ns=1;s=Int32.0001","value":123456,"type":"Int32","status":"Good","status_code":0,"source_time":"2026-11-22T10:15:30.123456Z","server_time":"2026-11-22T10:15:30.124Z"}`)
+}
