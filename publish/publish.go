@@ -87,12 +87,13 @@ type Publisher struct {
 	done       chan struct{} // closed when Run returns
 
 	// Owned by Run's goroutine.
-	inflight ring
-	failing  bool
-	spool    *Spool
-	syncEach time.Duration
-	handed   uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
-	pending  []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
+	inflight    ring
+	failing     bool
+	spoolBroken bool // the latest spool write failed
+	spool       *Spool
+	syncEach    time.Duration
+	handed      uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
+	pending     []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
 }
 
 // pending is a spooled record handed to paho, n-th in paho's store.
@@ -265,13 +266,26 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error 
 func (p *Publisher) spoolAppend(topic string, payload []byte) {
 	if err := p.spool.Append(topic, payload); err != nil {
 		p.failed.Add(1)
-		p.log.Error().Err(err).Str("topic", topic).Msg("cannot spool a value; dropped")
+		p.spoolError(err)
 	}
 }
 
 func (p *Publisher) spoolFlush() {
-	if err := p.spool.Flush(); err != nil {
-		p.log.Error().Err(err).Msg("cannot write to the spool")
+	if p.spool.Buffered() {
+		p.spoolError(p.spool.Flush())
+	}
+}
+
+// spoolError logs the first of a run of spool write errors (a full disk
+// would otherwise log every value), and the end of the run.
+func (p *Publisher) spoolError(err error) {
+	switch {
+	case err != nil && !p.spoolBroken:
+		p.spoolBroken = true
+		p.log.Error().Err(err).Msg("cannot write to the spool: values are dropped until it works again")
+	case err == nil && p.spoolBroken:
+		p.spoolBroken = false
+		p.log.Info().Msg("writing to the spool again")
 	}
 }
 

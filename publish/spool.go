@@ -451,6 +451,9 @@ func (s *Spool) removeOldest() error {
 	return nil
 }
 
+// Buffered reports whether appended records wait for Flush.
+func (s *Spool) Buffered() bool { return len(s.wbuf) > 0 }
+
 // Unread reports whether records wait to be read.
 func (s *Spool) Unread() bool { return s.rseq < s.next }
 
