@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -32,11 +33,12 @@ import (
 //   - "lock", held with flock while the spool is open.
 //
 // Durability: Flush hands records to the kernel with one write; from then
-// on they survive the agent being killed. Sync fsyncs them; the Publisher
-// calls it every mqtt.spool.sync_interval, so a power loss or kernel crash
-// loses at most that much of the latest records. The cursor is written
-// (without fsync) on Sync too: after a crash the records since the cursor
-// last written are sent again, so delivery is at least once.
+// on they survive the agent being killed. Sync fsyncs them, in the
+// background; the Publisher calls it every mqtt.spool.sync_interval, so a
+// power loss or kernel crash loses at most that much of the latest records
+// (plus the time one fsync takes, should the disk be slower than that). The
+// cursor is written (without fsync) on Sync too: after a crash the records
+// since the cursor last written are sent again, so delivery is at least once.
 //
 // A torn record at the end of the newest segment (a crash mid-write) is cut
 // off at Open. A record that fails its CRC elsewhere makes the reader skip
@@ -80,6 +82,12 @@ type Spool struct {
 
 	values, dropped atomic.Uint64
 	bytes           atomic.Int64
+
+	// One fsync at a time runs in the background.
+	bg     sync.WaitGroup
+	bgBusy atomic.Bool
+	bgMu   sync.Mutex
+	bgErr  error
 }
 
 type segment struct {
@@ -374,12 +382,18 @@ func (s *Spool) rotate() error {
 		return err
 	}
 	if s.w != nil {
-		if err := s.w.Sync(); err != nil {
-			return fmt.Errorf("spool: sync: %w", err)
-		}
-		s.wdirty = false
-		s.w.Close()
-		s.w = nil
+		// The full segment is fsynced and closed in the background, after
+		// any fsync under way (which may be on this very file).
+		s.bg.Wait()
+		f, dirty := s.w, s.wdirty
+		s.w, s.wdirty = nil, false
+		s.background(func() error {
+			var err error
+			if dirty {
+				err = s.fsync(f, false)
+			}
+			return errors.Join(err, f.Close())
+		})
 	}
 	path := s.segPath(s.next)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
@@ -605,38 +619,84 @@ func (s *Spool) Ack(seq uint64) {
 	s.updateStats()
 }
 
-// Sync makes everything appended durable: it writes, fsyncs the segment,
-// fsyncs the directory if segments came or went, and saves the cursor.
+// Sync writes what was appended, starts an fsync of the segment (and of the
+// directory if segments came or went) in the background, unless one is still
+// under way, and saves the cursor. It returns the error of an earlier
+// background fsync, if any. The fsync runs in the background so that a slow
+// disk never holds up Append: records are durable at most one Sync period
+// plus the time of one fsync after they were appended.
 func (s *Spool) Sync() error {
 	if err := s.Flush(); err != nil {
 		return err
 	}
-	if s.wdirty {
-		if err := s.w.Sync(); err != nil {
+	if err := s.takeBgErr(); err != nil {
+		return err
+	}
+	if (s.wdirty || s.dirDirty) && !s.bgBusy.Load() {
+		var f *os.File
+		if s.wdirty {
+			f = s.w
+		}
+		dir := s.dirDirty
+		s.wdirty, s.dirDirty = false, false
+		s.background(func() error { return s.fsync(f, dir) })
+	}
+	return s.saveCursor()
+}
+
+// background runs fn in a goroutine; Close and rotate wait for it.
+func (s *Spool) background(fn func() error) {
+	s.bgBusy.Store(true)
+	s.bg.Go(func() {
+		defer s.bgBusy.Store(false)
+		if err := fn(); err != nil {
+			s.bgMu.Lock()
+			s.bgErr = errors.Join(s.bgErr, err)
+			s.bgMu.Unlock()
+		}
+	})
+}
+
+func (s *Spool) takeBgErr() error {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	err := s.bgErr
+	s.bgErr = nil
+	return err
+}
+
+// fsync syncs f, if not nil, and the directory if dir is set.
+func (s *Spool) fsync(f *os.File, dir bool) error {
+	if f != nil {
+		if err := f.Sync(); err != nil {
 			return fmt.Errorf("spool: sync: %w", err)
 		}
-		s.wdirty = false
 	}
-	if s.dirDirty {
+	if dir {
 		if err := syncDir(s.dir); err != nil {
 			return fmt.Errorf("spool: sync directory: %w", err)
 		}
-		s.dirDirty = false
 	}
-	if s.acked != s.savedAck {
-		// Not fsynced: a cursor lost with the power only means duplicates.
-		var b [cursorFileLen]byte
-		binary.LittleEndian.PutUint64(b[:], s.acked)
-		binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-		tmp := filepath.Join(s.dir, cursorName+".tmp")
-		if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
-			return fmt.Errorf("spool: cursor: %w", err)
-		}
-		if err := os.Rename(tmp, filepath.Join(s.dir, cursorName)); err != nil {
-			return fmt.Errorf("spool: cursor: %w", err)
-		}
-		s.savedAck = s.acked
+	return nil
+}
+
+// saveCursor writes the cursor file if acknowledgements came since.
+func (s *Spool) saveCursor() error {
+	if s.acked == s.savedAck {
+		return nil
 	}
+	// Not fsynced: a cursor lost with the power only means duplicates.
+	var b [cursorFileLen]byte
+	binary.LittleEndian.PutUint64(b[:], s.acked)
+	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
+	tmp := filepath.Join(s.dir, cursorName+".tmp")
+	if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
+		return fmt.Errorf("spool: cursor: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, cursorName)); err != nil {
+		return fmt.Errorf("spool: cursor: %w", err)
+	}
+	s.savedAck = s.acked
 	return nil
 }
 
@@ -649,14 +709,18 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Close syncs the spool and releases its directory.
+// Close writes and fsyncs everything, saves the cursor and releases the directory.
 func (s *Spool) Close() error {
-	err := s.Sync()
+	err := s.Flush()
+	s.bg.Wait()
+	err = errors.Join(err, s.takeBgErr(), s.fsync(s.w, true), s.saveCursor())
 	s.closeFiles()
 	return err
 }
 
+// closeFiles closes the files without syncing, as a killed process would.
 func (s *Spool) closeFiles() {
+	s.bg.Wait()
 	s.closeReader()
 	if s.w != nil {
 		s.w.Close()
