@@ -1,0 +1,402 @@
+// Package peerproc runs scripts/opcua-peer (a node-opcua server) as a child
+// process for tests: the secured OPC UA peer that gopcua's own server cannot
+// be. It serves the same variables as scripts/plcsim, with the security
+// policies, modes, users and certificates a test asks for.
+//
+// node-opcua is installed by scripts/test (npm ci into
+// scripts/opcua-peer/node_modules). When it or node is missing, Start fails
+// the test: it never skips.
+package peerproc
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ReadyTimeout bounds the wait for the peer's READY line. node-opcua loads
+// the standard nodeset and may generate a certificate on start: about 3 s on
+// an idle two-core machine, much more on a busy one.
+const ReadyTimeout = 60 * time.Second
+
+// stopTimeout bounds the wait for the peer to exit after SIGTERM.
+const stopTimeout = 10 * time.Second
+
+// Options configure a peer. The zero value is a peer like plcsim's default
+// with 8 tags that also offers Basic256Sha256 (Sign and SignAndEncrypt),
+// accepts anonymous users and trusts every client certificate.
+type Options struct {
+	Tags     int           // number of variables (default 8); as plcsim's -tags
+	Interval time.Duration // time between changes (default 100ms)
+	Start    int           // value of the Int32 counters before the first change
+	Port     int           // TCP port; 0 picks a free one
+
+	// Policies are the security policy names to offer: None, Basic128Rsa15,
+	// Basic256, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss
+	// (default None and Basic256Sha256). Modes are None, Sign and
+	// SignAndEncrypt (default all three). Every policy is offered with
+	// every mode; None/None only when both lists hold None.
+	Policies []string
+	Modes    []string
+
+	NoAnonymous bool              // refuse anonymous users
+	Users       map[string]string // user name -> password; offered when not empty
+	X509Users   bool              // offer and accept X.509 user tokens
+
+	// PKIDir is node-opcua's PKI folder (own/, trusted/certs,
+	// rejected/certs, issuers/...): the server's certificate and the
+	// client certificates it has seen. Default: a new folder below
+	// t.TempDir(). UserPKIDir is the same for X.509 user certificates
+	// (default PKIDir/users).
+	PKIDir     string
+	UserPKIDir string
+	// RequireTrust refuses client (and user) certificates that are not in
+	// trusted/certs; by default unknown ones are trusted (and copied there).
+	RequireTrust bool
+
+	// CertFile and KeyFile are the server's certificate (PEM or DER) and
+	// PEM private key. When empty, node-opcua generates a self-signed one
+	// for ApplicationURI and the host name (pure JavaScript, no openssl).
+	CertFile, KeyFile string
+	// ApplicationURI is the server's (default urn:tagbridge:opcua-peer).
+	ApplicationURI string
+	// Hostname is the host in the advertised endpoint URLs (default
+	// 127.0.0.1, where the peer listens).
+	Hostname string
+
+	MaxSessions int // default 10
+
+	// TokenLifetime caps the secure channel token lifetime and is what a
+	// client that asks for 0 gets (node-opcua's default 10 min).
+	// MinTokenLifetime is the shortest a client can get (default 2.5 s).
+	TokenLifetime, MinTokenLifetime time.Duration
+
+	// ClockOffset runs the peer under libfaketime with its wall clock
+	// shifted by this much (whole seconds), e.g. -2*time.Hour. Monotonic
+	// clocks, and so node's timers, are not shifted.
+	ClockOffset time.Duration
+
+	Debug bool     // log every request
+	Args  []string // more server.js flags
+}
+
+// Peer is a running test peer.
+type Peer struct {
+	t      testing.TB
+	opts   Options
+	cmd    *exec.Cmd
+	exited chan struct{}
+	stderr logBuffer
+	// Endpoint is the URL the peer printed: opc.tcp://HOST:PORT.
+	Endpoint string
+	// PKIDir is the peer's PKI folder.
+	PKIDir string
+	// StartupTime is how long the last start took until READY.
+	StartupTime time.Duration
+}
+
+// Dir is the folder of server.js and package.json.
+func Dir() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..")
+}
+
+// Check reports why the peer cannot run here: node not on PATH or node-opcua
+// not installed. nil when it can.
+func Check() error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return fmt.Errorf("opcua-peer: node is not on PATH (%v): run scripts/test, which installs Node.js and node-opcua", err)
+	}
+	mod := filepath.Join(Dir(), "node_modules", "node-opcua", "package.json")
+	if _, err := os.Stat(mod); err != nil {
+		return fmt.Errorf("opcua-peer: node-opcua is not installed in %s: run scripts/test (or npm ci there)", filepath.Join(Dir(), "node_modules"))
+	}
+	return nil
+}
+
+// Start runs the peer with opts and waits for its READY line. The process is
+// stopped when the test ends, and its log is shown when the test failed.
+func Start(t testing.TB, opts Options) *Peer {
+	t.Helper()
+	if err := Check(); err != nil {
+		t.Fatal(err)
+	}
+	if opts.PKIDir == "" {
+		opts.PKIDir = filepath.Join(t.TempDir(), "pki")
+	}
+	if opts.ClockOffset != 0 {
+		if _, err := exec.LookPath("faketime"); err != nil {
+			t.Fatalf("opcua-peer: ClockOffset needs faketime (Debian package faketime): run scripts/test, which installs it")
+		}
+	}
+	p := &Peer{t: t, opts: opts, PKIDir: opts.PKIDir}
+	p.start()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("opcua-peer %s log:\n%s", p.Endpoint, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// Args returns the command line that runs server.js for opts.
+func Args(opts Options) []string {
+	args := []string{"--security-revert=CVE-2023-46809", filepath.Join(Dir(), "server.js")}
+	add := func(name, value string) { args = append(args, "-"+name, value) }
+	if opts.Tags != 0 {
+		add("tags", strconv.Itoa(opts.Tags))
+	}
+	if opts.Interval != 0 {
+		add("interval", ms(opts.Interval))
+	}
+	if opts.Start != 0 {
+		add("start", strconv.Itoa(opts.Start))
+	}
+	if opts.Port != 0 {
+		add("port", strconv.Itoa(opts.Port))
+	}
+	if len(opts.Policies) > 0 {
+		add("policies", strings.Join(opts.Policies, ","))
+	}
+	if len(opts.Modes) > 0 {
+		add("modes", strings.Join(opts.Modes, ","))
+	}
+	if opts.NoAnonymous {
+		args = append(args, "-anonymous=false")
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts.Users)) {
+		add("user", name+":"+opts.Users[name])
+	}
+	if opts.X509Users {
+		args = append(args, "-x509-users")
+	}
+	if opts.PKIDir != "" {
+		add("pki", opts.PKIDir)
+	}
+	if opts.UserPKIDir != "" {
+		add("user-pki", opts.UserPKIDir)
+	}
+	if opts.RequireTrust {
+		args = append(args, "-trust-unknown=false")
+	}
+	if opts.CertFile != "" || opts.KeyFile != "" {
+		add("cert", opts.CertFile)
+		add("key", opts.KeyFile)
+	}
+	if opts.ApplicationURI != "" {
+		add("application-uri", opts.ApplicationURI)
+	}
+	if opts.Hostname != "" {
+		add("hostname", opts.Hostname)
+	}
+	if opts.MaxSessions != 0 {
+		add("max-sessions", strconv.Itoa(opts.MaxSessions))
+	}
+	if opts.TokenLifetime != 0 {
+		add("token-lifetime", ms(opts.TokenLifetime))
+	}
+	if opts.MinTokenLifetime != 0 {
+		add("min-token-lifetime", ms(opts.MinTokenLifetime))
+	}
+	if opts.Debug {
+		args = append(args, "-debug")
+	}
+	args = append(args, opts.Args...)
+	if opts.ClockOffset != 0 {
+		// libfaketime's relative offset, in seconds: "-7200". -m: the
+		// variant for multi-threaded programs such as node.
+		// --exclude-monotonic keeps node's timers on the real clock.
+		offset := fmt.Sprintf("%+d", int64(opts.ClockOffset.Round(time.Second)/time.Second))
+		args = append([]string{"-m", "--exclude-monotonic", "-f", offset, "node"}, args...)
+	}
+	return args
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+func (p *Peer) start() {
+	p.t.Helper()
+	args := Args(p.opts)
+	name := "node"
+	if p.opts.ClockOffset != 0 {
+		name = "faketime"
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir = Dir()
+	cmd.Env = append(os.Environ(), "FAKETIME_DONT_FAKE_MONOTONIC=1")
+	cmd.Stderr = &p.stderr
+	// Own process group: faketime runs node as its child, and signals go
+	// to both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Wait returns this long after the process exited even when a
+	// grandchild still holds stdout or stderr.
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("opcua-peer: %v", err)
+	}
+	p.cmd, p.exited = cmd, make(chan struct{})
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if ep, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+				ready <- strings.TrimRight(ep, "/")
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	exited := p.exited
+	go func() { cmd.Wait(); close(exited) }()
+	timer := time.NewTimer(ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case p.Endpoint = <-ready:
+		p.StartupTime = time.Since(began)
+	case <-exited:
+		p.t.Fatalf("opcua-peer exited before READY (%s); args %q; log:\n%s", cmd.ProcessState, args, p.stderr.String())
+	case <-timer.C:
+		p.kill()
+		p.t.Fatalf("opcua-peer: no READY within %s; args %q; log:\n%s", ReadyTimeout, args, p.stderr.String())
+	}
+}
+
+// Restart stops the peer and starts it again with the same options, on the
+// same port and with the same PKI folder.
+func (p *Peer) Restart() {
+	p.t.Helper()
+	p.Stop()
+	port, err := strconv.Atoi(p.Port())
+	if err != nil {
+		p.t.Fatalf("opcua-peer: endpoint %q has no port", p.Endpoint)
+	}
+	p.opts.Port = port
+	p.start()
+}
+
+// Port is the TCP port the peer listens on.
+func (p *Peer) Port() string {
+	return p.Endpoint[strings.LastIndex(p.Endpoint, ":")+1:]
+}
+
+// Stop asks the peer to stop (SIGTERM) and waits for it; after 10 s it kills
+// it.
+func (p *Peer) Stop() {
+	if p.cmd == nil {
+		return
+	}
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(stopTimeout):
+		p.t.Logf("opcua-peer: no exit within %s of SIGTERM; killing it", stopTimeout)
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+	}
+	p.cmd = nil
+}
+
+// Kill stops the peer abruptly, as a power cut would.
+func (p *Peer) Kill() {
+	p.kill()
+}
+
+func (p *Peer) kill() {
+	if p.cmd == nil {
+		return
+	}
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+	p.cmd = nil
+}
+
+// signal signals the peer's process group: node, and faketime when it runs
+// under it.
+func (p *Peer) signal(sig syscall.Signal) {
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+		p.cmd.Process.Signal(sig)
+	}
+}
+
+// Log returns what the peer wrote to stderr so far.
+func (p *Peer) Log() string { return p.stderr.String() }
+
+// WaitLog waits until the peer's log has n lines matching re, and returns
+// them. It fails the test after timeout.
+func (p *Peer) WaitLog(re *regexp.Regexp, n int, timeout time.Duration) []string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		changed := p.stderr.changed() // before reading, so no write is missed
+		var got []string
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			if re.MatchString(line) {
+				got = append(got, line)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("opcua-peer: %d log lines matching %q within %s, want %d:\n%s", len(got), re, timeout, n, strings.Join(got, "\n"))
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+}
+
+// logBuffer collects the peer's log and tells waiters when it grows.
+type logBuffer struct {
+	mu     sync.Mutex
+	b      strings.Builder
+	notify chan struct{}
+}
+
+func (s *logBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notify != nil {
+		close(s.notify)
+		s.notify = nil
+	}
+	if s.b.Len() > 4<<20 {
+		return len(p), nil // enough to diagnose; don't grow without bound
+	}
+	return s.b.Write(p)
+}
+
+// changed returns a channel closed at the next write.
+func (s *logBuffer) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return s.notify
+}
+
+func (s *logBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,410 @@
+#!/usr/bin/env node
+// server.js: tagbridge's secure OPC UA test peer, a node-opcua server.
+//
+// gopcua's server cannot serve secured endpoints, so the tests of secured
+// sessions run against this one. It serves the same variables as
+// scripts/plcsim (node ids ns=1;s=Int32.0001 and so on, namespace
+// urn:tagbridge:plcsim) with the security policies, modes, users and
+// certificates that a test asks for.
+//
+// Once it listens it prints exactly one line "READY opc.tcp://HOST:PORT" to
+// stdout; everything else, node-opcua's own messages included, goes to
+// stderr. It stops on SIGINT or SIGTERM.
+//
+// Usage: node server.js [-config FILE.json] [flags]; node server.js -h lists
+// the flags. A JSON config file holds an object whose keys are flag names
+// ({"port": 0, "policies": ["Basic256Sha256"], "users": ["op:secret"]});
+// flags given on the command line override it.
+"use strict";
+
+// node-opcua logs with console.log; stdout is only for the READY line.
+const stdoutWrite = process.stdout.write.bind(process.stdout);
+console.log = console.error;
+console.info = console.error;
+console.debug = console.error;
+
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+
+// Every flag: name, kind (string, int, duration, bool, list) and default.
+// Durations are numbers of milliseconds or Go-style strings ("100ms", "3s").
+const flags = {
+	config: { kind: "string", def: "", help: "JSON file with flag values (keys are flag names); command-line flags override it" },
+	host: { kind: "string", def: "127.0.0.1", help: "address to listen on" },
+	hostname: { kind: "string", def: "", help: "host name in the advertised endpoint URLs (default: -host)" },
+	port: { kind: "int", def: 0, help: "TCP port; 0 picks a free one (the READY line carries the real port)" },
+	tags: { kind: "int", def: 8, help: "number of variables; variable i is a Double, Int32, Boolean or String by i%4" },
+	interval: { kind: "duration", def: 100, help: "time between changes; every variable changes each time" },
+	start: { kind: "int", def: 0, help: "value of the Int32 counters before the first change" },
+	policies: {
+		kind: "list",
+		def: ["None", "Basic256Sha256"],
+		help: "security policies to offer: None, Basic128Rsa15, Basic256, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss",
+	},
+	modes: { kind: "list", def: ["None", "Sign", "SignAndEncrypt"], help: "security modes to offer: None, Sign, SignAndEncrypt (None/None is offered when None is in both lists)" },
+	anonymous: { kind: "bool", def: true, help: "offer and accept anonymous login" },
+	user: { kind: "list", def: [], help: "a user NAME:PASSWORD; repeat the flag or separate with commas (alias: users)" },
+	"x509-users": { kind: "bool", def: false, help: "offer and accept X.509 certificate user tokens" },
+	pki: { kind: "string", def: "", help: "PKI folder (own/, trusted/, issuers/, rejected/) for the server's certificate and the client certificates it sees (default: a temporary folder)" },
+	"user-pki": { kind: "string", def: "", help: "PKI folder for X.509 user certificates (default: PKI/users)" },
+	"trust-unknown": { kind: "bool", def: true, help: "trust every client (and user) certificate it does not know; -trust-unknown=false requires the certificate in trusted/certs" },
+	cert: { kind: "string", def: "", help: "server certificate file (PEM or DER); default: PKI/own/certs/certificate.pem, generated when missing" },
+	key: { kind: "string", def: "", help: "server private key file (PEM); default: PKI/own/private/private_key.pem, generated when missing" },
+	"application-uri": { kind: "string", def: "urn:tagbridge:opcua-peer", help: "the server's ApplicationURI (a generated certificate carries it as URI SAN)" },
+	"max-sessions": { kind: "int", def: 10, help: "maximum number of simultaneous sessions" },
+	"max-connections": { kind: "int", def: 20, help: "maximum number of simultaneous connections (secure channels)" },
+	"token-lifetime": { kind: "duration", def: 600000, help: "secure channel token lifetime: the default and the maximum a client can get" },
+	"min-token-lifetime": { kind: "duration", def: 2500, help: "the minimum token lifetime a client can get (node-opcua's default 2.5s)" },
+	debug: { kind: "bool", def: false, help: "log every session and channel event" },
+};
+const aliases = { users: "user", "allow-anonymous": "anonymous" };
+
+function usage() {
+	const lines = ["Usage: node server.js [flags]", "", "tagbridge's OPC UA test peer (node-opcua). Prints \"READY <endpoint>\" to stdout once it listens.", "", "Flags (-name value, -name=value or --name value; booleans also -name, -name=false):"];
+	for (const [name, f] of Object.entries(flags)) {
+		const def = f.kind === "list" ? f.def.join(",") : String(f.def);
+		lines.push(`  -${name} ${f.kind}\t${f.help}${def !== "" ? ` (default ${def})` : ""}`);
+	}
+	process.stderr.write(lines.join("\n") + "\n");
+}
+
+function parseDuration(name, v) {
+	if (typeof v === "number") return v;
+	const s = String(v).trim();
+	if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
+	const units = { ms: 1, s: 1000, m: 60000, h: 3600000 };
+	let total = 0;
+	let rest = s;
+	while (rest.length > 0) {
+		const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+		if (!m) throw new Error(`-${name}: ${JSON.stringify(v)} is not a duration such as 100ms or 3s`);
+		total += Number(m[1]) * units[m[2]];
+		rest = rest.slice(m[0].length);
+	}
+	return total;
+}
+
+function coerce(name, v) {
+	const f = flags[name];
+	switch (f.kind) {
+		case "string":
+			return String(v);
+		case "int": {
+			const n = Number(v);
+			if (!Number.isInteger(n)) throw new Error(`-${name}: ${JSON.stringify(v)} is not an integer`);
+			return n;
+		}
+		case "duration":
+			return parseDuration(name, v);
+		case "bool":
+			if (v === true || v === "true" || v === "1") return true;
+			if (v === false || v === "false" || v === "0") return false;
+			throw new Error(`-${name}: ${JSON.stringify(v)} is not true or false`);
+		case "list":
+			return (Array.isArray(v) ? v : String(v).split(",")).map((s) => String(s).trim()).filter((s) => s !== "");
+	}
+	throw new Error(`-${name}: unknown kind`);
+}
+
+function parseArgs(argv) {
+	const given = {}; // from the command line
+	for (let i = 0; i < argv.length; i++) {
+		const a = argv[i];
+		if (a === "-h" || a === "-help" || a === "--help") {
+			usage();
+			process.exit(0);
+		}
+		const m = /^--?([a-z0-9-]+)(?:=(.*))?$/.exec(a);
+		if (!m) throw new Error(`unexpected argument ${JSON.stringify(a)}`);
+		const name = aliases[m[1]] || m[1];
+		const f = flags[name];
+		if (!f) throw new Error(`unknown flag -${m[1]}`);
+		let v = m[2];
+		if (v === undefined) {
+			if (f.kind === "bool") v = true;
+			else if (i + 1 < argv.length) v = argv[++i];
+			else throw new Error(`-${name}: missing value`);
+		}
+		v = coerce(name, v);
+		given[name] = f.kind === "list" && given[name] ? given[name].concat(v) : v;
+	}
+	const o = {};
+	for (const [name, f] of Object.entries(flags)) o[name] = f.def;
+	const file = given.config;
+	if (file) {
+		const cfg = JSON.parse(fs.readFileSync(file, "utf8"));
+		for (const [k, v] of Object.entries(cfg)) {
+			const name = aliases[k] || k;
+			if (!flags[name] || name === "config") throw new Error(`${file}: unknown key ${JSON.stringify(k)}`);
+			o[name] = coerce(name, v);
+		}
+	}
+	Object.assign(o, given);
+	if (o.port < 0 || o.port > 65535) throw new Error(`-port: ${o.port} is not a TCP port`);
+	if (o.tags < 0) throw new Error(`-tags: ${o.tags} is negative`);
+	if (!(o.interval > 0)) throw new Error(`-interval: must be positive`);
+	if (o.start < -2147483648 || o.start > 2147483647) throw new Error(`-start: ${o.start} does not fit an Int32`);
+	if (o["max-sessions"] < 1) throw new Error(`-max-sessions: must be at least 1`);
+	if (!(o["token-lifetime"] > 0)) throw new Error(`-token-lifetime: must be positive`);
+	if (o["min-token-lifetime"] > o["token-lifetime"]) throw new Error(`-min-token-lifetime: longer than -token-lifetime`);
+	if (!o.hostname) o.hostname = o.host;
+	if ((o.cert === "") !== (o.key === "")) throw new Error(`-cert and -key: give both or neither`);
+	for (const u of o.user) {
+		if (u.indexOf(":") <= 0) throw new Error(`-user: ${JSON.stringify(u.split(":")[0])}: want NAME:PASSWORD`);
+	}
+	return o;
+}
+
+let opts;
+try {
+	opts = parseArgs(process.argv.slice(2));
+} catch (err) {
+	process.stderr.write(`opcua-peer: ${err.message}\n`);
+	process.exit(2);
+}
+
+function log(...args) {
+	process.stderr.write(`${new Date().toISOString()} opcua-peer: ${args.join(" ")}\n`);
+}
+
+const opcua = require("node-opcua");
+const { OPCUAServer, OPCUACertificateManager, SecurityPolicy, MessageSecurityMode, UserTokenType, DataType, Variant, StatusCodes, ServerSecureChannelLayer } =
+	opcua;
+
+const namespaceURI = "urn:tagbridge:plcsim";
+const kinds = [
+	{ name: "Double", dataType: DataType.Double },
+	{ name: "Int32", dataType: DataType.Int32 },
+	{ name: "Boolean", dataType: DataType.Boolean },
+	{ name: "String", dataType: DataType.String },
+];
+
+function policyOf(name) {
+	const p = SecurityPolicy[name];
+	if (!p || name === "Invalid" || name === "PubSub_Aes128_CTR" || name === "PubSub_Aes256_CTR") throw new Error(`-policies: unknown security policy ${JSON.stringify(name)}`);
+	return p;
+}
+
+function modeOf(name) {
+	const m = { None: MessageSecurityMode.None, Sign: MessageSecurityMode.Sign, SignAndEncrypt: MessageSecurityMode.SignAndEncrypt }[name];
+	if (m === undefined) throw new Error(`-modes: unknown security mode ${JSON.stringify(name)}`);
+	return m;
+}
+
+let tmpPKI = "";
+
+async function main() {
+	const policies = opts.policies.map(policyOf);
+	const modes = opts.modes.map(modeOf);
+	if (policies.length === 0 || modes.length === 0) throw new Error("-policies and -modes must not be empty");
+
+	let pki = opts.pki;
+	if (!pki) {
+		pki = tmpPKI = fs.mkdtempSync(path.join(os.tmpdir(), "opcua-peer-pki-"));
+	}
+	pki = path.resolve(pki);
+	const userPKI = path.resolve(opts["user-pki"] || path.join(pki, "users"));
+	const serverCertificateManager = new OPCUACertificateManager({
+		rootFolder: pki,
+		automaticallyAcceptUnknownCertificate: opts["trust-unknown"],
+		disableFileWatchers: false, // a test may move a certificate from rejected/ to trusted/
+	});
+	const userCertificateManager = new OPCUACertificateManager({
+		rootFolder: userPKI,
+		automaticallyAcceptUnknownCertificate: opts["trust-unknown"],
+	});
+
+	// node-opcua revises a requested token lifetime into
+	// [g_MinimumSecureTokenLifetime, defaultSecureTokenLifetime] and gives
+	// defaultSecureTokenLifetime to a client that asks for 0.
+	ServerSecureChannelLayer.g_MinimumSecureTokenLifetime = opts["min-token-lifetime"];
+	logTokens();
+
+	const users = new Map(opts.user.map((u) => [u.slice(0, u.indexOf(":")), u.slice(u.indexOf(":") + 1)]));
+
+	const serverOptions = {
+		host: opts.host,
+		hostname: opts.hostname,
+		port: opts.port,
+		securityPolicies: policies,
+		securityModes: modes,
+		allowAnonymous: opts.anonymous,
+		serverCertificateManager,
+		userCertificateManager,
+		serverInfo: {
+			applicationUri: opts["application-uri"],
+			productUri: "urn:tagbridge:opcua-peer",
+			applicationName: { text: "tagbridge opcua-peer", locale: "en" },
+		},
+		buildInfo: { productName: "tagbridge opcua-peer", manufacturerName: "tagbridge" },
+		userManager: {
+			isValidUser(username, password) {
+				const ok = users.has(username) && users.get(username) === password;
+				log(`user ${JSON.stringify(username)}: ${ok ? "accepted" : "refused"}`);
+				return ok;
+			},
+		},
+		maxConnectionsPerEndpoint: opts["max-connections"],
+		serverCapabilities: {
+			maxSessions: opts["max-sessions"],
+			// 0: a monitored item that asks for sampling interval 0 gets
+			// every change (the variables' MinimumSamplingInterval is 0).
+			minSupportedSampleRate: 0,
+		},
+		defaultSecureTokenLifetime: opts["token-lifetime"],
+		skipOwnNamespace: true,
+		isAuditing: false,
+	};
+	if (opts.cert) {
+		serverOptions.certificateFile = path.resolve(opts.cert);
+		serverOptions.privateKeyFile = path.resolve(opts.key);
+	}
+	const server = new OPCUAServer(serverOptions);
+	await server.initialize();
+
+	// Offer only the user token types asked for: node-opcua offers user
+	// name and certificate tokens on every endpoint.
+	const offered = new Set();
+	if (opts.anonymous) offered.add(UserTokenType.Anonymous);
+	if (users.size > 0) offered.add(UserTokenType.UserName);
+	if (opts["x509-users"]) offered.add(UserTokenType.Certificate);
+	for (const ep of server.endpoints) {
+		for (const d of ep.endpointDescriptions()) {
+			d.userIdentityTokens = (d.userIdentityTokens || []).filter((t) => offered.has(t.tokenType));
+		}
+	}
+
+	addVariables(server);
+
+	await server.start();
+
+	// One write, after listening: the endpoint carries the real port.
+	const url = server.getEndpointUrl().replace(/\/$/, "");
+	stdoutWrite(`READY ${url}\n`);
+	log(
+		`listening on ${url}: policies ${opts.policies.join(",")}, modes ${opts.modes.join(",")}, anonymous ${opts.anonymous}, users ${users.size}, x509 users ${opts["x509-users"]}, ` +
+			`trust unknown ${opts["trust-unknown"]}, pki ${pki}, application uri ${opts["application-uri"]}, token lifetime ${opts["min-token-lifetime"]}..${opts["token-lifetime"]} ms, ` +
+			`${opts.tags} tags every ${opts.interval} ms`,
+	);
+
+	server.on("create_session", (s) => log(`session created: ${s.sessionName || ""} (${s.channel && s.channel.securityPolicy} ${s.channel && MessageSecurityMode[s.channel.securityMode]})`));
+	server.on("session_activated", (s, token) => log(`session activated: ${token && token.constructor ? token.constructor.name : "?"}`));
+	server.on("session_closed", () => log("session closed"));
+	server.on("newChannel", (ch) => log(`channel ${ch.channelId} opened: ${ch.securityPolicy} ${MessageSecurityMode[ch.securityMode]}`));
+	server.on("closeChannel", (ch) => log(`channel ${ch.channelId} closed`));
+	if (opts.debug) {
+		server.on("request", (req, ch) => log(`request ${req.constructor.name} on channel ${ch.channelId}`));
+	}
+
+	let stopping = false;
+	const stop = async (sig) => {
+		if (stopping) return;
+		stopping = true;
+		log(`${sig}: stopping`);
+		clearInterval(ticker);
+		const timer = setTimeout(() => {
+			log("shutdown took longer than 5s; exiting");
+			cleanup();
+			process.exit(0);
+		}, 5000);
+		try {
+			await server.shutdown(0);
+		} catch (err) {
+			log(`shutdown: ${err.message}`);
+		}
+		clearTimeout(timer);
+		cleanup();
+		log("stopped");
+		process.exit(0);
+	};
+	process.on("SIGTERM", () => stop("SIGTERM"));
+	process.on("SIGINT", () => stop("SIGINT"));
+
+	let counter = opts.start;
+	const ticker = setInterval(() => {
+		counter = counter >= 2147483647 ? -2147483648 : counter + 1;
+		setValues(counter, new Date());
+	}, opts.interval);
+}
+
+// logTokens logs every security token handed out, so that a test can see
+// the revised lifetime and the renewals: node-opcua has no event for them,
+// so this wraps the method that sends the OpenSecureChannel response.
+function logTokens() {
+	const send = ServerSecureChannelLayer.prototype.send_response;
+	ServerSecureChannelLayer.prototype.send_response = function (msgType, response, message, ...rest) {
+		if (msgType === "OPN" && response && response.securityToken) {
+			const tok = response.securityToken;
+			const req = message && message.request;
+			const kind = req && req.requestType === 1 ? "Renew" : "Issue";
+			log(
+				`token: channel ${tok.channelId} token ${tok.tokenId} ${kind} requested ${req ? req.requestedLifetime : "?"} ms revised ${tok.revisedLifetime} ms created ${tok.createdAt.toISOString()}`,
+			);
+		}
+		return send.call(this, msgType, response, message, ...rest);
+	};
+}
+
+let variables = [];
+
+function addVariables(server) {
+	const addressSpace = server.engine.addressSpace;
+	const ns = addressSpace.registerNamespace(namespaceURI);
+	if (ns.index !== 1) throw new Error(`namespace ${namespaceURI} got index ${ns.index}, want 1`);
+	const folder = ns.addFolder(addressSpace.rootFolder.objects, { browseName: "PLCSim", nodeId: "s=PLCSim" });
+	const width = Math.max(4, String(Math.max(opts.tags - 1, 0)).length);
+	for (let i = 0; i < opts.tags; i++) {
+		const k = kinds[i % 4];
+		const sid = `${k.name}.${String(i).padStart(width, "0")}`;
+		const v = ns.addVariable({
+			componentOf: folder,
+			nodeId: `s=${sid}`,
+			browseName: sid,
+			displayName: sid,
+			description: `simulated ${k.name}`,
+			dataType: k.name,
+			minimumSamplingInterval: 0, // exception-based: every change is reported
+			accessLevel: "CurrentRead",
+			userAccessLevel: "CurrentRead",
+		});
+		variables.push({ index: i, kind: k, node: v });
+	}
+	setValues(opts.start, new Date());
+}
+
+// setValues gives every variable its value for the counter, as plcsim does.
+function setValues(counter, now) {
+	const even = counter % 2 === 0;
+	for (const t of variables) {
+		let value;
+		switch (t.index % 4) {
+			case 0:
+				value = Math.round(100 * Math.sin(counter / 10 + t.index / 7) * 1000) / 1000;
+				break;
+			case 1:
+				value = counter;
+				break;
+			case 2:
+				value = t.index % 8 === 6 ? !even : even;
+				break;
+			case 3:
+				value = `v${counter}`;
+				break;
+		}
+		t.node.setValueFromSource(new Variant({ dataType: t.kind.dataType, value }), StatusCodes.Good, now);
+	}
+}
+
+function cleanup() {
+	if (tmpPKI) {
+		fs.rmSync(tmpPKI, { recursive: true, force: true });
+		tmpPKI = "";
+	}
+}
+
+main().catch((err) => {
+	log(`start: ${err && err.stack ? err.stack : err}`);
+	cleanup();
+	process.exit(1);
+});
