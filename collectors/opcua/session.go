@@ -31,6 +31,8 @@ const (
 	healthyAfter = 10 * time.Second
 	// keepAliveEvery is the target time between subscription keep-alives.
 	keepAliveEvery = 10 * time.Second
+	// dialTimeout bounds opening the TCP connection to a PLC.
+	dialTimeout = 10 * time.Second
 	// closeTimeout bounds closing a session on the way out.
 	closeTimeout = 2 * time.Second
 	// heartbeatHandle and above are client handles of heartbeat items, never tags.
@@ -55,8 +57,9 @@ type Session struct {
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
 
-	clockOffset atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
-	skewWarned  bool         // the clock offset warning is given once
+	clockOffset    atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
+	skewWarned     bool         // the clock offset warning is given once
+	hostnameWarned bool         // the verify_hostname: false warning is given once
 }
 
 // ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
@@ -76,6 +79,20 @@ func NewSession(plc config.PLC, log zerolog.Logger) *Session {
 	}
 }
 
+// warnSettings logs, once at start, the settings that weaken security.
+func (s *Session) warnSettings() {
+	sec := s.plc.Security
+	if sec.Deprecated() {
+		s.log.Warn().Str("policy", sec.Policy).Msg("deprecated security policy: its cryptography is broken; use Basic256Sha256 or an Aes policy")
+	}
+	if sec.Policy == "None" && s.plc.Auth.Username != "" {
+		s.log.Warn().Msg("user name with security policy None: the password is protected only if the server's user token policy encrypts it")
+	}
+	if sec.Policy != "None" && !sec.VerifyHostname {
+		s.log.Warn().Msg("verify_hostname is false: a server certificate for another host is accepted")
+	}
+}
+
 // Name is the PLC's name.
 func (s *Session) Name() string { return s.plc.Name }
 
@@ -83,6 +100,7 @@ func (s *Session) Name() string { return s.plc.Name }
 // ends. Failures are logged and retried with backoff; Run returns nil on
 // cancellation.
 func (s *Session) Run(ctx context.Context, out chan<- collectors.Sample) error {
+	s.warnSettings()
 	var lastErr string
 	for attempt := 0; ; attempt++ {
 		healthy, err := s.connectAndStream(ctx, out)
@@ -127,11 +145,18 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 			lostOnce.Do(func() { close(lost) })
 		}
 	}
-	c, err := opcua.NewClient(s.plc.Endpoint, s.clientOptions(onState)...)
+	secOpts, err := s.securityOptions(ctx)
+	if err != nil {
+		return false, err
+	}
+	c, err := opcua.NewClient(s.plc.Endpoint, append(s.clientOptions(onState), secOpts...)...)
 	if err != nil {
 		return false, fmt.Errorf("configure client: %w", err)
 	}
-	if err := c.Connect(ctx); err != nil {
+	if err := connect(ctx, c); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		_ = c.Close(cctx)
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer func() {
@@ -231,11 +256,21 @@ func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
 	}
 }
 
+// connect wraps gopcua's Connect, which dereferences a nil session when the
+// server's CreateSession signature does not verify (it only logs that).
+func connect(ctx context.Context, c *opcua.Client) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("create session: the server's signature did not verify (%v)", r)
+		}
+	}()
+	return c.Connect(ctx)
+}
+
+// clientOptions are the settings every attempt shares; securityOptions adds
+// the channel security and the user identity.
 func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
 	return []opcua.Option{
-		opcua.SecurityPolicy(ua.SecurityPolicyURINone),
-		opcua.SecurityMode(ua.MessageSecurityModeNone),
-		opcua.AuthAnonymous(),
 		opcua.ApplicationName("tagbridge"),
 		opcua.ApplicationURI("urn:tagbridge:" + s.plc.Name),
 		opcua.ProductURI("urn:tagbridge"),
@@ -243,7 +278,7 @@ func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
 		// We own reconnection: gopcua's gives up on ECONNREFUSED and can stall.
 		opcua.AutoReconnect(false),
 		opcua.StateChangedFunc(onState),
-		opcua.DialTimeout(10 * time.Second),
+		opcua.DialTimeout(dialTimeout),
 		opcua.RequestTimeout(10 * time.Second),
 	}
 }

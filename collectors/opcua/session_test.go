@@ -57,6 +57,7 @@ type runSession struct {
 	logs    *syncBuffer
 	stop    context.CancelFunc
 	done    chan error
+	stopped bool
 }
 
 func startSession(t *testing.T, plc config.PLC) *runSession {
@@ -84,13 +85,18 @@ func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 	return r, s
 }
 
-// shutdown cancels the session and requires it to return promptly.
+// shutdown cancels the session and requires it to return promptly; it may
+// be called again.
 func (r *runSession) shutdown(t *testing.T) {
 	t.Helper()
 	r.stop()
+	if r.stopped {
+		return
+	}
 	select {
-	case err, ok := <-r.done:
-		if ok && err != nil {
+	case err := <-r.done:
+		r.stopped = true
+		if err != nil {
 			t.Errorf("Run returned %v", err)
 		}
 	case <-time.After(5 * time.Second):

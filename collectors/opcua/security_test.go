@@ -1,0 +1,234 @@
+package opcua
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+)
+
+func TestSelectEndpoint(t *testing.T) {
+	ep := func(policy string, mode ua.MessageSecurityMode, level uint8) *ua.EndpointDescription {
+		return &ua.EndpointDescription{SecurityPolicyURI: policyURIs[policy], SecurityMode: mode, SecurityLevel: level}
+	}
+	offered := []*ua.EndpointDescription{
+		ep("None", ua.MessageSecurityModeNone, 0),
+		ep("Basic128Rsa15", ua.MessageSecurityModeSignAndEncrypt, 9),
+		ep("Basic256Sha256", ua.MessageSecurityModeSign, 3),
+		ep("Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt, 4),
+		ep("Aes128_Sha256_RsaOaep", ua.MessageSecurityModeSignAndEncrypt, 5),
+	}
+	tests := []struct {
+		name                  string
+		policy, mode          string
+		allowNone, deprecated bool
+		want                  *ua.EndpointDescription
+		err                   string
+	}{
+		{name: "exact", policy: "Basic256Sha256", mode: "Sign", want: offered[2]},
+		{name: "exact none", policy: "None", mode: "None", want: offered[0]},
+		{name: "auto takes the highest level, not a deprecated one", policy: "auto", want: offered[4]},
+		{name: "auto with deprecated allowed", policy: "auto", deprecated: true, want: offered[1]},
+		{name: "auto restricted to a mode", policy: "auto", mode: "Sign", want: offered[2]},
+		{name: "auto never None unless allowed", policy: "auto", mode: "None", err: "no matching endpoint for auto/None; the server offers None/None, Basic128Rsa15/SignAndEncrypt, Basic256Sha256/Sign, Basic256Sha256/SignAndEncrypt, Aes128_Sha256_RsaOaep/SignAndEncrypt"},
+		{name: "auto None allowed", policy: "auto", mode: "None", allowNone: true, want: offered[0]},
+		{name: "missing", policy: "Aes256_Sha256_RsaPss", mode: "Sign",
+			err: "no matching endpoint for Aes256_Sha256_RsaPss/Sign; the server offers None/None, Basic128Rsa15/SignAndEncrypt, Basic256Sha256/Sign, Basic256Sha256/SignAndEncrypt, Aes128_Sha256_RsaOaep/SignAndEncrypt"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := selectEndpoint(offered, tc.policy, tc.mode, tc.allowNone, tc.deprecated)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err || !errors.Is(err, ErrNoEndpoint) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// secureFixture is an agent certificate in an allowed directory and a trust store.
+type secureFixture struct {
+	dir, cert, key, pki string
+}
+
+func newSecureFixture(t *testing.T) secureFixture {
+	t.Helper()
+	dir := t.TempDir()
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "sectest", Hostname: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := secureFixture{dir: dir, cert: filepath.Join(dir, "client-cert.pem"), key: filepath.Join(dir, "client-key.pem"), pki: filepath.Join(dir, "pki")}
+	if err := os.WriteFile(f.cert, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// config loads a one-PLC configuration with the given security and auth
+// YAML flow mappings.
+func (f secureFixture) config(t *testing.T, endpoint, security, auth string) config.PLC {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "agent: {id: sectest, allowed_cert_dirs: [%s], pki_dir: %s}\nplcs:\n  - name: peer\n    endpoint: %s\n", f.dir, f.pki, endpoint)
+	fmt.Fprintf(&b, "    publishing_interval: 50ms\n    reconnect: {min: 200ms, max: 1s}\n")
+	fmt.Fprintf(&b, "    security: {certificate_file: %s, key_file: %s, %s}\n", f.cert, f.key, security)
+	if auth != "" {
+		fmt.Fprintf(&b, "    auth: {%s}\n", auth)
+	}
+	b.WriteString("    tags:\n")
+	for _, line := range strings.Split(strings.TrimRight(simprocTags(4), "\n"), "\n")[1:] {
+		fmt.Fprintf(&b, "    %s\n", line)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return cfg.PLCs[0]
+}
+
+// simprocTags is plcsim's -print-tags output, which the peer's node ids match.
+func simprocTags(n int) string {
+	var b strings.Builder
+	b.WriteString("tags:\n")
+	kinds := []string{"Double", "Int32", "Boolean", "String"}
+	for i := range n {
+		k := kinds[i%4]
+		fmt.Fprintf(&b, "  - name: %s_%04d\n    node: \"ns=1;s=%s.%04d\"\n", strings.ToLower(k), i, k, i)
+	}
+	return b.String()
+}
+
+// Values flow over every policy and mode the peer offers, with anonymous,
+// user name and X.509 user identities.
+func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	peer := peerproc.Start(t, peerproc.Options{
+		Tags:      4,
+		Policies:  []string{"None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"},
+		Modes:     []string{"None", "Sign", "SignAndEncrypt"},
+		Users:     map[string]string{"operator": "correct horse"},
+		X509Users: true,
+	})
+	t.Setenv("PEER_PASS", "correct horse")
+	f := newSecureFixture(t)
+	trust := "trust: fingerprint_and_expiry, auto_accept: true, verify_hostname: false, allow_deprecated: true"
+	type secCase struct{ name, security, auth, session, identity string }
+	cases := []secCase{
+		{"None anonymous", "policy: None, mode: None", "", "#None None)", "AnonymousIdentityToken"},
+		{"None user name", "policy: None, mode: None", "username: operator, password_env: PEER_PASS", "#None None)", "UserNameIdentityToken"},
+		{"auto", "policy: auto, " + trust, "", "#Aes256_Sha256_RsaPss SignAndEncrypt)", "AnonymousIdentityToken"},
+	}
+	for _, p := range []string{"Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"} {
+		for _, m := range []string{"Sign", "SignAndEncrypt"} {
+			cases = append(cases, secCase{p + "/" + m, "policy: " + p + ", mode: " + m + ", " + trust, "", "#" + p + " " + m + ")", "AnonymousIdentityToken"})
+		}
+	}
+	cases = append(cases,
+		secCase{"user name", "policy: Basic256Sha256, mode: SignAndEncrypt, " + trust, "username: operator, password_env: PEER_PASS", "#Basic256Sha256 SignAndEncrypt)", "UserNameIdentityToken"},
+		secCase{"X.509 user", "policy: Basic256Sha256, mode: SignAndEncrypt, " + trust, fmt.Sprintf("certificate_file: %s, key_file: %s", f.cert, f.key), "#Basic256Sha256 SignAndEncrypt)", "X509IdentityToken"},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := peer.Log()
+			r := startSession(t, f.config(t, peer.Endpoint, tc.security, tc.auth))
+			waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == 4 })
+			r.shutdown(t)
+			if logs := r.logs.String(); strings.Contains(logs, "correct horse") {
+				t.Errorf("the password appears in the log:\n%s", logs)
+			}
+			// The peer saw the session with the right security and identity.
+			news := strings.TrimPrefix(peer.Log(), before)
+			if !strings.Contains(news, "session created: tagbridge peer (http://opcfoundation.org/UA/SecurityPolicy"+tc.session) {
+				t.Errorf("peer log lacks a session %q:\n%s", tc.session, news)
+			}
+			if !strings.Contains(news, "session activated: "+tc.identity) {
+				t.Errorf("peer log lacks activation with %s:\n%s", tc.identity, news)
+			}
+		})
+	}
+}
+
+// An untrusted server certificate stops the session with an error naming the
+// rejected file; moving that file into trusted/certs lets data flow at the
+// next retry, without a restart.
+func TestSecureSessionUntrustedThenTrusted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"}})
+	f := newSecureFixture(t)
+	r := startSession(t, f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, verify_hostname: false", ""))
+	waitUntil(t, "the untrusted-certificate error", 15*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), "rejected")
+	})
+	rejected, _ := filepath.Glob(filepath.Join(f.pki, "rejected", "certs", "*"))
+	if len(rejected) != 1 {
+		t.Fatalf("rejected/certs holds %v, want one certificate\n%s", rejected, r.logs)
+	}
+	if logs := r.logs.String(); !strings.Contains(logs, "mv ") || !strings.Contains(logs, filepath.Base(rejected[0])) {
+		t.Errorf("the error does not tell how to trust the certificate:\n%s", logs)
+	}
+	if r.tagsSeen() != 0 {
+		t.Fatal("values from an untrusted server")
+	}
+	trusted := filepath.Join(f.pki, "trusted", "certs", filepath.Base(rejected[0]))
+	if err := os.Rename(rejected[0], trusted); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("session log:\n%s", r.logs)
+		}
+	})
+	waitUntil(t, "values after trusting the certificate", 30*time.Second, func() bool { return r.tagsSeen() == 4 })
+}
+
+func TestSecureSessionRefusals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+		Users: map[string]string{"operator": "correct horse"}})
+	f := newSecureFixture(t)
+	t.Setenv("WRONG_PASS", "battery staple")
+	tests := []struct{ name, security, auth, want string }{
+		{"no such endpoint", "policy: Aes256_Sha256_RsaPss, mode: Sign", "",
+			"no matching endpoint for Aes256_Sha256_RsaPss/Sign; the server offers Basic256Sha256/SignAndEncrypt"},
+		{"host name mismatch (the peer's certificate names its own host)", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, auto_accept: true",
+			"", `not \"127.0.0.1\"`},
+		{"wrong password", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, auto_accept: true, verify_hostname: false",
+			"username: operator, password_env: WRONG_PASS", "BadUserAccessDenied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startSession(t, f.config(t, peer.Endpoint, tc.security, tc.auth))
+			waitUntil(t, tc.want, 15*time.Second, func() bool { return strings.Contains(r.logs.String(), tc.want) })
+			if strings.Contains(r.logs.String(), "battery staple") {
+				t.Errorf("the password appears in the log")
+			}
+			if r.tagsSeen() != 0 {
+				t.Error("values despite the refusal")
+			}
+		})
+	}
+}
