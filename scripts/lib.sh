@@ -105,3 +105,33 @@ wait_for_port() {
 		sleep 0.1
 	done
 }
+
+# ensure_opcua_peer installs node-opcua for the secure OPC UA test peer
+# (scripts/opcua-peer) with npm ci, from the committed package-lock.json,
+# when node_modules is missing or the lock file changed since the last
+# install. It installs Debian's nodejs and npm when node or npm is missing.
+ensure_opcua_peer() {
+	local dir=scripts/opcua-peer
+	[ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		ensure_debian_packages nodejs npm
+	fi
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+		die "node and npm are needed for the OPC UA test peer ($dir); install Node.js 18 or later"
+	local major
+	major=$(node -p 'process.versions.node.split(".")[0]')
+	[ "$major" -ge 18 ] ||
+		die "node $(node --version) is too old for node-opcua in $dir: it needs Node.js 18 or later"
+
+	# The stamp holds the checksum of the lock file that was installed.
+	local stamp=$dir/node_modules/.tagbridge-lock.sha256 sum
+	sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+	if [ -f "$dir/node_modules/node-opcua/package.json" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+		say "OPC UA test peer installed (node $(node --version), $dir/node_modules)"
+		return 0
+	fi
+	say "installing the OPC UA test peer's node-opcua into $dir/node_modules"
+	(cd "$dir" && run npm ci --no-audit --no-fund) ||
+		die "npm ci in $dir failed"
+	printf '%s\n' "$sum" >"$stamp"
+}
