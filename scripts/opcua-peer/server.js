@@ -226,6 +226,11 @@ async function main() {
 	const serverOptions = {
 		host: opts.host,
 		hostname: opts.hostname,
+		// Not a second host name (node-opcua drops the duplicate), but the
+		// way to get it into the SAN of a generated certificate, as an IP
+		// address when it is one: node-opcua puts the machine's host name
+		// and interface addresses there, never 127.0.0.1.
+		alternateHostname: [opts.hostname],
 		port: opts.port,
 		securityPolicies: policies,
 		securityModes: modes,

@@ -312,15 +312,22 @@ func TestPeer(t *testing.T) {
 	})
 
 	t.Run("token lifetime", func(t *testing.T) {
+		mark := len(p.Log())
 		c := mustDial(t, p, session{policy: "Basic256Sha256", mode: ua.MessageSecurityModeSign, auth: ua.UserTokenTypeAnonymous, id: client})
-		// gopcua asks for 1 h and renews at 75 % of what it gets; the peer
-		// logs every token it hands out.
-		lines := p.WaitLog(regexp.MustCompile(`token: .* Renew requested \d+ ms revised 3000 ms`), 2, 15*time.Second)
-		t.Logf("renewals:\n%s", strings.Join(lines, "\n"))
-		read(t, c, ua.MustParseNodeID("ns=1;s=Int32.0001")) // still usable after renewals
-		if regexp.MustCompile(`token: .* revised [1-9]\d{4,} ms`).MatchString(p.Log()) {
-			t.Errorf("a token lives longer than 3s:\n%s", p.Log())
+		// The peer logs every token it hands out; the session's channel
+		// is the last one issued a token since the mark.
+		issued := regexp.MustCompile(`token: channel (\d+) token 1 Issue requested (\d+) ms revised (\d+) ms`).FindAllStringSubmatch(p.Log()[mark:], -1)
+		if len(issued) == 0 {
+			t.Fatalf("no token issued in the peer's log:\n%s", p.Log()[mark:])
 		}
+		first := issued[len(issued)-1]
+		if first[2] != "3600000" || first[3] != "3000" {
+			t.Errorf("first token: requested %s ms, revised %s ms; want 3600000 (gopcua's 1 h) revised to 3000", first[2], first[3])
+		}
+		// gopcua renews at 75 % of the lifetime: after about 2.25 s and 4.5 s.
+		lines := p.WaitLog(regexp.MustCompile(`token: channel `+first[1]+` token \d+ Renew requested \d+ ms revised 3000 ms`), 2, 15*time.Second)
+		t.Logf("channel %s renewals:\n%s", first[1], strings.Join(lines, "\n"))
+		read(t, c, ua.MustParseNodeID("ns=1;s=Int32.0001")) // still usable after renewals
 	})
 }
 
@@ -355,16 +362,19 @@ func TestClockOffset(t *testing.T) {
 	}
 	// Timers run on the real clock: the counter still changes every 100ms.
 	before := dv[1].Value.Value().(int32)
-	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(5 * time.Second)
 	for {
 		v := read(t, c, ua.MustParseNodeID("ns=1;s=Int32.0001"))[0].Value.Value().(int32)
 		if v >= before+3 {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("counter went from %d to %d in 5s", before, v)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
