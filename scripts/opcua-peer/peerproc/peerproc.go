@@ -56,11 +56,13 @@ type Options struct {
 	Users       map[string]string // user name -> password; offered when not empty
 	X509Users   bool              // offer and accept X.509 user tokens
 
-	// PKIDir is node-opcua's PKI folder (own/, trusted/certs,
-	// rejected/certs, issuers/...): the server's certificate and the
-	// client certificates it has seen. Default: a new folder below
-	// t.TempDir(). UserPKIDir is the same for X.509 user certificates
-	// (default PKIDir/users).
+	// PKIDir is node-opcua's PKI folder: own/ (the server's certificate
+	// and key), trusted/certs, trusted/crl, issuers/certs, issuers/crl and
+	// rejected/ (refused client certificates as rejected/*.pem, not in a
+	// certs/ subfolder). node-opcua watches it: a certificate moved from
+	// rejected/ to trusted/certs is trusted without a restart. Default: a
+	// new folder below t.TempDir(). UserPKIDir is the same for X.509 user
+	// certificates (default PKIDir/users).
 	PKIDir     string
 	UserPKIDir string
 	// RequireTrust refuses client (and user) certificates that are not in

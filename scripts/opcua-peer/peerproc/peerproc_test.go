@@ -1,11 +1,13 @@
 package peerproc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net/url"
 	"os"
@@ -386,5 +388,78 @@ func TestCheck(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(Dir(), "server.js")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCertificateAndTrust gives the peer a certificate made here and makes
+// it require trust: an unknown client is refused and its certificate lands
+// in rejected/; moved to trusted/certs, it gets in without a restart.
+func TestCertificateAndTrust(t *testing.T) {
+	dir := t.TempDir()
+	server := newIdentity(t, "urn:tagbridge:peerproc-server")
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(server.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.cert}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := Start(t, Options{
+		Tags:           4,
+		Policies:       []string{"Basic256Sha256"},
+		Modes:          []string{"SignAndEncrypt"},
+		CertFile:       certFile,
+		KeyFile:        keyFile,
+		ApplicationURI: "urn:tagbridge:peerproc-server",
+		RequireTrust:   true,
+	})
+	eps, err := opcua.GetEndpoints(t.Context(), p.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		if !bytes.Equal(ep.ServerCertificate, server.cert) {
+			t.Fatalf("endpoint %s %s serves another certificate", ep.SecurityPolicyURI, ep.SecurityMode)
+		}
+		if ep.Server.ApplicationURI != "urn:tagbridge:peerproc-server" {
+			t.Errorf("ApplicationURI %q", ep.Server.ApplicationURI)
+		}
+	}
+
+	client := newIdentity(t, clientURI)
+	s := session{policy: "Basic256Sha256", mode: ua.MessageSecurityModeSignAndEncrypt, auth: ua.UserTokenTypeAnonymous, id: client}
+	if _, err := dial(t, p, s); err == nil {
+		t.Fatal("an untrusted client certificate got in")
+	} else {
+		t.Logf("untrusted client: %v", err)
+	}
+	rejected, _ := filepath.Glob(filepath.Join(p.PKIDir, "rejected", "*.pem")) // node-opcua: rejected/, not rejected/certs
+	if len(rejected) != 1 {
+		t.Fatalf("rejected/ holds %q, want the client's certificate", rejected)
+	}
+	trusted := filepath.Join(p.PKIDir, "trusted", "certs", filepath.Base(rejected[0]))
+	if err := os.Rename(rejected[0], trusted); err != nil {
+		t.Fatal(err)
+	}
+	// node-opcua watches the folders; give it a moment to notice.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := dial(t, p, s)
+		if err == nil {
+			read(t, c, ua.MustParseNodeID("ns=1;s=Int32.0001"))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trusted client still refused after 10s: %v", err)
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-t.Context().Done():
+			return
+		}
 	}
 }
