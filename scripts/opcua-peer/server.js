@@ -58,12 +58,14 @@ const flags = {
 	"min-token-lifetime": { kind: "duration", def: 2500, help: "the minimum token lifetime a client can get (node-opcua's default 2.5s)" },
 	debug: { kind: "bool", def: false, help: "log every session and channel event" },
 };
+const policyNames = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
+const modeNames = ["None", "Sign", "SignAndEncrypt"];
 const aliases = { users: "user", "allow-anonymous": "anonymous" };
 
 function usage() {
 	const lines = ["Usage: node server.js [flags]", "", "tagbridge's OPC UA test peer (node-opcua). Prints \"READY <endpoint>\" to stdout once it listens.", "", "Flags (-name value, -name=value or --name value; booleans also -name, -name=false):"];
 	for (const [name, f] of Object.entries(flags)) {
-		const def = f.kind === "list" ? f.def.join(",") : String(f.def);
+		const def = f.kind === "list" ? f.def.join(",") : f.kind === "duration" ? `${f.def}ms` : String(f.def);
 		lines.push(`  -${name} ${f.kind}\t${f.help}${def !== "" ? ` (default ${def})` : ""}`);
 	}
 	process.stderr.write(lines.join("\n") + "\n");
@@ -148,6 +150,13 @@ function parseArgs(argv) {
 	if (o["max-sessions"] < 1) throw new Error(`-max-sessions: must be at least 1`);
 	if (!(o["token-lifetime"] > 0)) throw new Error(`-token-lifetime: must be positive`);
 	if (o["min-token-lifetime"] > o["token-lifetime"]) throw new Error(`-min-token-lifetime: longer than -token-lifetime`);
+	for (const name of o.policies) {
+		if (!policyNames.includes(name)) throw new Error(`-policies: unknown security policy ${JSON.stringify(name)} (want ${policyNames.join(", ")})`);
+	}
+	for (const name of o.modes) {
+		if (!modeNames.includes(name)) throw new Error(`-modes: unknown security mode ${JSON.stringify(name)} (want ${modeNames.join(", ")})`);
+	}
+	if (o.policies.length === 0 || o.modes.length === 0) throw new Error("-policies and -modes must not be empty");
 	if (!o.hostname) o.hostname = o.host;
 	if ((o.cert === "") !== (o.key === "")) throw new Error(`-cert and -key: give both or neither`);
 	for (const u of o.user) {
@@ -181,15 +190,11 @@ const kinds = [
 ];
 
 function policyOf(name) {
-	const p = SecurityPolicy[name];
-	if (!p || name === "Invalid" || name === "PubSub_Aes128_CTR" || name === "PubSub_Aes256_CTR") throw new Error(`-policies: unknown security policy ${JSON.stringify(name)}`);
-	return p;
+	return SecurityPolicy[name];
 }
 
 function modeOf(name) {
-	const m = { None: MessageSecurityMode.None, Sign: MessageSecurityMode.Sign, SignAndEncrypt: MessageSecurityMode.SignAndEncrypt }[name];
-	if (m === undefined) throw new Error(`-modes: unknown security mode ${JSON.stringify(name)}`);
-	return m;
+	return MessageSecurityMode[name];
 }
 
 let tmpPKI = "";
@@ -197,7 +202,6 @@ let tmpPKI = "";
 async function main() {
 	const policies = opts.policies.map(policyOf);
 	const modes = opts.modes.map(modeOf);
-	if (policies.length === 0 || modes.length === 0) throw new Error("-policies and -modes must not be empty");
 
 	let pki = opts.pki;
 	if (!pki) {

@@ -333,7 +333,8 @@ func TestPeer(t *testing.T) {
 	})
 }
 
-// TestClockOffset runs the peer 2 hours behind under libfaketime.
+// TestClockOffset runs the peer 2 hours behind under libfaketime (and
+// checks MaxSessions on the way).
 //
 // gopcua v0.9.1 drops a security token at the server's CreatedAt plus 1.25
 // times its lifetime (uasc.scheduleExpiration): with the server's clock 2 h
@@ -347,6 +348,7 @@ func TestClockOffset(t *testing.T) {
 		Modes:         []string{"None"},
 		ClockOffset:   -2 * time.Hour,
 		TokenLifetime: 3 * time.Hour,
+		MaxSessions:   1,
 	})
 	t.Logf("peer %s (faketime -2h) ready after %s", p.Endpoint, p.StartupTime)
 	c := mustDial(t, p, session{policy: "None", mode: ua.MessageSecurityModeNone, auth: ua.UserTokenTypeAnonymous, lifetime: 3 * time.Hour})
@@ -362,6 +364,13 @@ func TestClockOffset(t *testing.T) {
 	if d := dv[1].SourceTimestamp.Sub(now); d < -2*time.Hour-time.Minute || d > -2*time.Hour+time.Minute {
 		t.Errorf("source timestamp %s is %s from ours, want about -2h", dv[1].SourceTimestamp, d)
 	}
+	// MaxSessions: 1, and that one is taken.
+	if _, err := dial(t, p, session{policy: "None", mode: ua.MessageSecurityModeNone, auth: ua.UserTokenTypeAnonymous, lifetime: 3 * time.Hour}); err == nil {
+		t.Error("a second session was created with MaxSessions 1")
+	} else {
+		t.Logf("second session: %v", err)
+	}
+
 	// Timers run on the real clock: the counter still changes every 100ms.
 	before := dv[1].Value.Value().(int32)
 	tick := time.NewTicker(100 * time.Millisecond)
