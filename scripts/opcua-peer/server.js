@@ -300,7 +300,7 @@ async function main() {
 	server.on("create_session", (s) => log(`session created: ${s.sessionName || ""} (${s.channel && s.channel.securityPolicy} ${s.channel && MessageSecurityMode[s.channel.securityMode]})`));
 	server.on("session_activated", (s, token) => log(`session activated: ${token && token.constructor ? token.constructor.name : "?"}`));
 	server.on("session_closed", () => log("session closed"));
-	server.on("newChannel", (ch) => log(`channel ${ch.channelId} opened: ${ch.securityPolicy} ${MessageSecurityMode[ch.securityMode]}`));
+	server.on("newChannel", (ch) => log(`channel ${ch.channelId} opened`));
 	server.on("closeChannel", (ch) => log(`channel ${ch.channelId} closed`));
 	if (opts.debug) {
 		server.on("request", (req, ch) => log(`request ${req.constructor.name} on channel ${ch.channelId}`));

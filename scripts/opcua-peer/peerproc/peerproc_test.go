@@ -344,14 +344,20 @@ func TestPeer(t *testing.T) {
 func TestClockOffset(t *testing.T) {
 	p := Start(t, Options{
 		Tags:          4,
-		Policies:      []string{"None"},
-		Modes:         []string{"None"},
+		Policies:      []string{"None", "Basic256Sha256"},
+		Modes:         []string{"None", "SignAndEncrypt"},
 		ClockOffset:   -2 * time.Hour,
 		TokenLifetime: 3 * time.Hour,
 		MaxSessions:   1,
 	})
 	t.Logf("peer %s (faketime -2h) ready after %s", p.Endpoint, p.StartupTime)
-	c := mustDial(t, p, session{policy: "None", mode: ua.MessageSecurityModeNone, auth: ua.UserTokenTypeAnonymous, lifetime: 3 * time.Hour})
+
+	// node-opcua takes a client certificate that is valid from 1 h ago,
+	// although by its clock that is 1 h in the future.
+	c := mustDial(t, p, session{
+		policy: "Basic256Sha256", mode: ua.MessageSecurityModeSignAndEncrypt, auth: ua.UserTokenTypeAnonymous,
+		id: newIdentity(t, clientURI), lifetime: 3 * time.Hour,
+	})
 	dv := read(t, c, ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), ua.MustParseNodeID("ns=1;s=Int32.0001"))
 	now := time.Now()
 	server, ok := dv[0].Value.Value().(time.Time)
