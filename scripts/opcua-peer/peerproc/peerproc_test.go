@@ -408,7 +408,8 @@ func TestCheck(t *testing.T) {
 
 // TestCertificateAndTrust gives the peer a certificate made here and makes
 // it require trust: an unknown client is refused and its certificate lands
-// in rejected/; moved to trusted/certs, it gets in without a restart.
+// in rejected/; moved to trusted/certs, it gets in without a restart, and
+// still after one.
 func TestCertificateAndTrust(t *testing.T) {
 	dir := t.TempDir()
 	server := newIdentity(t, "urn:tagbridge:peerproc-server")
@@ -477,4 +478,13 @@ func TestCertificateAndTrust(t *testing.T) {
 			return
 		}
 	}
+
+	// Restarted on the same port with the same PKI folder, it still trusts
+	// the client.
+	endpoint := p.Endpoint
+	p.Restart()
+	if p.Endpoint != endpoint {
+		t.Errorf("restarted on %s, want %s", p.Endpoint, endpoint)
+	}
+	read(t, mustDial(t, p, s), ua.MustParseNodeID("ns=1;s=Int32.0001"))
 }
