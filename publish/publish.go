@@ -102,7 +102,7 @@ type pending struct{ n, seq uint64 }
 // Stats counts the Publisher's messages since New.
 type Stats struct {
 	Published uint64 // acknowledged by the broker (QoS 0: handed to the connection)
-	Failed    uint64 // lost: rejected before reaching paho's store (QoS 1, 2) or reported failed (QoS 0)
+	Failed    uint64 // lost: not taken by the spool (write error), rejected before reaching paho's store (QoS 1, 2) or reported failed (QoS 0)
 	Connected bool   // connected, and caught up after the last reconnect
 
 	Spooled    uint64 // values in the disk spool not yet acknowledged by the broker
@@ -308,7 +308,7 @@ func (p *Publisher) sendable() <-chan struct{} {
 
 // pumpBatch bounds the records pump hands over before Run looks at its
 // other channels again.
-const pumpBatch = 256
+const pumpBatch = 64
 
 // pump hands spooled records to paho in order while the link is up and the
 // window has room. This is the one way out to the broker.

@@ -83,11 +83,12 @@ type Spool struct {
 	values, dropped atomic.Uint64
 	bytes           atomic.Int64
 
-	// One fsync at a time runs in the background.
-	bg     sync.WaitGroup
-	bgBusy atomic.Bool
-	bgMu   sync.Mutex
-	bgErr  error
+	// fsyncs run in the background: Sync's one at a time, each full
+	// segment's after the Sync fsync under way (which may be on it).
+	bg       sync.WaitGroup
+	periodic chan struct{} // closed when Sync's latest fsync is done
+	bgMu     sync.Mutex
+	bgErr    error
 }
 
 type segment struct {
@@ -138,13 +139,15 @@ func OpenSpool(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
 	}
 	s := &Spool{
-		dir:     dir,
-		log:     log,
-		max:     maxBytes,
-		segSize: min(maxSegment, max(minSegment, maxBytes/8)),
-		lock:    lock,
-		next:    1,
+		dir:      dir,
+		log:      log,
+		max:      maxBytes,
+		segSize:  min(maxSegment, max(minSegment, maxBytes/8)),
+		lock:     lock,
+		next:     1,
+		periodic: make(chan struct{}),
 	}
+	close(s.periodic)
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
@@ -383,11 +386,11 @@ func (s *Spool) rotate() error {
 	}
 	if s.w != nil {
 		// The full segment is fsynced and closed in the background, after
-		// any fsync under way (which may be on this very file).
-		s.bg.Wait()
-		f, dirty := s.w, s.wdirty
+		// the Sync fsync under way (which may be on this very file).
+		f, dirty, prev := s.w, s.wdirty, s.periodic
 		s.w, s.wdirty = nil, false
 		s.background(func() error {
+			<-prev
 			var err error
 			if dirty {
 				err = s.fsync(f, false)
@@ -632,23 +635,29 @@ func (s *Spool) Sync() error {
 	if err := s.takeBgErr(); err != nil {
 		return err
 	}
-	if (s.wdirty || s.dirDirty) && !s.bgBusy.Load() {
+	if !s.wdirty && !s.dirDirty {
+		return s.saveCursor()
+	}
+	select {
+	case <-s.periodic:
 		var f *os.File
 		if s.wdirty {
 			f = s.w
 		}
-		dir := s.dirDirty
-		s.wdirty, s.dirDirty = false, false
-		s.background(func() error { return s.fsync(f, dir) })
+		dir, done := s.dirDirty, make(chan struct{})
+		s.wdirty, s.dirDirty, s.periodic = false, false, done
+		s.background(func() error {
+			defer close(done)
+			return s.fsync(f, dir)
+		})
+	default: // the previous one is still under way
 	}
 	return s.saveCursor()
 }
 
 // background runs fn in a goroutine; Close and rotate wait for it.
 func (s *Spool) background(fn func() error) {
-	s.bgBusy.Store(true)
 	s.bg.Go(func() {
-		defer s.bgBusy.Store(false)
 		if err := fn(); err != nil {
 			s.bgMu.Lock()
 			s.bgErr = errors.Join(s.bgErr, err)

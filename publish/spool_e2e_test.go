@@ -32,6 +32,9 @@ type arrivals struct {
 	n, dups int
 	errs    []string
 	changed chan struct{}
+
+	mark     int       // when n reaches mark,
+	markedAt time.Time // the time is noted here
 }
 
 func newArrivals() *arrivals {
@@ -55,6 +58,9 @@ func (a *arrivals) add(topic string, v int64, strict bool) {
 	a.seen[topic][v] = true
 	a.last[topic] = max(v, a.last[topic])
 	a.n++
+	if a.n == a.mark {
+		a.markedAt = time.Now()
+	}
 }
 
 // waitUntil waits until cond holds, re-checking whenever values arrive.
@@ -130,7 +136,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 	got := newArrivals()
 	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
 
-	log, logs := newLog(t)
+	log, _ := newLog(t)
 	cfg := testConfig(b.URL(), 1)
 	p := newPublisher(t, cfg, log.Level(zerolog.InfoLevel))
 	in := make(chan collectors.Sample, 64)
@@ -138,7 +144,8 @@ func TestSpoolBrokerOutage(t *testing.T) {
 
 	// The feeder stands for the OPC UA side: it must never wait long.
 	var sent [tags]int64
-	var slowest time.Duration
+	var slowest [3]time.Duration // before, during and after the outage
+	phase := 0
 	feed := func(d time.Duration) {
 		tk := time.NewTicker(tick)
 		defer tk.Stop()
@@ -150,7 +157,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 				in <- collectors.Sample{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}
 				sent[tag]++
 			}
-			slowest = max(slowest, time.Since(t0))
+			slowest[phase] = max(slowest[phase], time.Since(t0))
 		}
 	}
 	total := func() (n int) {
@@ -164,15 +171,28 @@ func TestSpoolBrokerOutage(t *testing.T) {
 	got.waitUntil(t, "the values before the outage", wait, func() bool { return got.n >= total() })
 	b.Stop()
 	stoppedAt := time.Now()
+	phase = 1
 	feed(outage)
 	st := p.Stats()
 	peak := st.Spooled
 	if st.Spooled == 0 || st.Connected {
 		t.Errorf("during the outage: Stats = %+v, want values spooled, not connected", st)
 	}
+	got.mu.Lock()
+	got.mark = total() // the backlog
+	got.mu.Unlock()
 	b.Restart()
-	logs.waitFor(t, "connected to broker")
-	down := time.Since(stoppedAt)
+	restartedAt := time.Now()
+	down := restartedAt.Sub(stoppedAt)
+	// paho's backoff takes a few seconds to try again; values keep coming.
+	phase = 2
+	for !p.Stats().Connected {
+		if time.Since(restartedAt) > time.Minute {
+			t.Fatal("not connected a minute after the broker restarted")
+		}
+		feed(100 * time.Millisecond)
+	}
+	connectedAt := time.Now()
 	feed(2 * time.Second)
 	close(in)
 	if err := result(t, done); err != nil {
@@ -196,14 +216,15 @@ func TestSpoolBrokerOutage(t *testing.T) {
 	if st.Spooled != 0 || st.Dropped != 0 || st.Failed != 0 {
 		t.Errorf("after Run: Stats = %+v, want nothing spooled, dropped or failed", st)
 	}
-	t.Logf("broker down %v: %d values on %d topics, all in order, %d duplicates; %d values spooled when the broker came back; feeder's slowest tick %v",
-		down.Round(time.Millisecond), n, tags, got.dups, peak, slowest.Round(time.Millisecond))
+	drain := got.markedAt.Sub(connectedAt)
+	t.Logf("broker down %v: %d values on %d topics, all in order, %d duplicates; %d values spooled when the broker came back, reconnected after %v, all received %v later (%.0f values/s, new values flowing meanwhile); feeder's slowest tick before, during, after the outage %v",
+		down.Round(time.Millisecond), n, tags, got.dups, peak, connectedAt.Sub(restartedAt).Round(time.Millisecond), drain.Round(time.Millisecond), float64(peak)/drain.Seconds(), slowest)
 }
 
 // waitStats polls p's Stats until cond holds.
-func waitStats(t *testing.T, p *Publisher, what string, cond func(Stats) bool) Stats {
+func waitStats(t *testing.T, p *Publisher, what string, d time.Duration, cond func(Stats) bool) Stats {
 	t.Helper()
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(d)
 	tk := time.NewTicker(10 * time.Millisecond)
 	defer tk.Stop()
 	for {
@@ -212,7 +233,7 @@ func waitStats(t *testing.T, p *Publisher, what string, cond func(Stats) bool) S
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Stats = %+v after %v, want %s", st, wait, what)
+			t.Fatalf("Stats = %+v after %v, want %s", st, d, what)
 		}
 		<-tk.C
 	}
@@ -237,7 +258,7 @@ func TestSpoolFullPublisher(t *testing.T) {
 		in <- seqSample(i) // an unbuffered channel: Run takes each one
 	}
 	logs.waitFor(t, `"level":"error"`, "spool full")
-	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), func(st Stats) bool { return st.Spooled+st.Dropped == n })
+	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), wait, func(st Stats) bool { return st.Spooled+st.Dropped == n })
 	if st.Dropped == 0 || st.SpoolBytes > 64<<10 {
 		t.Fatalf("Stats = %+v, want some dropped, the spool within 64 KiB", st)
 	}
