@@ -1,10 +1,19 @@
 package opcua
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,8 +223,6 @@ func TestSecureSessionRefusals(t *testing.T) {
 	tests := []struct{ name, security, auth, want string }{
 		{"no such endpoint", "policy: Aes256_Sha256_RsaPss, mode: Sign", "",
 			"no matching endpoint for Aes256_Sha256_RsaPss/Sign; the server offers Basic256Sha256/SignAndEncrypt"},
-		{"host name mismatch (the peer's certificate names its own host)", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, auto_accept: true",
-			"", `not \"127.0.0.1\"`},
 		{"wrong password", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, auto_accept: true, verify_hostname: false",
 			"username: operator, password_env: WRONG_PASS", "BadUserAccessDenied"},
 	}
@@ -230,5 +237,113 @@ func TestSecureSessionRefusals(t *testing.T) {
 				t.Error("values despite the refusal")
 			}
 		})
+	}
+}
+
+// serverCert writes a self-signed server certificate and key made to order.
+func serverCert(t *testing.T, notBefore, notAfter time.Time, appURI string, hosts ...string) (certFile, keyFile, fingerprint string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(appURI)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "test peer " + appURI},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{u},
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1", "localhost"}
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, certs.Fingerprint(der)
+}
+
+// Certificates the trust checks refuse, served by a real peer.
+func TestSecureSessionRefusesBadServerCertificates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	const peerURI = "urn:tagbridge:opcua-peer"
+	now := time.Now()
+	tests := []struct {
+		name                string
+		notBefore, notAfter time.Time
+		certURI, trust      string
+		want                string
+		hosts               []string
+	}{
+		{"expired", now.Add(-48 * time.Hour), now.Add(-24 * time.Hour), peerURI, "fingerprint_and_expiry", "expired on", nil},
+		{"not yet valid", now.Add(24 * time.Hour), now.Add(48 * time.Hour), peerURI, "fingerprint_and_expiry", "valid from", nil},
+		{"wrong ApplicationURI", now.Add(-time.Hour), now.Add(24 * time.Hour), "urn:someone:else", "fingerprint", `has ApplicationURI \"urn:someone:else\", the server says \"urn:tagbridge:opcua-peer\"`, nil},
+		{"host name mismatch", now.Add(-time.Hour), now.Add(24 * time.Hour), peerURI, "fingerprint", `is for DNS:press7.plant, not \"127.0.0.1\"`, []string{"press7.plant"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			certFile, keyFile, fp := serverCert(t, tc.notBefore, tc.notAfter, tc.certURI, tc.hosts...)
+			peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+				CertFile: certFile, KeyFile: keyFile, ApplicationURI: peerURI})
+			f := newSecureFixture(t)
+			r := startSession(t, f.config(t, peer.Endpoint, fmt.Sprintf("policy: Basic256Sha256, mode: SignAndEncrypt, trust: %s, trusted_fingerprints: [%q]", tc.trust, fp), ""))
+			waitUntil(t, tc.want, 20*time.Second, func() bool { return strings.Contains(r.logs.String(), tc.want) })
+			if r.tagsSeen() != 0 {
+				t.Error("values despite the refusal")
+			}
+		})
+	}
+}
+
+// Trust on first use: the first certificate is pinned; a different one at the
+// same endpoint later is refused as a possible man in the middle.
+func TestSecureSessionTrustOnFirstUseRefusesAChangedCertificate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	const peerURI = "urn:tagbridge:opcua-peer"
+	certA, keyA, _ := serverCert(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), peerURI)
+	opts := peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"}, CertFile: certA, KeyFile: keyA, ApplicationURI: peerURI}
+	peer := peerproc.Start(t, opts)
+	f := newSecureFixture(t)
+	plc := f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint_and_expiry, auto_accept: true", "")
+	r := startSession(t, plc)
+	waitUntil(t, "values on first use", 20*time.Second, func() bool { return r.tagsSeen() == 4 })
+	r.shutdown(t)
+	peer.Kill()
+
+	certB, keyB, _ := serverCert(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), peerURI)
+	opts.CertFile, opts.KeyFile = certB, keyB
+	port, _ := strconv.Atoi(peer.Port())
+	opts.Port = port
+	peerproc.Start(t, opts)
+	r2 := startSession(t, plc)
+	waitUntil(t, "the changed-certificate refusal", 20*time.Second, func() bool {
+		return strings.Contains(r2.logs.String(), "differs from the certificate trusted on first use")
+	})
+	if r2.tagsSeen() != 0 {
+		t.Error("values from a changed certificate")
 	}
 }

@@ -81,7 +81,12 @@ func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 	}()
 	s := NewSession(plc, zerolog.New(r.logs).Level(zerolog.DebugLevel))
 	go func() { r.done <- s.Run(ctx, out); close(out) }()
-	t.Cleanup(func() { r.shutdown(t) })
+	t.Cleanup(func() {
+		r.shutdown(t)
+		if t.Failed() {
+			t.Logf("session log:\n%s", r.logs)
+		}
+	})
 	return r, s
 }
 
