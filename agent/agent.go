@@ -51,8 +51,17 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 	sessions := make([]collector, 0, len(cfg.PLCs))
-	for _, plc := range cfg.PLCs {
-		sessions = append(sessions, opcua.NewSession(plc, log.With().Str("component", "opcua").Logger()))
+	opcuaLog := log.With().Str("component", "opcua").Logger()
+	for _, group := range shareSessions(cfg.PLCs) {
+		if len(group) > 1 {
+			names := make([]string, len(group))
+			for i, p := range group {
+				names[i] = p.Name
+			}
+			opcuaLog.Info().Strs("plcs", names).Str("endpoint", group[0].Endpoint).
+				Msg("PLC entries with the same endpoint and security settings share one OPC UA session")
+		}
+		sessions = append(sessions, opcua.NewSharedSession(group, opcuaLog))
 	}
 	log.Info().Str("agent", cfg.Agent.ID).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).Msg("agent starting")
 	err = run(ctx, sessions, pub)
@@ -97,4 +106,21 @@ func run(ctx context.Context, sessions []collector, pub publisher) error {
 		err = errors.New("publisher stopped unexpectedly")
 	}
 	return errors.Join(append(errs, err)...)
+}
+
+// shareSessions groups PLC entries that may share one OPC UA session, in
+// the order of the configuration.
+func shareSessions(plcs []config.PLC) [][]config.PLC {
+	var groups [][]config.PLC
+	index := map[string]int{}
+	for _, p := range plcs {
+		k := opcua.ShareKey(p)
+		if i, ok := index[k]; ok {
+			groups[i] = append(groups[i], p)
+			continue
+		}
+		index[k] = len(groups)
+		groups = append(groups, []config.PLC{p})
+	}
+	return groups
 }

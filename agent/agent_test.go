@@ -256,3 +256,23 @@ func intValue(p payload) (int64, bool) {
 	var v int64
 	return v, p.Type == "Int32" && json.Unmarshal(p.Value, &v) == nil
 }
+
+func TestShareSessionsGroupsInConfigOrder(t *testing.T) {
+	plcs := []config.PLC{
+		{Name: "a", Endpoint: "opc.tcp://plc1:4840"},
+		{Name: "b", Endpoint: "opc.tcp://plc2:4840"},
+		{Name: "c", Endpoint: "opc.tcp://PLC1"},
+		{Name: "d", Endpoint: "opc.tcp://plc1:4840", Auth: config.Auth{Username: "operator"}},
+	}
+	var got []string
+	for _, g := range shareSessions(plcs) {
+		var names []string
+		for _, p := range g {
+			names = append(names, p.Name)
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	if want := "a+c b d"; strings.Join(got, " ") != want {
+		t.Errorf("groups %v, want %s", got, want)
+	}
+}

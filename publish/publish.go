@@ -75,7 +75,7 @@ type Publisher struct {
 	qos    byte
 	retain bool
 
-	published, failed atomic.Uint64
+	published, failed, resent atomic.Uint64
 
 	mu         sync.Mutex
 	idle       sync.Cond     // signalled when publishing turns false
@@ -83,6 +83,7 @@ type Publisher struct {
 	isUp       bool
 	publishing bool          // Run is inside client.Publish
 	lists      uint64        // store.lists when the latest connection attempt began
+	stored     int           // messages in the store when it began, which resume() resends
 	lastErr    string        // last connect failure logged
 	done       chan struct{} // closed when Run returns
 
@@ -108,6 +109,11 @@ type Stats struct {
 	Spooled    uint64 // values in the disk spool not yet acknowledged by the broker
 	SpoolBytes int64  // size of the spool's files
 	Dropped    uint64 // values deleted from the spool unsent: spool full (mqtt.spool.max_bytes) or corrupt
+	// Resent counts values sent again, after a reconnect or a restart,
+	// because the broker had not acknowledged them: each may reach the
+	// broker twice (at least once delivery). Whether it did, only the
+	// broker knows.
+	Resent uint64
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
@@ -224,6 +230,7 @@ func (p *Publisher) Stats() Stats {
 		Spooled:    sp.Values,
 		SpoolBytes: sp.Bytes,
 		Dropped:    sp.Dropped,
+		Resent:     sp.Resent + p.resent.Load(),
 	}
 }
 
@@ -492,7 +499,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		for p.publishing {
 			p.idle.Wait()
 		}
-		p.lists, _, _ = p.store.state()
+		p.lists, p.stored, _ = p.store.state()
 		p.mu.Unlock()
 		p.log.Debug().Int("attempt", n.Attempt).Bool("reconnect", n.IsReconnect).Msg("connecting to broker")
 	case mqtt.ConnectionNotificationFailed:
@@ -510,6 +517,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 	case mqtt.ConnectionNotificationConnected:
 		p.mu.Lock()
 		p.lastErr = ""
+		p.resent.Add(uint64(p.stored))
 		p.mu.Unlock()
 		p.log.Info().Msg("connected to broker")
 		p.resumed(c)

@@ -28,8 +28,9 @@ import (
 //     (0000000000000001.seg), each "TBSPOOL1" and then records: a 4-byte
 //     little-endian body length, the CRC-32C of the body, and the body (a
 //     2-byte topic length, the topic, the payload);
-//   - "cursor": the sequence number of the first record the broker has not
-//     acknowledged, and its CRC-32C;
+//   - "cursor": the sequence numbers of the first record the broker has not
+//     acknowledged and of the first not yet handed to the MQTT client, and
+//     their CRC-32C;
 //   - "lock", held with flock while the spool is open.
 //
 // Durability: Flush hands records to the kernel with one write; from then
@@ -76,12 +77,13 @@ type Spool struct {
 
 	acked     uint64 // records before this are acknowledged
 	savedAck  uint64 // acked as last written to the cursor file
+	savedRead uint64 // rseq as last written to the cursor file
 	dropping  bool   // in a drop episode
 	episode   uint64 // dropped in the current episode
 	corrupted bool   // a corrupt record has been logged
 
-	values, dropped atomic.Uint64
-	bytes           atomic.Int64
+	values, dropped, resent atomic.Uint64
+	bytes                   atomic.Int64
 
 	// fsyncs run in the background: Sync's one at a time, each full
 	// segment's after the Sync fsync under way (which may be on it).
@@ -101,6 +103,7 @@ type SpoolStats struct {
 	Values  uint64 // records not yet acknowledged by the broker
 	Bytes   int64  // size of the segment files
 	Dropped uint64 // records deleted unsent: spool full, or corrupt on disk
+	Resent  uint64 // records sent again after a restart, which the broker may have had
 }
 
 const (
@@ -113,7 +116,7 @@ const (
 	readChunk     = 64 << 10
 	cursorName    = "cursor"
 	segSuffix     = ".seg"
-	cursorFileLen = 12
+	cursorFileLen = 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -186,7 +189,8 @@ func (s *Spool) load() error {
 	}
 	s.written = s.next
 
-	s.acked, err = s.readCursor()
+	var read uint64
+	s.acked, read, err = s.readCursor()
 	if err != nil {
 		s.log.Warn().Err(err).Msg("spool: cursor unreadable; sending every spooled record again")
 	}
@@ -196,7 +200,13 @@ func (s *Spool) load() error {
 	if s.acked > s.next || s.acked == 0 {
 		s.acked = s.next
 	}
-	s.savedAck = s.acked
+	s.savedAck, s.savedRead = s.acked, s.acked
+	// Records sent before the restart but not known to be acknowledged go
+	// again: the broker may have them already.
+	if read = min(read, s.next); read > s.acked {
+		s.resent.Add(read - s.acked)
+		s.log.Info().Uint64("values", read-s.acked).Msg("spool: values sent before the restart go again; the broker may have some of them twice")
+	}
 	// Segments wholly acknowledged are no longer needed.
 	for len(s.segs) > 1 && s.segs[1].first <= s.acked {
 		if err := s.removeOldest(); err != nil {
@@ -289,17 +299,18 @@ func validBody(body []byte, sum uint32) bool {
 	return crc32.Checksum(body, castagnoli) == sum && 2+int(binary.LittleEndian.Uint16(body)) <= len(body)
 }
 
-func (s *Spool) readCursor() (uint64, error) {
+// readCursor returns the saved acknowledged and read positions.
+func (s *Spool) readCursor() (acked, read uint64, err error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, cursorName))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return 0, nil
+		return 0, 0, nil
 	case err != nil:
-		return 0, err
-	case len(b) != cursorFileLen || crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]):
-		return 0, errors.New("bad cursor file")
+		return 0, 0, err
+	case len(b) != cursorFileLen || crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:]):
+		return 0, 0, errors.New("bad cursor file")
 	}
-	return binary.LittleEndian.Uint64(b), nil
+	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), nil
 }
 
 // seek positions the reader at record seq.
@@ -689,15 +700,16 @@ func (s *Spool) fsync(f *os.File, dir bool) error {
 	return nil
 }
 
-// saveCursor writes the cursor file if acknowledgements came since.
+// saveCursor writes the cursor file if it changed.
 func (s *Spool) saveCursor() error {
-	if s.acked == s.savedAck {
+	if s.acked == s.savedAck && s.rseq == s.savedRead {
 		return nil
 	}
 	// Not fsynced: a cursor lost with the power only means duplicates.
 	var b [cursorFileLen]byte
 	binary.LittleEndian.PutUint64(b[:], s.acked)
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
+	binary.LittleEndian.PutUint64(b[8:], s.rseq)
+	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
 	tmp := filepath.Join(s.dir, cursorName+".tmp")
 	if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
 		return fmt.Errorf("spool: cursor: %w", err)
@@ -705,7 +717,7 @@ func (s *Spool) saveCursor() error {
 	if err := os.Rename(tmp, filepath.Join(s.dir, cursorName)); err != nil {
 		return fmt.Errorf("spool: cursor: %w", err)
 	}
-	s.savedAck = s.acked
+	s.savedAck, s.savedRead = s.acked, s.rseq
 	return nil
 }
 
@@ -743,7 +755,7 @@ func (s *Spool) closeFiles() {
 
 // Stats returns the spool's counters; safe to call from any goroutine.
 func (s *Spool) Stats() SpoolStats {
-	return SpoolStats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load()}
+	return SpoolStats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load(), Resent: s.resent.Load()}
 }
 
 func (s *Spool) updateStats() {

@@ -217,8 +217,8 @@ func TestSpoolBrokerOutage(t *testing.T) {
 		t.Errorf("after Run: Stats = %+v, want nothing spooled, dropped or failed", st)
 	}
 	drain := got.markedAt.Sub(connectedAt)
-	t.Logf("broker down %v: %d values on %d topics, all in order, %d duplicates; %d values spooled when the broker came back, reconnected after %v, all received %v later (%.0f values/s, new values flowing meanwhile); feeder's slowest tick before, during, after the outage %v",
-		down.Round(time.Millisecond), n, tags, got.dups, peak, connectedAt.Sub(restartedAt).Round(time.Millisecond), drain.Round(time.Millisecond), float64(peak)/drain.Seconds(), slowest)
+	t.Logf("broker down %v: %d values on %d topics, all in order, %d duplicates (Stats.Resent %d); %d values spooled when the broker came back, reconnected after %v, all received %v later (%.0f values/s, new values flowing meanwhile); feeder's slowest tick before, during, after the outage %v",
+		down.Round(time.Millisecond), n, tags, got.dups, st.Resent, peak, connectedAt.Sub(restartedAt).Round(time.Millisecond), drain.Round(time.Millisecond), float64(peak)/drain.Seconds(), slowest)
 }
 
 // waitStats polls p's Stats until cond holds.

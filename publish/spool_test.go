@@ -130,8 +130,8 @@ func TestSpoolRestart(t *testing.T) {
 
 	// Everything not acknowledged comes again, read or not.
 	s, _ = openSpool(t, dir, 1<<20)
-	if st := s.Stats(); st.Values != 2000 {
-		t.Errorf("after restart: Stats = %+v, want 2000 values", st)
+	if st := s.Stats(); st.Values != 2000 || st.Resent != 1000 {
+		t.Errorf("after restart: Stats = %+v, want 2000 values, 1000 of them resent", st)
 	}
 	readN(t, s, 1000, 500)
 	appendN(t, s, 3000, 3100)
@@ -459,4 +459,27 @@ func FuzzSpoolOpen(f *testing.F) {
 			t.Errorf("good segment read as %v", tail)
 		}
 	})
+}
+
+// TestNewSpoolDir: a spool directory that cannot be created, or that another
+// agent uses, stops New with an error naming it.
+func TestNewSpoolDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("tcp://127.0.0.1:1883", 1)
+	cfg.Agent.SpoolDir = filepath.Join(file, "spool")
+	_, err := New(cfg, zerolog.Nop())
+	if want := "spool directory " + cfg.Agent.SpoolDir + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
+		t.Errorf("New = %v\nwant %s", err, want)
+	}
+
+	cfg.Agent.SpoolDir = t.TempDir()
+	p := newPublisher(t, cfg, zerolog.Nop())
+	defer p.spool.Close()
+	_, err = New(cfg, zerolog.Nop())
+	if want := "spool directory " + cfg.Agent.SpoolDir + ": in use by another process"; err == nil || err.Error() != want {
+		t.Errorf("second New = %v\nwant %s", err, want)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,11 @@ const (
 var errChannelLost = errors.New("secure channel lost")
 
 // Session collects one PLC's tags over one OPC UA session and reconnects
-// forever until its context ends.
+// forever until its context ends. PLC entries with the same endpoint and
+// security settings share one session (see ShareKey).
 type Session struct {
-	plc     config.PLC
+	plc     config.PLC // the first entry: connection, security and timing settings
+	tags    []tagRef   // every entry's tags; the index is the client handle
 	log     zerolog.Logger
 	backoff Backoff
 
@@ -66,11 +69,33 @@ type Session struct {
 // until the first heartbeat.
 func (s *Session) ClockOffset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
+// tagRef is a tag and the name of the PLC entry it belongs to.
+type tagRef struct {
+	plc string
+	config.Tag
+}
+
 // NewSession prepares a session for plc; nothing connects until Run.
 func NewSession(plc config.PLC, log zerolog.Logger) *Session {
+	return NewSharedSession([]config.PLC{plc}, log)
+}
+
+// NewSharedSession prepares one session for PLC entries that share a
+// ShareKey; the first entry's connection settings apply.
+func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
+	plc := plcs[0]
+	names := make([]string, 0, len(plcs))
+	var tags []tagRef
+	for _, p := range plcs {
+		names = append(names, p.Name)
+		for _, t := range p.Tags {
+			tags = append(tags, tagRef{plc: p.Name, Tag: t})
+		}
+	}
 	return &Session{
-		plc: plc,
-		log: log.With().Str("plc", plc.Name).Str("endpoint", plc.Endpoint).Logger(),
+		plc:  plc,
+		tags: tags,
+		log:  log.With().Str("plc", strings.Join(names, ",")).Str("endpoint", plc.Endpoint).Logger(),
 		backoff: Backoff{
 			Min: plc.Reconnect.Min.Duration(),
 			Max: plc.Reconnect.Max.Duration(),
@@ -170,7 +195,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 	if err != nil {
 		return false, err
 	}
-	s.log.Info().Str("state", "streaming").Int("tags", len(s.plc.Tags)).Int("subscriptions", len(subs)).
+	s.log.Info().Str("state", "streaming").Int("tags", len(s.tags)).Int("subscriptions", len(subs)).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
 
 	started := time.Now()
@@ -217,7 +242,7 @@ type watchdog struct {
 
 func (s *Session) newWatchdog() *watchdog {
 	var slowest time.Duration
-	for _, t := range s.plc.Tags {
+	for _, t := range s.tags {
 		slowest = max(slowest, t.PublishingInterval.Duration())
 	}
 	return &watchdog{
@@ -294,7 +319,7 @@ type subscription struct {
 func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
 	perCall := s.itemsPerCall(ctx, c)
 	groups := map[time.Duration][]uint32{}
-	for i, t := range s.plc.Tags {
+	for i, t := range s.tags {
 		iv := t.PublishingInterval.Duration()
 		groups[iv] = append(groups[iv], uint32(i))
 	}
@@ -388,7 +413,7 @@ func (s *Session) monitor(ctx context.Context, c *opcua.Client, sub *opcua.Subsc
 }
 
 func (s *Session) itemRequest(c *opcua.Client, handle uint32) (*ua.MonitoredItemCreateRequest, error) {
-	tag := s.plc.Tags[handle]
+	tag := s.tags[handle]
 	nodeID, err := resolveNodeID(tag.Node, c.Namespaces())
 	if err != nil {
 		return nil, err
@@ -449,8 +474,12 @@ func (s *Session) noteRejected(handle uint32, code ua.StatusCode, cause error) {
 }
 
 func (s *Session) tagLog(handle uint32) *zerolog.Logger {
-	tag := s.plc.Tags[handle]
-	l := s.log.With().Str("tag", tag.Name).Str("node", tag.Node.String()).Logger()
+	tag := s.tags[handle]
+	lc := s.log.With()
+	if s.plc.Name != tag.plc || len(s.tags) > len(s.plc.Tags) { // shared: say whose tag
+		lc = lc.Str("tag_plc", tag.plc)
+	}
+	l := lc.Str("tag", tag.Name).Str("node", tag.Node.String()).Logger()
 	return &l
 }
 
@@ -462,7 +491,7 @@ func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, subs map[t
 	}
 	byInterval := map[time.Duration][]uint32{}
 	for h := range s.rejected {
-		iv := s.plc.Tags[h].PublishingInterval.Duration()
+		iv := s.tags[h].PublishingInterval.Duration()
 		byInterval[iv] = append(byInterval[iv], h)
 	}
 	for iv, handles := range byInterval {
@@ -547,13 +576,13 @@ func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, 
 				s.noteHeartbeat(item.Value, dog)
 				continue
 			}
-			if item == nil || int(item.ClientHandle) >= len(s.plc.Tags) {
+			if item == nil || int(item.ClientHandle) >= len(s.tags) {
 				s.log.Warn().Msg("notification for an unknown monitored item; ignored")
 				continue
 			}
-			tag := s.plc.Tags[item.ClientHandle]
+			tag := s.tags[item.ClientHandle]
 			select {
-			case out <- sampleFrom(s.plc.Name, tag.Name, tag.Node.String(), item.Value):
+			case out <- sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value):
 			case <-ctx.Done():
 				return nil
 			}

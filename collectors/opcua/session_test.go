@@ -68,6 +68,13 @@ func startSession(t *testing.T, plc config.PLC) *runSession {
 
 func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 	t.Helper()
+	return startSessions(t, []config.PLC{plc})
+}
+
+// startSessions runs one session for the given entries (shared when more
+// than one).
+func startSessions(t *testing.T, plcs []config.PLC) (*runSession, *Session) {
+	t.Helper()
 	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
@@ -79,7 +86,7 @@ func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 			r.mu.Unlock()
 		}
 	}()
-	s := NewSession(plc, zerolog.New(r.logs).Level(zerolog.DebugLevel))
+	s := NewSharedSession(plcs, zerolog.New(r.logs).Level(zerolog.DebugLevel))
 	go func() { r.done <- s.Run(ctx, out); close(out) }()
 	t.Cleanup(func() {
 		r.shutdown(t)
