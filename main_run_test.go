@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -115,4 +119,77 @@ func TestRunBinarySignals(t *testing.T) {
 		t.Errorf("no orderly stop in the log")
 	}
 	_ = os.Remove(cfg)
+}
+
+// A whole run at debug level over a secured session with a user password and
+// the agent's private key: neither reaches the log.
+func TestRunLogsNoSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "tagbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const password = "Tr0ub4dor&3-secret"
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+		Users: map[string]string{"operator": password}})
+	broker := brokertest.Start(t)
+
+	dir := t.TempDir()
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "secret", Hostname: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "client-cert.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var tags strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(simproc.Tags(t, 4), "\n"), "\n") {
+		fmt.Fprintf(&tags, "    %s\n", l)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`agent: {id: secret, log_level: debug, allowed_cert_dirs: [%[1]s], pki_dir: %[1]s/pki, spool_dir: %[1]s/spool}
+mqtt: {url: %[2]s}
+plcs:
+  - name: peer
+    endpoint: %[3]s
+    publishing_interval: 50ms
+    security: {policy: Basic256Sha256, mode: SignAndEncrypt, certificate_file: %[4]s, key_file: %[5]s, trust: fingerprint, auto_accept: true}
+    auth: {username: operator, password_env: PEER_PASSWORD}
+%[6]s`, dir, broker.URL(), peer.Endpoint, certFile, keyFile, tags.String()))
+	msgs := brokertest.Subscribe(t, broker.URL(), "tagbridge/secret/#", 1)
+
+	var logs lockedBuffer
+	cmd := exec.Command(bin, "run", "-c", cfg)
+	cmd.Env = append(os.Environ(), "PEER_PASSWORD="+password)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for n := 0; n < 20; n++ {
+		select {
+		case <-msgs:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d values within 30 s; log:\n%s", n, logs.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	out := logs.String()
+	if !strings.Contains(out, `"level":"debug"`) {
+		t.Fatalf("no debug lines: the check would prove little\n%s", out)
+	}
+	block, _ := pem.Decode(keyPEM)
+	b64 := base64.StdEncoding.EncodeToString(block.Bytes)
+	for _, secret := range []string{password, "PRIVATE KEY", b64[100:140], b64[len(b64)-60 : len(b64)-20]} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log contains secret material %q", secret)
+		}
+	}
 }
