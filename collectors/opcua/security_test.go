@@ -147,15 +147,18 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 		{"None user name", "policy: None, mode: None", "username: operator, password_env: PEER_PASS", "#None None)", "UserNameIdentityToken"},
 		{"auto", "policy: auto, " + trust, "", "#Aes256_Sha256_RsaPss SignAndEncrypt)", "AnonymousIdentityToken"},
 	}
+	identities := []struct{ name, auth, token string }{
+		{"anonymous", "", "AnonymousIdentityToken"},
+		{"user name", "username: operator, password_env: PEER_PASS", "UserNameIdentityToken"},
+		{"X.509 user", fmt.Sprintf("certificate_file: %s, key_file: %s", f.cert, f.key), "X509IdentityToken"},
+	}
 	for _, p := range []string{"Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"} {
 		for _, m := range []string{"Sign", "SignAndEncrypt"} {
-			cases = append(cases, secCase{p + "/" + m, "policy: " + p + ", mode: " + m + ", " + trust, "", "#" + p + " " + m + ")", "AnonymousIdentityToken"})
+			for _, id := range identities {
+				cases = append(cases, secCase{p + "/" + m + "/" + id.name, "policy: " + p + ", mode: " + m + ", " + trust, id.auth, "#" + p + " " + m + ")", id.token})
+			}
 		}
 	}
-	cases = append(cases,
-		secCase{"user name", "policy: Basic256Sha256, mode: SignAndEncrypt, " + trust, "username: operator, password_env: PEER_PASS", "#Basic256Sha256 SignAndEncrypt)", "UserNameIdentityToken"},
-		secCase{"X.509 user", "policy: Basic256Sha256, mode: SignAndEncrypt, " + trust, fmt.Sprintf("certificate_file: %s, key_file: %s", f.cert, f.key), "#Basic256Sha256 SignAndEncrypt)", "X509IdentityToken"},
-	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := peer.Log()
