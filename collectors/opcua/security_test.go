@@ -350,3 +350,72 @@ func TestSecureSessionTrustOnFirstUseRefusesAChangedCertificate(t *testing.T) {
 		t.Error("values from a changed certificate")
 	}
 }
+
+// A PLC certificate issued by a plant CA and revoked by the CA's CRL in the
+// trust store: refused in full trust mode.
+func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	const peerURI = "urn:tagbridge:opcua-peer"
+	now := time.Now()
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "plant CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(peerURI)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "press9"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{u},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(42), RevocationTime: now.Add(-time.Minute)}},
+	}, ca, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+		CertFile: certFile, KeyFile: keyFile, ApplicationURI: peerURI})
+	f := newSecureFixture(t)
+	store, err := certs.OpenStore(f.pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(store.Path(certs.TrustedCerts), "plant-ca.der"), caDER, 0o644)
+	os.WriteFile(filepath.Join(store.Path(certs.TrustedCRL), "plant-ca.crl"), crl, 0o644)
+
+	r := startSession(t, f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full", ""))
+	waitUntil(t, "the revocation refusal", 20*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `was revoked by \"plant CA\"`)
+	})
+	if r.tagsSeen() != 0 {
+		t.Error("values from a revoked certificate")
+	}
+}
