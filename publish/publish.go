@@ -3,7 +3,6 @@
 package publish
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -246,25 +245,56 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error 
 	p.client.Connect() // completes once connected; progress is reported to notify
 	tick := time.NewTicker(p.syncEach)
 	defer tick.Stop()
-	var buf []byte
+
+	// The intake spools the samples on a goroutine of its own, so that a
+	// broker slow to take messages never holds up the collectors.
+	intakeCtx, stopIntake := context.WithCancel(ctx)
+	defer stopIntake()
+	wake := make(chan struct{}, 1)
+	taken := make(chan struct{})
+	go func() {
+		defer close(taken)
+		p.intake(intakeCtx, in, wake)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
+			<-taken
 			return p.stop(ctx)
+		case <-taken:
+			return p.drain(ctx, tick.C)
+		case <-wake: // records appended: look at sendable again
 		case <-p.inflight.frontDone():
 			p.reap()
 		case <-p.sendable():
 			p.pump()
 		case <-tick.C:
 			p.sync()
+		}
+	}
+}
+
+// intake encodes every sample from in and appends it to the spool, until
+// in is closed or ctx ends. It writes to the spool whenever in is empty.
+func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Sample, wake chan<- struct{}) {
+	defer p.spoolFlush()
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case s, ok := <-in:
 			if !ok {
-				return p.drain(ctx, tick.C)
+				return
 			}
 			buf = AppendJSON(buf[:0], &s)
 			p.spoolAppend(p.topics.topic(s.PLC, s.Tag), buf)
 			if len(in) == 0 {
 				p.spoolFlush()
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
 			}
 		}
 	}
@@ -283,7 +313,7 @@ func (p *Publisher) spoolFlush() {
 	}
 }
 
-// spoolError logs the first of a run of spool write errors (a full disk
+// spoolError, for the intake, logs the first of a run of spool write errors (a full disk
 // would otherwise log every value), and the end of the run.
 func (p *Publisher) spoolError(err error) {
 	switch {
@@ -327,16 +357,16 @@ func (p *Publisher) pump() {
 				break
 			}
 		}
-		topic, payload, ok := p.spool.Peek()
+		topic, payload, seq, ok := p.spool.Peek()
 		if !ok {
 			break
 		}
-		// paho keeps the payload until acknowledged: it needs its own copy.
-		tok := p.publish(topic, bytes.Clone(payload))
+		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
 		if tok == nil {
 			break // the link went down: the record stays next in the spool
 		}
-		seq := p.spool.Advance()
+		// false if the spool, full, dropped it meanwhile: it went out anyway
+		_ = p.spool.Advance(seq)
 		p.inflight.push(inflight{tok, topic, seq})
 		if p.qos > 0 && tok.(*mqtt.PublishToken).MessageID() != 0 {
 			// In paho's store now: it is through once the store has
@@ -425,7 +455,6 @@ func (p *Publisher) reap() {
 // drain sends what is left in the spool and waits for every message to be
 // acknowledged, then disconnects. tick is Run's sync ticker.
 func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
-	p.spoolFlush()
 	for p.spool.Unread() || p.inflight.n > 0 {
 		select {
 		case <-p.sendable():

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -49,8 +50,11 @@ import (
 // segments are deleted and their records not yet read are counted as
 // dropped, with one log line per episode (until the spool has drained).
 //
-// A Spool is used by one goroutine; Stats may be called from any.
+// A Spool is safe for use by several goroutines: typically one appends
+// and another reads.
 type Spool struct {
+	mu sync.Mutex // guards all but the atomics and the background fsyncs
+
 	dir     string
 	log     zerolog.Logger
 	max     int64 // max_bytes
@@ -338,6 +342,8 @@ func (s *Spool) seek(seq uint64) error {
 // Append adds a record. It is in the spool once Flush has run, which Append
 // does whenever enough is buffered.
 func (s *Spool) Append(topic string, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	l := 2 + len(topic) + len(payload)
 	if len(topic) > 0xffff || l > maxRecord {
 		return fmt.Errorf("spool: record of %d bytes too large", l)
@@ -358,7 +364,7 @@ func (s *Spool) Append(topic string, payload []byte) error {
 	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(s.wbuf[start+recHeader:], castagnoli))
 	s.next++
 	if len(s.wbuf) >= flushAt {
-		return s.Flush()
+		return s.flush()
 	}
 	return nil
 }
@@ -366,6 +372,12 @@ func (s *Spool) Append(topic string, payload []byte) error {
 // Flush writes the appended records to the segment file, so they survive
 // the agent being killed. On error they are dropped and counted.
 func (s *Spool) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flush()
+}
+
+func (s *Spool) flush() error {
 	if len(s.wbuf) == 0 {
 		return nil
 	}
@@ -392,7 +404,7 @@ func (s *Spool) Flush() error {
 
 // rotate closes the segment appended to and starts a new one.
 func (s *Spool) rotate() error {
-	if err := s.Flush(); err != nil {
+	if err := s.flush(); err != nil {
 		return err
 	}
 	if s.w != nil {
@@ -480,18 +492,28 @@ func (s *Spool) removeOldest() error {
 }
 
 // Buffered reports whether appended records wait for Flush.
-func (s *Spool) Buffered() bool { return len(s.wbuf) > 0 }
+func (s *Spool) Buffered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.wbuf) > 0
+}
 
 // Unread reports whether records wait to be read.
-func (s *Spool) Unread() bool { return s.rseq < s.next }
+func (s *Spool) Unread() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rseq < s.next
+}
 
-// Peek returns the next record to read, without consuming it; ok is false
-// when there is none. topic and payload are valid until the next call of a
-// Spool method. A corrupt segment is skipped, its records counted as dropped.
-func (s *Spool) Peek() (topic string, payload []byte, ok bool) {
+// Peek returns the next record to read and its sequence number, without
+// consuming it; ok is false when there is none. payload is the caller's. A
+// corrupt segment is skipped, its records counted as dropped.
+func (s *Spool) Peek() (topic string, payload []byte, seq uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for s.rseq < s.next {
 		if s.rseq >= s.written {
-			if err := s.Flush(); err != nil {
+			if err := s.flush(); err != nil {
 				s.log.Error().Err(err).Msg("spool: write failed")
 				continue
 			}
@@ -504,17 +526,19 @@ func (s *Spool) Peek() (topic string, payload []byte, ok bool) {
 		body, _ := s.readAt(s.roff+recHeader, int(size-recHeader))
 		tl := int(binary.LittleEndian.Uint16(body))
 		s.peeked = size
-		return string(body[2 : 2+tl]), body[2+tl:], true
+		return string(body[2 : 2+tl]), bytes.Clone(body[2+tl:]), s.rseq, true
 	}
-	return "", nil, false
+	return "", nil, 0, false
 }
 
-// Advance consumes the record Peek returned and returns its sequence number.
-func (s *Spool) Advance() uint64 {
-	if s.peeked == 0 {
-		panic("spool: Advance without Peek")
+// Advance consumes record seq, which Peek returned. It returns false if that
+// record is no longer the next one: the spool was full and dropped it.
+func (s *Spool) Advance(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peeked == 0 || s.rseq != seq {
+		return false
 	}
-	seq := s.rseq
 	s.roff += s.peeked
 	s.rseq++
 	s.peeked = 0
@@ -528,7 +552,7 @@ func (s *Spool) Advance() uint64 {
 		s.log.Warn().Uint64("dropped", s.episode).Msg("spool drained; values were dropped while it was full")
 		s.episode = 0
 	}
-	return seq
+	return true
 }
 
 // recordSize checks the record at the reader and returns its size, header
@@ -620,6 +644,8 @@ func (s *Spool) closeReader() {
 // Ack records that the broker has every record up to and including seq;
 // segments wholly acknowledged and read are deleted.
 func (s *Spool) Ack(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if seq+1 <= s.acked {
 		return
 	}
@@ -640,7 +666,9 @@ func (s *Spool) Ack(seq uint64) {
 // disk never holds up Append: records are durable at most one Sync period
 // plus the time of one fsync after they were appended.
 func (s *Spool) Sync() error {
-	if err := s.Flush(); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flush(); err != nil {
 		return err
 	}
 	if err := s.takeBgErr(); err != nil {
@@ -732,7 +760,9 @@ func syncDir(dir string) error {
 
 // Close writes and fsyncs everything, saves the cursor and releases the directory.
 func (s *Spool) Close() error {
-	err := s.Flush()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.flush()
 	s.bg.Wait()
 	err = errors.Join(err, s.takeBgErr(), s.fsync(s.w, true), s.saveCursor())
 	s.closeFiles()

@@ -505,7 +505,7 @@ func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 	defer s.closeFiles() // read only: no cursor written
 	out := map[string][]int64{}
 	for {
-		topic, payload, ok := s.Peek()
+		topic, payload, seq, ok := s.Peek()
 		if !ok {
 			return out
 		}
@@ -516,6 +516,6 @@ func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 		if ok {
 			out[topic] = append(out[topic], v)
 		}
-		s.Advance()
+		s.Advance(seq)
 	}
 }

@@ -58,7 +58,7 @@ func readN(t *testing.T, s *Spool, from, n int) uint64 {
 	t.Helper()
 	var seq uint64
 	for i := from; i < from+n; i++ {
-		topic, payload, ok := s.Peek()
+		topic, payload, next, ok := s.Peek()
 		if !ok {
 			t.Fatalf("record %d: spool empty", i)
 		}
@@ -66,7 +66,10 @@ func readN(t *testing.T, s *Spool, from, n int) uint64 {
 		if topic != wantTopic || !bytes.Equal(payload, wantPayload) {
 			t.Fatalf("record %d: got %s %s, want %s %s", i, topic, payload, wantTopic, wantPayload)
 		}
-		seq = s.Advance()
+		if !s.Advance(next) {
+			t.Fatalf("record %d: Advance failed", i)
+		}
+		seq = next
 	}
 	return seq
 }
@@ -87,7 +90,7 @@ func TestSpoolAppendReadAck(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("spool dir: %v, %v; want mode 0700", fi.Mode(), err)
 	}
-	if _, _, ok := s.Peek(); ok || s.Unread() {
+	if _, _, _, ok := s.Peek(); ok || s.Unread() {
 		t.Fatal("new spool not empty")
 	}
 	const n = 5000
@@ -248,7 +251,7 @@ func TestSpoolCorruptSegment(t *testing.T) {
 	defer s.Close()
 	prev, got := -1, 0
 	for {
-		_, payload, ok := s.Peek()
+		_, payload, seq, ok := s.Peek()
 		if !ok {
 			break
 		}
@@ -261,7 +264,7 @@ func TestSpoolCorruptSegment(t *testing.T) {
 		}
 		prev = i
 		got++
-		s.Advance()
+		s.Advance(seq)
 	}
 	if prev != 4999 {
 		t.Errorf("last record %d, want 4999", prev)
@@ -356,8 +359,9 @@ func BenchmarkSpoolAppend(b *testing.B) {
 		if s.Stats().Values > 100000 {
 			b.StopTimer()
 			for s.Unread() {
-				s.Peek()
-				s.Ack(s.Advance())
+				_, _, seq, _ := s.Peek()
+				s.Advance(seq)
+				s.Ack(seq)
 			}
 			b.StartTimer()
 		}
@@ -400,10 +404,12 @@ func BenchmarkSpoolRead(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if _, _, ok := s.Peek(); !ok {
+		_, _, seq, ok := s.Peek()
+		if !ok {
 			b.Fatal("spool empty")
 		}
-		s.Ack(s.Advance())
+		s.Advance(seq)
+		s.Ack(seq)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
 }
@@ -444,11 +450,11 @@ func FuzzSpoolOpen(f *testing.F) {
 		defer s.Close()
 		var tail []int
 		for n := 0; n < 2000; n++ {
-			_, payload, ok := s.Peek()
+			_, payload, seq, ok := s.Peek()
 			if !ok {
 				break
 			}
-			if seq := s.Advance(); seq >= 1000 {
+			if s.Advance(seq); seq >= 1000 {
 				tail = append(tail, recIndex(t, payload))
 			}
 		}
@@ -482,4 +488,59 @@ func TestNewSpoolDir(t *testing.T) {
 	if want := "spool directory " + cfg.Agent.SpoolDir + ": in use by another process"; err == nil || err.Error() != want {
 		t.Errorf("second New = %v\nwant %s", err, want)
 	}
+}
+
+// TestSpoolConcurrent: one goroutine appends while another reads and
+// acknowledges, with the spool full part of the time: records come out in
+// order, and every one is read or counted as dropped.
+func TestSpoolConcurrent(t *testing.T) {
+	s, _ := openSpool(t, t.TempDir(), 64<<10)
+	defer s.Close()
+	const n = 20000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			topic, payload := rec(i)
+			if err := s.Append(topic, payload); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%10 == 0 {
+				s.Flush()
+			}
+		}
+		s.Flush()
+	}()
+	read, prev := 0, -1
+	for finished := false; ; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		_, payload, seq, ok := s.Peek()
+		if !ok {
+			if finished && !s.Unread() {
+				break
+			}
+			continue
+		}
+		if !s.Advance(seq) {
+			continue // dropped between Peek and Advance
+		}
+		i := recIndex(t, payload)
+		if i <= prev {
+			t.Fatalf("record %d after %d", i, prev)
+		}
+		prev = i
+		read++
+		if read%100 == 0 {
+			s.Ack(seq)
+		}
+	}
+	if st := s.Stats(); read+int(st.Dropped) != n {
+		t.Errorf("%d read + %d dropped, want %d", read, st.Dropped, n)
+	}
+	t.Logf("%d read, %d dropped", read, s.Stats().Dropped)
 }
