@@ -134,6 +134,10 @@ func OpenSpool(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
 	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// Made by someone else: the payloads may be confidential.
+		log.Warn().Str("dir", dir).Str("mode", fi.Mode().Perm().String()).Msg("spool: the directory is open to other users (0700 recommended)")
+	}
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)

@@ -329,6 +329,14 @@ func TestSpoolOpenErrors(t *testing.T) {
 		t.Errorf("second OpenSpool = %v, want ErrSpoolLocked naming %s", err, dir)
 	}
 
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o700); err != nil || os.Chmod(open, 0o755) != nil {
+		t.Fatal(err)
+	}
+	o, logs := openSpool(t, open, 1<<20)
+	o.Close()
+	logs.waitFor(t, `"level":"warn"`, "open to other users", "-rwxr-xr-x")
+
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
 	bad := filepath.Join(file, "spool")
