@@ -110,16 +110,26 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", "run [-c FILE]\n\nRuns the agent until SIGINT or SIGTERM, then stops in order within 10 s.", stderr)
+// loadCommand parses "-c FILE" and loads the configuration. run and
+// validate share it, so validate checks exactly what run would load.
+func loadCommand(name, synopsis string, args []string, stdout, stderr io.Writer) (*config.Config, int) {
+	fs := newFlagSet(name, synopsis, stderr)
 	file := fs.String("c", defaultConfig, "configuration `file`")
 	if code, done := parseFlags(fs, args, stdout); done {
-		return code
+		return nil, code
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
 		printConfigError(stderr, err)
-		return exitConfig
+		return nil, exitConfig
+	}
+	return cfg, exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadCommand("run", "run [-c FILE]\n\nRuns the agent until SIGINT or SIGTERM, then stops in order within 10 s.", args, stdout, stderr)
+	if cfg == nil {
+		return code
 	}
 	log := newLogger(cfg.Agent, stderr)
 	bridgeLibraryLoggers(log)
@@ -144,15 +154,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("validate", "validate [-c FILE]\n\nLoads the configuration exactly as run does and starts nothing.", stderr)
-	file := fs.String("c", defaultConfig, "configuration `file`")
-	if code, done := parseFlags(fs, args, stdout); done {
+	cfg, code := loadCommand("validate", "validate [-c FILE]\n\nLoads the configuration exactly as run does and starts nothing.", args, stdout, stderr)
+	if cfg == nil {
 		return code
-	}
-	cfg, err := config.Load(*file)
-	if err != nil {
-		printConfigError(stderr, err)
-		return exitConfig
 	}
 	fmt.Fprintf(stdout, "config OK: %s, %s\n", plural(len(cfg.PLCs), "PLC"), plural(cfg.TagCount(), "tag"))
 	return exitOK
