@@ -318,6 +318,7 @@ type subscription struct {
 // monitored items in batches the server accepts.
 func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
 	perCall := s.itemsPerCall(ctx, c)
+	s.learnStructures(ctx, c)
 	groups := map[time.Duration][]uint32{}
 	for i, t := range s.tags {
 		iv := t.PublishingInterval.Duration()

@@ -258,3 +258,28 @@ func TestSessionEstimatesPLCClockOffset(t *testing.T) {
 		}
 	}
 }
+
+// A structure of a type gopcua does not know arrives with its type id and
+// its encoded body.
+func TestSessionDeliversUnknownStructureBodies(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms", "-struct")
+	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 4)+"  - {name: recipe, node: \"ns=1;s=Struct.Sample\"}\n"))
+	waitUntil(t, "the structure", 15*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.samples["recipe"]) > 0
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.samples["recipe"][0]
+	m, ok := s.Value.(map[string]any)
+	if !ok || s.Type != "ExtensionObject" {
+		t.Fatalf("value %#v of type %s, want a structure", s.Value, s.Type)
+	}
+	// Counter int32 7, then the string "press" with its int32 length.
+	want := []byte{7, 0, 0, 0, 5, 0, 0, 0, 'p', 'r', 'e', 's', 's'}
+	body, isBytes := m["body"].([]byte) // []byte: the payload encoder writes base64
+	if m["type_id"] != "ns=1;i=5001" || m["encoding"] != "binary" || !isBytes || !bytes.Equal(body, want) {
+		t.Errorf("structure %#v, want type_id ns=1;i=5001, binary body %v", m, want)
+	}
+}

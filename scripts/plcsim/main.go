@@ -83,6 +83,7 @@ type options struct {
 	printTags bool
 	debug     bool
 
+	structTag   bool          // also serve ns=1;s=Struct.Sample, a structure of the simulator's own type
 	freezeAfter time.Duration // stop all notifications after this long (0: never)
 	clockOffset time.Duration // added to the server's CurrentTime, like a wrong PLC clock
 }
@@ -97,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "plcsim: %v\n", err)
 		return 2
+	}
+	if opts.structTag {
+		ua.RegisterExtensionObject(structEncodingID, new(SimStruct))
 	}
 	tags := newTags(opts.tags)
 	if opts.printTags {
@@ -176,6 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.start, "start", 0, "value of the Int32 counters before the first change")
 	fs.BoolVar(&o.printTags, "print-tags", false, "print a YAML tags: list for a tagbridge config and exit")
 	fs.BoolVar(&o.debug, "debug", false, "log debug messages, gopcua's included")
+	fs.BoolVar(&o.structTag, "struct", false, "also serve ns=1;s=Struct.Sample, a structure of a data type of the simulator's own")
 	fs.DurationVar(&o.freezeAfter, "freeze-after", 0, "stop sending notifications after this long while still answering requests: a silent stall (0: never)")
 	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "offset of the server's CurrentTime from the real time, e.g. -2h")
 	fs.Usage = func() {
@@ -405,7 +410,43 @@ func (s *sim) newServer(port int) (*server.Server, error) {
 		n := ns.AddNode(server.NewNode(t.node, attrs, refs, t.read))
 		folder.AddRef(n, id.HasComponent, true)
 	}
+	if s.opts.structTag {
+		folder.AddRef(ns.AddNode(structNode(shared)), id.HasComponent, true)
+	}
 	return srv, nil
+}
+
+// Struct.Sample holds a structure of a data type of the simulator's own,
+// as PLCs have: clients that do not know the type get its encoded body.
+var (
+	structNodeID     = ua.NewStringNodeID(namespaceIndex, "Struct.Sample")
+	structDataType   = ua.NewNumericNodeID(namespaceIndex, 3001)
+	structEncodingID = ua.NewNumericNodeID(namespaceIndex, 5001)
+)
+
+// SimStruct is the simulator's structure type; gopcua encodes its fields in order.
+type SimStruct struct {
+	Counter int32
+	Name    string
+}
+
+func structNode(shared server.Attributes) *server.Node {
+	attrs := make(server.Attributes, len(shared)+4)
+	for a, v := range shared {
+		attrs[a] = v
+	}
+	attrs[ua.AttributeIDBrowseName] = server.DataValueFromValue(&ua.QualifiedName{NamespaceIndex: namespaceIndex, Name: "Struct.Sample"})
+	attrs[ua.AttributeIDDisplayName] = server.DataValueFromValue(&ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: "Struct.Sample"})
+	attrs[ua.AttributeIDDataType] = server.DataValueFromValue(structDataType)
+	value := func() *ua.DataValue {
+		return &ua.DataValue{
+			EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+			Value:           ua.MustVariant(&ua.ExtensionObject{EncodingMask: ua.ExtensionObjectBinary, TypeID: ua.NewExpandedNodeID(structEncodingID, "", 0), Value: &SimStruct{Counter: 7, Name: "press"}}),
+			SourceTimestamp: time.Now(),
+			ServerTimestamp: time.Now(),
+		}
+	}
+	return server.NewNode(structNodeID, attrs, nil, value)
 }
 
 // run changes every variable once per interval until ctx is done. A ticker
