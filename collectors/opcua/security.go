@@ -77,6 +77,9 @@ func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client certificate %s: %w", sec.CertificateFile, err)
 	}
+	if err := s.checkCreateSession(ctx, ep, der, key, appURI); err != nil {
+		return nil, err
+	}
 	opts = append(opts,
 		opcua.Certificate(der),
 		opcua.PrivateKey(key),

@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -172,6 +173,9 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 			news := strings.TrimPrefix(peer.Log(), before)
 			if !strings.Contains(news, "session created: tagbridge peer (http://opcfoundation.org/UA/SecurityPolicy"+tc.session) {
 				t.Errorf("peer log lacks a session %q:\n%s", tc.session, news)
+			}
+			if probe := strings.Contains(news, "session created: tagbridge certificate check"); probe != !strings.Contains(tc.session, "None") {
+				t.Errorf("CreateSession certificate check ran: %v, want it for every secured endpoint:\n%s", probe, news)
 			}
 			if !strings.Contains(news, "session activated: "+tc.identity) {
 				t.Errorf("peer log lacks activation with %s:\n%s", tc.identity, news)
@@ -417,5 +421,24 @@ func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
 	})
 	if r.tagsSeen() != 0 {
 		t.Error("values from a revoked certificate")
+	}
+}
+
+func TestSameLeaf(t *testing.T) {
+	a, _, _ := serverCert(t, time.Now(), time.Now().Add(time.Hour), "urn:a")
+	b, _, _ := serverCert(t, time.Now(), time.Now().Add(time.Hour), "urn:b")
+	derOf := func(file string) []byte {
+		c, der, err := certs.LoadCertificate(file)
+		if err != nil || c == nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	da, db := derOf(a), derOf(b)
+	if !sameLeaf(da, da) || !sameLeaf(append(bytes.Clone(da), db...), da) {
+		t.Error("the same leaf, alone or followed by its chain, must match")
+	}
+	if sameLeaf(da, db) || sameLeaf(append(bytes.Clone(db), da...), da) {
+		t.Error("different leaves must not match")
 	}
 }
