@@ -118,9 +118,6 @@ func (s *Session) warnSettings() {
 	}
 }
 
-// Name is the PLC's name.
-func (s *Session) Name() string { return s.plc.Name }
-
 // Run connects, subscribes and sends every data change to out until ctx
 // ends. Failures are logged and retried with backoff; Run returns nil on
 // cancellation.
