@@ -82,6 +82,9 @@ type PLC struct {
 	// WatchdogIntervals is how many publishing intervals (at least 5 s) a
 	// session may stay silent, heartbeat included, before it is rebuilt.
 	WatchdogIntervals int `yaml:"watchdog_intervals"`
+	// TokenLifetime is the secure channel token lifetime requested; the
+	// token is renewed at 75 % of what the server grants.
+	TokenLifetime Duration `yaml:"token_lifetime"`
 	// ClockSkewWarning is the PLC clock offset that is worth a warning.
 	ClockSkewWarning Duration `yaml:"clock_skew_warning"`
 	Tags             []Tag    `yaml:"tags"`

@@ -35,6 +35,7 @@ const (
 	DefaultQueueSize          = 10
 	DefaultWatchdogIntervals  = 10
 	DefaultClockSkewWarning   = 5 * time.Second
+	DefaultTokenLifetime      = time.Hour
 )
 
 // applyDefaults fills every unset field, and gives each tag the effective
@@ -95,6 +96,7 @@ func (c *Config) applyDefaults() {
 			p.WatchdogIntervals = DefaultWatchdogIntervals
 		}
 		orDuration(&p.ClockSkewWarning, DefaultClockSkewWarning)
+		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
 		for j := range p.Tags {
 			t := &p.Tags[j]
 			orDuration(&t.SamplingInterval, p.SamplingInterval.Duration())

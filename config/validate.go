@@ -162,6 +162,9 @@ func (v *validator) plc(path string, p *PLC) {
 	if p.WatchdogIntervals < 2 {
 		v.add(path+".watchdog_intervals", "must be at least 2")
 	}
+	if p.TokenLifetime.Duration() < time.Second {
+		v.add(path+".token_lifetime", "must be at least 1s")
+	}
 	if p.ClockSkewWarning <= 0 {
 		v.add(path+".clock_skew_warning", "must be greater than 0")
 	}

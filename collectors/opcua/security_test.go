@@ -442,3 +442,45 @@ func TestSameLeaf(t *testing.T) {
 		t.Error("different leaves must not match")
 	}
 }
+
+// Secure channel tokens of 3 s are renewed again and again while every
+// change of every counter arrives. TAGBRIDGE_SOAK=2m runs it for longer.
+func TestSecureSessionRenewsShortTokensWithoutGaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	run := 15 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("TAGBRIDGE_SOAK")); err == nil {
+		run = d
+	}
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
+	f := newSecureFixture(t)
+	plc := f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint, auto_accept: true", "")
+	plc.TokenLifetime = config.Duration(3 * time.Second)
+	for i := range plc.Tags {
+		plc.Tags[i].SamplingInterval = 0 // node-opcua samples on a timer otherwise
+	}
+	r := startSession(t, plc)
+	waitUntil(t, "first values", 20*time.Second, func() bool { return r.tagsSeen() == 4 })
+	start := time.Now()
+	time.Sleep(run) // the soak itself: values must keep flowing across renewals
+	r.shutdown(t)
+
+	renewals := strings.Count(peer.Log(), "Renew requested")
+	if want := int(run/(3*time.Second*3/4)) - 2; renewals < want {
+		t.Errorf("%d token renewals in %v, want at least %d", renewals, run, want)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ss := r.samples["int32_0001"]
+	if len(ss) < int(time.Since(start)/(150*time.Millisecond)) {
+		t.Fatalf("only %d values of the counter in %v", len(ss), time.Since(start))
+	}
+	for i := 1; i < len(ss); i++ {
+		if a, b := ss[i-1].Value.(int32), ss[i].Value.(int32); b != a+1 {
+			t.Fatalf("counter went from %d to %d at value %d: a gap across renewals", a, b, i)
+		}
+	}
+	t.Logf("%d renewals of 3 s tokens in %v; %d counter values without a gap", renewals, run, len(ss))
+}

@@ -301,6 +301,9 @@ func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
 		opcua.AutoReconnect(false),
 		opcua.StateChangedFunc(onState),
 		opcua.DialTimeout(dialTimeout),
+		// gopcua renews at 75 % of the granted lifetime and accepts the old
+		// token for 25 % more (Part 4, 5.5.2).
+		opcua.Lifetime(s.plc.TokenLifetime.Duration()),
 		opcua.RequestTimeout(10 * time.Second),
 	}
 }
