@@ -25,6 +25,11 @@ type Options struct {
 	Now      time.Time // start of validity; zero means now
 }
 
+// backdate starts a generated certificate's validity before its creation:
+// PLC clocks are often hours or days behind, and a PLC refuses a client
+// certificate that is not yet valid by its clock (BadCertificateTimeInvalid).
+const backdate = 7 * 24 * time.Hour
+
 // DefaultDays is the validity of a generated certificate.
 const DefaultDays = 2 * 365
 
@@ -79,7 +84,7 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 			CommonName:   "tagbridge " + o.AgentID,
 			Organization: []string{"tagbridge"},
 		},
-		NotBefore:             o.Now.Add(-time.Hour), // tolerate a PLC clock slightly behind
+		NotBefore:             o.Now.Add(-backdate), // a PLC whose clock is behind must not see it as not yet valid
 		NotAfter:              o.Now.AddDate(0, 0, o.Days),
 		SignatureAlgorithm:    x509.SHA256WithRSA,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,

@@ -46,7 +46,7 @@ func TestGenerate(t *testing.T) {
 	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
 		t.Errorf("extended key usage %v", cert.ExtKeyUsage)
 	}
-	if !cert.NotAfter.Equal(start.AddDate(0, 0, 30)) || cert.NotBefore.After(start) {
+	if !cert.NotAfter.Equal(start.AddDate(0, 0, 30)) || !cert.NotBefore.Equal(start.Add(-backdate)) {
 		t.Errorf("validity %s to %s", cert.NotBefore, cert.NotAfter)
 	}
 	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
