@@ -1,0 +1,680 @@
+// Command benchrun is the benchmark harness behind scripts/bench/run: it
+// starts a private Mosquitto, N simulated PLCs (scripts/plcsim) and
+// tagbridge on free loopback ports, subscribes to every value tagbridge
+// publishes, checks the Int32 counters for gaps and duplicates, and prints a
+// table of medians over several runs: values/s delivered, values lost,
+// duplicates, tagbridge CPU time per value, its peak RSS, latency from the
+// value's source timestamp to its arrival, and the time from tagbridge's
+// start until every tag has delivered its first value.
+//
+// It expects the binaries tagbridge and plcsim in -bin (scripts/bench/run
+// builds them). Every child runs in a process group of its own and is
+// stopped when a run ends, on SIGINT or SIGTERM, and killed by the kernel
+// should benchrun die (Pdeathsig).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// scenario is one workload: PLCs × tags, every tag changing once per interval.
+type scenario struct {
+	name     string
+	plcs     int
+	tags     int
+	interval time.Duration
+}
+
+var scenarios = map[string]scenario{
+	"S1": {name: "S1", plcs: 1, tags: 1000, interval: 100 * time.Millisecond},
+	"S2": {name: "S2", plcs: 10, tags: 1000, interval: 100 * time.Millisecond},
+}
+
+type options struct {
+	bin          string // directory holding tagbridge and plcsim
+	workdir      string // parent of each run's temporary directory
+	mosquitto    string
+	scenarios    []scenario
+	publishing   time.Duration // tagbridge publishing_interval; 0: interval/5
+	duration     time.Duration // measured window per run
+	warmup       time.Duration // after every tag's first value, before measuring
+	firstTimeout time.Duration // limit for every tag's first value
+	runs         int
+	clkTck       int
+	keep         bool
+}
+
+// result is what one run measured.
+type result struct {
+	valuesPerSec float64
+	lost, dups   int64
+	cpuPerValue  float64 // µs of tagbridge CPU time per delivered value
+	rssMB        float64 // tagbridge VmHWM
+	p50, p99     float64 // ms from source_time to arrival
+	firstAll     time.Duration
+	seen, want   int // tags that delivered at least one value, tags configured
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	type row struct {
+		sc      scenario
+		results []result
+	}
+	var rows []row
+	failed := false
+	for _, sc := range opts.scenarios {
+		r := row{sc: sc}
+		for i := range opts.runs {
+			if ctx.Err() != nil {
+				break
+			}
+			logf("%s run %d/%d: %d PLC(s) × %d tags every %s for %s", sc.name, i+1, opts.runs, sc.plcs, sc.tags, sc.interval, opts.duration)
+			res, err := runOnce(ctx, opts, sc, i)
+			if err != nil {
+				logf("%s run %d: %v", sc.name, i+1, err)
+				failed = true
+				continue
+			}
+			logf("%s run %d: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d)",
+				sc.name, i+1, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want)
+			r.results = append(r.results, res)
+		}
+		rows = append(rows, r)
+	}
+
+	fmt.Printf("tagbridge benchmark: medians of %d runs, %s measured after warm-up; publishing_interval %s\n", opts.runs, opts.duration, pubLabel(opts))
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\tvalues/s\tlost\tdups\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
+	for _, r := range rows {
+		if len(r.results) == 0 {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval)
+			continue
+		}
+		med := func(f func(result) float64) float64 {
+			v := make([]float64, len(r.results))
+			for i, res := range r.results {
+				v[i] = f(res)
+			}
+			return median(v)
+		}
+		first := "-"
+		if all := med(func(res result) float64 {
+			if res.seen < res.want {
+				return 1e18 // never: sorts last
+			}
+			return res.firstAll.Seconds()
+		}); all < 1e18 {
+			first = fmt.Sprintf("%.2f", all)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n",
+			r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results),
+			med(func(res result) float64 { return res.valuesPerSec }),
+			med(func(res result) float64 { return float64(res.lost) }),
+			med(func(res result) float64 { return float64(res.dups) }),
+			med(func(res result) float64 { return res.cpuPerValue }),
+			med(func(res result) float64 { return res.rssMB }),
+			med(func(res result) float64 { return res.p50 }),
+			med(func(res result) float64 { return res.p99 }),
+			first)
+	}
+	w.Flush()
+	if ctx.Err() != nil {
+		return 130
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
+	var o options
+	var list string
+	var plcs, tags int
+	var interval time.Duration
+	fs.StringVar(&o.bin, "bin", "", "directory with the tagbridge and plcsim binaries (required)")
+	fs.StringVar(&o.workdir, "workdir", os.TempDir(), "directory for each run's files")
+	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "the mosquitto broker binary")
+	fs.StringVar(&list, "scenario", "S1", "scenarios to run, comma separated: S1 (1 PLC × 1000 tags / 100ms), S2 (10 PLCs × 1000 tags / 100ms)")
+	fs.IntVar(&plcs, "plcs", 0, "number of simulated PLCs (overrides the scenario's)")
+	fs.IntVar(&tags, "tags", 0, "tags per PLC (overrides the scenario's)")
+	fs.DurationVar(&interval, "interval", 0, "change interval of every tag (overrides the scenario's)")
+	fs.DurationVar(&o.publishing, "publishing", 0, "tagbridge publishing_interval (default: interval/5, at least 10ms)")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per run, after warm-up")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "time after every tag's first value before measuring")
+	fs.DurationVar(&o.firstTimeout, "first-timeout", 60*time.Second, "how long to wait for every tag's first value")
+	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows medians")
+	fs.IntVar(&o.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
+	fs.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, logs)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: benchrun -bin DIR [flags]\n\nRuns tagbridge benchmark scenarios and prints a table of medians.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.bin == "" {
+		return o, errors.New("-bin is required")
+	}
+	if o.runs < 1 || o.duration <= 0 || o.clkTck <= 0 || plcs < 0 || tags < 0 || interval < 0 {
+		return o, errors.New("-runs, -duration, -clk-tck must be positive; -plcs, -tags, -interval not negative")
+	}
+	for name := range strings.SplitSeq(list, ",") {
+		sc, ok := scenarios[strings.ToUpper(strings.TrimSpace(name))]
+		if !ok {
+			return o, fmt.Errorf("-scenario: unknown scenario %q (S1, S2)", name)
+		}
+		if plcs > 0 {
+			sc.plcs = plcs
+		}
+		if tags > 0 {
+			sc.tags = tags
+		}
+		if interval > 0 {
+			sc.interval = interval
+		}
+		if plcs > 0 || tags > 0 || interval > 0 {
+			sc.name += "*" // modified by flags
+		}
+		o.scenarios = append(o.scenarios, sc)
+	}
+	return o, nil
+}
+
+func pubLabel(o options) string {
+	if o.publishing > 0 {
+		return o.publishing.String()
+	}
+	return "interval/5"
+}
+
+func publishingFor(o options, sc scenario) time.Duration {
+	if o.publishing > 0 {
+		return o.publishing
+	}
+	return max(sc.interval/5, 10*time.Millisecond)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+func fmtFirst(r result) string {
+	if r.seen < r.want {
+		return "never"
+	}
+	return r.firstAll.Round(time.Millisecond).String()
+}
+
+// runOnce starts everything for one run of a scenario, measures and stops it all.
+func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, err error) {
+	dir, err := os.MkdirTemp(o.workdir, fmt.Sprintf("%s-run%d-", strings.TrimSuffix(sc.name, "*"), idx+1))
+	if err != nil {
+		return res, err
+	}
+	if o.keep {
+		logf("files of this run in %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	var procs []*proc
+	defer func() {
+		// tagbridge first (it was started last), then the PLCs, then the broker.
+		for _, p := range slices.Backward(procs) {
+			p.stop(15 * time.Second)
+		}
+	}()
+
+	// The broker.
+	port, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", port)
+	if os.Getuid() == 0 {
+		conf += "user root\n" // else it would switch to the user mosquitto, who cannot read dir
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+		return res, err
+	}
+	broker, err := startProc("mosquitto", filepath.Join(dir, "mosquitto.log"), nil, o.mosquitto, "-c", filepath.Join(dir, "mosquitto.conf"))
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, broker)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitForPort(ctx, addr, 10*time.Second, broker); err != nil {
+		return res, fmt.Errorf("mosquitto: %w", err)
+	}
+
+	// The PLCs.
+	plcsim := filepath.Join(o.bin, "plcsim")
+	endpoints := make([]string, sc.plcs)
+	for i := range sc.plcs {
+		ready := make(chan string, 1)
+		p, err := startProc(fmt.Sprintf("plcsim%d", i), filepath.Join(dir, fmt.Sprintf("plcsim%d.log", i)), ready,
+			plcsim, "-tags", strconv.Itoa(sc.tags), "-interval", sc.interval.String(), "-port", "0")
+		if err != nil {
+			return res, err
+		}
+		procs = append(procs, p)
+		select {
+		case line := <-ready:
+			ep, ok := strings.CutPrefix(line, "READY ")
+			if !ok {
+				return res, fmt.Errorf("plcsim%d: unexpected first line %q", i, line)
+			}
+			endpoints[i] = ep
+		case <-p.done:
+			return res, fmt.Errorf("plcsim%d exited before READY: %v (log %s)", i, p.err, p.logPath)
+		case <-time.After(30 * time.Second):
+			return res, fmt.Errorf("plcsim%d: no READY within 30 s", i)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+
+	// The configuration.
+	tagList, err := exec.CommandContext(ctx, plcsim, "-tags", strconv.Itoa(sc.tags), "-print-tags").Output()
+	if err != nil {
+		return res, fmt.Errorf("plcsim -print-tags: %w", err)
+	}
+	cfg := writeConfig(dir, port, endpoints, string(tagList), publishingFor(o, sc), sc.interval)
+	cfgPath := filepath.Join(dir, "tagbridge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return res, err
+	}
+
+	// Our subscriber, connected before tagbridge starts.
+	st := newStats(sc.plcs * sc.tags)
+	sub, err := subscribe(addr, fmt.Sprintf("bench-sub-%d-%d", os.Getpid(), idx), st)
+	if err != nil {
+		return res, err
+	}
+	defer sub.Disconnect(250)
+
+	// tagbridge.
+	t0 := time.Now()
+	tb, err := startProc("tagbridge", filepath.Join(dir, "tagbridge.log"), nil, filepath.Join(o.bin, "tagbridge"), "run", "-c", cfgPath)
+	if err != nil {
+		return res, err
+	}
+	procs = append(procs, tb)
+	st.setStart(t0)
+
+	// Every tag's first value, then the warm-up.
+	deadline := time.Now().Add(o.firstTimeout)
+	for st.seenCount() < st.want && time.Now().Before(deadline) {
+		if err := sleep(ctx, 50*time.Millisecond, tb); err != nil {
+			return res, err
+		}
+	}
+	if err := sleep(ctx, o.warmup, tb); err != nil {
+		return res, err
+	}
+
+	// The measured window.
+	cpu0, err := cpuTicks(tb.cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	w0 := time.Now()
+	st.window(true)
+	if err := sleep(ctx, o.duration, tb); err != nil {
+		return res, err
+	}
+	st.window(false)
+	elapsed := time.Since(w0)
+	cpu1, err := cpuTicks(tb.cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	hwm, err := peakRSS(tb.cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res.want = st.want
+	res.seen = len(st.first)
+	res.firstAll = st.lastFirst.Sub(t0)
+	res.valuesPerSec = float64(st.windowCount) / elapsed.Seconds()
+	res.lost, res.dups = st.gaps, st.dups
+	if st.windowCount > 0 {
+		res.cpuPerValue = float64(cpu1-cpu0) * 1e6 / float64(o.clkTck) / float64(st.windowCount)
+	}
+	res.rssMB = float64(hwm) / 1024
+	slices.Sort(st.latencies)
+	res.p50 = percentile(st.latencies, 0.50)
+	res.p99 = percentile(st.latencies, 0.99)
+	if st.parseErrs > 0 {
+		logf("%d messages could not be parsed, first: %s", st.parseErrs, st.firstParseErr)
+	}
+	return res, nil
+}
+
+func writeConfig(dir string, port int, endpoints []string, tagList string, publishing, interval time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by scripts/bench.
+agent:
+  id: bench
+  log_level: warn
+  pki_dir: %s
+  spool_dir: %s
+  allowed_cert_dirs: [%s]
+mqtt:
+  url: tcp://127.0.0.1:%d
+  qos: 1
+plcs:
+`, filepath.Join(dir, "pki"), filepath.Join(dir, "spool"), filepath.Join(dir, "certs"), port)
+	indented := "    " + strings.ReplaceAll(strings.TrimRight(tagList, "\n"), "\n", "\n    ") + "\n"
+	for i, ep := range endpoints {
+		fmt.Fprintf(&b, "  - name: plc%02d\n    endpoint: %s\n    publishing_interval: %s\n    sampling_interval: %s\n", i, ep, publishing, interval)
+		b.WriteString(indented)
+	}
+	return b.String()
+}
+
+// stats counts and checks what the subscriber receives.
+type stats struct {
+	mu            sync.Mutex
+	want          int
+	start         time.Time
+	first         map[tagKey]struct{}
+	lastFirst     time.Time // arrival of the last tag's first value
+	last          map[tagKey]int64
+	gaps, dups    int64
+	inWindow      bool
+	windowCount   int64
+	latencies     []float64 // ms, in the window
+	parseErrs     int64
+	firstParseErr string
+}
+
+type tagKey struct{ plc, tag string }
+
+func newStats(want int) *stats {
+	return &stats{want: want, first: make(map[tagKey]struct{}, want), last: make(map[tagKey]int64, want)}
+}
+
+func (s *stats) setStart(t time.Time) {
+	s.mu.Lock()
+	s.start = t
+	s.mu.Unlock()
+}
+
+func (s *stats) seenCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.first)
+}
+
+func (s *stats) window(on bool) {
+	s.mu.Lock()
+	s.inWindow = on
+	s.mu.Unlock()
+}
+
+type payload struct {
+	PLC        string          `json:"plc"`
+	Tag        string          `json:"tag"`
+	Value      json.RawMessage `json:"value"`
+	SourceTime time.Time       `json:"source_time"`
+}
+
+func (s *stats) add(body []byte, arrived time.Time) {
+	var p payload
+	err := json.Unmarshal(body, &p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.parseErrs++
+		if s.firstParseErr == "" {
+			s.firstParseErr = fmt.Sprintf("%v: %.200s", err, body)
+		}
+		return
+	}
+	k := tagKey{p.PLC, p.Tag}
+	if _, ok := s.first[k]; !ok {
+		s.first[k] = struct{}{}
+		s.lastFirst = arrived
+	}
+	if strings.HasPrefix(p.Tag, "int32_") {
+		v, err := strconv.ParseInt(string(p.Value), 10, 64)
+		if err == nil {
+			if prev, ok := s.last[k]; ok {
+				switch d := v - prev; {
+				case d > 1:
+					s.gaps += d - 1
+				case d < 1:
+					s.dups++ // a repeat, or an older value after a newer one
+				}
+			}
+			if prev, ok := s.last[k]; !ok || v > prev {
+				s.last[k] = v
+			}
+		}
+	}
+	if s.inWindow {
+		s.windowCount++
+		if !p.SourceTime.IsZero() {
+			s.latencies = append(s.latencies, float64(arrived.Sub(p.SourceTime))/float64(time.Millisecond))
+		}
+	}
+}
+
+func subscribe(addr, clientID string, st *stats) (mqtt.Client, error) {
+	o := mqtt.NewClientOptions().
+		AddBroker("tcp://" + addr).
+		SetClientID(clientID).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetOrderMatters(true).
+		SetConnectTimeout(10 * time.Second)
+	c := mqtt.NewClient(o)
+	if t := c.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return nil, fmt.Errorf("subscriber: connect %s: %v", addr, t.Error())
+	}
+	t := c.Subscribe("tagbridge/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		st.add(m.Payload(), time.Now())
+	})
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		c.Disconnect(250)
+		return nil, fmt.Errorf("subscriber: subscribe: %v", t.Error())
+	}
+	return c, nil
+}
+
+// proc is a child process in a process group of its own.
+type proc struct {
+	name    string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+}
+
+// startProc starts a child with stderr (and stdout, unless ready is given) to
+// logPath; with ready, the child's first stdout line is sent on it.
+func startProc(name, logPath string, ready chan<- string, bin string, args ...string) (*proc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var stdout io.ReadCloser
+	if ready != nil {
+		if stdout, err = cmd.StdoutPipe(); err != nil {
+			logFile.Close()
+			return nil, err
+		}
+	} else {
+		cmd.Stdout = logFile
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	if ready != nil {
+		go func() {
+			r := bufio.NewReader(stdout)
+			line, _ := r.ReadString('\n')
+			ready <- strings.TrimSpace(line)
+			io.Copy(io.Discard, r)
+		}()
+	}
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop sends SIGTERM to the child's process group and SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// sleep waits for d, failing early on cancellation or when p exits.
+func sleep(ctx context.Context, d time.Duration, p *proc) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return fmt.Errorf("%s exited early: %v (log %s)", p.name, p.err, p.logPath)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitForPort(ctx context.Context, addr string, limit time.Duration, p *proc) error {
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no connection to %s within %s (log %s)", addr, limit, p.logPath)
+		}
+		if err := sleep(ctx, 50*time.Millisecond, p); err != nil {
+			return err
+		}
+	}
+}
+
+// cpuTicks returns utime+stime of a process, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return utime + stime, nil
+}
+
+// peakRSS returns VmHWM of a process, in KiB.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+func percentile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
