@@ -45,6 +45,11 @@ type scenario struct {
 	interval time.Duration
 }
 
+// offered is the number of value changes per second the PLCs produce.
+func (sc scenario) offered() float64 {
+	return float64(sc.plcs*sc.tags) / sc.interval.Seconds()
+}
+
 var scenarios = map[string]scenario{
 	"S1": {name: "S1", plcs: 1, tags: 1000, interval: 100 * time.Millisecond},
 	"S2": {name: "S2", plcs: 10, tags: 1000, interval: 100 * time.Millisecond},
@@ -73,6 +78,9 @@ type result struct {
 	p50, p99     float64 // ms from source_time to arrival
 	firstAll     time.Duration
 	seen, want   int // tags that delivered at least one value, tags configured
+	// CPU use in the window, in % of one core: tagbridge, the broker, all
+	// simulated PLCs, and this harness (the subscriber).
+	cpuTB, cpuBroker, cpuPLCs, cpuSelf float64
 }
 
 func main() { os.Exit(run()) }
@@ -108,8 +116,9 @@ func run() int {
 				failed = true
 				continue
 			}
-			logf("%s run %d: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d)",
-				sc.name, i+1, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want)
+			logf("%s run %d: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d); CPU %% of one core: tagbridge %.0f, mosquitto %.0f, plcsim %.0f, subscriber %.0f",
+				sc.name, i+1, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want,
+				res.cpuTB, res.cpuBroker, res.cpuPLCs, res.cpuSelf)
 			r.results = append(r.results, res)
 		}
 		rows = append(rows, r)
@@ -117,10 +126,10 @@ func run() int {
 
 	fmt.Printf("tagbridge benchmark: medians of %d runs, %s measured after warm-up; publishing_interval %s\n", opts.runs, opts.duration, pubLabel(opts))
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\tvalues/s\tlost\tdups\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
+	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost\tdups\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
 	for _, r := range rows {
 		if len(r.results) == 0 {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval)
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t0\t%.0f\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, r.sc.offered())
 			continue
 		}
 		med := func(f func(result) float64) float64 {
@@ -139,8 +148,8 @@ func run() int {
 		}); all < 1e18 {
 			first = fmt.Sprintf("%.2f", all)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n",
-			r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results),
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n",
+			r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results), r.sc.offered(),
 			med(func(res result) float64 { return res.valuesPerSec }),
 			med(func(res result) float64 { return float64(res.lost) }),
 			med(func(res result) float64 { return float64(res.dups) }),
@@ -355,6 +364,7 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 	if err != nil {
 		return res, err
 	}
+	others0 := otherTicks(procs)
 	w0 := time.Now()
 	st.window(true)
 	if err := sleep(ctx, o.duration, tb); err != nil {
@@ -366,6 +376,14 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 	if err != nil {
 		return res, err
 	}
+	others1 := otherTicks(procs)
+	pct := func(ticks int64) float64 {
+		return float64(ticks) / float64(o.clkTck) / elapsed.Seconds() * 100
+	}
+	res.cpuTB = pct(cpu1 - cpu0)
+	res.cpuBroker = pct(others1.broker - others0.broker)
+	res.cpuPLCs = pct(others1.plcs - others0.plcs)
+	res.cpuSelf = pct(others1.self - others0.self)
 	hwm, err := peakRSS(tb.cmd.Process.Pid)
 	if err != nil {
 		return res, err
@@ -647,6 +665,25 @@ func cpuTicks(pid int) (int64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	return utime + stime, nil
+}
+
+type ticks struct{ broker, plcs, self int64 }
+
+// otherTicks returns the CPU ticks of the broker (procs[0]), the simulated
+// PLCs and this process; errors count as 0, as this is only informative.
+func otherTicks(procs []*proc) ticks {
+	var t ticks
+	for _, p := range procs {
+		n, _ := cpuTicks(p.cmd.Process.Pid)
+		switch {
+		case p.name == "mosquitto":
+			t.broker += n
+		case strings.HasPrefix(p.name, "plcsim"):
+			t.plcs += n
+		}
+	}
+	t.self, _ = cpuTicks(os.Getpid())
+	return t
 }
 
 // peakRSS returns VmHWM of a process, in KiB.
