@@ -1,0 +1,65 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStatsAdd(t *testing.T) {
+	msg := func(tag, value string) []byte {
+		return []byte(`{"plc":"plc00","tag":"` + tag + `","node":"ns=1;s=X","value":` + value +
+			`,"type":"Int32","status":"Good","status_code":0,"source_time":"2026-11-22T10:15:30.123456Z","server_time":"2026-11-22T10:15:30.124Z"}`)
+	}
+	tests := []struct {
+		name       string
+		values     []string
+		gaps, dups int64
+	}{
+		{name: "in order", values: []string{"1", "2", "3"}},
+		{name: "gap", values: []string{"1", "4", "5"}, gaps: 2},
+		{name: "duplicate", values: []string{"1", "2", "2", "3"}, dups: 1},
+		{name: "older after newer", values: []string{"1", "3", "2", "4"}, gaps: 1, dups: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStats(2)
+			s.window(true)
+			arrived := time.Date(2026, 11, 22, 10, 15, 30, 173456000, time.UTC)
+			for _, v := range tc.values {
+				s.add(msg("int32_0001", v), arrived)
+			}
+			s.add(msg("string_0003", `"v1"`), arrived)
+			if s.parseErrs != 0 {
+				t.Fatalf("parse errors: %s", s.firstParseErr)
+			}
+			if s.gaps != tc.gaps || s.dups != tc.dups {
+				t.Errorf("gaps %d, dups %d; want %d, %d", s.gaps, s.dups, tc.gaps, tc.dups)
+			}
+			if got := s.seenCount(); got != 2 {
+				t.Errorf("tags seen %d, want 2", got)
+			}
+			if want := int64(len(tc.values) + 1); s.windowCount != want {
+				t.Errorf("window count %d, want %d", s.windowCount, want)
+			}
+			if l := s.latencies[0]; l < 49.99 || l > 50.01 {
+				t.Errorf("latency %v ms, want 50", l)
+			}
+		})
+	}
+}
+
+func TestMedianPercentile(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median odd = %v", got)
+	}
+	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
+		t.Errorf("median even = %v", got)
+	}
+	v := make([]float64, 100)
+	for i := range v {
+		v[i] = float64(i + 1)
+	}
+	if p50, p99 := percentile(v, 0.5), percentile(v, 0.99); p50 != 51 || p99 != 100 {
+		t.Errorf("p50 %v, p99 %v", p50, p99)
+	}
+}
