@@ -126,7 +126,7 @@ func run() int {
 
 	fmt.Printf("tagbridge benchmark: medians of %d runs, %s measured after warm-up; publishing_interval %s\n", opts.runs, opts.duration, pubLabel(opts))
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost\tdups\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
+	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost int32\tdups int32\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
 	for _, r := range rows {
 		if len(r.results) == 0 {
 			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t0\t%.0f\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, r.sc.offered())
