@@ -161,6 +161,7 @@ func run() int {
 	}
 	w.Flush()
 	if ctx.Err() != nil {
+		logf("interrupted: the table holds only the runs that finished")
 		return 130
 	}
 	if failed {
