@@ -402,8 +402,8 @@ func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
 
 	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
 		CertFile: certFile, KeyFile: keyFile, ApplicationURI: peerURI})
@@ -412,8 +412,8 @@ func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(store.Path(certs.TrustedCerts), "plant-ca.der"), caDER, 0o644)
-	os.WriteFile(filepath.Join(store.Path(certs.TrustedCRL), "plant-ca.crl"), crl, 0o644)
+	writeFile(t, filepath.Join(store.Path(certs.TrustedCerts), "plant-ca.der"), caDER, 0o644)
+	writeFile(t, filepath.Join(store.Path(certs.TrustedCRL), "plant-ca.crl"), crl, 0o644)
 
 	r := startSession(t, f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full", ""))
 	waitUntil(t, "the revocation refusal", 20*time.Second, func() bool {
@@ -483,4 +483,11 @@ func TestSecureSessionRenewsShortTokensWithoutGaps(t *testing.T) {
 		}
 	}
 	t.Logf("%d renewals of 3 s tokens in %v; %d counter values without a gap", renewals, run, len(ss))
+}
+
+func writeFile(t *testing.T, name string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(name, data, perm); err != nil {
+		t.Fatal(err)
+	}
 }
