@@ -30,17 +30,18 @@ import (
 // ShutdownTimeout bounds the stop sequence after cancellation.
 const ShutdownTimeout = 9 * time.Second
 
-// sampleBuffer decouples collectors from short publisher hiccups.
-const sampleBuffer = 8192
+// sampleBuffer, in batches (one per publish cycle and session), decouples
+// collectors from short publisher hiccups.
+const sampleBuffer = 1024
 
 // collector is what the agent needs from a PLC session.
 type collector interface {
-	Run(ctx context.Context, out chan<- collectors.Sample) error
+	Run(ctx context.Context, out chan<- collectors.Batch) error
 }
 
 // publisher is what the agent needs from the MQTT side.
 type publisher interface {
-	Run(ctx context.Context, in <-chan collectors.Sample) error
+	Run(ctx context.Context, in <-chan collectors.Batch) error
 }
 
 // Run collects and publishes until ctx ends, then stops in order. It returns
@@ -86,7 +87,7 @@ func run(ctx context.Context, sessions []collector, pub publisher) error {
 		}
 	}()
 
-	samples := make(chan collectors.Sample, sampleBuffer)
+	samples := make(chan collectors.Batch, sampleBuffer)
 	published := make(chan error, 1)
 	go func() {
 		err := pub.Run(publishCtx, samples)

@@ -22,3 +22,8 @@ type Sample struct {
 	SourceTime time.Time // zero when the server did not send it
 	ServerTime time.Time // zero when the server did not send it
 }
+
+// Batch is the samples of one publish cycle of one session, in the order the
+// server sent them; a shared session's batch may hold several PLC entries.
+// The receiver owns it: the sender never touches a batch after sending it.
+type Batch []Sample

@@ -239,7 +239,7 @@ func (p *Publisher) Stats() Stats {
 // broker outage never blocks in. Cancelling ctx stops it at once; what the
 // broker has not acknowledged stays in the spool, for the next start. Run
 // is called once; it closes the spool when it returns.
-func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error {
+func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 	defer close(p.done)
 	p.log.Info().Msg("connecting to broker")
 	p.client.Connect() // completes once connected; progress is reported to notify
@@ -274,21 +274,24 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Sample) error 
 	}
 }
 
-// intake encodes every sample from in and appends it to the spool, until
+// intake encodes every sample of every batch from in and appends it to the spool, until
 // in is closed or ctx ends. It writes to the spool whenever in is empty.
-func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Sample, wake chan<- struct{}) {
+func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake chan<- struct{}) {
 	defer p.spoolFlush()
 	var buf []byte
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case s, ok := <-in:
+		case batch, ok := <-in:
 			if !ok {
 				return
 			}
-			buf = AppendJSON(buf[:0], &s)
-			p.spoolAppend(p.topics.topic(s.PLC, s.Tag), buf)
+			for i := range batch {
+				s := &batch[i]
+				buf = AppendJSON(buf[:0], s)
+				p.spoolAppend(p.topics.topic(s.PLC, s.Tag), buf)
+			}
 			if len(in) == 0 {
 				p.spoolFlush()
 			}

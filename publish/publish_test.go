@@ -108,7 +108,7 @@ func containsAll(s string, parts []string) bool {
 }
 
 // start runs p until the test ends; the returned channel gives Run's result.
-func start(t *testing.T, p *Publisher, in <-chan collectors.Sample) <-chan error {
+func start(t *testing.T, p *Publisher, in <-chan collectors.Batch) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(t.Context(), in) }()
 	return done
@@ -178,10 +178,10 @@ func TestPublishQoS(t *testing.T) {
 			msgs := brokertest.Subscribe(t, b.URL(), "#", byte(qos))
 			log, _ := newLog(t)
 			p := newPublisher(t, testConfig(b.URL(), qos), log)
-			in := make(chan collectors.Sample)
+			in := make(chan collectors.Batch)
 			done := start(t, p, in)
 			for _, s := range samples {
-				in <- s
+				in <- collectors.Batch{s}
 			}
 			close(in)
 			if err := result(t, done); err != nil {
@@ -208,9 +208,9 @@ func TestPublishRetain(t *testing.T) {
 			cfg := testConfig(b.URL(), 1)
 			cfg.MQTT.Retain = retain
 			p := newPublisher(t, cfg, log)
-			in := make(chan collectors.Sample, 1)
+			in := make(chan collectors.Batch, 1)
 			s := collectors.Sample{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}
-			in <- s
+			in <- collectors.Batch{s}
 			close(in)
 			if err := result(t, start(t, p, in)); err != nil {
 				t.Fatalf("Run: %v", err)
@@ -297,11 +297,11 @@ func TestPublishOrder(t *testing.T) {
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, _ := newLog(t)
 	p := newPublisher(t, testConfig(b.URL(), 1), log)
-	in := make(chan collectors.Sample, 256)
+	in := make(chan collectors.Batch, 256)
 	done := start(t, p, in)
 	go func() {
 		for i := range n {
-			in <- seqSample(i)
+			in <- collectors.Batch{seqSample(i)}
 		}
 		close(in)
 	}()
@@ -328,8 +328,8 @@ func TestPublishPassword(t *testing.T) {
 		cfg := testConfig(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "s3cret"
 		p := newPublisher(t, cfg, log)
-		in := make(chan collectors.Sample, 1)
-		in <- seqSample(1)
+		in := make(chan collectors.Batch, 1)
+		in <- collectors.Batch{seqSample(1)}
 		close(in)
 		if err := result(t, start(t, p, in)); err != nil {
 			t.Fatalf("Run: %v", err)
@@ -344,8 +344,8 @@ func TestPublishPassword(t *testing.T) {
 		cfg := testConfig(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "wr0ng-pa55"
 		p := newPublisher(t, cfg, log)
-		in := make(chan collectors.Sample, 1)
-		in <- seqSample(1)
+		in := make(chan collectors.Batch, 1)
+		in <- collectors.Batch{seqSample(1)}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx, in) }()
@@ -376,12 +376,12 @@ func TestPublishOutage(t *testing.T) {
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, logs := newLog(t)
 	p := newPublisher(t, testConfig(b.URL(), 1), log)
-	in := make(chan collectors.Sample, 2000) // room for all sent during the outage
+	in := make(chan collectors.Batch, 2000) // room for all sent during the outage
 	done := start(t, p, in)
 	next := 0
 	send := func(n int) {
 		for range n {
-			in <- seqSample(next)
+			in <- collectors.Batch{seqSample(next)}
 			next++
 		}
 	}
@@ -458,10 +458,10 @@ func TestPublishBrokerDownAtStart(t *testing.T) {
 			b.Stop()
 			log, logs := newLog(t)
 			p := newPublisher(t, testConfig(b.URL(), qos), log)
-			in := make(chan collectors.Sample, 10)
+			in := make(chan collectors.Batch, 10)
 			done := start(t, p, in)
 			for i := range 10 {
-				in <- seqSample(i)
+				in <- collectors.Batch{seqSample(i)}
 			}
 			close(in)
 			logs.waitFor(t, "cannot connect to broker", "connection refused")
@@ -494,7 +494,7 @@ func TestPublishHardStop(t *testing.T) {
 	l.Close() // nothing listens there now
 	log, logs := newLog(t)
 	p := newPublisher(t, testConfig(url, 1), log)
-	in := make(chan collectors.Sample)
+	in := make(chan collectors.Batch)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()

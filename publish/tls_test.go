@@ -109,12 +109,12 @@ func TestPublishTLS(t *testing.T) {
 			cfg := testConfig(b.URL(), 1)
 			cfg.MQTT.TLS = tt.tls
 			p := newPublisher(t, cfg, log)
-			in := make(chan collectors.Sample, 1)
+			in := make(chan collectors.Batch, 1)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx, in) }()
 			if tt.want == "" {
-				in <- seqSample(1)
+				in <- collectors.Batch{seqSample(1)}
 				close(in)
 				if err := result(t, done); err != nil {
 					t.Fatalf("Run: %v", err)

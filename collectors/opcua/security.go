@@ -45,6 +45,7 @@ var ErrNoEndpoint = errors.New("no matching endpoint")
 func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
 	sec, auth := s.plc.Security, s.plc.Auth
 	if sec.Policy == "None" && auth.Username == "" && auth.CertificateFile == "" {
+		s.status.SetSecurity("None", "None", "")
 		return []opcua.Option{
 			opcua.SecurityPolicy(ua.SecurityPolicyURINone),
 			opcua.SecurityMode(ua.MessageSecurityModeNone),
@@ -63,12 +64,17 @@ func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
 		opcua.SecurityPolicy(ep.SecurityPolicyURI),
 		opcua.SecurityMode(ep.SecurityMode),
 	}
+	policy := strings.TrimPrefix(ep.SecurityPolicyURI, "http://opcfoundation.org/UA/SecurityPolicy#")
+	mode := strings.TrimPrefix(ep.SecurityMode.String(), "MessageSecurityMode")
 	if ep.SecurityMode == ua.MessageSecurityModeNone {
+		s.status.SetSecurity(policy, mode, "")
 		return s.identityOptionsFor(ep, opts)
 	}
-	if err := s.trustServer(ep); err != nil {
+	fingerprint, err := s.trustServer(ep)
+	if err != nil {
 		return nil, err
 	}
+	s.status.SetSecurity(policy, mode, fingerprint)
 	cert, der, key, err := certs.LoadKeyPair(sec.CertificateFile, sec.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
@@ -92,15 +98,15 @@ func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
 
 // trustServer checks the endpoint's certificate against the trust store, the
 // configured host name and the server's ApplicationURI.
-func (s *Session) trustServer(ep *ua.EndpointDescription) error {
+func (s *Session) trustServer(ep *ua.EndpointDescription) (fingerprint string, err error) {
 	sec := s.plc.Security
 	store, err := certs.OpenStore(sec.PKIDir)
 	if err != nil {
-		return fmt.Errorf("trust store: %w", err)
+		return "", fmt.Errorf("trust store: %w", err)
 	}
 	res, err := store.Verify(ep.ServerCertificate, sec.VerifyOptions(s.plc.Name))
 	if err != nil {
-		return fmt.Errorf("server certificate: %w", err)
+		return "", fmt.Errorf("server certificate: %w", err)
 	}
 	if n := res.Notice(); n != "" {
 		ev := s.log.Info()
@@ -112,7 +118,7 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) error {
 	host := endpointHost(s.plc.Endpoint)
 	if err := certs.VerifyHostname(res.Certificate, host); err != nil {
 		if sec.VerifyHostname {
-			return fmt.Errorf("server certificate: %w", err)
+			return "", fmt.Errorf("server certificate: %w", err)
 		}
 		if !s.hostnameWarned {
 			s.hostnameWarned = true
@@ -121,10 +127,10 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) error {
 	}
 	if ep.Server != nil {
 		if err := certs.VerifyApplicationURI(res.Certificate, ep.Server.ApplicationURI); err != nil {
-			return fmt.Errorf("server certificate: %w", err)
+			return "", fmt.Errorf("server certificate: %w", err)
 		}
 	}
-	return nil
+	return res.Fingerprint, nil
 }
 
 // identityOptionsFor adds the user identity token for the chosen endpoint;

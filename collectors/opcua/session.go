@@ -60,6 +60,8 @@ type Session struct {
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
 
+	status *collectors.Tracker // what status, health and metrics show
+
 	clockOffset    atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
 	skewWarned     bool         // the clock offset warning is given once
 	hostnameWarned bool         // the verify_hostname: false warning is given once
@@ -68,6 +70,10 @@ type Session struct {
 // ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
 // until the first heartbeat.
 func (s *Session) ClockOffset() time.Duration { return time.Duration(s.clockOffset.Load()) }
+
+// Status is the live status of the session's PLC entries, for health,
+// status and metrics; set its OnChange before Run to hear of state changes.
+func (s *Session) Status() *collectors.Tracker { return s.status }
 
 // tagRef is a tag and the name of the PLC entry it belongs to.
 type tagRef struct {
@@ -93,9 +99,10 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 		}
 	}
 	return &Session{
-		plc:  plc,
-		tags: tags,
-		log:  log.With().Str("plc", strings.Join(names, ",")).Str("endpoint", plc.Endpoint).Logger(),
+		plc:    plc,
+		tags:   tags,
+		status: collectors.NewTracker(plc.Endpoint, names...),
+		log:    log.With().Str("plc", strings.Join(names, ",")).Str("endpoint", plc.Endpoint).Logger(),
 		backoff: Backoff{
 			Min: plc.Reconnect.Min.Duration(),
 			Max: plc.Reconnect.Max.Duration(),
@@ -121,14 +128,17 @@ func (s *Session) warnSettings() {
 // Run connects, subscribes and sends every data change to out until ctx
 // ends. Failures are logged and retried with backoff; Run returns nil on
 // cancellation.
-func (s *Session) Run(ctx context.Context, out chan<- collectors.Sample) error {
+func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
+	defer s.status.SetState(collectors.StateStopped, "")
 	var lastErr string
 	for attempt := 0; ; attempt++ {
 		healthy, err := s.connectAndStream(ctx, out)
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.status.NoteError(err)
+		s.status.SetState(collectors.StateDisconnected, err.Error())
 		if healthy {
 			attempt = 0
 			lastErr = ""
@@ -151,7 +161,7 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Sample) error {
 
 // connectAndStream runs one session from dial to loss. healthy reports
 // whether it streamed long enough to reset the backoff.
-func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sample) (healthy bool, err error) {
+func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Batch) (healthy bool, err error) {
 	// gopcua indexes server replies without checking them; a malformed reply
 	// must cost a reconnect, not the agent.
 	defer func() {
@@ -194,6 +204,8 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Sa
 	}
 	s.log.Info().Str("state", "streaming").Int("tags", len(s.tags)).Int("subscriptions", len(subs)).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
+	s.reportTags()
+	s.status.SetState(collectors.StateStreaming, "")
 
 	started := time.Now()
 	health := time.NewTicker(healthInterval)
@@ -271,6 +283,7 @@ func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
 	}
 	offset := serverNow.Sub(time.Now())
 	s.clockOffset.Store(int64(offset))
+	s.status.SetClockOffset(offset)
 	if !s.skewWarned && offset.Abs() > s.plc.ClockSkewWarning.Duration() {
 		s.skewWarned = true
 		s.log.Warn().Dur("clock_offset", offset).Str("offset", offset.Round(time.Millisecond).String()).
@@ -484,12 +497,28 @@ func (s *Session) tagLog(handle uint32) *zerolog.Logger {
 	return &l
 }
 
+// reportTags tells the status how many tags of each entry the server took.
+func (s *Session) reportTags() {
+	failed := map[string]int{}
+	total := map[string]int{}
+	for h, t := range s.tags {
+		total[t.plc]++
+		if _, bad := s.rejected[uint32(h)]; bad {
+			failed[t.plc]++
+		}
+	}
+	for plc, n := range total {
+		s.status.SetTags(plc, n-failed[plc], failed[plc])
+	}
+}
+
 // retryRejected asks again for tags the server refused, e.g. node ids that
 // come back after a PLC program download.
 func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, subs map[time.Duration]*subscription) {
 	if len(s.rejected) == 0 {
 		return
 	}
+	defer s.reportTags()
 	byInterval := map[time.Duration][]uint32{}
 	for h := range s.rejected {
 		iv := s.tags[h].PublishingInterval.Duration()
@@ -565,13 +594,14 @@ func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, 
 	return res.Results[0].Value, nil
 }
 
-// handle turns one publish notification into samples.
-func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Sample, dog *watchdog) error {
+// handle turns one publish notification into one batch of samples.
+func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Batch, dog *watchdog) error {
 	if n.Error != nil {
 		return fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error)
 	}
 	switch v := n.Value.(type) {
 	case *ua.DataChangeNotification:
+		batch := make(collectors.Batch, 0, len(v.MonitoredItems))
 		for _, item := range v.MonitoredItems {
 			if item != nil && item.ClientHandle >= heartbeatHandle {
 				s.noteHeartbeat(item.Value, dog)
@@ -582,11 +612,16 @@ func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, 
 				continue
 			}
 			tag := s.tags[item.ClientHandle]
-			select {
-			case out <- sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value):
-			case <-ctx.Done():
-				return nil
-			}
+			batch = append(batch, sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value))
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		s.status.Collected(batch)
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return nil
 		}
 	case *ua.StatusChangeNotification:
 		return fmt.Errorf("subscription %d: status changed to %s", n.SubscriptionID, statusName(v.Status))
@@ -596,7 +631,7 @@ func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, 
 
 // drain forwards notifications gopcua already handed over before the session
 // closes, so a shutdown loses nothing that was received.
-func (s *Session) drain(ctx context.Context, notifs <-chan *opcua.PublishNotificationData, out chan<- collectors.Sample) {
+func (s *Session) drain(ctx context.Context, notifs <-chan *opcua.PublishNotificationData, out chan<- collectors.Batch) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	for {

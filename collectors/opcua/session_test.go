@@ -78,11 +78,13 @@ func startSessions(t *testing.T, plcs []config.PLC) (*runSession, *Session) {
 	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
-	out := make(chan collectors.Sample, 1024)
+	out := make(chan collectors.Batch, 1024)
 	go func() {
-		for s := range out {
+		for batch := range out {
 			r.mu.Lock()
-			r.samples[s.Tag] = append(r.samples[s.Tag], s)
+			for _, s := range batch {
+				r.samples[s.Tag] = append(r.samples[s.Tag], s)
+			}
 			r.mu.Unlock()
 		}
 	}()

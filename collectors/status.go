@@ -1,0 +1,227 @@
+package collectors
+
+import (
+	"sync"
+	"time"
+)
+
+// States of a PLC entry's collection, as shown in status and logs.
+const (
+	StateConnecting   = "connecting"   // first connection attempt under way
+	StateStreaming    = "streaming"    // subscribed, values flow
+	StateRecovering   = "recovering"   // channel lost; reactivating the session without losing values
+	StateDisconnected = "disconnected" // down; retrying with backoff
+	StateStopped      = "stopped"      // the agent stopped collecting
+)
+
+// rateWindow is the period over which ValuesPerSecond is measured.
+const rateWindow = 5 * time.Second
+
+// PLCStatus is a snapshot of one PLC entry's collection.
+type PLCStatus struct {
+	PLC      string    `json:"plc"`
+	State    string    `json:"state"`
+	Reason   string    `json:"reason,omitempty"` // why it left streaming; empty while streaming
+	Since    time.Time `json:"since"`            // when State last changed
+	Endpoint string    `json:"endpoint"`
+
+	Policy            string `json:"policy,omitempty"` // security policy in use, e.g. "Basic256Sha256"
+	Mode              string `json:"mode,omitempty"`   // message security mode in use
+	ServerFingerprint string `json:"server_fingerprint,omitempty"`
+
+	ChannelID            uint32    `json:"channel_id"`
+	TokenID              uint32    `json:"token_id"`
+	TokenRenewals        uint64    `json:"token_renewals"`
+	TokenRenewalFailures uint64    `json:"token_renewal_failures"`
+	LastRenewal          time.Time `json:"last_renewal,omitzero"`
+
+	Reconnects   uint64    `json:"reconnects"` // sessions established after the first
+	Recoveries   uint64    `json:"recoveries"` // sessions reactivated on a new channel without a gap
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	TagsOK       int       `json:"tags_ok"`
+	TagsFailed   int       `json:"tags_failed"`
+	Values       uint64    `json:"values"` // values collected since start
+	ValuesPerSec float64   `json:"values_per_second"`
+
+	ClockOffset        time.Duration `json:"-"` // PLC clock minus ours
+	ClockOffsetSeconds float64       `json:"clock_offset_seconds"`
+}
+
+// Tracker keeps the live status of the PLC entries one collector serves.
+// It is safe for concurrent use; the collector writes, status readers
+// take snapshots, and an observer hears of every state change.
+type Tracker struct {
+	mu       sync.Mutex
+	order    []string
+	plcs     map[string]*plcTrack
+	onChange func(PLCStatus)
+	ever     bool // some entry has streamed: later sessions count as reconnects
+}
+
+type plcTrack struct {
+	PLCStatus
+	windowStart time.Time
+	windowCount uint64
+}
+
+// NewTracker starts every entry in StateConnecting.
+func NewTracker(endpoint string, plcs ...string) *Tracker {
+	t := &Tracker{plcs: make(map[string]*plcTrack, len(plcs))}
+	now := time.Now()
+	for _, name := range plcs {
+		t.order = append(t.order, name)
+		t.plcs[name] = &plcTrack{
+			PLCStatus:   PLCStatus{PLC: name, State: StateConnecting, Since: now, Endpoint: endpoint},
+			windowStart: now,
+		}
+	}
+	return t
+}
+
+// OnChange registers fn to hear of every state change, after it happened,
+// outside the tracker's lock, in order for each entry. Set it before the
+// collector runs.
+func (t *Tracker) OnChange(fn func(PLCStatus)) {
+	t.mu.Lock()
+	t.onChange = fn
+	t.mu.Unlock()
+}
+
+// SetState moves every entry to state, with reason (empty when streaming).
+// It reports whether the state changed.
+func (t *Tracker) SetState(state, reason string) bool {
+	t.mu.Lock()
+	var changed []PLCStatus
+	now := time.Now()
+	if state == StateStreaming {
+		for _, p := range t.plcs {
+			if p.State != StateStreaming && t.ever && p.State != StateRecovering {
+				p.Reconnects++
+			}
+		}
+		t.ever = true
+	}
+	for _, name := range t.order {
+		p := t.plcs[name]
+		if p.State == state && p.Reason == reason {
+			continue
+		}
+		p.State, p.Reason, p.Since = state, reason, now
+		changed = append(changed, p.snapshot(now))
+	}
+	fn := t.onChange
+	t.mu.Unlock()
+	if fn != nil {
+		for _, c := range changed {
+			fn(c)
+		}
+	}
+	return len(changed) > 0
+}
+
+// update runs fn on every entry under the lock.
+func (t *Tracker) update(fn func(p *plcTrack)) {
+	t.mu.Lock()
+	for _, p := range t.plcs {
+		fn(p)
+	}
+	t.mu.Unlock()
+}
+
+// NoteError records the latest failure.
+func (t *Tracker) NoteError(err error) {
+	if err == nil {
+		return
+	}
+	now := time.Now()
+	t.update(func(p *plcTrack) { p.LastError, p.LastErrorAt = err.Error(), now })
+}
+
+// NoteRecovery counts a session reactivated on a new channel.
+func (t *Tracker) NoteRecovery() { t.update(func(p *plcTrack) { p.Recoveries++ }) }
+
+// SetSecurity records the endpoint security in use and the server
+// certificate's fingerprint.
+func (t *Tracker) SetSecurity(policy, mode, fingerprint string) {
+	t.update(func(p *plcTrack) { p.Policy, p.Mode, p.ServerFingerprint = policy, mode, fingerprint })
+}
+
+// SetChannel records the secure channel and token in use.
+func (t *Tracker) SetChannel(channelID, tokenID uint32) {
+	t.update(func(p *plcTrack) { p.ChannelID, p.TokenID = channelID, tokenID })
+}
+
+// NoteRenewal counts a token renewal, successful or not.
+func (t *Tracker) NoteRenewal(ok bool, at time.Time) {
+	t.update(func(p *plcTrack) {
+		if ok {
+			p.TokenRenewals++
+			p.LastRenewal = at
+		} else {
+			p.TokenRenewalFailures++
+		}
+	})
+}
+
+// SetClockOffset records the PLC's clock minus ours.
+func (t *Tracker) SetClockOffset(d time.Duration) {
+	t.update(func(p *plcTrack) { p.ClockOffset = d })
+}
+
+// SetTags records, per entry, how many tags the server accepted and refused.
+func (t *Tracker) SetTags(plc string, ok, failed int) {
+	t.mu.Lock()
+	if p := t.plcs[plc]; p != nil {
+		p.TagsOK, p.TagsFailed = ok, failed
+	}
+	t.mu.Unlock()
+}
+
+// Collected counts the values of a batch for their entries.
+func (t *Tracker) Collected(b Batch) {
+	if len(b) == 0 {
+		return
+	}
+	t.mu.Lock()
+	var p *plcTrack
+	for i := range b {
+		if p == nil || p.PLC != b[i].PLC {
+			p = t.plcs[b[i].PLC]
+			if p == nil {
+				continue
+			}
+		}
+		p.Values++
+		p.windowCount++
+	}
+	t.mu.Unlock()
+}
+
+// Snapshot returns the status of every entry, in configuration order.
+func (t *Tracker) Snapshot() []PLCStatus {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]PLCStatus, 0, len(t.order))
+	for _, name := range t.order {
+		out = append(out, t.plcs[name].snapshot(now))
+	}
+	return out
+}
+
+// snapshot computes the rate over the window so far, and starts a new
+// window once one is complete. Called with the lock held.
+func (p *plcTrack) snapshot(now time.Time) PLCStatus {
+	if el := now.Sub(p.windowStart); el > 0 {
+		if el >= time.Second {
+			p.ValuesPerSec = float64(p.windowCount) / el.Seconds()
+		}
+		if el >= rateWindow {
+			p.windowStart, p.windowCount = now, 0
+		}
+	}
+	s := p.PLCStatus
+	s.ClockOffsetSeconds = s.ClockOffset.Seconds()
+	return s
+}
