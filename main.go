@@ -47,6 +47,8 @@ Usage:
   tagbridge validate [-c FILE]   check the configuration and start nothing
   tagbridge version              print version information
   tagbridge certs create [flags] write the agent's OPC UA certificate and key
+  tagbridge browse ENDPOINT [flags]
+                                 print a plcs: entry listing the server's variables
 
 Run "tagbridge COMMAND -h" for a command's options.
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
@@ -68,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdVersion(args[1:], stdout, stderr)
 	case "certs":
 		return cmdCerts(args[1:], stdout, stderr)
+	case "browse":
+		return cmdBrowse(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// passwordEnv holds the --user password: secrets never go on a command line.
+const passwordEnv = "TAGBRIDGE_PASSWORD"
+
+const browseSynopsis = `browse ENDPOINT [--security POLICY/MODE --cert F --key F --user U] [--root NODE]
+                  [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [-c FILE]
+
+Walks the server's address space from the Objects folder (or --root) along
+hierarchical references and prints a plcs: entry for the configuration
+whose tags: list holds every variable found, named after its browse path.
+It connects as run does: the same endpoint selection, trust store
+(agent.pki_dir) and allowed directories (agent.allowed_cert_dirs), both
+taken from -c FILE when it exists. The password for --user comes from the
+environment variable ` + passwordEnv + `. The standard Server object is passed
+by unless --root names it. Progress goes to stderr on long walks.`
+
+type browseFlags struct {
+	endpoint, security, cert, key, user string
+	root, filter, plc, configFile       string
+	depth                               int
+	maxRefs                             uint
+	nsu, configSet                      bool
+}
+
+func cmdBrowse(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("browse", browseSynopsis, stderr)
+	var f browseFlags
+	fs.StringVar(&f.security, "security", "None", "security `POLICY/MODE`, e.g. Basic256Sha256/SignAndEncrypt, Basic256Sha256 (mode SignAndEncrypt) or auto")
+	fs.StringVar(&f.cert, "cert", "", "client certificate `file` (default "+config.DefaultCertificateFile+")")
+	fs.StringVar(&f.key, "key", "", "client private key `file` (default "+config.DefaultKeyFile+")")
+	fs.StringVar(&f.user, "user", "", "user `name`; the password comes from $"+passwordEnv)
+	fs.StringVar(&f.root, "root", "", "`node` id to start from (default the Objects folder, i=85); ns=, nsu= or bare")
+	fs.IntVar(&f.depth, "depth", 0, "levels below the root to walk, 0 for no limit")
+	fs.StringVar(&f.filter, "filter", "", "keep only tags whose name matches this `glob` (e.g. 'Line1.*')")
+	fs.StringVar(&f.plc, "plc", "", "`name` of the PLC entry (default the endpoint's host)")
+	fs.BoolVar(&f.nsu, "nsu", false, "write node ids with namespace URIs (nsu=...) instead of indexes (ns=...)")
+	fs.StringVar(&f.configFile, "c", defaultConfig, "configuration `file` to take agent.pki_dir and agent.allowed_cert_dirs from, when it exists")
+	fs.UintVar(&f.maxRefs, "max-refs", uint(opcua.DefaultMaxReferencesPerNode), "references to ask for per node in one Browse; more come by BrowseNext")
+	if code, done := parseBrowseFlags(fs, args, &f, stdout); done {
+		return code
+	}
+	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "c" })
+	if f.depth < 0 {
+		fmt.Fprintf(stderr, "tagbridge browse: --depth %d: must not be negative\n", f.depth)
+		return exitConfig
+	}
+	if f.maxRefs < 1 || f.maxRefs > 1<<31 {
+		fmt.Fprintf(stderr, "tagbridge browse: --max-refs %d: must be between 1 and 2147483648\n", f.maxRefs)
+		return exitConfig
+	}
+	plc, err := browsePLC(f)
+	if err != nil {
+		printBrowseError(stderr, err)
+		return exitConfig
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := newLogger(config.Agent{LogFormat: "console", LogLevel: "warn"}, stderr)
+	c, err := opcua.Dial(ctx, plc, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tagbridge browse: %v\n", err)
+		return exitRuntime
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = c.Close(cctx)
+	}()
+
+	opts := opcua.BrowseOptions{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu}
+	if f.root != "" {
+		if opts.Root, err = opcua.ParseNodeID(c, f.root); err != nil {
+			fmt.Fprintf(stderr, "tagbridge browse: --root: %v\n", err)
+			return exitConfig
+		}
+	}
+	var visited atomic.Int64
+	opts.OnVisit = func(n int) { visited.Add(int64(n)) }
+	stopProgress := progress(stderr, &visited)
+	vars, stats, err := opcua.Browse(ctx, c, opts)
+	stopProgress()
+	if err != nil {
+		fmt.Fprintf(stderr, "tagbridge browse: %s: %v\n", plc.Endpoint, err)
+		return exitRuntime
+	}
+	if n := len(stats.Skipped); n > 0 {
+		fmt.Fprintf(stderr, "tagbridge browse: the server would not browse %s, e.g. %s\n", plural(n, "node"), strings.Join(stats.Skipped[:min(n, 3)], "; "))
+	}
+	if len(vars) == 0 {
+		fmt.Fprintf(stderr, "tagbridge browse: no variables found (%s browsed)\n", plural(stats.Visited, "node"))
+		return exitRuntime
+	}
+	fmt.Fprintf(stderr, "tagbridge browse: %s found, %s browsed\n", plural(len(vars), "variable"), plural(stats.Visited, "node"))
+	if _, err := stdout.Write(plcEntry(plc, f, vars)); err != nil {
+		fmt.Fprintf(stderr, "tagbridge browse: %v\n", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+// parseBrowseFlags parses flags before and after the endpoint, which Go's
+// flag package alone would stop at.
+func parseBrowseFlags(fs *flag.FlagSet, args []string, f *browseFlags, stdout io.Writer) (code int, done bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK, true
+		}
+	}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return exitConfig, true
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch len(positional) {
+	case 0:
+		fmt.Fprintf(fs.Output(), "tagbridge browse: ENDPOINT required, e.g. opc.tcp://192.168.0.10:4840\n")
+		return exitConfig, true
+	case 1:
+		f.endpoint = positional[0]
+		return exitOK, false
+	}
+	fmt.Fprintf(fs.Output(), "tagbridge browse: unexpected argument %q\n", positional[1])
+	return exitConfig, true
+}
+
+// browsePLC builds the PLC entry the flags describe and loads it through
+// the configuration's own defaults and validation, so the allowed-directory
+// guard, key file checks and password lookup are those of run.
+func browsePLC(f browseFlags) (config.PLC, error) {
+	type agent struct {
+		ID              string    `yaml:"id"`
+		AllowedCertDirs *[]string `yaml:"allowed_cert_dirs,omitempty"` // nil: the default; []: none
+		PKIDir          string    `yaml:"pki_dir,omitempty"`
+	}
+	var file struct {
+		Agent agent `yaml:"agent"`
+	}
+	data, err := os.ReadFile(f.configFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !f.configSet:
+	case err != nil:
+		return config.PLC{}, fmt.Errorf("-c: read config: %w", err)
+	default:
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return config.PLC{}, fmt.Errorf("-c %s: %w", f.configFile, err)
+		}
+	}
+	a := file.Agent
+	a.ID = "browse" // only for validation: the agent's identity plays no part
+
+	name := f.plc
+	if name == "" {
+		if u, err := url.Parse(f.endpoint); err == nil {
+			name = u.Hostname()
+		}
+	}
+	policy, mode, _ := strings.Cut(f.security, "/")
+	type security struct {
+		Policy          string `yaml:"policy"`
+		Mode            string `yaml:"mode,omitempty"`
+		CertificateFile string `yaml:"certificate_file,omitempty"`
+		KeyFile         string `yaml:"key_file,omitempty"`
+	}
+	type auth struct {
+		Username    string `yaml:"username,omitempty"`
+		PasswordEnv string `yaml:"password_env,omitempty"`
+	}
+	type plc struct {
+		Name     string              `yaml:"name"`
+		Endpoint string              `yaml:"endpoint"`
+		Security security            `yaml:"security"`
+		Auth     auth                `yaml:"auth"`
+		Tags     []map[string]string `yaml:"tags"`
+	}
+	p := plc{
+		Name:     name,
+		Endpoint: f.endpoint,
+		Security: security{Policy: policy, Mode: mode, CertificateFile: f.cert, KeyFile: f.key},
+		// A stand-in: a PLC entry needs a tag to be valid.
+		Tags: []map[string]string{{"node": "i=2258"}},
+	}
+	if f.user != "" {
+		p.Auth = auth{Username: f.user, PasswordEnv: passwordEnv}
+	}
+	doc, err := yaml.Marshal(map[string]any{"agent": a, "plcs": []plc{p}})
+	if err != nil {
+		return config.PLC{}, err
+	}
+	cfg, err := config.Parse("", doc)
+	if err != nil {
+		return config.PLC{}, err
+	}
+	return cfg.PLCs[0], nil
+}
+
+// flagOf names the flag or setting behind a configuration path.
+var flagOf = []struct{ path, flag string }{
+	{"plcs[0].name", "--plc"},
+	{"plcs[0].endpoint", "ENDPOINT"},
+	{"plcs[0].security.policy", "--security"},
+	{"plcs[0].security.mode", "--security"},
+	{"plcs[0].security.certificate_file", "--cert"},
+	{"plcs[0].security.key_file", "--key"},
+	{"plcs[0].auth.password_env", "$" + passwordEnv},
+	{"plcs[0].auth", "--user"},
+	{"agent.", "-c: agent."},
+}
+
+// printBrowseError prints configuration problems as the flags that caused them.
+func printBrowseError(w io.Writer, err error) {
+	var list config.Errors
+	if !errors.As(err, &list) {
+		fmt.Fprintf(w, "tagbridge browse: %v\n", err)
+		return
+	}
+	for _, e := range list {
+		where := e.Path
+		for _, m := range flagOf {
+			if rest, ok := strings.CutPrefix(e.Path, m.path); ok {
+				where = m.flag + rest
+				break
+			}
+		}
+		if where == "" {
+			fmt.Fprintf(w, "tagbridge browse: %s\n", e.Msg)
+			continue
+		}
+		fmt.Fprintf(w, "tagbridge browse: %s: %s\n", where, e.Msg)
+	}
+}
+
+// progress prints nodes visited per second to w, once a second, from the
+// second second on: short walks stay quiet. The returned func stops it.
+func progress(w io.Writer, visited *atomic.Int64) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				if el := now.Sub(start); el >= 2*time.Second {
+					n := visited.Load()
+					fmt.Fprintf(w, "browse: %d nodes visited, %.0f/s\n", n, float64(n)/el.Seconds())
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// plcEntry renders the plcs: entry: the connection settings given and one
+// tag per variable, with its data type and access level as a comment.
+func plcEntry(plc config.PLC, f browseFlags, vars []opcua.Variable) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "plcs:\n  - name: %s\n    endpoint: %s\n", quote(plc.Name), quote(plc.Endpoint))
+	if sec := plc.Security; sec.Policy != "None" {
+		fmt.Fprintf(&b, "    security:\n      policy: %s\n", quote(sec.Policy))
+		if sec.Mode != "" {
+			fmt.Fprintf(&b, "      mode: %s\n", quote(sec.Mode))
+		}
+		if f.cert != "" {
+			fmt.Fprintf(&b, "      certificate_file: %s\n", quote(f.cert))
+		}
+		if f.key != "" {
+			fmt.Fprintf(&b, "      key_file: %s\n", quote(f.key))
+		}
+	}
+	if plc.Auth.Username != "" {
+		fmt.Fprintf(&b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), passwordEnv)
+	}
+	b.WriteString("    tags:\n")
+	for _, v := range vars {
+		fmt.Fprintf(&b, "      - name: %s\n        node: %s", quote(v.Name), quote(v.Node))
+		var notes []string
+		if v.DataType != "" {
+			notes = append(notes, v.DataType)
+		}
+		if a := v.Access(); a != "" {
+			notes = append(notes, a)
+		}
+		if len(notes) > 0 {
+			// Data type names come from the server: keep them on one line.
+			fmt.Fprintf(&b, "  # %s", strings.Map(func(r rune) rune {
+				if r < ' ' || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+					return ' '
+				}
+				return r
+			}, strings.Join(notes, ", ")))
+		}
+		b.WriteString("\n")
+	}
+	return b.Bytes()
+}
+
+// quote writes s as a YAML double-quoted scalar (JSON's escapes are YAML's).
+func quote(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
+}
