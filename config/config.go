@@ -49,8 +49,27 @@ type MQTT struct {
 	Topic        string   `yaml:"topic"`
 	Spool        Spool    `yaml:"spool"`
 
+	// Payload is the message format: json (one object per value, or per
+	// publish cycle with Batch), sparkplug_b or opcua_json.
+	Payload    string    `yaml:"payload"`
+	Batch      bool      `yaml:"batch"`       // json: one array per PLC and publish cycle
+	BatchTopic string    `yaml:"batch_topic"` // topic template of batches: {agent}, {plc}
+	Sparkplug  Sparkplug `yaml:"sparkplug"`
+
 	// Password is resolved from PasswordEnv or PasswordFile at load time.
 	Password Secret `yaml:"-"`
+}
+
+// Payload formats (mqtt.payload).
+const (
+	PayloadJSON       = "json"
+	PayloadSparkplugB = "sparkplug_b"
+	PayloadOPCUAJSON  = "opcua_json"
+)
+
+// Sparkplug holds the Sparkplug B settings; the edge node id is agent.id.
+type Sparkplug struct {
+	GroupID string `yaml:"group_id"`
 }
 
 // Spool bounds and syncs the disk spool under agent.spool_dir, through

@@ -21,6 +21,7 @@ const (
 	DefaultQoS                = 1
 	DefaultKeepalive          = 30 * time.Second
 	DefaultTopic              = "tagbridge/{agent}/{plc}/{tag}"
+	DefaultBatchTopic         = "tagbridge/{agent}/{plc}"
 	DefaultSpoolMaxBytes      = 256 << 20
 	DefaultSpoolSyncInterval  = 100 * time.Millisecond
 	DefaultSecurityPolicy     = "None"
@@ -59,6 +60,8 @@ func (c *Config) applyDefaults() {
 	}
 	orDuration(&m.Keepalive, DefaultKeepalive)
 	orString(&m.Topic, DefaultTopic)
+	orString(&m.Payload, PayloadJSON)
+	orString(&m.BatchTopic, DefaultBatchTopic)
 	if m.Spool.MaxBytes == 0 {
 		m.Spool.MaxBytes = DefaultSpoolMaxBytes
 	}

@@ -127,6 +127,27 @@ func (v *validator) mqtt(m *MQTT) {
 	if msg := topicError(m.Topic); msg != "" {
 		v.add("mqtt.topic", "%s", msg)
 	}
+	switch m.Payload {
+	case PayloadJSON:
+	case PayloadSparkplugB:
+		switch {
+		case m.Sparkplug.GroupID == "":
+			v.add("mqtt.sparkplug.group_id", "required with payload sparkplug_b")
+		case strings.ContainsAny(m.Sparkplug.GroupID, "/+#") || strings.ContainsRune(m.Sparkplug.GroupID, 0):
+			v.add("mqtt.sparkplug.group_id", "%q: must be one topic level, without / + #", m.Sparkplug.GroupID)
+		}
+	case PayloadOPCUAJSON:
+	default:
+		v.add("mqtt.payload", "%q is not a payload format (json, sparkplug_b or opcua_json)", m.Payload)
+	}
+	if m.Batch && m.Payload != PayloadJSON {
+		v.add("mqtt.batch", "applies to payload json only; %s batches by itself", m.Payload)
+	}
+	if msg := topicError(m.BatchTopic); msg != "" {
+		v.add("mqtt.batch_topic", "%s", msg)
+	} else if strings.Contains(m.BatchTopic, "{tag}") {
+		v.add("mqtt.batch_topic", "a batch holds many tags: {tag} is not allowed, only {agent} and {plc}")
+	}
 	if m.Spool.MaxBytes < MinSpoolMaxBytes {
 		v.add("mqtt.spool.max_bytes", "must be at least 1MiB, got %s", m.Spool.MaxBytes)
 	}
