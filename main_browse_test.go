@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+)
+
+// browse runs tagbridge browse in-process.
+func browse(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(append([]string{"browse"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// validateEntry pastes a browse output under an agent and mqtt section and
+// loads it as tagbridge validate does; it returns validate's summary.
+func validateEntry(t *testing.T, agent, entry string) string {
+	t.Helper()
+	file := writeConfig(t, agent+"mqtt: {url: \"tcp://127.0.0.1:1883\"}\n"+entry)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"validate", "-c", file}, &out, &errOut); code != exitOK {
+		t.Fatalf("validate: exit %d\n%s", code, errOut.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+var tagNode = regexp.MustCompile(`(?m)^      - name: "([^"]+)"\n        node: "([^"]+)"  # (\w+), (read)$`)
+
+// A browse of plcsim's 3000 variables, forced through continuation points,
+// prints an entry that tagbridge validate accepts with every variable in it.
+func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
+	const n = 3000
+	sim := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "1s")
+	code, out, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100", "-c", filepath.Join(t.TempDir(), "none.yaml"))
+	if code == exitOK {
+		t.Fatalf("browse with a missing -c FILE succeeded:\n%s", errOut)
+	}
+	code, out, errOut = browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if want := fmt.Sprintf("plcs:\n  - name: \"press1\"\n    endpoint: %q\n    tags:\n", sim.Endpoint); !strings.HasPrefix(out, want) {
+		t.Errorf("output starts\n%.200s\nwant\n%s", out, want)
+	}
+	if got, want := validateEntry(t, "agent: {id: line1}\n", out), fmt.Sprintf("config OK: 1 PLC, %d tags", n); got != want {
+		t.Errorf("validate: %q, want %q", got, want)
+	}
+	tags := tagNode.FindAllStringSubmatch(out, -1)
+	if len(tags) != n {
+		t.Fatalf("%d tags with name, node and comment, want %d:\n%.500s", len(tags), n, out)
+	}
+	for i, m := range tags {
+		kind := []string{"Double", "Int32", "Boolean", "String"}[i%4]
+		if want := fmt.Sprintf("ns=1;s=%s.%04d", kind, i); m[2] != want || m[1] != "PLCSim."+want[7:] || m[3] != kind {
+			t.Fatalf("tag %d: %q %q # %s; want node %s of type %s", i, m[1], m[2], m[3], want, kind)
+		}
+	}
+	if !strings.Contains(errOut, fmt.Sprintf("%d variables found", n)) {
+		t.Errorf("stderr lacks the summary:\n%s", errOut)
+	}
+
+	// The flags reach the walk.
+	code, out, errOut = browse(t, "--nsu", "--filter", "PLCSim.Boolean.*", sim.Endpoint, "--depth", "2")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if got, want := validateEntry(t, "agent: {id: line1}\n", out), fmt.Sprintf("config OK: 1 PLC, %d tags", n/4); got != want {
+		t.Errorf("validate: %q, want %q", got, want)
+	}
+	if !strings.Contains(out, "name: \"127.0.0.1\"") || !strings.Contains(out, `node: "nsu=urn:tagbridge:plcsim;s=Boolean.0002"  # Boolean, read`) {
+		t.Errorf("output lacks the default name or an nsu= node id:\n%.400s", out)
+	}
+	code, _, errOut = browse(t, sim.Endpoint, "--depth", "1")
+	if code != exitRuntime || !strings.Contains(errOut, "no variables found") {
+		t.Errorf("depth 1: exit %d, want %d with no variables found:\n%s", code, exitRuntime, errOut)
+	}
+}
+
+func TestBrowseUsage(t *testing.T) {
+	t.Setenv(passwordEnv, "")
+	os.Unsetenv(passwordEnv)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no endpoint", nil, "ENDPOINT required"},
+		{"two endpoints", []string{"opc.tcp://a:4840", "opc.tcp://b:4840"}, `unexpected argument "opc.tcp://b:4840"`},
+		{"no password flag", []string{"opc.tcp://a:4840", "--password", "x"}, "flag provided but not defined: -password"},
+		{"bad endpoint", []string{"http://a"}, `ENDPOINT: "http://a" has an unsupported scheme "http"`},
+		{"bad policy", []string{"opc.tcp://a:4840", "--security", "Basic999/Sign"}, `--security: "Basic999" is not a valid security policy`},
+		{"None with a mode", []string{"opc.tcp://a:4840", "--security", "None/Sign"}, `--security: policy None needs mode None, not "Sign"`},
+		{"password unset", []string{"opc.tcp://a:4840", "--user", "operator"}, `$TAGBRIDGE_PASSWORD: environment variable "TAGBRIDGE_PASSWORD" is not set`},
+		{"certificate outside the allowed directories", []string{"opc.tcp://a:4840", "--security", "Basic256Sha256", "--cert", "/tmp/c.pem", "--key", "/tmp/k.pem"}, `--cert: /tmp/c.pem is not in an allowed directory (/etc/tagbridge/certs)`},
+		{"bad plc name", []string{"opc.tcp://a:4840", "--plc", "a/b"}, `--plc: "a/b" is not a valid MQTT topic level`},
+		{"negative depth", []string{"opc.tcp://a:4840", "--depth", "-1"}, "--depth -1: must not be negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := browse(t, tc.args...)
+			if code != exitConfig || out != "" || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and %q", code, out, errOut, exitConfig, tc.want)
+			}
+		})
+	}
+}
+
+// A secured browse uses the trust store and allowed directories of -c FILE:
+// the unknown server certificate is refused and saved, and once moved to
+// trusted/certs the browse runs over Basic256Sha256/SignAndEncrypt with a
+// user name whose password never shows.
+func TestBrowseSecuredPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	const tags = 40
+	peer := peerproc.Start(t, peerproc.Options{Tags: tags, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
+		NoAnonymous: true, Users: map[string]string{"operator": "correct horse"}})
+	dir := t.TempDir()
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "browsetest", Hostname: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, pki := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(t.TempDir(), "pki")
+	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent := fmt.Sprintf("agent: {id: line1, allowed_cert_dirs: [%q], pki_dir: %q}\n", dir, pki)
+	cfg := writeConfig(t, agent)
+	t.Setenv(passwordEnv, "correct horse")
+	args := []string{peer.Endpoint, "-c", cfg, "--security", "Basic256Sha256/SignAndEncrypt", "--cert", cert, "--key", key, "--user", "operator"}
+
+	code, out, errOut := browse(t, args...)
+	if code != exitRuntime || out != "" || !strings.Contains(errOut, "is not trusted") || !strings.Contains(errOut, "mv ") {
+		t.Fatalf("untrusted server: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+	rejected, _ := filepath.Glob(filepath.Join(pki, "rejected", "certs", "*"))
+	if len(rejected) != 1 {
+		t.Fatalf("rejected/certs holds %v, want the server's certificate", rejected)
+	}
+	if err := os.Rename(rejected[0], filepath.Join(pki, "trusted", "certs", filepath.Base(rejected[0]))); err != nil {
+		t.Fatal(err)
+	}
+
+	before := peer.Log()
+	code, out, errOut = browse(t, args...)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if strings.Contains(out+errOut, "correct horse") {
+		t.Error("the password appears in the output")
+	}
+	news := strings.TrimPrefix(peer.Log(), before)
+	if !strings.Contains(news, "SecurityPolicy#Basic256Sha256 SignAndEncrypt)") || !strings.Contains(news, "session activated: UserNameIdentityToken") {
+		t.Errorf("peer log lacks a Basic256Sha256/SignAndEncrypt session for a user name:\n%s", news)
+	}
+	want := fmt.Sprintf("    security:\n      policy: \"Basic256Sha256\"\n      mode: \"SignAndEncrypt\"\n      certificate_file: %q\n      key_file: %q\n    auth:\n      username: \"operator\"\n      password_env: TAGBRIDGE_PASSWORD\n", cert, key)
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks\n%s\n%.600s", want, out)
+	}
+	if got := strings.Count(out, `node: "ns=1;s=`); got != tags {
+		t.Errorf("%d plcsim variables, want %d:\n%s", got, tags, out)
+	}
+	got := validateEntry(t, agent, out)
+	if !strings.HasPrefix(got, "config OK: 1 PLC, ") {
+		t.Errorf("validate: %q", got)
+	}
+}
+
+// Progress lines come once a second, from the second second of a walk on.
+func TestBrowseProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		var visited atomic.Int64
+		stop := progress(&buf, &visited)
+		visited.Store(500)
+		time.Sleep(1500 * time.Millisecond)
+		visited.Store(4000)
+		time.Sleep(2 * time.Second) // to 3.5 s: ticks at 2 s and 3 s
+		stop()
+		if got, want := buf.String(), "browse: 4000 nodes visited, 2000/s\nbrowse: 4000 nodes visited, 1333/s\n"; got != want {
+			t.Errorf("progress output %q, want %q", got, want)
+		}
+	})
+}
