@@ -33,6 +33,18 @@ type Agent struct {
 	AllowedCertDirs []string `yaml:"allowed_cert_dirs"`
 	PKIDir          string   `yaml:"pki_dir"`
 	SpoolDir        string   `yaml:"spool_dir"`
+
+	// StatusListen is where /healthz, /status and /metrics are served: a
+	// host:port or an absolute unix socket path; "" serves nothing.
+	StatusListen      string `yaml:"status_listen"`
+	StatusAllowRemote bool   `yaml:"status_allow_remote"`
+	StatusTokenFile   string `yaml:"status_token_file"`
+	// StatusToken is read from StatusTokenFile at load time.
+	StatusToken Secret `yaml:"-"`
+
+	// Version is the running binary's version, set by main for the status
+	// messages; it is not read from the file.
+	Version string `yaml:"-"`
 }
 
 // MQTT is the broker connection and publishing settings.

@@ -93,6 +93,7 @@ func (v *validator) agent(a *Agent) {
 			v.add(fmt.Sprintf("agent.allowed_cert_dirs[%d]", i), "must not be empty")
 		}
 	}
+	v.status(a)
 }
 
 func (v *validator) mqtt(m *MQTT) {
