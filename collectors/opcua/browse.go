@@ -327,9 +327,6 @@ func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int
 	if err != nil {
 		return nil, fmt.Errorf("browse %d nodes from %s: %w", len(batch), level[batch[0]].id, err)
 	}
-	if b.opts.OnVisit != nil {
-		b.opts.OnVisit(len(batch))
-	}
 
 	// cps are the continuation points still open; owners[j] is the node cps[j] continues.
 	var cps [][]byte
@@ -349,6 +346,9 @@ func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int
 				cps, owners = append(cps, r.ContinuationPoint), append(owners, i)
 			}
 		}
+	}
+	if b.opts.OnVisit != nil {
+		b.opts.OnVisit(len(batch) - len(noCP)) // those are counted when browsed again
 	}
 	for len(cps) > 0 {
 		if ctx.Err() != nil {
