@@ -71,6 +71,7 @@ type Publisher struct {
 	client mqtt.Client
 	store  *store
 	topics *topics
+	format format
 	qos    byte
 	retain bool
 
@@ -85,6 +86,10 @@ type Publisher struct {
 	stored     int           // messages in the store when it began, which resume() resends
 	lastErr    string        // last connect failure logged
 	done       chan struct{} // closed when Run returns
+	announced  bool          // the format's connected messages went out on this link
+	direct     []Message     // the format's messages waiting for Run's goroutine
+	statuses   []collectors.PLCStatus
+	statusWake chan struct{} // statuses has entries for the intake
 
 	// Owned by Run's goroutine.
 	inflight    ring
@@ -113,6 +118,8 @@ type Stats struct {
 	// broker twice (at least once delivery). Whether it did, only the
 	// broker knows.
 	Resent uint64
+	// InFlight counts publishes handed to the broker and not yet acknowledged.
+	InFlight int
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
@@ -133,15 +140,21 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
+	format, err := newFormat(cfg, topics, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	p := &Publisher{
-		log:      log.With().Str("endpoint", u.Redacted()).Logger(),
-		store:    newStore(),
-		topics:   topics,
-		qos:      byte(m.QoS),
-		retain:   m.Retain,
-		up:       make(chan struct{}),
-		done:     make(chan struct{}),
-		inflight: ring{buf: make([]inflight, window)},
+		log:        log.With().Str("endpoint", u.Redacted()).Logger(),
+		store:      newStore(),
+		topics:     topics,
+		format:     format,
+		qos:        byte(m.QoS),
+		retain:     m.Retain,
+		up:         make(chan struct{}),
+		done:       make(chan struct{}),
+		statusWake: make(chan struct{}, 1),
+		inflight:   ring{buf: make([]inflight, window)},
 	}
 	p.idle.L = &p.mu
 
@@ -163,6 +176,9 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify)
+	if w, ok := format.will(); ok {
+		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
+	}
 	switch u.Scheme {
 	case "tcp", "ws":
 	case "ssl", "wss":
@@ -230,6 +246,7 @@ func (p *Publisher) Stats() Stats {
 		SpoolBytes: sp.Bytes,
 		Dropped:    sp.Dropped,
 		Resent:     sp.Resent + p.resent.Load(),
+		InFlight:   int(p.inflight.shown.Load()),
 	}
 }
 
@@ -264,6 +281,8 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 		case <-taken:
 			return p.drain(ctx, tick.C)
 		case <-wake: // records appended: look at sendable again
+		case <-p.announceable():
+			p.announce()
 		case <-p.inflight.frontDone():
 			p.reap()
 		case <-p.sendable():
@@ -278,7 +297,9 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 // in is closed or ctx ends. It writes to the spool whenever in is empty.
 func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake chan<- struct{}) {
 	defer p.spoolFlush()
-	var buf []byte
+	take := func(batch collectors.Batch) {
+		p.format.encode(batch, p.linkUp(), p.spoolAppend)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,19 +308,126 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake
 			if !ok {
 				return
 			}
-			for i := range batch {
-				s := &batch[i]
-				buf = AppendJSON(buf[:0], s)
-				p.spoolAppend(p.topics.topic(s.PLC, s.Tag), buf)
+			take(batch)
+		case <-p.statusWake:
+			// A state change comes after the batches its session sent
+			// before it, which are in the channel by now.
+			for n := len(in); n > 0; n-- {
+				batch, ok := <-in
+				if !ok {
+					break
+				}
+				take(batch)
 			}
-			if len(in) == 0 {
-				p.spoolFlush()
-			}
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
+			p.takeStatuses()
 		}
+		if len(in) == 0 {
+			p.spoolFlush()
+		}
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// PLCStatus tells the publisher of a PLC entry's state change, for the
+// payload format's status, birth or death messages. Safe from any goroutine.
+func (p *Publisher) PLCStatus(st collectors.PLCStatus) {
+	p.mu.Lock()
+	p.statuses = append(p.statuses, st)
+	p.mu.Unlock()
+	select {
+	case p.statusWake <- struct{}{}:
+	default:
+	}
+}
+
+// takeStatuses hands queued state changes to the format, on the intake.
+func (p *Publisher) takeStatuses() {
+	p.mu.Lock()
+	sts := p.statuses
+	p.statuses = nil
+	p.mu.Unlock()
+	for _, st := range sts {
+		msgs := p.format.plcStatus(st, p.spoolAppend)
+		if len(msgs) == 0 {
+			continue
+		}
+		p.mu.Lock()
+		if p.isUp { // while down, the next connect announces the state anyway
+			p.direct = append(p.direct, msgs...)
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *Publisher) linkUp() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.isUp
+}
+
+// announceable is ready when the link is up and the format has messages to
+// send: its connected messages after a connect, or queued direct ones.
+func (p *Publisher) announceable() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.announced && len(p.direct) == 0 {
+		return nil
+	}
+	return p.up
+}
+
+// announce publishes the format's messages at QoS 0: its connected messages
+// first after every connect, then the queued ones.
+func (p *Publisher) announce() {
+	p.mu.Lock()
+	var msgs []Message
+	if !p.announced {
+		p.announced = true
+		p.direct = nil // connected() covers the latest state
+		p.mu.Unlock()
+		msgs = p.format.connected()
+	} else {
+		msgs, p.direct = p.direct, nil
+		p.mu.Unlock()
+	}
+	for _, m := range msgs {
+		if p.publishMessage(m) == nil {
+			return // link down: the next connect announces again
+		}
+	}
+}
+
+// publishMessage sends m at QoS 0 if the link is up, and returns nil if not.
+func (p *Publisher) publishMessage(m Message) mqtt.Token {
+	p.mu.Lock()
+	if !p.isUp {
+		p.mu.Unlock()
+		return nil
+	}
+	p.publishing = true
+	p.mu.Unlock()
+	tok := p.client.Publish(m.Topic, 0, m.Retain, m.Payload)
+	p.mu.Lock()
+	p.publishing = false
+	p.idle.Broadcast()
+	p.mu.Unlock()
+	return tok
+}
+
+// farewell publishes the format's stopping messages and waits briefly for
+// them to be written, so a clean stop says so before the will could.
+func (p *Publisher) farewell() {
+	var last mqtt.Token
+	for _, m := range p.format.stopping() {
+		if tok := p.publishMessage(m); tok != nil {
+			last = tok
+		}
+	}
+	if last != nil {
+		last.WaitTimeout(time.Second)
 	}
 }
 
@@ -353,6 +481,9 @@ const pumpBatch = 64
 // pump hands spooled records to paho in order while the link is up and the
 // window has room. This is the one way out to the broker.
 func (p *Publisher) pump() {
+	if p.announceable() != nil {
+		p.announce() // births and status before any record on a new connection
+	}
 	for range pumpBatch {
 		if p.inflight.full() {
 			p.reap()
@@ -364,6 +495,7 @@ func (p *Publisher) pump() {
 		if !ok {
 			break
 		}
+		payload = p.format.outgoing(topic, payload)
 		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
 		if tok == nil {
 			break // the link went down: the record stays next in the spool
@@ -487,6 +619,7 @@ func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
 	}
 	p.acknowledge()
 	p.closeSpool()
+	p.farewell()
 	p.client.Disconnect(quiesce)
 	st := p.Stats()
 	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
@@ -499,6 +632,7 @@ func (p *Publisher) stop(ctx context.Context) error {
 	p.reap()
 	p.acknowledge()
 	p.closeSpool()
+	p.farewell()
 	p.client.Disconnect(0)
 	if st := p.spool.Stats(); st.Values > 0 {
 		p.log.Info().Uint64("values", st.Values).Err(context.Cause(ctx)).
@@ -593,6 +727,7 @@ func (p *Publisher) down() {
 		p.isUp = false
 		p.up = make(chan struct{})
 	}
+	p.announced = false
 }
 
 func (p *Publisher) upChan() <-chan struct{} {
@@ -612,6 +747,7 @@ type inflight struct {
 type ring struct {
 	buf     []inflight
 	head, n int
+	shown   atomic.Int64 // n, for Stats on other goroutines
 }
 
 func (r *ring) full() bool       { return r.n == len(r.buf) }
@@ -620,12 +756,14 @@ func (r *ring) front() *inflight { return &r.buf[r.head] }
 func (r *ring) push(f inflight) {
 	r.buf[(r.head+r.n)%len(r.buf)] = f
 	r.n++
+	r.shown.Store(int64(r.n))
 }
 
 func (r *ring) pop() {
 	r.buf[r.head] = inflight{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
+	r.shown.Store(int64(r.n))
 }
 
 // frontDone is the oldest publish's completion, or nil when there is none.

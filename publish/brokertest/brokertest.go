@@ -243,7 +243,22 @@ var clients atomic.Int64
 // the subscription. Messages arrive on the channel in the order received; it
 // is closed when the test ends. The session is persistent and survives
 // broker restarts.
+//
+// It delivers values only: tagbridge's status messages (topics ending in
+// /status, see publish) are left out unless topic itself ends in /status.
+// SubscribeAll delivers everything.
 func Subscribe(t testing.TB, url, topic string, qos byte) <-chan Message {
+	t.Helper()
+	return subscribe(t, url, topic, qos, !strings.HasSuffix(topic, "/status"))
+}
+
+// SubscribeAll is Subscribe with the status messages.
+func SubscribeAll(t testing.TB, url, topic string, qos byte) <-chan Message {
+	t.Helper()
+	return subscribe(t, url, topic, qos, false)
+}
+
+func subscribe(t testing.TB, url, topic string, qos byte, valuesOnly bool) <-chan Message {
 	t.Helper()
 	ch := make(chan Message, 1024)
 	done := make(chan struct{})
@@ -260,6 +275,9 @@ func Subscribe(t testing.TB, url, topic string, qos byte) <-chan Message {
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(time.Second).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			if valuesOnly && strings.HasSuffix(m.Topic(), "/status") {
+				return
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if closed {
