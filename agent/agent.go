@@ -10,12 +10,26 @@
 //     acknowledged stays in the spool for the next start.
 //
 // The whole sequence is bounded by ShutdownTimeout.
+//
+// Reload, while Run runs, applies a new configuration in this order:
+//  1. when the publisher's settings changed (mqtt, agent.id, agent.spool_dir,
+//     tag topics), the publisher is stopped at once: every batch it took
+//     from the sample channel is in its spool, and what the broker has not
+//     acknowledged stays there; a new publisher opens the same spool and
+//     sends it first. The channel is not closed: the sessions keep filling
+//     it meanwhile;
+//  2. sessions whose PLC entries changed or went away are stopped and
+//     awaited;
+//  3. sessions for changed and new entries start. Sessions whose entries
+//     did not change keep running untouched.
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,46 +45,188 @@ import (
 const ShutdownTimeout = 9 * time.Second
 
 // sampleBuffer, in batches (one per publish cycle and session), decouples
-// collectors from short publisher hiccups.
+// collectors from short publisher hiccups, and from a publisher switch.
 const sampleBuffer = 1024
 
 // collector is what the agent needs from a PLC session.
 type collector interface {
 	Run(ctx context.Context, out chan<- collectors.Batch) error
+	Status() *collectors.Tracker
 }
 
 // publisher is what the agent needs from the MQTT side.
 type publisher interface {
 	Run(ctx context.Context, in <-chan collectors.Batch) error
+	Stats() publish.Stats
+}
+
+// Agent runs the collectors and the publisher of one configuration at a
+// time; Reload switches to another while Run runs.
+type Agent struct {
+	log     zerolog.Logger
+	cfg     *config.Config // in force; after Run starts, only its loop uses it
+	reloads chan reloadRequest
+	exited  chan struct{} // closed once Run takes no more reloads
+
+	newPublisher func(*config.Config) (publisher, error)
+	newCollector func([]config.PLC) collector
+
+	mu     sync.Mutex // guards groups and pub for status readers
+	groups []*group   // in configuration order
+	pub    publisher
+}
+
+// group is one collector and the PLC entries it serves (one ShareKey).
+type group struct {
+	key    string
+	plcs   []config.PLC
+	c      collector
+	cancel context.CancelFunc
+	done   chan struct{} // closed when c.Run has returned
+	err    error         // c.Run's result, once done
+}
+
+// names is the entries' names as the session logs them.
+func (g *group) names() string {
+	names := make([]string, len(g.plcs))
+	for i, p := range g.plcs {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ",")
+}
+
+func (g *group) endpoint() string {
+	if len(g.plcs) == 0 {
+		return ""
+	}
+	return g.plcs[0].Endpoint
+}
+
+type reloadRequest struct {
+	cfg    *config.Config
+	result chan error
+}
+
+// New prepares an agent for cfg; nothing starts until Run.
+func New(cfg *config.Config, log zerolog.Logger) *Agent {
+	opcuaLog := log.With().Str("component", "opcua").Logger()
+	mqttLog := log.With().Str("component", "mqtt").Logger()
+	return &Agent{
+		log:     log,
+		cfg:     cfg,
+		reloads: make(chan reloadRequest),
+		exited:  make(chan struct{}),
+		newPublisher: func(c *config.Config) (publisher, error) {
+			p, err := publish.New(c, mqttLog)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt: %w", err)
+			}
+			return p, nil
+		},
+		newCollector: func(plcs []config.PLC) collector { return opcua.NewSharedSession(plcs, opcuaLog) },
+	}
+}
+
+// Run is New(cfg, log).Run(ctx).
+func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	return New(cfg, log).Run(ctx)
 }
 
 // Run collects and publishes until ctx ends, then stops in order. It returns
-// an error only when something fails that stops the whole agent.
-func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
-	pub, err := publish.New(cfg, log.With().Str("component", "mqtt").Logger())
+// an error only when something fails that stops the whole agent. Run is
+// called once.
+func (a *Agent) Run(ctx context.Context) error {
+	pub, err := a.newPublisher(a.cfg)
 	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
+		return err
 	}
-	sessions := make([]collector, 0, len(cfg.PLCs))
-	opcuaLog := log.With().Str("component", "opcua").Logger()
-	for _, group := range shareSessions(cfg.PLCs) {
-		if len(group) > 1 {
-			names := make([]string, len(group))
-			for i, p := range group {
-				names[i] = p.Name
-			}
-			opcuaLog.Info().Strs("plcs", names).Str("endpoint", group[0].Endpoint).
-				Msg("PLC entries with the same endpoint and security settings share one OPC UA session")
-		}
-		sessions = append(sessions, opcua.NewSharedSession(group, opcuaLog))
+	a.pub = pub
+	a.groups = a.plan(a.cfg)
+	for _, g := range a.groups {
+		a.logShared(g)
 	}
-	log.Info().Str("agent", cfg.Agent.ID).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).Msg("agent starting")
-	err = run(ctx, sessions, pub)
-	log.Info().Msg("agent stopped")
+	stopStatus, err := a.startStatus(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopStatus() // after the stop sequence, which it shows
+	a.log.Info().Str("agent", a.cfg.Agent.ID).Int("plcs", len(a.cfg.PLCs)).Int("tags", a.cfg.TagCount()).Msg("agent starting")
+	err = a.run(ctx)
+	a.log.Info().Msg("agent stopped")
 	return err
 }
 
+// run runs prepared sessions and a publisher, with no configuration: the
+// tests' way in.
 func run(ctx context.Context, sessions []collector, pub publisher) error {
+	a := &Agent{log: zerolog.Nop(), reloads: make(chan reloadRequest), exited: make(chan struct{}), pub: pub}
+	for i, s := range sessions {
+		a.groups = append(a.groups, &group{key: fmt.Sprint(i), c: s})
+	}
+	return a.run(ctx)
+}
+
+// Trackers returns the live status of the running sessions, in
+// configuration order; safe to call from any goroutine.
+func (a *Agent) Trackers() []*collectors.Tracker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*collectors.Tracker, len(a.groups))
+	for i, g := range a.groups {
+		out[i] = g.c.Status()
+	}
+	return out
+}
+
+// PublisherStats returns the current publisher's counters (since it
+// started: a reload that changes the MQTT settings starts a new one).
+func (a *Agent) PublisherStats() publish.Stats {
+	a.mu.Lock()
+	p := a.pub
+	a.mu.Unlock()
+	if p == nil {
+		return publish.Stats{}
+	}
+	return p.Stats()
+}
+
+// Reload applies cfg, an already validated configuration, while Run runs,
+// and returns once it is in force. On an error the agent keeps running on
+// the configuration it had.
+func (a *Agent) Reload(cfg *config.Config) error {
+	req := reloadRequest{cfg: cfg, result: make(chan error, 1)}
+	select {
+	case a.reloads <- req:
+		return <-req.result
+	case <-a.exited:
+		return errors.New("reload: the agent is stopping")
+	}
+}
+
+// pubRun is a publisher under way.
+type pubRun struct {
+	pub    publisher
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startPublisher(ctx context.Context, pub publisher, samples <-chan collectors.Batch) *pubRun {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &pubRun{pub: pub, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- pub.Run(ctx, samples) }()
+	return r
+}
+
+func startGroup(ctx context.Context, g *group, samples chan<- collectors.Batch) {
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.done = make(chan struct{})
+	go func() {
+		defer close(g.done)
+		g.err = g.c.Run(ctx, samples)
+	}()
+}
+
+func (a *Agent) run(ctx context.Context) error {
 	collectCtx, stopCollecting := context.WithCancel(ctx)
 	defer stopCollecting()
 
@@ -88,25 +244,197 @@ func run(ctx context.Context, sessions []collector, pub publisher) error {
 	}()
 
 	samples := make(chan collectors.Batch, sampleBuffer)
-	published := make(chan error, 1)
-	go func() {
-		err := pub.Run(publishCtx, samples)
-		stopCollecting() // a publisher that gives up stops the agent
-		published <- err
-	}()
+	pub := startPublisher(publishCtx, a.pub, samples)
+	for _, g := range a.groups {
+		startGroup(collectCtx, g, samples)
+	}
 
-	var wg sync.WaitGroup
-	errs := make([]error, len(sessions))
-	for i, s := range sessions {
-		wg.Go(func() { errs[i] = s.Run(collectCtx, samples) })
+	var pubErr error
+	pubDone := false
+loop:
+	for {
+		select {
+		case <-collectCtx.Done():
+			break loop
+		case pubErr = <-pub.done: // a publisher that gives up stops the agent
+			pubDone = true
+			break loop
+		case req := <-a.reloads:
+			next, err, fatal := a.apply(collectCtx, publishCtx, req.cfg, samples, pub)
+			req.result <- err
+			pub = next
+			if fatal != nil {
+				pubErr, pubDone = fatal, true
+				break loop
+			}
+		}
 	}
-	wg.Wait()
+	close(a.exited)
+	stopCollecting()
+
+	errs := make([]error, 0, len(a.groups)+1)
+	for _, g := range a.groups {
+		<-g.done
+		errs = append(errs, g.err)
+	}
 	close(samples)
-	err := <-published
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("publisher stopped unexpectedly")
+	if !pubDone {
+		pubErr = <-pub.done
 	}
-	return errors.Join(append(errs, err)...)
+	if pubErr == nil && ctx.Err() == nil {
+		pubErr = errors.New("publisher stopped unexpectedly")
+	}
+	return errors.Join(append(errs, pubErr)...)
+}
+
+// apply switches to cfg in the order written at the top. It returns the
+// publisher now running (nil with fatal, when none could be started), the
+// reload's error, and fatal when the agent cannot go on.
+func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config, samples chan collectors.Batch, pub *pubRun) (next *pubRun, err, fatal error) {
+	started := time.Now()
+	if cfg.Agent.LogLevel != a.cfg.Agent.LogLevel || cfg.Agent.LogFormat != a.cfg.Agent.LogFormat {
+		a.log.Warn().Msg("reload: agent.log_level and agent.log_format take effect at the next start")
+	}
+
+	switched := false
+	if !reflect.DeepEqual(publisherSettings(a.cfg), publisherSettings(cfg)) {
+		a.log.Info().Msg("reload: MQTT settings changed; reconnecting the publisher")
+		pub.cancel()
+		if err := <-pub.done; err != nil {
+			a.log.Error().Err(err).Msg("reload: the old publisher failed while stopping")
+		}
+		p, err := a.newPublisher(cfg)
+		if err != nil {
+			a.log.Error().Err(err).Msg("reload: cannot start the publisher with the new settings; keeping the old configuration")
+			old, oldErr := a.newPublisher(a.cfg)
+			if oldErr != nil {
+				fatal = fmt.Errorf("reload: cannot restart the publisher with the old settings either: %w", oldErr)
+				return pub, err, fatal
+			}
+			a.setPublisher(old)
+			return startPublisher(publishCtx, old, samples), fmt.Errorf("reload refused: %w", err), nil
+		}
+		if cfg.Agent.SpoolDir != a.cfg.Agent.SpoolDir {
+			if n := pub.pub.Stats().Spooled; n > 0 {
+				a.log.Warn().Str("dir", a.cfg.Agent.SpoolDir).Uint64("values", n).
+					Msg("reload: agent.spool_dir changed; the old spool keeps values it could not send")
+			}
+		}
+		a.setPublisher(p)
+		pub = startPublisher(publishCtx, p, samples)
+		switched = true
+	}
+
+	// Sessions: keep the unchanged, stop the changed and removed, then start.
+	old := make(map[string]*group, len(a.groups))
+	for _, g := range a.groups {
+		old[g.key] = g
+	}
+	planned := a.plan(cfg)
+	kept := map[string]bool{}
+	groups := make([]*group, 0, len(planned))
+	for _, g := range planned {
+		if o, ok := old[g.key]; ok && reflect.DeepEqual(o.plcs, g.plcs) {
+			kept[g.key] = true
+			groups = append(groups, o)
+			continue
+		}
+		groups = append(groups, g)
+	}
+	var stopped, restarted, added int
+	for _, o := range a.groups {
+		if kept[o.key] {
+			continue
+		}
+		o.cancel()
+	}
+	for _, o := range a.groups {
+		if kept[o.key] {
+			continue
+		}
+		<-o.done
+		if o.err != nil {
+			a.log.Error().Err(o.err).Str("plc", o.names()).Str("endpoint", o.endpoint()).Msg("reload: plc session failed while stopping")
+		}
+		if _, ok := indexOf(planned, o.key); ok {
+			restarted++
+			a.log.Info().Str("plc", o.names()).Str("endpoint", o.endpoint()).Msg("reload: plc settings changed; session restarting")
+		} else {
+			stopped++
+			a.log.Info().Str("plc", o.names()).Str("endpoint", o.endpoint()).Msg("reload: plc removed; session stopped")
+		}
+	}
+	for _, g := range groups {
+		if kept[g.key] {
+			continue
+		}
+		if _, ok := old[g.key]; !ok {
+			added++
+			a.log.Info().Str("plc", g.names()).Str("endpoint", g.endpoint()).Msg("reload: new plc; session starting")
+		}
+		a.logShared(g)
+		startGroup(collectCtx, g, samples)
+	}
+	a.mu.Lock()
+	a.groups = groups
+	a.mu.Unlock()
+	a.cfg = cfg
+
+	a.log.Info().Int("unchanged", len(kept)).Int("restarted", restarted).Int("started", added).Int("stopped", stopped).
+		Bool("publisher_reconnected", switched).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).
+		Dur("took", time.Since(started)).Msg("configuration reloaded")
+	return pub, nil, nil
+}
+
+func (a *Agent) setPublisher(p publisher) {
+	a.mu.Lock()
+	a.pub = p
+	a.mu.Unlock()
+}
+
+// plan groups cfg's PLC entries into sessions, not yet started.
+func (a *Agent) plan(cfg *config.Config) []*group {
+	var groups []*group
+	for _, plcs := range shareSessions(cfg.PLCs) {
+		groups = append(groups, &group{key: opcua.ShareKey(plcs[0]), plcs: plcs, c: a.newCollector(plcs)})
+	}
+	return groups
+}
+
+func (a *Agent) logShared(g *group) {
+	if len(g.plcs) > 1 {
+		a.log.Info().Str("component", "opcua").Str("plc", g.names()).Str("endpoint", g.endpoint()).
+			Msg("PLC entries with the same endpoint and security settings share one OPC UA session")
+	}
+}
+
+func indexOf(groups []*group, key string) (int, bool) {
+	for i, g := range groups {
+		if g.key == key {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// pubSettings is what a publisher is built from: a change needs a new one.
+type pubSettings struct {
+	AgentID  string
+	SpoolDir string
+	MQTT     config.MQTT
+	Topics   map[string]string // plc/tag -> a tag's own topic template
+}
+
+func publisherSettings(cfg *config.Config) pubSettings {
+	s := pubSettings{AgentID: cfg.Agent.ID, SpoolDir: cfg.Agent.SpoolDir, MQTT: cfg.MQTT, Topics: map[string]string{}}
+	for _, p := range cfg.PLCs {
+		for _, t := range p.Tags {
+			if t.Topic != "" {
+				s.Topics[p.Name+"/"+t.Name] = t.Topic
+			}
+		}
+	}
+	return s
 }
 
 // shareSessions groups PLC entries that may share one OPC UA session, in
