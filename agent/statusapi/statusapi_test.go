@@ -1,0 +1,328 @@
+package statusapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+const token = "s3cret-status-token-0123456789"
+
+// fixed is a Source whose answer a test sets. The agent's tests run the
+// real one, against plcsim and Mosquitto.
+type fixed struct {
+	mu     sync.Mutex
+	plcs   []collectors.PLCStatus
+	broker Broker
+}
+
+func (f *fixed) PLCs() []collectors.PLCStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.plcs)
+}
+
+func (f *fixed) Broker() Broker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.broker
+}
+
+func healthySource() *fixed {
+	return &fixed{
+		plcs: []collectors.PLCStatus{
+			{PLC: "press1", State: collectors.StateStreaming, Endpoint: "opc.tcp://127.0.0.1:4840", TagsOK: 3, Values: 42},
+			{PLC: "oven2", State: collectors.StateStreaming, Endpoint: "opc.tcp://127.0.0.1:4841", TagsOK: 1, TagsFailed: 1},
+		},
+		broker: Broker{Connected: true},
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serve runs a Server on addr until stop is called or the test ends, and
+// returns it, its log, and stop, which returns Run's result.
+func serve(t *testing.T, addr string, src Source) (*Server, *lockedBuffer, func() error) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	s, err := New(addr, config.Secret(token), "ipc01", src, zerolog.New(logs).Level(zerolog.DebugLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("Run did not return within 5 s of cancellation")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return s, logs, stop
+}
+
+// get sends GET path with the given Authorization header ("" for none).
+func get(t *testing.T, client *http.Client, base, path, auth string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func TestAuth(t *testing.T) {
+	s, logs, _ := serve(t, "127.0.0.1:0", healthySource())
+	base := "http://" + s.Addr()
+	for _, path := range []string{"/healthz", "/status", "/metrics"} {
+		for _, c := range []struct {
+			name, auth string
+			want       int
+		}{
+			{"no header", "", http.StatusUnauthorized},
+			{"wrong token", "Bearer " + token + "x", http.StatusUnauthorized},
+			{"prefix of the token", "Bearer " + token[:10], http.StatusUnauthorized},
+			{"basic", "Basic " + token, http.StatusUnauthorized},
+			{"token", "Bearer " + token, http.StatusOK},
+		} {
+			code, h, body := get(t, http.DefaultClient, base, path, c.auth)
+			if code != c.want {
+				t.Errorf("%s %s: %d, want %d: %s", path, c.name, code, c.want, body)
+			}
+			if code == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s %s: 401 without WWW-Authenticate", path, c.name)
+			}
+			if code == http.StatusUnauthorized && strings.Contains(body, "ipc01") {
+				t.Errorf("%s %s: 401 shows the status: %s", path, c.name, body)
+			}
+		}
+	}
+	if code, _, _ := get(t, http.DefaultClient, base, "/nothing", "Bearer "+token); code != http.StatusNotFound {
+		t.Errorf("/nothing: %d, want 404", code)
+	}
+	if !strings.Contains(logs.String(), "bad or missing token") {
+		t.Errorf("refused requests not logged at debug:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), token[:10]) {
+		t.Errorf("the log shows the token:\n%s", logs)
+	}
+}
+
+func TestNewRefusesNoToken(t *testing.T) {
+	if _, err := New("127.0.0.1:0", "", "ipc01", healthySource(), zerolog.Nop()); err == nil {
+		t.Fatal("New without a token succeeded")
+	}
+}
+
+func TestHealthAndStatus(t *testing.T) {
+	src := healthySource()
+	s, _, _ := serve(t, "127.0.0.1:0", src)
+	base, auth := "http://"+s.Addr(), "Bearer "+token
+
+	code, h, body := get(t, http.DefaultClient, base, "/healthz", auth)
+	if code != http.StatusOK || body != "ok\n" || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		t.Errorf("healthy /healthz: %d %q %q", code, h.Get("Content-Type"), body)
+	}
+
+	src.mu.Lock()
+	src.plcs[1].State, src.plcs[1].Reason = collectors.StateDisconnected, "dial tcp 127.0.0.1:4841: connection refused"
+	src.broker.Connected = false
+	src.mu.Unlock()
+	code, _, body = get(t, http.DefaultClient, base, "/healthz", auth)
+	want := "plc oven2: disconnected: dial tcp 127.0.0.1:4841: connection refused\nbroker: not connected\n"
+	if code != http.StatusServiceUnavailable || body != want {
+		t.Errorf("/healthz: %d %q, want 503 %q", code, body, want)
+	}
+
+	code, h, body = get(t, http.DefaultClient, base, "/status", auth)
+	if code != http.StatusOK || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("/status: %d %q", code, h.Get("Content-Type"))
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/status: %v\n%s", err, body)
+	}
+	if st.Agent != "ipc01" || st.Healthy || len(st.Problems) != 2 || len(st.PLCs) != 2 ||
+		st.PLCs[0].PLC != "press1" || st.PLCs[0].Values != 42 || st.PLCs[1].TagsFailed != 1 || st.Broker.Connected {
+		t.Errorf("/status:\n%s", body)
+	}
+}
+
+// Values dropped from the spool make the agent unhealthy for a while.
+func TestHealthDropped(t *testing.T) {
+	src := healthySource()
+	s, _, _ := serve(t, "127.0.0.1:0", src)
+	start := time.Now()
+	if st := s.Snapshot(); !st.Healthy {
+		t.Fatalf("unhealthy at start: %v", st.Problems)
+	}
+	src.mu.Lock()
+	src.broker.Dropped = 500
+	src.mu.Unlock()
+	want := "broker: values are being dropped from the spool (500 since start)"
+	if st := s.Snapshot(); st.Healthy || !slices.Equal(st.Problems, []string{want}) {
+		t.Errorf("after drops: healthy %v, problems %q; want %q", st.Healthy, st.Problems, want)
+	}
+	// Still within the window on the next look, without new drops.
+	if n := s.droppingSince(500, start.Add(dropWindow/2)); n != 500 {
+		t.Errorf("half a window later: %d, want 500", n)
+	}
+	if n := s.droppingSince(500, time.Now().Add(dropWindow+time.Second)); n != 0 {
+		t.Errorf("a window later without new drops: %d, want 0", n)
+	}
+}
+
+func TestProblems(t *testing.T) {
+	up := Broker{Connected: true}
+	for _, c := range []struct {
+		name   string
+		plcs   []collectors.PLCStatus
+		broker Broker
+		recent uint64
+		want   []string
+	}{
+		{"all well", []collectors.PLCStatus{{PLC: "a", State: "streaming"}}, up, 0, nil},
+		{"no PLCs", nil, up, 0, nil},
+		{"connecting", []collectors.PLCStatus{{PLC: "a", State: "connecting"}}, up, 0, []string{"plc a: connecting"}},
+		{"recovering", []collectors.PLCStatus{{PLC: "a", State: "recovering", Reason: "channel lost"}}, up, 0, []string{"plc a: recovering: channel lost"}},
+		{"broker down", []collectors.PLCStatus{{PLC: "a", State: "streaming"}}, Broker{}, 0, []string{"broker: not connected"}},
+		{"dropping", nil, up, 7, []string{"broker: values are being dropped from the spool (7 since start)"}},
+		{"dropped long ago", nil, Broker{Connected: true, Dropped: 7}, 0, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Problems(c.plcs, c.broker, c.recent); !slices.Equal(got, c.want) {
+				t.Errorf("Problems = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestMetricsLint(t *testing.T) {
+	s, err := New("127.0.0.1:0", config.Secret(token), "ipc01", healthySource(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	problems, err := testutil.CollectAndLint(metrics{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if n := testutil.CollectAndCount(metrics{s}, "tagbridge_plc_state"); n != 2*len(states) {
+		t.Errorf("%d tagbridge_plc_state series, want %d", n, 2*len(states))
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "status.sock")
+
+	// A socket left behind by an agent that was killed.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket not left behind: %v", err)
+	}
+
+	_, _, stop := serve(t, path, healthySource())
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode %v, want a socket with 0660", fi.Mode())
+	}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	if code, _, body := get(t, client, "http://tagbridge", "/healthz", "Bearer "+token); code != http.StatusOK {
+		t.Errorf("/healthz over the socket: %d %s", code, body)
+	}
+	if code, _, _ := get(t, client, "http://tagbridge", "/status", ""); code != http.StatusUnauthorized {
+		t.Errorf("/status over the socket without token: %d, want 401", code)
+	}
+
+	// A second agent must not take over a live socket.
+	if _, err := New(path, config.Secret(token), "other", healthySource(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("New on a live socket: %v, want an in-use error", err)
+	}
+	// Nor remove a file that is not a socket.
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(plain, config.Secret(token), "other", healthySource(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("New on a regular file: %v, want a not-a-socket error", err)
+	}
+	if _, err := os.Stat(plain); err != nil {
+		t.Errorf("the regular file is gone: %v", err)
+	}
+
+	client.CloseIdleConnections()
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("socket still there after Run returned: %v", err)
+	}
+}
