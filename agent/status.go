@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tagbridge/tagbridge/agent/statusapi"
+	"github.com/tagbridge/tagbridge/collectors"
+)
+
+// statusSource reads the trackers of the running sessions and the current
+// publisher's counters when a status request comes, so it follows reloads.
+type statusSource struct{ a *Agent }
+
+func (s statusSource) PLCs() []collectors.PLCStatus {
+	var out []collectors.PLCStatus
+	for _, t := range s.a.Trackers() {
+		out = append(out, t.Snapshot()...)
+	}
+	return out
+}
+
+func (s statusSource) Broker() statusapi.Broker {
+	st := s.a.PublisherStats()
+	return statusapi.Broker{
+		Connected:   st.Connected,
+		InFlight:    st.InFlight,
+		SpoolBytes:  st.SpoolBytes,
+		SpoolValues: st.Spooled,
+		Dropped:     st.Dropped,
+		Published:   st.Published,
+		Failed:      st.Failed,
+		Resent:      st.Resent,
+	}
+}
+
+// startStatus serves agent.status_listen, when set, until the returned stop
+// is called: it outlives ctx so the stop sequence stays observable. A
+// listener that cannot be opened is an error, so a typo does not leave
+// the agent unmonitored without a word. The status settings in force are
+// those at start; a reload does not change them.
+func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
+	c := a.cfg.Agent
+	if c.StatusListen == "" {
+		return func() {}, nil
+	}
+	log := a.log.With().Str("component", "status").Logger()
+	srv, err := statusapi.New(c.StatusListen, c.StatusToken, c.ID, statusSource{a}, log)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Run(sctx); err != nil {
+			log.Error().Err(err).Msg("status server stopped; /healthz, /status and /metrics are gone until restart")
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
