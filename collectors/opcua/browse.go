@@ -82,6 +82,7 @@ type BrowseStats struct {
 	Visited     int      // nodes browsed
 	Browses     int      // Browse requests
 	BrowseNexts int      // BrowseNext requests
+	Retried     int      // nodes browsed again when the server had no continuation point left
 	Skipped     []string // nodes the server would not browse, with the reason
 }
 
@@ -98,7 +99,7 @@ type browser struct {
 	namespaces []string
 	nsIndex    map[string]uint16
 
-	browses, nexts atomic.Int64
+	browses, nexts, retried atomic.Int64
 	mu             sync.Mutex
 	skipped        []string
 }
@@ -136,7 +137,7 @@ func Browse(ctx context.Context, c *opcua.Client, opts BrowseOptions) ([]Variabl
 	b.perBrowse, b.perRead = readLimits(ctx, c)
 
 	vars, visited, err := b.walk(ctx)
-	stats := BrowseStats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load())}
+	stats := BrowseStats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load()), Retried: int(b.retried.Load())}
 	if err != nil {
 		return nil, stats, err
 	}
@@ -256,6 +257,7 @@ func (b *browser) browseLevel(ctx context.Context, level []walkNode) ([][]*ua.Re
 		return nil, err
 	}
 	slices.Sort(retry)
+	b.retried.Add(int64(len(retry)))
 	for _, i := range retry {
 		again, err := b.browseBatch(ctx, level, []int{i}, refs)
 		if err != nil {

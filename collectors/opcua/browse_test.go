@@ -12,6 +12,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -190,4 +191,64 @@ func TestBrowseOptions(t *testing.T) {
 			t.Error("no error from a cancelled walk")
 		}
 	})
+}
+
+// A server that lets a session hold one continuation point at a time
+// (node-opcua then refuses every node of a request once one is held): the
+// walk still finds every variable, by browsing refused nodes again, and an
+// interrupted walk releases its continuation point, or the next walk could
+// not page through the folder.
+func TestBrowseWithOneContinuationPoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node-opcua")
+	}
+	const n = 120
+	peer := peerproc.Start(t, peerproc.Options{Tags: n, Policies: []string{"None"}, Modes: []string{"None"},
+		Args: []string{"-max-browse-continuation-points", "1"}})
+	c := dialSim(t, peer.Endpoint)
+	folder, err := ParseNodeID(c, "nsu=urn:tagbridge:plcsim;s=PLCSim")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Interrupted after the folder's first page: its continuation point is released.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, _, err = Browse(ctx, c, BrowseOptions{Root: folder, MaxReferencesPerNode: 20, OnVisit: func(int) { cancel() }})
+	if err == nil {
+		t.Fatal("an interrupted walk returned no error")
+	}
+
+	retried := 0
+	for _, root := range []*ua.NodeID{folder, nil} {
+		// One reference per node from the Objects folder: several nodes of
+		// a request need a continuation point.
+		maxRefs := uint32(20)
+		if root == nil {
+			maxRefs = 2
+		}
+		vars, stats, err := Browse(t.Context(), c, BrowseOptions{Root: root, MaxReferencesPerNode: maxRefs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stats.Skipped) > 0 {
+			t.Errorf("root %v: skipped %v", root, stats.Skipped)
+		}
+		if stats.BrowseNexts < n/int(maxRefs)-1 {
+			t.Errorf("root %v: %d BrowseNext requests, want at least %d", root, stats.BrowseNexts, n/int(maxRefs)-1)
+		}
+		retried += stats.Retried
+		got := 0
+		for _, v := range vars {
+			if strings.HasPrefix(v.Node, "ns=1;s=") {
+				got++
+			}
+		}
+		if got != n {
+			t.Errorf("root %v: %d plcsim variables, want %d", root, got, n)
+		}
+	}
+	if retried == 0 {
+		t.Error("no node was browsed again: the server's refusals were not exercised")
+	}
 }

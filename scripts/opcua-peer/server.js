@@ -54,6 +54,7 @@ const flags = {
 	"application-uri": { kind: "string", def: "urn:tagbridge:opcua-peer", help: "the server's ApplicationURI (a generated certificate carries it as URI SAN)" },
 	"max-sessions": { kind: "int", def: 10, help: "maximum number of simultaneous sessions" },
 	"max-connections": { kind: "int", def: 20, help: "maximum number of simultaneous connections (secure channels)" },
+	"max-browse-continuation-points": { kind: "int", def: 0, help: "browse continuation points a session may hold (0: no limit)" },
 	"token-lifetime": { kind: "duration", def: 600000, help: "secure channel token lifetime: the default and the maximum a client can get" },
 	"min-token-lifetime": { kind: "duration", def: 2500, help: "the minimum token lifetime a client can get (node-opcua's default 2.5s)" },
 	debug: { kind: "bool", def: false, help: "log every session and channel event" },
@@ -257,6 +258,7 @@ async function main() {
 		maxConnectionsPerEndpoint: opts["max-connections"],
 		serverCapabilities: {
 			maxSessions: opts["max-sessions"],
+			maxBrowseContinuationPoints: opts["max-browse-continuation-points"],
 			// 0: a monitored item that asks for sampling interval 0 gets
 			// every change (the variables' MinimumSamplingInterval is 0).
 			minSupportedSampleRate: 0,
