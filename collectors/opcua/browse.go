@@ -100,8 +100,8 @@ type browser struct {
 	nsIndex    map[string]uint16
 
 	browses, nexts, retried atomic.Int64
-	mu             sync.Mutex
-	skipped        []string
+	mu                      sync.Mutex
+	skipped                 []string
 }
 
 // walkNode is a node waiting to be browsed.
