@@ -236,8 +236,8 @@ func (b *browser) walk(ctx context.Context) ([]Variable, int, error) {
 
 // browseLevel browses every node of one level in batches, opts.InFlight at
 // a time, following continuation points; refs[i] are level[i]'s references.
-// Nodes the server had no continuation point left for are browsed again one
-// at a time afterwards.
+// Nodes the server had no continuation point left for are browsed again
+// afterwards, one request at a time.
 func (b *browser) browseLevel(ctx context.Context, level []walkNode) ([][]*ua.ReferenceDescription, error) {
 	refs := make([][]*ua.ReferenceDescription, len(level))
 	var retry []int
@@ -258,14 +258,24 @@ func (b *browser) browseLevel(ctx context.Context, level []walkNode) ([][]*ua.Re
 	}
 	slices.Sort(retry)
 	b.retried.Add(int64(len(retry)))
-	for _, i := range retry {
-		again, err := b.browseBatch(ctx, level, []int{i}, refs)
-		if err != nil {
-			return nil, err
+	// One request at a time now, so only our own points are held, and a
+	// pass that browses nothing means the server has none to give.
+	for len(retry) > 0 {
+		var again []int
+		for start := 0; start < len(retry); start += b.perBrowse {
+			a, err := b.browseBatch(ctx, level, retry[start:min(start+b.perBrowse, len(retry))], refs)
+			if err != nil {
+				return nil, err
+			}
+			again = append(again, a...)
 		}
-		if len(again) > 0 {
-			b.skip(level[i].id, ua.StatusBadNoContinuationPoints)
+		if len(again) == len(retry) {
+			for _, i := range again {
+				b.skip(level[i].id, ua.StatusBadNoContinuationPoints)
+			}
+			break
 		}
+		retry = again
 	}
 	return refs, nil
 }
