@@ -43,6 +43,9 @@ type scenario struct {
 	plcs     int
 	tags     int
 	interval time.Duration
+	// startup: measure only the start, until every tag has delivered its
+	// first value; no warm-up, no measured window.
+	startup bool
 }
 
 // offered is the number of value changes per second the PLCs produce.
@@ -53,13 +56,31 @@ func (sc scenario) offered() float64 {
 var scenarios = map[string]scenario{
 	"S1": {name: "S1", plcs: 1, tags: 1000, interval: 100 * time.Millisecond},
 	"S2": {name: "S2", plcs: 10, tags: 1000, interval: 100 * time.Millisecond},
+	"S3": {name: "S3", plcs: 10, tags: 10000, interval: time.Second},
+	"S4": {name: "S4", plcs: 10, tags: 10000, interval: time.Second, startup: true},
 }
+
+// Publish modes: one message per value, or mqtt.batch (one JSON array per
+// PLC and publish cycle).
+const (
+	modeValue = "value"
+	modeBatch = "batch"
+)
+
+// Builds: the tagbridge under test, and the optional baseline (-baseline),
+// measured in the same invocation so that both see the same machine load.
+const (
+	buildCurrent  = "current"
+	buildBaseline = "baseline"
+)
 
 type options struct {
 	bin          string // directory holding tagbridge and plcsim
 	workdir      string // parent of each run's temporary directory
 	mosquitto    string
 	scenarios    []scenario
+	modes        []string
+	baseline     string        // directory holding a baseline tagbridge binary; "" for none
 	publishing   time.Duration // tagbridge publishing_interval; 0: interval/5
 	duration     time.Duration // measured window per run
 	warmup       time.Duration // after every tag's first value, before measuring
@@ -67,6 +88,7 @@ type options struct {
 	runs         int
 	clkTck       int
 	keep         bool
+	profile      string // directory for tagbridge CPU profiles; "" for none
 }
 
 // result is what one run measured.
@@ -79,8 +101,14 @@ type result struct {
 	firstAll     time.Duration
 	seen, want   int // tags that delivered at least one value, tags configured
 	// CPU use in the window, in % of one core: tagbridge, the broker, all
-	// simulated PLCs, and this harness (the subscriber).
-	cpuTB, cpuBroker, cpuPLCs, cpuSelf float64
+	// simulated PLCs, and this harness (the subscriber); the busiest PLC.
+	cpuTB, cpuBroker, cpuPLCs, cpuSelf, cpuPLCMax float64
+	// plcsimLate counts the simulated PLCs that logged a late change: then
+	// the PLCs, not tagbridge, were the bottleneck.
+	plcsimLate int
+	// startCPU is tagbridge's CPU time in seconds from its start until
+	// every tag's first value (S4).
+	startCPU float64
 }
 
 func main() { os.Exit(run()) }
@@ -97,69 +125,53 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	type row struct {
-		sc      scenario
-		results []result
+	builds := []string{buildCurrent}
+	if opts.baseline != "" {
+		builds = append(builds, buildBaseline)
 	}
-	var rows []row
+	var rows []*row
 	failed := false
 	for _, sc := range opts.scenarios {
-		r := row{sc: sc}
-		for i := range opts.runs {
-			if ctx.Err() != nil {
-				break
+		for _, mode := range opts.modes {
+			byBuild := map[string]*row{}
+			for _, b := range builds {
+				byBuild[b] = &row{sc: sc, mode: mode, build: b}
+				rows = append(rows, byBuild[b])
 			}
-			logf("%s run %d/%d: %d PLC(s) × %d tags every %s for %s", sc.name, i+1, opts.runs, sc.plcs, sc.tags, sc.interval, opts.duration)
-			res, err := runOnce(ctx, opts, sc, i)
-			if err != nil {
-				logf("%s run %d: %v", sc.name, i+1, err)
-				failed = true
-				continue
+			// Runs of the two builds alternate, so that both see the same
+			// load from whatever else runs on the machine.
+			for i := range opts.runs {
+				for _, b := range builds {
+					if ctx.Err() != nil {
+						break
+					}
+					what := fmt.Sprintf("%s %s %s run %d/%d", sc.name, mode, b, i+1, opts.runs)
+					logf("%s: %d PLC(s) × %d tags every %s", what, sc.plcs, sc.tags, sc.interval)
+					res, err := runOnce(ctx, opts, sc, mode, b, i)
+					if err != nil {
+						logf("%s: %v", what, err)
+						failed = true
+						continue
+					}
+					if sc.startup {
+						logf("%s: all tags after %s (%d/%d), tagbridge %.2f s CPU, %.1f MB peak RSS",
+							what, fmtFirst(res), res.seen, res.want, res.startCPU, res.rssMB)
+					} else {
+						logf("%s: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d); CPU %% of one core: tagbridge %.0f, mosquitto %.0f, plcsim %.0f (busiest %.0f), subscriber %.0f",
+							what, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want,
+							res.cpuTB, res.cpuBroker, res.cpuPLCs, res.cpuPLCMax, res.cpuSelf)
+					}
+					if res.plcsimLate > 0 {
+						logf("%s: %d simulated PLC(s) were late with their changes: the PLCs, not tagbridge, limited this run", what, res.plcsimLate)
+					}
+					byBuild[b].results = append(byBuild[b].results, res)
+				}
 			}
-			logf("%s run %d: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d); CPU %% of one core: tagbridge %.0f, mosquitto %.0f, plcsim %.0f, subscriber %.0f",
-				sc.name, i+1, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want,
-				res.cpuTB, res.cpuBroker, res.cpuPLCs, res.cpuSelf)
-			r.results = append(r.results, res)
 		}
-		rows = append(rows, r)
 	}
 
 	fmt.Printf("tagbridge benchmark: medians of %d runs, %s measured after warm-up; publishing_interval %s\n", opts.runs, opts.duration, pubLabel(opts))
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost int32\tdups int32\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\t")
-	for _, r := range rows {
-		if len(r.results) == 0 {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t0\t%.0f\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, r.sc.offered())
-			continue
-		}
-		med := func(f func(result) float64) float64 {
-			v := make([]float64, len(r.results))
-			for i, res := range r.results {
-				v[i] = f(res)
-			}
-			return median(v)
-		}
-		first := "-"
-		if all := med(func(res result) float64 {
-			if res.seen < res.want {
-				return 1e18 // never: sorts last
-			}
-			return res.firstAll.Seconds()
-		}); all < 1e18 {
-			first = fmt.Sprintf("%.2f", all)
-		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n",
-			r.sc.name, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results), r.sc.offered(),
-			med(func(res result) float64 { return res.valuesPerSec }),
-			med(func(res result) float64 { return float64(res.lost) }),
-			med(func(res result) float64 { return float64(res.dups) }),
-			med(func(res result) float64 { return res.cpuPerValue }),
-			med(func(res result) float64 { return res.rssMB }),
-			med(func(res result) float64 { return res.p50 }),
-			med(func(res result) float64 { return res.p99 }),
-			first)
-	}
-	w.Flush()
+	printTable(os.Stdout, rows, opts.baseline != "")
 	if ctx.Err() != nil {
 		logf("interrupted: the table holds only the runs that finished")
 		return 130
@@ -170,16 +182,116 @@ func run() int {
 	return 0
 }
 
+// row is the runs of one scenario in one publish mode with one build.
+type row struct {
+	sc      scenario
+	mode    string
+	build   string
+	results []result
+}
+
+// med returns the median of f over the row's runs.
+func (r *row) med(f func(result) float64) float64 {
+	v := make([]float64, len(r.results))
+	for i, res := range r.results {
+		v[i] = f(res)
+	}
+	return median(v)
+}
+
+// firstAll is the median time until every tag's first value, in seconds;
+// ok is false when the median run never saw every tag.
+func (r *row) firstAll() (float64, bool) {
+	all := r.med(func(res result) float64 {
+		if res.seen < res.want {
+			return 1e18 // never: sorts last
+		}
+		return res.firstAll.Seconds()
+	})
+	return all, all < 1e18
+}
+
+func printTable(out io.Writer, rows []*row, withBase bool) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "scenario\tmode\tbuild\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost int32\tdups int32\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\tplcsim CPU %\t"
+	if withBase {
+		head += "CPU/value ÷ baseline\tRSS ÷ baseline\t"
+	}
+	fmt.Fprintln(w, head)
+	base := map[string]*row{}
+	for _, r := range rows {
+		if r.build == buildBaseline {
+			base[r.sc.name+" "+r.mode] = r
+		}
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%.0f\t", r.sc.name, r.mode, r.build, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results), r.sc.offered())
+		if len(r.results) == 0 {
+			fmt.Fprint(w, "-\t-\t-\t-\t-\t-\t-\t-\t-\t")
+			if withBase {
+				fmt.Fprint(w, "-\t-\t")
+			}
+			fmt.Fprintln(w)
+			continue
+		}
+		first := "-"
+		if all, ok := r.firstAll(); ok {
+			first = fmt.Sprintf("%.2f", all)
+		}
+		rss := r.med(func(res result) float64 { return res.rssMB })
+		cpu := r.med(func(res result) float64 { return res.cpuPerValue })
+		if r.sc.startup {
+			// Only the start is measured.
+			fmt.Fprintf(w, "-\t-\t-\t-\t%.1f\t-\t-\t%s\t-\t", rss, first)
+		} else {
+			fmt.Fprintf(w, "%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t",
+				r.med(func(res result) float64 { return res.valuesPerSec }),
+				r.med(func(res result) float64 { return float64(res.lost) }),
+				r.med(func(res result) float64 { return float64(res.dups) }),
+				cpu, rss,
+				r.med(func(res result) float64 { return res.p50 }),
+				r.med(func(res result) float64 { return res.p99 }),
+				first,
+				r.med(func(res result) float64 { return res.cpuPLCs }))
+		}
+		if withBase {
+			b := base[r.sc.name+" "+r.mode]
+			switch {
+			case r.build == buildBaseline || b == nil || len(b.results) == 0:
+				fmt.Fprint(w, "-\t-\t")
+			case r.sc.startup:
+				// The start's CPU time in place of CPU per value.
+				fmt.Fprintf(w, "%s\t%s\t", ratio(r.med(func(res result) float64 { return res.startCPU }), b.med(func(res result) float64 { return res.startCPU })),
+					ratio(rss, b.med(func(res result) float64 { return res.rssMB })))
+			default:
+				fmt.Fprintf(w, "%s\t%s\t", ratio(cpu, b.med(func(res result) float64 { return res.cpuPerValue })),
+					ratio(rss, b.med(func(res result) float64 { return res.rssMB })))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	w.Flush()
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	var o options
-	var list string
+	var list, modes string
 	var plcs, tags int
 	var interval time.Duration
 	fs.StringVar(&o.bin, "bin", "", "directory with the tagbridge and plcsim binaries (required)")
 	fs.StringVar(&o.workdir, "workdir", os.TempDir(), "directory for each run's files")
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "the mosquitto broker binary")
-	fs.StringVar(&list, "scenario", "S1", "scenarios to run, comma separated: S1 (1 PLC × 1000 tags / 100ms), S2 (10 PLCs × 1000 tags / 100ms)")
+	fs.StringVar(&list, "scenario", "S1", "scenarios to run, comma separated: S1 (1 PLC × 1000 tags / 100ms), S2 (10 PLCs × 1000 tags / 100ms), S3 (10 PLCs × 10000 tags / 1s), S4 (start-up of 10 PLCs × 10000 tags)")
+	fs.StringVar(&modes, "mode", modeValue, "publish modes, comma separated: value (one message per value), batch (mqtt.batch: one JSON array per PLC and publish cycle)")
+	fs.StringVar(&o.baseline, "baseline", "", "directory with a baseline tagbridge binary, run alternately with -bin's in the same conditions; the table adds ratios")
 	fs.IntVar(&plcs, "plcs", 0, "number of simulated PLCs (overrides the scenario's)")
 	fs.IntVar(&tags, "tags", 0, "tags per PLC (overrides the scenario's)")
 	fs.DurationVar(&interval, "interval", 0, "change interval of every tag (overrides the scenario's)")
@@ -190,6 +302,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows medians")
 	fs.IntVar(&o.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, logs)")
+	fs.StringVar(&o.profile, "cpuprofile-dir", "", "write a CPU profile of tagbridge for every run into this directory (TAGBRIDGE_CPUPROFILE)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: benchrun -bin DIR [flags]\n\nRuns tagbridge benchmark scenarios and prints a table of medians.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -209,7 +322,7 @@ func parseFlags(args []string) (options, error) {
 	for name := range strings.SplitSeq(list, ",") {
 		sc, ok := scenarios[strings.ToUpper(strings.TrimSpace(name))]
 		if !ok {
-			return o, fmt.Errorf("-scenario: unknown scenario %q (S1, S2)", name)
+			return o, fmt.Errorf("-scenario: unknown scenario %q (S1, S2, S3, S4)", name)
 		}
 		if plcs > 0 {
 			sc.plcs = plcs
@@ -224,6 +337,15 @@ func parseFlags(args []string) (options, error) {
 			sc.name += "*" // modified by flags
 		}
 		o.scenarios = append(o.scenarios, sc)
+	}
+	for m := range strings.SplitSeq(modes, ",") {
+		m = strings.ToLower(strings.TrimSpace(m))
+		if m != modeValue && m != modeBatch {
+			return o, fmt.Errorf("-mode: unknown publish mode %q (value, batch)", m)
+		}
+		if !slices.Contains(o.modes, m) {
+			o.modes = append(o.modes, m)
+		}
 	}
 	return o, nil
 }
@@ -254,8 +376,8 @@ func fmtFirst(r result) string {
 }
 
 // runOnce starts everything for one run of a scenario, measures and stops it all.
-func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, err error) {
-	dir, err := os.MkdirTemp(o.workdir, fmt.Sprintf("%s-run%d-", strings.TrimSuffix(sc.name, "*"), idx+1))
+func runOnce(ctx context.Context, o options, sc scenario, mode, build string, idx int) (res result, err error) {
+	dir, err := os.MkdirTemp(o.workdir, fmt.Sprintf("%s-%s-%s-run%d-", strings.TrimSuffix(sc.name, "*"), mode, build, idx+1))
 	if err != nil {
 		return res, err
 	}
@@ -326,7 +448,7 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 	if err != nil {
 		return res, fmt.Errorf("plcsim -print-tags: %w", err)
 	}
-	cfg := writeConfig(dir, port, endpoints, string(tagList), publishingFor(o, sc), sc.interval)
+	cfg := writeConfig(dir, port, endpoints, string(tagList), publishingFor(o, sc), sc.interval, mode == modeBatch)
 	cfgPath := filepath.Join(dir, "tagbridge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return res, err
@@ -342,7 +464,16 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 
 	// tagbridge.
 	t0 := time.Now()
-	tb, err := startProc("tagbridge", filepath.Join(dir, "tagbridge.log"), nil, filepath.Join(o.bin, "tagbridge"), "run", "-c", cfgPath)
+	bin := o.bin
+	if build == buildBaseline {
+		bin = o.baseline
+	}
+	var env []string
+	if o.profile != "" {
+		// A CPU profile of the whole run (main.go reads TAGBRIDGE_CPUPROFILE).
+		env = append(env, "TAGBRIDGE_CPUPROFILE="+filepath.Join(o.profile, fmt.Sprintf("%s-%s-%s-run%d.pprof", strings.TrimSuffix(sc.name, "*"), mode, build, idx+1)))
+	}
+	tb, err := startProcEnv("tagbridge", filepath.Join(dir, "tagbridge.log"), nil, env, filepath.Join(bin, "tagbridge"), "run", "-c", cfgPath)
 	if err != nil {
 		return res, err
 	}
@@ -354,6 +485,9 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 		if err := sleep(ctx, 50*time.Millisecond, tb); err != nil {
 			return res, err
 		}
+	}
+	if sc.startup {
+		return startupResult(o, st, tb, procs, t0)
 	}
 	if err := sleep(ctx, o.warmup, tb); err != nil {
 		return res, err
@@ -384,6 +518,8 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 	res.cpuBroker = pct(others1.broker - others0.broker)
 	res.cpuPLCs = pct(others1.plcs - others0.plcs)
 	res.cpuSelf = pct(others1.self - others0.self)
+	res.cpuPLCMax = pct(maxDelta(others0.plc, others1.plc))
+	res.plcsimLate = plcsimLate(procs)
 	hwm, err := peakRSS(tb.cmd.Process.Pid)
 	if err != nil {
 		return res, err
@@ -409,7 +545,52 @@ func runOnce(ctx context.Context, o options, sc scenario, idx int) (res result, 
 	return res, nil
 }
 
-func writeConfig(dir string, port int, endpoints []string, tagList string, publishing, interval time.Duration) string {
+// startupResult is the result of a start-up run (S4): time until every
+// tag's first value, tagbridge's CPU time and peak RSS until then.
+func startupResult(o options, st *stats, tb *proc, procs []*proc, t0 time.Time) (res result, err error) {
+	cpu, err := cpuTicks(tb.cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	hwm, err := peakRSS(tb.cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	res.startCPU = float64(cpu) / float64(o.clkTck)
+	res.rssMB = float64(hwm) / 1024
+	res.plcsimLate = plcsimLate(procs)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res.want = st.want
+	res.seen = len(st.first)
+	res.firstAll = st.lastFirst.Sub(t0)
+	res.lost, res.dups = st.gaps, st.dups
+	return res, nil
+}
+
+// plcsimLate counts the simulated PLCs whose log says a change came late.
+func plcsimLate(procs []*proc) int {
+	n := 0
+	for _, p := range procs {
+		if !strings.HasPrefix(p.name, "plcsim") {
+			continue
+		}
+		if b, err := os.ReadFile(p.logPath); err == nil && bytes.Contains(b, []byte("changes come late")) {
+			n++
+		}
+	}
+	return n
+}
+
+func maxDelta(a, b []int64) int64 {
+	var m int64
+	for i := range min(len(a), len(b)) {
+		m = max(m, b[i]-a[i])
+	}
+	return m
+}
+
+func writeConfig(dir string, port int, endpoints []string, tagList string, publishing, interval time.Duration, batch bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by scripts/bench.
 agent:
@@ -421,8 +602,9 @@ agent:
 mqtt:
   url: tcp://127.0.0.1:%d
   qos: 1
+  batch: %t
 plcs:
-`, filepath.Join(dir, "pki"), filepath.Join(dir, "spool"), filepath.Join(dir, "certs"), port)
+`, filepath.Join(dir, "pki"), filepath.Join(dir, "spool"), filepath.Join(dir, "certs"), port, batch)
 	indented := "    " + strings.ReplaceAll(strings.TrimRight(tagList, "\n"), "\n", "\n    ") + "\n"
 	for i, ep := range endpoints {
 		fmt.Fprintf(&b, "  - name: plc%02d\n    endpoint: %s\n    publishing_interval: %s\n    sampling_interval: %s\n", i, ep, publishing, interval)
@@ -521,17 +703,50 @@ func parseMessage(b []byte) (message, error) {
 	return m, nil
 }
 
-var int32Prefix = []byte("int32_")
+var (
+	int32Prefix = []byte("int32_")
+	objectStart = []byte(`{"plc":`)
+)
 
+// add counts and checks one message: a JSON object, or with mqtt.batch an
+// array of them.
 func (s *stats) add(body []byte, arrived time.Time) {
-	m, err := parseMessage(body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		s.parseErrs++
-		if s.firstParseErr == "" {
-			s.firstParseErr = fmt.Sprintf("%v: %.200s", err, body)
+	if len(body) == 0 || body[0] != '[' {
+		s.addOne(body, arrived)
+		return
+	}
+	// The objects of an array, split where the next one starts: plcsim's
+	// strings ("v123") never hold the key sequence.
+	rest := body[1:]
+	if !bytes.HasPrefix(rest, objectStart) {
+		s.parseErr(errors.New("empty array, or not an array of objects"), body)
+		return
+	}
+	for {
+		i := bytes.Index(rest[1:], objectStart)
+		if i < 0 {
+			s.addOne(rest, arrived)
+			return
 		}
+		s.addOne(rest[:i+1], arrived)
+		rest = rest[i+1:]
+	}
+}
+
+func (s *stats) parseErr(err error, body []byte) {
+	s.parseErrs++
+	if s.firstParseErr == "" {
+		s.firstParseErr = fmt.Sprintf("%v: %.200s", err, body)
+	}
+}
+
+// addOne counts one object; s.mu is held.
+func (s *stats) addOne(body []byte, arrived time.Time) {
+	m, err := parseMessage(body)
+	if err != nil {
+		s.parseErr(err, body)
 		return
 	}
 	if _, ok := s.first[string(m.key)]; !ok {
@@ -540,19 +755,21 @@ func (s *stats) add(body []byte, arrived time.Time) {
 	}
 	if bytes.HasPrefix(m.tag, int32Prefix) {
 		v, err := strconv.ParseInt(string(m.value), 10, 64)
-		if err == nil {
-			prev, ok := s.last[string(m.key)]
-			if ok {
-				switch d := v - prev; {
-				case d > 1:
-					s.gaps += d - 1
-				case d < 1:
-					s.dups++ // a repeat, or an older value after a newer one
-				}
+		if err != nil {
+			s.parseErr(fmt.Errorf("int32 value: %w", err), body)
+			return
+		}
+		prev, ok := s.last[string(m.key)]
+		if ok {
+			switch d := v - prev; {
+			case d > 1:
+				s.gaps += d - 1
+			case d < 1:
+				s.dups++ // a repeat, or an older value after a newer one
 			}
-			if !ok || v > prev {
-				s.last[string(m.key)] = v
-			}
+		}
+		if !ok || v > prev {
+			s.last[string(m.key)] = v
 		}
 	}
 	if s.inWindow {
@@ -576,6 +793,9 @@ func subscribe(addr, clientID string, st *stats) (mqtt.Client, error) {
 		return nil, fmt.Errorf("subscriber: connect %s: %v", addr, t.Error())
 	}
 	t := c.Subscribe("tagbridge/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		if strings.HasSuffix(m.Topic(), "/status") {
+			return // the agent's and the PLCs' status, not values
+		}
 		st.add(m.Payload(), time.Now())
 	})
 	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
@@ -597,12 +817,20 @@ type proc struct {
 // startProc starts a child with stderr (and stdout, unless ready is given) to
 // logPath; with ready, the child's first stdout line is sent on it.
 func startProc(name, logPath string, ready chan<- string, bin string, args ...string) (*proc, error) {
+	return startProcEnv(name, logPath, ready, nil, bin, args...)
+}
+
+// startProcEnv is startProc with env added to the environment.
+func startProcEnv(name, logPath string, ready chan<- string, env []string, bin string, args ...string) (*proc, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var stdout io.ReadCloser
 	if ready != nil {
@@ -711,7 +939,10 @@ func cpuTicks(pid int) (int64, error) {
 	return utime + stime, nil
 }
 
-type ticks struct{ broker, plcs, self int64 }
+type ticks struct {
+	broker, plcs, self int64
+	plc                []int64 // each simulated PLC
+}
 
 // otherTicks returns the CPU ticks of the broker (procs[0]), the simulated
 // PLCs and this process; errors count as 0, as this is only informative.
@@ -724,6 +955,7 @@ func otherTicks(procs []*proc) ticks {
 			t.broker += n
 		case strings.HasPrefix(p.name, "plcsim"):
 			t.plcs += n
+			t.plc = append(t.plc, n)
 		}
 	}
 	t.self, _ = cpuTicks(os.Getpid())

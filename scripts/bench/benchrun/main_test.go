@@ -48,6 +48,37 @@ func TestStatsAdd(t *testing.T) {
 	}
 }
 
+func TestStatsAddBatch(t *testing.T) {
+	obj := func(tag, value string) string {
+		return `{"plc":"plc00","tag":"` + tag + `","node":"ns=1;s=X","value":` + value +
+			`,"type":"Int32","status":"Good","status_code":0,"source_time":"2026-11-22T10:15:30.123456Z"}`
+	}
+	arrived := time.Date(2026, 11, 22, 10, 15, 30, 173456000, time.UTC)
+	s := newStats(3)
+	s.window(true)
+	s.add([]byte("["+obj("int32_0001", "1")+","+obj("int32_0005", "7")+","+obj("string_0003", `"v1"`)+"]"), arrived)
+	s.add([]byte("["+obj("int32_0001", "2")+","+obj("int32_0005", "9")+"]"), arrived)
+	s.add([]byte("["+obj("int32_0001", "2")+"]"), arrived)
+	if s.parseErrs != 0 {
+		t.Fatalf("parse errors: %s", s.firstParseErr)
+	}
+	if s.gaps != 1 || s.dups != 1 {
+		t.Errorf("gaps %d, dups %d; want 1, 1", s.gaps, s.dups)
+	}
+	if got := s.seenCount(); got != 3 {
+		t.Errorf("tags seen %d, want 3", got)
+	}
+	if s.windowCount != 6 || len(s.latencies) != 6 {
+		t.Errorf("window count %d, latencies %d; want 6, 6", s.windowCount, len(s.latencies))
+	}
+	for _, bad := range []string{"[]", `[{"state":"online"}]`, "[" + obj("int32_0001", "x") + "]"} {
+		s.add([]byte(bad), arrived)
+	}
+	if s.parseErrs != 3 {
+		t.Errorf("parse errors %d, want 3 (first: %s)", s.parseErrs, s.firstParseErr)
+	}
+}
+
 func TestMedianPercentile(t *testing.T) {
 	if got := median([]float64{3, 1, 2}); got != 2 {
 		t.Errorf("median odd = %v", got)
