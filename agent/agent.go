@@ -140,9 +140,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.pub = pub
-	a.groups = a.plan(a.cfg)
-	for _, g := range a.groups {
+	groups := a.plan(a.cfg)
+	a.mu.Lock()
+	a.pub, a.groups = pub, groups
+	a.mu.Unlock()
+	for _, g := range groups {
 		a.logShared(g)
 	}
 	stopStatus, err := a.startStatus(ctx)
