@@ -45,6 +45,7 @@ const usage = `tagbridge forwards OPC UA tag values from PLCs to an MQTT broker.
 Usage:
   tagbridge run      [-c FILE]   run until SIGINT/SIGTERM
   tagbridge validate [-c FILE]   check the configuration and start nothing
+  tagbridge status   [-c FILE]   print the running agent's status (agent.status_listen)
   tagbridge version              print version information
   tagbridge certs create [flags] write the agent's OPC UA certificate and key
   tagbridge browse ENDPOINT [flags]
@@ -72,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCerts(args[1:], stdout, stderr)
 	case "browse":
 		return cmdBrowse(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -122,12 +125,22 @@ func loadCommand(name, synopsis string, args []string, stdout, stderr io.Writer)
 	if code, done := parseFlags(fs, args, stdout); done {
 		return nil, code
 	}
-	cfg, err := config.Load(*file)
+	cfg, err := loadConfig(*file)
 	if err != nil {
 		printConfigError(stderr, err)
 		return nil, exitConfig
 	}
 	return cfg, exitOK
+}
+
+// loadConfig is the one load path of run, validate and the reload on SIGHUP.
+func loadConfig(file string) (*config.Config, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Agent.Version = version
+	return cfg, nil
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -137,24 +150,47 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Agent, stderr)
 	bridgeLibraryLoggers(log)
+	defer startCPUProfile(log)() // only with TAGBRIDGE_CPUPROFILE set (profile.go)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP (systemctl reload) would end the process by default; until the
-	// configuration can be reloaded, it is acknowledged and ignored.
+	a := agent.New(cfg, log)
+	// SIGHUP (systemctl reload) re-reads the file; signals that arrive during
+	// a reload are coalesced into one more.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer func() { signal.Stop(hup); close(hup) }()
 	go func() {
 		for range hup {
-			log.Warn().Msg("SIGHUP: configuration reload is not supported yet; restart tagbridge to apply changes")
+			reload(a, cfg.File, log)
 		}
 	}()
-	if err := agent.Run(ctx, cfg, log); err != nil {
+	if err := a.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// reload loads file as run did and hands it to the agent. A configuration
+// with errors is refused, each error logged; the agent keeps the one it has.
+func reload(a *agent.Agent, file string, log zerolog.Logger) {
+	log.Info().Str("file", file).Msg("SIGHUP: reloading the configuration")
+	cfg, err := loadConfig(file)
+	if err != nil {
+		var list config.Errors
+		if !errors.As(err, &list) {
+			list = config.Errors{{File: file, Msg: err.Error()}}
+		}
+		for _, e := range list {
+			log.Error().Str("file", e.File).Int("line", e.Line).Str("path", e.Path).Msg(e.Error())
+		}
+		log.Error().Int("errors", len(list)).Msg("configuration refused; still running on the previous one")
+		return
+	}
+	if err := a.Reload(cfg); err != nil {
+		log.Error().Err(err).Msg("configuration not applied; still running on the previous one")
+	}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
@@ -37,8 +41,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// The real binary: values flow, SIGHUP does not stop it, SIGTERM stops it in
-// order within 10 s with exit code 0.
+// The real binary: values flow; SIGHUP with an invalid file logs every
+// error with its line and changes nothing; SIGHUP with a valid one applies
+// it; SIGTERM stops it in order within 10 s with exit code 0.
 func TestRunBinarySignals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -49,12 +54,19 @@ func TestRunBinarySignals(t *testing.T) {
 	}
 	broker := brokertest.Start(t)
 	plc := simproc.Start(t, "-tags", "8", "-interval", "100ms")
-	var tags strings.Builder
-	for _, l := range strings.Split(strings.TrimRight(simproc.Tags(t, 8), "\n"), "\n") {
-		fmt.Fprintf(&tags, "    %s\n", l)
+	tagLines := func(n int) string {
+		var tags strings.Builder
+		for _, l := range strings.Split(strings.TrimRight(simproc.Tags(t, n), "\n"), "\n") {
+			fmt.Fprintf(&tags, "    %s\n", l)
+		}
+		return tags.String()
 	}
-	cfg := writeConfig(t, fmt.Sprintf("agent: {id: bin, spool_dir: %s}\nmqtt: {url: %s}\nplcs:\n  - name: sim\n    endpoint: %s\n    publishing_interval: 50ms\n%s",
-		t.TempDir(), broker.URL(), plc.Endpoint, tags.String()))
+	spool := t.TempDir()
+	configFor := func(agentID, tags string) string {
+		return fmt.Sprintf("agent: {id: %s, spool_dir: %s}\nmqtt: {url: %s}\nplcs:\n  - name: sim\n    endpoint: %s\n    publishing_interval: 50ms\n%s",
+			agentID, spool, broker.URL(), plc.Endpoint, tags)
+	}
+	cfg := writeConfig(t, configFor("bin", tagLines(4)))
 	msgs := brokertest.Subscribe(t, broker.URL(), "tagbridge/bin/#", 1)
 
 	var logs lockedBuffer
@@ -71,30 +83,76 @@ func TestRunBinarySignals(t *testing.T) {
 			t.Logf("tagbridge log:\n%s", logs.String())
 		}
 	})
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// next returns the topic of the next value.
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m.Topic
+		case err := <-exited:
+			t.Fatalf("tagbridge exited %s: %v", what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no value %s", what)
+		}
+		return ""
+	}
+	next("at start")
 
-	select {
-	case <-msgs:
-	case err := <-exited:
-		t.Fatalf("tagbridge exited: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("no value within 20 s")
+	// Two errors: the agent id and a node id.
+	bad := strings.Replace(configFor("bin/x", tagLines(8)), `"ns=1;s=Int32.0005"`, `"ns=1;x=Int32.0005"`, 1)
+	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var want config.Errors
+	if _, err := config.Load(cfg); !errors.As(err, &want) || len(want) < 2 {
+		t.Fatalf("the invalid configuration gives %v, want 2 or more config.Errors", err)
 	}
 	cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "SIGHUP") {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP not acknowledged in the log")
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitLog("configuration refused")
+	type logLine struct {
+		Level, File, Path, Message string
+		Line                       int
 	}
-	// Still alive and publishing after SIGHUP.
-	for range 2 {
-		select {
-		case <-msgs:
-		case err := <-exited:
-			t.Fatalf("tagbridge exited after SIGHUP: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("no value after SIGHUP")
+	var logged []logLine
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var ll logLine
+		if json.Unmarshal([]byte(l), &ll) == nil && ll.Level == "error" && ll.Line > 0 {
+			logged = append(logged, ll)
+		}
+	}
+	for _, e := range want {
+		if !slices.Contains(logged, logLine{"error", cfg, e.Path, e.Error(), e.Line}) || e.Line == 0 {
+			t.Errorf("config error %q (line %d) not logged with its file and line", e.Error(), e.Line)
+		}
+	}
+	// Still alive and publishing the old configuration: four tags, agent "bin".
+	for range 20 {
+		if topic := next("after the refused reload"); strings.HasSuffix(topic, "/int32_0005") {
+			t.Fatalf("a value on %s: the refused configuration was applied", topic)
+		}
+	}
+
+	if err := os.WriteFile(cfg, []byte(configFor("bin", tagLines(8))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("configuration reloaded")
+	for n := 0; ; n++ {
+		if topic := next("after the reload"); topic == "tagbridge/bin/sim/int32_0005" {
+			break
+		}
+		if n > 200 {
+			t.Fatal("no value of the added tag int32_0005 after the reload")
 		}
 	}
 	go func() {
