@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tagbridge/tagbridge/agent/statusapi"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// exitUnhealthy is tagbridge status's answer for an agent that runs but
+// is not healthy (what /healthz answers with 503).
+const exitUnhealthy = 3
+
+const statusTimeout = 10 * time.Second
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("status", `status [-c FILE] [--json]
+
+Asks the running agent for its status, at agent.status_listen with the
+token from agent.status_token_file, and prints it as a table. Exit status:
+0 healthy, 1 the agent cannot be reached, 2 bad configuration, 3 unhealthy.`, stderr)
+	file := fs.String("c", defaultConfig, "configuration `file` naming the listener and the token file")
+	asJSON := fs.Bool("json", false, "print the agent's JSON status document as it is")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	st, err := config.ReadStatus(*file)
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	if st.Listen == "" {
+		fmt.Fprintf(stderr, "tagbridge status: agent.status_listen is not set in %s: the agent serves no status\n", *file)
+		return exitConfig
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	body, err := fetchStatus(ctx, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "tagbridge status: %v\n", err)
+		return exitRuntime
+	}
+	var s statusapi.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		fmt.Fprintf(stderr, "tagbridge status: %s answered with something that is not a status document: %v\n", st.Listen, err)
+		return exitRuntime
+	}
+	if *asJSON {
+		stdout.Write(body)
+	} else {
+		printStatus(stdout, s)
+	}
+	if !s.Healthy {
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+// fetchStatus GETs /status from the agent over TCP or its unix socket.
+func fetchStatus(ctx context.Context, st config.Status) ([]byte, error) {
+	network, addr, url := "tcp", st.Listen, "http://"+st.Listen+"/status"
+	if config.StatusSocket(st.Listen) {
+		network, addr, url = "unix", st.Listen, "http://tagbridge/status"
+	}
+	var d net.Dialer
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		Proxy: nil, // a loopback agent is never behind the user's proxy
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+st.Token.Reveal())
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no agent answers at %s (agent.status_listen): is tagbridge running? (%v)", st.Listen, unwrapURLError(err))
+		}
+		return nil, fmt.Errorf("ask the agent at %s: %v", st.Listen, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the status from %s: %w", st.Listen, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return body, nil
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("the agent at %s refused the token from agent.status_token_file (changed since the agent started? it reads it at start)", st.Listen)
+	}
+	return nil, fmt.Errorf("the agent at %s answered %s: %s", st.Listen, resp.Status, strings.TrimSpace(string(body)))
+}
+
+// unwrapURLError drops the "Get URL:" prefix, which names a made-up host
+// for a unix socket.
+func unwrapURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
+func printStatus(w io.Writer, s statusapi.Status) {
+	health := "healthy"
+	if !s.Healthy {
+		health = "UNHEALTHY"
+	}
+	fmt.Fprintf(w, "agent %s: %s (at %s)\n", s.Agent, health, s.Time.Local().Format("2006-01-02 15:04:05"))
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tENDPOINT\tSECURITY\tCHANNEL/TOKEN\tRENEWALS (FAILED)\tLAST RENEWAL\tRECONNECTS\tTAGS OK/FAILED\tVALUES/S\tCLOCK OFFSET")
+	for _, p := range s.PLCs {
+		security := dash(strings.TrimSpace(p.Policy + " " + p.Mode))
+		channel := "-"
+		if p.ChannelID != 0 {
+			channel = fmt.Sprintf("%d/%d", p.ChannelID, p.TokenID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d (%d)\t%s\t%d\t%d/%d\t%.1f\t%+.3fs\n",
+			p.PLC, p.State, ago(s.Time, p.Since), p.Endpoint, security, channel,
+			p.TokenRenewals, p.TokenRenewalFailures, ago(s.Time, p.LastRenewal), p.Reconnects,
+			p.TagsOK, p.TagsFailed, p.ValuesPerSec, p.ClockOffsetSeconds)
+	}
+	tw.Flush()
+
+	var details []string
+	for _, p := range s.PLCs {
+		if p.ServerFingerprint != "" {
+			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, p.ServerFingerprint))
+		}
+		if p.LastError != "" {
+			details = append(details, fmt.Sprintf("%s: last error %s ago: %s", p.PLC, ago(s.Time, p.LastErrorAt), p.LastError))
+		}
+	}
+	if len(details) > 0 {
+		fmt.Fprintln(w)
+		for _, d := range details {
+			fmt.Fprintln(w, d)
+		}
+	}
+
+	b := s.Broker
+	conn := "connected"
+	if !b.Connected {
+		conn = "NOT CONNECTED"
+	}
+	fmt.Fprintf(w, "\nbroker: %s; in flight %d; spool %d values, %s; dropped %d; published %d, failed %d, resent %d\n",
+		conn, b.InFlight, b.SpoolValues, bytesIEC(b.SpoolBytes), b.Dropped, b.Published, b.Failed, b.Resent)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ago is how long before now t was, rounded for reading; "-" for never.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		d = 0
+	case d < time.Minute:
+		d = d.Round(time.Second)
+	default:
+		d = d.Round(time.Minute)
+	}
+	return d.String()
+}
+
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
