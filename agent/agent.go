@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 func (a *Agent) Run(ctx context.Context) error {
 	pub, err := a.newPublisher(a.cfg)
 	if err != nil {
+		close(a.exited)
 		return err
 	}
 	groups := a.plan(a.cfg)
@@ -296,6 +297,9 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 	started := time.Now()
 	if cfg.Agent.LogLevel != a.cfg.Agent.LogLevel || cfg.Agent.LogFormat != a.cfg.Agent.LogFormat {
 		a.log.Warn().Msg("reload: agent.log_level and agent.log_format take effect at the next start")
+	}
+	if statusChanged(a.cfg.Agent, cfg.Agent) {
+		a.log.Warn().Msg("reload: agent.status_listen, status_allow_remote and status_token_file take effect at the next start")
 	}
 
 	switched := false
