@@ -6,6 +6,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
 )
 
 // statusSource reads the trackers of the running sessions and the current
@@ -58,4 +59,11 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 		}
 	}()
 	return func() { cancel(); <-done }, nil
+}
+
+// statusChanged reports whether a reload from old to next changes the
+// status settings, which apply only at start.
+func statusChanged(old, next config.Agent) bool {
+	return old.StatusListen != next.StatusListen || old.StatusAllowRemote != next.StatusAllowRemote ||
+		old.StatusTokenFile != next.StatusTokenFile || old.StatusToken != next.StatusToken
 }

@@ -152,7 +152,8 @@ func TestStatusListener(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, zerolog.New(logs).Level(zerolog.DebugLevel)) }()
+	ag := New(cfg, zerolog.New(logs).Level(zerolog.DebugLevel))
+	go func() { done <- ag.Run(ctx) }()
 	c := statusClient{t: t, base: "http://" + addr}
 
 	health := func(wantCode int, wantBody string) {
@@ -242,6 +243,28 @@ func TestStatusListener(t *testing.T) {
 	health(http.StatusOK, "ok\n")
 	if got, _ := value(c.metrics(), "tagbridge_plc_reconnects_total", "plc", "press1"); got < 1 {
 		t.Errorf("tagbridge_plc_reconnects_total = %v after the PLC came back", got)
+	}
+
+	// A reload keeps the status settings of the start, and says so.
+	otherToken := filepath.Join(dir, "other-token")
+	if err := os.WriteFile(otherToken, []byte("another-token-0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(yml.String(), tokenFile, otherToken, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.Reload(cfg2); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if !strings.Contains(logs.String(), "status_token_file take effect at the next start") {
+		t.Error("no warning that the status settings did not change")
+	}
+	if code, body := c.get("/healthz", statusToken); code != http.StatusOK {
+		t.Errorf("/healthz with the token of the start, after the reload: %d %s", code, body)
 	}
 
 	cancel()
