@@ -150,6 +150,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopStatus, err := a.startStatus(ctx)
 	if err != nil {
+		close(a.exited)
 		return err
 	}
 	defer stopStatus() // after the stop sequence, which it shows
