@@ -11,6 +11,7 @@ package statusapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -75,7 +76,7 @@ type Server struct {
 	ln    net.Listener
 	srv   *http.Server
 	agent string
-	token []byte
+	token [sha256.Size]byte // the token's hash: compared at a fixed length, it does not leak its length
 	src   Source
 	log   zerolog.Logger
 
@@ -94,7 +95,7 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 		addr:  addr,
 		sock:  config.StatusSocket(addr),
 		agent: agentID,
-		token: []byte(token.Reveal()),
+		token: sha256.Sum256([]byte(token.Reveal())),
 		src:   src,
 		log:   log,
 	}
@@ -203,7 +204,8 @@ func listenUnix(path string) (net.Listener, error) {
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
 			s.log.Debug().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Bool("token_given", ok).Msg("status request refused: bad or missing token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tagbridge"`)
 			http.Error(w, "unauthorized: send Authorization: Bearer <token from agent.status_token_file>", http.StatusUnauthorized)
