@@ -398,3 +398,50 @@ func TestReloadMQTT(t *testing.T) {
 		t.Logf("%s: %d values on the first broker, %d on the second, %d on both", tag, len(v1), len(v2), dups)
 	}
 }
+
+// A new configuration whose publisher cannot start (its spool directory
+// cannot be made) is refused: the agent goes on with the old settings and
+// loses nothing.
+func TestReloadRefusedKeepsOld(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	broker := brokertest.Start(t)
+	sim := simproc.Start(t, "-tags", "8", "-interval", "100ms")
+	got := collect(t, broker.URL())
+	dir := t.TempDir()
+	file, spool := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "spool")
+	mqtt := fmt.Sprintf("{url: %s, qos: 1}", broker.URL())
+	cfg := writeReloadConfig(t, file, spool, mqtt, simEntry{"plc", sim.Endpoint, 8})
+	r := startReloadAgent(t, cfg, zerolog.InfoLevel)
+	r.waitStreaming(t, "plc")
+	tracker := r.tracker("plc")
+	waitFor(t, "values", 20*time.Second, func() bool { return got.count("plc") >= 40 })
+
+	// A spool directory below a regular file; the PLC list changes too.
+	next := writeReloadConfig(t, file, filepath.Join(file, "spool"), mqtt, simEntry{"plc", sim.Endpoint, 4})
+	err := r.a.Reload(next)
+	if err == nil || !strings.Contains(err.Error(), "spool") {
+		t.Fatalf("Reload: %v, want an error about the spool", err)
+	}
+	mark := got.last("plc/int32_0005")
+	waitFor(t, "1 s more of values", 10*time.Second, func() bool { return got.last("plc/int32_0005") >= mark+10 })
+	if r.tracker("plc") != tracker {
+		t.Errorf("the PLC session was replaced by a refused reload")
+	}
+	if st := r.a.PublisherStats(); !st.Connected {
+		t.Errorf("publisher after the refused reload: %+v, want connected", st)
+	}
+	r.stop()
+	got.quiet(t, "plc")
+	for _, tag := range []string{"int32_0001", "int32_0005"} {
+		// At least once: the restarted publisher may send again what was in
+		// flight; nothing may be missing.
+		vs := got.counterValues(t, "plc/"+tag)
+		for i := 1; i < len(vs); i++ {
+			if vs[i] > vs[i-1]+1 {
+				t.Errorf("plc/%s: value %d after %d: a gap across the refused reload", tag, vs[i], vs[i-1])
+			}
+		}
+	}
+}
