@@ -1,0 +1,492 @@
+package publish
+
+import (
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// uaJSONFormat is mqtt.payload opcua_json: OPC UA Part 14 (v1.05) PubSub
+// JSON network messages over MQTT (Part 14, 7.2.5 and 7.3.4).
+//
+// The agent is one Publisher (PublisherId = agent.id) with one WriterGroup
+// (uaWriterGroup) holding one DataSetWriter per PLC entry: DataSetWriterName
+// is the PLC's name, DataSetWriterId its position in plcs: counting from 1.
+// Each publish cycle of a PLC entry becomes one ua-data NetworkMessage on
+// opcua/json/data/<agent id>/<writer group>/<plc>, holding one ua-deltaframe
+// DataSetMessage (a tag that changed twice within the cycle starts another,
+// since a Payload names each field once) whose Payload maps tag names to
+// DataValues; see appendUADataValue for the encoding. SequenceNumber counts
+// a writer's DataSetMessages from 1, assigned as values enter the spool, so
+// a consumer sees a gap only where values were dropped.
+//
+// A PLC entry that goes disconnected or stopped gets a ua-keyframe with
+// Status Bad_CommunicationError (Bad_OutOfService when stopped) and every
+// configured tag as a DataValue with that status and no value: the
+// DataSetMessage Status applies to all of its values (Part 14, 7.2.5.4),
+// and a key frame reaches consumers that look only at the fields. Fresh
+// values follow once the PLC streams again. There is no per-writer status
+// message in Part 14, and the ua-status message belongs to the Publisher.
+//
+// The Publisher's ua-status (7.2.5.5.5) is retained on
+// opcua/json/status/<agent id> with IsCyclic false, as the broker reports
+// the agent's loss through the will: Status Operational after every
+// connect, Error as the will, Disabled on a clean stop.
+type uaJSONFormat struct {
+	publisher   string
+	statusTopic string
+	writers     map[string]*uaWriter // plc -> its writer
+	nextID      int                  // for PLC entries missing from the configuration
+	header      []byte               // the NetworkMessage's fields after MessageId
+
+	idPrefix string        // random per process; MessageIds are idPrefix-<n>
+	ids      atomic.Uint64 // intake and Run's goroutine both make messages
+
+	buf  []byte              // intake goroutine only
+	seen map[string]struct{} // tags in the DataSetMessage being written
+}
+
+// uaWriter is one PLC entry's DataSetWriter.
+type uaWriter struct {
+	id    int
+	name  string // DataSetWriterName, JSON-encoded
+	topic string
+	tags  []string
+	seq   uint32 // last SequenceNumber assigned
+	bad   bool   // its last DataSetMessage was the Bad key frame
+}
+
+// uaWriterGroup is the WriterGroupName of every NetworkMessage and the
+// writer group level of the data topics.
+const uaWriterGroup = "tagbridge"
+
+// PubSubState values (Part 14, 6.2.1), written as numbers: ua-status uses
+// the CompactEncoding (7.2.5.5.5).
+const (
+	pubSubDisabled    = 0
+	pubSubOperational = 2
+	pubSubError       = 3
+)
+
+// Status codes of the Bad key frame (Part 6, A.2).
+const (
+	badCommunicationError = 0x80050000
+	badOutOfService       = 0x808D0000
+)
+
+func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, fmt.Errorf("message id prefix: %w", err)
+	}
+	f := &uaJSONFormat{
+		publisher:   cfg.Agent.ID,
+		statusTopic: "opcua/json/status/" + cfg.Agent.ID,
+		writers:     map[string]*uaWriter{},
+		idPrefix:    fmt.Sprintf("%x", r),
+		seen:        map[string]struct{}{},
+	}
+	if err := checkTopic(f.statusTopic); err != nil {
+		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
+	}
+	f.header = append(f.header, `,"MessageType":"ua-data","PublisherId":`...)
+	f.header = appendString(f.header, f.publisher)
+	f.header = append(f.header, `,"WriterGroupName":`...)
+	f.header = appendString(f.header, uaWriterGroup)
+	f.header = append(f.header, `,"Messages":[`...)
+	for i, plc := range cfg.PLCs {
+		if i+1 > 0xFFFF {
+			return nil, fmt.Errorf("plc %q: more than 65535 PLC entries do not fit DataSetWriterId (UInt16)", plc.Name)
+		}
+		w := f.newWriter(i+1, plc.Name)
+		if err := checkTopic(w.topic); err != nil {
+			return nil, fmt.Errorf("plc %q: topic %q: %w", plc.Name, w.topic, err)
+		}
+		for _, t := range plc.Tags {
+			w.tags = append(w.tags, t.Name)
+		}
+		f.writers[plc.Name] = w
+	}
+	f.nextID = len(cfg.PLCs) + 1
+	return f, nil
+}
+
+func (f *uaJSONFormat) newWriter(id int, plc string) *uaWriter {
+	return &uaWriter{
+		id:    id,
+		name:  string(appendString(nil, plc)),
+		topic: "opcua/json/data/" + f.publisher + "/" + uaWriterGroup + "/" + level(plc),
+	}
+}
+
+// writer returns plc's writer, making one for an entry the configuration
+// does not have (which the agent's sessions never send).
+func (f *uaJSONFormat) writer(plc string) *uaWriter {
+	w, ok := f.writers[plc]
+	if !ok {
+		w = f.newWriter(f.nextID, plc)
+		f.nextID++
+		f.writers[plc] = w
+	}
+	return w
+}
+
+// appendHeader starts a NetworkMessage, up to the opening of Messages.
+func (f *uaJSONFormat) appendHeader(dst []byte) []byte {
+	dst = f.appendMessageID(dst)
+	return append(dst, f.header...)
+}
+
+func (f *uaJSONFormat) appendMessageID(dst []byte) []byte {
+	dst = append(dst, `{"MessageId":"`...)
+	dst = append(dst, f.idPrefix...)
+	dst = append(dst, '-')
+	dst = strconv.AppendUint(dst, f.ids.Add(1), 10)
+	return append(dst, '"')
+}
+
+// appendDataSetMessage starts w's next DataSetMessage, up to the opening of
+// its Payload; status 0 leaves Status out.
+func appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string) []byte {
+	w.seq++
+	if w.seq == 0 { // UInt32 wraps; 0 stays unused so that numbering starts at 1
+		w.seq = 1
+	}
+	dst = append(dst, `{"DataSetWriterId":`...)
+	dst = strconv.AppendInt(dst, int64(w.id), 10)
+	dst = append(dst, `,"DataSetWriterName":`...)
+	dst = append(dst, w.name...)
+	dst = append(dst, `,"SequenceNumber":`...)
+	dst = strconv.AppendUint(dst, uint64(w.seq), 10)
+	dst = append(dst, `,"Timestamp":`...)
+	dst = appendTime(dst, now)
+	if status != 0 {
+		dst = append(dst, `,"Status":`...)
+		dst = appendStatusCode(dst, status, symbol)
+	}
+	dst = append(dst, `,"MessageType":"`...)
+	dst = append(dst, kind...)
+	return append(dst, `","Payload":{`...)
+}
+
+func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
+	now := time.Now()
+	// One NetworkMessage per PLC entry, in order of first appearance: a
+	// shared session's batch may hold several.
+	for i := range b {
+		plc := b[i].PLC
+		if i > 0 && (b[i-1].PLC == plc || seenBefore(b[:i-1], plc)) {
+			continue
+		}
+		w := f.writer(plc)
+		f.buf = f.appendHeader(f.buf[:0])
+		f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+		clear(f.seen)
+		first := true
+		for j := i; j < len(b); j++ {
+			s := &b[j]
+			if s.PLC != plc {
+				continue
+			}
+			if _, dup := f.seen[s.Tag]; dup {
+				f.buf = append(f.buf, "}},"...)
+				f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				clear(f.seen)
+				first = true
+			}
+			f.seen[s.Tag] = struct{}{}
+			if !first {
+				f.buf = append(f.buf, ',')
+			}
+			first = false
+			f.buf = appendString(f.buf, s.Tag)
+			f.buf = append(f.buf, ':')
+			f.buf = appendUADataValue(f.buf, s)
+		}
+		f.buf = append(f.buf, "}}]}"...)
+		w.bad = false
+		add(w.topic, f.buf)
+	}
+}
+
+// seenBefore reports whether plc has a sample in b.
+func seenBefore(b collectors.Batch, plc string) bool {
+	return slices.ContainsFunc(b, func(s collectors.Sample) bool { return s.PLC == plc })
+}
+
+func (f *uaJSONFormat) plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
+	var code uint32
+	var symbol string
+	switch st.State {
+	case collectors.StateDisconnected:
+		code, symbol = badCommunicationError, "BadCommunicationError"
+	case collectors.StateStopped:
+		code, symbol = badOutOfService, "BadOutOfService"
+	default:
+		return nil
+	}
+	w := f.writer(st.PLC)
+	if w.bad {
+		return nil // consumers hold every value Bad already
+	}
+	w.bad = true
+	f.buf = f.appendHeader(f.buf[:0])
+	f.buf = appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
+	for i, tag := range w.tags {
+		if i > 0 {
+			f.buf = append(f.buf, ',')
+		}
+		f.buf = appendString(f.buf, tag)
+		f.buf = append(f.buf, `:{"Status":`...)
+		f.buf = appendStatusCode(f.buf, code, symbol)
+		f.buf = append(f.buf, '}')
+	}
+	f.buf = append(f.buf, "}}]}"...)
+	add(w.topic, f.buf)
+	return nil
+}
+
+func (f *uaJSONFormat) outgoing(_ string, payload []byte) []byte { return payload }
+
+func (f *uaJSONFormat) will() (Message, bool) {
+	return f.status(pubSubError), true
+}
+
+func (f *uaJSONFormat) connected() []Message {
+	return []Message{f.status(pubSubOperational)}
+}
+
+func (f *uaJSONFormat) stopping() []Message {
+	return []Message{f.status(pubSubDisabled)}
+}
+
+// status is the Publisher's retained ua-status message. IsCyclic is false,
+// so Timestamp and NextReportTime are left out (Part 14, 7.2.5.5.5).
+func (f *uaJSONFormat) status(state int) Message {
+	b := f.appendMessageID(nil)
+	b = append(b, `,"MessageType":"ua-status","PublisherId":`...)
+	b = appendString(b, f.publisher)
+	b = append(b, `,"IsCyclic":false,"Status":`...)
+	b = strconv.AppendInt(b, int64(state), 10)
+	b = append(b, '}')
+	return Message{Topic: f.statusTopic, Payload: b, Retain: true}
+}
+
+// appendStatusCode writes a StatusCode as Part 6 (v1.05.04) 5.4.2.12 does
+// in the VerboseEncoding: {"Code":n,"Symbol":"BadXxx"}, the Symbol left
+// out when it is not known.
+func appendStatusCode(dst []byte, code uint32, symbol string) []byte {
+	dst = append(dst, `{"Code":`...)
+	dst = strconv.AppendUint(dst, uint64(code), 10)
+	if symbol != "" && !strings.ContainsAny(symbol, " (") {
+		dst = append(dst, `,"Symbol":`...)
+		dst = appendString(dst, symbol)
+	}
+	return append(dst, '}')
+}
+
+// uaTypes are the built-in type ids (Part 6, Table 1) of the Variant types
+// whose values the collectors pass on in a form Part 6 JSON can carry. For
+// the others (StatusCode and QualifiedName arrive as names, ExtensionObject,
+// DataValue, Variant and DiagnosticInfo as maps or converted values) UaType
+// is left out and Value is the agent's own JSON form of the value, as
+// Part 14 does for RawData fields.
+var uaTypes = map[string]int{
+	"Boolean": 1, "SByte": 2, "Byte": 3, "Int16": 4, "UInt16": 5, "Int32": 6,
+	"UInt32": 7, "Int64": 8, "UInt64": 9, "Float": 10, "Double": 11,
+	"String": 12, "DateTime": 13, "Guid": 14, "ByteString": 15,
+	"XmlElement": 16, "NodeId": 17, "ExpandedNodeId": 18, "LocalizedText": 21,
+}
+
+// appendUADataValue writes a sample as a DataValue in the Part 6 (v1.05.04)
+// JSON encoding, 5.4.2.18, as a Part 14 DataSet field with RawData false
+// (7.2.5.4.3: no DataSetMetaData is published, so the Variant keeps its
+// UaType):
+//
+//	{"UaType":11,"Value":21.5,"Status":{"Code":2150891520,"Symbol":"BadCommunicationError"},
+//	 "SourceTimestamp":"…","ServerTimestamp":"…"}
+//
+// Int64 and UInt64 are JSON strings; NaN and ±Infinity are the strings
+// "NaN", "Infinity", "-Infinity"; ByteString is base64; LocalizedText is
+// {"Text":…}; a matrix is flattened with its Dimensions. Value and UaType are
+// left out for a null value, Status for Good (0), a timestamp the server did
+// not send.
+func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
+	dst = append(dst, '{')
+	n := len(dst)
+	if s.Value != nil {
+		t, ok := uaTypes[s.Type]
+		v := s.Value
+		var dims []int
+		if arr, isArr := v.([]any); isArr && ok {
+			if d, flat, matrix := flatten(arr); matrix {
+				v, dims = flat, d
+			}
+		}
+		if ok && !typeFits(t, v) {
+			ok = false
+		}
+		if ok {
+			dst = append(dst, `"UaType":`...)
+			dst = strconv.AppendInt(dst, int64(t), 10)
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"Value":`...)
+		if ok {
+			dst = appendUAValue(dst, v, t)
+		} else {
+			dst = appendValue(dst, v)
+		}
+		if dims != nil {
+			dst = append(dst, `,"Dimensions":[`...)
+			for i, d := range dims {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = strconv.AppendInt(dst, int64(d), 10)
+			}
+			dst = append(dst, ']')
+		}
+	}
+	sep := func() {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+	}
+	if s.StatusCode != 0 {
+		sep()
+		dst = append(dst, `"Status":`...)
+		dst = appendStatusCode(dst, s.StatusCode, s.Status)
+	}
+	if !s.SourceTime.IsZero() {
+		sep()
+		dst = append(dst, `"SourceTimestamp":`...)
+		dst = appendTime(dst, s.SourceTime)
+	}
+	if !s.ServerTime.IsZero() {
+		sep()
+		dst = append(dst, `"ServerTimestamp":`...)
+		dst = appendTime(dst, s.ServerTime)
+	}
+	return append(dst, '}')
+}
+
+// typeFits reports whether v (a scalar or a one-dimensional array) holds
+// what the built-in type t says, so that UaType never lies.
+func typeFits(t int, v any) bool {
+	if arr, ok := v.([]any); ok {
+		for _, e := range arr {
+			if e != nil && !scalarFits(t, e) {
+				return false
+			}
+		}
+		return true
+	}
+	return scalarFits(t, v)
+}
+
+func scalarFits(t int, v any) bool {
+	switch v.(type) {
+	case bool:
+		return t == 1
+	case int8, uint8, int16, uint16, int32, uint32:
+		return t >= 2 && t <= 7
+	case int64, uint64, int, uint:
+		return t == 8 || t == 9
+	case float32, float64:
+		return t == 10 || t == 11
+	case string:
+		return t == 12 || t == 14 || t >= 16 && t <= 18 || t == 21
+	case time.Time:
+		return t == 13
+	case []byte:
+		return t == 15
+	}
+	return false
+}
+
+// appendUAValue writes v, a scalar or an array of scalars of built-in type t.
+func appendUAValue(dst []byte, v any, t int) []byte {
+	switch v := v.(type) {
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendUAValue(dst, e, t)
+		}
+		return append(dst, ']')
+	case int64:
+		dst = append(dst, '"')
+		dst = strconv.AppendInt(dst, v, 10)
+		return append(dst, '"')
+	case uint64:
+		dst = append(dst, '"')
+		dst = strconv.AppendUint(dst, v, 10)
+		return append(dst, '"')
+	case int:
+		dst = append(dst, '"')
+		dst = strconv.AppendInt(dst, int64(v), 10)
+		return append(dst, '"')
+	case uint:
+		dst = append(dst, '"')
+		dst = strconv.AppendUint(dst, uint64(v), 10)
+		return append(dst, '"')
+	case string:
+		if t == 21 {
+			dst = append(dst, `{"Text":`...)
+			dst = appendString(dst, v)
+			return append(dst, '}')
+		}
+	}
+	return appendValue(dst, v)
+}
+
+// flatten turns a matrix (nested []any, outer dimension first, every row of
+// a level the same length) into its elements in row-major order and its
+// dimensions, as Part 6 (5.2.2.16, 5.4.2.17) wants. matrix is false for a
+// one-dimensional array or a ragged one.
+func flatten(arr []any) (dims []int, flat []any, matrix bool) {
+	if len(arr) == 0 {
+		return nil, nil, false
+	}
+	if _, ok := arr[0].([]any); !ok {
+		return nil, nil, false
+	}
+	dims = []int{len(arr)}
+	level := arr
+	for {
+		first, ok := level[0].([]any)
+		if !ok {
+			break
+		}
+		n := len(first)
+		var next []any
+		for _, e := range level {
+			row, ok := e.([]any)
+			if !ok || len(row) != n {
+				return nil, nil, false
+			}
+			next = append(next, row...)
+		}
+		dims = append(dims, n)
+		level = next
+		if n == 0 {
+			break
+		}
+	}
+	for _, e := range level {
+		if _, nested := e.([]any); nested {
+			return nil, nil, false
+		}
+	}
+	return dims, level, true
+}
