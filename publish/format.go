@@ -49,6 +49,8 @@ func newFormat(cfg *config.Config, t *topics, started time.Time) (format, error)
 	switch cfg.MQTT.Payload {
 	case "", config.PayloadJSON:
 		return newJSONFormat(cfg, t, started)
+	case config.PayloadSparkplugB:
+		return newSparkplugFormat(cfg)
 	case config.PayloadOPCUAJSON:
 		return newUAJSONFormat(cfg)
 	default:

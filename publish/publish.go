@@ -179,6 +179,14 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	if w, ok := format.will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
+	if r, ok := format.(reconnector); ok {
+		// paho sends the options' will with every CONNECT, and lets this
+		// handler change them before each reconnect.
+		opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
+			w := r.reconnecting()
+			o.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
+		})
+	}
 	switch u.Scheme {
 	case "tcp", "ws":
 	case "ssl", "wss":
@@ -686,6 +694,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.resent.Add(uint64(p.stored))
 		p.mu.Unlock()
 		p.log.Info().Msg("connected to broker")
+		p.subscribeCommands(c)
 		p.resumed(c)
 	case mqtt.ConnectionNotificationLost:
 		p.mu.Lock()
@@ -694,6 +703,47 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		}
 		p.mu.Unlock()
 		p.log.Warn().Err(n.Reason).Msg("connection to broker lost; reconnecting")
+	}
+}
+
+// reconnector is a format whose will changes per connection (Sparkplug's
+// bdSeq): reconnecting returns the will for the next attempt.
+type reconnector interface {
+	reconnecting() Message
+}
+
+// commander is a format that takes commands from the broker (Sparkplug's
+// NCMD). Run subscribes to its topic, at QoS 0, after every connect and
+// before the format's connected messages go out.
+type commander interface {
+	commandTopic() string
+	// command reports whether a message asks for the connected messages
+	// again (a rebirth). paho's goroutine calls it.
+	command(payload []byte) bool
+}
+
+func (p *Publisher) subscribeCommands(c mqtt.Client) {
+	cmd, ok := p.format.(commander)
+	if !ok {
+		return
+	}
+	topic := cmd.commandTopic()
+	tok := c.Subscribe(topic, 0, func(_ mqtt.Client, m mqtt.Message) {
+		if !cmd.command(m.Payload()) {
+			return
+		}
+		p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")
+		p.mu.Lock()
+		p.announced = false
+		p.mu.Unlock()
+		// Run looks at announceable again whenever the intake wakes it.
+		select {
+		case p.statusWake <- struct{}{}:
+		default:
+		}
+	})
+	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+		p.log.Warn().Err(tok.Error()).Str("topic", topic).Msg("cannot subscribe to commands")
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -22,7 +21,7 @@ import (
 
 // The schemas are written from the Part 14 and Part 6 text, independently
 // of the encoder; the tests decode with encoding/json.
-func uaSchemas(t testing.TB) (data, status *jsonschema.Schema) {
+func uaSchemas(t *testing.T) (data, status *jsonschema.Schema) {
 	t.Helper()
 	c := jsonschema.NewCompiler()
 	var err error
@@ -471,39 +470,4 @@ func BenchmarkUAJSONEncode(b *testing.B) {
 		f.encode(batch, true, add)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/value")
-}
-
-// Whatever the values and names, the output is JSON that the schema accepts
-// and that gives the values back.
-func FuzzUAJSONEncode(f *testing.F) {
-	f.Add("temperature", "v1", 21.5, int64(-3), uint32(0), "Good")
-	f.Add("a\"b\\c\u2028", "\xff\x00", math.Inf(1), int64(math.MinInt64), uint32(0x80050000), "BadCommunicationError")
-	f.Add("", "", math.NaN(), int64(0), uint32(0x40000000), "Uncertain (0x40000000)")
-	data, _ := uaSchemas(f)
-	cfg := uaConfig("tcp://127.0.0.1:1")
-	fm, err := newUAJSONFormat(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, tag, str string, fl float64, i int64, code uint32, status string) {
-		b := collectors.Batch{
-			{PLC: "press1", Tag: tag, Value: fl, Type: "Double", StatusCode: code, Status: status},
-			{PLC: "press1", Tag: tag + "i", Value: i, Type: "Int64"},
-			{PLC: "press1", Tag: tag + "s", Value: str, Type: "String"},
-			{PLC: "press1", Tag: tag, Value: []any{str, nil}, Type: "String"},
-		}
-		fm.encode(b, true, func(_ string, payload []byte) {
-			schemaCheck(t, data, payload)
-			nm := decodeUA[uaNetworkMessage](t, payload)
-			if !utf8.ValidString(tag) {
-				return // the field name has U+FFFD for the invalid bytes
-			}
-			var got struct {
-				Value any
-			}
-			if err := json.Unmarshal(nm.Messages[0].Payload[tag+"i"], &got); err != nil || got.Value != strconv.FormatInt(i, 10) {
-				t.Fatalf("int64 %d came back as %v (%v)", i, got.Value, err)
-			}
-		})
-	})
 }

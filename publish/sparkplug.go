@@ -1,0 +1,766 @@
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// Sparkplug B (mqtt.payload: sparkplug_b, Eclipse Sparkplug 3.0): tagbridge
+// is one edge node, agent.id, in group mqtt.sparkplug.group_id, and each
+// PLC entry is one device. Topics are spBv1.0/<group>/<type>/<node>[/<plc>].
+//
+//   - NBIRTH (seq 0, the bdSeq metric, Node Control/Rebirth) goes out after
+//     every connect, before any spooled record, followed by a DBIRTH for
+//     every device that is born at that point of the spooled stream.
+//   - NDEATH with the same bdSeq is the MQTT will, and is sent on a clean stop.
+//   - DBIRTH, DDATA and DDEATH are spooled records, in order with the data:
+//     a device is born before its first DDATA, again when a value's datatype
+//     differs from its latest DBIRTH, and dies when its PLC leaves streaming.
+//   - seq counts 0..255 per connection over NBIRTH and every later message;
+//     outgoing appends it to a spooled record as it is handed to the broker.
+//   - DDATA metrics carry only their alias (unique over the node, in
+//     configuration order from 1), a timestamp (source time, else server
+//     time, else now) and is_historical when taken while the link was down.
+//   - An NCMD with Node Control/Rebirth = true repeats the NBIRTH and DBIRTHs.
+//
+// The encoder is hand-written with protowire; publish/sparkplugb holds the
+// generated code that the tests decode with.
+
+// Sparkplug B datatypes (sparkplugb.DataType).
+const (
+	spUnknown  = 0
+	spInt8     = 1
+	spInt16    = 2
+	spInt32    = 3
+	spInt64    = 4
+	spUInt8    = 5
+	spUInt16   = 6
+	spUInt32   = 7
+	spUInt64   = 8
+	spFloat    = 9
+	spDouble   = 10
+	spBoolean  = 11
+	spString   = 12
+	spDateTime = 13
+	spBytes    = 17
+)
+
+// Field numbers of Payload and Payload.Metric.
+const (
+	spPayloadTimestamp = 1
+	spPayloadMetrics   = 2
+	spPayloadSeq       = 3
+
+	spMetricName       = 1
+	spMetricAlias      = 2
+	spMetricTimestamp  = 3
+	spMetricDatatype   = 4
+	spMetricHistorical = 5
+	spMetricNull       = 7
+	spMetricProperties = 9
+	spMetricInt        = 10
+	spMetricLong       = 11
+	spMetricFloat      = 12
+	spMetricDouble     = 13
+	spMetricBool       = 14
+	spMetricString     = 15
+	spMetricBytes      = 16
+	spMetricExtension  = 19
+)
+
+const (
+	spNamespace = "spBv1.0"
+	spRebirth   = "Node Control/Rebirth"
+	// bdSeqFile, in agent.spool_dir, holds the bdSeq of the next publisher.
+	bdSeqFile = "sparkplug_bdseq"
+)
+
+// sparkplugFormat is mqtt.payload sparkplug_b; see above.
+type sparkplugFormat struct {
+	prefix string // spBv1.0/<group>/
+	node   string
+	bdFile string
+	bdSeq  atomic.Uint64 // of the latest CONNECT
+
+	mu        sync.Mutex // guards devices and their metrics, read by Run's goroutine
+	devices   map[string]*spDevice
+	byID      map[string]*spDevice // by device id (topic level)
+	order     []*spDevice
+	nextAlias uint64
+
+	buf, mbuf []byte // intake goroutine only
+
+	// Run's goroutine only.
+	seq  uint64          // of the next message on this connection
+	live map[string]bool // device ids born at the point of the stream handed to the broker
+	obuf []byte
+}
+
+type spDevice struct {
+	id                 string // PLC name as a topic level
+	birth, data, death string // topics
+	metrics            []*spMetric
+	byTag              map[string]*spMetric
+	born               bool // at the intake: its latest record was a DBIRTH or DDATA
+	pending            bool // streaming without a DBIRTH yet: born on its first batch
+}
+
+type spMetric struct {
+	name      string
+	alias     uint64
+	datatype  uint32 // of the latest non-null value; spUnknown before one
+	announced uint32 // datatype in the latest DBIRTH appended at the intake
+	last      collectors.Sample
+	has       bool
+}
+
+func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
+	group := cfg.MQTT.Sparkplug.GroupID
+	if group == "" || strings.ContainsAny(group, "/+#") {
+		return nil, fmt.Errorf("sparkplug.group_id %q: must be one topic level, without / + #", group)
+	}
+	if cfg.MQTT.Retain {
+		return nil, errors.New("retain: Sparkplug B messages must not be retained; set mqtt.retain to false")
+	}
+	f := &sparkplugFormat{
+		prefix:    spNamespace + "/" + group + "/",
+		node:      cfg.Agent.ID,
+		devices:   map[string]*spDevice{},
+		byID:      map[string]*spDevice{},
+		nextAlias: 1,
+		live:      map[string]bool{},
+	}
+	if err := checkTopic(f.nodeTopic("NBIRTH")); err != nil {
+		return nil, fmt.Errorf("sparkplug topic: %w", err)
+	}
+	for _, plc := range cfg.PLCs {
+		id := level(plc.Name)
+		if other, clash := f.byID[id]; clash {
+			return nil, fmt.Errorf("plc %q: sparkplug device id %q is also the id of another plc (%q has / + # replaced); rename one", plc.Name, id, other.id)
+		}
+		d := f.device(plc.Name)
+		for _, tag := range plc.Tags {
+			f.metric(d, tag.Name)
+		}
+	}
+	if cfg.Agent.SpoolDir == "" {
+		return nil, errors.New("sparkplug: agent.spool_dir must be set (it keeps bdSeq)")
+	}
+	if err := os.MkdirAll(cfg.Agent.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("sparkplug bdSeq: %w", err)
+	}
+	f.bdFile = filepath.Join(cfg.Agent.SpoolDir, bdSeqFile)
+	seq, err := readBDSeq(f.bdFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.setBDSeq(seq); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// bdSeq counts the node's MQTT CONNECTs, 0..255 and wrapping: one more for
+// each, across restarts too, as the will of each carries its NDEATH. The
+// spool directory keeps the latest; a new publisher starts one above it.
+//
+// readBDSeq returns the bdSeq for the first CONNECT.
+func readBDSeq(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("sparkplug bdSeq: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		// Start again at 0: hosts only compare an NDEATH's bdSeq with the
+		// NBIRTH's of the same connection.
+		return 0, nil
+	}
+	return (n + 1) % 256, nil
+}
+
+// setBDSeq makes seq the current bdSeq and stores it.
+func (f *sparkplugFormat) setBDSeq(seq uint64) error {
+	f.bdSeq.Store(seq)
+	tmp := f.bdFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("sparkplug bdSeq: %w", err)
+	}
+	if err := os.Rename(tmp, f.bdFile); err != nil {
+		return fmt.Errorf("sparkplug bdSeq: %w", err)
+	}
+	return nil
+}
+
+// reconnecting returns the will for the next CONNECT, with the next bdSeq.
+func (f *sparkplugFormat) reconnecting() Message {
+	// A failed write makes the next start repeat a bdSeq, which hosts
+	// tolerate: the start's write has shown that the directory works.
+	_ = f.setBDSeq((f.bdSeq.Load() + 1) % 256)
+	w, _ := f.will()
+	return w
+}
+
+func (f *sparkplugFormat) nodeTopic(kind string) string {
+	return f.prefix + kind + "/" + f.node
+}
+
+// device returns the PLC entry's device, made on first use; f.mu is held
+// or the format not yet shared.
+func (f *sparkplugFormat) device(plc string) *spDevice {
+	if d, ok := f.devices[plc]; ok {
+		return d
+	}
+	id := level(plc)
+	if _, clash := f.byID[id]; clash { // an unconfigured PLC: keep ids apart
+		for i := 2; ; i++ {
+			if _, clash := f.byID[id+"_"+strconv.Itoa(i)]; !clash {
+				id += "_" + strconv.Itoa(i)
+				break
+			}
+		}
+	}
+	d := &spDevice{
+		id:    id,
+		birth: f.nodeTopic("DBIRTH") + "/" + id,
+		data:  f.nodeTopic("DDATA") + "/" + id,
+		death: f.nodeTopic("DDEATH") + "/" + id,
+		byTag: map[string]*spMetric{},
+	}
+	f.devices[plc] = d
+	f.byID[id] = d
+	f.order = append(f.order, d)
+	return d
+}
+
+func (f *sparkplugFormat) metric(d *spDevice, tag string) *spMetric {
+	if m, ok := d.byTag[tag]; ok {
+		return m
+	}
+	m := &spMetric{name: tag, alias: f.nextAlias}
+	f.nextAlias++
+	d.byTag[tag] = m
+	d.metrics = append(d.metrics, m)
+	return m
+}
+
+func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic string, payload []byte)) {
+	now := time.Now()
+	// One DDATA per device, in order of first appearance: a shared
+	// session's batch may hold several.
+	for i := 0; i < len(b); i++ {
+		plc := b[i].PLC
+		if i > 0 && plc == b[i-1].PLC {
+			continue
+		}
+		if seen(b[:i], plc) {
+			continue
+		}
+		f.mu.Lock()
+		d := f.device(plc)
+		rebirth := !d.born || d.pending
+		for j := i; j < len(b); j++ {
+			s := &b[j]
+			if s.PLC != plc {
+				continue
+			}
+			m := f.metric(d, s.Tag)
+			m.last, m.has = *s, true
+			if dt := spType(s); dt != spUnknown {
+				m.datatype = dt
+				if dt != m.announced {
+					rebirth = true
+				}
+			}
+		}
+		var birth []byte
+		if rebirth {
+			birth = f.appendBirth(nil, d, now, false, 0)
+		}
+		f.mu.Unlock()
+		if birth != nil {
+			add(d.birth, birth)
+		}
+
+		f.buf = appendSpTimestamp(f.buf[:0], spPayloadTimestamp, now)
+		for j := i; j < len(b); j++ {
+			s := &b[j]
+			if s.PLC != plc {
+				continue
+			}
+			f.mbuf = f.appendDataMetric(f.mbuf[:0], d.byTag[s.Tag].alias, s, now, !online)
+			f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
+			f.buf = protowire.AppendBytes(f.buf, f.mbuf)
+		}
+		add(d.data, f.buf)
+	}
+}
+
+// seen reports whether b holds a sample of plc.
+func seen(b collectors.Batch, plc string) bool {
+	for i := range b {
+		if b[i].PLC == plc {
+			return true
+		}
+	}
+	return false
+}
+
+// plcStatus kills the device when its PLC leaves streaming, and has it born
+// again once it streams: at once if the datatype of every tag is known,
+// else with its first batch, which brings them.
+func (f *sparkplugFormat) plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
+	now := time.Now()
+	f.mu.Lock()
+	d := f.device(st.PLC)
+	var topic string
+	var payload []byte
+	switch {
+	case st.State == collectors.StateStreaming && d.born:
+		// Born already by a batch taken before this news: the intake
+		// takes the batches in the channel first.
+	case st.State == collectors.StateStreaming:
+		d.pending = true
+		known := true
+		for _, m := range d.metrics {
+			known = known && m.datatype != spUnknown
+		}
+		if known && len(d.metrics) > 0 {
+			topic, payload = d.birth, f.appendBirth(nil, d, now, false, 0)
+		}
+	case d.born || d.pending:
+		d.born, d.pending = false, false
+		topic, payload = d.death, appendSpTimestamp(nil, spPayloadTimestamp, now)
+	}
+	f.mu.Unlock()
+	if payload != nil {
+		add(topic, payload)
+	}
+	return nil
+}
+
+// appendBirth appends a DBIRTH payload listing every metric of d with its
+// latest value, and marks the datatypes as announced (at the intake) unless
+// resend. f.mu is held.
+func (f *sparkplugFormat) appendBirth(b []byte, d *spDevice, now time.Time, resend bool, seq uint64) []byte {
+	b = appendSpTimestamp(b, spPayloadTimestamp, now)
+	var mb []byte
+	for _, m := range d.metrics {
+		mb = protowire.AppendTag(mb[:0], spMetricName, protowire.BytesType)
+		mb = protowire.AppendString(mb, m.name)
+		mb = protowire.AppendTag(mb, spMetricAlias, protowire.VarintType)
+		mb = protowire.AppendVarint(mb, m.alias)
+		ts := now
+		if m.has {
+			ts = sampleTime(&m.last, now)
+		}
+		mb = appendSpTimestamp(mb, spMetricTimestamp, ts)
+		mb = protowire.AppendTag(mb, spMetricDatatype, protowire.VarintType)
+		mb = protowire.AppendVarint(mb, uint64(m.datatype))
+		switch {
+		case !m.has || spType(&m.last) == spUnknown:
+			mb = appendSpBool(mb, spMetricNull, true)
+			if m.has {
+				mb = appendSpQuality(mb, m.last.Status)
+			}
+		default:
+			mb = appendSpQuality(mb, m.last.Status)
+			mb = appendSpValue(mb, spType(&m.last), m.last.Value)
+		}
+		b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
+		b = protowire.AppendBytes(b, mb)
+		if !resend {
+			m.announced = m.datatype
+		}
+	}
+	if !resend {
+		d.born, d.pending = true, false
+	} else {
+		b = appendSpSeq(b, seq)
+	}
+	return b
+}
+
+// appendDataMetric appends a DDATA metric: alias, timestamp, value.
+func (f *sparkplugFormat) appendDataMetric(mb []byte, alias uint64, s *collectors.Sample, now time.Time, historical bool) []byte {
+	mb = protowire.AppendTag(mb, spMetricAlias, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, alias)
+	mb = appendSpTimestamp(mb, spMetricTimestamp, sampleTime(s, now))
+	if historical {
+		mb = appendSpBool(mb, spMetricHistorical, true)
+	}
+	dt := spType(s)
+	if dt == spUnknown {
+		mb = appendSpBool(mb, spMetricNull, true)
+	}
+	mb = appendSpQuality(mb, s.Status)
+	if dt != spUnknown {
+		mb = appendSpValue(mb, dt, s.Value)
+	}
+	return mb
+}
+
+// outgoing adds the connection's seq to a spooled record. A DBIRTH is
+// encoded anew from the latest values, so that a birth spooled long ago
+// does not set a host's tags back.
+func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
+	kind, id := f.splitTopic(topic)
+	seq := f.nextSeq()
+	switch kind {
+	case "DBIRTH":
+		f.live[id] = true
+		f.mu.Lock()
+		d, ok := f.byID[id]
+		if ok {
+			payload = f.appendBirth(nil, d, time.Now(), true, seq)
+		}
+		f.mu.Unlock()
+		if ok {
+			return payload
+		}
+	case "DDATA":
+		f.live[id] = true
+	case "DDEATH":
+		f.live[id] = false
+	}
+	return appendSpSeq(payload, seq)
+}
+
+// splitTopic returns the message type and device id of one of our topics.
+func (f *sparkplugFormat) splitTopic(topic string) (kind, id string) {
+	rest, ok := strings.CutPrefix(topic, f.prefix)
+	if !ok {
+		return "", ""
+	}
+	kind, rest, _ = strings.Cut(rest, "/")
+	_, id, _ = strings.Cut(rest, "/")
+	return kind, id
+}
+
+func (f *sparkplugFormat) nextSeq() uint64 {
+	s := f.seq
+	f.seq = (f.seq + 1) % 256
+	return s
+}
+
+func (f *sparkplugFormat) will() (Message, bool) {
+	return Message{Topic: f.nodeTopic("NDEATH"), Payload: f.appendDeath(nil, time.Time{})}, true
+}
+
+// appendDeath appends an NDEATH payload: bdSeq, no seq; the will's has no
+// timestamp, as it is made long before the broker sends it.
+func (f *sparkplugFormat) appendDeath(b []byte, now time.Time) []byte {
+	if !now.IsZero() {
+		b = appendSpTimestamp(b, spPayloadTimestamp, now)
+	}
+	return f.appendBDSeq(b, now)
+}
+
+func (f *sparkplugFormat) appendBDSeq(b []byte, now time.Time) []byte {
+	var mb []byte
+	mb = protowire.AppendTag(mb, spMetricName, protowire.BytesType)
+	mb = protowire.AppendString(mb, "bdSeq")
+	if !now.IsZero() {
+		mb = appendSpTimestamp(mb, spMetricTimestamp, now)
+	}
+	mb = protowire.AppendTag(mb, spMetricDatatype, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, spInt64)
+	mb = protowire.AppendTag(mb, spMetricLong, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, f.bdSeq.Load())
+	b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
+	return protowire.AppendBytes(b, mb)
+}
+
+// connected starts the connection's seq at 0 with the NBIRTH, followed by
+// the DBIRTH of every device born at the point of the spooled stream where
+// sending resumes (devices born later are born by their spooled DBIRTH).
+func (f *sparkplugFormat) connected() []Message {
+	now := time.Now()
+	f.seq = 0
+	b := appendSpTimestamp(nil, spPayloadTimestamp, now)
+	b = f.appendBDSeq(b, now)
+	var mb []byte
+	mb = protowire.AppendTag(mb, spMetricName, protowire.BytesType)
+	mb = protowire.AppendString(mb, spRebirth)
+	mb = appendSpTimestamp(mb, spMetricTimestamp, now)
+	mb = protowire.AppendTag(mb, spMetricDatatype, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, spBoolean)
+	mb = appendSpValue(mb, spBoolean, false)
+	b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
+	b = protowire.AppendBytes(b, mb)
+	b = appendSpSeq(b, f.nextSeq())
+	msgs := []Message{{Topic: f.nodeTopic("NBIRTH"), Payload: b}}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range f.order {
+		if f.live[d.id] {
+			msgs = append(msgs, Message{Topic: d.birth, Payload: f.appendBirth(nil, d, now, true, f.nextSeq())})
+		}
+	}
+	return msgs
+}
+
+func (f *sparkplugFormat) stopping() []Message {
+	return []Message{{Topic: f.nodeTopic("NDEATH"), Payload: f.appendDeath(nil, time.Now())}}
+}
+
+// commandTopic is the node's NCMD topic, which the publisher subscribes to.
+func (f *sparkplugFormat) commandTopic() string { return f.nodeTopic("NCMD") }
+
+// command reports whether an NCMD payload asks for a rebirth: a metric
+// named Node Control/Rebirth with the boolean value true.
+func (f *sparkplugFormat) command(payload []byte) bool {
+	rebirth := false
+	walkFields(payload, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
+		if num != spPayloadMetrics || typ != protowire.BytesType {
+			return
+		}
+		var name string
+		var value, isBool bool
+		walkFields(v, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) {
+			switch {
+			case num == spMetricName && typ == protowire.BytesType:
+				name = string(v)
+			case num == spMetricBool && typ == protowire.VarintType:
+				value, isBool = n != 0, true
+			case num >= spMetricInt && num <= spMetricExtension && typ == spValueWireType[num-spMetricInt]:
+				isBool = false // the value oneof: the last one counts
+			}
+		})
+		if name == spRebirth && isBool && value {
+			rebirth = true
+		}
+	})
+	return rebirth
+}
+
+// spValueWireType is the wire type of Metric's value fields, from int_value.
+var spValueWireType = [...]protowire.Type{
+	protowire.VarintType, protowire.VarintType, protowire.Fixed32Type, protowire.Fixed64Type,
+	protowire.VarintType, protowire.BytesType, protowire.BytesType, protowire.BytesType,
+	protowire.BytesType, protowire.BytesType,
+}
+
+// walkFields calls fn for each field of a protobuf message, with the bytes
+// of a length-delimited field or the number of a varint; it stops at the
+// first malformed field.
+func walkFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, n uint64)) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return
+		}
+		fn(num, typ, v, x)
+		b = b[n:]
+	}
+}
+
+// spType is the Sparkplug datatype of a sample's value: by its Go type,
+// narrowed by the OPC UA type name where the collector widened it;
+// spUnknown for no value. Arrays, structures and other composite values go
+// as String, holding their JSON text.
+func spType(s *collectors.Sample) uint32 {
+	switch s.Value.(type) {
+	case nil:
+		return spUnknown
+	case bool:
+		return spBoolean
+	case int8:
+		return spInt8
+	case int16:
+		return spInt16
+	case int32:
+		return spInt32
+	case int, int64:
+		switch s.Type {
+		case "SByte":
+			return spInt8
+		case "Int16":
+			return spInt16
+		case "Int32":
+			return spInt32
+		}
+		return spInt64
+	case uint8:
+		return spUInt8
+	case uint16:
+		return spUInt16
+	case uint32:
+		return spUInt32
+	case uint, uint64:
+		switch s.Type {
+		case "Byte":
+			return spUInt8
+		case "UInt16":
+			return spUInt16
+		case "UInt32":
+			return spUInt32
+		}
+		return spUInt64
+	case float32:
+		return spFloat
+	case float64:
+		return spDouble
+	case string:
+		return spString
+	case []byte:
+		return spBytes
+	case time.Time:
+		return spDateTime
+	}
+	return spString
+}
+
+// appendSpValue appends the value field for datatype dt, which spType gave v.
+func appendSpValue(b []byte, dt uint32, v any) []byte {
+	switch dt {
+	case spInt8, spInt16, spInt32:
+		// Sign-extended to 32 bits, as the specification's uint32 holds it.
+		b = protowire.AppendTag(b, spMetricInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(uint32(int32(toInt64(v)))))
+	case spUInt8, spUInt16, spUInt32:
+		b = protowire.AppendTag(b, spMetricInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(uint32(toUint64(v))))
+	case spInt64:
+		b = protowire.AppendTag(b, spMetricLong, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(toInt64(v)))
+	case spUInt64:
+		b = protowire.AppendTag(b, spMetricLong, protowire.VarintType)
+		return protowire.AppendVarint(b, toUint64(v))
+	case spFloat:
+		b = protowire.AppendTag(b, spMetricFloat, protowire.Fixed32Type)
+		return protowire.AppendFixed32(b, math.Float32bits(v.(float32)))
+	case spDouble:
+		b = protowire.AppendTag(b, spMetricDouble, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(v.(float64)))
+	case spBoolean:
+		return appendSpBool(b, spMetricBool, v.(bool))
+	case spDateTime:
+		b = protowire.AppendTag(b, spMetricLong, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(v.(time.Time).UnixMilli()))
+	case spBytes:
+		b = protowire.AppendTag(b, spMetricBytes, protowire.BytesType)
+		return protowire.AppendBytes(b, v.([]byte))
+	}
+	b = protowire.AppendTag(b, spMetricString, protowire.BytesType)
+	if s, ok := v.(string); ok {
+		return protowire.AppendString(b, s)
+	}
+	return protowire.AppendBytes(b, appendValue(nil, v))
+}
+
+func toInt64(v any) int64 {
+	switch x := v.(type) {
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case int64:
+		return x
+	}
+	return 0
+}
+
+func toUint64(v any) uint64 {
+	switch x := v.(type) {
+	case uint8:
+		return uint64(x)
+	case uint16:
+		return uint64(x)
+	case uint32:
+		return uint64(x)
+	case uint:
+		return uint64(x)
+	case uint64:
+		return x
+	}
+	return 0
+}
+
+// appendSpQuality appends, for a value whose status is not Good, the
+// metric property "Quality" (Int32) as Ignition reads it: 0 bad, 64
+// uncertain. A Good value carries none.
+func appendSpQuality(b []byte, status string) []byte {
+	var q uint64
+	switch {
+	case status == "" || strings.HasPrefix(status, "Good"):
+		return b
+	case strings.HasPrefix(status, "Uncertain"):
+		q = 64
+	}
+	var pv []byte // PropertyValue{type: Int32, int_value: q}
+	pv = protowire.AppendTag(pv, 1, protowire.VarintType)
+	pv = protowire.AppendVarint(pv, spInt32)
+	pv = protowire.AppendTag(pv, 3, protowire.VarintType)
+	pv = protowire.AppendVarint(pv, q)
+	var ps []byte // PropertySet{keys: ["Quality"], values: [pv]}
+	ps = protowire.AppendTag(ps, 1, protowire.BytesType)
+	ps = protowire.AppendString(ps, "Quality")
+	ps = protowire.AppendTag(ps, 2, protowire.BytesType)
+	ps = protowire.AppendBytes(ps, pv)
+	b = protowire.AppendTag(b, spMetricProperties, protowire.BytesType)
+	return protowire.AppendBytes(b, ps)
+}
+
+func appendSpBool(b []byte, num protowire.Number, v bool) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, protowire.EncodeBool(v))
+}
+
+func appendSpTimestamp(b []byte, num protowire.Number, t time.Time) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(t.UnixMilli()))
+}
+
+// appendSpSeq appends Payload.seq. Appending works on an encoded payload
+// too: the fields of a protobuf message may come in any order.
+func appendSpSeq(b []byte, seq uint64) []byte {
+	b = protowire.AppendTag(b, spPayloadSeq, protowire.VarintType)
+	return protowire.AppendVarint(b, seq)
+}
+
+// sampleTime is when a value was taken: source time, else server time, else now.
+func sampleTime(s *collectors.Sample, now time.Time) time.Time {
+	switch {
+	case !s.SourceTime.IsZero():
+		return s.SourceTime
+	case !s.ServerTime.IsZero():
+		return s.ServerTime
+	}
+	return now
+}

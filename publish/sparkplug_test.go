@@ -1,0 +1,554 @@
+package publish
+
+// The Sparkplug B encoder (sparkplug.go) is hand-written with protowire;
+// these tests decode with the generated code of publish/sparkplugb, built by
+// protoc from our .proto, an independent decoder of the same wire format.
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/publish/sparkplugb"
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
+)
+
+func spConfig(url string) *config.Config {
+	cfg := testConfig(url, 1)
+	cfg.MQTT.Payload = config.PayloadSparkplugB
+	cfg.MQTT.Sparkplug.GroupID = "plant1"
+	return cfg
+}
+
+func decodeSp(t *testing.T, payload []byte) *sparkplugb.Payload {
+	t.Helper()
+	var p sparkplugb.Payload
+	if err := proto.Unmarshal(payload, &p); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return &p
+}
+
+// Every value type the collectors produce, in a DBIRTH and a DDATA.
+func TestSparkplugEncode(t *testing.T) {
+	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.PLCs[0].Tags = nil
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 123000000, time.UTC)
+	samples := collectors.Batch{
+		{Tag: "bool", Value: true, Type: "Boolean"},
+		{Tag: "sbyte", Value: int8(-2), Type: "SByte"},
+		{Tag: "int16", Value: int16(-300), Type: "Int16"},
+		{Tag: "int32", Value: int64(-70000), Type: "Int32"}, // widened by the collector
+		{Tag: "int64", Value: int64(math.MinInt64), Type: "Int64"},
+		{Tag: "byte", Value: uint8(200), Type: "Byte"},
+		{Tag: "uint32", Value: uint32(math.MaxUint32), Type: "UInt32"},
+		{Tag: "uint64", Value: uint64(math.MaxUint64), Type: "UInt64"},
+		{Tag: "float", Value: float32(1.5), Type: "Float"},
+		{Tag: "double", Value: -2.25, Type: "Double"},
+		{Tag: "string", Value: "ü", Type: "String"},
+		{Tag: "time", Value: ts, Type: "DateTime"},
+		{Tag: "bytes", Value: []byte{0, 1, 255}, Type: "ByteString"},
+		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: "Int32"},
+		{Tag: "null", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"},
+		{Tag: "uncertain", Value: 1.0, Type: "Double", Status: "UncertainLastUsableValue"},
+	}
+	for i := range samples {
+		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: samples[i].Tag})
+		samples[i].PLC = "press1"
+		if samples[i].Status == "" {
+			samples[i].Status = "Good"
+		}
+		samples[i].SourceTime = ts.Add(time.Duration(i) * time.Millisecond)
+	}
+	f, err := newSparkplugFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rec struct {
+		topic   string
+		payload []byte
+	}
+	var recs []rec
+	f.encode(samples, false, func(topic string, payload []byte) {
+		recs = append(recs, rec{topic, slices.Clone(payload)})
+	})
+	if len(recs) != 2 || recs[0].topic != "spBv1.0/plant1/DBIRTH/a1/press1" || recs[1].topic != "spBv1.0/plant1/DDATA/a1/press1" {
+		t.Fatalf("records: %v", recs)
+	}
+	birth, data := decodeSp(t, recs[0].payload), decodeSp(t, recs[1].payload)
+	if len(birth.Metrics) != len(samples) || len(data.Metrics) != len(samples) {
+		t.Fatalf("metrics: %d in DBIRTH, %d in DDATA, want %d", len(birth.Metrics), len(data.Metrics), len(samples))
+	}
+	if data.Seq != nil || birth.Seq != nil {
+		t.Errorf("spooled records carry a seq; outgoing adds it")
+	}
+	D := sparkplugb.DataType_value
+	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "String", "Unknown", "Double"}
+	for i, m := range birth.Metrics {
+		s := &samples[i]
+		d := data.Metrics[i]
+		if m.GetName() != s.Tag || m.GetAlias() != uint64(i+1) || m.GetDatatype() != uint32(D[wantType[i]]) {
+			t.Errorf("DBIRTH metric %d: name %q alias %d datatype %d, want %q %d %s", i, m.GetName(), m.GetAlias(), m.GetDatatype(), s.Tag, i+1, wantType[i])
+		}
+		if d.Name != nil || d.Datatype != nil || d.GetAlias() != uint64(i+1) || !d.GetIsHistorical() {
+			t.Errorf("DDATA metric %d: %v; want alias %d only, historical", i, d, i+1)
+		}
+		if want := uint64(s.SourceTime.UnixMilli()); d.GetTimestamp() != want || m.GetTimestamp() != want {
+			t.Errorf("metric %d: timestamps %d, %d, want %d", i, m.GetTimestamp(), d.GetTimestamp(), want)
+		}
+		// Both carry the same value.
+		if !proto.Equal(&sparkplugb.Payload_Metric{Value: m.Value, IsNull: m.IsNull, Properties: m.Properties},
+			&sparkplugb.Payload_Metric{Value: d.Value, IsNull: d.IsNull, Properties: d.Properties}) {
+			t.Errorf("metric %d: DBIRTH value %v, DDATA %v", i, m, d)
+		}
+	}
+	m := data.Metrics
+	checks := []struct {
+		name    string
+		ok      bool
+		got     any
+		wantVal any
+	}{
+		{"bool", m[0].GetBooleanValue(), m[0].Value, true},
+		{"sbyte", m[1].GetIntValue() == 0xFFFFFFFE, m[1].Value, "uint32 sign-extended"},
+		{"int16", int32(m[2].GetIntValue()) == -300, m[2].Value, -300},
+		{"int32", int32(m[3].GetIntValue()) == -70000, m[3].Value, -70000},
+		{"int64", int64(m[4].GetLongValue()) == math.MinInt64, m[4].Value, int64(math.MinInt64)},
+		{"byte", m[5].GetIntValue() == 200, m[5].Value, 200},
+		{"uint32", m[6].GetIntValue() == math.MaxUint32, m[6].Value, uint32(math.MaxUint32)},
+		{"uint64", m[7].GetLongValue() == math.MaxUint64, m[7].Value, uint64(math.MaxUint64)},
+		{"float", m[8].GetFloatValue() == 1.5, m[8].Value, 1.5},
+		{"double", m[9].GetDoubleValue() == -2.25, m[9].Value, -2.25},
+		{"string", m[10].GetStringValue() == "ü", m[10].Value, "ü"},
+		{"time", m[11].GetLongValue() == uint64(ts.UnixMilli()), m[11].Value, ts.UnixMilli()},
+		{"bytes", string(m[12].GetBytesValue()) == "\x00\x01\xff", m[12].Value, "00 01 ff"},
+		{"array", m[13].GetStringValue() == "[1,2]", m[13].Value, "[1,2]"},
+		{"null", m[14].GetIsNull() && m[14].Value == nil && quality(m[14]) == 0, m[14], "null, Quality 0"},
+		{"uncertain", m[15].GetDoubleValue() == 1 && quality(m[15]) == 64, m[15], "1, Quality 64"},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.wantVal)
+		}
+	}
+	if quality(m[0]) != -1 {
+		t.Errorf("a Good value has a Quality property: %v", m[0])
+	}
+
+	// Online, a known datatype: DDATA alone, not historical. A new datatype
+	// (a Double that turns String): DBIRTH first.
+	recs = nil
+	f.encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: 3.5, Type: "Double", Status: "Good"}}, true, func(topic string, payload []byte) {
+		recs = append(recs, rec{topic, slices.Clone(payload)})
+	})
+	if len(recs) != 1 || decodeSp(t, recs[0].payload).Metrics[0].IsHistorical != nil {
+		t.Fatalf("online DDATA: %v", recs)
+	}
+	recs = nil
+	f.encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: "x", Type: "String", Status: "Good"}}, true, func(topic string, payload []byte) {
+		recs = append(recs, rec{topic, slices.Clone(payload)})
+	})
+	if len(recs) != 2 || !strings.Contains(recs[0].topic, "/DBIRTH/") || decodeSp(t, recs[0].payload).Metrics[9].GetDatatype() != uint32(D["String"]) {
+		t.Fatalf("after a datatype change: %v", recs)
+	}
+}
+
+// quality is the metric's Quality property, -1 if none.
+func quality(m *sparkplugb.Payload_Metric) int {
+	ps := m.GetProperties()
+	for i, k := range ps.GetKeys() {
+		if k == "Quality" && i < len(ps.GetValues()) {
+			return int(ps.GetValues()[i].GetIntValue())
+		}
+	}
+	return -1
+}
+
+// spMsg is a decoded Sparkplug message.
+type spMsg struct {
+	kind, device string
+	p            *sparkplugb.Payload
+}
+
+// spStream reads Sparkplug messages from a subscription and checks the
+// rules every message must keep: seq 0 on NBIRTH and one more (mod 256) on
+// each later message, none on NDEATH; a device's DDATA only after its
+// DBIRTH since the latest NBIRTH, and not after its DDEATH.
+//
+// At QoS 1 and 2 the session is persistent, so paho resends what the broker
+// had not acknowledged when a connection dropped, first on the next one,
+// before the NBIRTH: such copies of messages already received are skipped.
+type spStream struct {
+	t     *testing.T
+	msgs  <-chan brokertest.Message
+	qos   int
+	seen  map[string]bool // payloads of spooled records received
+	seq   uint64
+	birth bool            // an NBIRTH was seen
+	born  map[string]bool // devices born since the latest NBIRTH
+}
+
+func (s *spStream) next() spMsg {
+	s.t.Helper()
+	m := receive(s.t, s.msgs, 1)[0]
+	for strings.Contains(m.Topic, "/NCMD/") || // the test's own
+		s.qos > 0 && strings.Contains(m.Topic, "/D") && s.seen[string(m.Payload)] {
+		m = receive(s.t, s.msgs, 1)[0]
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	if strings.Contains(m.Topic, "/D") {
+		s.seen[string(m.Payload)] = true
+	}
+	levels := strings.Split(m.Topic, "/")
+	if len(levels) < 4 || levels[0] != "spBv1.0" || levels[1] != "plant1" || levels[3] != "a1" || m.Retained {
+		s.t.Fatalf("unexpected message %s (retained %v)", m.Topic, m.Retained)
+	}
+	msg := spMsg{kind: levels[2], p: decodeSp(s.t, m.Payload)}
+	if len(levels) > 4 {
+		msg.device = levels[4]
+	}
+	switch msg.kind {
+	case "NDEATH":
+		if msg.p.Seq != nil {
+			s.t.Errorf("NDEATH with seq %d", msg.p.GetSeq())
+		}
+		return msg
+	case "NBIRTH":
+		if msg.p.Seq == nil || msg.p.GetSeq() != 0 {
+			s.t.Errorf("NBIRTH seq %v, want 0", msg.p.Seq)
+		}
+		s.birth, s.seq, s.born = true, 1, map[string]bool{}
+		return msg
+	}
+	if !s.birth {
+		s.t.Fatalf("%s before any NBIRTH", m.Topic)
+	}
+	if msg.p.Seq == nil || msg.p.GetSeq() != s.seq {
+		s.t.Errorf("%s seq %d (set: %v), want %d", m.Topic, msg.p.GetSeq(), msg.p.Seq != nil, s.seq)
+	}
+	s.seq = (s.seq + 1) % 256
+	switch msg.kind {
+	case "DBIRTH":
+		s.born[msg.device] = true
+	case "DDEATH":
+		s.born[msg.device] = false
+	case "DDATA":
+		if !s.born[msg.device] {
+			s.t.Errorf("DDATA of %s without its DBIRTH on this connection", msg.device)
+		}
+	}
+	return msg
+}
+
+// expect reads the next message and checks its type and device.
+func (s *spStream) expect(kind, device string) spMsg {
+	s.t.Helper()
+	m := s.next()
+	if m.kind != kind || m.device != device {
+		s.t.Fatalf("got %s %s, want %s %s", m.kind, m.device, kind, device)
+	}
+	return m
+}
+
+// metricNamed returns p's metric with that name, or fails.
+func metricNamed(t *testing.T, p *sparkplugb.Payload, name string) *sparkplugb.Payload_Metric {
+	t.Helper()
+	for _, m := range p.Metrics {
+		if m.GetName() == name {
+			return m
+		}
+	}
+	t.Fatalf("no metric %q in %v", name, p)
+	return nil
+}
+
+func readBDSeqFile(t *testing.T, dir string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, bdSeqFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func sample(tag string, v any, typ string) collectors.Sample {
+	return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: typ, Status: "Good", SourceTime: time.Now()}
+}
+
+// publishRaw publishes one message from a client of the test's own.
+func publishRaw(t *testing.T, url, topic string, payload []byte) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("sp-test-" + strconv.FormatInt(clientIDs.Add(1), 10)))
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("test client connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("test client publish: %v", tok.Error())
+	}
+}
+
+// One session through a real Mosquitto, the publisher behind a proxy that
+// can cut its connection: births and deaths of the node and of a PLC, seq
+// across a wrap, the will with the bdSeq of its connection, historical
+// values after an outage, a rebirth on request, the NDEATH on a clean stop.
+func TestSparkplugSession(t *testing.T) {
+	for _, qos := range []int{0, 1} {
+		t.Run("qos"+strconv.Itoa(qos), func(t *testing.T) { testSparkplugSession(t, qos) })
+	}
+}
+
+func testSparkplugSession(t *testing.T, qos int) {
+	b := brokertest.Start(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
+	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg.MQTT.QoS = qos
+	cfg.Agent.SpoolDir = t.TempDir()
+	log, sink := newLog(t)
+	p := newPublisher(t, cfg, log)
+	s := &spStream{t: t, qos: qos, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	in := make(chan collectors.Batch, 16)
+	done := start(t, p, in)
+
+	nb := s.expect("NBIRTH", "").p
+	bdSeq0 := metricNamed(t, nb, "bdSeq").GetLongValue()
+	if rb := metricNamed(t, nb, spRebirth); rb.GetDatatype() != uint32(sparkplugb.DataType_Boolean) || rb.GetBooleanValue() {
+		t.Errorf("NBIRTH %s: %v", spRebirth, rb)
+	}
+	if bdSeq0 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
+		t.Errorf("NBIRTH bdSeq %d, file %d", bdSeq0, readBDSeqFile(t, cfg.Agent.SpoolDir))
+	}
+
+	// Streaming, datatypes unknown: the DBIRTH waits for the first values.
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Batch{sample("temperature", 21.5, "Double"), sample("pressure", int64(-3), "Int32")}
+	db := s.expect("DBIRTH", "press1").p
+	if m := metricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 21.5 {
+		t.Errorf("DBIRTH temperature: %v", m)
+	}
+	if m := metricNamed(t, db, "pressure"); m.GetAlias() != 2 || m.GetDatatype() != uint32(sparkplugb.DataType_Int32) || int32(m.GetIntValue()) != -3 {
+		t.Errorf("DBIRTH pressure: %v", m)
+	}
+	dd := s.expect("DDATA", "press1").p
+	if len(dd.Metrics) != 2 || dd.Metrics[0].GetAlias() != 1 || dd.Metrics[1].GetAlias() != 2 || dd.Metrics[0].GetIsHistorical() {
+		t.Errorf("DDATA: %v", dd)
+	}
+
+	// PLC lost and back: DDEATH, then DBIRTH at once (datatypes known).
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()})
+	s.expect("DDEATH", "press1")
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	s.expect("DBIRTH", "press1")
+
+	// seq wraps from 255 to 0 (spStream checks). One at a time: QoS 0
+	// may lose what floods a subscriber.
+	for i := range 300 {
+		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+		if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != float64(i) {
+			t.Fatalf("DDATA %d: %v", i, m)
+		}
+	}
+
+	// The link is cut: the broker sends the will, an NDEATH with this
+	// connection's bdSeq. Values taken meanwhile come back historical,
+	// after an NBIRTH with a later bdSeq and the device's DBIRTH.
+	proxy.Refuse(true)
+	proxy.Cut()
+	if nd := s.expect("NDEATH", "").p; metricNamed(t, nd, "bdSeq").GetLongValue() != bdSeq0 {
+		t.Errorf("will NDEATH: %v, want bdSeq %d", nd, bdSeq0)
+	}
+	sink.waitFor(t, "connection to broker lost")
+	in <- collectors.Batch{sample("temperature", 99.0, "Double")}
+	in <- collectors.Batch{sample("pressure", int64(7), "Int32")}
+	sink.waitFor(t, `"attempt":1`) // one refused reconnect: bdSeq moves on per CONNECT
+	proxy.Refuse(false)
+	nb = s.expect("NBIRTH", "").p
+	bdSeq1 := metricNamed(t, nb, "bdSeq").GetLongValue()
+	if bdSeq1 == bdSeq0 || bdSeq1 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
+		t.Errorf("NBIRTH after the outage: bdSeq %d, before %d, file %d", bdSeq1, bdSeq0, readBDSeqFile(t, cfg.Agent.SpoolDir))
+	}
+	db = s.expect("DBIRTH", "press1").p
+	if v := metricNamed(t, db, "temperature").GetDoubleValue(); v != 99 {
+		t.Errorf("DBIRTH after the outage: temperature %v, want the latest, 99", v)
+	}
+	for _, want := range []uint64{1, 2} {
+		m := s.expect("DDATA", "press1").p.Metrics[0]
+		if m.GetAlias() != want || !m.GetIsHistorical() {
+			t.Errorf("DDATA spooled in the outage: %v, want alias %d historical", m, want)
+		}
+	}
+
+	// A host asks for a rebirth.
+	ncmd, err := proto.Marshal(&sparkplugb.Payload{
+		Timestamp: proto.Uint64(uint64(time.Now().UnixMilli())),
+		Metrics: []*sparkplugb.Payload_Metric{{
+			Name:     proto.String(spRebirth),
+			Datatype: proto.Uint32(uint32(sparkplugb.DataType_Boolean)),
+			Value:    &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, b.URL(), "spBv1.0/plant1/NCMD/a1", ncmd)
+	if got := metricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue(); got != bdSeq1 {
+		t.Errorf("rebirth NBIRTH bdSeq %d, want %d (same connection)", got, bdSeq1)
+	}
+	s.expect("DBIRTH", "press1")
+	in <- collectors.Batch{sample("pressure", int64(8), "Int32")}
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || int32(m.GetIntValue()) != 8 {
+		t.Errorf("DDATA after the rebirth: %v", m)
+	}
+
+	// A clean stop says NDEATH itself.
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	nd := s.expect("NDEATH", "").p
+	if metricNamed(t, nd, "bdSeq").GetLongValue() != bdSeq1 {
+		t.Errorf("NDEATH on stop: %v, want bdSeq %d", nd, bdSeq1)
+	}
+}
+
+// Across a broker restart: NBIRTH again with a later bdSeq, the DBIRTH of
+// the streaming device before any of its DDATA, seq from 0 again, and the
+// values spooled while the broker was down marked historical.
+func TestSparkplugBrokerRestart(t *testing.T) {
+	b := brokertest.Start(t)
+	// The proxy holds the publisher back until the subscriber is back:
+	// NBIRTH goes out at QoS 0, which Mosquitto does not queue.
+	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
+	cfg := spConfig("tcp://" + proxy.Addr())
+	log, sink := newLog(t)
+	p := newPublisher(t, cfg, log)
+	s := &spStream{t: t, qos: 1, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	in := make(chan collectors.Batch, 16)
+	start(t, p, in)
+
+	bdSeq0 := metricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Batch{sample("temperature", 1.0, "Double")}
+	s.expect("DBIRTH", "press1")
+	s.expect("DDATA", "press1")
+
+	proxy.Refuse(true)
+	b.Stop()
+	sink.waitFor(t, "connection to broker lost")
+	for i := range 3 {
+		in <- collectors.Batch{sample("temperature", float64(10+i), "Double")}
+	}
+	b.Restart()
+	// A probe through the broker shows the subscriber connected again.
+	publishRaw(t, b.URL(), "spBv1.0/plant1/PROBE/a1", nil)
+	for {
+		m := receive(t, s.msgs, 1)[0]
+		if strings.Contains(m.Topic, "/PROBE/") {
+			break
+		}
+		// Only the will (as Mosquitto shut down) and messages Mosquitto
+		// delivers again after its restart can come now.
+		if strings.Contains(m.Topic, "/NBIRTH/") {
+			t.Fatalf("NBIRTH before the publisher could reconnect")
+		}
+	}
+	proxy.Refuse(false)
+
+	nb := s.expect("NBIRTH", "").p
+	if got := metricNamed(t, nb, "bdSeq").GetLongValue(); got == bdSeq0 {
+		t.Errorf("NBIRTH after the restart has the bdSeq of the first connection, %d", got)
+	}
+	s.expect("DBIRTH", "press1")
+	for i := range 3 {
+		m := s.expect("DDATA", "press1").p.Metrics[0]
+		if m.GetDoubleValue() != float64(10+i) || !m.GetIsHistorical() {
+			t.Errorf("spooled DDATA %d: %v, want %d, historical", i, m, 10+i)
+		}
+	}
+	in <- collectors.Batch{sample("temperature", 20.0, "Double")}
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 20 {
+		t.Errorf("DDATA after the restart: %v", m)
+	}
+}
+
+func TestSparkplugConfig(t *testing.T) {
+	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.MQTT.Retain = true
+	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), "mqtt.retain") {
+		t.Errorf("retain with sparkplug_b: %v", err)
+	}
+	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "press/1"}, config.PLC{Name: "press+1"})
+	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
+		t.Errorf("two PLCs with one device id: %v", err)
+	}
+	// bdSeq goes on from the stored one, and wraps after 255.
+	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile), []byte("254\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{255, 0} {
+		f, err := newSparkplugFormat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := f.will()
+		if got := metricNamed(t, decodeSp(t, w.Payload), "bdSeq").GetLongValue(); got != want {
+			t.Errorf("will bdSeq %d, want %d", got, want)
+		}
+	}
+}
+
+// command agrees with the generated decoder on whether a payload asks for
+// a rebirth.
+func FuzzSparkplugCommand(f *testing.F) {
+	for _, p := range []*sparkplugb.Payload{
+		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String(spRebirth), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}}}},
+		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String(spRebirth), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: false}}}},
+		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String("other"), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}}}},
+	} {
+		b, err := proto.Marshal(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	sp := &sparkplugFormat{}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p sparkplugb.Payload
+		if proto.Unmarshal(b, &p) != nil {
+			sp.command(b) // must not panic
+			return
+		}
+		want := false
+		for _, m := range p.Metrics {
+			if m.GetName() == spRebirth && m.GetBooleanValue() {
+				want = true
+			}
+		}
+		if got := sp.command(b); got != want {
+			t.Errorf("command(%x) = %v, generated decoder says %v", b, got, want)
+		}
+	})
+}
