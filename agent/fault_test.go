@@ -326,10 +326,11 @@ func TestFaultBrokerOutage(t *testing.T) {
 		restartedAt.Sub(stoppedAt).Round(time.Millisecond), backlog, caughtUp.Sub(restartedAt).Round(time.Millisecond), got.n, len(got.seen), got.dups, st.Resent)
 }
 
-// TestFaultSpoolFull fills a 1 MiB spool (the smallest allowed) with the broker down: the agent
-// keeps running, drops the oldest values, counts them and logs the episode
-// once; what arrives when the broker is back is, per counter, one
-// contiguous range of the newest values, up to the last the PLC sent.
+// TestFaultSpoolFull fills a 1 MiB spool (the smallest allowed) with the
+// broker down: the agent keeps running, drops the oldest values, counts
+// them and logs the episode once; what arrives when the broker is back is,
+// per counter, one contiguous range of the newest values, up to the last
+// the PLC sent.
 func TestFaultSpoolFull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")

@@ -185,7 +185,8 @@ func (c *counters) add(m brokertest.Message) {
 // counter's first and last (gaps), duplicates.
 type summary struct {
 	counters, values, missing, gaps, dups int
-	worst                                 string // the largest gap
+	worst                                 string   // the largest gap
+	list                                  []string // the first gaps, by counter
 }
 
 func (c *counters) summary() summary {
@@ -206,6 +207,7 @@ func (c *counters) summary() summary {
 			if d := vals[i] - vals[i-1] - 1; d > 0 {
 				s.gaps++
 				s.missing += int(d)
+				s.list = append(s.list, fmt.Sprintf("%s: %d after %d", topic[strings.LastIndex(topic, "/")+1:], vals[i], vals[i-1]))
 				if d > worst {
 					worst = d
 					s.worst = fmt.Sprintf("%s: %d missing after %d", topic, d, vals[i-1])
@@ -225,6 +227,29 @@ func (c *counters) total() (msgs, values int) {
 	return c.msgs, values
 }
 
+// mqttSide is what the agent logged of its broker side when it stopped:
+// values published (acknowledged) and failed, to compare with what the
+// subscriber got and tell the MQTT side's losses from the OPC UA side's.
+func (a *agent) mqttSide() string {
+	var last struct {
+		Published *uint64 `json:"published"`
+		Failed    uint64  `json:"failed"`
+	}
+	for line := range strings.Lines(a.logs.String()) {
+		var l struct {
+			Published *uint64 `json:"published"`
+			Failed    uint64  `json:"failed"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Published != nil {
+			last = l
+		}
+	}
+	if last.Published == nil {
+		return "the agent logged no published count"
+	}
+	return fmt.Sprintf("the agent published %d, failed %d", *last.Published, last.Failed)
+}
+
 // report logs the SOAK line and fails on gaps or bad payloads.
 func report(t *testing.T, name string, c *counters, extra string) {
 	t.Helper()
@@ -238,7 +263,8 @@ func report(t *testing.T, name string, c *counters, extra string) {
 		name, s.values, s.counters, s.missing, s.gaps, s.dups, extra)
 	fmt.Println(line) // for scripts/soak/run, also without -v
 	if s.gaps > 0 {
-		t.Errorf("%s: %d values missing in %d gaps; largest: %s", name, s.missing, s.gaps, s.worst)
+		slices.Sort(s.list)
+		t.Errorf("%s: %d values missing in %d gaps; largest: %s; the first: %s", name, s.missing, s.gaps, s.worst, strings.Join(s.list[:min(len(s.list), 20)], ", "))
 	}
 }
 
@@ -323,8 +349,9 @@ plcs:
 	got.quiet(t)
 	renewals := strings.Count(peer.Log(), "Renew requested")
 	sessions := strings.Count(a.logs.String(), "plc session established")
-	report(t, name, got, fmt.Sprintf("%v with 3 s tokens, server clock %v; %d token renewals seen by the peer, %d session(s) established",
-		d.Round(time.Second), offset, renewals, sessions))
+	msgs, _ := got.total()
+	report(t, name, got, fmt.Sprintf("%v with 3 s tokens, server clock %v; %d token renewals seen by the peer, %d session(s) established; %s, the subscriber got %d",
+		d.Round(time.Second), offset, renewals, sessions, a.mqttSide(), msgs))
 }
 
 // TestSoakShortTokens: 3 s secure channel tokens for 2 minutes: no gap.
@@ -376,6 +403,6 @@ plcs:
 	time.Sleep(3 * time.Second) // and live again
 	a.stop(t)
 	msgs := got.quiet(t)
-	report(t, "broker-outage", got, fmt.Sprintf("broker down %v at %d values/s; backlog delivered %v after the restart; %d messages in all",
-		restarted.Sub(stopped).Round(time.Millisecond), tags*10, caughtUp.Round(time.Millisecond), msgs))
+	report(t, "broker-outage", got, fmt.Sprintf("broker down %v at %d values/s; backlog delivered %v after the restart; %s, the subscriber got %d",
+		restarted.Sub(stopped).Round(time.Millisecond), tags*10, caughtUp.Round(time.Millisecond), a.mqttSide(), msgs))
 }
