@@ -175,7 +175,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetMaxReconnectInterval(maxReconnectInterval).
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
-		SetConnectionNotificationHandler(p.notify)
+		SetConnectionNotificationHandler(p.notify).
+		SetCustomOpenConnectionFn(openConn) // coalesced writes, buffered reads (conn.go)
 	if w, ok := format.will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
