@@ -26,7 +26,8 @@ import (
 //   - NBIRTH (seq 0, the bdSeq metric, Node Control/Rebirth) goes out after
 //     every connect, before any spooled record, followed by a DBIRTH for
 //     every device that is born at that point of the spooled stream.
-//   - NDEATH with the same bdSeq is the MQTT will, and is sent on a clean stop.
+//   - NDEATH with the same bdSeq is the MQTT will, and is sent on a clean
+//     stop. bdSeq counts CONNECTs: the will changes before each reconnect.
 //   - DBIRTH, DDATA and DDEATH are spooled records, in order with the data:
 //     a device is born before its first DDATA, again when a value's datatype
 //     differs from its latest DBIRTH, and dies when its PLC leaves streaming.
