@@ -440,7 +440,8 @@ func TestReloadRefusedKeepsOld(t *testing.T) {
 		vs := got.counterValues(t, "plc/"+tag)
 		for i := 1; i < len(vs); i++ {
 			if vs[i] > vs[i-1]+1 {
-				t.Errorf("plc/%s: value %d after %d: a gap across the refused reload", tag, vs[i], vs[i-1])
+				t.Errorf("plc/%s: value %d after %d: a gap (first values %v)", tag, vs[i], vs[i-1], vs[:min(len(vs), 30)])
+				break
 			}
 		}
 	}
