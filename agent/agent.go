@@ -145,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.pub, a.groups = pub, groups
 	a.mu.Unlock()
+	a.announceAll(pub, groups)
 	for _, g := range groups {
 		a.logShared(g)
 	}
@@ -396,16 +397,48 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 func (a *Agent) setPublisher(p publisher) {
 	a.mu.Lock()
 	a.pub = p
+	groups := a.groups
 	a.mu.Unlock()
+	a.announceAll(p, groups)
 }
 
 // plan groups cfg's PLC entries into sessions, not yet started.
 func (a *Agent) plan(cfg *config.Config) []*group {
 	var groups []*group
 	for _, plcs := range shareSessions(cfg.PLCs) {
-		groups = append(groups, &group{key: opcua.ShareKey(plcs[0]), plcs: plcs, c: a.newCollector(plcs)})
+		c := a.newCollector(plcs)
+		c.Status().OnChange(a.plcStatus) // status topics, births and deaths
+		groups = append(groups, &group{key: opcua.ShareKey(plcs[0]), plcs: plcs, c: c})
 	}
 	return groups
+}
+
+// statusSink is a publisher that announces PLC state changes.
+type statusSink interface {
+	PLCStatus(collectors.PLCStatus)
+}
+
+// plcStatus hands a session's state change to the current publisher.
+func (a *Agent) plcStatus(st collectors.PLCStatus) {
+	a.mu.Lock()
+	p := a.pub
+	a.mu.Unlock()
+	if s, ok := p.(statusSink); ok {
+		s.PLCStatus(st)
+	}
+}
+
+// announceAll tells a new publisher every session's current state.
+func (a *Agent) announceAll(p publisher, groups []*group) {
+	s, ok := p.(statusSink)
+	if !ok {
+		return
+	}
+	for _, g := range groups {
+		for _, st := range g.c.Status().Snapshot() {
+			s.PLCStatus(st)
+		}
+	}
 }
 
 func (a *Agent) logShared(g *group) {
