@@ -442,7 +442,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, qos: 1, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Batch, 16)
-	start(t, p, in)
+	done := start(t, p, in)
 
 	bdSeq0 := metricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
@@ -486,6 +486,10 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	in <- collectors.Batch{sample("temperature", 20.0, "Double")}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 20 {
 		t.Errorf("DDATA after the restart: %v", m)
+	}
+	close(in) // and wait, so nothing writes to the spool directory as it is removed
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
 	}
 }
 
