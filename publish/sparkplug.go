@@ -423,25 +423,24 @@ func (f *sparkplugFormat) appendDataMetric(mb []byte, alias uint64, s *collector
 // does not set a host's tags back.
 func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
 	kind, id := f.splitTopic(topic)
-	seq := f.nextSeq()
 	switch kind {
 	case "DBIRTH":
 		f.live[id] = true
+		seq := f.nextSeq()
 		f.mu.Lock()
-		d, ok := f.byID[id]
-		if ok {
-			payload = f.appendBirth(nil, d, time.Now(), true, seq)
+		defer f.mu.Unlock()
+		if d, ok := f.byID[id]; ok {
+			return f.appendBirth(nil, d, time.Now(), true, seq)
 		}
-		f.mu.Unlock()
-		if ok {
-			return payload
-		}
+		return appendSpSeq(payload, seq)
 	case "DDATA":
 		f.live[id] = true
 	case "DDEATH":
 		f.live[id] = false
+	default: // not ours: spooled by another payload format before a change
+		return payload
 	}
-	return appendSpSeq(payload, seq)
+	return appendSpSeq(payload, f.nextSeq())
 }
 
 // splitTopic returns the message type and device id of one of our topics.

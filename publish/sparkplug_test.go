@@ -556,3 +556,46 @@ func FuzzSparkplugCommand(f *testing.F) {
 		}
 	})
 }
+
+// outgoing numbers the node's messages and re-encodes a DBIRTH with the
+// latest values; a record of another format passes untouched.
+func TestSparkplugOutgoing(t *testing.T) {
+	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	f, err := newSparkplugFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var topics []string
+	var payloads [][]byte
+	add := func(topic string, payload []byte) {
+		topics = append(topics, topic)
+		payloads = append(payloads, slices.Clone(payload))
+	}
+	f.encode(collectors.Batch{sample("temperature", 1.0, "Double")}, true, add)
+	f.encode(collectors.Batch{sample("temperature", 2.0, "Double")}, true, add)
+	if len(topics) != 3 {
+		t.Fatalf("records: %q", topics)
+	}
+	if seq := decodeSp(t, f.connected()[0].Payload).GetSeq(); seq != 0 {
+		t.Fatalf("NBIRTH seq %d", seq)
+	}
+	birth := decodeSp(t, f.outgoing(topics[0], payloads[0]))
+	if birth.GetSeq() != 1 || metricNamed(t, birth, "temperature").GetDoubleValue() != 2 {
+		t.Errorf("DBIRTH as sent: %v, want seq 1 and the latest value, 2", birth)
+	}
+	for i, want := range []float64{1, 2} {
+		d := decodeSp(t, f.outgoing(topics[1+i], payloads[1+i]))
+		if d.GetSeq() != uint64(2+i) || d.Metrics[0].GetDoubleValue() != want {
+			t.Errorf("DDATA %d as sent: %v", i, d)
+		}
+	}
+	if got := f.outgoing("tagbridge/a1/press1/temperature", []byte(`{"v":1}`)); string(got) != `{"v":1}` {
+		t.Errorf("a JSON record came out as %q", got)
+	}
+	// A reconnect births the device again, as it is live at this point.
+	msgs := f.connected()
+	if len(msgs) != 2 || msgs[1].Topic != "spBv1.0/plant1/DBIRTH/a1/press1" || decodeSp(t, msgs[1].Payload).GetSeq() != 1 {
+		t.Errorf("connected after data: %v", msgs)
+	}
+}
