@@ -302,7 +302,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows medians")
 	fs.IntVar(&o.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, logs)")
-	fs.StringVar(&o.profile, "cpuprofile-dir", "", "write a CPU profile of tagbridge for every run into this directory (TAGBRIDGE_CPUPROFILE)")
+	fs.StringVar(&o.profile, "cpuprofile-dir", "", "write CPU and heap profiles of tagbridge for every run into this directory (TAGBRIDGE_CPUPROFILE, TAGBRIDGE_MEMPROFILE)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: benchrun -bin DIR [flags]\n\nRuns tagbridge benchmark scenarios and prints a table of medians.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -470,8 +470,9 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 	}
 	var env []string
 	if o.profile != "" {
-		// A CPU profile of the whole run (main.go reads TAGBRIDGE_CPUPROFILE).
-		env = append(env, "TAGBRIDGE_CPUPROFILE="+filepath.Join(o.profile, fmt.Sprintf("%s-%s-%s-run%d.pprof", strings.TrimSuffix(sc.name, "*"), mode, build, idx+1)))
+		// A CPU profile of the whole run and heap profiles while it runs (profile.go).
+		base := filepath.Join(o.profile, fmt.Sprintf("%s-%s-%s-run%d", strings.TrimSuffix(sc.name, "*"), mode, build, idx+1))
+		env = append(env, "TAGBRIDGE_CPUPROFILE="+base+".pprof", "TAGBRIDGE_MEMPROFILE="+base+".heap")
 	}
 	tb, err := startProcEnv("tagbridge", filepath.Join(dir, "tagbridge.log"), nil, env, filepath.Join(bin, "tagbridge"), "run", "-c", cfgPath)
 	if err != nil {
