@@ -78,6 +78,9 @@ type Spool struct {
 	rbufOff int64
 	rmem    []byte
 	peeked  int64 // size of the record returned by Peek, 0 if none
+	// topics read so far: a value's topic is one of a fixed set, and
+	// interning saves an allocation per record read.
+	topics map[string]string
 
 	acked     uint64 // records before this are acknowledged
 	savedAck  uint64 // acked as last written to the cursor file
@@ -530,9 +533,28 @@ func (s *Spool) Peek() (topic string, payload []byte, seq uint64, ok bool) {
 		body, _ := s.readAt(s.roff+recHeader, int(size-recHeader))
 		tl := int(binary.LittleEndian.Uint16(body))
 		s.peeked = size
-		return string(body[2 : 2+tl]), bytes.Clone(body[2+tl:]), s.rseq, true
+		return s.topic(body[2 : 2+tl]), bytes.Clone(body[2+tl:]), s.rseq, true
 	}
 	return "", nil, 0, false
+}
+
+// maxTopics bounds the interned topics (some 100 bytes each): beyond it a
+// topic costs an allocation again, as with mqtt.batch few topics do.
+const maxTopics = 1 << 14
+
+// topic returns b as a string, interned; s.mu is held.
+func (s *Spool) topic(b []byte) string {
+	if t, ok := s.topics[string(b)]; ok {
+		return t
+	}
+	t := string(b)
+	if s.topics == nil {
+		s.topics = map[string]string{}
+	}
+	if len(s.topics) < maxTopics {
+		s.topics[t] = t
+	}
+	return t
 }
 
 // Advance consumes record seq, which Peek returned. It returns false if that
