@@ -88,7 +88,8 @@ type options struct {
 	runs         int
 	clkTck       int
 	keep         bool
-	profile      string // directory for tagbridge CPU profiles; "" for none
+	profile      string   // directory for tagbridge CPU profiles; "" for none
+	env          []string // added to tagbridge's environment (-env)
 }
 
 // result is what one run measured.
@@ -97,6 +98,7 @@ type result struct {
 	lost, dups   int64
 	cpuPerValue  float64 // µs of tagbridge CPU time per delivered value
 	rssMB        float64 // tagbridge VmHWM
+	rssEndMB     float64 // tagbridge VmRSS at the end of the window: the steady state
 	p50, p99     float64 // ms from source_time to arrival
 	firstAll     time.Duration
 	seen, want   int // tags that delivered at least one value, tags configured
@@ -157,8 +159,8 @@ func run() int {
 						logf("%s: all tags after %s (%d/%d), tagbridge %.2f s CPU, %.1f MB peak RSS",
 							what, fmtFirst(res), res.seen, res.want, res.startCPU, res.rssMB)
 					} else {
-						logf("%s: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d); CPU %% of one core: tagbridge %.0f, mosquitto %.0f, plcsim %.0f (busiest %.0f), subscriber %.0f",
-							what, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want,
+						logf("%s: %.0f values/s, %d lost, %d duplicates, %.2f µs CPU/value, %.1f MB peak RSS, %.1f MB RSS at the end, p50 %.1f ms, p99 %.1f ms, all tags after %s (%d/%d); CPU %% of one core: tagbridge %.0f, mosquitto %.0f, plcsim %.0f (busiest %.0f), subscriber %.0f",
+							what, res.valuesPerSec, res.lost, res.dups, res.cpuPerValue, res.rssMB, res.rssEndMB, res.p50, res.p99, fmtFirst(res), res.seen, res.want,
 							res.cpuTB, res.cpuBroker, res.cpuPLCs, res.cpuPLCMax, res.cpuSelf)
 					}
 					if res.plcsimLate > 0 {
@@ -213,7 +215,7 @@ func (r *row) firstAll() (float64, bool) {
 
 func printTable(out io.Writer, rows []*row, withBase bool) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "scenario\tmode\tbuild\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost int32\tdups int32\tCPU µs/value\tpeak RSS MB\tp50 ms\tp99 ms\tall tags first value s\tplcsim CPU %\t"
+	head := "scenario\tmode\tbuild\tPLCs\ttags\tinterval\truns\toffered/s\tvalues/s\tlost int32\tdups int32\tCPU µs/value\tpeak RSS MB\tRSS MB\tp50 ms\tp99 ms\tall tags first value s\tplcsim CPU %\t"
 	if withBase {
 		head += "CPU/value ÷ baseline\tRSS ÷ baseline\t"
 	}
@@ -227,7 +229,7 @@ func printTable(out io.Writer, rows []*row, withBase bool) {
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%.0f\t", r.sc.name, r.mode, r.build, r.sc.plcs, r.sc.tags, r.sc.interval, len(r.results), r.sc.offered())
 		if len(r.results) == 0 {
-			fmt.Fprint(w, "-\t-\t-\t-\t-\t-\t-\t-\t-\t")
+			fmt.Fprint(w, "-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t")
 			if withBase {
 				fmt.Fprint(w, "-\t-\t")
 			}
@@ -242,13 +244,14 @@ func printTable(out io.Writer, rows []*row, withBase bool) {
 		cpu := r.med(func(res result) float64 { return res.cpuPerValue })
 		if r.sc.startup {
 			// Only the start is measured.
-			fmt.Fprintf(w, "-\t-\t-\t-\t%.1f\t-\t-\t%s\t-\t", rss, first)
+			fmt.Fprintf(w, "-\t-\t-\t-\t%.1f\t-\t-\t-\t%s\t-\t", rss, first)
 		} else {
-			fmt.Fprintf(w, "%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t",
+			fmt.Fprintf(w, "%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t",
 				r.med(func(res result) float64 { return res.valuesPerSec }),
 				r.med(func(res result) float64 { return float64(res.lost) }),
 				r.med(func(res result) float64 { return float64(res.dups) }),
 				cpu, rss,
+				r.med(func(res result) float64 { return res.rssEndMB }),
 				r.med(func(res result) float64 { return res.p50 }),
 				r.med(func(res result) float64 { return res.p99 }),
 				first,
@@ -302,6 +305,13 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows medians")
 	fs.IntVar(&o.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, logs)")
+	fs.Func("env", "`NAME=VALUE` added to tagbridge's environment, e.g. GOMEMLIMIT=64MiB (may repeat)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want NAME=VALUE")
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
 	fs.StringVar(&o.profile, "cpuprofile-dir", "", "write CPU and heap profiles of tagbridge for every run into this directory (TAGBRIDGE_CPUPROFILE, TAGBRIDGE_MEMPROFILE)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: benchrun -bin DIR [flags]\n\nRuns tagbridge benchmark scenarios and prints a table of medians.\n\nFlags:\n")
@@ -468,7 +478,7 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 	if build == buildBaseline {
 		bin = o.baseline
 	}
-	var env []string
+	env := slices.Clone(o.env)
 	if o.profile != "" {
 		// A CPU profile of the whole run and heap profiles while it runs (profile.go).
 		base := filepath.Join(o.profile, fmt.Sprintf("%s-%s-%s-run%d", strings.TrimSuffix(sc.name, "*"), mode, build, idx+1))
@@ -521,10 +531,15 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 	res.cpuSelf = pct(others1.self - others0.self)
 	res.cpuPLCMax = pct(maxDelta(others0.plc, others1.plc))
 	res.plcsimLate = plcsimLate(procs)
-	hwm, err := peakRSS(tb.cmd.Process.Pid)
+	hwm, err := procStatus(tb.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		return res, err
 	}
+	rss, err := procStatus(tb.cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		return res, err
+	}
+	res.rssEndMB = float64(rss) / 1024
 
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -553,7 +568,7 @@ func startupResult(o options, st *stats, tb *proc, procs []*proc, t0 time.Time) 
 	if err != nil {
 		return res, err
 	}
-	hwm, err := peakRSS(tb.cmd.Process.Pid)
+	hwm, err := procStatus(tb.cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		return res, err
 	}
@@ -829,7 +844,7 @@ func startProcEnv(name, logPath string, ready chan<- string, env []string, bin s
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = logFile
-	if env != nil {
+	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -963,18 +978,19 @@ func otherTicks(procs []*proc) ticks {
 	return t
 }
 
-// peakRSS returns VmHWM of a process, in KiB.
-func peakRSS(pid int) (int64, error) {
+// procStatus returns a field of /proc/PID/status in KiB: VmHWM (peak
+// RSS), VmRSS.
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 func percentile(sorted []float64, q float64) float64 {
