@@ -211,7 +211,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 			prev = v
 		}
 		// About 5 s of changes every 100 ms; plc2 was down for part of it.
-		if n := len(vals); n < 40 || strings.HasPrefix(key, "plc2/") && n < 20 {
+		if n := len(vals); n < 20 || !strings.HasPrefix(key, "plc2/") && n < 40 {
 			t.Errorf("%s: only %d values", key, n)
 		}
 	}

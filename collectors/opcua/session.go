@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +29,9 @@ const (
 	healthInterval = 5 * time.Second
 	// healthyAfter is how long a session must stream before backoff resets.
 	healthyAfter = 10 * time.Second
-	// keepAliveEvery is the target time between subscription keep-alives.
-	keepAliveEvery = 10 * time.Second
+	// keepAliveEvery is the target time between subscription keep-alives;
+	// well inside the request timeout that bounds each PublishRequest.
+	keepAliveEvery = 5 * time.Second
 	// dialTimeout bounds opening the TCP connection to a PLC.
 	dialTimeout = 10 * time.Second
 	// closeTimeout bounds closing a session on the way out.
@@ -65,6 +65,8 @@ type Session struct {
 	clockOffset    atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
 	skewWarned     bool         // the clock offset warning is given once
 	hostnameWarned bool         // the verify_hostname: false warning is given once
+
+	chanWatch chanWatch // the secure channel's token, polled by the publish loop
 }
 
 // ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
@@ -159,8 +161,10 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	}
 }
 
-// connectAndStream runs one session from dial to loss. healthy reports
-// whether it streamed long enough to reset the backoff.
+// connectAndStream runs one session from dial to loss. A lost channel is
+// recovered without losing values where the server allows it (see
+// recover); only when that fails does it return. healthy reports whether
+// it streamed long enough to reset the backoff.
 func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Batch) (healthy bool, err error) {
 	// gopcua indexes server replies without checking them; a malformed reply
 	// must cost a reconnect, not the agent.
@@ -170,72 +174,85 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 		}
 	}()
 
-	lost := make(chan struct{})
-	var lostOnce sync.Once
-	onState := func(st opcua.ConnState) {
-		if st == opcua.Disconnected || st == opcua.Closed {
-			lostOnce.Do(func() { close(lost) })
-		}
-	}
 	secOpts, err := s.securityOptions(ctx)
 	if err != nil {
 		return false, err
 	}
-	c, err := opcua.NewClient(s.plc.Endpoint, append(s.clientOptions(onState), secOpts...)...)
-	if err != nil {
-		return false, fmt.Errorf("configure client: %w", err)
-	}
-	if err := connect(ctx, c); err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-		defer cancel()
-		_ = c.Close(cctx)
-		return false, fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-		defer cancel()
-		_ = c.Close(cctx) // the session is going away either way
-	}()
-
-	notifs := make(chan *opcua.PublishNotificationData, 256)
-	subs, err := s.subscribe(ctx, c, notifs)
+	c, err := s.dial(ctx, secOpts)
 	if err != nil {
 		return false, err
 	}
-	s.log.Info().Str("state", "streaming").Int("tags", len(s.tags)).Int("subscriptions", len(subs)).
+	defer func() { closeClient(ctx, c) }() // c changes as the session moves
+	st := &stream{}
+	if err := s.subscribe(ctx, c, st); err != nil {
+		return false, err
+	}
+	s.log.Info().Str("state", "streaming").Int("tags", len(s.tags)).Int("subscriptions", len(st.subs)).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
 	s.reportTags()
 	s.status.SetState(collectors.StateStreaming, "")
 
 	started := time.Now()
-	health := time.NewTicker(healthInterval)
-	defer health.Stop()
-	dog := s.newWatchdog()
-	check := time.NewTicker(time.Second)
-	defer check.Stop()
+	moved := false // the session moved to a new channel
 	for {
-		select {
-		case <-ctx.Done():
-			s.drain(ctx, notifs, out)
-			return time.Since(started) >= healthyAfter, nil
-		case <-lost:
-			return time.Since(started) >= healthyAfter, errChannelLost
-		case n := <-notifs:
-			dog.activity()
-			if err := s.handle(ctx, n, out, dog); err != nil {
-				return time.Since(started) >= healthyAfter, err
-			}
-		case <-check.C:
-			if err := dog.check(); err != nil {
-				return time.Since(started) >= healthyAfter, err
-			}
-		case <-health.C:
-			if err := s.checkHealth(ctx, c); err != nil {
-				return time.Since(started) >= healthyAfter, err
-			}
-			s.retryRejected(ctx, c, subs)
+		got := st.got
+		err := s.stream(ctx, c, st, out)
+		if ctx.Err() != nil {
+			return healthy || time.Since(started) >= healthyAfter, nil
 		}
+		healthy = healthy || time.Since(started) >= healthyAfter
+		if errors.Is(err, errSubscriptionsGone) {
+			// The session is fine; its subscriptions are not.
+			s.log.Warn().Err(err).Msg("plc subscriptions lost; recreating them")
+			if err := s.subscribe(ctx, c, st); err != nil {
+				return healthy, err
+			}
+			s.reportTags()
+			continue
+		}
+		s.status.NoteError(err)
+		if moved && st.got == got {
+			// Nothing came on the new channel: some servers (gopcua's)
+			// reactivate a session but not its subscriptions.
+			return healthy, fmt.Errorf("%w; nothing arrived since the session moved to a new channel", err)
+		}
+		moved = true
+		c, err = s.recover(ctx, c, secOpts, st, err)
+		if err != nil {
+			return healthy, err
+		}
+		started = time.Now()
 	}
+}
+
+// dial opens a client with a new session.
+func (s *Session) dial(ctx context.Context, secOpts []opcua.Option) (*opcua.Client, error) {
+	c, err := opcua.NewClient(s.plc.Endpoint, append(s.clientOptions(s.onState), secOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("configure client: %w", err)
+	}
+	if err := connect(ctx, c); err != nil {
+		closeClient(ctx, c)
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return c, nil
+}
+
+// onState hears gopcua's state changes. They only inform: gopcua reports
+// any service fault as a disconnect, and our publish loop, watchdog and
+// health check judge the channel.
+func (s *Session) onState(st opcua.ConnState) {
+	s.log.Debug().Str("gopcua_state", st.String()).Msg("opc ua client state")
+}
+
+// closeClient closes c, and its session if it still holds one.
+func closeClient(ctx context.Context, c *opcua.Client) {
+	if c == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	_ = c.Close(cctx) // the client is going away either way
 }
 
 // watchdog catches a session that looks connected but delivers nothing
@@ -321,79 +338,17 @@ func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
 	}
 }
 
-// subscription is one OPC UA subscription and the tags grouped into it.
-type subscription struct {
-	interval time.Duration
-	sub      *opcua.Subscription
-}
-
-// subscribe creates one subscription per publishing interval and its
-// monitored items in batches the server accepts.
-func (s *Session) subscribe(ctx context.Context, c *opcua.Client, notifs chan<- *opcua.PublishNotificationData) (map[time.Duration]*subscription, error) {
-	perCall := s.itemsPerCall(ctx, c)
-	s.learnStructures(ctx, c)
-	groups := map[time.Duration][]uint32{}
-	for i, t := range s.tags {
-		iv := t.PublishingInterval.Duration()
-		groups[iv] = append(groups[iv], uint32(i))
-	}
-	intervals := make([]time.Duration, 0, len(groups))
-	for iv := range groups {
-		intervals = append(intervals, iv)
-	}
-	slices.Sort(intervals)
-
-	subs := make(map[time.Duration]*subscription, len(groups))
-	for i, iv := range intervals {
-		sub, err := c.Subscribe(ctx, subscriptionParams(iv), notifs)
-		if err != nil {
-			return nil, fmt.Errorf("create subscription (publishing interval %v): %w", iv, err)
-		}
-		subs[iv] = &subscription{interval: iv, sub: sub}
-		if err := s.monitor(ctx, c, sub, groups[iv], perCall); err != nil {
-			return nil, err
-		}
-		s.monitorHeartbeat(ctx, sub, uint32(heartbeatHandle+i))
-	}
-	return subs, nil
-}
-
-// monitorHeartbeat adds the server's CurrentTime to a subscription; a server
-// that refuses it only loses the watchdog.
-func (s *Session) monitorHeartbeat(ctx context.Context, sub *opcua.Subscription, handle uint32) {
-	req := opcua.NewMonitoredItemCreateRequestWithDefaults(
-		ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), ua.AttributeIDValue, handle)
-	req.RequestedParameters.SamplingInterval = float64(heartbeatEvery / time.Millisecond)
-	req.RequestedParameters.QueueSize = 1
-	res, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, req)
-	if err == nil && len(res.Results) == 1 && res.Results[0].StatusCode != ua.StatusOK {
-		err = res.Results[0].StatusCode
-	}
-	if err != nil {
-		s.log.Debug().Err(err).Msg("server refused the heartbeat item; the watchdog stays off")
-	}
-}
-
-func subscriptionParams(interval time.Duration) *opcua.SubscriptionParameters {
-	keepAlive := uint32(max(1, keepAliveEvery/max(interval, time.Millisecond)))
-	return &opcua.SubscriptionParameters{
-		Interval:          interval,
-		MaxKeepAliveCount: keepAlive,
-		LifetimeCount:     keepAlive * 6, // the server waits six keep-alives for us
-	}
-}
-
 // monitor creates monitored items for the given tag indices, perCall at a
 // time. Tags the server refuses are remembered and logged; they do not fail
 // the session.
-func (s *Session) monitor(ctx context.Context, c *opcua.Client, sub *opcua.Subscription, handles []uint32, perCall int) error {
+func (s *Session) monitor(ctx context.Context, c *opcua.Client, subID uint32, handles []uint32, perCall int) error {
 	reqs := make([]*ua.MonitoredItemCreateRequest, 0, min(len(handles), perCall))
 	var reqHandles []uint32
 	flush := func() error {
 		if len(reqs) == 0 {
 			return nil
 		}
-		res, err := sub.Monitor(ctx, ua.TimestampsToReturnBoth, reqs...)
+		res, err := createItems(ctx, c, subID, reqs)
 		if err != nil {
 			return fmt.Errorf("create %d monitored items: %w", len(reqs), err)
 		}
@@ -514,7 +469,7 @@ func (s *Session) reportTags() {
 
 // retryRejected asks again for tags the server refused, e.g. node ids that
 // come back after a PLC program download.
-func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, subs map[time.Duration]*subscription) {
+func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, st *stream) {
 	if len(s.rejected) == 0 {
 		return
 	}
@@ -526,8 +481,8 @@ func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, subs map[t
 	}
 	for iv, handles := range byInterval {
 		slices.Sort(handles)
-		if sub := subs[iv]; sub != nil {
-			if err := s.monitor(ctx, c, sub.sub, handles, defaultItemsPerCall); err != nil {
+		if sub := st.byInterval(iv); sub != nil {
+			if err := s.monitor(ctx, c, sub.id, handles, defaultItemsPerCall); err != nil {
 				s.log.Debug().Err(err).Msg("retrying rejected tags")
 			}
 		}
@@ -594,12 +549,9 @@ func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, 
 	return res.Results[0].Value, nil
 }
 
-// handle turns one publish notification into one batch of samples.
-func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, out chan<- collectors.Batch, dog *watchdog) error {
-	if n.Error != nil {
-		return fmt.Errorf("subscription %d: %w", n.SubscriptionID, n.Error)
-	}
-	switch v := n.Value.(type) {
+// handle turns one notification into one batch of samples.
+func (s *Session) handle(ctx context.Context, subID uint32, n any, out chan<- collectors.Batch, dog *watchdog) error {
+	switch v := n.(type) {
 	case *ua.DataChangeNotification:
 		batch := make(collectors.Batch, 0, len(v.MonitoredItems))
 		for _, item := range v.MonitoredItems {
@@ -624,24 +576,10 @@ func (s *Session) handle(ctx context.Context, n *opcua.PublishNotificationData, 
 			return nil
 		}
 	case *ua.StatusChangeNotification:
-		return fmt.Errorf("subscription %d: status changed to %s", n.SubscriptionID, statusName(v.Status))
+		if v.Status == ua.StatusBadTimeout {
+			return fmt.Errorf("subscription %d expired: %w", subID, errSubscriptionsGone)
+		}
+		return fmt.Errorf("subscription %d: status changed to %s", subID, statusName(v.Status))
 	}
 	return nil
-}
-
-// drain forwards notifications gopcua already handed over before the session
-// closes, so a shutdown loses nothing that was received.
-func (s *Session) drain(ctx context.Context, notifs <-chan *opcua.PublishNotificationData, out chan<- collectors.Batch) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	defer cancel()
-	for {
-		select {
-		case n := <-notifs:
-			if err := s.handle(dctx, n, out, &watchdog{}); err != nil {
-				return
-			}
-		default:
-			return
-		}
-	}
 }
