@@ -67,7 +67,7 @@ type stream struct {
 	// retains is set once the server lists a notification it sent as
 	// available for republishing: several PublishRequests may then wait.
 	retains bool
-	dog   *watchdog
+	dog     *watchdog
 }
 
 func (st *stream) sub(id uint32) *subState {
