@@ -432,6 +432,21 @@ func BenchmarkConvertValue(b *testing.B) {
 	}
 }
 
+// BenchmarkSampleFrom is the collector's share of the steady-state path:
+// one notification item (a DataValue as gopcua decodes it) to a Sample.
+func BenchmarkSampleFrom(b *testing.B) {
+	dv := &ua.DataValue{
+		EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+		Value:           wire(b, ua.MustVariant(int32(100000))),
+		SourceTimestamp: ts1,
+		ServerTimestamp: ts1,
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sampleFrom("plc00", "int32_0001", "ns=1;s=Int32.0001", dv)
+	}
+}
+
 func TestStatusName(t *testing.T) {
 	tests := []struct {
 		name string
