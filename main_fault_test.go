@@ -27,7 +27,7 @@ import (
 // stops; the agent spools, is killed with SIGKILL, starts again while the
 // broker is still down and keeps spooling; the broker comes back. Every
 // counter arrives complete from its first value up to the last value
-// spooled before the kill, and that last value is within half a second of
+// spooled before the kill, and that last value is within a second of
 // what the PLC had generated when the agent was killed (values still in the
 // agent's memory are lost on a crash; see README, Store and forward).
 func TestKill9DuringBrokerOutage(t *testing.T) {
@@ -38,8 +38,11 @@ func TestKill9DuringBrokerOutage(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const tags = 40 // 10 Int32 counters, 400 values/s
-	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
+	// 10 Int32 counters, 200 values/s; changes 200 ms apart, so that a
+	// stalled agent under the race detector does not make plcsim merge
+	// values (it keeps only an item's latest value between publishes).
+	const tags = 40
+	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
 	broker := brokertest.Start(t)
 	got := &counterSet{seen: map[string]map[int64]int{}, changed: make(chan struct{})}
 	go func() {
@@ -64,11 +67,13 @@ plcs:
 
 	agent := runAgent(t, bin, cfg)
 	got.waitUntil(t, "every counter streaming", 30*time.Second, func() bool {
-		return len(got.seen) == tags/4 && got.minCount() >= 10
+		return len(got.seen) == tags/4 && got.minCount() >= 5
 	})
 	broker.Stop()
-	// About 2 s of values pile up in the spool, unacknowledged.
-	got.waitUntil(t, "2 s of outage", 5*time.Second, func() bool { return agent.spooledFor(spool) >= 200_000 })
+	// About 1.5 s of values (200/s of some 250 bytes) pile up in the
+	// spool, unacknowledged.
+	base := agent.spooledFor(spool)
+	got.waitUntil(t, "values spooled in the outage", 10*time.Second, func() bool { return agent.spooledFor(spool) >= base+75_000 })
 
 	plcAtKill := readCounter(t, plc.Endpoint, "ns=1;s=Int32.0001")
 	agent.kill()
@@ -85,7 +90,7 @@ plcs:
 	got.waitUntil(t, "every spooled value, and newer ones", 60*time.Second, func() bool {
 		for topic, vals := range spooled {
 			last := vals[len(vals)-1]
-			if got.seen[topic][last] == 0 || got.max(topic) < last+20 {
+			if got.seen[topic][last] == 0 || got.max(topic) < last+10 {
 				return false
 			}
 		}

@@ -4,6 +4,13 @@ package agent
 // agent's own wiring, with the broker stopped, the spool overflowing and a
 // PLC killed. Each checks the Int32 counters that plcsim increments by
 // exactly one per change: a missing value shows as a gap.
+//
+// plcsim (gopcua's server) keeps only the latest value of an item until the
+// client's next PublishRequest: an agent held up longer than one change
+// interval, as the race detector on a busy CI machine can do, loses values
+// at the source. The rates below come from many tags changing slowly rather
+// than few changing fast, so such a stall must last hundreds of
+// milliseconds before it shows.
 
 import (
 	"bytes"
@@ -264,22 +271,22 @@ func stopAndCollect(t *testing.T, r *running, got *counters) publish.Stats {
 }
 
 // TestFaultBrokerOutage stops the broker for 30 s while a PLC delivers 1,000
-// values/s (100 tags every 100 ms): every counter arrives complete and in
+// values/s (400 tags every 400 ms): every counter arrives complete and in
 // order. The subscriber's session is persistent, so the broker keeps what
 // arrives for it while it reconnects.
 func TestFaultBrokerOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30 s broker outage")
 	}
-	const tags, outage = 100, 30 * time.Second
+	const tags, interval, outage = 400, 400 * time.Millisecond, 30 * time.Second
 	broker := brokertest.Start(t)
-	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
+	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", interval.String())
 	got := newCounters()
 	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	a := startAgent(t, faultConfig(t, broker.URL(), "", "{min: 200ms, max: 1s}", plcEntry{"plc", plc.Endpoint, tags}))
 
 	got.waitUntil(t, "every counter streaming", 30*time.Second, func() bool {
-		return len(got.seen) == tags/4 && got.minLast("plc/")-got.first["plc/int32_0001"] >= 10
+		return len(got.seen) == tags/4 && got.minLast("plc/")-got.first["plc/int32_0001"] >= 5
 	})
 	broker.Stop()
 	stoppedAt := time.Now()
@@ -292,8 +299,9 @@ func TestFaultBrokerOutage(t *testing.T) {
 	case <-time.After(outage):
 	}
 	st := a.pub.Stats()
-	if st.Connected || st.Spooled < uint64(outage.Seconds()*tags*10*0.8) {
-		t.Errorf("after %v of outage: Stats = %+v, want disconnected and about %d values spooled", outage, st, int(outage.Seconds())*tags*10)
+	perOutage := int(outage/interval) * tags
+	if st.Connected || st.Spooled < uint64(perOutage*8/10) {
+		t.Errorf("after %v of outage: Stats = %+v, want disconnected and about %d values spooled", outage, st, perOutage)
 	}
 	backlog := st.Spooled
 	broker.Restart()
@@ -302,7 +310,7 @@ func TestFaultBrokerOutage(t *testing.T) {
 	a.waitStats(t, "connected and caught up", 90*time.Second, func(st publish.Stats) bool { return st.Connected })
 	caughtUp := time.Now()
 	got.waitUntil(t, "values after the outage", 30*time.Second, func() bool {
-		return got.minLast("plc/") >= beforeOutage+int64(outage/(100*time.Millisecond))+10
+		return got.minLast("plc/") >= beforeOutage+int64(outage/interval)+5
 	})
 	st = stopAndCollect(t, a, got)
 
@@ -322,7 +330,7 @@ func TestFaultBrokerOutage(t *testing.T) {
 	if st.Dropped != 0 || st.Failed != 0 {
 		t.Errorf("Stats = %+v, want nothing dropped or failed", st)
 	}
-	t.Logf("broker down %v with %d values spooled; reconnected and caught up %v after the restart; %d counter values on %d counters, none missing, in order; %d duplicates (Stats.Resent %d)",
+	t.Logf("broker down %v with %d values spooled; reconnected and caught up %v after the restart; %d counter values on %d counters; %d duplicates (Stats.Resent %d)",
 		restartedAt.Sub(stoppedAt).Round(time.Millisecond), backlog, caughtUp.Sub(restartedAt).Round(time.Millisecond), got.n, len(got.seen), got.dups, st.Resent)
 }
 
@@ -335,20 +343,20 @@ func TestFaultSpoolFull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	const tags = 400 // 4,000 values/s of some 250 bytes: 1 MiB in about a second
+	const tags, interval = 400, 200 * time.Millisecond // 2,000 values/s of some 250 bytes: 1 MiB in 2 s
 	broker := brokertest.Start(t)
 	got := newCounters()
 	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	broker.Stop()
 	launched := time.Now()
-	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms", "-start", "0")
+	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", interval.String(), "-start", "0")
 	a := startAgent(t, faultConfig(t, broker.URL(), ", spool: {max_bytes: 1MiB}", "{min: 200ms, max: 1s}", plcEntry{"plc", plc.Endpoint, tags}))
 	// No counter value collected can be above this: they count from 0,
-	// one per 100 ms since the simulator was launched.
-	firstBound := int64(time.Since(launched)/(100*time.Millisecond)) + 1
+	// one per interval since the simulator was launched.
+	firstBound := int64(time.Since(launched)/interval) + 1
 
-	// About 20 values per tag dropped, well above firstBound.
-	st := a.waitStats(t, "values dropped", 30*time.Second, func(st publish.Stats) bool { return st.Dropped >= 20*tags })
+	// About 12 values per tag dropped.
+	st := a.waitStats(t, "values dropped", 30*time.Second, func(st publish.Stats) bool { return st.Dropped >= 12*tags })
 	taken := st.Spooled + st.Dropped
 	a.waitStats(t, "values still taken while the spool is full", 10*time.Second, func(st publish.Stats) bool {
 		return st.Spooled+st.Dropped >= taken+2*tags
@@ -380,8 +388,13 @@ func TestFaultSpoolFull(t *testing.T) {
 		if d := got.last["plc/int32_0001"] - got.last[k]; d < -1 || d > 1 {
 			t.Errorf("%s: last value delivered %d, int32_0001's %d: the newest values should have been kept", k, got.last[k], got.last["plc/int32_0001"])
 		}
-		if got.first[k] <= firstBound {
-			t.Errorf("%s: first value delivered %d, want above %d: the oldest values should have been dropped", k, got.first[k], firstBound)
+		// Every tag changes at every tick and a batch carries them all, so
+		// each tag lost about Dropped/tags values. If they were the oldest,
+		// the first value delivered less those is the first collected:
+		// between 0 and firstBound.
+		if first := got.first[k] - int64(st.Dropped/tags); first < -1 || first > firstBound+1 {
+			t.Errorf("%s: first value delivered %d, %d values dropped per tag: the first collected would be %d, want 0 to %d: not the oldest values were dropped",
+				k, got.first[k], st.Dropped/tags, first, firstBound)
 		}
 	}
 	logs := a.logs.String()
@@ -399,8 +412,8 @@ func TestFaultSpoolFull(t *testing.T) {
 	if st.Dropped == 0 || drained.Dropped != st.Dropped {
 		t.Errorf("Stats.Dropped %d, the episode's drained line says %d; want equal and above 0", st.Dropped, drained.Dropped)
 	}
-	t.Logf("spool 1 MiB: %d values dropped, oldest first; counters delivered from about %d on (collected from at most %d), contiguous to the end; %d duplicates",
-		st.Dropped, got.first["plc/int32_0001"], firstBound, got.dups)
+	t.Logf("spool 1 MiB: %d values dropped (%d per tag), the oldest; int32_0001 delivered from %d (collected from at most %d), contiguous to the end; %d duplicates",
+		st.Dropped, st.Dropped/tags, got.first["plc/int32_0001"], firstBound, got.dups)
 }
 
 // TestFaultPLCRestart kills one of two PLCs and starts it again once the
@@ -413,15 +426,15 @@ func TestFaultPLCRestart(t *testing.T) {
 	}
 	const tags, reconnectMin = 20, time.Second
 	broker := brokertest.Start(t)
-	plc1 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
-	plc2 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
+	plc1 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
+	plc2 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
 	got := newCounters()
 	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	a := startAgent(t, faultConfig(t, broker.URL(), "", fmt.Sprintf("{min: %v, max: 60s}", reconnectMin),
 		plcEntry{"plc1", plc1.Endpoint, tags}, plcEntry{"plc2", plc2.Endpoint, tags}))
 
 	got.waitUntil(t, "both PLCs streaming", 30*time.Second, func() bool {
-		return len(got.seen) == 2*tags/4 && got.minLast("plc1/") >= got.first["plc1/int32_0001"]+10
+		return len(got.seen) == 2*tags/4 && got.minLast("plc1/") >= got.first["plc1/int32_0001"]+5
 	})
 	plc2.Kill()
 	killed := time.Now()
@@ -430,8 +443,8 @@ func TestFaultPLCRestart(t *testing.T) {
 	got.mu.Unlock()
 	// 1 s of plc1 values: long enough for the agent to have seen the
 	// connection reset and started its backoff.
-	got.waitUntil(t, "plc1 streaming while plc2 is down", 10*time.Second, func() bool { return got.minLast("plc1/") >= mark+10 })
-	plc2.Restart("-tags", fmt.Sprint(tags), "-interval", "100ms", "-start", "100000")
+	got.waitUntil(t, "plc1 streaming while plc2 is down", 10*time.Second, func() bool { return got.minLast("plc1/") >= mark+5 })
+	plc2.Restart("-tags", fmt.Sprint(tags), "-interval", "200ms", "-start", "100000")
 	back := time.Now()
 	resumed := got.waitUntil(t, "plc2 values after its restart", 30*time.Second, func() bool {
 		for _, k := range got.keys("plc2/") {
@@ -442,7 +455,7 @@ func TestFaultPLCRestart(t *testing.T) {
 		return false
 	})
 	mark = func() int64 { got.mu.Lock(); defer got.mu.Unlock(); return got.minLast("plc1/") }()
-	got.waitUntil(t, "1 more s of plc1", 10*time.Second, func() bool { return got.minLast("plc1/") >= mark+10 })
+	got.waitUntil(t, "1 more s of plc1", 10*time.Second, func() bool { return got.minLast("plc1/") >= mark+5 })
 	stopAndCollect(t, a, got)
 
 	took := resumed.Sub(back)
@@ -456,7 +469,7 @@ func TestFaultPLCRestart(t *testing.T) {
 	}
 	for _, k := range got.keys("plc1/") {
 		if j := got.jumps[k]; len(j) > 0 {
-			t.Errorf("%s: gaps while plc2 was down: %v", k, j)
+			t.Errorf("%s: gaps or reordering around plc2's restart: %v", k, j)
 		}
 	}
 	for _, k := range got.keys("plc2/") {
@@ -468,6 +481,6 @@ func TestFaultPLCRestart(t *testing.T) {
 	for _, k := range got.keys("plc1/") {
 		n1 += len(got.seen[k])
 	}
-	t.Logf("plc2 down %v; its values resumed %v after it was back (reconnect.min %v); plc1: %d counter values, no gap",
+	t.Logf("plc2 down %v; its values resumed %v after it was back (reconnect.min %v); plc1: %d counter values",
 		back.Sub(killed).Round(time.Millisecond), took.Round(time.Millisecond), reconnectMin, n1)
 }
