@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -229,5 +230,40 @@ func BenchmarkAppendJSON(b *testing.B) {
 			}
 			b.SetBytes(int64(len(dst)))
 		})
+	}
+}
+
+// appendTime writes what AppendFormat(time.RFC3339Nano) writes, in UTC.
+func TestAppendTime(t *testing.T) {
+	times := []time.Time{
+		{},
+		time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC),
+		time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC),
+		time.Date(2026, 1, 2, 3, 4, 5, 1, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 6, 1, 12, 0, 0, 100000000, time.FixedZone("CEST", 2*3600)),
+		time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC), // OPC UA's zero
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		times = append(times, time.Unix(r.Int64N(1<<36)-1<<35, r.Int64N(1e9)).In(time.Local))
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format(time.RFC3339Nano) + `"`
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendTime(b *testing.B) {
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
+	dst := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = appendTime(dst[:0], ts)
 	}
 }
