@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,6 +59,8 @@ const (
 	spString   = 12
 	spDateTime = 13
 	spBytes    = 17
+	// Arrays: the scalar type + spArray, from Int8Array (22) to DateTimeArray (34).
+	spArray = 21
 )
 
 // Field numbers of Payload and Payload.Metric.
@@ -588,12 +591,19 @@ func walkFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []
 
 // spType is the Sparkplug datatype of a sample's value: by its Go type,
 // narrowed by the OPC UA type name where the collector widened it;
-// spUnknown for no value. Arrays, structures and other composite values go
-// as String, holding their JSON text.
+// spUnknown for no value. A one-dimensional array of a scalar type is that
+// type's array; other arrays, structures and composite values go as String,
+// holding their JSON text.
 func spType(s *collectors.Sample) uint32 {
-	switch s.Value.(type) {
+	return spValueType(s.Value, s.Type)
+}
+
+func spValueType(v any, typ string) uint32 {
+	switch v := v.(type) {
 	case nil:
 		return spUnknown
+	case []any:
+		return spArrayType(v, typ)
 	case bool:
 		return spBoolean
 	case int8:
@@ -603,7 +613,7 @@ func spType(s *collectors.Sample) uint32 {
 	case int32:
 		return spInt32
 	case int, int64:
-		switch s.Type {
+		switch typ {
 		case "SByte":
 			return spInt8
 		case "Int16":
@@ -619,7 +629,7 @@ func spType(s *collectors.Sample) uint32 {
 	case uint32:
 		return spUInt32
 	case uint, uint64:
-		switch s.Type {
+		switch typ {
 		case "Byte":
 			return spUInt8
 		case "UInt16":
@@ -642,8 +652,94 @@ func spType(s *collectors.Sample) uint32 {
 	return spString
 }
 
+// spArrayType is the array datatype of a []any whose elements are all of
+// the scalar type typ names, or String (JSON) if there is none.
+func spArrayType(v []any, typ string) uint32 {
+	var dt uint32
+	switch typ {
+	case "SByte", "Int16", "Int32", "Int64", "Byte", "UInt16", "UInt32", "UInt64", "Float", "Double", "Boolean", "String", "DateTime":
+	default:
+		return spString
+	}
+	for i, e := range v {
+		et := spValueType(e, typ)
+		if s, ok := e.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return spString // StringArray ends each string with a NUL
+		}
+		if i == 0 {
+			dt = et
+		}
+		if et != dt || et < spInt8 || et > spDateTime || et == spString && typ != "String" {
+			return spString
+		}
+	}
+	if dt == spUnknown { // empty: the element type from the name
+		dt = spValueType(map[string]any{
+			"SByte": int8(0), "Int16": int16(0), "Int32": int32(0), "Int64": int64(0),
+			"Byte": uint8(0), "UInt16": uint16(0), "UInt32": uint32(0), "UInt64": uint64(0),
+			"Float": float32(0), "Double": float64(0), "Boolean": false, "String": "", "DateTime": time.Time{},
+		}[typ], typ)
+	}
+	return dt + spArray
+}
+
+// appendSpArray appends an array's bytes_value (Sparkplug 3.0, 6.4.17):
+// elements little-endian at their width, DateTime as int64 ms; booleans as
+// a uint32 count and then the bits, most significant first; strings each
+// followed by a NUL.
+func appendSpArray(b []byte, dt uint32, v []any) []byte {
+	var a []byte
+	switch dt - spArray {
+	case spBoolean:
+		a = binary.LittleEndian.AppendUint32(a, uint32(len(v)))
+		bits := make([]byte, (len(v)+7)/8)
+		for i, e := range v {
+			if e.(bool) {
+				bits[i/8] |= 0x80 >> (i % 8)
+			}
+		}
+		a = append(a, bits...)
+	case spString:
+		for _, e := range v {
+			a = append(append(a, e.(string)...), 0)
+		}
+	default:
+		for _, e := range v {
+			switch dt - spArray {
+			case spInt8:
+				a = append(a, byte(toInt64(e)))
+			case spUInt8:
+				a = append(a, byte(toUint64(e)))
+			case spInt16:
+				a = binary.LittleEndian.AppendUint16(a, uint16(toInt64(e)))
+			case spUInt16:
+				a = binary.LittleEndian.AppendUint16(a, uint16(toUint64(e)))
+			case spInt32:
+				a = binary.LittleEndian.AppendUint32(a, uint32(toInt64(e)))
+			case spUInt32:
+				a = binary.LittleEndian.AppendUint32(a, uint32(toUint64(e)))
+			case spInt64:
+				a = binary.LittleEndian.AppendUint64(a, uint64(toInt64(e)))
+			case spUInt64:
+				a = binary.LittleEndian.AppendUint64(a, toUint64(e))
+			case spFloat:
+				a = binary.LittleEndian.AppendUint32(a, math.Float32bits(e.(float32)))
+			case spDouble:
+				a = binary.LittleEndian.AppendUint64(a, math.Float64bits(e.(float64)))
+			case spDateTime:
+				a = binary.LittleEndian.AppendUint64(a, uint64(e.(time.Time).UnixMilli()))
+			}
+		}
+	}
+	b = protowire.AppendTag(b, spMetricBytes, protowire.BytesType)
+	return protowire.AppendBytes(b, a)
+}
+
 // appendSpValue appends the value field for datatype dt, which spType gave v.
 func appendSpValue(b []byte, dt uint32, v any) []byte {
+	if dt > spArray {
+		return appendSpArray(b, dt, v.([]any))
+	}
 	switch dt {
 	case spInt8, spInt16, spInt32:
 		// Sign-extended to 32 bits, as the specification's uint32 holds it.

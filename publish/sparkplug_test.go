@@ -5,6 +5,7 @@ package publish
 // protoc from our .proto, an independent decoder of the same wire format.
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
@@ -63,6 +64,11 @@ func TestSparkplugEncode(t *testing.T) {
 		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: "Int32"},
 		{Tag: "null", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"},
 		{Tag: "uncertain", Value: 1.0, Type: "Double", Status: "UncertainLastUsableValue"},
+		{Tag: "bools", Value: []any{true, false, true, false, false, false, false, false, true}, Type: "Boolean"},
+		{Tag: "strings", Value: []any{"a", "", "bc"}, Type: "String"},
+		{Tag: "matrix", Value: []any{[]any{int64(1)}, []any{int64(2)}}, Type: "Int64"},
+		{Tag: "times", Value: []any{ts}, Type: "DateTime"},
+		{Tag: "sbytes", Value: []any{int8(-1), int8(2)}, Type: "SByte"},
 	}
 	for i := range samples {
 		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: samples[i].Tag})
@@ -95,7 +101,8 @@ func TestSparkplugEncode(t *testing.T) {
 		t.Errorf("spooled records carry a seq; outgoing adds it")
 	}
 	D := sparkplugb.DataType_value
-	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "String", "Unknown", "Double"}
+	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "Int32Array", "Unknown", "Double",
+		"BooleanArray", "StringArray", "String", "DateTimeArray", "Int8Array"}
 	for i, m := range birth.Metrics {
 		s := &samples[i]
 		d := data.Metrics[i]
@@ -134,9 +141,14 @@ func TestSparkplugEncode(t *testing.T) {
 		{"string", m[10].GetStringValue() == "ü", m[10].Value, "ü"},
 		{"time", m[11].GetLongValue() == uint64(ts.UnixMilli()), m[11].Value, ts.UnixMilli()},
 		{"bytes", string(m[12].GetBytesValue()) == "\x00\x01\xff", m[12].Value, "00 01 ff"},
-		{"array", m[13].GetStringValue() == "[1,2]", m[13].Value, "[1,2]"},
+		{"array", string(m[13].GetBytesValue()) == "\x01\x00\x00\x00\x02\x00\x00\x00", m[13].Value, "1, 2 as 4-byte little endian"},
 		{"null", m[14].GetIsNull() && m[14].Value == nil && quality(m[14]) == 0, m[14], "null, Quality 0"},
 		{"uncertain", m[15].GetDoubleValue() == 1 && quality(m[15]) == 64, m[15], "1, Quality 64"},
+		{"bools", string(m[16].GetBytesValue()) == "\x09\x00\x00\x00\xa0\x80", m[16].Value, "count 9, bits 10100000 10000000"},
+		{"strings", string(m[17].GetBytesValue()) == "a\x00\x00bc\x00", m[17].Value, "NUL-terminated"},
+		{"matrix", m[18].GetStringValue() == "[[1],[2]]", m[18].Value, "JSON"},
+		{"times", string(m[19].GetBytesValue()) == string(binary.LittleEndian.AppendUint64(nil, uint64(ts.UnixMilli()))), m[19].Value, "ms, 8-byte little endian"},
+		{"sbytes", string(m[20].GetBytesValue()) == "\xff\x02", m[20].Value, "ff 02"},
 	}
 	for _, c := range checks {
 		if !c.ok {
