@@ -611,3 +611,60 @@ func TestSparkplugOutgoing(t *testing.T) {
 		t.Errorf("connected after data: %v", msgs)
 	}
 }
+
+// Whatever the value, the DBIRTH and DDATA decode, and DDATA carries the
+// value the DBIRTH announced the datatype of.
+func FuzzSparkplugEncode(f *testing.F) {
+	f.Add(uint8(0), int64(-1), uint64(1), 1.5, "x", []byte{1}, "Int32")
+	f.Add(uint8(5), int64(0), uint64(0), math.Inf(-1), "a\x00b", []byte(nil), "String")
+	f.Fuzz(func(t *testing.T, kind uint8, i int64, u uint64, fl float64, s string, b []byte, typ string) {
+		var v any
+		switch kind % 12 {
+		case 0:
+			v = i
+		case 1:
+			v = u
+		case 2:
+			v = fl
+		case 3:
+			v = float32(fl)
+		case 4:
+			v = s
+		case 5:
+			v = []any{s, s}
+		case 6:
+			v = b
+		case 7:
+			v = i%2 == 0
+		case 8:
+			v = []any{i, i / 2}
+		case 9:
+			v = []any{fl, i}
+		case 10:
+			v = map[string]any{s: i}
+		case 11:
+			v = []any{}
+		}
+		cfg := spConfig("tcp://127.0.0.1:1")
+		cfg.Agent.SpoolDir = t.TempDir()
+		sf, err := newSparkplugFormat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs [][]byte
+		sf.encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: v, Type: typ, Status: "Good"}}, true, func(_ string, p []byte) {
+			recs = append(recs, slices.Clone(p))
+		})
+		if len(recs) != 2 {
+			t.Fatalf("%d records", len(recs))
+		}
+		birth, data := decodeSp(t, recs[0]), decodeSp(t, recs[1])
+		bm, dm := metricNamed(t, birth, "temperature"), data.Metrics[0]
+		if dm.GetAlias() != bm.GetAlias() || !proto.Equal(&sparkplugb.Payload_Metric{Value: bm.Value}, &sparkplugb.Payload_Metric{Value: dm.Value}) {
+			t.Fatalf("DBIRTH %v, DDATA %v", bm, dm)
+		}
+		if dt := bm.GetDatatype(); dt == 0 || dt > uint32(sparkplugb.DataType_DateTimeArray) {
+			t.Fatalf("datatype %d for %T %q", dt, v, typ)
+		}
+	})
+}
