@@ -13,7 +13,8 @@
 //
 // Reload, while Run runs, applies a new configuration in this order:
 //  1. when the publisher's settings changed (mqtt, agent.id, agent.spool_dir,
-//     tag topics), the publisher is stopped at once: every batch it took
+//     the PLC entries' names, which have status topics, or tag topics), the
+//     publisher is stopped at once: every batch it took
 //     from the sample channel is in its spool, and what the broker has not
 //     acknowledged stays there; a new publisher opens the same spool and
 //     sends it first. The channel is not closed: the sessions keep filling
@@ -306,7 +307,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 
 	switched := false
 	if !reflect.DeepEqual(publisherSettings(a.cfg), publisherSettings(cfg)) {
-		a.log.Info().Msg("reload: MQTT settings changed; reconnecting the publisher")
+		a.log.Info().Msg("reload: MQTT settings or the list of PLC entries changed; reconnecting the publisher")
 		pub.cancel()
 		if err := <-pub.done; err != nil {
 			a.log.Error().Err(err).Msg("reload: the old publisher failed while stopping")
@@ -462,12 +463,14 @@ type pubSettings struct {
 	AgentID  string
 	SpoolDir string
 	MQTT     config.MQTT
+	PLCs     []string          // entry names: the formats' status topics, devices and writers
 	Topics   map[string]string // plc/tag -> a tag's own topic template
 }
 
 func publisherSettings(cfg *config.Config) pubSettings {
 	s := pubSettings{AgentID: cfg.Agent.ID, SpoolDir: cfg.Agent.SpoolDir, MQTT: cfg.MQTT, Topics: map[string]string{}}
 	for _, p := range cfg.PLCs {
+		s.PLCs = append(s.PLCs, p.Name)
 		for _, t := range p.Tags {
 			if t.Topic != "" {
 				s.Topics[p.Name+"/"+t.Name] = t.Topic
