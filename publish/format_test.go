@@ -11,6 +11,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
 
 func TestStatusPrefix(t *testing.T) {
@@ -139,40 +140,42 @@ func TestStatusTopics(t *testing.T) {
 	}
 }
 
-// After a broker restart the online message and the latest PLC states are
-// published again, before any spooled value.
-func TestStatusTopicsAfterBrokerRestart(t *testing.T) {
+// After every reconnect the online message and the latest PLC states are
+// published again, before any spooled value. The link is cut at a proxy, so
+// the subscriber, connected straight to the broker, misses nothing.
+func TestStatusTopicsAfterReconnect(t *testing.T) {
 	b := brokertest.Start(t)
-	cfg := testConfig(b.URL(), 1)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
+	cfg := testConfig("tcp://"+proxy.Addr(), 1)
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "#", 1) // a persistent session
+	msgs := brokertest.SubscribeAll(t, b.URL(), "#", 1)
 	in := make(chan collectors.Batch, 16)
-	start(t, p, in)
+	done := start(t, p, in)
+	t.Cleanup(func() { close(in); result(t, done) })
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
 	receive(t, msgs, 2) // online, streaming
 
-	b.Stop()
-	in <- collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}
+	proxy.Refuse(true)
+	proxy.Cut()
 	sink.waitFor(t, "connection to broker lost")
-	b.Restart()
+	in <- collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}
+	proxy.Refuse(false)
 	var seen []string
 	for {
 		m := receive(t, msgs, 1)[0]
 		if m.Topic == "tagbridge/a1/press1/temperature" {
 			break
 		}
-		if !m.Retained { // published anew, not replayed from the broker's store
-			seen = append(seen, m.Topic+" "+string(m.Payload))
-		}
+		seen = append(seen, m.Topic+" "+string(m.Payload))
 	}
-	// Mosquitto may also deliver the will (offline) as it shuts down.
+	// The broker sends the will when the link is cut.
 	for len(seen) > 0 && seen[0] == `tagbridge/a1/status {"state":"offline"}` {
 		seen = seen[1:]
 	}
 	if len(seen) != 2 || !strings.HasPrefix(seen[0], `tagbridge/a1/status {"state":"online"`) ||
 		!strings.HasPrefix(seen[1], `tagbridge/a1/press1/status {"state":"streaming"`) {
-		t.Fatalf("before the spooled value after the restart: %q", seen)
+		t.Fatalf("before the spooled value after the reconnect: %q", seen)
 	}
 }
 
