@@ -23,9 +23,11 @@ import (
 // channel (or whose subscriptions were transferred) loses no value.
 
 const (
-	// publishesInFlight is how many PublishRequests wait at the server, so
-	// one is always there when a publishing interval ends.
-	publishesInFlight = 3
+	// publishesInFlight is how many PublishRequests wait at the server once
+	// it is seen to keep notifications for republishing. One: servers
+	// (node-opcua, gopcua) do not answer concurrent requests in order, and
+	// the next request goes out before an answer is handed on anyway.
+	publishesInFlight = 1
 	// maxRepublish bounds the notifications asked for again after one gap.
 	maxRepublish = 100
 	// minRecoveryWindow is the shortest time a lost channel is retried

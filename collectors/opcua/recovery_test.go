@@ -1,0 +1,126 @@
+package opcua
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+)
+
+// recoveryPLC is a PLC entry for the node-opcua peer with 3 s tokens and a
+// queue that covers a 20 s cut at 100 ms changes. security is a YAML flow
+// mapping body; empty means policy None.
+func recoveryPLC(t *testing.T, endpoint, security string) config.PLC {
+	t.Helper()
+	var b strings.Builder
+	if security == "" {
+		fmt.Fprintf(&b, "agent: {id: rtest}\nplcs:\n  - name: peer\n    endpoint: %s\n", endpoint)
+	} else {
+		f := newSecureFixture(t)
+		fmt.Fprintf(&b, "agent: {id: rtest, allowed_cert_dirs: [%s], pki_dir: %s}\nplcs:\n  - name: peer\n    endpoint: %s\n", f.dir, f.pki, endpoint)
+		fmt.Fprintf(&b, "    security: {certificate_file: %s, key_file: %s, %s}\n", f.cert, f.key, security)
+	}
+	b.WriteString("    publishing_interval: 50ms\n    queue_size: 200\n    token_lifetime: 3s\n    reconnect: {min: 100ms, max: 500ms}\n")
+	for _, line := range strings.Split(strings.TrimRight(simprocTags(8), "\n"), "\n") {
+		fmt.Fprintf(&b, "    %s\n", line)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return cfg.PLCs[0]
+}
+
+// counterValues is the values of an Int32 counter tag so far.
+func (r *runSession) counterValues(tag string) []int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var vs []int32
+	for _, s := range r.samples[tag] {
+		if v, ok := s.Value.(int32); ok {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// checkNoGap fails the test unless every counter tag counted up by one
+// from its first value (a value repeated is no gap), with at least min
+// values.
+func checkNoGap(t *testing.T, r *runSession, min int) {
+	t.Helper()
+	for _, tag := range []string{"int32_0001", "int32_0005"} {
+		vs := r.counterValues(tag)
+		if len(vs) < min {
+			t.Errorf("%s: %d values, want at least %d", tag, len(vs), min)
+		}
+		dups := 0
+		for i := 1; i < len(vs); i++ {
+			if vs[i] == vs[i-1] {
+				dups++ // node-opcua may send a reactivated session's current value again
+				continue
+			}
+			if vs[i] != vs[i-1]+1 {
+				t.Errorf("%s: value %d after %d at index %d: gap or duplicate", tag, vs[i], vs[i-1], i)
+				break
+			}
+		}
+		if dups > 0 {
+			t.Logf("%s: %d repeated values", tag, dups)
+		}
+	}
+}
+
+// waitValues waits until the counter has n more values than it had.
+func (r *runSession) waitValues(t *testing.T, what string, n int, d time.Duration) {
+	t.Helper()
+	from := len(r.counterValues("int32_0001"))
+	waitUntil(t, what, d, func() bool { return len(r.counterValues("int32_0001")) >= from+n })
+}
+
+// Tokens of 3 s are renewed every 2 s or so; values flow on without a gap.
+func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
+	r, s := startSessionValue(t, recoveryPLC(t, peer.Endpoint, ""))
+	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 8 })
+	r.shutdown(t)
+	st := s.Status().Snapshot()[0]
+	if st.TokenRenewalFailures != 0 || st.LastRenewal.IsZero() || st.ChannelID == 0 || st.TokenID < 2 {
+		t.Errorf("status %+v: want renewals without failures, a last renewal time and the channel", st)
+	}
+	checkNoGap(t, r, 100)
+}
+
+// A 10 s freeze of the connection: the server keeps the session and queues
+// the values; the session moves to a new channel and gets them all.
+func TestRecoveryFreezeKeepsValues(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8})
+	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
+	r, s := startSessionValue(t, recoveryPLC(t, "opc.tcp://"+proxy.Addr(), ""))
+	r.waitValues(t, "first values", 20, 30*time.Second)
+	proxy.Freeze()
+	deadline := time.Now().Add(10 * time.Second)
+	waitUntil(t, "the freeze to last 10 s", 15*time.Second, func() bool { return time.Now().After(deadline) })
+	proxy.Thaw()
+	waitUntil(t, "a recovery", 60*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= 1 })
+	r.waitValues(t, "values after the freeze", 150, 60*time.Second)
+	r.shutdown(t)
+	if n := s.Status().Snapshot()[0].Reconnects; n != 0 {
+		t.Errorf("%d reconnects, want the session recovered, not rebuilt", n)
+	}
+	checkNoGap(t, r, 150)
+}
+
+// A PLC restart loses the session: a new one with subscriptions recreated.
+func TestRecoveryPLCRestartRecreates(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Start: 1000})
+	r, s := startSessionValue(t, recoveryPLC(t, peer.Endpoint, ""))
+	r.waitValues(t, "first values", 10, 30*time.Second)
+	peer.Restart()
+	waitUntil(t, "a new session", 90*time.Second, func() bool { return s.Status().Snapshot()[0].Reconnects >= 1 })
+	r.waitValues(t, "values from the restarted peer", 10, 30*time.Second)
+}
