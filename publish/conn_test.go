@@ -85,7 +85,9 @@ func TestCoalescingConnWrites(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("peer received %d bytes, want %d in order", len(got), want.Len())
 	}
-	if w := raw.writes.Load(); w > packets/10 {
+	// How many writes coalesce depends on scheduling; on a loaded 2-core
+	// machine about one in five was seen, unloaded one in hundreds.
+	if w := raw.writes.Load(); w > packets/2 {
 		t.Errorf("%d write calls for %d packets: not coalesced", w, packets)
 	}
 	if _, err := c.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {

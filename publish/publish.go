@@ -411,19 +411,7 @@ func (p *Publisher) announce() {
 
 // publishMessage sends m at QoS 0 if the link is up, and returns nil if not.
 func (p *Publisher) publishMessage(m Message) mqtt.Token {
-	p.mu.Lock()
-	if !p.isUp {
-		p.mu.Unlock()
-		return nil
-	}
-	p.publishing = true
-	p.mu.Unlock()
-	tok := p.client.Publish(m.Topic, 0, m.Retain, m.Payload)
-	p.mu.Lock()
-	p.publishing = false
-	p.idle.Broadcast()
-	p.mu.Unlock()
-	return tok
+	return p.handOver(m.Topic, 0, m.Retain, m.Payload)
 }
 
 // farewell publishes the format's stopping messages and waits briefly for
@@ -536,8 +524,15 @@ func (p *Publisher) acknowledge() {
 	p.pending = append(p.pending[:0], p.pending[i:]...)
 }
 
-// publish calls paho if the link is still up, and returns nil if not.
+// publish hands a spooled record to paho if the link is still up, and
+// returns nil if not.
 func (p *Publisher) publish(topic string, payload []byte) mqtt.Token {
+	return p.handOver(topic, p.qos, p.retain, payload)
+}
+
+// handOver calls paho if the link is still up, and returns nil if not; a
+// reconnect attempt waits while it is inside Publish (see notify).
+func (p *Publisher) handOver(topic string, qos byte, retain bool, payload []byte) mqtt.Token {
 	p.mu.Lock()
 	if !p.isUp {
 		p.mu.Unlock()
@@ -545,7 +540,7 @@ func (p *Publisher) publish(topic string, payload []byte) mqtt.Token {
 	}
 	p.publishing = true
 	p.mu.Unlock()
-	tok := p.client.Publish(topic, p.qos, p.retain, payload)
+	tok := p.client.Publish(topic, qos, retain, payload)
 	p.mu.Lock()
 	p.publishing = false
 	p.idle.Broadcast()
