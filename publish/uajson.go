@@ -285,24 +285,81 @@ func (f *uaJSONFormat) status(state int) Message {
 func appendStatusCode(dst []byte, code uint32, symbol string) []byte {
 	dst = append(dst, `{"Code":`...)
 	dst = strconv.AppendUint(dst, uint64(code), 10)
-	if symbol != "" && !strings.ContainsAny(symbol, " (") {
+	if isSymbol(symbol) {
 		dst = append(dst, `,"Symbol":`...)
 		dst = appendString(dst, symbol)
 	}
 	return append(dst, '}')
 }
 
-// uaTypes are the built-in type ids (Part 6, Table 1) of the Variant types
-// whose values the collectors pass on in a form Part 6 JSON can carry. For
-// the others (StatusCode and QualifiedName arrive as names, ExtensionObject,
-// DataValue, Variant and DiagnosticInfo as maps or converted values) UaType
-// is left out and Value is the agent's own JSON form of the value, as
-// Part 14 does for RawData fields.
-var uaTypes = map[string]int{
-	"Boolean": 1, "SByte": 2, "Byte": 3, "Int16": 4, "UInt16": 5, "Int32": 6,
-	"UInt32": 7, "Int64": 8, "UInt64": 9, "Float": 10, "Double": 11,
-	"String": 12, "DateTime": 13, "Guid": 14, "ByteString": 15,
-	"XmlElement": 16, "NodeId": 17, "ExpandedNodeId": 18, "LocalizedText": 21,
+// isSymbol reports whether s reads like a status code's symbolic name
+// ("BadTimeout"); the collectors write others, such as "Bad (0x80FF0000)",
+// for codes they do not know.
+func isSymbol(s string) bool {
+	rest, ok := strings.CutPrefix(s, "Good")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "Uncertain"); !ok {
+			if rest, ok = strings.CutPrefix(s, "Bad"); !ok {
+				return false
+			}
+		}
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// uaType returns the built-in type id (Part 6, Table 1) of the Variant
+// types whose values the collectors pass on in a form Part 6 JSON can
+// carry, and false for the others: StatusCode and QualifiedName arrive as
+// names, ExtensionObject, DataValue, Variant and DiagnosticInfo as maps or
+// converted values. Those go out without UaType, the Value in the agent's
+// own JSON form, as Part 14 does for RawData fields.
+func uaType(name string) (int, bool) {
+	switch name {
+	case "Boolean":
+		return 1, true
+	case "SByte":
+		return 2, true
+	case "Byte":
+		return 3, true
+	case "Int16":
+		return 4, true
+	case "UInt16":
+		return 5, true
+	case "Int32":
+		return 6, true
+	case "UInt32":
+		return 7, true
+	case "Int64":
+		return 8, true
+	case "UInt64":
+		return 9, true
+	case "Float":
+		return 10, true
+	case "Double":
+		return 11, true
+	case "String":
+		return 12, true
+	case "DateTime":
+		return 13, true
+	case "Guid":
+		return 14, true
+	case "ByteString":
+		return 15, true
+	case "XmlElement":
+		return 16, true
+	case "NodeId":
+		return 17, true
+	case "ExpandedNodeId":
+		return 18, true
+	case "LocalizedText":
+		return 21, true
+	}
+	return 0, false
 }
 
 // appendUADataValue writes a sample as a DataValue in the Part 6 (v1.05.04)
@@ -322,7 +379,7 @@ func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, '{')
 	n := len(dst)
 	if s.Value != nil {
-		t, ok := uaTypes[s.Type]
+		t, ok := uaType(s.Type)
 		v := s.Value
 		var dims []int
 		if arr, isArr := v.([]any); isArr && ok {
