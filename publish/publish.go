@@ -61,7 +61,7 @@ const (
 
 	writeTimeout         = 5 * time.Second
 	connectRetryInterval = 2 * time.Second
-	maxReconnectInterval = 30 * time.Second
+	maxReconnectInterval = 5 * time.Second // back within seconds of a broker restart
 	connectTimeout       = 10 * time.Second
 )
 
