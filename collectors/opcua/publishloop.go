@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,16 +24,19 @@ import (
 // channel (or whose subscriptions were transferred) loses no value.
 
 const (
-	// publishesInFlight is how many PublishRequests wait at the server once
-	// it is seen to keep notifications for republishing. One: servers
-	// (node-opcua, gopcua) do not answer concurrent requests in order, and
-	// the next request goes out before an answer is handed on anyway.
-	publishesInFlight = 1
+	// publishesInFlight is how many PublishRequests wait at the server, so
+	// it always has one to answer with when a publishing interval ends.
+	publishesInFlight = 3
 	// maxRepublish bounds the notifications asked for again after one gap.
 	maxRepublish = 100
 	// minRecoveryWindow is the shortest time a lost channel is retried
 	// before the session is given up.
 	minRecoveryWindow = 10 * time.Second
+	// minGapWait is the least time a gap in the sequence numbers is given
+	// to fill by itself: servers answer concurrent PublishRequests in any
+	// order (gopcua's and node-opcua's do), so a missing number may be on
+	// its way in another answer.
+	minGapWait = 500 * time.Millisecond
 )
 
 var (
@@ -50,10 +54,18 @@ type subState struct {
 	interval time.Duration
 	lifetime time.Duration // how long the server keeps it without PublishRequests
 	lastSeq  uint32        // last sequence number handed on; 0 before the first
-	// missing are numbers skipped that the server did not list as available:
-	// some servers answer PublishRequests out of order, so they may still come.
-	missing []uint32
+
+	// Notifications that arrived ahead of a missing number wait in early
+	// until the gap fills or is given up (gapSince, gapAnswers).
+	early      map[uint32]*ua.NotificationMessage
+	sent       uint32    // highest number the server is known to have sent
+	gapSince   time.Time // when a number after lastSeq was first missed
+	gapAnswers int       // PublishResponses received since
+	available  []uint32  // the server's retransmission queue, from its latest answer
 }
+
+// gapOpen tells whether numbers after lastSeq are missing.
+func (sub *subState) gapOpen() bool { return sub.sent > sub.lastSeq }
 
 // stream is the subscription layer of one OPC UA session; it outlives the
 // channels the session moves across.
@@ -66,10 +78,7 @@ type stream struct {
 	reack bool
 	lost  bool // some notification could not be republished: a gap was logged
 	got   int  // publish responses received, keep-alives included
-	// retains is set once the server lists a notification it sent as
-	// available for republishing: several PublishRequests may then wait.
-	retains bool
-	dog     *watchdog
+	dog   *watchdog
 }
 
 func (st *stream) sub(id uint32) *subState {
@@ -112,19 +121,18 @@ type publishResult struct {
 	acks []*ua.SubscriptionAcknowledgement
 }
 
-// publisher keeps PublishRequests in flight on one client. The server
-// answers them in the order they were sent, so results are taken in that
-// order too and notifications stay in order.
+// publisher keeps PublishRequests in flight on one client; answers arrive
+// on results in whatever order the server sends them.
 type publisher struct {
 	c        *opcua.Client
 	ctx      context.Context
-	inflight []chan publishResult
+	results  chan publishResult
+	inflight int
 	want     int
 }
 
 func (p *publisher) send(acks []*ua.SubscriptionAcknowledgement) {
-	ch := make(chan publishResult, 1)
-	p.inflight = append(p.inflight, ch)
+	p.inflight++
 	if acks == nil {
 		acks = []*ua.SubscriptionAcknowledgement{}
 	}
@@ -138,32 +146,16 @@ func (p *publisher) send(acks []*ua.SubscriptionAcknowledgement) {
 			res = r
 			return nil
 		})
-		ch <- publishResult{res: res, err: err, acks: acks}
+		p.results <- publishResult{res: res, err: err, acks: acks} // buffered for every request
 	}()
 }
-
-func (p *publisher) head() chan publishResult {
-	if len(p.inflight) == 0 {
-		return nil
-	}
-	return p.inflight[0]
-}
-
-func (p *publisher) pop() { p.inflight = p.inflight[1:] }
 
 // stream publishes on c until ctx ends (nil) or the channel, session or
 // subscriptions fail.
 func (s *Session) stream(ctx context.Context, c *opcua.Client, st *stream, out chan<- collectors.Batch) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// One PublishRequest until the server shows it keeps notifications for
-	// republishing: servers that do not (gopcua's) may also answer
-	// concurrent requests out of order.
-	want := 1
-	if st.retains {
-		want = publishesInFlight
-	}
-	p := &publisher{c: c, ctx: pctx, want: want}
+	p := &publisher{c: c, ctx: pctx, want: publishesInFlight, results: make(chan publishResult, publishesInFlight)}
 	for range p.want {
 		p.send(st.takeAcks())
 	}
@@ -176,6 +168,8 @@ func (s *Session) stream(ctx context.Context, c *opcua.Client, st *stream, out c
 	dog.activity() // a new channel starts the silence count afresh
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
+	gaps := time.NewTicker(minGapWait / 2)
+	defer gaps.Stop()
 	if err := s.watchChannel(c, true); err != nil {
 		return err
 	}
@@ -184,15 +178,19 @@ func (s *Session) stream(ctx context.Context, c *opcua.Client, st *stream, out c
 		case <-ctx.Done():
 			s.drain(ctx, p, st, out, dog)
 			return nil
-		case r := <-p.head():
-			p.pop()
+		case r := <-p.results:
+			p.inflight--
 			// The next request goes out before this answer is handed on,
 			// so the server is never left without one; its
 			// acknowledgement rides on the request after.
-			for len(p.inflight) < p.want {
+			for p.inflight < p.want {
 				p.send(st.takeAcks())
 			}
 			if err := s.published(ctx, c, st, r, out, dog, p); err != nil {
+				return err
+			}
+		case <-gaps.C:
+			if err := s.closeGaps(ctx, c, st, out, dog); err != nil {
 				return err
 			}
 		case <-check.C:
@@ -228,7 +226,7 @@ func (s *Session) published(ctx context.Context, c *opcua.Client, st *stream, r 
 		case errors.As(r.err, &code) && code == ua.StatusBadTimeout:
 			return nil // no answer in time; the watchdog judges silence
 		case errors.As(r.err, &code) && code == ua.StatusBadTooManyPublishRequests:
-			p.want = max(1, len(p.inflight))
+			p.want = max(1, p.inflight)
 			return nil
 		case errors.As(r.err, &code) && code == ua.StatusBadNoSubscription:
 			return errSubscriptionsGone
@@ -251,10 +249,16 @@ func (s *Session) published(ctx context.Context, c *opcua.Client, st *stream, r 
 			return errSubscriptionsGone
 		}
 	}
+	for _, sub := range st.subs {
+		if sub.gapOpen() {
+			sub.gapAnswers++
+		}
+	}
 	sub := st.sub(res.SubscriptionID)
 	if sub == nil {
 		return nil // not ours (e.g. left over from before a recreate)
 	}
+	sub.available = res.AvailableSequenceNumbers
 	msg := res.NotificationMessage
 	if st.reack {
 		st.reack = false
@@ -264,51 +268,98 @@ func (s *Session) published(ctx context.Context, c *opcua.Client, st *stream, r 
 			}
 		}
 	}
-	keepAlive := len(msg.NotificationData) == 0
-	if !st.retains && !keepAlive && slices.Contains(res.AvailableSequenceNumbers, msg.SequenceNumber) {
-		st.retains = true
-		p.want = publishesInFlight
+	// A keep-alive carries the number the next notification will have.
+	if len(msg.NotificationData) == 0 {
+		if msg.SequenceNumber > 0 {
+			s.noteSent(sub, msg.SequenceNumber-1)
+		}
+		return s.closeGaps(ctx, c, st, out, dog)
 	}
-	// next becomes the last number sent before this message; a keep-alive
-	// carries the number the next notification will have.
-	next := msg.SequenceNumber
-	if !keepAlive {
-		if msg.SequenceNumber <= sub.lastSeq {
-			if i := slices.Index(sub.missing, msg.SequenceNumber); i >= 0 {
-				sub.missing = slices.Delete(sub.missing, i, i+1)
-				return s.deliver(ctx, st, sub, msg, out, dog) // late, out of order
-			}
-			st.ack(sub.id, msg.SequenceNumber) // already delivered (republished before)
+	switch seq := msg.SequenceNumber; {
+	case seq <= sub.lastSeq || sub.early[seq] != nil:
+		st.ack(sub.id, seq) // already delivered (republished, or sent twice)
+		return nil
+	case seq == sub.lastSeq+1:
+		if err := s.deliver(ctx, st, sub, msg, out, dog); err != nil {
+			return err
+		}
+		s.noteSent(sub, seq)
+		return s.deliverEarly(ctx, st, sub, out, dog)
+	default: // ahead of a missing number: wait for it a little
+		if sub.early == nil {
+			sub.early = map[uint32]*ua.NotificationMessage{}
+		}
+		sub.early[seq] = msg
+		s.noteSent(sub, seq)
+		return s.closeGaps(ctx, c, st, out, dog)
+	}
+}
+
+// noteSent records that the server has sent numbers up to seq; a number
+// after lastSeq that is not here yet opens a gap.
+func (s *Session) noteSent(sub *subState, seq uint32) {
+	if seq <= sub.sent {
+		return
+	}
+	if !sub.gapOpen() && seq > sub.lastSeq {
+		sub.gapSince, sub.gapAnswers = time.Now(), 0
+	}
+	sub.sent = seq
+}
+
+// deliverEarly hands on the waiting notifications that now follow lastSeq.
+func (s *Session) deliverEarly(ctx context.Context, st *stream, sub *subState, out chan<- collectors.Batch, dog *watchdog) error {
+	for {
+		msg := sub.early[sub.lastSeq+1]
+		if msg == nil {
 			return nil
 		}
-		next = msg.SequenceNumber - 1
-	} else {
-		next--
-	}
-	if next > sub.lastSeq {
-		if err := s.republish(ctx, c, st, sub, next, res.AvailableSequenceNumbers, out, dog); err != nil {
+		delete(sub.early, msg.SequenceNumber)
+		if err := s.deliver(ctx, st, sub, msg, out, dog); err != nil {
 			return err
 		}
 	}
-	if keepAlive {
-		return nil
-	}
-	return s.deliver(ctx, st, sub, msg, out, dog)
 }
 
-// republish asks again for the notifications after sub.lastSeq up to
-// through, which were sent but never reached us.
-func (s *Session) republish(ctx context.Context, c *opcua.Client, st *stream, sub *subState, through uint32, available []uint32, out chan<- collectors.Batch, dog *watchdog) error {
-	from := sub.lastSeq + 1
-	if through-from >= maxRepublish {
-		from = through - maxRepublish + 1
+// closeGaps gives up waiting for missing numbers once every request that
+// could carry them has been answered, or after a while: it republishes the
+// ones the server still holds, logs the others as lost, and hands on what
+// waited behind them.
+func (s *Session) closeGaps(ctx context.Context, c *opcua.Client, st *stream, out chan<- collectors.Batch, dog *watchdog) error {
+	for _, sub := range st.subs {
+		if !sub.gapOpen() {
+			continue
+		}
+		wait := max(minGapWait, 2*sub.interval)
+		if sub.gapAnswers <= publishesInFlight && time.Since(sub.gapSince) < wait {
+			continue
+		}
+		if err := s.republish(ctx, c, st, sub, out, dog); err != nil {
+			return err
+		}
 	}
-	if len(sub.missing) > maxRepublish {
-		sub.missing = slices.Delete(sub.missing, 0, len(sub.missing)-maxRepublish)
+	return nil
+}
+
+// republish asks again for the missing notifications after sub.lastSeq,
+// in order, handing on each one and those that waited behind it.
+func (s *Session) republish(ctx context.Context, c *opcua.Client, st *stream, sub *subState, out chan<- collectors.Batch, dog *watchdog) error {
+	if sub.sent-sub.lastSeq > maxRepublish {
+		for seq := sub.lastSeq + 1; seq <= sub.sent-maxRepublish; seq++ {
+			s.skip(st, sub, seq, ua.StatusBadMessageNotAvailable)
+		}
 	}
-	for seq := from; seq <= through; seq++ {
-		if !slices.Contains(available, seq) {
-			sub.missing = append(sub.missing, seq)
+	for sub.lastSeq < sub.sent {
+		seq := sub.lastSeq + 1
+		if msg := sub.early[seq]; msg != nil {
+			delete(sub.early, seq)
+			if err := s.deliver(ctx, st, sub, msg, out, dog); err != nil {
+				return err
+			}
+			continue
+		}
+		if c == nil || !slices.Contains(sub.available, seq) {
+			s.skip(st, sub, seq, ua.StatusBadMessageNotAvailable)
 			continue
 		}
 		var res *ua.RepublishResponse
@@ -323,23 +374,34 @@ func (s *Session) republish(ctx context.Context, c *opcua.Client, st *stream, su
 		var code ua.StatusCode
 		if errors.As(err, &code) && (code == ua.StatusBadMessageNotAvailable || code == ua.StatusBadSequenceNumberUnknown ||
 			code == ua.StatusBadServiceUnsupported) {
-			s.noteLost(st, sub, seq, code)
+			s.skip(st, sub, seq, code)
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("republish %d of subscription %d: %w", seq, sub.id, err)
 		}
 		if res.NotificationMessage == nil || len(res.NotificationMessage.NotificationData) == 0 {
+			s.skip(st, sub, seq, ua.StatusGood)
 			continue
 		}
+		res.NotificationMessage.SequenceNumber = seq
 		if err := s.deliver(ctx, st, sub, res.NotificationMessage, out, dog); err != nil {
 			return err
 		}
 	}
-	if sub.lastSeq < through {
-		sub.lastSeq = through
-	}
 	return nil
+}
+
+// skip moves past a number that cannot be had; a bad code means values
+// are lost and is logged.
+func (s *Session) skip(st *stream, sub *subState, seq uint32, code ua.StatusCode) {
+	delete(sub.early, seq)
+	if seq > sub.lastSeq {
+		sub.lastSeq = seq
+	}
+	if code != ua.StatusGood {
+		s.noteLost(st, sub, seq, code)
+	}
 }
 
 // noteLost logs a notification that is gone for good: data loss, logged
@@ -373,24 +435,36 @@ func (s *Session) deliver(ctx context.Context, st *stream, sub *subState, msg *u
 }
 
 // drain hands on what already arrived before the session closes, so a
-// shutdown loses nothing that was received.
+// shutdown loses nothing that was received: answers already in, then what
+// waited behind a gap, in order.
 func (s *Session) drain(ctx context.Context, p *publisher, st *stream, out chan<- collectors.Batch, dog *watchdog) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
-	for _, ch := range p.inflight {
+	for done := false; !done; {
 		select {
-		case r := <-ch:
-			if r.err != nil || r.res == nil || r.res.NotificationMessage == nil {
+		case r := <-p.results:
+			if r.err != nil || r.res == nil || r.res.NotificationMessage == nil || len(r.res.NotificationMessage.NotificationData) == 0 {
 				continue
 			}
 			if sub := st.sub(r.res.SubscriptionID); sub != nil && r.res.NotificationMessage.SequenceNumber > sub.lastSeq {
-				if err := s.deliver(dctx, st, sub, r.res.NotificationMessage, out, dog); err != nil {
-					return
+				if sub.early == nil {
+					sub.early = map[uint32]*ua.NotificationMessage{}
 				}
+				sub.early[r.res.NotificationMessage.SequenceNumber] = r.res.NotificationMessage
+				sub.sent = max(sub.sent, r.res.NotificationMessage.SequenceNumber)
 			}
 		default:
-			return
+			done = true
 		}
+	}
+	for _, sub := range st.subs {
+		seqs := slices.Sorted(maps.Keys(sub.early))
+		for _, seq := range seqs {
+			if err := s.deliver(dctx, st, sub, sub.early[seq], out, dog); err != nil {
+				return
+			}
+		}
+		sub.early = nil
 	}
 }
 

@@ -24,7 +24,9 @@ func recoveryPLC(t *testing.T, endpoint, security string) config.PLC {
 		fmt.Fprintf(&b, "agent: {id: rtest, allowed_cert_dirs: [%s], pki_dir: %s}\nplcs:\n  - name: peer\n    endpoint: %s\n", f.dir, f.pki, endpoint)
 		fmt.Fprintf(&b, "    security: {certificate_file: %s, key_file: %s, %s}\n", f.cert, f.key, security)
 	}
-	b.WriteString("    publishing_interval: 50ms\n    queue_size: 200\n    token_lifetime: 3s\n    reconnect: {min: 100ms, max: 500ms}\n")
+	// Sampling interval 0: every change is queued (sampling at the change
+	// rate misses values when the server's timers jitter under load).
+	b.WriteString("    publishing_interval: 50ms\n    sampling_interval: 0s\n    queue_size: 200\n    token_lifetime: 3s\n    reconnect: {min: 100ms, max: 500ms}\n")
 	for _, line := range strings.Split(strings.TrimRight(simprocTags(8), "\n"), "\n") {
 		fmt.Fprintf(&b, "    %s\n", line)
 	}
