@@ -1,38 +1,58 @@
 package opcua
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
 	"github.com/gopcua/opcua/uasc"
 )
 
 // gopcua v0.9.1 renews the secure channel token on its own and tells
-// nobody: no hook, and a failed renewal is dropped. So the session looks
-// at the channel's active token once a second, under the channel's own
-// lock, through the unexported fields of uasc.SecureChannel. The layout is
-// checked once against the pinned v0.9.1 (TestChannelLayout pins it); when
-// it does not match, the counters are off and everything else works.
+// nobody: no hook, and a failed renewal is dropped. So the session looks at
+// the channel's active token, under the channel's own lock, through the
+// unexported fields of uasc.SecureChannel. The layout is checked once
+// against the pinned v0.9.1 (TestChannelLayout pins it); when it does not
+// match, nothing is read or repaired and the watchdog is the safety net.
 //
-// The same look finds what breaks PLCs with a wrong clock: gopcua schedules
-// a token's clean-up at the server's createdAt + 1.25 x lifetime, on our
-// clock. With the server's clock behind, that fires at once and, because it
-// indexes the per-channel instance list by token id, it deletes the token in
-// use whenever the token id equals the channel id (node-opcua counts tokens
-// per channel from 1, so channel N on its N-th token). Replies under that
-// token then fail to verify (Sign, SignAndEncrypt) or, with no instance
-// left, are dropped: the channel is dead though the TCP connection lives.
-// The session sees the token missing from the list and moves to a new
-// channel at once, keeping its session and values (see recover).
+// PLC clocks off by hours break gopcua's token bookkeeping (uasc
+// secure_channel.go):
+//   - every token goes into instances[channelID]; incoming messages are
+//     verified against that list, newest first;
+//   - scheduleExpiration waits until the server's createdAt + 1.25 x
+//     lifetime on our clock (at once with the PLC's clock behind, hours
+//     late with it ahead), then removes the token's id from
+//     instances[tokenID]: the wrong key. When tokenID != channelID nothing
+//     goes (old tokens pile up: a leak with short tokens); when tokenID ==
+//     channelID the token in use goes. node-opcua numbers channels from 1
+//     and tokens per channel from 1, so channel N on its N-th token.
+//   - with the token in use gone, replies under it verify only against an
+//     older token: with policy None any token "verifies"; with Sign or
+//     SignAndEncrypt they fail (BadSecurityChecksFailed, or "unable to find
+//     instance" when the list is empty) and gopcua drops them silently
+//     while the TCP connection lives, until the next renewal.
+//
+// A new channel does not help: its tokens count from 1 towards its new,
+// higher id. So the session repairs the list instead (repairTokens): it
+// puts the token in use back and keeps only the one before it. It looks
+// once a second, and every few milliseconds once it has seen a token whose
+// clean-up was already due on arrival (the PLC's clock behind), so the
+// token is back before the server's first reply under it: the server
+// switches when our first request under the new token arrives. A reply
+// lost in between is a PublishResponse whose notification the gap check
+// republishes, or a request that times out and moves the session to a new
+// channel (see recover): no value is lost either way.
 
 // chanLayout holds the offsets of the fields read.
 type chanLayout struct {
 	mu, instances, active              uintptr // in uasc.SecureChannel
-	instancesType                      reflect.Type
+	instancesType, activeType          reflect.Type
 	createdAt, lifetime, chanID, token uintptr // in uasc's channelInstance
 	err                                error
 }
@@ -68,7 +88,7 @@ var channelLayout = sync.OnceValue(func() chanLayout {
 		return l
 	}
 	return chanLayout{
-		mu: mu.Offset, instances: inst.Offset, active: active.Offset, instancesType: inst.Type,
+		mu: mu.Offset, instances: inst.Offset, active: active.Offset, instancesType: inst.Type, activeType: active.Type,
 		createdAt: created.Offset, lifetime: life.Offset, chanID: chanID.Offset, token: token.Offset,
 	}
 })
@@ -78,12 +98,20 @@ type tokenInfo struct {
 	channelID, tokenID uint32
 	createdAt          time.Time // the server's clock
 	lifetime           time.Duration
-	held               bool // still in the channel's instance list
+	dropped            bool // gopcua had removed it from the channel's list; put back
+	pruned             int  // older tokens removed from the list
 }
 
-// readToken reads sc's active token under sc's lock; ok is false before
-// the channel opened or when the layout is unknown.
-func readToken(sc *uasc.SecureChannel) (info tokenInfo, ok bool) {
+// keepTokens is how many tokens before the active one stay in a channel's
+// list: the server answers a request under the token it came with, so
+// replies to requests sent before a renewal come under the previous one.
+const keepTokens = 1
+
+// repairTokens reads sc's active token under sc's lock and repairs the
+// channel's token list: the active token is put back when gopcua's
+// clean-up removed it, and tokens older than keepTokens before it go. ok
+// is false before the channel opened or when the layout is unknown.
+func repairTokens(sc *uasc.SecureChannel) (info tokenInfo, ok bool) {
 	l := channelLayout()
 	if l.err != nil || sc == nil {
 		return info, false
@@ -101,14 +129,105 @@ func readToken(sc *uasc.SecureChannel) (info tokenInfo, ok bool) {
 	info.createdAt = *(*time.Time)(unsafe.Add(active, l.createdAt))
 	info.lifetime = *(*time.Duration)(unsafe.Add(active, l.lifetime))
 	m := reflect.NewAt(l.instancesType, unsafe.Add(base, l.instances)).Elem()
-	if list := m.MapIndex(reflect.ValueOf(info.channelID)); list.IsValid() {
-		for i := range list.Len() {
-			if list.Index(i).UnsafePointer() == active {
-				info.held = true
-			}
+	key := reflect.ValueOf(info.channelID)
+	list := m.MapIndex(key)
+	n := 0
+	if list.IsValid() {
+		n = list.Len()
+	}
+	held := false
+	for i := range n {
+		held = held || list.Index(i).UnsafePointer() == active
+	}
+	if held && n <= keepTokens+1 {
+		return info, true
+	}
+	info.dropped = !held
+	// A new slice: gopcua hands its readers the slice itself, unlocked.
+	fixed := reflect.MakeSlice(l.instancesType.Elem(), 0, keepTokens+1)
+	for i := range n {
+		if v := list.Index(i); v.UnsafePointer() != active {
+			fixed = reflect.Append(fixed, v)
 		}
 	}
+	if old := fixed.Len() - keepTokens; old > 0 {
+		info.pruned = old
+		fixed = fixed.Slice(old, fixed.Len())
+	}
+	fixed = reflect.Append(fixed, reflect.NewAt(l.activeType.Elem(), active))
+	m.SetMapIndex(key, fixed)
 	return info, true
+}
+
+// expiresAtOnce tells whether gopcua's clean-up of this token was due when
+// it arrived: the PLC's clock is behind ours by more than the token's
+// lifetime, and the guard must watch closely.
+func (i tokenInfo) expiresAtOnce(now time.Time) bool {
+	return i.lifetime > 0 && i.createdAt.Add(i.lifetime*5/4).Before(now)
+}
+
+// guardEvery is how often a channel whose tokens expire at once is
+// repaired: well within the time from a renewal to the server's first reply
+// under the new token (a publishing interval or so).
+const guardEvery = 5 * time.Millisecond
+
+// guardTokens repairs c's channel every guardEvery until c closes or moves
+// to another channel, counting the tokens it put back in restored.
+func guardTokens(c *opcua.Client, sc *uasc.SecureChannel, restored *atomic.Int64) {
+	t := time.NewTicker(guardEvery)
+	defer t.Stop()
+	for range t.C {
+		if c.SecureChannel() != sc {
+			return
+		}
+		if info, ok := repairTokens(sc); ok && info.dropped {
+			restored.Add(1)
+		}
+	}
+}
+
+// guardDial repairs c's channel every guardEvery until stop is called:
+// around connecting, before the session looks at the token itself. A
+// channel whose id is 1 loses its first token at once with the PLC's
+// clock behind, and every reply with it.
+func guardDial(c *opcua.Client, restored *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(guardEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if info, ok := repairTokens(c.SecureChannel()); ok && info.dropped {
+					restored.Add(1)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// getEndpoints is opcua.GetEndpoints with the channel guarded (guardDial).
+func getEndpoints(ctx context.Context, endpoint string, restored *atomic.Int64) ([]*ua.EndpointDescription, error) {
+	c, err := opcua.NewClient(endpoint, opcua.DialTimeout(dialTimeout), opcua.AutoReconnect(false))
+	if err != nil {
+		return nil, err
+	}
+	stop := guardDial(c, restored)
+	defer stop()
+	if err := c.Dial(ctx); err != nil {
+		return nil, err
+	}
+	defer c.Close(ctx)
+	res, err := c.GetEndpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return res.Endpoints, nil
 }
 
 // chanWatch follows one session's channel and token across polls.
@@ -117,12 +236,16 @@ type chanWatch struct {
 	seen               time.Time // when this token was first seen, our clock
 	lifetime           time.Duration
 	failed             bool // this token's renewal failure is counted
-	warned             bool // the layout or clock explanation was logged
+	warned             bool // the layout explanation was logged
+	skewWarned         bool // the clock explanation was logged
+	guarded            *uasc.SecureChannel
+	restored           atomic.Int64 // tokens put back, by the guard and the poll
+	reported           int64        // restored at the last debug log
 }
 
 // watchChannel polls c's token: it records the channel and token, counts
-// renewals and renewal failures, and reports the channel lost when gopcua
-// dropped the token in use. fresh starts over on a new client.
+// renewals and renewal failures, and repairs gopcua's token list (see the
+// top of this file). fresh starts over on a new client.
 func (s *Session) watchChannel(c *opcua.Client, fresh bool) error {
 	w := &s.chanWatch
 	if err := channelLayout().err; err != nil {
@@ -132,11 +255,15 @@ func (s *Session) watchChannel(c *opcua.Client, fresh bool) error {
 		}
 		return nil
 	}
-	info, ok := readToken(c.SecureChannel())
+	sc := c.SecureChannel()
+	info, ok := repairTokens(sc)
 	if !ok {
 		return nil
 	}
 	now := time.Now()
+	if info.dropped {
+		w.restored.Add(1)
+	}
 	switch {
 	case fresh || info.channelID != w.channelID:
 		w.channelID, w.tokenID, w.seen, w.lifetime, w.failed = info.channelID, info.tokenID, now, info.lifetime, false
@@ -152,15 +279,24 @@ func (s *Session) watchChannel(c *opcua.Client, fresh bool) error {
 		s.log.Warn().Uint32("channel", info.channelID).Uint32("token", info.tokenID).Dur("lifetime", w.lifetime).
 			Msg("secure channel token not renewed within its lifetime")
 	}
-	if info.held {
+	if w.guarded != sc && info.expiresAtOnce(now) {
+		w.guarded = sc
+		go guardTokens(c, sc, &w.restored)
+	}
+	restored := w.restored.Load()
+	if restored == w.reported {
 		return nil
 	}
-	if !w.warned {
-		w.warned = true
-		skew := info.createdAt.Sub(now).Round(time.Second)
-		s.log.Warn().Dur("clock_offset", skew).Str("offset", skew.String()).Uint32("channel", info.channelID).Uint32("token", info.tokenID).
-			Msg("gopcua discarded the security token in use: it schedules a token's clean-up from the PLC's clock, " +
-				"which is off; moving the session to a new channel each time this happens (no values are lost)")
+	w.reported = restored
+	skew := info.createdAt.Sub(now).Round(time.Second)
+	ev := s.log.Debug()
+	if !w.skewWarned {
+		w.skewWarned = true
+		ev = s.log.Warn()
 	}
-	return fmt.Errorf("%w: gopcua discarded security token %d of channel %d", errChannelLost, info.tokenID, info.channelID)
+	ev.Dur("clock_offset", skew).Str("offset", skew.String()).Uint32("channel", info.channelID).Uint32("token", info.tokenID).
+		Int64("restored", restored).
+		Msg("gopcua discarded the security token in use, as it schedules a token's clean-up from the PLC's clock, which is off; " +
+			"the token is put back each time (no values are lost)")
+	return nil
 }

@@ -99,6 +99,7 @@ func (s *Session) reattach(ctx context.Context, secOpts []opcua.Option, sess *op
 	if err != nil {
 		return nil, fmt.Errorf("configure client: %w", err)
 	}
+	defer guardDial(c, &s.chanWatch.restored)()
 	fail := func(what string, err error) (*opcua.Client, error) {
 		_, _ = c.DetachSession(ctx)
 		closeClient(ctx, c)

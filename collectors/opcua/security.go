@@ -52,7 +52,7 @@ func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
 			opcua.AuthAnonymous(),
 		}, nil
 	}
-	eps, err := opcua.GetEndpoints(ctx, s.plc.Endpoint, opcua.DialTimeout(dialTimeout))
+	eps, err := getEndpoints(ctx, s.plc.Endpoint, &s.chanWatch.restored)
 	if err != nil {
 		return nil, fmt.Errorf("get endpoints: %w", err)
 	}

@@ -231,7 +231,10 @@ func (s *Session) dial(ctx context.Context, secOpts []opcua.Option) (*opcua.Clie
 	if err != nil {
 		return nil, fmt.Errorf("configure client: %w", err)
 	}
-	if err := connect(ctx, c); err != nil {
+	stop := guardDial(c, &s.chanWatch.restored)
+	err = connect(ctx, c)
+	stop()
+	if err != nil {
 		closeClient(ctx, c)
 		return nil, fmt.Errorf("connect: %w", err)
 	}
