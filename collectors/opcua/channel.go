@@ -32,22 +32,25 @@ import (
 //     goes (old tokens pile up: a leak with short tokens); when tokenID ==
 //     channelID the token in use goes. node-opcua numbers channels from 1
 //     and tokens per channel from 1, so channel N on its N-th token.
-//   - with the token in use gone, replies under it verify only against an
-//     older token: with policy None any token "verifies"; with Sign or
-//     SignAndEncrypt they fail (BadSecurityChecksFailed, or "unable to find
-//     instance" when the list is empty) and gopcua drops them silently
-//     while the TCP connection lives, until the next renewal.
+//   - with the token in use gone, replies under it are verified against
+//     older tokens only: with policy None any token passes, but an empty
+//     list (channel 1's first token) finds none; with Sign or
+//     SignAndEncrypt they fail (BadSecurityChecksFailed). gopcua drops such
+//     replies silently while the TCP connection lives: requests time out
+//     until the next renewal.
 //
 // A new channel does not help: its tokens count from 1 towards its new,
 // higher id. So the session repairs the list instead (repairTokens): it
 // puts the token in use back and keeps only the one before it. It looks
-// once a second, and every few milliseconds once it has seen a token whose
-// clean-up was already due on arrival (the PLC's clock behind), so the
-// token is back before the server's first reply under it: the server
-// switches when our first request under the new token arrives. A reply
-// lost in between is a PublishResponse whose notification the gap check
-// republishes, or a request that times out and moves the session to a new
-// channel (see recover): no value is lost either way.
+// once a second; every 5 ms while connecting, and once a token is seen
+// cleaned up before its renewal (PLC clock behind by over a quarter of the
+// lifetime). Servers answer a request under the token it came with
+// (node-opcua does), so the first reply under a new token comes a round
+// trip after the renewal, when the token is back. A reply lost anyway is a
+// PublishResponse whose notification the gap check republishes, or a
+// request that times out and moves the session to a new channel (recover):
+// no value is lost. Not repaired: with the PLC's clock ahead, gopcua keeps
+// a goroutine per token, waiting hours for its clean-up.
 
 // chanLayout holds the offsets of the fields read.
 type chanLayout struct {
@@ -159,11 +162,12 @@ func repairTokens(sc *uasc.SecureChannel) (info tokenInfo, ok bool) {
 	return info, true
 }
 
-// expiresAtOnce tells whether gopcua's clean-up of this token was due when
-// it arrived: the PLC's clock is behind ours by more than the token's
-// lifetime, and the guard must watch closely.
-func (i tokenInfo) expiresAtOnce(now time.Time) bool {
-	return i.lifetime > 0 && i.createdAt.Add(i.lifetime*5/4).Before(now)
+// cleanedEarly tells whether gopcua's clean-up of this token falls within
+// its lifetime on our clock, so before the renewal replaces it: the PLC's
+// clock is behind ours by more than a quarter of the lifetime, and the
+// guard must watch closely.
+func (i tokenInfo) cleanedEarly(now time.Time) bool {
+	return i.lifetime > 0 && i.createdAt.Add(i.lifetime*5/4).Before(now.Add(i.lifetime))
 }
 
 // guardEvery is how often a channel whose tokens expire at once is
@@ -279,7 +283,7 @@ func (s *Session) watchChannel(c *opcua.Client, fresh bool) error {
 		s.log.Warn().Uint32("channel", info.channelID).Uint32("token", info.tokenID).Dur("lifetime", w.lifetime).
 			Msg("secure channel token not renewed within its lifetime")
 	}
-	if w.guarded != sc && info.expiresAtOnce(now) {
+	if w.guarded != sc && info.cleanedEarly(now) {
 		w.guarded = sc
 		go guardTokens(c, sc, &w.restored)
 	}

@@ -1,9 +1,18 @@
 package opcua
 
 import (
+	"context"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
 
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
@@ -72,4 +81,52 @@ func countLines(s string, subs ...string) int {
 		}
 	}
 	return n
+}
+
+// tokenIDs lists the tokens in sc's list for its channel, under sc's lock.
+func tokenIDs(t *testing.T, sc *uasc.SecureChannel) []uint32 {
+	t.Helper()
+	l := channelLayout()
+	base := unsafe.Pointer(sc)
+	mu := (*sync.Mutex)(unsafe.Add(base, l.mu))
+	mu.Lock()
+	defer mu.Unlock()
+	active := *(*unsafe.Pointer)(unsafe.Add(base, l.active))
+	if active == nil {
+		t.Fatal("no active token")
+	}
+	list := reflect.NewAt(l.instancesType, unsafe.Add(base, l.instances)).Elem().
+		MapIndex(reflect.ValueOf(*(*uint32)(unsafe.Add(active, l.chanID))))
+	var ids []uint32
+	for i := range list.Len() {
+		ids = append(ids, *(*uint32)(unsafe.Add(list.Index(i).UnsafePointer(), l.token)))
+	}
+	return ids
+}
+
+// gopcua never removes a channel's old tokens (it looks them up under the
+// token id); repairTokens keeps the one before the active one.
+func TestRepairTokensPrunesOldTokens(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 1, TokenLifetime: 2 * time.Second, MinTokenLifetime: time.Second})
+	c, err := opcua.NewClient(peer.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone),
+		opcua.Lifetime(2*time.Second), opcua.AutoReconnect(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Dial(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.WithoutCancel(t.Context())) })
+	sc := c.SecureChannel()
+	waitUntil(t, "four tokens", 30*time.Second, func() bool { return len(tokenIDs(t, sc)) >= 4 })
+	info, ok := repairTokens(sc)
+	ids := tokenIDs(t, sc)
+	if !ok || info.dropped || info.pruned < 2 || len(ids) != 2 || ids[1] != info.tokenID || ids[0] != info.tokenID-1 {
+		t.Errorf("after repair: %+v, tokens %v; want the active token %d and the one before", info, ids, info.tokenID)
+	}
+	// The channel still works on the tokens that follow.
+	waitUntil(t, "a renewal", 30*time.Second, func() bool { return slices.Max(tokenIDs(t, sc)) > info.tokenID })
+	if _, err := c.GetEndpoints(t.Context()); err != nil {
+		t.Errorf("get endpoints after the repair: %v", err)
+	}
 }
