@@ -77,7 +77,9 @@ type Spool struct {
 	rbuf    []byte // a window of the reader's segment at rbufOff
 	rbufOff int64
 	rmem    []byte
-	peeked  int64 // size of the record returned by Peek, 0 if none
+	peeked  int64    // size of the record returned by Peek, 0 if none
+	cur     *os.File // the cursor file, open once written
+	curSlot int      // the slot the next cursor record goes to
 	// topics read so far: a value's topic is one of a fixed set, and
 	// interning saves an allocation per record read.
 	topics map[string]string
@@ -123,7 +125,8 @@ const (
 	readChunk     = 64 << 10
 	cursorName    = "cursor"
 	segSuffix     = ".seg"
-	cursorFileLen = 20
+	cursorFileLen = 20 // one cursor record; the file holds two (cursorSlots)
+	cursorSlots   = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -310,7 +313,9 @@ func validBody(body []byte, sum uint32) bool {
 	return crc32.Checksum(body, castagnoli) == sum && 2+int(binary.LittleEndian.Uint16(body)) <= len(body)
 }
 
-// readCursor returns the saved acknowledged and read positions.
+// readCursor returns the saved acknowledged and read positions: of the
+// two slots, the valid one furthest on (a write torn by a crash leaves the
+// other). A file of one record, as older versions wrote it, reads too.
 func (s *Spool) readCursor() (acked, read uint64, err error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, cursorName))
 	switch {
@@ -318,10 +323,24 @@ func (s *Spool) readCursor() (acked, read uint64, err error) {
 		return 0, 0, nil
 	case err != nil:
 		return 0, 0, err
-	case len(b) != cursorFileLen || crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:]):
+	case len(b) != cursorFileLen && len(b) != cursorSlots*cursorFileLen:
 		return 0, 0, errors.New("bad cursor file")
 	}
-	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), nil
+	valid := false
+	for ; len(b) >= cursorFileLen; b = b[cursorFileLen:] {
+		if crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:]) {
+			continue
+		}
+		a, r := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+		if !valid || a > acked || a == acked && r > read {
+			acked, read = a, r
+		}
+		valid = true
+	}
+	if !valid {
+		return 0, 0, errors.New("bad cursor file")
+	}
+	return acked, read, nil
 }
 
 // seek positions the reader at record seq.
@@ -760,16 +779,36 @@ func (s *Spool) saveCursor() error {
 		return nil
 	}
 	// Not fsynced: a cursor lost with the power only means duplicates.
+	// Written in place, to the two slots in turn, rather than to a new file
+	// renamed over the old: creating and renaming a file ten times a second
+	// was an eighth of the agent's CPU at 10,000 values/s in batch mode.
 	var b [cursorFileLen]byte
 	binary.LittleEndian.PutUint64(b[:], s.acked)
 	binary.LittleEndian.PutUint64(b[8:], s.rseq)
 	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
-	tmp := filepath.Join(s.dir, cursorName+".tmp")
-	if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
-		return fmt.Errorf("spool: cursor: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, cursorName)); err != nil {
-		return fmt.Errorf("spool: cursor: %w", err)
+	if s.cur == nil {
+		path := filepath.Join(s.dir, cursorName)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		// The first record goes to the second slot, so that the first
+		// (which an older version's one-record file also holds) stays
+		// intact should this write be torn.
+		if _, err := f.WriteAt(b[:], cursorFileLen); err != nil {
+			f.Close()
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		if err := f.Truncate(cursorSlots * cursorFileLen); err != nil {
+			f.Close()
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		s.cur, s.curSlot = f, 0
+	} else {
+		if _, err := s.cur.WriteAt(b[:], int64(s.curSlot*cursorFileLen)); err != nil {
+			return fmt.Errorf("spool: cursor: %w", err)
+		}
+		s.curSlot = (s.curSlot + 1) % cursorSlots
 	}
 	s.savedAck, s.savedRead = s.acked, s.rseq
 	return nil
@@ -799,6 +838,10 @@ func (s *Spool) Close() error {
 func (s *Spool) closeFiles() {
 	s.bg.Wait()
 	s.closeReader()
+	if s.cur != nil {
+		s.cur.Close()
+		s.cur = nil
+	}
 	if s.w != nil {
 		s.w.Close()
 		s.w = nil

@@ -145,6 +145,57 @@ func TestSpoolRestart(t *testing.T) {
 	s.Close()
 }
 
+// The cursor is written in place to two slots in turn: a torn write of one
+// leaves the other, so records come again rather than being lost, and the
+// one-record file of older versions still reads.
+func TestSpoolCursorSlots(t *testing.T) {
+	dir := t.TempDir()
+	cursor := filepath.Join(dir, cursorName)
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 100)
+	s.Ack(readN(t, s, 0, 10)) // records 0-9
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.Ack(readN(t, s, 10, 20)) // records 10-29
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cursor)
+	if err != nil || len(b) != cursorSlots*cursorFileLen {
+		t.Fatalf("cursor file: %d bytes, %v; want %d", len(b), err, cursorSlots*cursorFileLen)
+	}
+	reopen := func(from int) {
+		t.Helper()
+		s, _ := openSpool(t, dir, 1<<20)
+		readN(t, s, from, 1)
+		s.closeFiles() // no cursor written: the file stays as the test made it
+	}
+	reopen(30)
+
+	// Tear the newer record (in the first slot: the first write after
+	// opening goes to the second): the older one, after record 9, counts.
+	torn := bytes.Clone(b)
+	torn[3] ^= 0xff
+	if err := os.WriteFile(cursor, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reopen(10)
+
+	// An older version's file: one record, after record 4.
+	old := make([]byte, cursorFileLen)
+	binary.LittleEndian.PutUint64(old, 6)
+	binary.LittleEndian.PutUint64(old[8:], 6)
+	binary.LittleEndian.PutUint32(old[16:], crc32.Checksum(old[:16], castagnoli))
+	if err := os.WriteFile(cursor, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reopen(5)
+}
+
 // TestSpoolKilled: what was flushed survives a process that ends without
 // Sync or Close (kill -9 leaves the page cache to the kernel); the
 // acknowledgements since the last Sync are lost, so records come again.
