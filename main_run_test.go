@@ -161,6 +161,7 @@ func TestRunBinarySignals(t *testing.T) {
 	}()
 
 	stopAt := time.Now()
+	stopLog := len(logs.String())
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
@@ -175,6 +176,13 @@ func TestRunBinarySignals(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "agent stopped") {
 		t.Errorf("no orderly stop in the log")
+	}
+	// A clean stop is no error (paho once logged the broker closing its end
+	// after our DISCONNECT as one).
+	for line := range strings.Lines(logs.String()[stopLog:]) {
+		if strings.Contains(line, `"level":"error"`) {
+			t.Errorf("error logged during a clean stop: %s", line)
+		}
 	}
 	_ = os.Remove(cfg)
 }

@@ -124,7 +124,21 @@ func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
 	return cc
 }
 
-func (c *coalescingConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read reports a read that fails while Close runs as net.ErrClosed, as a
+// plain connection would after Close: the broker may close its end once it
+// has our DISCONNECT, before Close has flushed and closed ours, and paho
+// logs an EOF it did not expect as an error.
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.closing {
+			err = net.ErrClosed
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
 
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
