@@ -44,13 +44,16 @@ import (
 // puts the token in use back and keeps only the one before it. It looks
 // once a second; every 5 ms while connecting, and once a token is seen
 // cleaned up before its renewal (PLC clock behind by over a quarter of the
-// lifetime). Servers answer a request under the token it came with
-// (node-opcua does), so the first reply under a new token comes a round
-// trip after the renewal, when the token is back. A reply lost anyway is a
-// PublishResponse whose notification the gap check republishes, or a
-// request that times out and moves the session to a new channel (recover):
-// no value is lost. Not repaired: with the PLC's clock ahead, gopcua keeps
-// a goroutine per token, waiting hours for its clean-up.
+// lifetime). On channel 1, whose first token goes at once, it waits for
+// the clean-up before the first request (settleToken), except inside
+// gopcua's Connect (policy None: a first attempt may time out). Servers
+// answer a request under the token it came with (node-opcua does), so the
+// first reply under a new token comes a round trip after the renewal,
+// mostly after the token is back. A reply lost anyway is a PublishResponse
+// whose notification the gap check republishes, or a request that times
+// out and moves the session to a new channel (recover): no value is lost.
+// Not repaired: with the PLC's clock ahead, gopcua keeps a goroutine per
+// token, waiting hours for its clean-up.
 
 // chanLayout holds the offsets of the fields read.
 type chanLayout struct {
@@ -215,6 +218,33 @@ func guardDial(c *opcua.Client, restored *atomic.Int64) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
+// settleToken runs after a channel opened and before its first request:
+// when gopcua's clean-up of the first token is due at once and takes the
+// token in use (token id == channel id: channel 1), it waits for it (a
+// goroutine gopcua just started) and puts the token back. A round trip on a
+// fast network beats the guard's 5 ms.
+func settleToken(ctx context.Context, sc *uasc.SecureChannel, restored *atomic.Int64) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(time.Second)
+	for {
+		info, ok := repairTokens(sc)
+		if info.dropped {
+			restored.Add(1)
+		}
+		now := time.Now()
+		if !ok || info.dropped || info.tokenID != info.channelID ||
+			!info.createdAt.Add(info.lifetime*5/4).Before(now) || now.After(deadline) {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // getEndpoints is opcua.GetEndpoints with the channel guarded (guardDial).
 func getEndpoints(ctx context.Context, endpoint string, restored *atomic.Int64) ([]*ua.EndpointDescription, error) {
 	c, err := opcua.NewClient(endpoint, opcua.DialTimeout(dialTimeout), opcua.AutoReconnect(false))
@@ -227,6 +257,7 @@ func getEndpoints(ctx context.Context, endpoint string, restored *atomic.Int64) 
 		return nil, err
 	}
 	defer c.Close(ctx)
+	settleToken(ctx, c.SecureChannel(), restored)
 	res, err := c.GetEndpoints(ctx)
 	if err != nil {
 		return nil, err

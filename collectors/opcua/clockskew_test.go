@@ -14,6 +14,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/gopcua/opcua/uasc"
 
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
 
@@ -66,6 +67,35 @@ func TestClockSkewKeepsValues(t *testing.T) {
 			checkNoGap(t, r, 100)
 		})
 	}
+}
+
+// The same PLC clock 2 h behind, and the connection cut twice: the session
+// is reactivated on new channels, whose tokens gopcua discards in turn,
+// without a gap.
+func TestClockSkewCutKeepsValues(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, ClockOffset: -2 * time.Hour,
+		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
+	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
+	r, s := startSessionValue(t, recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust))
+	renewals := func() uint64 { return s.Status().Snapshot()[0].TokenRenewals }
+	for i := uint64(1); i <= 2; i++ {
+		from := renewals()
+		waitUntil(t, "three token renewals", 30*time.Second, func() bool { return renewals() >= from+3 })
+		proxy.Cut()
+		waitUntil(t, "a recovery", 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= i })
+	}
+	from := renewals()
+	waitUntil(t, "three token renewals after the cuts", 30*time.Second, func() bool { return renewals() >= from+3 })
+	r.shutdown(t)
+	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 || st.TokenRenewalFailures != 0 {
+		t.Errorf("status %+v: want the session reactivated, no reconnect, no renewal failure", st)
+	}
+	if n := s.chanWatch.restored.Load(); n < 2 {
+		// Channel 1 (GetEndpoints) on its first token, and the
+		// session's channels 3 and 4 on their third and fourth.
+		t.Errorf("%d tokens in use put back, want at least two", n)
+	}
+	checkNoGap(t, r, 100)
 }
 
 // countLines counts the lines of s that contain every one of subs.

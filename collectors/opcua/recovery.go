@@ -111,6 +111,7 @@ func (s *Session) reattach(ctx context.Context, secOpts []opcua.Option, sess *op
 	if err != nil {
 		return fail("open secure channel", err)
 	}
+	settleToken(ctx, c.SecureChannel(), &s.chanWatch.restored)
 	if err := c.ActivateSession(ctx, sess); err != nil {
 		return fail("activate session", err)
 	}
