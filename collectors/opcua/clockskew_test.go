@@ -31,6 +31,7 @@ const skewTrust = "trust: fingerprint_and_expiry, auto_accept: true, verify_host
 // due at once (behind) or hours late (ahead); values flow on without a
 // gap, on the one channel and session.
 func TestClockSkewKeepsValues(t *testing.T) {
+	skipShortTokensUnderRace(t)
 	cases := []struct {
 		name     string
 		offset   time.Duration
@@ -46,7 +47,7 @@ func TestClockSkewKeepsValues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			peer := peerproc.Start(t, peerproc.Options{Tags: 8, ClockOffset: tc.offset,
 				TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
-			r, s := startSessionValue(t, recoveryPLC(t, peer.Endpoint, tc.security))
+			r, s := startSessionValue(t, shortTokens(recoveryPLC(t, peer.Endpoint, tc.security)))
 			// node-opcua numbers tokens per channel from 1: past token 6
 			// every channel up to id 6 has met token id == channel id.
 			waitUntil(t, "six token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 6 })
@@ -73,10 +74,11 @@ func TestClockSkewKeepsValues(t *testing.T) {
 // is reactivated on new channels, whose tokens gopcua discards in turn,
 // without a gap.
 func TestClockSkewCutKeepsValues(t *testing.T) {
+	skipShortTokensUnderRace(t)
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, ClockOffset: -2 * time.Hour,
 		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
-	r, s := startSessionValue(t, recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust))
+	r, s := startSessionValue(t, shortTokens(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust)))
 	renewals := func() uint64 { return s.Status().Snapshot()[0].TokenRenewals }
 	for i := uint64(1); i <= 2; i++ {
 		from := renewals()
@@ -137,6 +139,7 @@ func tokenIDs(t *testing.T, sc *uasc.SecureChannel) []uint32 {
 // gopcua never removes a channel's old tokens (it looks them up under the
 // token id); repairTokens keeps the one before the active one.
 func TestRepairTokensPrunesOldTokens(t *testing.T) {
+	skipShortTokensUnderRace(t)
 	peer := peerproc.Start(t, peerproc.Options{Tags: 1, TokenLifetime: 2 * time.Second, MinTokenLifetime: time.Second})
 	c, err := opcua.NewClient(peer.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone),
 		opcua.Lifetime(2*time.Second), opcua.AutoReconnect(false))

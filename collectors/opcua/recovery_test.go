@@ -27,7 +27,7 @@ func recoveryPLC(t *testing.T, endpoint, security string) config.PLC {
 	// Sampling at 20 ms, five times the change rate: the peer samples on a
 	// timer, and at the change rate its timers drift across each other
 	// and skip a value now and then. (0s would mean the 100 ms default.)
-	b.WriteString("    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 200\n    token_lifetime: 3s\n    reconnect: {min: 100ms, max: 500ms}\n")
+	b.WriteString("    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 200\n    reconnect: {min: 100ms, max: 500ms}\n")
 	for _, line := range strings.Split(strings.TrimRight(simprocTags(8), "\n"), "\n") {
 		fmt.Fprintf(&b, "    %s\n", line)
 	}
@@ -107,10 +107,27 @@ func (r *runSession) waitValues(t *testing.T, what string, n int, d time.Duratio
 	waitUntil(t, what, d, func() bool { return len(r.counterValues("int32_0001")) >= from+n })
 }
 
+// shortTokens asks for 3 s secure channel tokens. gopcua's token renewal
+// races with its own requests (gopcua #882: a data race in its secure
+// channel, harmless in practice), which the race detector reports: these
+// tests run without it (raceEnabled; scripts/test runs them separately).
+func shortTokens(plc config.PLC) config.PLC {
+	plc.TokenLifetime = config.Duration(3 * time.Second)
+	return plc
+}
+
+func skipShortTokensUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("short tokens: gopcua #882 races in token renewal; scripts/test runs this without -race")
+	}
+}
+
 // Tokens of 3 s are renewed every 2 s or so; values flow on without a gap.
 func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
+	skipShortTokensUnderRace(t)
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
-	r, s := startSessionValue(t, recoveryPLC(t, peer.Endpoint, ""))
+	r, s := startSessionValue(t, shortTokens(recoveryPLC(t, peer.Endpoint, "")))
 	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 8 })
 	r.shutdown(t)
 	st := s.Status().Snapshot()[0]

@@ -449,6 +449,7 @@ func TestSecureSessionRenewsShortTokensWithoutGaps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node-opcua")
 	}
+	skipShortTokensUnderRace(t)
 	run := 15 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("TAGBRIDGE_SOAK")); err == nil {
 		run = d
