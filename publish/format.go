@@ -44,6 +44,20 @@ type format interface {
 	stopping() []Message
 }
 
+// CheckTopics renders every topic the configuration makes (tags, batches,
+// status) and checks them as New does, without touching the broker or the
+// spool: validate and a reload refuse what run would.
+func CheckTopics(cfg *config.Config) error {
+	t, err := newTopics(cfg)
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	if _, err := newFormat(cfg, t, time.Time{}); err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	return nil
+}
+
 // newFormat picks the format the configuration asks for.
 func newFormat(cfg *config.Config, t *topics, started time.Time) (format, error) {
 	switch cfg.MQTT.Payload {
@@ -56,6 +70,17 @@ func newFormat(cfg *config.Config, t *topics, started time.Time) (format, error)
 	default:
 		return nil, fmt.Errorf("payload %q is not supported yet", cfg.MQTT.Payload)
 	}
+}
+
+// firstOfPLC reports whether b[i] is the first sample of its PLC entry in
+// b, where formats that group a batch by entry start a group. Most batches
+// hold one entry; a shared session's may hold several, interleaved.
+func firstOfPLC(b collectors.Batch, i int) bool {
+	plc := b[i].PLC
+	if i > 0 && b[i-1].PLC == plc {
+		return false
+	}
+	return !slices.ContainsFunc(b[:i], func(s collectors.Sample) bool { return s.PLC == plc })
 }
 
 // statusPrefix is where the status topics live: the topic template's
@@ -147,15 +172,12 @@ func (f *jsonFormat) encode(b collectors.Batch, _ bool, add func(topic string, p
 		}
 		return
 	}
-	// One array per PLC entry, in order of first appearance: a shared
-	// session's batch may hold several.
-	var done []string
+	// One array per PLC entry, in order of first appearance.
 	for i := range b {
-		plc := b[i].PLC
-		if slices.Contains(done, plc) {
+		if !firstOfPLC(b, i) {
 			continue
 		}
-		done = append(done, plc)
+		plc := b[i].PLC
 		f.buf = append(f.buf[:0], '[')
 		for j := i; j < len(b); j++ {
 			if b[j].PLC != plc {

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -180,3 +181,16 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 }
 
 func newNopLog() zerolog.Logger { return zerolog.Nop() }
+
+func TestFirstOfPLC(t *testing.T) {
+	b := collectors.Batch{{PLC: "a"}, {PLC: "a"}, {PLC: "b"}, {PLC: "a"}, {PLC: "c"}, {PLC: "b"}}
+	var firsts []int
+	for i := range b {
+		if firstOfPLC(b, i) {
+			firsts = append(firsts, i)
+		}
+	}
+	if fmt.Sprint(firsts) != "[0 2 4]" {
+		t.Fatalf("first samples of each PLC entry at %v, want [0 2 4]", firsts)
+	}
+}

@@ -111,7 +111,6 @@ type sparkplugFormat struct {
 	// Run's goroutine only.
 	seq  uint64          // of the next message on this connection
 	live map[string]bool // device ids born at the point of the stream handed to the broker
-	obuf []byte
 }
 
 type spDevice struct {
@@ -269,14 +268,11 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 	now := time.Now()
 	// One DDATA per device, in order of first appearance: a shared
 	// session's batch may hold several.
-	for i := 0; i < len(b); i++ {
+	for i := range b {
+		if !firstOfPLC(b, i) {
+			continue
+		}
 		plc := b[i].PLC
-		if i > 0 && plc == b[i-1].PLC {
-			continue
-		}
-		if seen(b[:i], plc) {
-			continue
-		}
 		f.mu.Lock()
 		d := f.device(plc)
 		rebirth := !d.born || d.pending
@@ -315,16 +311,6 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 		}
 		add(d.data, f.buf)
 	}
-}
-
-// seen reports whether b holds a sample of plc.
-func seen(b collectors.Batch, plc string) bool {
-	for i := range b {
-		if b[i].PLC == plc {
-			return true
-		}
-	}
-	return false
 }
 
 // plcStatus kills the device when its PLC leaves streaming, and has it born

@@ -3,7 +3,6 @@ package publish
 import (
 	"crypto/rand"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -181,10 +180,10 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 	// One NetworkMessage per PLC entry, in order of first appearance: a
 	// shared session's batch may hold several.
 	for i := range b {
-		plc := b[i].PLC
-		if i > 0 && (b[i-1].PLC == plc || seenBefore(b[:i-1], plc)) {
+		if !firstOfPLC(b, i) {
 			continue
 		}
+		plc := b[i].PLC
 		w := f.writer(plc)
 		f.buf = f.appendHeader(f.buf[:0])
 		f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
@@ -214,11 +213,6 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 		w.bad = false
 		add(w.topic, f.buf)
 	}
-}
-
-// seenBefore reports whether plc has a sample in b.
-func seenBefore(b collectors.Batch, plc string) bool {
-	return slices.ContainsFunc(b, func(s collectors.Sample) bool { return s.PLC == plc })
 }
 
 func (f *uaJSONFormat) plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
