@@ -22,6 +22,7 @@ import (
 	"github.com/tagbridge/tagbridge/agent"
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/publish"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
@@ -138,6 +139,9 @@ func loadConfig(file string) (*config.Config, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, err
+	}
+	if err := publish.CheckTopics(cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	cfg.Agent.Version = version
 	return cfg, nil

@@ -77,6 +77,19 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// Topics that run would refuse (here a tag whose topic is its PLC's status
+// topic) are refused by validate too.
+func TestValidateChecksTopics(t *testing.T) {
+	bad := writeConfig(t, "agent: {id: ipc1}\nplcs:\n  - name: press1\n    endpoint: opc.tcp://127.0.0.1:4840\n    tags:\n      - {node: \"ns=2;s=status\"}\n")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "-c", bad}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit code %d, stderr %s", code, &stderr)
+	}
+	if want := `status topic "tagbridge/ipc1/press1/status" is also the topic of a tag`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", &stderr, want)
+	}
+}
+
 func TestValidateReportsEveryProblemOnItsOwnLine(t *testing.T) {
 	bad := writeConfig(t, "agent: {id: a/b}\nmqtt: {qos: 3}\nplcs: []\n")
 	var stdout, stderr bytes.Buffer
