@@ -44,11 +44,11 @@ var tagNode = regexp.MustCompile(`(?m)^      - name: "([^"]+)"\n        node: "(
 func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	const n = 3000
 	sim := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "1s")
-	code, out, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100", "-c", filepath.Join(t.TempDir(), "none.yaml"))
+	code, _, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100", "-c", filepath.Join(t.TempDir(), "none.yaml"))
 	if code == exitOK {
 		t.Fatalf("browse with a missing -c FILE succeeded:\n%s", errOut)
 	}
-	code, out, errOut = browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100")
+	code, out, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}

@@ -34,10 +34,7 @@ func TestKill9DuringBrokerOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "tagbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	// 10 Int32 counters, 200 values/s; changes 200 ms apart, so that a
 	// stalled agent under the race detector does not make plcsim merge
 	// values (it keeps only an item's latest value between publishes).

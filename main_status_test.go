@@ -41,10 +41,7 @@ func TestStatusCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "tagbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	broker := brokertest.Start(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms")
 	dir := t.TempDir()

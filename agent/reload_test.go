@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -19,24 +18,6 @@ import (
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
-
-// syncLog collects the agent's JSON log.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // simEntry is one plcs: entry on a plcsim, with its first tags tags.
 type simEntry struct {
@@ -83,13 +64,13 @@ func collect(t *testing.T, url string) *received {
 // agentRun is an Agent started by startReloadAgent.
 type agentRun struct {
 	a    *Agent
-	logs *syncLog
+	logs *logBuffer
 	stop func() // cancels and waits for Run, which must succeed
 }
 
 func startReloadAgent(t *testing.T, cfg *config.Config, level zerolog.Level) *agentRun {
 	t.Helper()
-	logs := &syncLog{}
+	logs := &logBuffer{}
 	a := New(cfg, zerolog.New(logs).Level(level).With().Timestamp().Logger())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
