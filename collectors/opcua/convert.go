@@ -11,6 +11,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
 )
 
 // maxDepth bounds the nesting of Variants, DataValues, DiagnosticInfos,
@@ -595,46 +596,8 @@ func guidString(g *ua.GUID) string {
 	return g.String()
 }
 
-// statusNames maps each status code gopcua knows to its OPC UA symbolic name.
-// gopcua's names are Go identifiers ("StatusBadNodeIDUnknown", "...URI...",
-// "...TCP..."); undoing the prefix and those initialisms gives back exactly
-// the names of Part 4 / StatusCode.csv for all 264 codes of gopcua v0.9.1.
-var statusNames = func() map[ua.StatusCode]string {
-	undo := strings.NewReplacer("ID", "Id", "URI", "Uri", "URL", "Url", "TCP", "Tcp")
-	m := make(map[ua.StatusCode]string, len(ua.StatusCodes))
-	for c, d := range ua.StatusCodes {
-		m[c] = undo.Replace(strings.TrimPrefix(d.Name, "Status"))
-	}
-	m[ua.StatusOK] = "Good" // gopcua lists 0 twice, as "OK" and "StatusGood"
-	return m
-}()
-
-// statusName returns the symbolic name of a status code: "Good",
-// "UncertainLastUsableValue", "BadCommunicationError". A code carrying info
-// bits (the low 16 bits: overflow, structure changed, ...) has the name of its
-// code without them; an unknown code is its severity with the code in hex,
-// e.g. "Bad (0x80AB0000)".
-func statusName(c ua.StatusCode) string {
-	if n, ok := statusNames[c]; ok {
-		return n
-	}
-	if n, ok := statusNames[c&0xFFFF0000]; ok {
-		return n
-	}
-	return fmt.Sprintf("%s (0x%08X)", severityName(c), uint32(c))
-}
-
-// severityName reads the top two bits of a status code. 11 is reserved and
-// to be treated as Bad (Part 4, 7.34.1).
-func severityName(c ua.StatusCode) string {
-	switch c >> 30 {
-	case 0:
-		return "Good"
-	case 1:
-		return "Uncertain"
-	}
-	return "Bad"
-}
+// statusName returns the symbolic name of a status code (see uastatus.Name).
+func statusName(c ua.StatusCode) string { return uastatus.Name(c) }
 
 // sampleFrom fills a Sample from a DataValue as the server sent it: value and
 // type via convertValue, status Good when the status was not sent,
