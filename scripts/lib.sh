@@ -135,3 +135,17 @@ ensure_opcua_peer() {
 		die "npm ci in $dir failed"
 	printf '%s\n' "$sum" >"$stamp"
 }
+
+# ensure_o62server exports TAGBRIDGE_O62SERVER, the open62541 test server
+# that the OPC UA interop tests run: ../shared/peers/open62541/o62server
+# beside the repository unless already set. Missing, it fails: the tests
+# would fail on it anyway, later and less clearly.
+ensure_o62server() {
+	if [ -z "${TAGBRIDGE_O62SERVER:-}" ]; then
+		TAGBRIDGE_O62SERVER="$(cd .. && pwd)/shared/peers/open62541/o62server"
+	fi
+	[ -x "$TAGBRIDGE_O62SERVER" ] ||
+		die "the open62541 test server is missing at $TAGBRIDGE_O62SERVER: put the shared folder beside the repository or set TAGBRIDGE_O62SERVER"
+	export TAGBRIDGE_O62SERVER
+	say "open62541 test server: $TAGBRIDGE_O62SERVER"
+}
