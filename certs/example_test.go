@@ -33,13 +33,18 @@ func Example() {
 		fmt.Println(err) // names the rejected file and the mv command that trusts it
 		return
 	}
-	if n := res.Notice(); n != "" {
-		fmt.Println(n) // trusted on first use, or replaced with auto_accept: force
-	}
 	if err := certs.VerifyHostname(res.Certificate, host); err != nil {
 		fmt.Println(err) // an error, or a warning with verify_hostname: false
 	}
 	if err := certs.VerifyApplicationURI(res.Certificate, serverURI); err != nil {
 		fmt.Println(err)
+	}
+	// After the secure channel and the session succeeded with it.
+	if err := store.Commit(res); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if n := res.Notice(); n != "" {
+		fmt.Println(n) // trusted on first use, or replaced with auto_accept: force
 	}
 }

@@ -63,12 +63,20 @@ type Result struct {
 	Certificate *x509.Certificate // the parsed server certificate, for VerifyHostname and VerifyApplicationURI
 	Subject     string            // the common name
 	Fingerprint string            // SHA-256, as Fingerprint returns it
-	// Stored is the file auto_accept wrote to trusted/certs, or "".
+	// Stored is the file auto_accept writes to trusted/certs at Commit, or
+	// "" for a certificate that was already trusted.
 	Stored string
 	// Replaced lists the files of the previously trusted certificate that
-	// auto_accept: force removed; non-empty means the certificate changed.
+	// auto_accept: force removes at Commit; non-empty means the
+	// certificate changed.
 	Replaced []string
+
+	peer string // whose pin Stored is
 }
+
+// Pending tells whether r was accepted on first use and is stored only at
+// Commit.
+func (r Result) Pending() bool { return r.Stored != "" }
 
 // Notice returns what the caller should log about r: "" for a certificate
 // that was already trusted. Replaced deserves a warning, Stored an info line.
@@ -87,6 +95,10 @@ func (r Result) Notice() string {
 // directories are read again at each call. An untrusted certificate is
 // written to rejected/certs, and the error names it and the command that
 // trusts it. Errors wrap the package's sentinels (ErrUntrusted, ErrExpired, ...).
+//
+// A certificate accepted on first use is not stored yet: the caller stores
+// it with Commit once a secure channel and a session succeeded with it, so a
+// server that merely presents a certificate never gets it pinned.
 func (s *Store) Verify(der []byte, opts VerifyOptions) (Result, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -123,20 +135,31 @@ func (s *Store) Verify(der []byte, opts VerifyOptions) (Result, error) {
 	if err := s.check(cert, append(slices.Clone(trusted), storedCert{"", cert}), opts); err != nil {
 		return Result{}, fmt.Errorf("server certificate %q (SHA-256 %s): %w", res.Subject, res.Fingerprint, err)
 	}
-	path := filepath.Join(s.Path(TrustedCerts), pinPrefix(opts.Peer)+fileName(cert))
-	if err := WriteFileAtomic(path, cert.Raw, 0o600, true); err != nil {
-		return Result{}, fmt.Errorf("store server certificate %q: %w", res.Subject, err)
-	}
-	res.Stored = path
+	res.Stored = filepath.Join(s.Path(TrustedCerts), pinPrefix(opts.Peer)+fileName(cert))
 	for _, p := range pins {
-		if p.path != path && strings.HasPrefix(filepath.Base(p.path), pinPrefix(opts.Peer)) {
-			if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return res, fmt.Errorf("remove replaced certificate: %w", err)
-			}
-		}
 		res.Replaced = append(res.Replaced, p.path)
 	}
+	res.peer = opts.Peer
 	return res, nil
+}
+
+// Commit stores a certificate that Verify accepted on first use and removes
+// the pins it replaces; nothing for one that was trusted already.
+func (s *Store) Commit(res Result) error {
+	if !res.Pending() {
+		return nil
+	}
+	if err := WriteFileAtomic(res.Stored, res.Certificate.Raw, 0o600, true); err != nil {
+		return fmt.Errorf("store server certificate %q: %w", res.Subject, err)
+	}
+	for _, path := range res.Replaced {
+		if path != res.Stored && strings.HasPrefix(filepath.Base(path), pinPrefix(res.peer)) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove replaced certificate: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // pinPrefix starts the name of a certificate stored by auto_accept for peer.

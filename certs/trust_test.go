@@ -347,11 +347,21 @@ func TestVerifyAutoAccept(t *testing.T) {
 	if want := `server certificate "plc1" trusted on first use and stored as ` + stored + ` (SHA-256 ` + Fingerprint(first.cert.Raw) + `)`; res.Notice() != want {
 		t.Errorf("notice %q\nwant %q", res.Notice(), want)
 	}
-	if res, err := s.Verify(first.cert.Raw, on); err != nil || res.Notice() != "" {
+	// Nothing is stored until the session succeeded with it.
+	if _, err := os.Stat(stored); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stored before Commit: %v", err)
+	}
+	if res, err := s.Verify(first.cert.Raw, on); err != nil || !res.Pending() {
+		t.Fatalf("before Commit, a second first use: %+v, %v", res, err)
+	}
+	if err := s.Commit(res); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Verify(first.cert.Raw, on); err != nil || res.Notice() != "" || res.Pending() {
 		t.Fatalf("second use: %+v, %v", res, err)
 	}
 	// Another PLC's first use does not count as a change of this one.
-	if res, err := s.Verify(otherPLC.cert.Raw, VerifyOptions{AutoAccept: AutoAcceptOn, Peer: "press2", Now: now}); err != nil || res.Stored == "" {
+	if res, err := s.Verify(otherPLC.cert.Raw, VerifyOptions{AutoAccept: AutoAcceptOn, Peer: "press2", Now: now}); err != nil || res.Stored == "" || s.Commit(res) != nil {
 		t.Fatalf("other PLC: %+v, %v", res, err)
 	}
 	// A changed certificate is refused as a possible man in the middle.
@@ -373,6 +383,9 @@ func TestVerifyAutoAccept(t *testing.T) {
 	}
 	if !strings.Contains(res.Notice(), `server certificate "plc1" changed; accepted because auto_accept is force`) {
 		t.Errorf("notice %q", res.Notice())
+	}
+	if err := s.Commit(res); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(stored); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("old certificate still trusted: %v", err)

@@ -108,6 +108,11 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) (fingerprint string, e
 	if err != nil {
 		return "", fmt.Errorf("server certificate: %w", err)
 	}
+	// Stored at once until the session layer is ours (issue 11), which
+	// commits it only after the channel and the session succeeded.
+	if err := store.Commit(res); err != nil {
+		return "", err
+	}
 	if n := res.Notice(); n != "" {
 		ev := s.log.Info()
 		if len(res.Replaced) > 0 {
