@@ -60,6 +60,10 @@ type MQTT struct {
 	Keepalive    Duration `yaml:"keepalive"`
 	Topic        string   `yaml:"topic"`
 	Spool        Spool    `yaml:"spool"`
+	// MaxPacketSize bounds every MQTT packet sent (batches are split to
+	// fit; a larger value is set aside) and received (a larger one drops
+	// the connection).
+	MaxPacketSize Size `yaml:"max_packet_size"`
 
 	// Payload is the message format: json (one object per value, or per
 	// publish cycle with Batch), sparkplug_b or opcua_json.

@@ -24,6 +24,7 @@ const (
 	DefaultBatchTopic         = "tagbridge/{agent}/{plc}"
 	DefaultSpoolMaxBytes      = 256 << 20
 	DefaultSpoolSyncInterval  = 100 * time.Millisecond
+	DefaultMaxPacketSize      = 1 << 20
 	DefaultSecurityPolicy     = "None"
 	DefaultSecurityMode       = "None"
 	DefaultCertificateFile    = DefaultCertDir + "/client-cert.pem" // as written by tagbridge certs create
@@ -66,6 +67,9 @@ func (c *Config) applyDefaults() {
 		m.Spool.MaxBytes = DefaultSpoolMaxBytes
 	}
 	orDuration(&m.Spool.SyncInterval, DefaultSpoolSyncInterval)
+	if m.MaxPacketSize == 0 {
+		m.MaxPacketSize = DefaultMaxPacketSize
+	}
 
 	for i := range c.PLCs {
 		p := &c.PLCs[i]

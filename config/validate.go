@@ -155,7 +155,17 @@ func (v *validator) mqtt(m *MQTT) {
 	if d := m.Spool.SyncInterval.Duration(); d < time.Millisecond || d > time.Minute {
 		v.add("mqtt.spool.sync_interval", "must be between 1ms and 1m, got %s", m.Spool.SyncInterval)
 	}
+	if m.MaxPacketSize < MinMaxPacketSize || m.MaxPacketSize > MaxMaxPacketSize {
+		v.add("mqtt.max_packet_size", "must be between 4KiB and 256MiB (MQTT's limit), got %s", m.MaxPacketSize)
+	}
 }
+
+// Bounds of mqtt.max_packet_size: room for one value with its topic, and
+// MQTT 3.1.1's largest packet.
+const (
+	MinMaxPacketSize = 4 << 10
+	MaxMaxPacketSize = 256 << 20
+)
 
 // MinSpoolMaxBytes is the smallest mqtt.spool.max_bytes: room for a few segments.
 const MinSpoolMaxBytes = 1 << 20
