@@ -36,12 +36,23 @@ func (e Error) Error() string {
 // Errors is every problem found in a configuration, in line order.
 type Errors []Error
 
+// MaxShown is how many problems Errors.Error lists before it only counts
+// the rest: a generated file with a typo on every tag should not bury the
+// terminal under tens of thousands of lines that say the same thing.
+const MaxShown = 100
+
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
+	var b strings.Builder
+	for i, e := range es[:min(len(es), MaxShown)] {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
 	}
-	return strings.Join(lines, "\n")
+	if len(es) > MaxShown {
+		fmt.Fprintf(&b, "\n... and %d more", len(es)-MaxShown)
+	}
+	return b.String()
 }
 
 // sortByLine orders es by line, keeping the order of problems on one line.
@@ -114,13 +125,23 @@ type entry struct {
 	used   bool // already given to an error: the next identical one goes to the next node
 }
 
-// entries lists the file's nodes in document order. Aliases are not followed,
-// so a self-referencing anchor cannot loop.
-func entries(root *yaml.Node) []*entry {
-	var out []*entry
+// byLine holds the file's nodes by line (a mapping entry under its key's
+// line and, when it differs, its value's), each line's in document order:
+// a decoder error names only a line, and looking it up must not scan the
+// whole file once per error.
+type byLine map[int][]*entry
+
+// entries indexes the file's nodes. Aliases are not followed, so a
+// self-referencing anchor cannot loop.
+func entries(root *yaml.Node) byLine {
+	out := byLine{}
 	var walk func(n *yaml.Node, path, parent string, key *yaml.Node)
 	walk = func(n *yaml.Node, path, parent string, key *yaml.Node) {
-		out = append(out, &entry{path: path, parent: parent, key: key, value: n})
+		en := &entry{path: path, parent: parent, key: key, value: n}
+		out[n.Line] = append(out[n.Line], en)
+		if key != nil && key.Line != n.Line {
+			out[key.Line] = append(out[key.Line], en)
+		}
 		switch n.Kind {
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {

@@ -43,7 +43,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	c.root = root
 
 	var errs Errors
-	var skip []string // paths whose validation a decode error makes moot
+	var skip pathSet // paths whose validation a decode error makes moot
 	if typeErr != nil {
 		errs, skip = decodeErrors(file, root, typeErr)
 	}
@@ -61,7 +61,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		verrs = err.(Errors)
 	}
 	for _, e := range verrs {
-		if !underAny(e.Path, skip) {
+		if !skip.covers(e.Path) {
 			errs = append(errs, e)
 		}
 	}
@@ -96,8 +96,9 @@ var (
 
 // decodeErrors turns the decoder's "line N: ..." messages into Errors placed
 // at a path, and returns the paths whose values the decoder left unset.
-func decodeErrors(file string, root *yaml.Node, te *yaml.TypeError) (errs Errors, skip []string) {
+func decodeErrors(file string, root *yaml.Node, te *yaml.TypeError) (errs Errors, skip pathSet) {
 	all := entries(root)
+	skip = pathSet{}
 	for _, s := range te.Errors {
 		m := typeErrLine.FindStringSubmatch(s)
 		if m == nil {
@@ -117,14 +118,14 @@ func decodeErrors(file string, root *yaml.Node, te *yaml.TypeError) (errs Errors
 			if en := findKey(all, line, key); en != nil {
 				// The decoder drops the whole mapping holding a duplicate key.
 				e.Path, e.Msg = en.path, "duplicate key (first at line "+f[2]+")"
-				skip = append(skip, moot(en.parent))
+				skip[moot(en.parent)] = true
 			}
 		} else if f := cannotDecode.FindStringSubmatch(msg); f != nil {
 			if en := findValue(all, line, f[1], f[2]); en != nil {
 				en.used = true
 				e.Path = en.path
 				e.Msg = "expected " + describeType(f[3]) + ", got " + describeNode(en.value)
-				skip = append(skip, moot(en.path))
+				skip[moot(en.path)] = true
 			}
 		} else {
 			// Our own UnmarshalYAML messages quote the value they reject.
@@ -142,7 +143,7 @@ func decodeErrors(file string, root *yaml.Node, te *yaml.TypeError) (errs Errors
 			if en != nil {
 				en.used = true
 				e.Path = en.path
-				skip = append(skip, moot(en.path))
+				skip[moot(en.path)] = true
 			}
 		}
 		errs = append(errs, e)
@@ -159,8 +160,8 @@ func moot(path string) string {
 	return path
 }
 
-func findKey(all []*entry, line int, key string) *entry {
-	for _, en := range all {
+func findKey(all byLine, line int, key string) *entry {
+	for _, en := range all[line] {
 		if !en.used && en.key != nil && en.key.Line == line && en.key.Value == key {
 			en.used = true
 			return en
@@ -171,8 +172,8 @@ func findKey(all []*entry, line int, key string) *entry {
 
 // findValue returns the first unused node on line matching the decoder's
 // tag and value ("" matches anything; a value ending in "..." is a prefix).
-func findValue(all []*entry, line int, tag, value string) *entry {
-	for _, en := range all {
+func findValue(all byLine, line int, tag, value string) *entry {
+	for _, en := range all[line] {
 		n := en.value
 		if en.used || n.Line != line || !kindMatches(n, tag) {
 			continue
@@ -218,10 +219,22 @@ func describeType(t string) string {
 	return t
 }
 
-// underAny reports whether path is one of prefixes or lies beneath one.
-func underAny(path string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if p == "" || path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+// pathSet holds paths such as plcs[0].tags; a path covers itself and
+// everything beneath it.
+type pathSet map[string]bool
+
+// covers reports whether path is in s or lies beneath a path in s. It looks
+// up each of path's ancestors, so its cost does not grow with s: a file
+// with an error on every one of 40,000 tags stays linear.
+func (s pathSet) covers(path string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	if s[""] || s[path] {
+		return true
+	}
+	for i := 0; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && s[path[:i]] {
 			return true
 		}
 	}
