@@ -10,6 +10,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
 )
 
 // recover moves a session whose channel failed (cause) to a new channel
@@ -32,13 +33,13 @@ func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcu
 	sess, _ := old.DetachSession(ctx)
 	go closeClient(ctx, old) // a frozen connection must not hold the recovery up
 
-	deadline := time.Now().Add(st.window())
-	if sess != nil && !errors.Is(cause, errSessionGone) {
+	deadline := time.Now().Add(st.Window(minRecoveryWindow))
+	if sess != nil && !errors.Is(cause, subscription.ErrSessionGone) {
 		for attempt := 0; ; attempt++ {
 			c, err := s.reattach(ctx, secOpts, sess)
 			if err == nil {
-				st.reack = true
-				s.recovered("session reactivated on a new channel", attempt+1)
+				st.Reactivated()
+				s.recovered(st, "session reactivated on a new channel", attempt+1)
 				return c, nil
 			}
 			if ctx.Err() != nil {
@@ -68,9 +69,9 @@ func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcu
 	if err != nil {
 		return nil, err
 	}
-	terr := s.transfer(ctx, c, st)
+	terr := st.Transfer(ctx, gopcuaSender{c})
 	if terr == nil {
-		s.recovered("subscriptions transferred to a new session", 1)
+		s.recovered(st, "subscriptions transferred to a new session", 1)
 		return c, nil
 	}
 	s.log.Debug().Err(terr).Msg("subscriptions not transferable; recreating them")
@@ -80,16 +81,18 @@ func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcu
 		return nil, err
 	}
 	s.reportTags()
-	s.status.SetState(collectors.StateStreaming, "")
-	s.log.Info().Str("state", collectors.StateStreaming).Int("subscriptions", len(st.subs)).
+	s.await(st, collectors.StateConnecting, "subscriptions recreated; waiting for the first notification")
+	s.log.Info().Str("state", collectors.StateConnecting).Int("subscriptions", st.Len()).
 		Msg("plc session re-established; the server had lost it, subscriptions recreated")
 	return c, nil
 }
 
-func (s *Session) recovered(how string, attempts int) {
+// recovered counts a recovery; the state says streaming again once the
+// first PublishResponse arrives on the new channel.
+func (s *Session) recovered(st *stream, how string, attempts int) {
 	s.status.NoteRecovery()
-	s.status.SetState(collectors.StateStreaming, "")
-	s.log.Info().Str("state", collectors.StateStreaming).Int("attempt", attempts).Msg("plc session recovered: " + how)
+	s.await(st, collectors.StateRecovering, how+"; waiting for the first notification")
+	s.log.Info().Str("state", collectors.StateRecovering).Int("attempt", attempts).Msg("plc session recovered: " + how)
 }
 
 // reattach opens a new channel and activates sess on it. On failure the
@@ -122,4 +125,13 @@ func (s *Session) reattach(ctx context.Context, secOpts []opcua.Option, sess *op
 		return fail("read namespaces", err)
 	}
 	return c, nil
+}
+
+// isSessionLost tells status codes that mean the server dropped the session.
+func isSessionLost(c ua.StatusCode) bool {
+	switch c {
+	case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSessionNotActivated:
+		return true
+	}
+	return false
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -67,6 +68,8 @@ type Session struct {
 	hostnameWarned bool         // the verify_hostname: false warning is given once
 
 	chanWatch chanWatch // the secure channel's token, polled by the publish loop
+
+	maxItemsPerSub int // items per subscription before the tags are split; 0: the default (tests lower it)
 }
 
 // ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
@@ -183,25 +186,26 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 		return false, err
 	}
 	defer func() { closeClient(ctx, c) }() // c changes as the session moves
-	st := &stream{}
+	st := s.newStream(out)
 	if err := s.subscribe(ctx, c, st); err != nil {
 		return false, err
 	}
-	s.log.Info().Str("state", "streaming").Int("tags", len(s.tags)).Int("subscriptions", len(st.subs)).
+	s.log.Info().Str("state", collectors.StateConnecting).Int("tags", len(s.tags)).Int("subscriptions", st.Len()).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
 	s.reportTags()
-	s.status.SetState(collectors.StateStreaming, "")
+	s.await(st, collectors.StateConnecting, "subscribed; waiting for the first notification")
 
 	started := time.Now()
 	moved := false // the session moved to a new channel
 	for {
-		got := st.got
-		err := s.stream(ctx, c, st, out)
+		got := st.Received()
+		err := s.stream(ctx, c, st)
+		// A session that delivered nothing is not healthy however long it lasted.
+		healthy = healthy || (time.Since(started) >= healthyAfter && st.Received() > got)
 		if ctx.Err() != nil {
-			return healthy || time.Since(started) >= healthyAfter, nil
+			return healthy, nil
 		}
-		healthy = healthy || time.Since(started) >= healthyAfter
-		if errors.Is(err, errSubscriptionsGone) {
+		if errors.Is(err, subscription.ErrGone) {
 			// The session is fine; its subscriptions are not.
 			s.log.Warn().Err(err).Msg("plc subscriptions lost; recreating them")
 			if err := s.subscribe(ctx, c, st); err != nil {
@@ -211,7 +215,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			continue
 		}
 		s.status.NoteError(err)
-		if moved && st.got == got {
+		if moved && st.Received() == got {
 			// Nothing came on the new channel: some servers (gopcua's)
 			// reactivate a session but not its subscriptions.
 			return healthy, fmt.Errorf("%w; nothing arrived since the session moved to a new channel", err)
@@ -484,8 +488,8 @@ func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, st *stream
 	}
 	for iv, handles := range byInterval {
 		slices.Sort(handles)
-		if sub := st.byInterval(iv); sub != nil {
-			if err := s.monitor(ctx, c, sub.id, handles, defaultItemsPerCall); err != nil {
+		if subID, ok := st.ByInterval(iv); ok {
+			if err := s.monitor(ctx, c, subID, handles, defaultItemsPerCall); err != nil {
 				s.log.Debug().Err(err).Msg("retrying rejected tags")
 			}
 		}
@@ -552,37 +556,28 @@ func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, 
 	return res.Results[0].Value, nil
 }
 
-// handle turns one notification into one batch of samples.
-func (s *Session) handle(ctx context.Context, subID uint32, n any, out chan<- collectors.Batch, dog *watchdog) error {
-	switch v := n.(type) {
-	case *ua.DataChangeNotification:
-		batch := make(collectors.Batch, 0, len(v.MonitoredItems))
-		for _, item := range v.MonitoredItems {
-			if item != nil && item.ClientHandle >= heartbeatHandle {
-				s.noteHeartbeat(item.Value, dog)
-				continue
-			}
-			if item == nil || int(item.ClientHandle) >= len(s.tags) {
-				s.log.Warn().Msg("notification for an unknown monitored item; ignored")
-				continue
-			}
-			tag := s.tags[item.ClientHandle]
-			batch = append(batch, sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value))
+// handle turns one data change notification into one batch of samples and
+// hands it to out; it returns early when ctx ends.
+func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out chan<- collectors.Batch, dog *watchdog) {
+	batch := make(collectors.Batch, 0, len(n.MonitoredItems))
+	for _, item := range n.MonitoredItems {
+		if item != nil && item.ClientHandle >= heartbeatHandle {
+			s.noteHeartbeat(item.Value, dog)
+			continue
 		}
-		if len(batch) == 0 {
-			return nil
+		if item == nil || int(item.ClientHandle) >= len(s.tags) {
+			s.log.Warn().Msg("notification for an unknown monitored item; ignored")
+			continue
 		}
-		s.status.Collected(batch)
-		select {
-		case out <- batch:
-		case <-ctx.Done():
-			return nil
-		}
-	case *ua.StatusChangeNotification:
-		if v.Status == ua.StatusBadTimeout {
-			return fmt.Errorf("subscription %d expired: %w", subID, errSubscriptionsGone)
-		}
-		return fmt.Errorf("subscription %d: status changed to %s", subID, statusName(v.Status))
+		tag := s.tags[item.ClientHandle]
+		batch = append(batch, sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value))
 	}
-	return nil
+	if len(batch) == 0 {
+		return
+	}
+	s.status.Collected(batch)
+	select {
+	case out <- batch:
+	case <-ctx.Done():
+	}
 }
