@@ -2,8 +2,11 @@ package certs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -95,5 +98,119 @@ func TestGuardRelativePath(t *testing.T) {
 	real, _ := filepath.EvalSymlinks(filepath.Join(dir, "certs", "a.pem"))
 	if err != nil || got != real {
 		t.Fatalf("Check = %q, %v; want %q", got, err, real)
+	}
+}
+
+// A key symlink swapped after the configuration was checked, to a file
+// outside the allowed directories, is refused when the agent opens it.
+func TestGuardAtOpen(t *testing.T) {
+	root := t.TempDir()
+	allowed := filepath.Join(root, "certs")
+	outside := filepath.Join(root, "home")
+	writeFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
+	writeFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
+	writeFile(t, filepath.Join(allowed, "open.key"), []byte("inside"), 0o644)
+	link := filepath.Join(allowed, "client.key")
+	if err := os.Symlink(filepath.Join(allowed, "real.key"), link); err != nil {
+		t.Fatal(err)
+	}
+	g := Guard{Dirs: []string{allowed}}
+	if _, err := g.Check(link); err != nil {
+		t.Fatalf("Check before the swap: %v", err)
+	}
+	if data, err := g.ReadKeyFile(link); err != nil || string(data) != "inside" {
+		t.Fatalf("ReadKeyFile before the swap = %q, %v", data, err)
+	}
+	swap(t, filepath.Join(outside, "stolen.key"), link)
+	data, err := g.ReadKeyFile(link)
+	if !errors.Is(err, ErrNotAllowed) || data != nil {
+		t.Fatalf("ReadKeyFile after the swap = %q, %v; want ErrNotAllowed", data, err)
+	}
+	want := link + " resolves to " + filepath.Join(outside, "stolen.key") + ", which is not in an allowed directory (" + allowed + ")"
+	if err.Error() != want {
+		t.Errorf("message:\n got %s\nwant %s", err, want)
+	}
+	if _, err := g.ReadKeyFile(filepath.Join(allowed, "open.key")); !errors.Is(err, ErrKeyPermissions) {
+		t.Errorf("key readable by others: %v, want ErrKeyPermissions", err)
+	}
+	if _, err := g.ReadFile(filepath.Join(allowed, "open.key")); err != nil {
+		t.Errorf("certificate readable by others: %v", err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(allowed, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.ReadFile(filepath.Join(allowed, "fifo")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("FIFO: %v, want not a regular file", err)
+	}
+}
+
+// While a symlink flips between a file inside and one outside, every read
+// either fails or returns the inside file: the check is made on what was
+// opened, so no interleaving lets the outside file through.
+func TestGuardAtOpenRace(t *testing.T) {
+	root := t.TempDir()
+	allowed := filepath.Join(root, "certs")
+	outside := filepath.Join(root, "home")
+	writeFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
+	writeFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
+	link := filepath.Join(allowed, "client.key")
+	if err := os.Symlink(filepath.Join(allowed, "real.key"), link); err != nil {
+		t.Fatal(err)
+	}
+	g := Guard{Dirs: []string{allowed}}
+	done := make(chan struct{})
+	flipped := make(chan int)
+	go func() {
+		n := 0
+		targets := []string{filepath.Join(outside, "stolen.key"), filepath.Join(allowed, "real.key")}
+		for {
+			select {
+			case <-done:
+				flipped <- n
+				return
+			default:
+			}
+			swap(t, targets[n%2], link)
+			n++
+		}
+	}()
+	var ok, refused int
+	var bad error // the first read that must not happen; the swapper is stopped before reporting it
+	for range 2000 {
+		data, err := g.ReadKeyFile(link)
+		if err == nil && string(data) == "inside" {
+			ok++
+		} else if err == nil {
+			bad = fmt.Errorf("read %q through a swapped symlink", data)
+		} else if errors.Is(err, ErrNotAllowed) || errors.Is(err, os.ErrNotExist) {
+			refused++
+		} else {
+			bad = fmt.Errorf("unexpected error: %w", err)
+		}
+		if bad != nil {
+			break
+		}
+	}
+	close(done)
+	n := <-flipped
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	t.Logf("%d swaps; %d reads inside, %d refused", n, ok, refused)
+	if refused == 0 || n < 10 {
+		t.Errorf("the race was not exercised: %d swaps, %d refused", n, refused)
+	}
+}
+
+// swap points link at target atomically (rename over it), as an attacker would.
+func swap(t *testing.T, target, link string) {
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		t.Error(err)
 	}
 }

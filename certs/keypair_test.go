@@ -5,13 +5,16 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadKeyPair(t *testing.T) {
@@ -24,6 +27,9 @@ func TestLoadKeyPair(t *testing.T) {
 	}
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	ecSEC1, _ := x509.MarshalECPrivateKey(ec)
+	ecSEC1PEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecSEC1})
+	ecCertPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ecCert(t, ec)})
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.cert.Raw})
 	pkcs1PEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 	pkcs8PEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
@@ -47,7 +53,11 @@ func TestLoadKeyPair(t *testing.T) {
 		{name: "key of another certificate", cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.cert.Raw}), key: pkcs1PEM, err: ErrKeyMismatch, contains: "does not match certificate"},
 		{name: "garbage certificate", cert: []byte("hello"), key: pkcs1PEM, err: ErrBadCertificate, contains: "not a valid certificate"},
 		{name: "garbage key", cert: certPEM, key: []byte("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"), err: ErrBadKey},
-		{name: "EC key", cert: certPEM, key: ecDER, err: ErrBadKey, contains: "*ecdsa.PrivateKey keys are not supported (OPC UA needs RSA)"},
+		{name: "EC key, RSA certificate", cert: certPEM, key: ecDER, err: ErrKeyMismatch, contains: "(ECDSA P-256) does not match certificate "},
+		{name: "RSA key, EC certificate", cert: ecCertPEM, key: pkcs1PEM, err: ErrKeyMismatch, contains: "(RSA 2048-bit) does not match certificate "},
+		// Not "invalid": ECC certificates are for the ECC policies.
+		{name: "EC key and certificate", cert: ecCertPEM, key: ecSEC1PEM, err: ErrKeyType, contains: " holds an ECDSA P-256 key; the RSA security policies need an RSA key"},
+		{name: "RSA key of another certificate: same type", cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.cert.Raw}), key: pkcs8PEM, err: ErrKeyMismatch, contains: "(both RSA 2048-bit, but not the same key)"},
 		{name: "legacy encrypted PEM key", cert: certPEM, key: []byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"), err: ErrBadKey, contains: "encrypted keys are not supported"},
 		{name: "encrypted key", cert: certPEM, key: []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"), err: ErrBadKey, contains: "encrypted keys are not supported"},
 	}
@@ -79,6 +89,62 @@ func TestLoadKeyPair(t *testing.T) {
 				t.Errorf("ApplicationURI = %q, %v", uri, err)
 			}
 		})
+	}
+}
+
+// ecCert is a self-signed certificate for an ECDSA key.
+func ecCert(t *testing.T, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "ec"}, NotBefore: now.AddDate(0, 0, -1), NotAfter: now.AddDate(1, 0, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestLoadAnyKeyPair(t *testing.T) {
+	dir := t.TempDir()
+	ec, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	writeFile(t, filepath.Join(dir, "cert"), ecCert(t, ec), 0o644)
+	writeFile(t, filepath.Join(dir, "key"), ecDER, 0o600)
+	cert, _, k, err := Guard{Dirs: []string{dir}}.LoadAnyKeyPair(filepath.Join(dir, "cert"), filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := DescribeKey(cert.PublicKey); got != "ECDSA P-384" || !ec.Equal(k) {
+		t.Errorf("DescribeKey = %q, key equal %v", got, ec.Equal(k))
+	}
+	if got := DescribeKey(&key(t, 0).PublicKey); got != "RSA 2048-bit" {
+		t.Errorf("DescribeKey(RSA) = %q", got)
+	}
+}
+
+func TestCheckValidity(t *testing.T) {
+	c := mkCert(t, certSpec{cn: "agent", notBefore: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), notAfter: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, nil)
+	tests := []struct {
+		now  time.Time
+		err  error
+		want string
+	}{
+		{now: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)},
+		{now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), err: ErrExpired,
+			want: "certificate c.pem expired on 2026-01-01 00:00:00 UTC (valid from 2025-01-01 00:00:00 UTC to 2026-01-01 00:00:00 UTC; tagbridge certs create writes a new one)"},
+		{now: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC), err: ErrNotYetValid,
+			want: "certificate c.pem is not valid yet (valid from 2025-01-01 00:00:00 UTC to 2026-01-01 00:00:00 UTC; now is 2024-12-01 00:00:00 UTC; is the clock right?)"},
+	}
+	for _, tc := range tests {
+		err := CheckValidity("c.pem", c.cert, tc.now)
+		if tc.err == nil {
+			if err != nil {
+				t.Errorf("%v: %v", tc.now, err)
+			}
+			continue
+		}
+		if !errors.Is(err, tc.err) || err.Error() != tc.want {
+			t.Errorf("%v: %v\nwant %s", tc.now, err, tc.want)
+		}
 	}
 }
 
