@@ -47,6 +47,9 @@ const maxChain = 8
 // VerifyOptions say how Store.Verify checks a server certificate.
 type VerifyOptions struct {
 	Trust               Trust // "" means TrustFull
+	// TrustedFingerprints trust the certificates they name as if they were in
+	// trusted/certs, in every Trust mode: with TrustFull such a certificate is
+	// an anchor, and its validity, key, usage and revocation are still checked.
 	TrustedFingerprints []string
 	AutoAccept          AutoAccept
 	// Peer names the server for AutoAccept (e.g. the PLC's name): the
@@ -216,6 +219,11 @@ func (s *Store) check(cert *x509.Certificate, trusted []storedCert, opts VerifyO
 		return fail(ErrKeyUsage, "key usage lacks digitalSignature")
 	}
 	var anchors, cas []*x509.Certificate
+	// A listed fingerprint trusts the certificate as trusted/certs would:
+	// an anchor, still checked for validity, strength, usage and revocation.
+	if s.fingerprintTrusted(cert, nil, opts.TrustedFingerprints) {
+		anchors = append(anchors, cert)
+	}
 	for _, t := range trusted {
 		anchors = append(anchors, t.cert)
 		if t.cert.IsCA {
@@ -233,7 +241,7 @@ func (s *Store) check(cert *x509.Certificate, trusted []storedCert, opts VerifyO
 		if b.hint != nil {
 			return b.hint
 		}
-		return fail(ErrUntrusted, "it is not in %s and no chain leads to a CA there", s.Path(TrustedCerts))
+		return fail(ErrUntrusted, "it is neither in %s nor in trusted_fingerprints, and no chain leads to a CA there", s.Path(TrustedCerts))
 	}
 	return s.revocation(chain, opts)
 }

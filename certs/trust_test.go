@@ -205,6 +205,15 @@ func TestVerifyFull(t *testing.T) {
 			opts: VerifyOptions{AllowSHA1: true}},
 		{name: "SHA-1 chain", cert: sha1Leaf, setup: func(s *Store) { chain(s, rootCRL, interCRL) }, err: ErrSHA1},
 		{name: "SHA-1 chain allowed", cert: sha1Leaf, setup: func(s *Store) { chain(s, rootCRL, interCRL) }, opts: VerifyOptions{AllowSHA1: true}},
+		// trust: full takes trusted_fingerprints into account: the listed
+		// certificate is an anchor, and everything else is still checked.
+		{name: "self-signed in trusted_fingerprints", cert: self, opts: VerifyOptions{TrustedFingerprints: []string{Fingerprint(self.cert.Raw)}}},
+		{name: "another fingerprint listed", cert: self, opts: VerifyOptions{TrustedFingerprints: []string{Fingerprint(expired.cert.Raw)}},
+			err: ErrUntrusted, msg: "nor in trusted_fingerprints, and no chain leads to a CA there"},
+		{name: "expired in trusted_fingerprints", cert: expired, opts: VerifyOptions{TrustedFingerprints: []string{Fingerprint(expired.cert.Raw)}},
+			err: ErrExpired, msg: "expired on 2026-11-21"},
+		{name: "weak key in trusted_fingerprints", cert: weak, opts: VerifyOptions{TrustedFingerprints: []string{Fingerprint(weak.cert.Raw)}},
+			err: ErrWeakKey},
 		{name: "garbage in the store is skipped", cert: self, setup: func(s *Store) {
 			put(t, s, TrustedCerts, "junk.der", []byte("junk"))
 			put(t, s, TrustedCRL, "junk.crl", []byte("junk"))
@@ -248,8 +257,8 @@ func TestVerifyRejectedThenTrusted(t *testing.T) {
 	fp := Fingerprint(cert.cert.Raw)
 	_, err := s.Verify(cert.cert.Raw, VerifyOptions{Now: now})
 	rejected := filepath.Join(s.Path(RejectedCerts), "PLC_1_Line_A_"+fingerprintHex(cert.cert.Raw)+".der")
-	want := `server certificate "PLC 1/Line A" (SHA-256 ` + fp + `) is not trusted: it is not in ` + s.Path(TrustedCerts) +
-		` and no chain leads to a CA there; saved as ` + rejected + `; to trust it: mv ` + rejected + ` ` + s.Path(TrustedCerts) + `/`
+	want := `server certificate "PLC 1/Line A" (SHA-256 ` + fp + `) is not trusted: it is neither in ` + s.Path(TrustedCerts) +
+		` nor in trusted_fingerprints, and no chain leads to a CA there; saved as ` + rejected + `; to trust it: mv ` + rejected + ` ` + s.Path(TrustedCerts) + `/`
 	if !errors.Is(err, ErrUntrusted) || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
 	}
