@@ -46,7 +46,7 @@ const maxChain = 8
 
 // VerifyOptions say how Store.Verify checks a server certificate.
 type VerifyOptions struct {
-	Trust               Trust // "" means TrustFull
+	Trust Trust // "" means TrustFull
 	// TrustedFingerprints trust the certificates they name as if they were in
 	// trusted/certs, in every Trust mode: with TrustFull such a certificate is
 	// an anchor, and its validity, key, usage and revocation are still checked.
