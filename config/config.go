@@ -2,7 +2,11 @@
 // defaults and validation. No network, no goroutines.
 package config
 
-import "go.yaml.in/yaml/v3"
+import (
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/certs"
+)
 
 // Config is the whole YAML file.
 type Config struct {
@@ -123,6 +127,11 @@ type PLC struct {
 	// ClockSkewWarning is the PLC clock offset that is worth a warning.
 	ClockSkewWarning Duration `yaml:"clock_skew_warning"`
 	Tags             []Tag    `yaml:"tags"`
+
+	// CertGuard confines the certificate and key files of this PLC to
+	// agent.allowed_cert_dirs when they are opened: load them with
+	// CertGuard.LoadKeyPair, which checks the file actually opened.
+	CertGuard certs.Guard `yaml:"-"`
 }
 
 // Security selects the secure channel's policy and mode, the agent's
@@ -150,6 +159,9 @@ type Auth struct {
 	PasswordFile    string `yaml:"password_file"`
 	CertificateFile string `yaml:"certificate_file"`
 	KeyFile         string `yaml:"key_file"`
+	// AllowPlaintextPassword lets the password go out unencrypted when the
+	// endpoint's user token policy asks for none; only with security policy None.
+	AllowPlaintextPassword bool `yaml:"allow_plaintext_password"`
 
 	// Password is resolved from PasswordEnv or PasswordFile at load time.
 	Password Secret `yaml:"-"`

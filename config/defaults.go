@@ -8,6 +8,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/certs"
 )
 
 // Defaults; config.example.yaml shows each of them.
@@ -104,6 +106,7 @@ func (c *Config) applyDefaults() {
 		}
 		orDuration(&p.ClockSkewWarning, DefaultClockSkewWarning)
 		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
+		p.CertGuard = certs.Guard{Dirs: a.AllowedCertDirs}
 		for j := range p.Tags {
 			t := &p.Tags[j]
 			orDuration(&t.SamplingInterval, p.SamplingInterval.Duration())

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -96,26 +98,64 @@ func (v *validator) security(path string, s Security) {
 		}
 		return
 	}
-	v.keyPair(path, s.CertificateFile, s.KeyFile, true)
+	v.keyPair(path, s.CertificateFile, s.KeyFile, true, policyNeeds(s.Policy))
 }
 
+// keyNeed is the key a certificate must hold: who needs it, and the RSA sizes accepted.
+type keyNeed struct {
+	who              string
+	minBits, maxBits int
+}
+
+func (k keyNeed) String() string {
+	if k.minBits == k.maxBits {
+		return fmt.Sprintf("%s needs an RSA %d-bit key", k.who, k.minBits)
+	}
+	return fmt.Sprintf("%s needs an RSA key of %d to %d bits", k.who, k.minBits, k.maxBits)
+}
+
+// policyNeeds is the agent certificate's key that policy accepts: the
+// policy's own range, never under certs.MinRSABits. The deprecated
+// policies allow 1024 to 2048 bits; 1024 is refused as too weak.
+func policyNeeds(policy string) keyNeed {
+	switch policy {
+	case "auto":
+		return keyNeed{"policy auto (it picks among the RSA policies)", certs.MinRSABits, 4096}
+	case "Basic128Rsa15", "Basic256":
+		return keyNeed{fmt.Sprintf("security policy %s", policy), certs.MinRSABits, 2048}
+	}
+	return keyNeed{fmt.Sprintf("security policy %s", policy), certs.MinRSABits, 4096}
+}
+
+// userCertNeeds is the key an X.509 user identity needs: its token is
+// signed with an RSA policy whatever the channel's.
+var userCertNeeds = keyNeed{"an X.509 user identity", certs.MinRSABits, 4096}
+
 // keyPair checks a certificate and key file pair at path (security or
-// auth): allowed directory, permissions, and that they load and match.
-func (v *validator) keyPair(path, certFile, keyFile string, needURI bool) {
+// auth): allowed directory, permissions, that they load and match, that the
+// certificate is valid now, and that its key is what need asks for.
+func (v *validator) keyPair(path, certFile, keyFile string, needURI bool, need keyNeed) {
 	certOK := v.certFile(path+".certificate_file", certFile, false)
 	keyOK := v.certFile(path+".key_file", keyFile, true)
 	if !certOK || !keyOK {
 		return
 	}
-	cert, _, _, err := certs.LoadKeyPair(certFile, keyFile)
+	cert, _, _, err := certs.Guard{Dirs: v.c.Agent.AllowedCertDirs}.LoadAnyKeyPair(certFile, keyFile)
 	switch {
-	case errors.Is(err, certs.ErrKeyMismatch):
+	case errors.Is(err, certs.ErrKeyMismatch), errors.Is(err, certs.ErrBadKey), errors.Is(err, certs.ErrKeyPermissions):
 		v.add(path+".key_file", "%s", err)
-	case errors.Is(err, certs.ErrBadKey):
-		v.add(path+".key_file", "%s", err)
+		return
 	case err != nil:
 		v.add(path+".certificate_file", "%s", err)
-	case needURI:
+		return
+	}
+	if err := certs.CheckValidity(certFile, cert, time.Now()); err != nil {
+		v.add(path+".certificate_file", "%s", err)
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || pub.N.BitLen() < need.minBits || pub.N.BitLen() > need.maxBits {
+		v.add(path+".certificate_file", "certificate %s holds an %s key; %s", certFile, certs.DescribeKey(cert.PublicKey), need)
+	}
+	if needURI {
 		if _, err := certs.ApplicationURI(cert); err != nil {
 			v.add(path+".certificate_file", "%s", err)
 		}
@@ -159,7 +199,8 @@ func (v *validator) certFile(path, name string, key bool) bool {
 	return true
 }
 
-func (v *validator) auth(path string, a *Auth) {
+// auth checks the user identity of a PLC whose security policy is policy.
+func (v *validator) auth(path string, a *Auth, policy string) {
 	switch {
 	case a.PasswordEnv != "" && a.PasswordFile != "":
 		v.add(path+".password_file", "password_env and password_file are mutually exclusive")
@@ -168,6 +209,14 @@ func (v *validator) auth(path string, a *Auth) {
 	case a.PasswordFile != "":
 		a.Password = v.fromFile(path+".password_file", a.PasswordFile)
 	}
+	if a.AllowPlaintextPassword {
+		switch {
+		case a.Username == "":
+			v.add(path+".allow_plaintext_password", "applies to a username and password only")
+		case policy != "None":
+			v.add(path+".allow_plaintext_password", "only allowed with security policy None, not %q: on a secured channel the password is always encrypted", policy)
+		}
+	}
 	if a.CertificateFile == "" && a.KeyFile == "" {
 		return
 	}
@@ -175,5 +224,5 @@ func (v *validator) auth(path string, a *Auth) {
 		v.add(path+".certificate_file", "username and certificate_file are mutually exclusive (one user identity)")
 		return
 	}
-	v.keyPair(path, a.CertificateFile, a.KeyFile, false)
+	v.keyPair(path, a.CertificateFile, a.KeyFile, false, userCertNeeds)
 }

@@ -1,10 +1,21 @@
 package config
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tagbridge/tagbridge/certs"
 )
@@ -17,13 +28,44 @@ func certDir(t *testing.T) string {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"client", "other"} {
-		c, k, err := certs.Generate(certs.Options{AgentID: name, Hostname: "ipc01"})
+	for name, o := range map[string]certs.Options{
+		"client":  {},
+		"other":   {},
+		"expired": {Now: time.Date(2020, 1, 8, 0, 0, 0, 0, time.UTC), Days: 365},
+		"future":  {Now: time.Date(2099, 1, 8, 0, 0, 0, 0, time.UTC)},
+	} {
+		o.AgentID, o.Hostname = name, "ipc01"
+		c, k, err := certs.Generate(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		write(t, filepath.Join(dir, name+"-cert.pem"), c, 0o644)
 		write(t, filepath.Join(dir, name+"-key.pem"), k, 0o600)
+	}
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]crypto.Signer{"weak": weak, "ec": ec} {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+			URIs: []*url.URL{{Scheme: "urn", Opaque: "ipc01:tagbridge:" + name}},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, name+"-cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+		write(t, filepath.Join(dir, name+"-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 	}
 	return dir
 }
@@ -56,13 +98,17 @@ func TestSecurityFiles(t *testing.T) {
 	}
 	cert := filepath.Join(dir, "client-cert.pem")
 	key := func(name string) string { return filepath.Join(dir, name) }
+	pair := func(name string) string {
+		return "certificate_file: " + key(name+"-cert.pem") + ", key_file: " + key(name+"-key.pem")
+	}
 
 	tests := []struct {
-		name string
-		sec  string // the security mapping's extra keys
-		auth string
-		tls  string
-		want string // the whole error output, "" for success
+		name   string
+		sec    string // the security mapping's extra keys
+		auth   string
+		tls    string
+		policy string // "" for Basic256Sha256
+		want   string // the whole error output, "" for success; a final … matches a prefix
 	}{
 		{name: "ok", sec: "certificate_file: " + cert + ", key_file: " + key("client-key.pem")},
 		{name: "key through symlink inside", sec: "certificate_file: " + cert + ", key_file: " + key("alias-key.pem")},
@@ -77,7 +123,23 @@ func TestSecurityFiles(t *testing.T) {
 		{name: "dot-dot", sec: "certificate_file: " + dir + "/../home/client-key.pem, key_file: " + key("client-key.pem"),
 			want: "c.yaml:7: plcs[0].security.certificate_file: " + dir + "/../home/client-key.pem is not in an allowed directory (" + dir + ")"},
 		{name: "key of another certificate", sec: "certificate_file: " + cert + ", key_file: " + key("other-key.pem"),
-			want: "c.yaml:7: plcs[0].security.key_file: key " + key("other-key.pem") + " does not match certificate " + cert},
+			want: "c.yaml:7: plcs[0].security.key_file: key " + key("other-key.pem") + " does not match certificate " + cert + " (both RSA 2048-bit, but not the same key)"},
+		{name: "expired", sec: pair("expired"),
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("expired-cert.pem") + " expired on 2021-01-07 00:00:00 UTC (valid from 2020-01-01 00:00:00 UTC to 2021-01-07 00:00:00 UTC; tagbridge certs create writes a new one)"},
+		{name: "not yet valid", sec: pair("future"),
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("future-cert.pem") + " is not valid yet (valid from 2099-01-01 00:00:00 UTC to 2101-01-08 00:00:00 UTC; now is " + time.Now().UTC().Format("2006-01-02") + "…"},
+		{name: "RSA 1024", sec: pair("weak"),
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; security policy Basic256Sha256 needs an RSA key of 2048 to 4096 bits"},
+		{name: "ECC pair", sec: pair("ec"),
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("ec-cert.pem") + " holds an ECDSA P-256 key; security policy Basic256Sha256 needs an RSA key of 2048 to 4096 bits"},
+		{name: "ECC pair, policy auto", sec: pair("ec"), policy: "auto",
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("ec-cert.pem") + " holds an ECDSA P-256 key; policy auto (it picks among the RSA policies) needs an RSA key of 2048 to 4096 bits"},
+		{name: "ECC certificate, RSA key", sec: "certificate_file: " + key("ec-cert.pem") + ", key_file: " + key("client-key.pem"),
+			want: "c.yaml:7: plcs[0].security.key_file: key " + key("client-key.pem") + " (RSA 2048-bit) does not match certificate " + key("ec-cert.pem") + " (ECDSA P-256)"},
+		{name: "RSA certificate, ECC key", sec: "certificate_file: " + cert + ", key_file: " + key("ec-key.pem"),
+			want: "c.yaml:7: plcs[0].security.key_file: key " + key("ec-key.pem") + " (ECDSA P-256) does not match certificate " + cert + " (RSA 2048-bit)"},
+		{name: "user certificate RSA 1024", auth: pair("weak"),
+			want: "c.yaml:8: plcs[0].auth.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; an X.509 user identity needs an RSA key of 2048 to 4096 bits"},
 		{name: "key as certificate", sec: "certificate_file: " + key("client-key.pem") + ", key_file: " + key("client-key.pem"),
 			want: "c.yaml:7: plcs[0].security.certificate_file: certificate file " + key("client-key.pem") + ": not a valid certificate"},
 		{name: "user certificate", auth: "certificate_file: " + filepath.Join(dir, "other-cert.pem") + ", key_file: " + key("other-key.pem")},
@@ -94,6 +156,9 @@ func TestSecurityFiles(t *testing.T) {
 			policy := "{policy: None, mode: None}"
 			if tc.sec != "" {
 				policy = "{policy: Basic256Sha256, mode: SignAndEncrypt, " + tc.sec + "}"
+				if tc.policy != "" {
+					policy = "{policy: " + tc.policy + ", " + tc.sec + "}"
+				}
 			}
 			auth := "{}"
 			if tc.auth != "" {
@@ -123,7 +188,8 @@ func TestSecurityFiles(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || err.Error() != tc.want {
+			prefix, isPrefix := strings.CutSuffix(tc.want, "…")
+			if err == nil || err.Error() != tc.want && !(isPrefix && strings.HasPrefix(err.Error(), prefix)) {
 				t.Fatalf("errors:\n%v\nwant:\n%s", err, tc.want)
 			}
 			for _, secret := range []string{"PRIVATE KEY", string(data[40:80])} {

@@ -175,7 +175,7 @@ func (v *validator) plc(path string, p *PLC) {
 		v.add(path+".endpoint", "%s", msg)
 	}
 	v.security(path+".security", p.Security)
-	v.auth(path+".auth", &p.Auth)
+	v.auth(path+".auth", &p.Auth, p.Security.Policy)
 	r := p.Reconnect
 	if r.Min <= 0 {
 		v.add(path+".reconnect.min", "must be greater than 0")
