@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -69,11 +70,22 @@ const dropWindow = time.Minute
 // shutdownTimeout bounds how long Run waits for requests under way.
 const shutdownTimeout = 2 * time.Second
 
+// Bounds on what a client may hold: a few operators and a Prometheus
+// server need a handful of connections, each sending a small request
+// promptly. A client that sends no complete request within
+// headerTimeout, or sits idle for idleTimeout, is disconnected.
+const (
+	maxConns       = 64
+	maxHeaderBytes = 8 << 10
+	headerTimeout  = 2 * time.Second
+	idleTimeout    = 10 * time.Second
+)
+
 // Server answers status requests on one listener.
 type Server struct {
 	addr  string
 	sock  bool
-	ln    net.Listener
+	ln    *limitListener
 	srv   *http.Server
 	agent string
 	token [sha256.Size]byte // the token's hash: compared at a fixed length, it does not leak its length
@@ -99,15 +111,17 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 		src:   src,
 		log:   log,
 	}
+	var ln net.Listener
 	var err error
 	if s.sock {
-		s.ln, err = listenUnix(addr)
+		ln, err = listenUnix(addr)
 	} else {
-		s.ln, err = net.Listen("tcp", addr)
+		ln, err = net.Listen("tcp", addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	s.ln = newLimitListener(ln, maxConns)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -121,10 +135,14 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLog{log}}))
 	s.srv = &http.Server{
 		Handler:           s.auth(mux),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       time.Minute,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Without it net/http writes to the standard logger, which main
+		// bridges as the OPC UA library's.
+		ErrorLog: stdlog.New(httpLog{log}, "", 0),
 	}
 	return s, nil
 }
@@ -208,6 +226,8 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
 			s.log.Debug().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Bool("token_given", ok).Msg("status request refused: bad or missing token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tagbridge"`)
+			// A client without the token gets nothing more on this connection.
+			w.Header().Set("Connection", "close")
 			http.Error(w, "unauthorized: send Authorization: Bearer <token from agent.status_token_file>", http.StatusUnauthorized)
 			return
 		}
@@ -287,6 +307,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if err := enc.Encode(s.Snapshot()); err != nil {
 		s.log.Debug().Err(err).Msg("write status")
 	}
+}
+
+// httpLog sends net/http's server errors to our logger, one line each.
+type httpLog struct{ log zerolog.Logger }
+
+func (l httpLog) Write(p []byte) (int, error) {
+	l.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // promLog sends promhttp's errors to our logger.

@@ -1,6 +1,7 @@
 package statusapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -324,5 +325,126 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("socket still there after Run returned: %v", err)
+	}
+}
+
+// Local users without a token cannot exhaust the agent's descriptors: at
+// most maxConns connections are open at once, the rest are closed on
+// accept, and connections that send no request are closed after
+// headerTimeout; then a client with the token is served again.
+func TestConnectionCap(t *testing.T) {
+	s, _, _ := serve(t, "127.0.0.1:0", healthySource())
+	const flood = 4 * maxConns
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range flood {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.ln.refused.Load() < flood-maxConns && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.ln.refused.Load(); got < flood-maxConns {
+		t.Fatalf("%d of %d connections refused, want at least %d", got, flood, flood-maxConns)
+	}
+	if peak := s.ln.peak.Load(); peak > maxConns {
+		t.Fatalf("%d connections open at once, want at most %d", peak, maxConns)
+	}
+	// The idle ones are closed once headerTimeout has passed.
+	start := time.Now()
+	for s.ln.open.Load() > 0 && time.Since(start) < headerTimeout+3*time.Second {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := s.ln.open.Load(); n > 0 {
+		t.Fatalf("%d silent connections still open %v after the flood", n, time.Since(start))
+	}
+	t.Logf("peak %d open, %d refused, idle ones closed within %v", s.ln.peak.Load(), s.ln.refused.Load(), time.Since(start).Round(10*time.Millisecond))
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	if code, _, body := get(t, client, "http://"+s.Addr(), "/healthz", "Bearer "+token); code != http.StatusOK {
+		t.Errorf("/healthz after the flood: %d %s", code, body)
+	}
+}
+
+// A request without the token is answered with 401 and its connection is
+// closed at once: it cannot be kept open for more tries.
+func TestUnauthorizedCloses(t *testing.T) {
+	s, _, _ := serve(t, "127.0.0.1:0", healthySource())
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /status HTTP/1.1\r\nHost: tagbridge\r\nConnection: keep-alive\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Fatalf("status %d, close %v; want 401 and Connection: close", resp.StatusCode, resp.Close)
+	}
+	start := time.Now()
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the 401: read %d bytes, %v; want EOF", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("connection closed %v after the 401, want at once", d)
+	}
+}
+
+// Headers are bounded: a client sending more than maxHeaderBytes gets 431
+// and is disconnected, without the server reading on.
+func TestHeaderBound(t *testing.T) {
+	s, _, _ := serve(t, "127.0.0.1:0", healthySource())
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	big := "GET /status HTTP/1.1\r\nHost: tagbridge\r\nX-Pad: " + strings.Repeat("a", 4*maxHeaderBytes) + "\r\n\r\n"
+	go io.WriteString(c, big) // the server may stop reading before the end
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", resp.StatusCode)
+	}
+}
+
+// net/http's own errors go to the status server's logger, not to the
+// standard logger that main labels as the OPC UA library's.
+func TestHTTPErrorLog(t *testing.T) {
+	s, logs, _ := serve(t, "127.0.0.1:0", healthySource())
+	if s.srv.ErrorLog == nil {
+		t.Fatal("http.Server.ErrorLog not set: its errors would go to the standard logger")
+	}
+	s.srv.ErrorLog.Printf("http: superfluous response.WriteHeader call\n")
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "superfluous") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line["level"] != "warn" || line["message"] != "http: superfluous response.WriteHeader call" {
+		t.Errorf("logged %v", line)
 	}
 }
