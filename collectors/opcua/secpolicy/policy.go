@@ -28,9 +28,10 @@ type Policy interface {
 	// Deprecated tells whether Part 7 deprecates the policy (broken
 	// cryptography: Basic128Rsa15, Basic256).
 	Deprecated() bool
-	// NonceLength is the length of the nonces of this policy: a peer's
-	// nonce must be exactly this long (OpenSecureChannel) or at least
-	// this long (CreateSession).
+	// NonceLength is the length of the nonces this policy makes; a
+	// peer's nonce must be at least this long (open62541 sends 32 bytes
+	// for Basic128Rsa15, whose Part 7 length is 16). Exchange.Symmetric
+	// checks OpenSecureChannel's server nonce itself.
 	NonceLength() int
 	// CheckKey says why the policy cannot be used with a certificate
 	// holding pub (wrong key type or size); nil when it can.

@@ -33,8 +33,10 @@ func (e *rsaExchange) Symmetric(mode ua.MessageSecurityMode, remoteNonce []byte)
 	default:
 		return nil, fmt.Errorf("policy %s: invalid security mode %d", p.name, mode)
 	}
-	if len(remoteNonce) != p.nonceLen {
-		return nil, fmt.Errorf("policy %s: server nonce of %d bytes, want %d", p.name, len(remoteNonce), p.nonceLen)
+	// At least, not exactly: open62541 sends 32-byte nonces for
+	// Basic128Rsa15, whose Part 7 length is 16; P_SHA takes any length.
+	if len(remoteNonce) < p.nonceLen {
+		return nil, fmt.Errorf("policy %s: server nonce of %d bytes, want at least %d", p.name, len(remoteNonce), p.nonceLen)
 	}
 	send, err := p.deriveKeys(remoteNonce, e.nonce)
 	if err != nil {
