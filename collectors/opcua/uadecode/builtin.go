@@ -375,7 +375,7 @@ func (d *decoder) dimensions(n int) []int {
 		// passes n.
 		product *= int(dim)
 		if product > n {
-			d.malformed("Variant array dimensions", "product of dimensions %v... exceeds the array length %d", dims[:i], n)
+			d.malformed("Variant array dimensions", "dimension %d of %d takes the product past the array length %d", i, dim, n)
 			return nil
 		}
 		dims[i] = int(dim)
