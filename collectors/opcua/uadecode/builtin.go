@@ -135,7 +135,7 @@ func (d *decoder) dataValue() *ua.DataValue {
 	v := &ua.DataValue{EncodingMask: d.u8("DataValue")}
 	if v.Has(ua.DataValueValue) {
 		v.Value = d.variant()
-	} else {
+	} else if d.charge("DataValue", sizeVariant) {
 		v.Value = new(ua.Variant)
 	}
 	if v.Has(ua.DataValueStatusCode) {

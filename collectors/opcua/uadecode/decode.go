@@ -44,11 +44,16 @@ type Limits struct {
 	MaxStringLength int
 	// MaxArrayDimensions is the most dimensions of one Variant matrix.
 	MaxArrayDimensions int
-	// MaxAlloc is an estimate of the bytes the decoded Go values of one
-	// message may take; 0 means 256 times the message length plus 1 MiB,
-	// a backstop above the worst amplification of a valid message.
+	// MaxAlloc bounds the bytes the decoded Go values of one message take
+	// (estimated from the Go types' sizes, checked before allocating).
+	// 0 means 256 MiB, or 200 times the message length plus 1 MiB if
+	// less: a valid message decodes into at most ~170 times its length (a
+	// DataValue of one byte becomes a DataValue and an empty Variant), a
+	// real one into 5 to 35 times.
 	MaxAlloc int
 }
+
+const defaultMaxAlloc = 256 << 20
 
 // DefaultLimits are generous for real servers and small enough that no
 // message can crash the agent.
@@ -109,13 +114,14 @@ func (l Limits) Decode(b []byte, v any) (int, error) {
 // return zero values and every loop stops, so callers check d.err once per
 // value rather than once per read.
 type decoder struct {
-	b      []byte
-	pos    int
-	base   int // offset of b in the whole message (b is an extension object's body)
-	lim    Limits
-	depth  int
-	budget int
-	err    error
+	b          []byte
+	pos        int
+	base       int // offset of b in the whole message (b is an extension object's body)
+	lim        Limits
+	depth      int
+	budget     int // bytes of decoded values still allowed
+	allocLimit int // the budget's start, for the error
+	err        error
 }
 
 func newDecoder(b []byte, l Limits) *decoder {
@@ -134,9 +140,9 @@ func newDecoder(b []byte, l Limits) *decoder {
 	}
 	budget := l.MaxAlloc
 	if budget <= 0 {
-		budget = 256*len(b) + 1<<20
+		budget = min(defaultMaxAlloc, 200*len(b)+1<<20)
 	}
-	return &decoder{b: b, lim: l, budget: budget}
+	return &decoder{b: b, lim: l, budget: budget, allocLimit: budget}
 }
 
 func (d *decoder) left() int { return len(d.b) - d.pos }
@@ -179,7 +185,7 @@ func (d *decoder) charge(what string, n int) bool {
 		return false
 	}
 	if n > d.budget {
-		d.limit(what, "decoded values would exceed %d bytes", d.lim.MaxAlloc)
+		d.limit(what, "decoded values would take more than %d bytes", d.allocLimit)
 		return false
 	}
 	d.budget -= n

@@ -483,3 +483,34 @@ func BenchmarkPublishResponse(b *testing.B) {
 		}
 	})
 }
+
+// TestConcurrentDecoding: plans and registries are shared by every
+// channel's goroutine.
+func TestConcurrentDecoding(t *testing.T) {
+	var msgs [][]byte
+	for _, v := range services(t) {
+		msgs = append(msgs, encodeService(t, v))
+	}
+	// Forget the plans built so far, so the goroutines build them together.
+	plans.Lock()
+	plans.m = nil
+	plans.Unlock()
+	ready.Clear()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for _, m := range msgs {
+				if _, _, err := Service(m); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
