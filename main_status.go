@@ -75,9 +75,18 @@ func fetchStatus(ctx context.Context, st config.Status) ([]byte, error) {
 		network, addr, url = "unix", st.Listen, "http://tagbridge/status"
 	}
 	var d net.Dialer
+	trusted := newTrustedListeners(st.TokenFile)
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if err := trusted.verifyListener(c, st.Listen); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
 		},
 		Proxy: nil, // a loopback agent is never behind the user's proxy
 	}}
@@ -88,6 +97,9 @@ func fetchStatus(ctx context.Context, st config.Status) ([]byte, error) {
 	req.Header.Set("Authorization", "Bearer "+st.Token.Reveal())
 	resp, err := client.Do(req)
 	if err != nil {
+		if le, ok := errors.AsType[*untrustedListener](err); ok {
+			return nil, le
+		}
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no agent answers at %s (agent.status_listen): is tagbridge running? (%v)", st.Listen, unwrapURLError(err))
 		}

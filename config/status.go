@@ -105,8 +105,9 @@ func (v *validator) tokenFile(path, name string) Secret {
 
 // Status is what `tagbridge status` needs from a configuration.
 type Status struct {
-	Listen string // agent.status_listen; "" when the agent serves no status
-	Token  Secret // from agent.status_token_file
+	Listen    string // agent.status_listen; "" when the agent serves no status
+	Token     Secret // from agent.status_token_file
+	TokenFile string // agent.status_token_file: its owner may hold the listener
 }
 
 // ReadStatus reads agent.status_listen and the token from the file at path,
@@ -136,5 +137,5 @@ func ReadStatus(path string) (Status, error) {
 	if len(v.errs) > 0 {
 		return Status{}, v.errs
 	}
-	return Status{Listen: c.Agent.StatusListen, Token: c.Agent.StatusToken}, nil
+	return Status{Listen: c.Agent.StatusListen, Token: c.Agent.StatusToken, TokenFile: c.Agent.StatusTokenFile}, nil
 }
