@@ -1,0 +1,405 @@
+package uasc
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
+)
+
+// Tests against the two real servers: node-opcua (scripts/opcua-peer) and
+// open62541 (../shared/peers/open62541). Both fail the test when missing.
+
+func testLog(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+}
+
+var (
+	clientKeyOnce sync.Once
+	clientKey     *secpolicy.KeyPair
+	clientKeyErr  error
+)
+
+// testKeyPair is one client certificate for the whole test binary: RSA key
+// generation is slow on a shared machine.
+func testKeyPair(t testing.TB) *secpolicy.KeyPair {
+	t.Helper()
+	clientKeyOnce.Do(func() {
+		certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "uasc-test", Hostname: "localhost"})
+		if err != nil {
+			clientKeyErr = err
+			return
+		}
+		c, _ := pem.Decode(certPEM)
+		k, _ := pem.Decode(keyPEM)
+		key, err := x509.ParsePKCS1PrivateKey(k.Bytes)
+		if err != nil {
+			clientKeyErr = err
+			return
+		}
+		clientKey = &secpolicy.KeyPair{Certificate: c.Bytes, Key: key}
+	})
+	if clientKeyErr != nil {
+		t.Fatal(clientKeyErr)
+	}
+	return clientKey
+}
+
+func stepContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func policy(t testing.TB, name string) secpolicy.Policy {
+	t.Helper()
+	p, err := secpolicy.ByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// openNone opens a None channel to endpoint.
+func openNone(t testing.TB, endpoint string, limits uatcp.Limits) *Channel {
+	t.Helper()
+	ch, err := Open(stepContext(t), Config{Endpoint: endpoint, Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Limits: limits, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch.Close(context.WithoutCancel(t.Context())) })
+	return ch
+}
+
+func getEndpoints(ctx context.Context, ch *Channel, endpoint string) ([]*ua.EndpointDescription, error) {
+	resp, err := ch.Send(ctx, &ua.GetEndpointsRequest{EndpointURL: endpoint}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*ua.GetEndpointsResponse).Endpoints, nil
+}
+
+// serverCertificate returns the certificate of the server's endpoint for
+// policy and mode, as GetEndpoints on a None channel tells.
+func serverCertificate(t testing.TB, endpoint, policyName string, mode ua.MessageSecurityMode) []byte {
+	t.Helper()
+	ch := openNone(t, endpoint, uatcp.DefaultLimits())
+	eps, err := getEndpoints(stepContext(t), ch, endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Close(stepContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		if ep.SecurityPolicyURI == policy(t, policyName).URI() && ep.SecurityMode == mode {
+			return ep.ServerCertificate
+		}
+	}
+	t.Fatalf("%s offers no endpoint %s/%v", endpoint, policyName, mode)
+	return nil
+}
+
+func secureConfig(t testing.TB, endpoint, policyName string, mode ua.MessageSecurityMode) Config {
+	cfg := Config{Endpoint: endpoint, Policy: policy(t, policyName), Mode: mode, Limits: uatcp.DefaultLimits(), Log: testLog(t)}
+	if policyName != "None" {
+		cfg.Local = testKeyPair(t)
+		cfg.RemoteCertificate = serverCertificate(t, endpoint, policyName, mode)
+	}
+	return cfg
+}
+
+type testServer struct {
+	name     string
+	endpoint string
+}
+
+func startServers(t *testing.T, lifetime time.Duration) []testServer {
+	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime})
+	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime})
+	return []testServer{{"node-opcua", peer.Endpoint}, {"open62541", o62.Endpoint}}
+}
+
+// TestChannelPeers opens channels with every mode of None and
+// Basic256Sha256 to both servers and calls the services that need no
+// session: GetEndpoints and FindServers. Small chunks make the GetEndpoints
+// response (certificates of every endpoint) arrive in several chunks.
+func TestChannelPeers(t *testing.T) {
+	servers := startServers(t, 0)
+	modes := []struct {
+		policy string
+		mode   ua.MessageSecurityMode
+	}{
+		{"None", ua.MessageSecurityModeNone},
+		{"Basic256Sha256", ua.MessageSecurityModeSign},
+		{"Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt},
+	}
+	for _, srv := range servers {
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("%s/%s/%v", srv.name, m.policy, m.mode), func(t *testing.T) {
+				cfg := secureConfig(t, srv.endpoint, m.policy, m.mode)
+				cfg.Limits = uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 1 << 20, MaxChunkCount: 200}
+				ch, err := Open(stepContext(t), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				eps, err := getEndpoints(stepContext(t), ch, srv.endpoint)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(eps) < 3 {
+					t.Errorf("GetEndpoints: %d endpoints, want None and Basic256Sha256's two", len(eps))
+				}
+				resp, err := ch.Send(stepContext(t), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if servers := resp.(*ua.FindServersResponse).Servers; len(servers) == 0 || servers[0].ApplicationURI == "" {
+					t.Errorf("FindServers: %+v", servers)
+				}
+				st := ch.Stats()
+				if st.ChannelID == 0 || st.Lifetime <= 0 {
+					t.Errorf("stats %+v", st)
+				}
+				if off := st.ServerClockOffset; off > 2*time.Second || off < -2*time.Second {
+					t.Errorf("server clock offset %s on the same machine", off)
+				}
+				if err := ch.Close(stepContext(t)); err != nil {
+					t.Fatal(err)
+				}
+				<-ch.Done()
+				if _, err := getEndpoints(stepContext(t), ch, srv.endpoint); !errors.Is(err, ErrChannelClosed) {
+					t.Errorf("GetEndpoints after Close: %v, want ErrChannelClosed", err)
+				}
+			})
+		}
+	}
+}
+
+// TestServiceFault: a service that needs a session answers with a
+// ServiceFault, returned with a *uastatus.Error naming the service; the
+// request spans several chunks.
+func TestServiceFault(t *testing.T) {
+	for _, srv := range startServers(t, 0) {
+		t.Run(srv.name, func(t *testing.T) {
+			ch := openNone(t, srv.endpoint, uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 1 << 20, MaxChunkCount: 200})
+			req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+			for range 3000 {
+				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
+			}
+			resp, err := ch.Send(stepContext(t), req, nil)
+			var se *uastatus.Error
+			if !errors.As(err, &se) || se.Step != "Read request" || resp == nil {
+				t.Fatalf("Read without session: %v (%T), want a *uastatus.Error and the response", err, resp)
+			}
+			t.Logf("%s: %v", srv.name, err)
+			if !strings.HasPrefix(uastatus.Name(se.Code), "BadSession") {
+				t.Errorf("status %s, want BadSession...", uastatus.Name(se.Code))
+			}
+			if _, err := getEndpoints(stepContext(t), ch, srv.endpoint); err != nil {
+				t.Errorf("channel unusable after a fault: %v", err)
+			}
+		})
+	}
+}
+
+// TestMessageLimits: a request beyond the server's max message size or chunk
+// count fails before anything is sent, and the channel stays usable.
+func TestMessageLimits(t *testing.T) {
+	// node-opcua answers Hello with our own limits as its own.
+	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None"}, Modes: []string{"None"}})
+	ch := openNone(t, peer.Endpoint, uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 64 << 10, MaxChunkCount: 4})
+	lim := ch.Limits()
+	if lim.SendMessageSize != 64<<10 || lim.SendChunkCount != 4 {
+		t.Fatalf("node-opcua's limits %+v, want ours mirrored", lim)
+	}
+	read := func(n int) *ua.ReadRequest {
+		req := &ua.ReadRequest{}
+		for range n {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
+		}
+		return req
+	}
+	for _, tt := range []struct {
+		nodes int
+		want  string
+	}{
+		{4000, "exceeds the server's max message size of 65536 bytes"},
+		{2000, "chunks, the server accepts at most 4"}, // 36 KB: 5 chunks of 8 KB
+	} {
+		_, err := ch.Send(stepContext(t), read(tt.nodes), nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ErrChannelClosed) {
+			t.Errorf("Read of %d nodes: %v, want %q", tt.nodes, err, tt.want)
+		}
+	}
+	if _, err := getEndpoints(stepContext(t), ch, peer.Endpoint); err != nil {
+		t.Fatalf("channel unusable after refused requests: %v", err)
+	}
+}
+
+// TestServerErrorUntrusted: open62541 refusing our certificate sends ERR
+// BadSecurityChecksFailed and closes the connection; Open reports the ERR,
+// not the EOF after it.
+func TestServerErrorUntrusted(t *testing.T) {
+	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "Basic256Sha256"}, RequireTrust: true})
+	cfg := secureConfig(t, o62.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
+	for range 3 { // the ERR must win every time, not by luck
+		_, err := Open(stepContext(t), cfg)
+		var se *uatcp.ServerError
+		if !errors.As(err, &se) || se.Code != ua.StatusBadSecurityChecksFailed {
+			t.Fatalf("Open: %v, want a *uatcp.ServerError BadSecurityChecksFailed", err)
+		}
+		if want := "open secure channel: server error BadSecurityChecksFailed (0x80130000)"; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("error %q, want it to start with %q", err, want)
+		}
+	}
+}
+
+// renewalRun keeps a channel busy with GetEndpoints requests for d and
+// records every renewal's arrival.
+func renewalRun(t *testing.T, ch *Channel, endpoint string, d time.Duration) (arrivals []time.Time, requests int) {
+	t.Helper()
+	var failed atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				_, err := getEndpoints(ctx, ch, endpoint)
+				cancel()
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+				n.Add(1)
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	end := time.After(d)
+	last := ch.Stats().LastRenewal
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+poll:
+	for {
+		select {
+		case <-end:
+			break poll
+		case <-ch.Done():
+			t.Fatalf("channel ended: %v", ch.Err())
+		case <-tick.C:
+			if r := ch.Stats().LastRenewal; !r.Equal(last) {
+				arrivals = append(arrivals, r)
+				last = r
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Errorf("a request failed during renewals: %v", err)
+	}
+	return arrivals, int(n.Load())
+}
+
+// checkSpacing checks that renewals came every 75 % of lifetime: never
+// sooner, a few percent later on average (the spacing of arrivals is the
+// schedule's 75 % plus the renewal's round trip and the timer's latency),
+// and no single one much later (a shared two-core machine under the race
+// detector stalls now and then).
+func checkSpacing(t *testing.T, arrivals []time.Time, lifetime time.Duration, meanPercent int64) {
+	t.Helper()
+	want := lifetime * 3 / 4
+	if len(arrivals) < 2 {
+		t.Fatalf("%d renewals seen", len(arrivals))
+	}
+	var spacings []time.Duration
+	var sum time.Duration
+	for i := 1; i < len(arrivals); i++ {
+		d := arrivals[i].Sub(arrivals[i-1])
+		spacings = append(spacings, d.Round(100*time.Microsecond))
+		sum += d
+		if d < want || d > want+want*15/100 {
+			t.Errorf("renewal %d came %s after the one before, want %s + at most 15 %%", i+1, d, want)
+		}
+	}
+	mean := sum / time.Duration(len(spacings))
+	t.Logf("%d renewals, spacing mean %s: %v", len(arrivals), mean.Round(100*time.Microsecond), spacings)
+	if mean > want+want*time.Duration(meanPercent)/100 {
+		t.Errorf("mean spacing %s, want %s + at most %d %%", mean, want, meanPercent)
+	}
+}
+
+// TestRenewalOpen62541: 1 s tokens for 10 s: a renewal every 750 ms, each
+// one counted by the server, and no request fails.
+func TestRenewalOpen62541(t *testing.T) {
+	const lifetime = time.Second
+	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime})
+	cfg := secureConfig(t, o62.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
+	cfg.Lifetime = lifetime
+	ch, err := Open(stepContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close(context.WithoutCancel(t.Context()))
+	if got := ch.Stats().Lifetime; got != lifetime {
+		t.Fatalf("revised lifetime %s, want %s", got, lifetime)
+	}
+	arrivals, requests := renewalRun(t, ch, o62.Endpoint, 10*time.Second)
+	st := ch.Stats()
+	t.Logf("open62541: %d renewals, %d requests in 10s; stats %+v", st.Renewals, requests, st)
+	if st.Renewals < 12 || st.Renewals > 14 || len(arrivals) != st.Renewals {
+		t.Errorf("%d renewals (%d seen), want 13 in 10 s", st.Renewals, len(arrivals))
+	}
+	if st.RenewalFailures != 0 {
+		t.Errorf("%d renewal failures", st.RenewalFailures)
+	}
+	checkSpacing(t, arrivals, lifetime, 4)
+	o62.WaitLog(regexp.MustCompile(`Channel renewed with a revised lifetime of 1\.0+s`), st.Renewals, 5*time.Second)
+}
+
+// TestRenewalNodeOPCUA: node-opcua with 1 s tokens (its floor lowered) under
+// Basic256Sha256 Sign.
+func TestRenewalNodeOPCUA(t *testing.T) {
+	const lifetime = time.Second
+	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime, MinTokenLifetime: lifetime})
+	cfg := secureConfig(t, peer.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSign)
+	cfg.Lifetime = lifetime
+	ch, err := Open(stepContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close(context.WithoutCancel(t.Context()))
+	arrivals, requests := renewalRun(t, ch, peer.Endpoint, 4*time.Second)
+	st := ch.Stats()
+	t.Logf("node-opcua: %d renewals, %d requests in 4s", st.Renewals, requests)
+	if st.Renewals < 4 || st.Renewals > 6 {
+		t.Errorf("%d renewals, want 5 in 4 s", st.Renewals)
+	}
+	// node-opcua's RSA in JavaScript takes 10 to 40 ms per OPN here.
+	checkSpacing(t, arrivals, lifetime, 6)
+}
