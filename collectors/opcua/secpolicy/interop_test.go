@@ -1,6 +1,8 @@
 package secpolicy
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
@@ -108,8 +110,10 @@ func (w *wireConn) message(req ua.Request) []byte {
 	return append(append(body, typeID...), enc...)
 }
 
-func requestHeader() *ua.RequestHeader {
-	return &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), Timestamp: time.Now(), RequestHandle: 1, TimeoutHint: 10000}
+func requestHeader() *ua.RequestHeader { return sessionHeader(ua.NewTwoByteNodeID(0)) }
+
+func sessionHeader(authToken *ua.NodeID) *ua.RequestHeader {
+	return &ua.RequestHeader{AuthenticationToken: authToken, Timestamp: time.Now(), RequestHandle: 1, TimeoutHint: 10000}
 }
 
 // decodeBody decodes the service after a body's sequence header.
@@ -264,12 +268,26 @@ func serverCertificate(t *testing.T, endpoint, policyURI string) []byte {
 	return nil
 }
 
-func interop(t *testing.T, endpoint string, policies []Policy, clientBits int) {
+func interop(t *testing.T, endpoint string, policies []Policy, clientBits int, user, password string) {
+	t.Run("None/username", func(t *testing.T) {
+		// The password travels under the user token policy's own policy
+		// with the certificate GetEndpoints gave, over a channel without
+		// security.
+		c := openChannel(t, endpoint, None, ua.MessageSecurityModeNone, nil, nil)
+		for _, ep := range c.getEndpoints(endpoint) {
+			if ep.SecurityPolicyURI == None.URI() {
+				c.session(None, keyPair(t, keyName("client", clientBits)), ep, ua.UserTokenTypeUserName, user, password, ua.StatusOK)
+				return
+			}
+		}
+		t.Fatal("no None endpoint")
+	})
 	for _, p := range policies {
 		cert := serverCertificate(t, endpoint, p.URI())
 		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
 			t.Run(fmt.Sprintf("%s/%v/client-%d", p.Name(), mode, clientBits), func(t *testing.T) {
-				c := openChannel(t, endpoint, p, mode, keyPair(t, keyName("client", clientBits)), cert)
+				client := keyPair(t, keyName("client", clientBits))
+				c := openChannel(t, endpoint, p, mode, client, cert)
 				eps := c.getEndpoints(endpoint)
 				if len(eps) == 0 {
 					t.Fatal("no endpoints")
@@ -278,28 +296,152 @@ func interop(t *testing.T, endpoint string, policies []Policy, clientBits int) {
 				if again := c.getEndpoints(endpoint); len(again) != len(eps) {
 					t.Fatalf("%d endpoints, then %d", len(eps), len(again))
 				}
+				var ep *ua.EndpointDescription
+				for _, e := range eps {
+					if e.SecurityPolicyURI == p.URI() && e.SecurityMode == mode {
+						ep = e
+					}
+				}
+				if ep == nil {
+					t.Fatalf("no endpoint %s %v", p.Name(), mode)
+				}
+				for _, identity := range []ua.UserTokenType{ua.UserTokenTypeUserName, ua.UserTokenTypeCertificate} {
+					c.session(p, client, ep, identity, user, password, ua.StatusOK)
+				}
+				if p == Basic256Sha256 && mode == encrypt {
+					c.session(p, client, ep, ua.UserTokenTypeUserName, user, password+"x", ua.StatusBadUserAccessDenied)
+				}
 			})
 		}
 	}
+}
+
+// session creates and activates a session: it checks the server's
+// signature with Verify, signs with Sign, and encrypts the password with
+// EncryptSecret or signs an X.509 user token, under the policy the
+// endpoint's user token policy names. want is ActivateSession's result.
+func (c *secureChannel) session(p Policy, client *KeyPair, ep *ua.EndpointDescription, identity ua.UserTokenType, user, password string, want ua.StatusCode) {
+	t := c.t
+	t.Helper()
+	leaf, err := leafCertificate(client.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientNonce := make([]byte, 32) // node-opcua refuses a nonce it has seen
+	rand.Read(clientNonce)
+	resp := c.call(&ua.CreateSessionRequest{
+		RequestHeader: requestHeader(),
+		ClientDescription: &ua.ApplicationDescription{
+			ApplicationURI:  leaf.URIs[0].String(),
+			ProductURI:      "urn:tagbridge:secpolicy-test",
+			ApplicationName: ua.NewLocalizedText("secpolicy interop test"),
+			ApplicationType: ua.ApplicationTypeClient,
+		},
+		EndpointURL:             ep.EndpointURL,
+		SessionName:             "secpolicy interop",
+		ClientNonce:             clientNonce,
+		ClientCertificate:       client.Certificate,
+		RequestedSessionTimeout: 60000,
+	})
+	cs, ok := resp.(*ua.CreateSessionResponse)
+	if !ok {
+		t.Fatalf("create session: %T %+v", resp, *resp.(*ua.ServiceFault).ResponseHeader)
+	}
+	if p != None {
+		serverCert, err := leafCertificate(cs.ServerCertificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs.ServerSignature.Algorithm != p.SignatureAlgorithm() {
+			t.Errorf("server signs with %q, policy says %q", cs.ServerSignature.Algorithm, p.SignatureAlgorithm())
+		}
+		if err := p.Verify(serverCert, append(bytes.Clone(client.Certificate), clientNonce...), cs.ServerSignature.Signature); err != nil {
+			t.Fatalf("server signature: %v", err)
+		}
+	}
+	proof := append(bytes.Clone(cs.ServerCertificate), cs.ServerNonce...)
+	clientSig, err := p.Sign(client.Key, proof)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var utp *ua.UserTokenPolicy
+	for _, u := range ep.UserIdentityTokens {
+		if u.TokenType == identity {
+			utp = u
+		}
+	}
+	if utp == nil {
+		t.Fatalf("endpoint offers no %v token", identity)
+	}
+	tokenPolicy := p
+	if utp.SecurityPolicyURI != "" {
+		if tokenPolicy, err = ByURI(utp.SecurityPolicyURI); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var token any
+	tokenSig := &ua.SignatureData{} // gopcua encodes a nil struct pointer as nothing
+	switch identity {
+	case ua.UserTokenTypeUserName:
+		epCert, err := leafCertificate(ep.ServerCertificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, alg, err := tokenPolicy.EncryptSecret(epCert, []byte(password), cs.ServerNonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token = &ua.UserNameIdentityToken{PolicyID: utp.PolicyID, UserName: user, Password: secret, EncryptionAlgorithm: alg}
+	case ua.UserTokenTypeCertificate:
+		u := keyPair(t, "user-2048")
+		sig, err := tokenPolicy.Sign(u.Key, proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token = &ua.X509IdentityToken{PolicyID: utp.PolicyID, CertificateData: u.Certificate}
+		tokenSig = &ua.SignatureData{Algorithm: tokenPolicy.SignatureAlgorithm(), Signature: sig}
+	}
+	resp = c.call(&ua.ActivateSessionRequest{
+		RequestHeader:      sessionHeader(cs.AuthenticationToken),
+		ClientSignature:    &ua.SignatureData{Algorithm: p.SignatureAlgorithm(), Signature: clientSig},
+		UserIdentityToken:  ua.NewExtensionObject(token),
+		UserTokenSignature: tokenSig,
+	})
+	if f, ok := resp.(*ua.ServiceFault); ok && f.ResponseHeader.ServiceResult == want {
+		t.Logf("%v token under %s: %v (ServiceFault)", identity, tokenPolicy.Name(), want)
+		return
+	}
+	as, ok := resp.(*ua.ActivateSessionResponse)
+	if !ok {
+		t.Fatalf("ActivateSession answered with %T %+v", resp, *resp.(*ua.ServiceFault).ResponseHeader)
+	}
+	if got := as.ResponseHeader.ServiceResult; got != want {
+		t.Fatalf("activate session with a %v token (policy %s): %v, want %v", identity, tokenPolicy.Name(), got, want)
+	}
+	t.Logf("%v token under %s: %v", identity, tokenPolicy.Name(), want)
 }
 
 var allRSA = []Policy{Basic128Rsa15, Basic256, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss}
 
 func TestInteropOpen62541(t *testing.T) {
 	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "rsa", "Basic256", "Basic128Rsa15"}})
-	interop(t, srv.Endpoint, allRSA, 2048)
+	interop(t, srv.Endpoint, allRSA, 2048, "integrations", "integrations-pw")
 	t.Run("4096-bit keys", func(t *testing.T) {
 		// ExtraPaddingSize both ways.
 		big := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "rsa"}, KeySize: 4096})
-		interop(t, big.Endpoint, []Policy{Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss}, 4096)
-		interop(t, big.Endpoint, []Policy{Aes256Sha256RsaPss}, 2048)
+		interop(t, big.Endpoint, []Policy{Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss}, 4096, "integrations", "integrations-pw")
+		interop(t, big.Endpoint, []Policy{Aes256Sha256RsaPss}, 2048, "integrations", "integrations-pw")
 	})
 }
 
 func TestInteropNodeOPCUA(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{
-		Policies: []string{"None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"},
-		Modes:    []string{"None", "Sign", "SignAndEncrypt"},
+		Policies:    []string{"None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"},
+		Modes:       []string{"None", "Sign", "SignAndEncrypt"},
+		Users:       map[string]string{"operator": "operator-pw"},
+		X509Users:   true,
+		MaxSessions: 64, // the test leaves its sessions open
 	})
-	interop(t, peer.Endpoint, allRSA, 2048)
+	interop(t, peer.Endpoint, allRSA, 2048, "operator", "operator-pw")
 }
