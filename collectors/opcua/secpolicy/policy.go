@@ -93,7 +93,9 @@ type ChunkCrypto interface {
 	// message header (bytes 4 to 8) before signing. chunk may be reused.
 	Seal(chunk []byte, hdrLen int) ([]byte, error)
 	// Open checks and decrypts a received chunk and returns its body,
-	// without padding and signature. It never trusts a length field it
-	// has not bounded by the chunk itself.
+	// without padding and signature: at least the 8-byte sequence header.
+	// It never trusts a length field it has not bounded by the chunk
+	// itself (the size in bytes 4 to 8 must be len(chunk)), and never
+	// modifies chunk; the body may share memory with it.
 	Open(chunk []byte, hdrLen int) ([]byte, error)
 }
