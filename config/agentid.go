@@ -23,7 +23,7 @@ func ReadAgentID(path string) (string, error) {
 		} `yaml:"agent"`
 	}
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil && err != io.EOF {
-		return "", Errors{syntaxError(path, err)}
+		return "", Errors{syntaxError(path, data, err)}
 	}
 	if c.Agent.ID == "" {
 		return "", Errors{{File: path, Path: "agent.id", Msg: "required"}}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -32,13 +33,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	err := dec.Decode(c)
 	var typeErr *yaml.TypeError
 	if err != nil && err != io.EOF && !errors.As(err, &typeErr) {
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 
 	// Second decode, for line numbers. It cannot fail where the first did not.
 	root := &yaml.Node{}
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(root); err != nil && err != io.EOF {
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 	c.root = root
 
@@ -52,7 +53,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&extra); err == nil {
 		errs = append(errs, Error{File: file, Line: extra.Line, Msg: "only one YAML document is allowed"})
 	} else if err != io.EOF {
-		errs = append(errs, syntaxError(file, err))
+		errs = append(errs, syntaxError(file, data, err))
 	}
 
 	c.applyDefaults()
@@ -77,13 +78,40 @@ func Parse(file string, data []byte) (*Config, error) {
 
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func syntaxError(file string, err error) Error {
+func syntaxError(file string, data []byte, err error) Error {
 	msg := err.Error()
+	if strings.Contains(msg, "UTF-8") && !syntaxLine.MatchString(msg) {
+		if e, ok := invalidUTF8(file, data); ok {
+			return e
+		}
+	}
 	if m := syntaxLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return Error{File: file, Line: line, Msg: m[2]}
 	}
 	return Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// invalidUTF8 places the decoder's UTF-8 errors, which carry no line, at
+// the first byte of data that is not UTF-8. A file with a UTF-16 byte order
+// mark is left to the decoder, which reads UTF-16 too.
+func invalidUTF8(file string, data []byte) (Error, bool) {
+	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
+		return Error{}, false
+	}
+	for off := 0; off < len(data); {
+		r, size := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && size <= 1 {
+			lineStart := bytes.LastIndexByte(data[:off], '\n') + 1
+			return Error{
+				File: file,
+				Line: 1 + bytes.Count(data[:lineStart], []byte{'\n'}),
+				Msg:  fmt.Sprintf("invalid UTF-8: byte 0x%02X at column %d (save the file as UTF-8)", data[off], off-lineStart+1),
+			}, true
+		}
+		off += size
+	}
+	return Error{}, false
 }
 
 var (

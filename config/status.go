@@ -124,12 +124,12 @@ func ReadStatus(path string) (Status, error) {
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&part); err != nil && err != io.EOF {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return Status{}, Errors{syntaxError(path, err)}
+			return Status{}, Errors{syntaxError(path, data, err)}
 		}
 	}
 	root := &yaml.Node{}
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(root); err != nil && err != io.EOF {
-		return Status{}, Errors{syntaxError(path, err)}
+		return Status{}, Errors{syntaxError(path, data, err)}
 	}
 	c := &Config{File: path, Agent: part.Agent, root: root}
 	v := &validator{c: c}
