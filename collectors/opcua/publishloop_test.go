@@ -69,3 +69,20 @@ func TestSessionSplitsTagsOverSubscriptions(t *testing.T) {
 		t.Errorf("tags %d ok, %d failed; want %d ok", st.TagsOK, st.TagsFailed, n)
 	}
 }
+
+// A PLC with more values in one publishing interval than fit in one
+// message (gopcua's client takes 2 MiB, about 78,000 values; issue 20):
+// with the tags split over bounded subscriptions, every one streams.
+func TestSessionStreamsNinetyThousandTags(t *testing.T) {
+	const n = 90_000
+	plc := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "2s")
+	r, s := startTweakedSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, n)), func(*Session) {})
+	waitUntil(t, "values from every tag", 150*time.Second, func() bool { return r.tagsSeen() == n })
+	r.shutdown(t)
+	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 || st.Recoveries != 0 || st.LastError != "" {
+		t.Errorf("status %+v: want one session without errors", st)
+	}
+	if want := fmt.Sprintf(`"subscriptions":%d,`, (n+defaultItemsPerSubscription-1)/defaultItemsPerSubscription); !strings.Contains(r.logs.String(), want) {
+		t.Errorf("log lacks %s", want)
+	}
+}
