@@ -14,12 +14,16 @@ type limitListener struct {
 	net.Listener
 	max     int64
 	open    atomic.Int64
-	peak    atomic.Int64 // the most open at once, for tests and metrics
+	peak    atomic.Int64 // the most open at once, for tests
 	refused atomic.Uint64
+	// full is set at the first refusal and cleared once half the slots are
+	// free again: onFull runs once per episode, not once per connection.
+	full   atomic.Bool
+	onFull func()
 }
 
-func newLimitListener(ln net.Listener, max int) *limitListener {
-	return &limitListener{Listener: ln, max: int64(max)}
+func newLimitListener(ln net.Listener, max int, onFull func()) *limitListener {
+	return &limitListener{Listener: ln, max: int64(max), onFull: onFull}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -33,6 +37,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.open.Add(-1)
 			l.refused.Add(1)
 			c.Close()
+			if l.full.CompareAndSwap(false, true) {
+				l.onFull()
+			}
 			continue
 		}
 		for {
@@ -45,7 +52,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *limitListener) release() { l.open.Add(-1) }
+func (l *limitListener) release() {
+	if l.open.Add(-1) <= l.max/2 {
+		l.full.Store(false)
+	}
+}
 
 // limitConn gives its slot back once, however often it is closed.
 type limitConn struct {

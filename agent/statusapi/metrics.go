@@ -48,6 +48,8 @@ var (
 	descPublished = desc("published_values_total", "Values acknowledged by the broker.")
 	descFailed    = desc("failed_values_total", "Values lost before reaching the broker's session.")
 	descResent    = desc("resent_values_total", "Values sent again after a reconnect or restart (at least once delivery).")
+
+	descStatusRefused = desc("status_connections_refused_total", "Connections to the status server closed on accept: too many open at once.")
 )
 
 // metrics turns a snapshot into metrics at scrape time.
@@ -94,6 +96,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descPublished, float64(b.Published))
 	counter(descFailed, float64(b.Failed))
 	counter(descResent, float64(b.Resent))
+	counter(descStatusRefused, float64(m.s.ln.refused.Load()))
 }
 
 func bool01(b bool) float64 {

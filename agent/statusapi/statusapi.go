@@ -121,7 +121,9 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	s.ln = newLimitListener(ln, maxConns)
+	s.ln = newLimitListener(ln, maxConns, func() {
+		log.Warn().Int("limit", maxConns).Msg("status connections at their limit: refusing more until half are closed")
+	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -333,7 +334,7 @@ func TestUnixSocket(t *testing.T) {
 // accept, and connections that send no request are closed after
 // headerTimeout; then a client with the token is served again.
 func TestConnectionCap(t *testing.T) {
-	s, _, _ := serve(t, "127.0.0.1:0", healthySource())
+	s, logs, _ := serve(t, "127.0.0.1:0", healthySource())
 	const flood = 4 * maxConns
 	var conns []net.Conn
 	t.Cleanup(func() {
@@ -371,6 +372,13 @@ func TestConnectionCap(t *testing.T) {
 	defer client.CloseIdleConnections()
 	if code, _, body := get(t, client, "http://"+s.Addr(), "/healthz", "Bearer "+token); code != http.StatusOK {
 		t.Errorf("/healthz after the flood: %d %s", code, body)
+	}
+	if n := strings.Count(logs.String(), "status connections at their limit"); n != 1 {
+		t.Errorf("%d warnings about the limit for one flood, want 1:\n%s", n, logs)
+	}
+	_, _, metrics := get(t, client, "http://"+s.Addr(), "/metrics", "Bearer "+token)
+	if want := fmt.Sprintf("tagbridge_status_connections_refused_total %d\n", s.ln.refused.Load()); !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %q", want)
 	}
 }
 
