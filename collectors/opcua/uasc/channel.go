@@ -88,6 +88,7 @@ type Channel struct {
 	cur, prev *token
 	waiters   map[uint32]*waiter
 	stats     Stats
+	renewSent time.Time // when the last renewal request went out (tests measure the schedule by it)
 	cause     error // why the channel ended
 	err       error // cause wrapped with ErrChannelClosed
 	done      chan struct{}
@@ -276,8 +277,11 @@ func (ch *Channel) renewLoop(base context.Context, first *token) {
 	warn := func(lifetime time.Duration) {
 		if ch.warnedShort.CompareAndSwap(false, true) {
 			delay, _ := renewDelay(lifetime)
-			ch.log.Warn().Dur("lifetime", lifetime).Dur("renew_every", delay).
-				Msg("server grants secure channel tokens under 1s; renewing at most twice a second")
+			msg := "server grants secure channel tokens under 1s; renewing at most twice a second"
+			if lifetime < minRenewInterval {
+				msg += ", too late for tokens this short: expect the server to drop the channel"
+			}
+			ch.log.Warn().Dur("lifetime", lifetime).Dur("renew_every", delay).Msg(msg)
 		}
 	}
 	renew := func() (grant, error) {
@@ -285,6 +289,9 @@ func (ch *Channel) renewLoop(base context.Context, first *token) {
 		// a server that does not answer.
 		ctx, cancel := context.WithTimeout(base, ch.renewTimeout())
 		defer cancel()
+		ch.mu.Lock()
+		ch.renewSent = time.Now()
+		ch.mu.Unlock()
 		tok, err := ch.openToken(ctx, ua.SecurityTokenRequestTypeRenew)
 		if err != nil {
 			return grant{}, err
