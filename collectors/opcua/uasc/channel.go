@@ -89,8 +89,8 @@ type Channel struct {
 	waiters   map[uint32]*waiter
 	stats     Stats
 	renewSent time.Time // when the last renewal request went out (tests measure the schedule by it)
-	cause     error // why the channel ended
-	err       error // cause wrapped with ErrChannelClosed
+	cause     error     // why the channel ended
+	err       error     // cause wrapped with ErrChannelClosed
 	done      chan struct{}
 }
 
