@@ -37,7 +37,9 @@ func TestAllocationEstimate(t *testing.T) {
 			estimate := float64(d.allocLimit - d.budget)
 			actual := float64(after.TotalAlloc - before.TotalAlloc)
 			t.Logf("%d bytes: estimate %.0f, allocated %.0f (%.0f× the message)", len(msg), estimate, actual, actual/float64(len(msg)))
-			if actual > 1.3*estimate || actual < 0.7*estimate {
+			// Over-estimates only make the budget stricter (a null Variant
+			// boxes no value: 36 bytes allocated for 52 estimated on 386).
+			if actual > 1.3*estimate || actual < 0.5*estimate {
 				t.Errorf("estimate %.0f bytes, allocated %.0f", estimate, actual)
 			}
 		})

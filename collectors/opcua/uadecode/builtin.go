@@ -360,7 +360,7 @@ func (d *decoder) dimensions(n int) []int {
 		return nil
 	}
 	dims := make([]int, count)
-	product := 1
+	product := int64(1)
 	for i := range dims {
 		dim := int32(d.u32("Variant array dimension"))
 		if d.err != nil {
@@ -370,17 +370,17 @@ func (d *decoder) dimensions(n int) []int {
 			d.malformed("Variant array dimension", "dimension %d is %d", i, dim)
 			return nil
 		}
-		// product ≤ n ≤ MaxArrayLength < 2^31 before this step, so
-		// product × dim cannot overflow an int, and is refused as soon as it
-		// passes n.
-		product *= int(dim)
-		if product > n {
+		// product ≤ n < 2^31 (an Int32) before this step and dim < 2^31,
+		// so product × dim cannot overflow an int64; it is refused as soon
+		// as it passes n.
+		product *= int64(dim)
+		if product > int64(n) {
 			d.malformed("Variant array dimensions", "dimension %d of %d takes the product past the array length %d", i, dim, n)
 			return nil
 		}
 		dims[i] = int(dim)
 	}
-	if count > 0 && product != n {
+	if count > 0 && product != int64(n) {
 		d.malformed("Variant array dimensions", "product of dimensions %v is %d, the array length %d", dims, product, n)
 		return nil
 	}
@@ -568,7 +568,7 @@ func arrayOf[T any](d *decoder, n int, read func() T) []T {
 		return nil
 	}
 	var zero T
-	if !d.charge("array", n*int(reflect.TypeOf(&zero).Elem().Size())) {
+	if !d.chargeN("array", n, int(reflect.TypeOf(&zero).Elem().Size())) {
 		return nil
 	}
 	out := make([]T, n)

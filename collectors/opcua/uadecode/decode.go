@@ -33,7 +33,8 @@ import (
 // Limits bound what one message may make the decoder do. The length of the
 // message bounds everything anyway (no array or string is allocated before
 // the bytes it needs are known to be there); these catch what the length
-// alone does not: nesting (stack) and amplification (memory).
+// alone does not: nesting (stack) and amplification (memory). A zero field
+// takes DefaultLimits' value.
 type Limits struct {
 	// MaxDepth is the deepest nesting of structures, Variants, DataValues,
 	// ExtensionObjects and DiagnosticInfos.
@@ -76,7 +77,8 @@ func Service(b []byte) (*ua.ExpandedNodeID, any, error) {
 // Service decodes a service message body within l. Unknown service type ids
 // are ua.StatusBadServiceUnsupported, malformed messages
 // ua.StatusBadDecodingError and exceeded limits
-// ua.StatusBadEncodingLimitsExceeded (errors.Is finds them).
+// ua.StatusBadEncodingLimitsExceeded (errors.Is finds them). Unlike
+// ua.DecodeService it returns no half-decoded value with an error.
 func (l Limits) Service(b []byte) (*ua.ExpandedNodeID, any, error) {
 	d := newDecoder(b, l)
 	typeID := d.expandedNodeID()
@@ -85,7 +87,7 @@ func (l Limits) Service(b []byte) (*ua.ExpandedNodeID, any, error) {
 	}
 	t := serviceType(b[:d.pos], typeID.NodeID)
 	if t == nil {
-		return nil, nil, fmt.Errorf("decode service %s: %w", typeID.NodeID.String(), ua.StatusBadServiceUnsupported)
+		return nil, nil, fmt.Errorf("decode service %s: %w", shortID(typeID.NodeID), ua.StatusBadServiceUnsupported)
 	}
 	v := reflect.New(t).Elem()
 	planOf(t).decode(d, v)
@@ -119,8 +121,8 @@ type decoder struct {
 	base       int // offset of b in the whole message (b is an extension object's body)
 	lim        Limits
 	depth      int
-	budget     int // bytes of decoded values still allowed
-	allocLimit int // the budget's start, for the error
+	budget     int64 // bytes of decoded values still allowed
+	allocLimit int64 // the budget's start, for the error
 	err        error
 }
 
@@ -138,9 +140,9 @@ func newDecoder(b []byte, l Limits) *decoder {
 	if l.MaxArrayDimensions <= 0 {
 		l.MaxArrayDimensions = def.MaxArrayDimensions
 	}
-	budget := l.MaxAlloc
+	budget := int64(l.MaxAlloc)
 	if budget <= 0 {
-		budget = min(defaultMaxAlloc, 200*len(b)+1<<20)
+		budget = min(defaultMaxAlloc, 200*int64(len(b))+1<<20)
 	}
 	return &decoder{b: b, lim: l, budget: budget, allocLimit: budget}
 }
@@ -180,10 +182,15 @@ func (d *decoder) enter(what string) bool {
 func (d *decoder) leave() { d.depth-- }
 
 // charge takes n estimated bytes of decoded values from the budget.
-func (d *decoder) charge(what string, n int) bool {
+func (d *decoder) charge(what string, n int) bool { return d.chargeN(what, n, 1) }
+
+// chargeN charges count values of size bytes, in 64 bits: on a 32-bit
+// platform count × size may not fit an int.
+func (d *decoder) chargeN(what string, count, size int) bool {
 	if d.err != nil {
 		return false
 	}
+	n := int64(count) * int64(size)
 	if n > d.budget {
 		d.limit(what, "decoded values would take more than %d bytes", d.allocLimit)
 		return false
@@ -290,7 +297,7 @@ func (d *decoder) length(what string, max, minSize int) (n int, null bool) {
 		d.limit(what, "length %d above the limit %d", raw, max)
 		return 0, false
 	case int(raw) > d.left()/max1(minSize):
-		d.malformed(what, "length %d needs at least %d bytes, %d left", raw, int(raw)*max1(minSize), d.left())
+		d.malformed(what, "length %d needs at least %d bytes, %d left", raw, int64(raw)*int64(max1(minSize)), d.left())
 		return 0, false
 	}
 	return int(raw), false
@@ -329,4 +336,14 @@ func (d *decoder) within(body []byte, f func()) {
 	d.base, d.b, d.pos = base+pos-len(body), body, 0
 	f()
 	d.b, d.pos, d.base = b, pos, base
+}
+
+// shortID names a node id from the wire in an error: quoted, and cut, since
+// a server chooses its length.
+func shortID(n *ua.NodeID) string {
+	s := n.String()
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return fmt.Sprintf("%q", s)
 }

@@ -184,7 +184,7 @@ func fillSlicePlan(p *plan, t reflect.Type) {
 	size := int(elem.Size())
 	p.decode = func(d *decoder, v reflect.Value) {
 		n, null := d.length(t.String(), d.lim.MaxArrayLength, ep.minSize)
-		if null || !d.charge(t.String(), n*size) {
+		if null || !d.chargeN(t.String(), n, size) {
 			return
 		}
 		s := reflect.MakeSlice(t, n, n)
