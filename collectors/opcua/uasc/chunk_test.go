@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,9 +249,16 @@ func mustEncode(t testing.TB, req ua.Request) []byte {
 }
 
 // fuzzChannel is a channel as its reader sees it after opening with policy
-// None: token 1, three pending requests, limits of 4 KiB per message in at
-// most 4 chunks.
+// None: channel 5, token 1, an expired previous token 9, three pending
+// requests (1 and 2 MSG, 3 OPN), limits of 4 KiB per message in at most 4
+// chunks.
 func fuzzChannel() (*Channel, *reassembler, map[uint32]chan result) {
+	return testChannel(false)
+}
+
+// testChannel is fuzzChannel, with a previous token 8 still accepted when
+// previousWithinQuarter.
+func testChannel(previousWithinQuarter bool) (*Channel, *reassembler, map[uint32]chan result) {
 	ch := &Channel{
 		cfg:     Config{Policy: secpolicy.None, Mode: ua.MessageSecurityModeNone},
 		log:     zerolog.Nop(),
@@ -261,6 +269,10 @@ func fuzzChannel() (*Channel, *reassembler, map[uint32]chan result) {
 	ch.channelID = 5
 	ch.cur = &token{id: 1, crypto: mustCrypto(noneSymmetric()), arrived: time.Now(), lifetime: time.Hour}
 	ch.prev = &token{id: 9, crypto: ch.cur.crypto, arrived: time.Now().Add(-2 * time.Hour), lifetime: time.Hour}
+	if previousWithinQuarter {
+		// expired 10 min ago, accepted 5 min more
+		ch.prev = &token{id: 8, crypto: ch.cur.crypto, arrived: time.Now().Add(-70 * time.Minute), lifetime: time.Hour}
+	}
 	results := make(map[uint32]chan result)
 	for id, typ := range map[uint32]string{1: "MSG", 2: "MSG", 3: "OPN"} {
 		results[id] = make(chan result, 1)
@@ -319,6 +331,7 @@ func TestReceive(t *testing.T) {
 		{"sequence gap", [][]byte{msgChunk('F', 1, 10, 1, fault), msgChunk('F', 1, 12, 2, fault)}, "sequence number out of order: 12 after 10", map[uint32]string{1: "message"}},
 		{"unknown token", [][]byte{msgChunk('F', 2, 10, 1, fault)}, "MSG chunk under unknown token 2", nil},
 		{"previous token past its quarter", [][]byte{msgChunk('F', 9, 10, 1, fault)}, "MSG chunk under token 9, which expired more than a quarter of its lifetime ago", nil},
+		{"previous token within its quarter", [][]byte{msgChunk('F', 8, 10, 1, fault)}, "", map[uint32]string{1: "message"}},
 		{"another channel", [][]byte{func() []byte { c := msgChunk('F', 1, 10, 1, fault); c[8] = 6; return c }()}, "MSG chunk for channel 6, ours is 5", nil},
 		{"MSG for an OPN request", [][]byte{msgChunk('F', 1, 10, 3, fault)}, "response to request 3 came as MSG, not OPN", nil},
 		{"too short", [][]byte{[]byte("MSGF\x0c\x00\x00\x00\x05\x00\x00\x00")}, "MSG chunk of 12 bytes is too short", nil},
@@ -326,7 +339,7 @@ func TestReceive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ch, rx, results := fuzzChannel()
+			ch, rx, results := testChannel(strings.Contains(tt.name, "within its quarter"))
 			var seq sequenceCheck
 			var err error
 			for _, c := range tt.chunks {

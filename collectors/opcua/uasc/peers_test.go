@@ -21,6 +21,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 )
@@ -498,5 +499,97 @@ func TestServerClockSkew(t *testing.T) {
 				checkSpacing(t, arrivals, lifetime)
 			})
 		}
+	}
+}
+
+// TestResponseTooLarge: a response beyond our max message size fails its
+// request only; the channel goes on.
+func TestResponseTooLarge(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}})
+	o62 := o62proc.Start(t, o62proc.Options{})
+	for _, srv := range []testServer{{"node-opcua", peer.Endpoint}, {"open62541", o62.Endpoint}} {
+		t.Run(srv.name, func(t *testing.T) {
+			ch := openNone(t, srv.endpoint, uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 8192, MaxChunkCount: 2})
+			_, err := getEndpoints(stepContext(t), ch, srv.endpoint)
+			t.Logf("%s: %v", srv.name, err)
+			if err == nil || errors.Is(err, ErrChannelClosed) {
+				t.Fatalf("GetEndpoints beyond our limits: %v, want a failure of that request", err)
+			}
+			if !strings.Contains(err.Error(), "TooLarge") && !strings.Contains(err.Error(), "exceeds our max message size") {
+				t.Errorf("error %q does not say the response was too large", err)
+			}
+			if _, err := ch.Send(stepContext(t), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil); err != nil {
+				t.Fatalf("FindServers after the failure: %v", err)
+			}
+		})
+	}
+}
+
+// TestRenewalFailure: a server that falls silent (a frozen network between
+// us) fails the renewal within the token's lifetime and a quarter: the
+// failure is counted and logged, the channel ends with the cause, and a
+// pending request fails with ErrChannelClosed.
+func TestRenewalFailure(t *testing.T) {
+	const lifetime = 2 * time.Second
+	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None"}, TokenLifetime: lifetime})
+	proxy := faultproxy.Start(t, strings.TrimPrefix(o62.Endpoint, "opc.tcp://"))
+	var logBuf syncBuffer
+	ch, err := Open(stepContext(t), Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone,
+		Lifetime: lifetime, RequestTimeout: time.Minute, Log: zerolog.New(&logBuf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close(context.WithoutCancel(t.Context()))
+	opened := time.Now()
+	proxy.Freeze()
+	defer proxy.Thaw()
+	_, err = getEndpoints(stepContext(t), ch, o62.Endpoint)
+	took := time.Since(opened)
+	if !errors.Is(err, ErrChannelClosed) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "renew secure channel") {
+		t.Fatalf("pending request: %v, want ErrChannelClosed from the renewal's timeout", err)
+	}
+	// Renewal at 1.5 s, given up when the token is no longer accepted: 2.5 s.
+	if took < 2400*time.Millisecond || took > 3500*time.Millisecond {
+		t.Errorf("channel failed %s after opening, want about 2.5 s", took)
+	}
+	<-ch.Done()
+	if st := ch.Stats(); st.RenewalFailures != 1 || st.Renewals != 0 {
+		t.Errorf("stats %+v, want one renewal failure", st)
+	}
+	if n := strings.Count(logBuf.String(), `"level":"warn"`); n != 1 || !strings.Contains(logBuf.String(), "secure channel renewal failed") {
+		t.Errorf("log:\n%s\nwant one warning of the failed renewal", logBuf.String())
+	}
+}
+
+// TestConnectionCut: a connection reset ends the channel at once, with the
+// cause, and fails requests; a frozen server cannot hang Open.
+func TestConnectionCut(t *testing.T) {
+	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None"}})
+	proxy := faultproxy.Start(t, strings.TrimPrefix(o62.Endpoint, "opc.tcp://"))
+	ch := openNone(t, "opc.tcp://"+proxy.Addr(), uatcp.DefaultLimits())
+	proxy.Cut()
+	select {
+	case <-ch.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel still open 5 s after its connection was reset")
+	}
+	if err := ch.Err(); !errors.Is(err, ErrChannelClosed) {
+		t.Errorf("Err() = %v, want ErrChannelClosed", err)
+	}
+	if _, err := getEndpoints(stepContext(t), ch, o62.Endpoint); !errors.Is(err, ErrChannelClosed) {
+		t.Errorf("request on the cut channel: %v, want ErrChannelClosed", err)
+	}
+
+	proxy.Freeze()
+	defer proxy.Thaw()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Open(ctx, Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Log: testLog(t)})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Errorf("Open through a frozen network: %v after %s, want a deadline error after 500ms", err, time.Since(start))
+	}
+	if !strings.HasPrefix(fmt.Sprint(err), "open secure channel: hello ") {
+		t.Errorf("error %q does not name the step", err)
 	}
 }
