@@ -1,12 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // ReadAgentID returns agent.id from the file at path without loading or
@@ -22,8 +18,14 @@ func ReadAgentID(path string) (string, error) {
 			ID string `yaml:"id"`
 		} `yaml:"agent"`
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil && err != io.EOF {
-		return "", Errors{syntaxError(path, data, err)}
+	_, root, perrs := parseTree(path, data)
+	if perrs != nil {
+		return "", perrs
+	}
+	if root.Kind != 0 {
+		if err := root.Decode(&c); err != nil {
+			return "", Errors{syntaxError(path, data, err)}
+		}
 	}
 	if c.Agent.ID == "" {
 		return "", Errors{{File: path, Path: "agent.id", Msg: "required"}}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,20 +27,15 @@ func Load(path string) (*Config, error) {
 // Parse is Load for bytes already read; file names them in errors.
 func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(c)
-	var typeErr *yaml.TypeError
-	if err != nil && err != io.EOF && !errors.As(err, &typeErr) {
-		return nil, Errors{syntaxError(file, data, err)}
-	}
-
-	// Second decode, for line numbers. It cannot fail where the first did not.
-	root := &yaml.Node{}
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(root); err != nil && err != io.EOF {
-		return nil, Errors{syntaxError(file, data, err)}
+	dec, root, perrs := parseTree(file, data)
+	if perrs != nil {
+		return nil, perrs
 	}
 	c.root = root
+	typeErr, err := decodeTree(root, c)
+	if err != nil {
+		return nil, Errors{syntaxError(file, data, err)}
+	}
 
 	var errs Errors
 	var skip pathSet // paths whose validation a decode error makes moot

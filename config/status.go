@@ -1,17 +1,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/tagbridge/tagbridge/certs"
 )
@@ -121,15 +117,12 @@ func ReadStatus(path string) (Status, error) {
 	var part struct {
 		Agent Agent `yaml:"agent"`
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&part); err != nil && err != io.EOF {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return Status{}, Errors{syntaxError(path, data, err)}
-		}
+	_, root, perrs := parseTree(path, data)
+	if perrs != nil {
+		return Status{}, perrs
 	}
-	root := &yaml.Node{}
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(root); err != nil && err != io.EOF {
-		return Status{}, Errors{syntaxError(path, data, err)}
+	if root.Kind != 0 {
+		root.Decode(&part) // type errors leave the field unset; its check says so
 	}
 	c := &Config{File: path, Agent: part.Agent, root: root}
 	v := &validator{c: c}
