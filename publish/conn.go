@@ -22,10 +22,24 @@ import (
 // dials as paho's own openConnection does and wraps the connection in a
 // coalescingConn.
 
-// openConn is the mqtt.OpenConnectionFunc of the Publisher: the dial of
-// paho v1.5.1's openConnection (netconn.go) for the schemes the
-// configuration accepts, with the connection wrapped.
-func openConn(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+// openConn returns the mqtt.OpenConnectionFunc of the Publisher: the dial
+// of paho v1.5.1's openConnection (netconn.go) for the schemes the
+// configuration accepts, with the connection wrapped so that no packet
+// from the broker larger than maxPacket is read. broken is called when a
+// read fails: the connection is lost.
+func openConn(maxPacket int, broken func()) mqtt.OpenConnectionFunc {
+	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+		conn, err := dial(uri, o)
+		if err != nil {
+			return nil, err
+		}
+		cc := newCoalescingConn(conn, o.WriteTimeout)
+		cc.maxPacket, cc.broken = maxPacket, broken
+		return cc, nil
+	}
+}
+
+func dial(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	dialer := o.Dialer
 	if dialer == nil { // as paho does
 		dialer = &net.Dialer{Timeout: 30 * time.Second}
@@ -61,10 +75,7 @@ func openConn(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	default:
 		return nil, fmt.Errorf("scheme %q is not supported", uri.Scheme)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return newCoalescingConn(conn, o.WriteTimeout), nil
+	return conn, err
 }
 
 const (
@@ -98,6 +109,14 @@ type coalescingConn struct {
 	r       *bufio.Reader
 	timeout time.Duration
 
+	// paho allocates a packet's whole length as soon as it has read it
+	// (a 256 MB PUBLISH: 256 MB), so Read looks at each packet's fixed
+	// header before passing it on; 0 is no limit.
+	maxPacket int
+	left      int   // bytes of the current packet not yet read
+	readErr   error // a packet over maxPacket: every later Read fails
+	broken    func()
+
 	mu      sync.Mutex
 	room    sync.Cond // signalled when pending shrinks or err is set
 	pending []byte
@@ -124,20 +143,73 @@ func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
 	return cc
 }
 
-// Read reports a read that fails while Close runs as net.ErrClosed, as a
-// plain connection would after Close: the broker may close its end once it
-// has our DISCONNECT, before Close has flushed and closed ours, and paho
-// logs an EOF it did not expect as an error.
+// Read reads through the buffer, one packet at most, and fails on a packet
+// over maxPacket before paho has seen its length.
 func (c *coalescingConn) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if err != nil {
-		c.mu.Lock()
-		if c.closing {
-			err = net.ErrClosed
+	if c.maxPacket > 0 {
+		if c.left == 0 {
+			if err := c.nextPacket(); err != nil {
+				return 0, c.readFailed(err)
+			}
 		}
-		c.mu.Unlock()
+		p = p[:min(len(p), c.left)]
+	}
+	n, err := c.r.Read(p)
+	c.left -= n
+	if err != nil {
+		err = c.readFailed(err)
 	}
 	return n, err
+}
+
+// ErrPacketTooLarge is the error of a connection whose broker sent a
+// packet larger than mqtt.max_packet_size.
+var ErrPacketTooLarge = errors.New("packet larger than mqtt.max_packet_size")
+
+// nextPacket peeks at the fixed header of the next packet (a type byte and
+// a remaining length of one to four bytes) and sets left to the packet's
+// size, or fails if it is over maxPacket or malformed.
+func (c *coalescingConn) nextPacket() error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	remaining := 0
+	for i := 1; ; i++ {
+		b, err := c.r.Peek(i + 1)
+		if err != nil {
+			return err
+		}
+		remaining |= int(b[i]&0x7f) << (7 * (i - 1))
+		if b[i]&0x80 == 0 {
+			size := 1 + i + remaining
+			if size > c.maxPacket {
+				c.readErr = fmt.Errorf("broker sent a packet of %d bytes (type %d), over %d: %w", size, b[0]>>4, c.maxPacket, ErrPacketTooLarge)
+				return c.readErr
+			}
+			c.left = size
+			return nil
+		}
+		if i == 4 {
+			c.readErr = errors.New("broker sent a malformed packet: remaining length longer than 4 bytes")
+			return c.readErr
+		}
+	}
+}
+
+// readFailed reports a read that fails while Close runs as net.ErrClosed,
+// as a plain connection would after Close: the broker may close its end
+// once it has our DISCONNECT, before Close has flushed and closed ours, and
+// paho logs an EOF it did not expect as an error.
+func (c *coalescingConn) readFailed(err error) error {
+	if c.broken != nil {
+		c.broken()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return net.ErrClosed
+	}
+	return err
 }
 
 func (c *coalescingConn) Write(p []byte) (int, error) {

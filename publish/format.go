@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -111,8 +112,11 @@ type jsonFormat struct {
 	topics  *topics
 	batch   bool
 	batched map[string]string // plc -> batch topic
-	version string
-	started time.Time
+	// maxPacket is mqtt.max_packet_size: a batch is split into arrays
+	// whose packets fit.
+	maxPacket int
+	version   string
+	started   time.Time
 
 	agentTopic string
 	plcTopic   map[string]string // plc -> its status topic
@@ -121,7 +125,7 @@ type jsonFormat struct {
 	status map[string]collectors.PLCStatus // latest, re-announced on every connect
 	order  []string
 
-	buf []byte // intake goroutine only
+	buf, value []byte // intake goroutine only
 }
 
 func newJSONFormat(cfg *config.Config, t *topics, started time.Time) (*jsonFormat, error) {
@@ -130,6 +134,7 @@ func newJSONFormat(cfg *config.Config, t *topics, started time.Time) (*jsonForma
 		topics:     t,
 		batch:      cfg.MQTT.Batch,
 		batched:    map[string]string{},
+		maxPacket:  int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
 		version:    cfg.Agent.Version,
 		started:    started,
 		agentTopic: prefix + "/status",
@@ -172,28 +177,35 @@ func (f *jsonFormat) encode(b collectors.Batch, _ bool, add func(topic string, p
 		}
 		return
 	}
-	// One array per PLC entry, in order of first appearance.
+	// One array per PLC entry, in order of first appearance, split into
+	// several where one packet would be over mqtt.max_packet_size.
 	for i := range b {
 		if !firstOfPLC(b, i) {
 			continue
 		}
 		plc := b[i].PLC
+		topic, ok := f.batched[plc]
+		if !ok { // not configured: cannot happen with the agent's sessions
+			topic = strings.TrimSuffix(f.agentTopic, "status") + level(plc)
+		}
 		f.buf = append(f.buf[:0], '[')
 		for j := i; j < len(b); j++ {
 			if b[j].PLC != plc {
 				continue
 			}
-			if len(f.buf) > 1 {
+			end := len(f.buf)
+			if end > 1 {
 				f.buf = append(f.buf, ',')
 			}
 			f.buf = AppendJSON(f.buf, &b[j])
+			if end > 1 && packetSize(topic, len(f.buf)+1, 1) > f.maxPacket {
+				// Send the array without this value, which starts the next.
+				f.value = append(f.value[:0], f.buf[end+1:]...)
+				add(topic, append(f.buf[:end], ']'))
+				f.buf = append(append(f.buf[:0], '['), f.value...)
+			}
 		}
-		f.buf = append(f.buf, ']')
-		topic, ok := f.batched[plc]
-		if !ok { // not configured: cannot happen with the agent's sessions
-			topic = strings.TrimSuffix(f.agentTopic, "status") + level(plc)
-		}
-		add(topic, f.buf)
+		add(topic, append(f.buf, ']'))
 	}
 }
 

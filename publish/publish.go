@@ -59,6 +59,10 @@ const (
 	// quiesce is how long Disconnect waits for its DISCONNECT to go out, in ms.
 	quiesce = 250
 
+	// refusals is how many connections may end without the broker
+	// acknowledging the oldest message before it is set aside.
+	refusals = 3
+
 	writeTimeout         = 5 * time.Second
 	connectRetryInterval = 2 * time.Second
 	maxReconnectInterval = 5 * time.Second // back within seconds of a broker restart
@@ -74,8 +78,15 @@ type Publisher struct {
 	format format
 	qos    byte
 	retain bool
+	// maxPacket is mqtt.max_packet_size: a record whose packet would be
+	// larger is set aside; no larger packet from the broker is read.
+	maxPacket int
 
 	published, failed, resent atomic.Uint64
+	// setAside counts records moved to the dead-letter file; asideAcked
+	// those of them taken out of paho's store, which the store counts as
+	// acknowledged once the broker answers their PUBREL.
+	setAside, asideAcked atomic.Uint64
 
 	mu         sync.Mutex
 	idle       sync.Cond     // signalled when publishing turns false
@@ -90,6 +101,7 @@ type Publisher struct {
 	direct     []Message     // the format's messages waiting for Run's goroutine
 	statuses   []collectors.PLCStatus
 	statusWake chan struct{} // statuses has entries for the intake
+	asideLog   bool          // a record set aside has been logged
 
 	// Owned by Run's goroutine.
 	inflight    ring
@@ -99,6 +111,7 @@ type Publisher struct {
 	syncEach    time.Duration
 	handed      uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
 	pending     []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
+	goodTopics  map[string]struct{}
 }
 
 // pending is a spooled record handed to paho, n-th in paho's store.
@@ -112,7 +125,11 @@ type Stats struct {
 
 	Spooled    uint64 // values in the disk spool not yet acknowledged by the broker
 	SpoolBytes int64  // size of the spool's files
-	Dropped    uint64 // values deleted from the spool unsent: spool full (mqtt.spool.max_bytes) or corrupt
+	Dropped    uint64 // values deleted from the spool unsent: spool full (mqtt.spool.max_bytes), corrupt, or set aside
+	// SetAside counts values moved to the spool's dead-letter file (also in
+	// Dropped): a topic or size the broker can never take, or a message it
+	// refused again and again by dropping the connection.
+	SetAside uint64
 	// Resent counts values sent again, after a reconnect or a restart,
 	// because the broker had not acknowledged them: each may reach the
 	// broker twice (at least once delivery). Whether it did, only the
@@ -151,6 +168,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		format:     format,
 		qos:        byte(m.QoS),
 		retain:     m.Retain,
+		maxPacket:  int(cmp.Or(m.MaxPacketSize, config.DefaultMaxPacketSize)),
+		goodTopics: map[string]struct{}{},
 		up:         make(chan struct{}),
 		done:       make(chan struct{}),
 		statusWake: make(chan struct{}, 1),
@@ -176,18 +195,29 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify).
-		SetCustomOpenConnectionFn(openConn) // coalesced writes, buffered reads (conn.go)
+		SetCustomOpenConnectionFn(openConn(p.maxPacket, p.store.resumeAll)) // coalesced writes, buffered and bounded reads (conn.go)
 	if w, ok := format.will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
-	if r, ok := format.(reconnector); ok {
-		// paho sends the options' will with every CONNECT, and lets this
-		// handler change them before each reconnect.
-		opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
+	// paho sends the options' will with every CONNECT, resends its store
+	// as they say, and lets this handler change them before each reconnect.
+	opts.SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
+		p.mu.Lock()
+		suspect := p.refused()
+		p.mu.Unlock()
+		// After a connection that ended without the oldest message
+		// acknowledged, resend one message at a time: a broker that drops
+		// the connection on a message also resets the acknowledgements of
+		// those before it, if more followed, and which one it refuses is
+		// then unknown.
+		if suspect {
+			p.store.resumeOneByOne()
+		}
+		if r, ok := format.(reconnector); ok {
 			w := r.reconnecting()
 			o.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
-		})
-	}
+		}
+	})
 	switch u.Scheme {
 	case "tcp", "ws":
 	case "ssl", "wss":
@@ -247,13 +277,16 @@ func (p *Publisher) Stats() Stats {
 	up := p.isUp
 	p.mu.Unlock()
 	sp := p.spool.Stats()
+	acked, asideAcked := p.store.acked.Load(), p.asideAcked.Load()
+	aside := p.setAside.Load()
 	return Stats{
-		Published:  p.published.Load() + p.store.acked.Load(),
+		Published:  p.published.Load() + acked - min(acked, asideAcked),
 		Failed:     p.failed.Load(),
 		Connected:  up,
 		Spooled:    sp.Values,
 		SpoolBytes: sp.Bytes,
-		Dropped:    sp.Dropped,
+		Dropped:    sp.Dropped + aside,
+		SetAside:   aside,
 		Resent:     sp.Resent + p.resent.Load(),
 		InFlight:   int(p.inflight.shown.Load()),
 	}
@@ -492,6 +525,10 @@ func (p *Publisher) pump() {
 		if !ok {
 			break
 		}
+		if reason := p.unsendable(topic, len(payload)); reason != "" {
+			p.setAsideRecord(topic, payload, seq, reason)
+			continue
+		}
 		payload = p.format.outgoing(topic, payload)
 		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
 		if tok == nil {
@@ -509,6 +546,78 @@ func (p *Publisher) pump() {
 	}
 	p.acknowledge()
 }
+
+// unsendable says why a record can never reach the broker, or "" if it
+// can: a topic the broker would refuse (a spool written under an older
+// configuration), or a packet larger than mqtt.max_packet_size.
+func (p *Publisher) unsendable(topic string, payloadLen int) string {
+	if size := packetSize(topic, payloadLen, p.qos); size > p.maxPacket {
+		return fmt.Sprintf("packet of %d bytes, over mqtt.max_packet_size (%d)", size, p.maxPacket)
+	}
+	if _, ok := p.goodTopics[topic]; ok {
+		return ""
+	}
+	if err := checkTopic(topic); err != nil {
+		return "topic " + err.Error()
+	}
+	if len(p.goodTopics) < maxTopics {
+		p.goodTopics[topic] = struct{}{}
+	}
+	return ""
+}
+
+// packetSize is the size of the PUBLISH packet of a message.
+func packetSize(topic string, payloadLen int, qos byte) int {
+	remaining := 2 + len(topic) + payloadLen
+	if qos > 0 {
+		remaining += 2 // packet identifier
+	}
+	header := 2
+	for n := remaining >> 7; n > 0; n >>= 7 {
+		header++
+	}
+	return header + remaining
+}
+
+// setAsideRecord moves the record at the spool's reader to the dead-letter
+// file instead of handing it to paho; it is acknowledged to the spool in
+// its turn, after the records handed over before it.
+func (p *Publisher) setAsideRecord(topic string, payload []byte, seq uint64, reason string) {
+	p.deadLetter(topic, payload, reason)
+	_ = p.spool.Advance(seq)
+	p.inflight.push(inflight{doneToken{}, topic, seq})
+	if p.qos > 0 {
+		p.pending = append(p.pending, pending{p.handed, seq})
+	}
+}
+
+// deadLetter writes a message the broker cannot take to the spool's
+// dead-letter file, counts it, and logs the first one.
+func (p *Publisher) deadLetter(topic string, payload []byte, reason string) {
+	p.setAside.Add(1)
+	err := p.spool.DeadLetter(topic, payload)
+	p.mu.Lock()
+	first := !p.asideLog
+	p.asideLog = true
+	p.mu.Unlock()
+	switch {
+	case err != nil:
+		p.log.Error().Err(err).Str("topic", topic).Str("reason", reason).Msg("cannot write a message the broker cannot take to the dead-letter file: dropped")
+	case first:
+		p.log.Error().Str("topic", topic).Str("reason", reason).Str("file", p.spool.DeadLetterPath()).
+			Msg("set a message the broker cannot take aside in the dead-letter file, so that the rest flows; later ones are counted (set_aside), not logged")
+	}
+}
+
+// doneToken is the completed token of a record set aside, never handed to paho.
+type doneToken struct{}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (doneToken) Wait() bool                     { return true }
+func (doneToken) WaitTimeout(time.Duration) bool { return true }
+func (doneToken) Done() <-chan struct{}          { return closedChan }
+func (doneToken) Error() error                   { return nil }
 
 // acknowledge tells the spool which records the broker has (QoS 1, 2).
 func (p *Publisher) acknowledge() {
@@ -569,6 +678,9 @@ func (p *Publisher) reap() {
 		if p.qos == 0 {
 			p.spool.Ack(f.seq) // at most once: handed to the connection, or lost
 		}
+		if _, aside := f.token.(doneToken); aside {
+			continue
+		}
 		switch {
 		case err == nil:
 			if p.qos == 0 {
@@ -624,6 +736,7 @@ func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
 	p.acknowledge()
 	p.closeSpool()
 	p.farewell()
+	p.store.resumeAll()
 	p.client.Disconnect(quiesce)
 	st := p.Stats()
 	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
@@ -637,6 +750,7 @@ func (p *Publisher) stop(ctx context.Context) error {
 	p.acknowledge()
 	p.closeSpool()
 	p.farewell()
+	p.store.resumeAll()
 	p.client.Disconnect(0)
 	if st := p.spool.Stats(); st.Values > 0 {
 		p.log.Info().Uint64("values", st.Values).Err(context.Cause(ctx)).
@@ -693,6 +807,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.subscribeCommands(c)
 		p.resumed(c)
 	case mqtt.ConnectionNotificationLost:
+		p.store.resumeAll()
 		p.mu.Lock()
 		if !c.IsConnectionOpen() {
 			p.down()
@@ -700,6 +815,33 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.mu.Unlock()
 		p.log.Warn().Err(n.Reason).Msg("connection to broker lost; reconnecting")
 	}
+}
+
+// refused, before a reconnect attempt, sets aside the oldest message in
+// paho's store if refusals connections have ended without the broker
+// acknowledging it: a message it will never take (too large for it, a
+// topic it refuses), which paho would otherwise resend first on every
+// connection, for ever. A broker that takes a message acknowledges it
+// within milliseconds. It reports whether the oldest message now stored
+// has been through a connection that ended without its acknowledgement.
+// p.mu is held.
+func (p *Publisher) refused() (suspect bool) {
+	if lists, _, _ := p.store.state(); lists <= p.lists {
+		return false // not connected since the last attempt began: resume() did not read the store
+	}
+	order, strikes, ok := p.store.strike()
+	if !ok || strikes < refusals {
+		return ok
+	}
+	topic, payload, ok := p.store.setAside(order)
+	if !ok {
+		return false
+	}
+	p.asideAcked.Add(1)
+	p.mu.Unlock()
+	p.deadLetter(topic, payload, fmt.Sprintf("%d connections ended without the broker acknowledging it", strikes))
+	p.mu.Lock()
+	return false
 }
 
 // reconnector is a format whose will changes per connection (Sparkplug's

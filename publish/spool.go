@@ -32,7 +32,10 @@ import (
 //   - "cursor": the sequence numbers of the first record the broker has not
 //     acknowledged and of the first not yet handed to the MQTT client, and
 //     their CRC-32C;
-//   - "lock", held with flock while the spool is open.
+//   - "lock", held with flock while the spool is open;
+//   - "deadletter" (and "deadletter.1", the one before, when it grew past
+//     deadLetterMax): messages the broker can never take, set aside so
+//     that the rest flows; "TBDEAD01", then records as in a segment.
 //
 // Durability: Flush hands records to the kernel with one write; from then
 // on they survive the agent being killed. Sync fsyncs them, in the
@@ -79,7 +82,9 @@ type Spool struct {
 	rmem    []byte
 	peeked  int64    // size of the record returned by Peek, 0 if none
 	cur     *os.File // the cursor file, open once written
-	curSlot int      // the slot the next cursor record goes to
+	dead    *os.File // the dead-letter file, open once written
+	deadLen int64
+	curSlot int // the slot the next cursor record goes to
 	// topics read so far: a value's topic is one of a fixed set, and
 	// interning saves an allocation per record read.
 	topics map[string]string
@@ -127,6 +132,9 @@ const (
 	segSuffix     = ".seg"
 	cursorFileLen = 20 // one cursor record; the file holds two (cursorSlots)
 	cursorSlots   = 2
+	deadName      = "deadletter"
+	deadMagic     = "TBDEAD01"
+	deadLetterMax = 16 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -381,13 +389,7 @@ func (s *Spool) Append(topic string, payload []byte) error {
 	}
 	s.makeRoom(int64(recHeader + l))
 
-	start := len(s.wbuf)
-	s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, uint32(l))
-	s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, 0)
-	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(topic)))
-	s.wbuf = append(s.wbuf, topic...)
-	s.wbuf = append(s.wbuf, payload...)
-	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(s.wbuf[start+recHeader:], castagnoli))
+	s.wbuf = appendRecord(s.wbuf, topic, payload)
 	s.next++
 	if len(s.wbuf) >= flushAt {
 		return s.flush()
@@ -515,6 +517,65 @@ func (s *Spool) removeOldest() error {
 	s.rseg--
 	s.dirDirty = true
 	return nil
+}
+
+// DeadLetterPath is the file DeadLetter writes to.
+func (s *Spool) DeadLetterPath() string { return filepath.Join(s.dir, deadName) }
+
+// DeadLetter appends a message the broker cannot take to the dead-letter
+// file, which keeps the latest deadLetterMax bytes or more of them.
+func (s *Spool) DeadLetter(topic string, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock == nil {
+		return fmt.Errorf("spool: dead letter: %w", os.ErrClosed)
+	}
+	if len(topic) > 0xffff {
+		topic = topic[:0xffff]
+	}
+	if s.dead != nil && s.deadLen >= deadLetterMax {
+		s.dead.Close()
+		s.dead = nil
+		if err := os.Rename(s.DeadLetterPath(), s.DeadLetterPath()+".1"); err != nil {
+			return fmt.Errorf("spool: dead letter: %w", err)
+		}
+	}
+	if s.dead == nil {
+		f, err := os.OpenFile(s.DeadLetterPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("spool: dead letter: %w", err)
+		}
+		size, err := f.Seek(0, io.SeekEnd)
+		if err == nil && size == 0 {
+			_, err = f.Write([]byte(deadMagic))
+			size = int64(len(deadMagic))
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("spool: dead letter: %w", err)
+		}
+		s.dead, s.deadLen = f, size
+	}
+	rec := appendRecord(nil, topic, payload)
+	n, err := s.dead.Write(rec)
+	s.deadLen += int64(n)
+	if err != nil {
+		return fmt.Errorf("spool: dead letter: %w", err)
+	}
+	return nil
+}
+
+// appendRecord appends a record as segments hold it: body length, CRC-32C
+// of the body, and the body (topic length, topic, payload).
+func appendRecord(b []byte, topic string, payload []byte) []byte {
+	start := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(2+len(topic)+len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(topic)))
+	b = append(b, topic...)
+	b = append(b, payload...)
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+recHeader:], castagnoli))
+	return b
 }
 
 // Buffered reports whether appended records wait for Flush.
@@ -841,6 +902,10 @@ func (s *Spool) closeFiles() {
 	if s.cur != nil {
 		s.cur.Close()
 		s.cur = nil
+	}
+	if s.dead != nil {
+		s.dead.Close()
+		s.dead = nil
 	}
 	if s.w != nil {
 		s.w.Close()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -27,17 +28,27 @@ type store struct {
 	lists   uint64        // calls of All; paho makes one in each resume()
 	changed chan struct{} // closed and replaced when lists grows or out drops to 0
 	acked   atomic.Uint64 // outgoing entries deleted: PUBACK or PUBCOMP received
+
+	// With oneByOne, Get hands resume() an outgoing PUBLISH only once it
+	// is the oldest stored, that is once the broker has acknowledged the
+	// ones before it, so that resume() resends one at a time (paho's own
+	// MaxResumePubInFlight has a data race in v1.5.1). release, closed
+	// when the connection is lost, and a timeout end the waiting.
+	oneByOne bool
+	release  chan struct{}
+	deleted  chan struct{} // closed and replaced when an outgoing entry is deleted
 }
 
 type stored struct {
-	seq uint64
-	p   packets.ControlPacket
+	seq     uint64
+	p       packets.ControlPacket
+	strikes int // connections that ended without its acknowledgement
 }
 
 var _ mqtt.Store = (*store)(nil)
 
 func newStore() *store {
-	return &store{msgs: map[string]stored{}, changed: make(chan struct{})}
+	return &store{msgs: map[string]stored{}, changed: make(chan struct{}), release: make(chan struct{}), deleted: make(chan struct{})}
 }
 
 // Open and Close are no-ops: the store lives as long as its Publisher.
@@ -49,20 +60,73 @@ func (s *store) Put(key string, p packets.ControlPacket) {
 	defer s.mu.Unlock()
 	if old, ok := s.msgs[key]; ok {
 		// A PUBREL replacing its PUBLISH (QoS 2) keeps its place.
-		s.msgs[key] = stored{old.seq, p}
+		s.msgs[key] = stored{old.seq, p, old.strikes}
 		return
 	}
 	s.seq++
-	s.msgs[key] = stored{s.seq, p}
+	s.msgs[key] = stored{seq: s.seq, p: p}
 	if outgoing(key) {
 		s.out++
 	}
 }
 
 func (s *store) Get(key string) packets.ControlPacket {
+	var timeout <-chan time.Time
+	for {
+		s.mu.Lock()
+		m, ok := s.msgs[key]
+		_, isPub := m.p.(*packets.PublishPacket)
+		if !ok || !s.oneByOne || !isPub || !outgoing(key) || s.oldestPublish() == m.seq {
+			s.mu.Unlock()
+			return m.p
+		}
+		deleted, release := s.deleted, s.release
+		s.mu.Unlock()
+		if timeout == nil {
+			timeout = time.After(oneByOneWait)
+		}
+		select {
+		case <-deleted:
+		case <-release:
+			return m.p
+		case <-timeout:
+			s.resumeAll()
+			return m.p
+		}
+	}
+}
+
+// oneByOneWait bounds how long Get waits for the acknowledgement of the
+// message before.
+const oneByOneWait = 10 * time.Second
+
+// resumeOneByOne makes the next resume() resend one message at a time.
+func (s *store) resumeOneByOne() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.msgs[key].p
+	s.oneByOne = true
+	s.release = make(chan struct{})
+}
+
+// resumeAll ends resumeOneByOne: the connection is lost, or the client stops.
+func (s *store) resumeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.oneByOne {
+		s.oneByOne = false
+		close(s.release)
+	}
+}
+
+// oldestPublish returns the order of the oldest outgoing PUBLISH, 0 if
+// none; s.mu is held.
+func (s *store) oldestPublish() (order uint64) {
+	for k, m := range s.msgs {
+		if _, isPub := m.p.(*packets.PublishPacket); isPub && outgoing(k) && (order == 0 || m.seq < order) {
+			order = m.seq
+		}
+	}
+	return order
 }
 
 // All returns the keys in the order they were first stored.
@@ -87,6 +151,8 @@ func (s *store) Del(key string) {
 	}
 	delete(s.msgs, key)
 	if outgoing(key) {
+		close(s.deleted)
+		s.deleted = make(chan struct{})
 		s.acked.Add(1)
 		s.out--
 		if s.out == 0 {
@@ -103,6 +169,44 @@ func (s *store) Reset() {
 		s.out = 0
 		s.signal()
 	}
+}
+
+// strike counts a connection that ended with the oldest outgoing PUBLISH
+// unacknowledged, and returns its order and how many connections have
+// ended so.
+func (s *store) strike() (order uint64, strikes int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	order = s.oldestPublish()
+	for k, m := range s.msgs {
+		if m.seq == order && outgoing(k) {
+			m.strikes++
+			s.msgs[k] = m
+			return order, m.strikes, true
+		}
+	}
+	return 0, 0, false
+}
+
+// setAside takes the PUBLISH of this order out of the resending: it
+// returns its topic and payload and puts a PUBREL with its packet id in
+// its place, which paho sends on resume instead. Every broker answers a
+// PUBREL with a PUBCOMP (MQTT 3.1.1, 4.3.3), which completes the message's
+// token and frees its id in paho, and deletes the entry here.
+func (s *store) setAside(order uint64) (topic string, payload []byte, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range s.msgs {
+		pub, isPub := m.p.(*packets.PublishPacket)
+		if m.seq != order || !isPub || !outgoing(k) {
+			continue
+		}
+		rel := packets.NewControlPacket(packets.Pubrel).(*packets.PubrelPacket)
+		rel.MessageID = pub.MessageID
+		s.msgs[k] = stored{seq: m.seq, p: rel}
+		return pub.TopicName, pub.Payload, true
+	}
+	return "", nil, false
 }
 
 // state returns the number of All calls so far, the outgoing messages

@@ -50,14 +50,22 @@ func render(tmpl, agent, plc, tag string) string {
 }
 
 // level makes s usable as one topic level (strings.Map also turns invalid
-// UTF-8 into U+FFFD).
+// UTF-8 into U+FFFD, which unpublishable then leaves alone).
 func level(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '/' || r == '+' || r == '#' || r == 0 {
+		if r == '/' || r == '+' || r == '#' || unpublishable(r) {
 			return '_'
 		}
 		return r
 	}, s)
+}
+
+// unpublishable reports whether a broker may refuse r in a topic, by
+// dropping the connection: NUL, the control characters and the
+// noncharacters (MQTT 3.1.1, 1.5.3; Mosquitto refuses them all).
+func unpublishable(r rune) bool {
+	return r <= 0x1f || r >= 0x7f && r <= 0x9f ||
+		r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe
 }
 
 // checkTopic rejects what the broker would refuse in a PUBLISH topic.
@@ -67,8 +75,12 @@ func checkTopic(topic string) error {
 		return fmt.Errorf("renders empty")
 	case strings.ContainsAny(topic, "+#"):
 		return fmt.Errorf("renders to %q: wildcards + and # are not allowed when publishing", topic)
-	case strings.ContainsRune(topic, 0) || !utf8.ValidString(topic):
-		return fmt.Errorf("renders to %q: must be UTF-8 without NUL", topic)
+	case !utf8.ValidString(topic):
+		return fmt.Errorf("renders to %q: must be valid UTF-8", topic)
+	case strings.ContainsFunc(topic, unpublishable):
+		return fmt.Errorf("renders to %q: control characters and noncharacters (such as U+FFFF) are not allowed", topic)
+	case topic[0] == '$':
+		return fmt.Errorf("renders to %q: topics starting with $ are the broker's ($SYS)", topic)
 	case len(topic) > 65535:
 		return fmt.Errorf("renders longer than 65535 bytes")
 	}

@@ -55,6 +55,13 @@ type Option func(*settings)
 type settings struct {
 	users                       [][2]string
 	certFile, keyFile, clientCA string
+	extra                       []string
+}
+
+// WithConfig adds lines to mosquitto.conf (max_packet_size 4096, acl_file
+// FILE, ...).
+func WithConfig(lines ...string) Option {
+	return func(s *settings) { s.extra = append(s.extra, lines...) }
 }
 
 // WithUser turns anonymous access off and adds a user with this password.
@@ -119,6 +126,9 @@ log_type information
 			}
 		}
 		conf += "allow_anonymous false\npassword_file " + file + "\n"
+	}
+	for _, l := range s.extra {
+		conf += l + "\n"
 	}
 	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
