@@ -287,7 +287,7 @@ func (d *decoder) variant() *ua.Variant {
 	if !d.charge("Variant", sizeVariant) {
 		return nil
 	}
-	start := d.pos
+	start, allocated := d.pos, d.allocated
 	mask := d.u8("Variant")
 	typ := ua.TypeID(mask & variantTypeMask)
 	if d.err != nil {
@@ -295,7 +295,7 @@ func (d *decoder) variant() *ua.Variant {
 	}
 	if typ == ua.TypeIDNull {
 		if mask != 0 {
-			return d.gopcuaVariant(start)
+			return d.gopcuaVariant(start, allocated)
 		}
 		return new(ua.Variant)
 	}
@@ -310,7 +310,7 @@ func (d *decoder) variant() *ua.Variant {
 			return nil
 		}
 		if mask&variantDimensions != 0 {
-			return d.gopcuaVariant(start)
+			return d.gopcuaVariant(start, allocated)
 		}
 		return d.newVariant(v)
 	}
@@ -332,7 +332,7 @@ func (d *decoder) variant() *ua.Variant {
 		if mask&variantDimensions != 0 {
 			d.dimensions(n)
 		}
-		return d.gopcuaVariant(start)
+		return d.gopcuaVariant(start, allocated)
 	}
 	if mask&variantDimensions == 0 {
 		return d.newVariant(vals)
@@ -343,7 +343,7 @@ func (d *decoder) variant() *ua.Variant {
 		return nil
 	}
 	if len(dims) < 2 {
-		return d.gopcuaVariant(start)
+		return d.gopcuaVariant(start, allocated)
 	}
 	return d.newVariant(split(reflect.ValueOf(vals), dims).Interface())
 }
@@ -413,9 +413,14 @@ func (d *decoder) newVariant(v any) *ua.Variant {
 }
 
 // gopcuaVariant builds the Variant encoded in d.b[start:d.pos], already
-// decoded and checked by d, with gopcua's own decoder.
-func (d *decoder) gopcuaVariant(start int) *ua.Variant {
-	if d.err != nil {
+// decoded and checked by d, with gopcua's own decoder. Decoding it again is
+// charged to the budget: three times what d allocated for it since
+// allocated, as gopcua allocates two to three times as much (it boxes every
+// element). So the work of such Variants
+// nested in each other, decoded again at every level, stays within the
+// budget too.
+func (d *decoder) gopcuaVariant(start int, allocated int64) *ua.Variant {
+	if d.err != nil || !d.spend("Variant", 3*(d.allocated-allocated)) {
 		return nil
 	}
 	span := append([]byte(nil), d.b[start:d.pos]...)

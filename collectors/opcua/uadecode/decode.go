@@ -123,6 +123,7 @@ type decoder struct {
 	depth      int
 	budget     int64 // bytes of decoded values still allowed
 	allocLimit int64 // the budget's start, for the error
+	allocated  int64 // estimated bytes of our own decoded values so far
 	err        error
 }
 
@@ -191,6 +192,18 @@ func (d *decoder) chargeN(what string, count, size int) bool {
 		return false
 	}
 	n := int64(count) * int64(size)
+	if !d.spend(what, n) {
+		return false
+	}
+	d.allocated += n
+	return true
+}
+
+// spend takes n bytes from the budget.
+func (d *decoder) spend(what string, n int64) bool {
+	if d.err != nil {
+		return false
+	}
 	if n > d.budget {
 		d.limit(what, "decoded values would take more than %d bytes", d.allocLimit)
 		return false

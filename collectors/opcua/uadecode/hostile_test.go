@@ -229,3 +229,34 @@ func TestNoAliasing(t *testing.T) {
 		t.Fatalf("decoded values changed with the message buffer: %s", dump(r))
 	}
 }
+
+// TestNestedNonCanonicalVariants: Variants that gopcua builds again from
+// their bytes (here a scalar with the dimensions flag), nested, each around
+// the same large array, are decoded again at every level; the budget
+// charges for it, so time and memory stay within it.
+func TestNestedNonCanonicalVariants(t *testing.T) {
+	const levels, n = 90, 60_000
+	inner := cat([]byte{variantInt32Matrix}, le32(n), make([]byte, 4*n), le32(0))
+	msg := readResponseWith(t, append(bytes.Repeat([]byte{byte(ua.TypeIDVariant) | ua.VariantArrayDimensions}, levels), inner...))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	_, _, err := Service(msg)
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d-byte message: %v in %v, %d bytes allocated", len(msg), err, took, allocated)
+	if err != nil && !errors.Is(err, ua.StatusBadEncodingLimitsExceeded) {
+		t.Errorf("err = %v, want success or the allocation budget exceeded", err)
+	}
+	if err == nil {
+		requireSameAsGopcua(t, msg)
+	}
+	if budget := 200*len(msg) + 1<<20; allocated > uint64(budget) {
+		t.Errorf("allocated %d bytes, more than the budget of %d", allocated, budget)
+	}
+	if took > 2*time.Second {
+		t.Errorf("took %v", took)
+	}
+}
