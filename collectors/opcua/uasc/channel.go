@@ -231,12 +231,12 @@ func (ch *Channel) openToken(ctx context.Context, reqType ua.SecurityTokenReques
 	resp, ok := v.(*ua.OpenSecureChannelResponse)
 	if !ok {
 		if h := v.Header(); h != nil && uastatus.IsBad(h.ServiceResult) {
-			return nil, &uastatus.Error{Step: "OpenSecureChannel", Code: h.ServiceResult}
+			return nil, &uastatus.Error{Code: h.ServiceResult} // the caller names the step
 		}
 		return nil, fmt.Errorf("OpenSecureChannel answered with %s", typeName(v))
 	}
 	if h := resp.ResponseHeader; h != nil && uastatus.IsBad(h.ServiceResult) {
-		return nil, &uastatus.Error{Step: "OpenSecureChannel", Code: h.ServiceResult}
+		return nil, &uastatus.Error{Code: h.ServiceResult}
 	}
 	st := resp.SecurityToken
 	if st == nil || st.ChannelID == 0 {
@@ -378,6 +378,9 @@ func (ch *Channel) roundTrip(ctx context.Context, msgType string, req ua.Request
 	case <-ch.done:
 		return result{}, ch.Err()
 	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return result{}, err
 	}
 	fillHeader(ctx, req, authToken, ch.handles.Add(1))
 	msg, err := encodeRequest(req)
@@ -676,12 +679,15 @@ func (ch *Channel) fail(cause error) {
 // Close sends CloseSecureChannel, closes the connection and fails pending
 // requests. It returns the error of sending CLO, if any.
 func (ch *Channel) Close(ctx context.Context) error {
+	if !ch.closing.CompareAndSwap(false, true) {
+		<-ch.readerExited // another Close is at it
+		return nil
+	}
 	select {
 	case <-ch.done:
 		return nil
 	default:
 	}
-	ch.closing.Store(true)
 	req := &ua.CloseSecureChannelRequest{}
 	fillHeader(ctx, req, nil, ch.handles.Add(1))
 	msg, err := encodeRequest(req)

@@ -262,21 +262,35 @@ func TestMessageLimits(t *testing.T) {
 	}
 }
 
-// TestServerErrorUntrusted: open62541 refusing our certificate sends ERR
-// BadSecurityChecksFailed and closes the connection; Open reports the ERR,
-// not the EOF after it.
-func TestServerErrorUntrusted(t *testing.T) {
+// TestServerErrors: open62541 refusing our certificate (not in its trust
+// list) or our policy sends ERR and closes the connection; Open reports the
+// ERR, with the step, not the EOF after it.
+func TestServerErrors(t *testing.T) {
 	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "Basic256Sha256"}, RequireTrust: true})
-	cfg := secureConfig(t, o62.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
-	for range 3 { // the ERR must win every time, not by luck
-		_, err := Open(stepContext(t), cfg)
-		var se *uatcp.ServerError
-		if !errors.As(err, &se) || se.Code != ua.StatusBadSecurityChecksFailed {
-			t.Fatalf("Open: %v, want a *uatcp.ServerError BadSecurityChecksFailed", err)
-		}
-		if want := "open secure channel: server error BadSecurityChecksFailed (0x80130000)"; !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("error %q, want it to start with %q", err, want)
-		}
+	untrusted := secureConfig(t, o62.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
+	unoffered := untrusted
+	unoffered.Policy = policy(t, "Aes128_Sha256_RsaOaep")
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		code ua.StatusCode
+	}{
+		{"untrusted certificate", untrusted, ua.StatusBadSecurityChecksFailed},
+		{"policy not offered", unoffered, ua.StatusBadSecurityPolicyRejected},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 3 { // the ERR must win every time, not by luck
+				_, err := Open(stepContext(t), tt.cfg)
+				var se *uatcp.ServerError
+				if !errors.As(err, &se) || se.Code != tt.code {
+					t.Fatalf("Open: %v, want a *uatcp.ServerError %s", err, uastatus.Name(tt.code))
+				}
+				want := fmt.Sprintf("open secure channel: server error %s (0x%08X)", uastatus.Name(tt.code), uint32(tt.code))
+				if !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("error %q, want it to start with %q", err, want)
+				}
+			}
+		})
 	}
 }
 
