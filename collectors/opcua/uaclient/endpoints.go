@@ -1,0 +1,63 @@
+package uaclient
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+)
+
+// discoveryLifetime is the token lifetime asked for the short channel of
+// GetEndpoints; it is closed long before.
+const discoveryLifetime = time.Minute
+
+// GetEndpoints asks the server at endpoint for its endpoints, over a secure
+// channel of policy None opened for that and closed after.
+func GetEndpoints(ctx context.Context, endpoint string, limits uatcp.Limits, log zerolog.Logger) ([]*ua.EndpointDescription, error) {
+	none, err := secpolicy.ByURI(ua.SecurityPolicyURINone)
+	if err != nil {
+		return nil, fmt.Errorf("get endpoints: %w", err)
+	}
+	ch, err := uasc.Open(ctx, uasc.Config{
+		Endpoint: endpoint,
+		Policy:   none,
+		Mode:     ua.MessageSecurityModeNone,
+		Lifetime: discoveryLifetime,
+		Limits:   limits,
+		Log:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get endpoints: %w", err)
+	}
+	defer closeChannel(ctx, ch)
+	return getEndpoints(ctx, ch, endpoint)
+}
+
+// getEndpoints sends GetEndpoints on an open channel, session or not.
+func getEndpoints(ctx context.Context, ch *uasc.Channel, endpoint string) ([]*ua.EndpointDescription, error) {
+	const step = "get endpoints"
+	resp, err := ch.Send(ctx, &ua.GetEndpointsRequest{EndpointURL: endpoint}, nil)
+	if err != nil {
+		return nil, stepError(step, err)
+	}
+	r, ok := resp.(*ua.GetEndpointsResponse)
+	if !ok {
+		return nil, fmt.Errorf("%s: unexpected response %T", step, resp)
+	}
+	eps := make([]*ua.EndpointDescription, 0, len(r.Endpoints))
+	for _, ep := range r.Endpoints {
+		if ep != nil {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("%s: the server offers no endpoint", step)
+	}
+	return eps, nil
+}
