@@ -136,25 +136,25 @@ type testServer struct {
 func startServers(t *testing.T, lifetime time.Duration) []testServer {
 	// Every RSA policy: GetEndpoints answers with a certificate per
 	// endpoint, more than one 8 KiB chunk.
-	rsa := []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
+	rsa := []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "Basic256", "Basic128Rsa15"}
 	peer := peerproc.Start(t, peerproc.Options{Policies: rsa, TokenLifetime: lifetime})
 	o62 := o62proc.Start(t, o62proc.Options{Policies: rsa, TokenLifetime: lifetime})
 	return []testServer{{"node-opcua", peer.Endpoint}, {"open62541", o62.Endpoint}}
 }
 
-// TestChannelPeers opens channels with every mode of None and
-// Basic256Sha256 to both servers and calls the services that need no
+// TestChannelPeers opens channels with every RSA policy and mode (the
+// deprecated Basic256 and Basic128Rsa15 included) to both servers and calls the services that need no
 // session: GetEndpoints and FindServers. Small chunks make the GetEndpoints
 // response (certificates of every endpoint) arrive in several chunks.
 func TestChannelPeers(t *testing.T) {
 	servers := startServers(t, 0)
-	modes := []struct {
+	type policyMode struct {
 		policy string
 		mode   ua.MessageSecurityMode
-	}{
-		{"None", ua.MessageSecurityModeNone},
-		{"Basic256Sha256", ua.MessageSecurityModeSign},
-		{"Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt},
+	}
+	modes := []policyMode{{"None", ua.MessageSecurityModeNone}}
+	for _, p := range []string{"Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "Basic256", "Basic128Rsa15"} {
+		modes = append(modes, policyMode{p, ua.MessageSecurityModeSign}, policyMode{p, ua.MessageSecurityModeSignAndEncrypt})
 	}
 	for _, srv := range servers {
 		for _, m := range modes {
