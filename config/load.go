@@ -74,8 +74,8 @@ var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func syntaxError(file string, data []byte, err error) Error {
 	msg := err.Error()
-	if strings.Contains(msg, "UTF-8") && !syntaxLine.MatchString(msg) {
-		if e, ok := invalidUTF8(file, data); ok {
+	if !syntaxLine.MatchString(msg) && (strings.Contains(msg, "UTF-8") || strings.Contains(msg, "control characters")) {
+		if e, ok := unreadableByte(file, data); ok {
 			return e
 		}
 	}
@@ -86,26 +86,44 @@ func syntaxError(file string, data []byte, err error) Error {
 	return Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
-// invalidUTF8 places the decoder's UTF-8 errors, which carry no line, at
-// the first byte of data that is not UTF-8. A file with a UTF-16 byte order
-// mark is left to the decoder, which reads UTF-16 too.
-func invalidUTF8(file string, data []byte) (Error, bool) {
+// unreadableByte places the decoder's reader errors (invalid UTF-8, a
+// control character), which carry no line, at the first byte of data that
+// is not UTF-8 or the first character YAML does not allow. A file with a
+// UTF-16 byte order mark is left to the decoder, which reads UTF-16 too.
+func unreadableByte(file string, data []byte) (Error, bool) {
 	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
 		return Error{}, false
 	}
 	for off := 0; off < len(data); {
 		r, size := utf8.DecodeRune(data[off:])
-		if r == utf8.RuneError && size <= 1 {
-			lineStart := bytes.LastIndexByte(data[:off], '\n') + 1
-			return Error{
-				File: file,
-				Line: 1 + bytes.Count(data[:lineStart], []byte{'\n'}),
-				Msg:  fmt.Sprintf("invalid UTF-8: byte 0x%02X at column %d (save the file as UTF-8)", data[off], off-lineStart+1),
-			}, true
+		lineStart := bytes.LastIndexByte(data[:off], '\n') + 1
+		col := off - lineStart + 1
+		var msg string
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			msg = fmt.Sprintf("invalid UTF-8: byte 0x%02X at column %d (save the file as UTF-8)", data[off], col)
+		case !yamlPrintable(r):
+			msg = fmt.Sprintf("control character %U at column %d is not allowed (escape it in a double-quoted string, e.g. %q)", r, col, string(r))
+		default:
+			off += size
+			continue
 		}
-		off += size
+		return Error{File: file, Line: 1 + bytes.Count(data[:lineStart], []byte{'\n'}), Msg: msg}, true
 	}
 	return Error{}, false
+}
+
+// yamlPrintable reports whether YAML allows r unescaped in a file.
+func yamlPrintable(r rune) bool {
+	switch {
+	case r == 0x09, r == 0x0A, r == 0x0D, r == 0x85,
+		r >= 0x20 && r <= 0x7E,
+		r >= 0xA0 && r <= 0xD7FF,
+		r >= 0xE000 && r <= 0xFFFD,
+		r >= 0x10000 && r <= 0x10FFFF:
+		return true
+	}
+	return false
 }
 
 var (
