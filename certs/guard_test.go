@@ -136,6 +136,14 @@ func TestGuardAtOpen(t *testing.T) {
 	if _, err := g.ReadFile(filepath.Join(allowed, "open.key")); err != nil {
 		t.Errorf("certificate readable by others: %v", err)
 	}
+	// The allowed directory named through a symlink, as /etc/tagbridge/certs -> /srv/certs.
+	linkedDir := filepath.Join(root, "linked-certs")
+	if err := os.Symlink(allowed, linkedDir); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := (Guard{Dirs: []string{linkedDir}}).ReadKeyFile(filepath.Join(linkedDir, "real.key")); err != nil || string(data) != "inside" {
+		t.Errorf("through a symlinked allowed directory: %q, %v", data, err)
+	}
 	if err := syscall.Mkfifo(filepath.Join(allowed, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
