@@ -41,6 +41,12 @@ type server struct {
 	// x509ReactivateErr is the server's refusal of an X.509 user session
 	// activated on a new channel; "" when it allows that.
 	x509ReactivateErr string
+	// nullPolicyIDErr is the refusal of an anonymous token without a
+	// PolicyId ("" when accepted); userSignatureErr of an X.509 user token
+	// signed with another key.
+	nullPolicyIDErr  string
+	nullPolicyIDCode ua.StatusCode
+	userSignatureErr string
 }
 
 // servers start the two independent stacks the session layer must work
@@ -62,7 +68,8 @@ var servers = []struct {
 			// session moves to a new channel: sameIdentityToken() asserts
 			// "Not implemented yet" (opcua_server.js) and the request fails
 			// with BadInternalError. The layer above recreates the session.
-			x509ReactivateErr: "activate session: BadInternalError (0x80020000)"}
+			x509ReactivateErr: "activate session: BadInternalError (0x80020000)",
+			userSignatureErr:  "activate session: BadUserSignatureInvalid (0x80570000)"}
 	}},
 	{"open62541", func(t *testing.T) *server {
 		s := o62proc.Start(t, o62proc.Options{
@@ -70,7 +77,10 @@ var servers = []struct {
 			User:     "integrations", Password: "integrations-pw-9c1e",
 		})
 		return &server{endpoint: s.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
-			appNamespace: "urn:peers:open62541:server", counter: ua.MustParseNodeID("ns=1;s=Tag0002")}
+			appNamespace: "urn:peers:open62541:server", counter: ua.MustParseNodeID("ns=1;s=Tag0002"),
+			nullPolicyIDErr:  "activate session: BadIdentityTokenInvalid (0x80200000)",
+			nullPolicyIDCode: ua.StatusBadIdentityTokenInvalid,
+			userSignatureErr: "activate session: BadUserSignatureInvalid (0x80570000)"}
 	}},
 }
 
@@ -264,43 +274,81 @@ func testConnect(t *testing.T, cl client, srv *server) {
 func testRefusals(t *testing.T, cl client, srv *server) {
 	none, encrypt := ua.MessageSecurityModeNone, ua.MessageSecurityModeSignAndEncrypt
 	wrong := []byte("not-the-pw-4d2b")
-	plaintextEndpoint := func(cfg *uaclient.Config) {
-		// A server whose UserName token policy asks for no encryption.
-		ep := *cfg.Endpoint
-		ep.UserIdentityTokens = nil
-		for _, p := range cfg.Endpoint.UserIdentityTokens {
-			p := *p
-			if p.TokenType == ua.UserTokenTypeUserName {
-				p.SecurityPolicyURI = ua.SecurityPolicyURINone
+	user := uaclient.UserName{User: srv.user, Password: []byte(srv.password)}
+	// editTokens changes a copy of the endpoint's user token policies, as
+	// if the server had offered them so.
+	editTokens := func(edit func(p *ua.UserTokenPolicy) *ua.UserTokenPolicy) func(*uaclient.Config) {
+		return func(cfg *uaclient.Config) {
+			ep := *cfg.Endpoint
+			ep.UserIdentityTokens = nil
+			for _, p := range cfg.Endpoint.UserIdentityTokens {
+				p := *p
+				if q := edit(&p); q != nil {
+					ep.UserIdentityTokens = append(ep.UserIdentityTokens, q)
+				}
 			}
-			ep.UserIdentityTokens = append(ep.UserIdentityTokens, &p)
+			cfg.Endpoint = &ep
 		}
-		cfg.Endpoint = &ep
 	}
 	cases := []struct {
 		name    string
 		policy  string
 		mode    ua.MessageSecurityMode
-		pw      []byte
+		id      uaclient.Identity
 		edit    func(*uaclient.Config)
-		wantErr string        // the whole message, or its start
+		wantErr string        // the whole message, or its start; "" for success
 		wantSC  ua.StatusCode // found by errors.As; 0 when the refusal is ours
 	}{
-		{"wrong password on None", ua.SecurityPolicyURINone, none, wrong, nil,
+		{"wrong password on None", ua.SecurityPolicyURINone, none, uaclient.UserName{User: srv.user, Password: wrong}, nil,
 			"activate session: BadUserAccessDenied (0x801F0000)", ua.StatusBadUserAccessDenied},
-		{"wrong password on Basic256Sha256 SignAndEncrypt", basic256Sha256, encrypt, wrong, nil,
+		{"wrong password on Basic256Sha256 SignAndEncrypt", basic256Sha256, encrypt, uaclient.UserName{User: srv.user, Password: wrong}, nil,
 			"activate session: BadUserAccessDenied (0x801F0000)", ua.StatusBadUserAccessDenied},
-		{"plaintext password not allowed", ua.SecurityPolicyURINone, none, []byte(srv.password), plaintextEndpoint,
+		{"plaintext password not allowed", ua.SecurityPolicyURINone, none, user,
+			editTokens(func(p *ua.UserTokenPolicy) *ua.UserTokenPolicy {
+				if p.TokenType == ua.UserTokenTypeUserName {
+					p.SecurityPolicyURI = ua.SecurityPolicyURINone // a server asking for the password in plaintext
+				}
+				return p
+			}),
 			"activate session: user token policy ", 0},
+		{"no anonymous user token offered", ua.SecurityPolicyURINone, none, uaclient.Anonymous{},
+			editTokens(func(p *ua.UserTokenPolicy) *ua.UserTokenPolicy {
+				if p.TokenType == ua.UserTokenTypeAnonymous {
+					return nil
+				}
+				return p
+			}),
+			"activate session: endpoint None/None offers no Anonymous user token (offers ", 0},
+		// What gopcua's client sent (issue 11): open62541 refuses it.
+		{"anonymous with a null PolicyId", ua.SecurityPolicyURINone, none, uaclient.Anonymous{},
+			editTokens(func(p *ua.UserTokenPolicy) *ua.UserTokenPolicy {
+				if p.TokenType == ua.UserTokenTypeAnonymous {
+					p.PolicyID = ""
+				}
+				return p
+			}),
+			srv.nullPolicyIDErr, srv.nullPolicyIDCode},
+		{"X.509 user key not the certificate's", basic256Sha256, encrypt,
+			uaclient.X509{KeyPair: secpolicy.KeyPair{Certificate: cl.user.Certificate, Key: cl.app.Key}}, nil,
+			srv.userSignatureErr, ua.StatusBadUserSignatureInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := stepContext(t)
-			cfg := cl.config(t, srv, tc.policy, tc.mode, uaclient.UserName{User: srv.user, Password: tc.pw}, false)
+			cfg := cl.config(t, srv, tc.policy, tc.mode, tc.id, false)
 			if tc.edit != nil {
 				tc.edit(&cfg)
 			}
 			c, err := uaclient.Connect(ctx, cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Connect: %v", err)
+				}
+				if err := c.Close(ctx); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				return
+			}
 			if err == nil {
 				c.Close(ctx)
 				t.Fatal("Connect succeeded")
@@ -308,7 +356,7 @@ func testRefusals(t *testing.T, cl client, srv *server) {
 			if msg := err.Error(); !strings.HasPrefix(msg, tc.wantErr) {
 				t.Errorf("error %q, want %q", msg, tc.wantErr)
 			}
-			if strings.Contains(err.Error(), string(tc.pw)) {
+			if u, ok := tc.id.(uaclient.UserName); ok && strings.Contains(err.Error(), string(u.Password)) {
 				t.Errorf("error %q shows the password", err)
 			}
 			var sc ua.StatusCode
