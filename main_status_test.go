@@ -46,6 +46,12 @@ func TestStatusCommand(t *testing.T) {
 	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms")
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "status.sock")
+	// A spool directory open to the group: the spool warns about it, so the
+	// log has a line from below the MQTT component's logger.
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(spoolDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(testStatusToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -55,7 +61,7 @@ func TestStatusCommand(t *testing.T) {
 		fmt.Fprintf(&tags, "    %s\n", l)
 	}
 	cfg := writeConfig(t, fmt.Sprintf("agent: {id: stat, spool_dir: %s, status_listen: %s, status_token_file: %s}\nmqtt: {url: %s, password_env: TAGBRIDGE_TEST_STATUS_MQTT_PASS}\nplcs:\n  - name: press1\n    endpoint: %s\n    publishing_interval: 50ms\n%s",
-		t.TempDir(), sock, tokenFile, broker.URL(), plc.Endpoint, tags.String()))
+		spoolDir, sock, tokenFile, broker.URL(), plc.Endpoint, tags.String()))
 
 	// Not running yet.
 	code, out, errOut := runStatus(t, bin, "-c", cfg)
@@ -158,5 +164,42 @@ func TestStatusCommand(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), testStatusToken) || strings.Contains(logs.String(), "some-other-token") {
 		t.Error("the agent's log shows a token")
+	}
+	checkLogKeys(t, logs.String(), "spool: the directory is open to other users")
+}
+
+// checkLogKeys fails on a JSON log line that holds a key twice (zerolog
+// writes every field it is given, and readers keep one of them), and when
+// no line contains want.
+func checkLogKeys(t *testing.T, log, want string) {
+	t.Helper()
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		found = found || strings.Contains(line, want)
+		dec := json.NewDecoder(strings.NewReader(line))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Errorf("log line is not a JSON object: %s", line)
+			continue
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+			if seen[key.(string)] {
+				t.Errorf("key %q twice in log line %s", key, line)
+			}
+			seen[key.(string)] = true
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no log line contains %q", want)
 	}
 }

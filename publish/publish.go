@@ -239,7 +239,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	}
 	maxBytes := int64(cmp.Or(m.Spool.MaxBytes, config.DefaultSpoolMaxBytes))
 	p.syncEach = cmp.Or(m.Spool.SyncInterval.Duration(), config.DefaultSpoolSyncInterval)
-	if p.spool, err = OpenSpool(cfg.Agent.SpoolDir, maxBytes, p.log.With().Str("component", "spool").Logger()); err != nil {
+	if p.spool, err = OpenSpool(cfg.Agent.SpoolDir, maxBytes, p.log); err != nil { // p.log names the component (mqtt); the spool prefixes its messages
 		return nil, err
 	}
 	return p, nil
