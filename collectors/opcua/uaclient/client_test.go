@@ -28,8 +28,17 @@ const testTimeout = 60 * time.Second
 
 const (
 	uaNamespace    = "http://opcfoundation.org/UA/"
-	basic256Sha256 = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
+	uriPrefix      = "http://opcfoundation.org/UA/SecurityPolicy#"
+	basic256Sha256 = uriPrefix + "Basic256Sha256"
 )
+
+// rsaPolicies are the RSA policies both servers are started with, besides
+// None.
+var rsaPolicies = []string{"Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
+
+func modeName(m ua.MessageSecurityMode) string {
+	return strings.TrimPrefix(m.String(), "MessageSecurityMode")
+}
 
 // server is a running OPC UA test server and what a test needs of it.
 type server struct {
@@ -50,7 +59,7 @@ type server struct {
 }
 
 // servers start the two independent stacks the session layer must work
-// with, each offering None and Basic256Sha256 (Sign, SignAndEncrypt),
+// with, each offering None and every RSA policy (Sign, SignAndEncrypt),
 // anonymous, one user and X.509 users.
 var servers = []struct {
 	name  string
@@ -58,7 +67,7 @@ var servers = []struct {
 }{
 	{"node-opcua", func(t *testing.T) *server {
 		p := peerproc.Start(t, peerproc.Options{
-			Policies:  []string{"None", "Basic256Sha256"},
+			Policies:  append([]string{"None"}, rsaPolicies...),
 			Users:     map[string]string{"operator": "op-pw-7f3a"},
 			X509Users: true,
 		})
@@ -73,7 +82,7 @@ var servers = []struct {
 	}},
 	{"open62541", func(t *testing.T) *server {
 		s := o62proc.Start(t, o62proc.Options{
-			Policies: []string{"None", "Basic256Sha256"},
+			Policies: append([]string{"None"}, rsaPolicies...),
 			User:     "integrations", Password: "integrations-pw-9c1e",
 		})
 		return &server{endpoint: s.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
@@ -231,13 +240,25 @@ func testConnect(t *testing.T, cl client, srv *server) {
 		// The password is encrypted per the token policy (Basic256Sha256)
 		// with the endpoint's certificate: no certificate on the channel.
 		{"None/username", ua.SecurityPolicyURINone, none, user, false},
-		{"Basic256Sha256 Sign/anonymous", basic256Sha256, sign, anonymous, false},
-		{"Basic256Sha256 Sign/username", basic256Sha256, sign, user, false},
-		{"Basic256Sha256 Sign/X.509 user", basic256Sha256, sign, x509User, false},
-		{"Basic256Sha256 SignAndEncrypt/anonymous", basic256Sha256, encrypt, anonymous, false},
 		{"Basic256Sha256 SignAndEncrypt/anonymous, endpoint learned", basic256Sha256, encrypt, anonymous, true},
-		{"Basic256Sha256 SignAndEncrypt/username", basic256Sha256, encrypt, user, false},
-		{"Basic256Sha256 SignAndEncrypt/X.509 user", basic256Sha256, encrypt, x509User, false},
+	}
+	// Every RSA policy (the deprecated ones too: the agent offers them
+	// behind allow_deprecated) × mode × identity.
+	for _, policy := range rsaPolicies {
+		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
+			for _, id := range []struct {
+				name string
+				id   func(*server) uaclient.Identity
+			}{{"anonymous", anonymous}, {"username", user}, {"X.509 user", x509User}} {
+				cases = append(cases, struct {
+					name     string
+					policy   string
+					mode     ua.MessageSecurityMode
+					identity func(*server) uaclient.Identity
+					learn    bool
+				}{policy + " " + modeName(mode) + "/" + id.name, uriPrefix + policy, mode, id.id, false})
+			}
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
