@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tagbridge/tagbridge/collectors/opcua"
+	"github.com/tagbridge/tagbridge/collectors/opcua/browse"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -27,7 +28,7 @@ import (
 const passwordEnv = "TAGBRIDGE_PASSWORD"
 
 const browseSynopsis = `browse ENDPOINT [--security POLICY/MODE --cert F --key F --user U] [--root NODE]
-                  [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [-c FILE]
+                  [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [--timeout D] [-c FILE]
 
 Walks the server's address space from the Objects folder (or --root) along
 hierarchical references and prints a plcs: entry for the configuration
@@ -36,13 +37,15 @@ It connects as run does: the same endpoint selection, trust store
 (agent.pki_dir) and allowed directories (agent.allowed_cert_dirs), both
 taken from -c FILE when it exists. The password for --user comes from the
 environment variable ` + passwordEnv + `. The standard Server object is passed
-by unless --root names it. Progress goes to stderr on long walks.`
+by unless --root names it. Progress goes to stderr on long walks. Connecting
+and each request give up after --timeout; Ctrl-C stops at once.`
 
 type browseFlags struct {
 	endpoint, security, cert, key, user string
 	root, filter, plc, configFile       string
 	depth                               int
 	maxRefs                             uint
+	timeout                             time.Duration
 	nsu, configSet                      bool
 }
 
@@ -59,7 +62,8 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.plc, "plc", "", "`name` of the PLC entry (default the endpoint's host)")
 	fs.BoolVar(&f.nsu, "nsu", false, "write node ids with namespace URIs (nsu=...) instead of indexes (ns=...)")
 	fs.StringVar(&f.configFile, "c", defaultConfig, "configuration `file` to take agent.pki_dir and agent.allowed_cert_dirs from, when it exists")
-	fs.UintVar(&f.maxRefs, "max-refs", uint(opcua.DefaultMaxReferencesPerNode), "references to ask for per node in one Browse; more come by BrowseNext")
+	fs.UintVar(&f.maxRefs, "max-refs", uint(browse.DefaultMaxReferencesPerNode), "references to ask for per node in one Browse; more come by BrowseNext")
+	fs.DurationVar(&f.timeout, "timeout", browse.DefaultRequestTimeout, "give up on connecting, and on each request, after this `duration`")
 	if code, done := parseBrowseFlags(fs, args, &f, stdout); done {
 		return code
 	}
@@ -72,6 +76,10 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tagbridge browse: --max-refs %d: must be between 1 and 2147483648\n", f.maxRefs)
 		return exitConfig
 	}
+	if f.timeout <= 0 {
+		fmt.Fprintf(stderr, "tagbridge browse: --timeout %s: must be positive\n", f.timeout)
+		return exitConfig
+	}
 	plc, err := browsePLC(f)
 	if err != nil {
 		printBrowseError(stderr, err)
@@ -81,9 +89,11 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := newLogger(config.Agent{LogFormat: "console", LogLevel: "warn"}, stderr)
-	c, err := opcua.Dial(ctx, plc, log)
+	dctx, cancelDial := context.WithTimeout(ctx, f.timeout)
+	c, err := opcua.Dial(dctx, plc, log)
+	cancelDial()
 	if err != nil {
-		fmt.Fprintf(stderr, "tagbridge browse: %v\n", err)
+		fmt.Fprintf(stderr, "tagbridge browse: %s\n", interrupted(ctx, err))
 		return exitRuntime
 	}
 	defer func() {
@@ -92,9 +102,12 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		_ = c.Close(cctx)
 	}()
 
-	opts := opcua.BrowseOptions{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu}
+	// Until Dial returns our own session client, which is a browse.Client.
+	client := opcua.NewSender(c)
+
+	opts := browse.Options{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu, RequestTimeout: f.timeout}
 	if f.root != "" {
-		if opts.Root, err = opcua.ParseNodeID(c, f.root); err != nil {
+		if opts.Root, err = browse.ParseNodeID(f.root, client.Namespaces()); err != nil {
 			fmt.Fprintf(stderr, "tagbridge browse: --root: %v\n", err)
 			return exitConfig
 		}
@@ -102,10 +115,10 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	var visited atomic.Int64
 	opts.OnVisit = func(n int) { visited.Add(int64(n)) }
 	stopProgress := progress(stderr, &visited)
-	vars, stats, err := opcua.Browse(ctx, c, opts)
+	vars, stats, err := browse.Walk(ctx, client, opts)
 	stopProgress()
 	if err != nil {
-		fmt.Fprintf(stderr, "tagbridge browse: %s: %v\n", plc.Endpoint, err)
+		fmt.Fprintf(stderr, "tagbridge browse: %s: %s\n", plc.Endpoint, interrupted(ctx, err))
 		return exitRuntime
 	}
 	if n := len(stats.Skipped); n > 0 {
@@ -121,6 +134,15 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// interrupted says so when the user stopped the walk (Ctrl-C, SIGTERM),
+// which err alone reads as "context canceled".
+func interrupted(ctx context.Context, err error) string {
+	if ctx.Err() != nil {
+		return "interrupted"
+	}
+	return err.Error()
 }
 
 // parseBrowseFlags parses flags before and after the endpoint, which Go's
@@ -291,7 +313,7 @@ func progress(w io.Writer, visited *atomic.Int64) (stop func()) {
 
 // plcEntry renders the plcs: entry: the connection settings given and one
 // tag per variable, with its data type and access level as a comment.
-func plcEntry(plc config.PLC, f browseFlags, vars []opcua.Variable) []byte {
+func plcEntry(plc config.PLC, f browseFlags, vars []browse.Variable) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "plcs:\n  - name: %s\n    endpoint: %s\n", quote(plc.Name), quote(plc.Endpoint))
 	if sec := plc.Security; sec.Policy != "None" {

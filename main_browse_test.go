@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -17,8 +21,8 @@ import (
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
-// browse runs tagbridge browse in-process.
-func browse(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// runBrowse runs tagbridge browse in-process.
+func runBrowse(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = run(append([]string{"browse"}, args...), &out, &errOut)
@@ -44,11 +48,11 @@ var tagNode = regexp.MustCompile(`(?m)^      - name: "([^"]+)"\n        node: "(
 func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	const n = 3000
 	sim := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "1s")
-	code, _, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100", "-c", filepath.Join(t.TempDir(), "none.yaml"))
+	code, _, errOut := runBrowse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100", "-c", filepath.Join(t.TempDir(), "none.yaml"))
 	if code == exitOK {
 		t.Fatalf("browse with a missing -c FILE succeeded:\n%s", errOut)
 	}
-	code, out, errOut := browse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100")
+	code, out, errOut := runBrowse(t, sim.Endpoint, "--plc", "press1", "--max-refs", "100")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -73,7 +77,7 @@ func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	}
 
 	// The flags reach the walk.
-	code, out, errOut = browse(t, "--nsu", "--filter", "PLCSim.Boolean.*", sim.Endpoint, "--depth", "2")
+	code, out, errOut = runBrowse(t, "--nsu", "--filter", "PLCSim.Boolean.*", sim.Endpoint, "--depth", "2")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -83,7 +87,7 @@ func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	if !strings.Contains(out, "name: \"127.0.0.1\"") || !strings.Contains(out, `node: "nsu=urn:tagbridge:plcsim;s=Boolean.0002"  # Boolean, read`) {
 		t.Errorf("output lacks the default name or an nsu= node id:\n%.400s", out)
 	}
-	code, _, errOut = browse(t, sim.Endpoint, "--depth", "1")
+	code, _, errOut = runBrowse(t, sim.Endpoint, "--depth", "1")
 	if code != exitRuntime || !strings.Contains(errOut, "no variables found") {
 		t.Errorf("depth 1: exit %d, want %d with no variables found:\n%s", code, exitRuntime, errOut)
 	}
@@ -107,10 +111,11 @@ func TestBrowseUsage(t *testing.T) {
 		{"certificate outside the allowed directories", []string{"opc.tcp://a:4840", "--security", "Basic256Sha256", "--cert", "/tmp/c.pem", "--key", "/tmp/k.pem"}, `--cert: /tmp/c.pem is not in an allowed directory (/etc/tagbridge/certs)`},
 		{"bad plc name", []string{"opc.tcp://a:4840", "--plc", "a/b"}, `--plc: "a/b" is not a valid MQTT topic level`},
 		{"negative depth", []string{"opc.tcp://a:4840", "--depth", "-1"}, "--depth -1: must not be negative"},
+		{"zero timeout", []string{"opc.tcp://a:4840", "--timeout", "0s"}, "--timeout 0s: must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errOut := browse(t, tc.args...)
+			code, out, errOut := runBrowse(t, tc.args...)
 			if code != exitConfig || out != "" || !strings.Contains(errOut, tc.want) {
 				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and %q", code, out, errOut, exitConfig, tc.want)
 			}
@@ -146,7 +151,7 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	t.Setenv(passwordEnv, "correct horse")
 	args := []string{peer.Endpoint, "-c", cfg, "--security", "Basic256Sha256/SignAndEncrypt", "--cert", cert, "--key", key, "--user", "operator"}
 
-	code, out, errOut := browse(t, args...)
+	code, out, errOut := runBrowse(t, args...)
 	if code != exitRuntime || out != "" || !strings.Contains(errOut, "is not trusted") || !strings.Contains(errOut, "mv ") {
 		t.Fatalf("untrusted server: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
@@ -159,7 +164,7 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	}
 
 	before := peer.Log()
-	code, out, errOut = browse(t, args...)
+	code, out, errOut = runBrowse(t, args...)
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -180,6 +185,105 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	got := validateEntry(t, agent, out)
 	if !strings.HasPrefix(got, "config OK: 1 PLC, ") {
 		t.Errorf("validate: %q", got)
+	}
+}
+
+// silentServer accepts TCP connections and never sends a byte, as a PLC
+// whose OPC UA stack hangs does. A connection accepted shows on accepted.
+func silentServer(t *testing.T) (endpoint string, accepted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return "opc.tcp://" + ln.Addr().String(), ch
+}
+
+// A server that accepts TCP and never answers the handshake: browse gives
+// up after --timeout, and stops at once on Ctrl-C (issue 20, finding 2).
+func TestBrowseSilentServer(t *testing.T) {
+	endpoint, accepted := silentServer(t)
+
+	start := time.Now()
+	code, out, errOut := runBrowse(t, endpoint, "--timeout", "1s")
+	el := time.Since(start)
+	if code != exitRuntime || out != "" || !strings.Contains(errOut, "connect "+endpoint) || el < time.Second || el > 4*time.Second {
+		t.Errorf("--timeout 1s: exit %d after %s, stdout %q, stderr:\n%s\nwant exit %d after 1s to 4s, naming the endpoint", code, el.Round(time.Millisecond), out, errOut, exitRuntime)
+	}
+	select {
+	case <-accepted:
+	default:
+		t.Fatal("browse never connected to the silent server")
+	}
+
+	// The real binary and a real SIGINT, with the default timeout of 30 s.
+	var stderr lockedBuffer
+	cmd := exec.Command(buildBinary(t), "browse", endpoint)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	select {
+	case <-accepted: // connected, so the signal handler is in place
+	case <-exited:
+		t.Fatalf("browse exited before connecting: %v\n%s", waitErr, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("browse did not connect within 10s\n%s", stderr.String())
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	select {
+	case <-exited:
+		var exit *exec.ExitError
+		if !errors.As(waitErr, &exit) || exit.ExitCode() != exitRuntime || !strings.Contains(stderr.String(), "tagbridge browse: interrupted") {
+			t.Errorf("after Ctrl-C: %v, stderr:\n%s\nwant exit %d and \"interrupted\"", waitErr, stderr.String(), exitRuntime)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("browse took %s to stop after Ctrl-C, want under 2s", el.Round(time.Millisecond))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("browse still running 5s after Ctrl-C\n%s", stderr.String())
 	}
 }
 

@@ -1,20 +1,33 @@
-package opcua
+// Package browse walks an OPC UA server's address space and lists its
+// variables with their data types and access levels, for tagbridge browse.
+// It talks to the server only through Client.
+package browse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode"
+	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
 )
+
+// Client sends requests over a session with the server.
+type Client interface {
+	// Send sends req and returns the server's response. A Bad ServiceResult
+	// comes back as an error that errors.As finds as a ua.StatusCode.
+	Send(ctx context.Context, req ua.Request) (ua.Response, error)
+	// Namespaces is the server's namespace array, read when the session began.
+	Namespaces() []string
+}
 
 const (
 	// defaultNodesPerBrowse and defaultNodesPerRead bound a request when the
@@ -27,23 +40,29 @@ const (
 	// DefaultMaxReferencesPerNode is asked for in each Browse; a node with
 	// more children is continued with BrowseNext.
 	DefaultMaxReferencesPerNode = 1000
+	// DefaultRequestTimeout bounds one request: a server that stops
+	// answering fails the walk instead of hanging it.
+	DefaultRequestTimeout = 30 * time.Second
+	// releaseTimeout bounds freeing continuation points on the way out.
+	releaseTimeout = 2 * time.Second
 )
 
-// BrowseOptions control a walk of a server's address space.
-type BrowseOptions struct {
+// Options control a walk of a server's address space.
+type Options struct {
 	Root   *ua.NodeID // where to start; nil: the Objects folder
 	Depth  int        // levels below Root to walk; 0: no limit
 	Filter string     // glob (path.Match) over tag names; "": every variable
 	// MaxReferencesPerNode is asked for per node; 0: DefaultMaxReferencesPerNode.
 	MaxReferencesPerNode uint32
-	InFlight             int  // concurrent requests; 0: DefaultInFlight
-	NamespaceURIs        bool // write node ids as nsu=<uri>;... instead of ns=<index>;...
+	InFlight             int           // concurrent requests; 0: DefaultInFlight
+	NamespaceURIs        bool          // write node ids as nsu=<uri>;... instead of ns=<index>;...
+	RequestTimeout       time.Duration // bound of each request; 0: DefaultRequestTimeout
 	// OnVisit, when set, is called with the number of nodes each Browse
 	// covered, from several goroutines at once.
 	OnVisit func(n int)
 }
 
-// Variable is a variable found by Browse.
+// Variable is a variable found by Walk.
 type Variable struct {
 	Name        string // tag name: Path made safe for a topic level, unique
 	Path        string // dot-joined browse names below the root
@@ -77,8 +96,8 @@ func (v Variable) Access() string {
 	return s
 }
 
-// BrowseStats tells what a walk did.
-type BrowseStats struct {
+// Stats tells what a walk did.
+type Stats struct {
 	Visited     int      // nodes browsed
 	Browses     int      // Browse requests
 	BrowseNexts int      // BrowseNext requests
@@ -92,8 +111,8 @@ var serverObject = ua.NewNumericNodeID(0, id.Server)
 
 // browser holds one walk's state.
 type browser struct {
-	c          *opcua.Client
-	opts       BrowseOptions
+	c          Client
+	opts       Options
 	perBrowse  int
 	perRead    int
 	namespaces []string
@@ -110,15 +129,18 @@ type walkNode struct {
 	path string
 }
 
-// Browse walks the address space below opts.Root along hierarchical
+// Walk walks the address space below opts.Root along hierarchical
 // references (Organizes, HasComponent, HasProperty, ... and their subtypes),
 // one level at a time, so that a node reached on several paths is named
 // after its shortest, and the result does not depend on timing. It returns
 // the variables in the order found, their data types and access levels read.
-func Browse(ctx context.Context, c *opcua.Client, opts BrowseOptions) ([]Variable, BrowseStats, error) {
+// Every request is bounded by opts.RequestTimeout; once ctx is done no new
+// request goes out but those releasing continuation points, and Walk
+// returns ctx's error.
+func Walk(ctx context.Context, c Client, opts Options) ([]Variable, Stats, error) {
 	if opts.Filter != "" {
 		if _, err := path.Match(opts.Filter, ""); err != nil {
-			return nil, BrowseStats{}, fmt.Errorf("filter %q: %w", opts.Filter, err)
+			return nil, Stats{}, fmt.Errorf("filter %q: %w", opts.Filter, err)
 		}
 	}
 	if opts.Root == nil {
@@ -130,14 +152,20 @@ func Browse(ctx context.Context, c *opcua.Client, opts BrowseOptions) ([]Variabl
 	if opts.InFlight <= 0 {
 		opts.InFlight = DefaultInFlight
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
 	b := &browser{c: c, opts: opts, namespaces: c.Namespaces(), nsIndex: map[string]uint16{}}
 	for i, uri := range b.namespaces {
 		b.nsIndex[uri] = uint16(i)
 	}
-	b.perBrowse, b.perRead = readLimits(ctx, c)
+	var err error
+	if b.perBrowse, b.perRead, err = b.readLimits(ctx); err != nil {
+		return nil, Stats{}, err
+	}
 
 	vars, visited, err := b.walk(ctx)
-	stats := BrowseStats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load()), Retried: int(b.retried.Load())}
+	stats := Stats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load()), Retried: int(b.retried.Load())}
 	if err != nil {
 		return nil, stats, err
 	}
@@ -148,19 +176,48 @@ func Browse(ctx context.Context, c *opcua.Client, opts BrowseOptions) ([]Variabl
 	return vars, stats, nil
 }
 
+// send sends req with the walk's request timeout and checks the response's
+// type. Nothing is sent once ctx is done.
+func send[R ua.Response](ctx context.Context, b *browser, req ua.Request) (R, error) {
+	var none R
+	if err := context.Cause(ctx); err != nil {
+		return none, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
+	defer cancel()
+	res, err := b.c.Send(ctx, req)
+	if err != nil {
+		return none, err
+	}
+	r, ok := res.(R)
+	if !ok {
+		return none, fmt.Errorf("server answered a %T with a %T", req, res)
+	}
+	return r, nil
+}
+
+// readValue asks for one attribute of n in its default encoding. Every
+// field is set: ua.Encode writes nothing for a nil pointer.
+func readValue(n *ua.NodeID, attr ua.AttributeID) *ua.ReadValueID {
+	return &ua.ReadValueID{NodeID: n, AttributeID: attr, DataEncoding: &ua.QualifiedName{}}
+}
+
 // readLimits reads the server's MaxNodesPerBrowse and MaxNodesPerRead; 0 or
-// unreadable means the defaults.
-func readLimits(ctx context.Context, c *opcua.Client) (perBrowse, perRead int) {
+// unreadable means the defaults. It fails only when ctx is done.
+func (b *browser) readLimits(ctx context.Context) (perBrowse, perRead int, err error) {
 	perBrowse, perRead = defaultNodesPerBrowse, defaultNodesPerRead
-	res, err := c.Read(ctx, &ua.ReadRequest{
+	res, err := send[*ua.ReadResponse](ctx, b, &ua.ReadRequest{
 		NodesToRead: []*ua.ReadValueID{
-			{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse), AttributeID: ua.AttributeIDValue},
-			{NodeID: ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead), AttributeID: ua.AttributeIDValue},
+			readValue(ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse), ua.AttributeIDValue),
+			readValue(ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead), ua.AttributeIDValue),
 		},
 		TimestampsToReturn: ua.TimestampsToReturnNeither,
 	})
+	if err := context.Cause(ctx); err != nil {
+		return 0, 0, fmt.Errorf("read operation limits: %w", err)
+	}
 	if err != nil || len(res.Results) != 2 {
-		return perBrowse, perRead
+		return perBrowse, perRead, nil
 	}
 	limit := func(dv *ua.DataValue, def int) int {
 		if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
@@ -171,7 +228,7 @@ func readLimits(ctx context.Context, c *opcua.Client) (perBrowse, perRead int) {
 		}
 		return def
 	}
-	return limit(res.Results[0], perBrowse), limit(res.Results[1], perRead)
+	return limit(res.Results[0], perBrowse), limit(res.Results[1], perRead), nil
 }
 
 // walk browses level by level and returns the variables found and the
@@ -304,10 +361,7 @@ func (b *browser) batches(ctx context.Context, items []int, size, inFlight int, 
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+	return context.Cause(ctx)
 }
 
 // browseBatch browses the nodes level[i] for i in batch and follows their
@@ -315,6 +369,7 @@ func (b *browser) batches(ctx context.Context, items []int, size, inFlight int, 
 // continuation point for.
 func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int, refs [][]*ua.ReferenceDescription) (noCP []int, err error) {
 	req := &ua.BrowseRequest{
+		View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, // the whole address space
 		RequestedMaxReferencesPerNode: b.opts.MaxReferencesPerNode,
 		NodesToBrowse:                 make([]*ua.BrowseDescription, len(batch)),
 	}
@@ -329,10 +384,7 @@ func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int
 		}
 	}
 	b.browses.Add(1)
-	res, err := b.c.Browse(ctx, req)
-	if err == nil && res.ResponseHeader != nil && res.ResponseHeader.ServiceResult != ua.StatusOK {
-		err = res.ResponseHeader.ServiceResult
-	}
+	res, err := send[*ua.BrowseResponse](ctx, b, req)
 	if err == nil && len(res.Results) != len(batch) {
 		err = fmt.Errorf("server returned %d results for %d nodes", len(res.Results), len(batch))
 	}
@@ -363,20 +415,20 @@ func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int
 		b.opts.OnVisit(len(batch) - len(noCP)) // those are counted when browsed again
 	}
 	for len(cps) > 0 {
-		if ctx.Err() != nil {
+		if err := context.Cause(ctx); err != nil {
 			b.release(ctx, cps)
-			return nil, ctx.Err()
+			return nil, err
 		}
 		b.nexts.Add(1)
-		next, err := b.c.BrowseNext(ctx, &ua.BrowseNextRequest{ContinuationPoints: cps})
-		if err == nil && next.ResponseHeader != nil && next.ResponseHeader.ServiceResult != ua.StatusOK {
-			err = next.ResponseHeader.ServiceResult
-		}
+		next, err := send[*ua.BrowseNextResponse](ctx, b, &ua.BrowseNextRequest{ContinuationPoints: cps})
 		if err == nil && len(next.Results) != len(cps) {
 			err = fmt.Errorf("server returned %d results for %d continuation points", len(next.Results), len(cps))
 		}
 		if err != nil {
-			b.release(ctx, cps)
+			// A server that let a request time out is not asked again.
+			if !errors.Is(err, context.DeadlineExceeded) {
+				b.release(ctx, cps)
+			}
 			return nil, fmt.Errorf("browse next of %d nodes from %s: %w", len(cps), level[owners[0]].id, err)
 		}
 		var moreCPs [][]byte
@@ -401,191 +453,16 @@ func (b *browser) browseBatch(ctx context.Context, level []walkNode, batch []int
 }
 
 // release frees continuation points the walk gives up on, so they do not
-// hold the server's (often few) slots until the session ends.
+// hold the server's (often few) slots until the session ends. It runs after
+// ctx is done, so within a bound of its own.
 func (b *browser) release(ctx context.Context, cps [][]byte) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(releaseTimeout, b.opts.RequestTimeout))
 	defer cancel()
-	_, _ = b.c.BrowseNext(rctx, &ua.BrowseNextRequest{ReleaseContinuationPoints: true, ContinuationPoints: cps})
+	_, _ = b.c.Send(rctx, &ua.BrowseNextRequest{ReleaseContinuationPoints: true, ContinuationPoints: cps})
 }
 
 func (b *browser) skip(n *ua.NodeID, code ua.StatusCode) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.skipped = append(b.skipped, n.String()+": "+statusName(code))
-}
-
-// localID turns a reference's target into a node id of this server,
-// resolving a namespace URI to its index.
-func (b *browser) localID(e *ua.ExpandedNodeID) (*ua.NodeID, bool) {
-	s := e.NodeID.String()
-	if e.NamespaceURI != "" {
-		ns, ok := b.nsIndex[e.NamespaceURI]
-		if !ok {
-			return nil, false
-		}
-		_, ident := splitNS(s)
-		s = ident
-		if ns != 0 {
-			s = "ns=" + strconv.Itoa(int(ns)) + ";" + ident
-		}
-	}
-	// Parsed afresh: the decoded id may carry the expanded id's flags.
-	n, err := ua.ParseNodeID(s)
-	return n, err == nil
-}
-
-// configID writes n as a configuration's node id: ns=<index>;... or, with
-// NamespaceURIs, nsu=<uri>;... (namespace 0 stays bare).
-func (b *browser) configID(n *ua.NodeID) string {
-	s := n.String()
-	ns := n.Namespace()
-	if !b.opts.NamespaceURIs || ns == 0 || int(ns) >= len(b.namespaces) {
-		return s
-	}
-	_, ident := splitNS(s)
-	return "nsu=" + b.namespaces[ns] + ";" + ident
-}
-
-func splitNS(s string) (ns, ident string) {
-	if strings.HasPrefix(s, "ns=") {
-		ns, ident, _ = strings.Cut(s, ";")
-		return ns, ident
-	}
-	return "", s
-}
-
-// TagName makes a browse path safe for one MQTT topic level and for a
-// configuration's tag name: no "/", "+", "#", NUL, spaces or control
-// characters.
-func TagName(p string) string {
-	s := strings.Map(func(r rune) rune {
-		if r == '/' || r == '+' || r == '#' || unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return '_'
-		}
-		return r
-	}, p)
-	if s == "" {
-		return "_"
-	}
-	return s
-}
-
-// uniqueName returns name, or name_2, name_3, ... when taken, and marks it taken.
-func uniqueName(name string, taken map[string]bool) string {
-	n := name
-	for i := 2; taken[n]; i++ {
-		n = name + "_" + strconv.Itoa(i)
-	}
-	taken[n] = true
-	return n
-}
-
-// readAttributes reads the data type and access level of every variable,
-// and the names of data types outside namespace 0.
-func (b *browser) readAttributes(ctx context.Context, vars []Variable) error {
-	idx := make([]int, len(vars))
-	for i := range idx {
-		idx[i] = i
-	}
-	// Two attributes per variable.
-	err := b.batches(ctx, idx, max(1, b.perRead/2), b.opts.InFlight, func(ctx context.Context, batch []int) error {
-		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
-		for _, i := range batch {
-			n := vars[i].nodeID
-			req.NodesToRead = append(req.NodesToRead,
-				&ua.ReadValueID{NodeID: n, AttributeID: ua.AttributeIDDataType},
-				&ua.ReadValueID{NodeID: n, AttributeID: ua.AttributeIDAccessLevel})
-		}
-		res, err := b.c.Read(ctx, req)
-		if err == nil && len(res.Results) != len(req.NodesToRead) {
-			err = fmt.Errorf("server returned %d results for %d", len(res.Results), len(req.NodesToRead))
-		}
-		if err != nil {
-			return fmt.Errorf("read data type and access level of %d variables from %s: %w", len(batch), vars[batch[0]].Node, err)
-		}
-		for j, i := range batch {
-			if dv := res.Results[2*j]; dv != nil && dv.Status == ua.StatusOK && dv.Value != nil {
-				if n, ok := dv.Value.Value().(*ua.NodeID); ok {
-					vars[i].dataTypeID = n
-				}
-			}
-			if dv := res.Results[2*j+1]; dv != nil && dv.Status == ua.StatusOK && dv.Value != nil {
-				if a, ok := dv.Value.Value().(byte); ok {
-					vars[i].AccessLevel, vars[i].accessKnown = ua.AccessLevelType(a), true
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	names := b.dataTypeNames(ctx, vars)
-	for i := range vars {
-		if n := vars[i].dataTypeID; n != nil {
-			vars[i].DataType = names[n.String()]
-		}
-	}
-	return nil
-}
-
-// dataTypeNames names every data type the variables use: namespace 0 from
-// gopcua's table, the others (a PLC's own structures) by their browse name,
-// read from the server; a type that cannot be named is shown as its node id.
-func (b *browser) dataTypeNames(ctx context.Context, vars []Variable) map[string]string {
-	names := map[string]string{}
-	var unknown []*ua.NodeID
-	for _, v := range vars {
-		n := v.dataTypeID
-		if n == nil {
-			continue
-		}
-		key := n.String()
-		if _, seen := names[key]; seen {
-			continue
-		}
-		names[key] = key
-		if n.Namespace() == 0 && n.Type() != ua.NodeIDTypeString && id.Name(n.IntID()) != "" {
-			names[key] = id.Name(n.IntID())
-			continue
-		}
-		unknown = append(unknown, n)
-	}
-	for start := 0; start < len(unknown); start += b.perRead {
-		batch := unknown[start:min(start+b.perRead, len(unknown))]
-		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
-		for _, n := range batch {
-			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: n, AttributeID: ua.AttributeIDBrowseName})
-		}
-		res, err := b.c.Read(ctx, req)
-		if err != nil || len(res.Results) != len(batch) {
-			continue // the node ids stand in
-		}
-		for j, dv := range res.Results {
-			if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
-				continue
-			}
-			if q, ok := dv.Value.Value().(*ua.QualifiedName); ok && q.Name != "" {
-				names[batch[j].String()] = q.Name
-			}
-		}
-	}
-	return names
-}
-
-// ParseNodeID parses a node id given as ns=<index>;..., nsu=<uri>;... or
-// bare (namespace 0), using the connected server's namespace array.
-func ParseNodeID(c *opcua.Client, s string) (*ua.NodeID, error) {
-	if strings.HasPrefix(s, "nsu=") {
-		e, err := ua.ParseExpandedNodeID(s, c.Namespaces())
-		if err != nil {
-			return nil, fmt.Errorf("node id %q: %w", s, err)
-		}
-		return e.NodeID, nil
-	}
-	n, err := ua.ParseNodeID(s)
-	if err != nil {
-		return nil, fmt.Errorf("node id %q: %w", s, err)
-	}
-	return n, nil
+	b.skipped = append(b.skipped, n.String()+": "+uastatus.Name(code))
 }
