@@ -60,6 +60,12 @@ type Config struct {
 	// from GetEndpoints: its user token policies and certificate. When
 	// nil, Connect asks the server for it over the new channel.
 	Endpoint *ua.EndpointDescription
+	// Discovered is the whole GetEndpoints answer Endpoint was chosen
+	// from, when it came over an unsecured channel. On a secured channel
+	// CreateSession's endpoint list must then offer no policy and mode
+	// Discovered lacks: a man in the middle could have hidden the better
+	// endpoints (Part 4, 5.6.2.2). Nil skips the check.
+	Discovered []*ua.EndpointDescription
 
 	ApplicationURI  string // must match the client certificate's URI SAN, which servers check
 	ApplicationName string
@@ -294,6 +300,9 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 		if err := checkServerProof(ch, r, clientCert, nonce); err != nil {
 			return nil, fmt.Errorf("%s: %w", step, err)
 		}
+		if err := checkDiscovered(cfg.Discovered, r.ServerEndpoints); err != nil {
+			return nil, fmt.Errorf("%s: %w", step, err)
+		}
 	}
 	if err := checkNonce(policy, r.ServerNonce); err != nil {
 		return nil, fmt.Errorf("%s: %w", step, err)
@@ -337,6 +346,34 @@ func checkServerProof(ch *uasc.Channel, r *ua.CreateSessionResponse, clientCert,
 	}
 	if err != nil {
 		return fmt.Errorf("the server signature does not verify with %s: %w", policy.Name(), err)
+	}
+	return nil
+}
+
+// checkDiscovered checks that the endpoints of CreateSession's response,
+// which came over the secured channel, offer no policy and mode missing from
+// the list of GetEndpoints, which did not.
+func checkDiscovered(discovered, server []*ua.EndpointDescription) error {
+	if discovered == nil {
+		return nil
+	}
+	type kind struct {
+		policy string
+		mode   ua.MessageSecurityMode
+	}
+	seen := make(map[kind]bool, len(discovered))
+	for _, ep := range discovered {
+		seen[kind{ep.SecurityPolicyURI, ep.SecurityMode}] = true
+	}
+	var hidden []string
+	for _, ep := range server {
+		if ep != nil && !seen[kind{ep.SecurityPolicyURI, ep.SecurityMode}] {
+			seen[kind{ep.SecurityPolicyURI, ep.SecurityMode}] = true
+			hidden = append(hidden, endpointName(ep))
+		}
+	}
+	if len(hidden) > 0 {
+		return fmt.Errorf("the server offers endpoints GetEndpoints did not show (%s): the endpoint list may have been tampered with", strings.Join(hidden, ", "))
 	}
 	return nil
 }

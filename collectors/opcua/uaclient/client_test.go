@@ -162,6 +162,7 @@ func (cl client) config(t *testing.T, srv *server, policyURI string, mode ua.Mes
 	cfg := uaclient.Config{
 		Channel:         ch,
 		Endpoint:        ep,
+		Discovered:      srv.eps,
 		ApplicationURI:  cl.appURI,
 		ApplicationName: "tagbridge uaclient test",
 		ProductURI:      "urn:tagbridge",
@@ -349,6 +350,14 @@ func testRefusals(t *testing.T, cl client, srv *server) {
 				return p
 			}),
 			srv.nullPolicyIDErr, srv.nullPolicyIDCode},
+		{"endpoint list tampered with", basic256Sha256, encrypt, uaclient.Anonymous{},
+			func(cfg *uaclient.Config) {
+				// A man in the middle hid the best policy from GetEndpoints.
+				cfg.Discovered = slices.DeleteFunc(slices.Clone(cfg.Discovered), func(ep *ua.EndpointDescription) bool {
+					return ep.SecurityPolicyURI == uriPrefix+"Aes256_Sha256_RsaPss"
+				})
+			},
+			"create session: the server offers endpoints GetEndpoints did not show (Aes256_Sha256_RsaPss/Sign, Aes256_Sha256_RsaPss/SignAndEncrypt): the endpoint list may have been tampered with", 0},
 		{"X.509 user key not the certificate's", basic256Sha256, encrypt,
 			uaclient.X509{KeyPair: secpolicy.KeyPair{Certificate: cl.user.Certificate, Key: cl.app.Key}}, nil,
 			srv.userSignatureErr, ua.StatusBadUserSignatureInvalid},
