@@ -2,7 +2,9 @@ package uaclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -60,4 +62,41 @@ func getEndpoints(ctx context.Context, ch *uasc.Channel, endpoint string) ([]*ua
 		return nil, fmt.Errorf("%s: the server offers no endpoint", step)
 	}
 	return eps, nil
+}
+
+// channelEndpoint asks the server over ch for its endpoints and returns the
+// one of ch's policy and mode.
+func channelEndpoint(ctx context.Context, ch *uasc.Channel, endpointURL string) (*ua.EndpointDescription, error) {
+	eps, err := getEndpoints(ctx, ch, endpointURL)
+	if err != nil {
+		return nil, err
+	}
+	for _, ep := range eps {
+		if matchesChannel(ep, ch) == nil {
+			return ep, nil
+		}
+	}
+	offered := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		offered = append(offered, endpointName(ep))
+	}
+	return nil, fmt.Errorf("get endpoints: the server offers no endpoint %s/%s (offers %s)",
+		ch.Policy().Name(), modeName(ch.Mode()), strings.Join(offered, ", "))
+}
+
+// matchesChannel checks that an endpoint is of the channel's policy and
+// mode, and, for a secured channel, has the channel's certificate.
+func matchesChannel(ep *ua.EndpointDescription, ch *uasc.Channel) error {
+	if ep == nil {
+		return errors.New("no endpoint")
+	}
+	if ep.SecurityPolicyURI != ch.Policy().URI() || ep.SecurityMode != ch.Mode() {
+		return fmt.Errorf("endpoint %s does not match the secure channel (%s/%s)", endpointName(ep), ch.Policy().Name(), modeName(ch.Mode()))
+	}
+	if ch.Mode() != ua.MessageSecurityModeNone && len(ep.ServerCertificate) > 0 && len(ch.ServerCertificate()) > 0 {
+		if same, err := sameLeaf(ep.ServerCertificate, ch.ServerCertificate()); err != nil || !same {
+			return fmt.Errorf("endpoint %s: its certificate differs from the secure channel's", endpointName(ep))
+		}
+	}
+	return nil
 }
