@@ -307,11 +307,11 @@ func (ch *Channel) renewLoop(base context.Context, first *token) {
 	if err == nil {
 		return
 	}
-	select {
-	case <-ch.done:
-		return // closed while renewing: not a renewal failure
-	default:
+	if ch.closing.Load() {
+		return // closed by Close while renewing: not a renewal failure
 	}
+	// Counted and logged also when the channel ended under the renewal,
+	// e.g. by the server's ERR answering it.
 	ch.mu.Lock()
 	ch.stats.RenewalFailures++
 	ch.mu.Unlock()
