@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -56,6 +57,23 @@ type server struct {
 	nullPolicyIDErr  string
 	nullPolicyIDCode ua.StatusCode
 	userSignatureErr string
+	// closedSessions counts the sessions the server's log says it closed.
+	closedSessions func() int
+}
+
+// waitClosedSessions waits until srv's log tells of n closed sessions: the
+// line may follow the CloseSession response.
+func waitClosedSessions(t *testing.T, srv *server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for srv.closedSessions() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server closed %d sessions, want %d", srv.closedSessions(), n)
+		}
+		<-tick.C
+	}
 }
 
 // servers start the two independent stacks the session layer must work
@@ -71,8 +89,10 @@ var servers = []struct {
 			Users:     map[string]string{"operator": "op-pw-7f3a"},
 			X509Users: true,
 		})
+		closed := regexp.MustCompile(`opcua-peer: session closed`)
 		return &server{endpoint: p.Endpoint, user: "operator", password: "op-pw-7f3a",
-			appNamespace: "urn:tagbridge:plcsim", counter: ua.MustParseNodeID("ns=1;s=Int32.0001"),
+			closedSessions: func() int { return len(closed.FindAllString(p.Log(), -1)) },
+			appNamespace:   "urn:tagbridge:plcsim", counter: ua.MustParseNodeID("ns=1;s=Int32.0001"),
 			// node-opcua 2.182.2 cannot compare X.509 identity tokens when a
 			// session moves to a new channel: sameIdentityToken() asserts
 			// "Not implemented yet" (opcua_server.js) and the request fails
@@ -86,7 +106,8 @@ var servers = []struct {
 			User:     "integrations", Password: "integrations-pw-9c1e",
 		})
 		return &server{endpoint: s.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
-			appNamespace: "urn:peers:open62541:server", counter: ua.MustParseNodeID("ns=1;s=Tag0002"),
+			closedSessions: func() int { return s.Count(regexp.MustCompile(`\| Closing the Session`)) },
+			appNamespace:   "urn:peers:open62541:server", counter: ua.MustParseNodeID("ns=1;s=Tag0002"),
 			nullPolicyIDErr:  "activate session: BadIdentityTokenInvalid (0x80200000)",
 			nullPolicyIDCode: ua.StatusBadIdentityTokenInvalid,
 			userSignatureErr: "activate session: BadUserSignatureInvalid (0x80570000)"}
@@ -369,6 +390,7 @@ func testRefusals(t *testing.T, cl client, srv *server) {
 			if tc.edit != nil {
 				tc.edit(&cfg)
 			}
+			closed := srv.closedSessions()
 			c, err := uaclient.Connect(ctx, cfg)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -393,6 +415,9 @@ func testRefusals(t *testing.T, cl client, srv *server) {
 			if got := errors.As(err, &sc); got != (tc.wantSC != 0) || sc != tc.wantSC {
 				t.Errorf("status code in error: %v (found %v), want %v", sc, got, tc.wantSC)
 			}
+			// The refused session does not wait for its timeout on the
+			// server: PLCs allow few sessions.
+			waitClosedSessions(t, srv, closed+1)
 		})
 	}
 }

@@ -21,7 +21,7 @@ import (
 // nonce must verify, and its nonce must be long enough.
 func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.EndpointDescription) (*Session, error) {
 	const step = "create session"
-	policy, secured := ch.Policy(), ch.Mode() != ua.MessageSecurityModeNone
+	policy := ch.Policy()
 	nonce := make([]byte, max(clientNonceLength, policy.NonceLength()))
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("%s: client nonce: %w", step, err)
@@ -62,15 +62,12 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 	if r.AuthenticationToken == nil || r.SessionID == nil {
 		return nil, fmt.Errorf("%s: the response has no session id or authentication token", step)
 	}
-	if secured {
-		if err := checkServerProof(ch, r, clientCert, nonce); err != nil {
-			return nil, fmt.Errorf("%s: %w", step, err)
-		}
-		if err := checkDiscovered(cfg.Discovered, r.ServerEndpoints); err != nil {
-			return nil, fmt.Errorf("%s: %w", step, err)
-		}
-	}
-	if err := checkNonce(policy, r.ServerNonce); err != nil {
+	if err := checkCreated(cfg, ch, r, clientCert, nonce); err != nil {
+		// Do not leave the session to time out on the server: PLCs allow
+		// few, and the caller will retry.
+		cctx, cancel := boundedContext(ctx, closeSessionTimeout)
+		_, _ = ch.Send(cctx, &ua.CloseSessionRequest{DeleteSubscriptions: true}, r.AuthenticationToken)
+		cancel()
 		return nil, fmt.Errorf("%s: %w", step, err)
 	}
 	s := &Session{
@@ -82,6 +79,20 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 		endpoint:    ep,
 	}
 	return s, nil
+}
+
+// checkCreated checks a CreateSession response: on a secured channel the
+// server's proof and endpoint list, and the server nonce's length.
+func checkCreated(cfg Config, ch *uasc.Channel, r *ua.CreateSessionResponse, clientCert, clientNonce []byte) error {
+	if ch.Mode() != ua.MessageSecurityModeNone {
+		if err := checkServerProof(ch, r, clientCert, clientNonce); err != nil {
+			return err
+		}
+		if err := checkDiscovered(cfg.Discovered, r.ServerEndpoints); err != nil {
+			return err
+		}
+	}
+	return checkNonce(ch.Policy(), r.ServerNonce)
 }
 
 // checkServerProof checks that the server of the session is the one of the
