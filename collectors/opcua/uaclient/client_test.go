@@ -237,6 +237,7 @@ func TestSessions(t *testing.T) {
 			t.Run("connect", func(t *testing.T) { testConnect(t, cl, srv) })
 			t.Run("refusals", func(t *testing.T) { testRefusals(t, cl, srv) })
 			t.Run("detach and reactivate", func(t *testing.T) { testReactivate(t, cl, srv) })
+			t.Run("reactivate after a lost connection", func(t *testing.T) { testLostConnection(t, cl, srv) })
 			t.Run("close", func(t *testing.T) { testClose(t, cl, srv) })
 		})
 	}
@@ -496,6 +497,49 @@ func testReactivate(t *testing.T, cl client, srv *server) {
 				t.Errorf("Reactivate after Close: %v, want %s", err, want)
 			}
 		})
+	}
+}
+
+// testLostConnection is the recovery layer's case: the connection dies
+// under the session, which moves to a new channel with what it had.
+func testLostConnection(t *testing.T, cl client, srv *server) {
+	ctx := stepContext(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.endpoint, "opc.tcp://"))
+	cfg := cl.config(t, srv, basic256Sha256, ua.MessageSecurityModeSignAndEncrypt,
+		uaclient.UserName{User: srv.user, Password: []byte(srv.password)}, false)
+	cfg.Channel.Endpoint = "opc.tcp://" + proxy.Addr()
+	c, err := uaclient.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	before := readCounter(ctx, t, c, srv)
+	proxy.Cut()
+	select {
+	case <-c.Channel().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the channel did not notice the reset connection")
+	}
+	if c.Channel().Err() == nil {
+		t.Error("the channel is done without an error after a reset")
+	}
+	began := time.Now()
+	s := c.Detach(ctx)
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("Detach of a dead channel took %v", took)
+	}
+	c2, err := uaclient.Reactivate(ctx, cfg, s)
+	if err != nil {
+		t.Fatalf("Reactivate: %v", err)
+	}
+	defer c2.Close(ctx)
+	if !c2.SessionID().Equal(s.ID()) {
+		t.Errorf("session %s after Reactivate, want %s", c2.SessionID(), s.ID())
+	}
+	if after := readCounter(ctx, t, c2, srv); after < before {
+		t.Errorf("counter %d after Reactivate, %d before", after, before)
+	}
+	if got := proxy.Accepted(); got != 2 {
+		t.Errorf("%d connections through the proxy, want 2 (one per channel)", got)
 	}
 }
 
