@@ -46,8 +46,12 @@ import (
 // since the cursor last written are sent again, so delivery is at least once.
 //
 // A torn record at the end of the newest segment (a crash mid-write) is cut
-// off at Open. A record that fails its CRC elsewhere makes the reader skip
-// the rest of its segment; the skipped records are counted as dropped.
+// off at Open. After a record that fails its CRC the reader goes on at the
+// next valid record (resync): each bad stretch counts as one record
+// dropped, and records an older segment should have held but did not are
+// counted at its end; every intact record is read. A cursor pointing past
+// the records is reported and ignored, and a .seg file without the segment
+// header is ignored.
 //
 // When appending would make the segments larger than maxBytes, the oldest
 // segments are deleted and their records not yet read are counted as
@@ -93,8 +97,10 @@ type Spool struct {
 	savedAck  uint64 // acked as last written to the cursor file
 	savedRead uint64 // rseq as last written to the cursor file
 	dropping  bool   // in a drop episode
-	episode   uint64 // dropped in the current episode
-	corrupted bool   // a corrupt record has been logged
+	// corruptFrom is the first corrupt record of the newest segment found
+	// at Open, 0 if none: the cursor is trusted only up to it.
+	corruptFrom uint64
+	episode     uint64 // dropped in the current episode
 
 	values, dropped, resent atomic.Uint64
 	bytes                   atomic.Int64
@@ -200,6 +206,11 @@ func (s *Spool) load() error {
 		if err != nil {
 			return err
 		}
+		if fi.Size() >= int64(len(segMagic)) && !hasMagic(filepath.Join(s.dir, e.Name())) {
+			// A stray file, or a segment whose header is damaged: its valid
+			// records, if any, are read all the same.
+			s.log.Warn().Str("file", e.Name()).Msg("spool: a .seg file without the segment header; reading what valid records it holds")
+		}
 		s.segs = append(s.segs, segment{first: first, size: fi.Size()})
 	}
 	slices.SortFunc(s.segs, func(a, b segment) int { return cmp.Compare(a.first, b.first) })
@@ -216,10 +227,20 @@ func (s *Spool) load() error {
 	if err != nil {
 		s.log.Warn().Err(err).Msg("spool: cursor unreadable; sending every spooled record again")
 	}
+	if s.acked > s.next {
+		// A cursor from another spool, or damaged in a way its CRC missed:
+		// trusting it would skip every record spooled.
+		s.log.Error().Uint64("cursor", s.acked).Uint64("end", s.next).
+			Msg("spool: the cursor points past the spooled records; sending every spooled record again")
+		s.acked, read = 0, 0
+	}
 	if len(s.segs) > 0 {
 		s.acked = max(s.acked, s.segs[0].first)
 	}
-	if s.acked > s.next || s.acked == 0 {
+	if s.corruptFrom > 0 {
+		s.acked = min(s.acked, s.corruptFrom)
+	}
+	if s.acked == 0 {
 		s.acked = s.next
 	}
 	s.savedAck, s.savedRead = s.acked, s.acked
@@ -238,6 +259,7 @@ func (s *Spool) load() error {
 	if err := s.seek(s.acked); err != nil {
 		return err
 	}
+	s.acked = min(s.acked, s.rseq)
 	if s.next > s.acked {
 		s.log.Info().Uint64("values", s.next-s.acked).Msg("spool: values from before the restart to send")
 	}
@@ -253,22 +275,33 @@ func (s *Spool) recoverTail() error {
 	if err != nil {
 		return err
 	}
-	good, n, err := scanSegment(f, last.size)
+	good, n, lost, firstBad, err := scanSegment(f, last.size)
 	if err != nil {
 		f.Close()
 		return err
 	}
-	if good < int64(len(segMagic)) {
-		// Created but its header never written: start it again.
+	if lost > 0 {
+		s.log.Error().Str("file", filepath.Base(path)).Uint64("dropped", lost).
+			Msg("spool: corrupt records in the newest segment; the records after them are kept")
+		// A bad stretch counts as one record, however many it held, so
+		// the cursor's numbers may be off after it: resend from there.
+		s.corruptFrom = last.first + firstBad
+	}
+	if good < int64(len(segMagic)) || !hasMagic(path) {
+		// Created but its header never written, or the header damaged:
+		// write it again.
 		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
 			f.Close()
 			return err
 		}
-		good = int64(len(segMagic))
+		good = max(good, int64(len(segMagic)))
 	}
 	if good < last.size {
 		s.log.Warn().Str("file", filepath.Base(path)).Int64("bytes", last.size-good).
 			Msg("spool: cut off a torn record at the end (the agent stopped mid-write)")
+		if last.size-good >= recHeader {
+			s.drop(1) // a record was being written
+		}
 		if err := f.Truncate(good); err != nil {
 			f.Close()
 			return err
@@ -284,37 +317,108 @@ func (s *Spool) recoverTail() error {
 	return nil
 }
 
-// scanSegment returns the length of the valid prefix of a segment (header
-// and whole records with good CRCs) and the number of records in it.
-func scanSegment(f *os.File, size int64) (good int64, n uint64, err error) {
-	hdr := make([]byte, len(segMagic))
-	if _, err := f.ReadAt(hdr, 0); err != nil || string(hdr) != segMagic {
-		return 0, 0, nil
+// scanSegment returns the end of the last valid record of a segment (or
+// of its header), the number of records up to there, how many of them
+// were lost to corruption, and the index of the first lost: after a bad
+// record scanning resumes at the next valid one (see resync), and each bad
+// stretch counts as one record.
+func scanSegment(f *os.File, size int64) (good int64, n, lost, firstBad uint64, err error) {
+	if size < int64(len(segMagic)) {
+		return 0, 0, 0, 0, nil
 	}
+	var fr fileReader
+	fr.f = f
 	off := int64(len(segMagic))
-	var body []byte
-	for {
-		var h [recHeader]byte
-		if off+recHeader > size {
-			return off, n, nil
+	good = off
+	for off < size {
+		if l, ok := recordAt(fr.readAt, off, size); ok {
+			off += l
+			n++
+			good = off
+			continue
 		}
-		if _, err := f.ReadAt(h[:], off); err != nil {
-			return off, n, nil
+		next := resync(fr.readAt, off, size)
+		if next == size {
+			break // a torn end: no valid record after it
 		}
-		l := int64(binary.LittleEndian.Uint32(h[0:]))
-		if l < 2 || l > maxRecord || off+recHeader+l > size {
-			return off, n, nil
+		if lost == 0 {
+			firstBad = n
 		}
-		body = slices.Grow(body[:0], int(l))[:l]
-		if _, err := f.ReadAt(body, off+recHeader); err != nil {
-			return off, n, nil
-		}
-		if !validBody(body, binary.LittleEndian.Uint32(h[4:])) {
-			return off, n, nil
-		}
-		off += recHeader + l
+		off = next
 		n++
+		lost++
 	}
+	return good, n, lost, firstBad, nil
+}
+
+// fileReader reads a file through a window, for scanSegment.
+type fileReader struct {
+	f   *os.File
+	buf []byte
+	at  int64
+}
+
+func (r *fileReader) readAt(off int64, n int) ([]byte, error) {
+	if off >= r.at && off+int64(n) <= r.at+int64(len(r.buf)) {
+		return r.buf[off-r.at : off-r.at+int64(n)], nil
+	}
+	buf := make([]byte, max(n, readChunk))
+	m, err := r.f.ReadAt(buf, off)
+	r.buf, r.at = buf[:m], off
+	if m < n {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// recordAt checks the record at off, which must end by end, and returns
+// its size, header included.
+func recordAt(read func(off int64, n int) ([]byte, error), off, end int64) (int64, bool) {
+	if off+recHeader+2 > end {
+		return 0, false
+	}
+	h, err := read(off, recHeader)
+	if err != nil {
+		return 0, false
+	}
+	l := int64(binary.LittleEndian.Uint32(h))
+	sum := binary.LittleEndian.Uint32(h[4:])
+	if l < 2 || l > maxRecord || off+recHeader+l > end {
+		return 0, false
+	}
+	body, err := read(off+recHeader, int(l))
+	if err != nil || !validBody(body, sum) {
+		return 0, false
+	}
+	return recHeader + l, true
+}
+
+// resync returns where the first valid record after the bad one at off
+// starts, or end if none does: the first offset holding a record whose
+// CRC-32C checks. Not where the bad record's length says: a damaged length
+// could point past intact records.
+func resync(read func(off int64, n int) ([]byte, error), off, end int64) int64 {
+	for o := off + 1; o+recHeader+2 <= end; o++ {
+		if _, ok := recordAt(read, o, end); ok {
+			return o
+		}
+	}
+	return end
+}
+
+// hasMagic reports whether the file starts as a segment does.
+func hasMagic(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	hdr := make([]byte, len(segMagic))
+	_, err = io.ReadFull(f, hdr)
+	return err == nil && string(hdr) == segMagic
 }
 
 func validBody(body []byte, sum uint32) bool {
@@ -362,14 +466,18 @@ func (s *Spool) seek(seq uint64) error {
 		s.rseg++
 	}
 	s.roff = int64(len(segMagic))
-	for at := s.segs[s.rseg].first; at < seq; at++ {
+	end := s.segs[s.rseg].size
+	// Stop at a bad record or the end of the data: the count of records
+	// is uncertain beyond, so the reader sends again from there.
+	at := s.segs[s.rseg].first
+	for ; at < seq && s.roff < end; at++ {
 		size, ok := s.recordSize()
 		if !ok {
-			s.skipSegment()
-			return nil
+			break
 		}
 		s.roff += size
 	}
+	s.rseq = at
 	return nil
 }
 
@@ -605,9 +713,13 @@ func (s *Spool) Peek() (topic string, payload []byte, seq uint64, ok bool) {
 				continue
 			}
 		}
+		if s.roff >= s.segs[s.rseg].size {
+			s.endOfSegment()
+			continue
+		}
 		size, ok := s.recordSize()
 		if !ok {
-			s.skipSegment()
+			s.skipCorrupt()
 			continue
 		}
 		body, _ := s.readAt(s.roff+recHeader, int(size-recHeader))
@@ -648,10 +760,8 @@ func (s *Spool) Advance(seq uint64) bool {
 	s.roff += s.peeked
 	s.rseq++
 	s.peeked = 0
-	if s.rseg+1 < len(s.segs) && s.rseq >= s.segs[s.rseg+1].first {
-		s.closeReader()
-		s.rseg++
-		s.roff = int64(len(segMagic))
+	if s.rseg+1 < len(s.segs) && s.roff >= s.segs[s.rseg].size {
+		s.endOfSegment()
 	}
 	if s.dropping && s.rseq == s.next {
 		s.dropping = false
@@ -664,49 +774,58 @@ func (s *Spool) Advance(seq uint64) bool {
 // recordSize checks the record at the reader and returns its size, header
 // included; ok is false when it is missing or corrupt.
 func (s *Spool) recordSize() (int64, bool) {
-	h, err := s.readAt(s.roff, recHeader)
-	if err != nil {
-		return 0, false
-	}
-	l := int64(binary.LittleEndian.Uint32(h))
-	sum := binary.LittleEndian.Uint32(h[4:])
-	if l < 2 || l > maxRecord {
-		return 0, false
-	}
-	body, err := s.readAt(s.roff+recHeader, int(l))
-	if err != nil || !validBody(body, sum) {
-		return 0, false
-	}
-	return recHeader + l, true
+	return recordAt(s.readAt, s.roff, s.segs[s.rseg].size)
 }
 
-// skipSegment moves the reader past the rest of its segment, counting the
-// records it could not read as dropped.
-func (s *Spool) skipSegment() {
-	from, end := s.rseq, s.written
+// skipCorrupt moves the reader past a bad record to the next valid one in
+// its segment (see resync), counting one record lost and logging it. A bad
+// stretch up to the end of the segment is left to endOfSegment, which
+// knows from the segments' names how many records are missing (none in a
+// stray file).
+func (s *Spool) skipCorrupt() {
+	from := s.roff
+	s.roff = resync(s.readAt, s.roff, s.segs[s.rseg].size)
+	s.peeked = 0
+	if s.roff == s.segs[s.rseg].size {
+		return
+	}
+	s.log.Error().Str("file", filepath.Base(s.segPath(s.segs[s.rseg].first))).Int64("offset", from).Int64("bytes", s.roff-from).
+		Uint64("dropped", 1).Msg("spool: corrupt record skipped; reading on at the next valid one")
+	s.lose(1)
+}
+
+// endOfSegment moves the reader from the end of its segment's data to the
+// next segment; records the segment should have held but did not (lost to
+// corruption beyond what skipCorrupt counted) are counted as dropped. With
+// nothing after it, the reader's sequence number catches up with next: the
+// end of a segment is where its records end, whatever its name says.
+func (s *Spool) endOfSegment() {
+	end := s.written
 	if s.rseg+1 < len(s.segs) {
 		end = s.segs[s.rseg+1].first
 	}
-	if lost := end - min(s.rseq, end); lost > 0 {
-		s.drop(lost)
-		if !s.corrupted {
-			s.corrupted = true
-			s.log.Error().Str("file", filepath.Base(s.segPath(s.segs[s.rseg].first))).Uint64("dropped", lost).
-				Msg("spool: corrupt or unreadable segment; skipping the rest of it")
-		}
+	if s.rseq < end {
+		lost := end - s.rseq
+		s.log.Error().Str("file", filepath.Base(s.segPath(s.segs[s.rseg].first))).Uint64("dropped", lost).
+			Msg("spool: records missing at the end of a segment")
+		s.lose(lost)
 	}
 	s.closeReader()
 	s.peeked = 0
 	if s.rseg+1 < len(s.segs) {
 		s.rseg++
-		s.rseq = end
 		s.roff = int64(len(segMagic))
-	} else {
-		s.rseq = end
-		s.roff = s.segs[s.rseg].size
 	}
+}
+
+// lose moves the reader's sequence number past n records that cannot be
+// read, and counts them as dropped.
+func (s *Spool) lose(n uint64) {
+	from := s.rseq
+	s.rseq += n
+	s.drop(n)
 	if s.acked >= from {
-		s.acked = s.rseq // nothing before the skipped records awaits an acknowledgement
+		s.acked = s.rseq // nothing before the lost records awaits an acknowledgement
 	}
 	s.updateStats()
 }

@@ -275,57 +275,6 @@ func appendFile(t *testing.T, name string, b []byte) {
 	}
 }
 
-// TestSpoolCorruptSegment: a bad record in an older segment loses the rest
-// of that segment, counted, and reading goes on with the next.
-func TestSpoolCorruptSegment(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := openSpool(t, dir, 1<<20)
-	appendN(t, s, 0, 5000)
-	s.Close()
-	segs := segments(t, dir)
-	if len(segs) < 3 {
-		t.Fatalf("%d segments, want at least 3", len(segs))
-	}
-	// Flip a byte in the middle of the first segment.
-	b, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var second uint64
-	fmt.Sscanf(filepath.Base(segs[1]), "%x", &second)
-
-	s, logs := openSpool(t, dir, 1<<20)
-	defer s.Close()
-	prev, got := -1, 0
-	for {
-		_, payload, seq, ok := s.Peek()
-		if !ok {
-			break
-		}
-		i := recIndex(t, payload)
-		if i <= prev {
-			t.Fatalf("record %d after %d", i, prev)
-		}
-		if i != prev+1 && i != int(second)-1 {
-			t.Fatalf("gap from %d to %d, want one only up to record %d (the second segment)", prev, i, second-1)
-		}
-		prev = i
-		got++
-		s.Advance(seq)
-	}
-	if prev != 4999 {
-		t.Errorf("last record %d, want 4999", prev)
-	}
-	if st := s.Stats(); st.Dropped == 0 || int(st.Dropped)+got != 5000 {
-		t.Errorf("Stats = %+v with %d read, want the rest of 5000 dropped", st, got)
-	}
-	logs.waitFor(t, `"level":"error"`, "corrupt or unreadable segment")
-}
-
 // TestSpoolFull: at its size limit the spool drops its oldest segments,
 // counts the values and logs once per episode; the rest reads in order.
 func TestSpoolFull(t *testing.T) {
