@@ -517,18 +517,22 @@ func (s *Spool) flush() error {
 	if len(s.wbuf) == 0 {
 		return nil
 	}
+	if s.w == nil { // a full disk took the segment: start one
+		if err := s.startSegment(); err != nil {
+			return s.dropBuffered(err)
+		}
+	}
 	last := &s.segs[len(s.segs)-1]
 	n, err := s.w.Write(s.wbuf)
-	if err != nil {
+	for err != nil {
 		// Take back a partial write, so the file holds whole records only.
 		_ = s.w.Truncate(last.size)
 		_, _ = s.w.Seek(last.size, io.SeekStart)
-		lost := s.next - s.written
-		s.next = s.written
-		s.wbuf = s.wbuf[:0]
-		s.drop(lost)
-		s.updateStats()
-		return fmt.Errorf("spool: write %s: %w (%d values lost)", filepath.Base(s.w.Name()), err, lost)
+		if !noSpace(err) || !s.freeDisk() {
+			return s.dropBuffered(fmt.Errorf("spool: write %s: %w", filepath.Base(s.segPath(last.first)), err))
+		}
+		last = &s.segs[len(s.segs)-1]
+		n, err = s.w.Write(s.wbuf)
 	}
 	last.size += int64(n)
 	s.wbuf = s.wbuf[:0]
@@ -536,6 +540,42 @@ func (s *Spool) flush() error {
 	s.wdirty = true
 	s.updateStats()
 	return nil
+}
+
+// dropBuffered drops the records not yet written, after err.
+func (s *Spool) dropBuffered(err error) error {
+	lost := s.next - s.written
+	s.next = s.written
+	s.wbuf = s.wbuf[:0]
+	s.drop(lost)
+	s.updateStats()
+	return fmt.Errorf("%w (%d values lost)", err, lost)
+}
+
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// freeDisk makes room on a full disk as makeRoom does at max_bytes: it
+// deletes the oldest segment, or, when the segment appended to is the only
+// one, that segment, and starts a new one. It also makes later segments
+// smaller, so that a disk with less room than a segment still holds some
+// records. It reports whether it deleted anything.
+func (s *Spool) freeDisk() bool {
+	s.bg.Wait() // segments deleted while a background fsync holds them open free nothing
+	s.segSize = max(minSegment, min(s.segSize, s.size()/8))
+	if len(s.segs) > 1 {
+		return s.dropOldest("disk full: dropping the oldest values to make room") == nil
+	}
+	if s.segs[0].size <= int64(len(segMagic)) {
+		return false // nothing to delete
+	}
+	s.w.Close()
+	s.w = nil
+	if s.dropOldest("disk full: dropping the oldest values to make room") != nil {
+		return false
+	}
+	return s.startSegment() == nil
 }
 
 // rotate closes the segment appended to and starts a new one.
@@ -557,18 +597,36 @@ func (s *Spool) rotate() error {
 			return errors.Join(err, f.Close())
 		})
 	}
-	path := s.segPath(s.next)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if _, err := f.Write([]byte(segMagic)); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("spool: %w", err)
+	return s.startSegment()
+}
+
+// startSegment creates the segment appended to, for the records from
+// written on; on a full disk it deletes the oldest segments to make room.
+func (s *Spool) startSegment() error {
+	path := s.segPath(s.written)
+	var f *os.File
+	var err error
+	for {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		if err == nil {
+			if _, err = f.Write([]byte(segMagic)); err != nil {
+				f.Close()
+				os.Remove(path)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if !noSpace(err) || len(s.segs) == 0 {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.bg.Wait()
+		if s.dropOldest("disk full: dropping the oldest values to make room") != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
 	}
 	s.w = f
-	s.segs = append(s.segs, segment{first: s.next, size: int64(len(segMagic))})
+	s.segs = append(s.segs, segment{first: s.written, size: int64(len(segMagic))})
 	s.dirDirty = true
 	if len(s.segs) == 1 { // the reader waits at the start of the first segment
 		s.closeReader()
@@ -580,28 +638,41 @@ func (s *Spool) rotate() error {
 // makeRoom deletes the oldest segments until a record of size n fits.
 func (s *Spool) makeRoom(n int64) {
 	for len(s.segs) > 1 && s.size()+int64(len(s.wbuf))+n > s.max {
-		first, end := s.segs[0].first, s.segs[1].first
-		lost := uint64(0)
-		if from := max(s.rseq, first); from < end {
-			lost = end - from
-		}
-		if s.rseg == 0 {
-			s.closeReader()
-			s.peeked = 0
-			s.rseg, s.rseq, s.roff = 1, end, int64(len(segMagic))
-		}
-		s.acked = max(s.acked, end)
-		if err := s.removeOldest(); err != nil {
-			s.log.Error().Err(err).Msg("spool: cannot delete the oldest segment")
+		if s.dropOldest("spool full: dropping the oldest values until the broker catches up") != nil {
 			return
 		}
-		s.drop(lost)
-		if !s.dropping {
-			s.dropping = true
-			s.log.Error().Int64("max_bytes", s.max).Uint64("dropped", lost).
-				Msg("spool full: dropping the oldest values until the broker catches up")
-		}
 	}
+}
+
+// dropOldest deletes the oldest segment, which is not the one appended to,
+// and counts its records not yet read as dropped, logging why once per
+// episode.
+func (s *Spool) dropOldest(why string) error {
+	first, end := s.segs[0].first, s.written
+	if len(s.segs) > 1 {
+		end = s.segs[1].first
+	}
+	lost := uint64(0)
+	if from := max(s.rseq, first); from < end {
+		lost = end - from
+	}
+	if s.rseg == 0 {
+		s.closeReader()
+		s.peeked = 0
+		s.rseg, s.rseq, s.roff = 1, max(s.rseq, end), int64(len(segMagic))
+	}
+	s.acked = max(s.acked, end)
+	if err := s.removeOldest(); err != nil {
+		s.log.Error().Err(err).Msg("spool: cannot delete the oldest segment")
+		return err
+	}
+	s.drop(lost)
+	if !s.dropping {
+		s.dropping = true
+		s.log.Error().Int64("max_bytes", s.max).Uint64("dropped", lost).Msg(why)
+	}
+	s.updateStats()
+	return nil
 }
 
 func (s *Spool) drop(n uint64) {
