@@ -212,6 +212,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 				return healthy, err
 			}
 			s.reportTags()
+			s.await(st, collectors.StateRecovering, "subscriptions recreated; waiting for the first notification")
 			continue
 		}
 		s.status.NoteError(err)
