@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -164,5 +165,77 @@ func TestPublishHugePacketFromBroker(t *testing.T) {
 	t.Logf("allocated %d MB while the broker sent %d MB", allocated>>20, h.Sent()>>20)
 	if allocated > 32<<20 {
 		t.Errorf("allocated %d MB: the packet was read", allocated>>20)
+	}
+}
+
+// mqtt.batch arrays are split so that each packet fits mqtt.max_packet_size,
+// and together hold every value in order; a single value larger than the
+// limit goes alone (and is set aside at publishing).
+func TestBatchSplitToMaxPacket(t *testing.T) {
+	cfg := testConfig("tcp://127.0.0.1:1", 1)
+	cfg.MQTT.Batch = true
+	cfg.MQTT.BatchTopic = "b/{agent}/{plc}"
+	cfg.MQTT.MaxPacketSize = 4 << 10
+	tp, err := newTopics(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := newJSONFormat(cfg, tp, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b collectors.Batch
+	for i := range 500 {
+		b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64"})
+	}
+	b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: "String"})
+	var values, packets, over int
+	f.encode(b, true, func(topic string, payload []byte) {
+		packets++
+		var arr []map[string]any
+		if err := json.Unmarshal(payload, &arr); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		if size := packetSize(topic, len(payload), 1); size > 4<<10 {
+			if len(arr) != 1 {
+				t.Errorf("packet of %d bytes with %d values, over the limit", size, len(arr))
+			}
+			over++
+		}
+		for _, o := range arr {
+			if v, ok := o["value"].(float64); ok && int(v) != values {
+				t.Fatalf("value %v in place %d", v, values)
+			}
+			values++
+		}
+	})
+	if values != len(b) || packets < 2 || over != 1 {
+		t.Errorf("%d values in %d packets (%d over the limit), want %d in several, 1 over", values, packets, over, len(b))
+	}
+}
+
+// checkTopic refuses what a broker may drop the connection for; validate
+// runs it on every rendered topic (CheckTopics).
+func TestCheckTopicRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		ok    bool
+	}{
+		{"tagbridge/a1/press1/Temperatur-ü", true},
+		{"tagbridge/a1/press1/tab\there", false},
+		{"tagbridge/a1/press1/del\x7f", false},
+		{"tagbridge/a1/press1/c1\u0085", false},
+		{"tagbridge/a1/press1/\uffff", false},
+		{"tagbridge/a1/press1/\ufdd0", false},
+		{"tagbridge/a1/press1/\U0010fffe", false},
+		{"tagbridge/a1/press1/\xff", false},
+		{"$SYS/broker/x", false},
+	} {
+		if err := checkTopic(tc.topic); (err == nil) != tc.ok {
+			t.Errorf("checkTopic(%q) = %v, want ok %v", tc.topic, err, tc.ok)
+		}
+		if l := level(tc.topic[1:]); checkTopic("x/"+strings.ReplaceAll(l, "/", "_")) != nil {
+			t.Errorf("level(%q) = %q: still refused", tc.topic[1:], l)
+		}
 	}
 }
