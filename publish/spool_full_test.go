@@ -1,11 +1,16 @@
 package publish
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 // smallDisk mounts a tmpfs of size bytes in a temporary directory until
@@ -83,21 +88,7 @@ func TestSpoolDiskFull(t *testing.T) {
 
 	// Fill the disk to the last byte with another file, then free it:
 	// the spool takes records again at once.
-	ballast := filepath.Join(disk, "ballast")
-	f, err := os.Create(ballast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	ballast := fillDisk(t, disk)
 	appendN(t, s, n, n+10) // room is made by dropping what was read
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
@@ -115,5 +106,107 @@ func TestSpoolDiskFull(t *testing.T) {
 	t.Cleanup(s.closeFiles)
 	if got := readAll(t, s); len(got) != 1000 || got[0] != n+2000 {
 		t.Fatalf("after a restart, read %d records from %v, want 1000 from %d", len(got), got[:min(1, len(got))], n+2000)
+	}
+}
+
+// fillDisk writes a file until the disk holding dir is full, and returns
+// its name.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	name := filepath.Join(dir, "ballast")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return name
+		}
+	}
+}
+
+// The publisher on a 2 MiB disk with the broker down: the newest values
+// are kept, none fails, and once the broker is back they and every new
+// value arrive; a restart on the full disk sends what the spool holds.
+// Before, new values were all dropped even after the broker came back, and
+// a restart delivered none.
+func TestDiskFullPublisher(t *testing.T) {
+	disk := smallDisk(t, 2<<20)
+	b := brokertest.Start(t)
+	got := newArrivals()
+	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), false)
+	b.Stop()
+
+	log, _ := newLog(t)
+	cfg := testConfig(b.URL(), 1)
+	cfg.Agent.SpoolDir = filepath.Join(disk, "spool")
+	p := newPublisher(t, cfg, log)
+	in := make(chan collectors.Batch) // each one taken and spooled before the next
+	done := start(t, p, in)
+	const n = 30000 // some 4 MB of JSON
+	for i := range n {
+		in <- collectors.Batch{seqSample(i)}
+	}
+	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), wait, func(st Stats) bool { return st.Spooled+st.Dropped == n })
+	t.Logf("broker down, %d values on a 2 MiB disk: %+v", n, st)
+	if st.Dropped == 0 || st.Failed != 0 {
+		t.Fatalf("Stats = %+v: want the oldest dropped, none failed", st)
+	}
+	kept := int(st.Spooled)
+	b.Restart()
+	for i := n; i < n+1000; i++ {
+		in <- collectors.Batch{seqSample(i)}
+	}
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	topic := "tagbridge/a1/press1/temperature"
+	got.waitUntil(t, "the kept and the new values", wait, func() bool { return len(got.seen[topic]) >= kept+1000 })
+	got.mu.Lock()
+	for v := n - kept; v < n+1000; v++ {
+		if !got.seen[topic][int64(v)] {
+			t.Errorf("value %d missing (kept %d from %d)", v, kept, n-kept)
+			break
+		}
+	}
+	got.mu.Unlock()
+	if st := p.Stats(); st.Failed != 0 {
+		t.Errorf("Stats = %+v, want none failed", st)
+	}
+
+	// Full again with the broker down; stopped hard; the disk filled to the
+	// last byte by another file; started again with the broker up.
+	b.Stop()
+	cfg.MQTT.ClientID += "-2"
+	p = newPublisher(t, cfg, log)
+	in = make(chan collectors.Batch)
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Run(ctx, in) }()
+	for i := n + 1000; i < 2*n; i++ {
+		in <- collectors.Batch{seqSample(i)}
+	}
+	waitStats(t, p, "all spooled or dropped", wait, func(st Stats) bool { return st.Spooled+st.Dropped == n-1000 })
+	cancel()
+	if err := result(t, stopped); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	ballast := fillDisk(t, disk)
+	defer os.Remove(ballast)
+	b.Restart()
+	cfg.MQTT.ClientID += "-3"
+	p = newPublisher(t, cfg, log)
+	in = make(chan collectors.Batch)
+	done = start(t, p, in)
+	got.waitUntil(t, "the newest value after a restart on the full disk", wait, func() bool { return got.seen[topic][2*n-1] })
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
