@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,5 +155,67 @@ func TestCoalescingConnPeerGone(t *testing.T) {
 	}
 	if err == nil || errors.Is(err, net.ErrClosed) {
 		t.Fatalf("write after the peer reset: %v, want the connection's error", err)
+	}
+}
+
+// A packet of maxPacket bytes is read whole; one byte more fails the
+// connection at its fixed header, before any of it reaches the reader, and
+// so does a remaining length of more than four bytes.
+func TestCoalescingConnMaxPacket(t *testing.T) {
+	publish := func(size int) []byte { // a PUBLISH of size bytes, QoS 0, topic "x"
+		rem := size - 2
+		if rem >= 128 {
+			rem = size - 3
+		}
+		b := []byte{0x30}
+		for v := rem; ; v >>= 7 {
+			if v < 128 {
+				b = append(b, byte(v))
+				break
+			}
+			b = append(b, byte(v&0x7f|0x80))
+		}
+		b = append(b, 0, 1, 'x')
+		return append(b, make([]byte, size-len(b))...)
+	}
+	for _, tc := range []struct {
+		name    string
+		packets [][]byte
+		ok      int // packets read before the error
+		err     error
+	}{
+		{"at the limit", [][]byte{{0x40, 0x02, 0, 1}, publish(1000)}, 2, nil},
+		{"one byte over", [][]byte{{0x40, 0x02, 0, 1}, publish(1001)}, 1, ErrPacketTooLarge},
+		{"256 MB", [][]byte{{0x30, 0xff, 0xff, 0xff, 0x7f}}, 0, ErrPacketTooLarge},
+		{"five length bytes", [][]byte{{0x30, 0xff, 0xff, 0xff, 0xff, 0x01}}, 0, errors.New("malformed")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := loopbackPair(t)
+			c := newCoalescingConn(client, 5*time.Second)
+			c.maxPacket = 1000
+			defer c.Close()
+			go func() {
+				for _, p := range tc.packets {
+					server.Write(p)
+				}
+			}()
+			for i := range tc.ok {
+				want := tc.packets[i]
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("packet %d: %v", i, err)
+				}
+			}
+			if tc.err == nil {
+				return
+			}
+			_, err := c.Read(make([]byte, 1))
+			if err == nil || !errors.Is(err, tc.err) && !strings.Contains(err.Error(), tc.err.Error()) {
+				t.Fatalf("read after %d packets: %v, want %v", tc.ok, err, tc.err)
+			}
+			if _, again := c.Read(make([]byte, 1)); again == nil {
+				t.Fatal("a read after the error succeeded")
+			}
+		})
 	}
 }
