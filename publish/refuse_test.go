@@ -168,49 +168,110 @@ func TestPublishHugePacketFromBroker(t *testing.T) {
 	}
 }
 
-// mqtt.batch arrays are split so that each packet fits mqtt.max_packet_size,
-// and together hold every value in order; a single value larger than the
-// limit goes alone (and is set aside at publishing).
+// Every format that puts a PLC's batch in one message (json with
+// mqtt.batch, sparkplug_b, opcua_json) splits it so that each packet fits
+// mqtt.max_packet_size; together the messages hold every value in order.
+// A single value larger than the limit goes alone (set aside at
+// publishing).
 func TestBatchSplitToMaxPacket(t *testing.T) {
-	cfg := testConfig("tcp://127.0.0.1:1", 1)
-	cfg.MQTT.Batch = true
-	cfg.MQTT.BatchTopic = "b/{agent}/{plc}"
-	cfg.MQTT.MaxPacketSize = 4 << 10
-	tp, err := newTopics(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := newJSONFormat(cfg, tp, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b collectors.Batch
-	for i := range 500 {
-		b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64"})
-	}
-	b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: "String"})
-	var values, packets, over int
-	f.encode(b, true, func(topic string, payload []byte) {
-		packets++
-		var arr []map[string]any
-		if err := json.Unmarshal(payload, &arr); err != nil {
-			t.Fatalf("%s: %v", topic, err)
-		}
-		if size := packetSize(topic, len(payload), 1); size > 4<<10 {
-			if len(arr) != 1 {
-				t.Errorf("packet of %d bytes with %d values, over the limit", size, len(arr))
+	const limit = 4 << 10
+	for _, tc := range []struct {
+		name   string
+		cfg    func() *config.Config
+		values func(t *testing.T, topic string, payload []byte) []any // nil for messages that hold no values
+	}{
+		{"json batch", func() *config.Config {
+			cfg := testConfig("tcp://127.0.0.1:1", 1)
+			cfg.MQTT.Batch, cfg.MQTT.BatchTopic = true, "b/{agent}/{plc}"
+			return cfg
+		}, func(t *testing.T, _ string, payload []byte) []any {
+			var arr []map[string]any
+			if err := json.Unmarshal(payload, &arr); err != nil {
+				t.Fatal(err)
 			}
-			over++
-		}
-		for _, o := range arr {
-			if v, ok := o["value"].(float64); ok && int(v) != values {
-				t.Fatalf("value %v in place %d", v, values)
+			var vs []any
+			for _, o := range arr {
+				vs = append(vs, o["value"])
 			}
-			values++
-		}
-	})
-	if values != len(b) || packets < 2 || over != 1 {
-		t.Errorf("%d values in %d packets (%d over the limit), want %d in several, 1 over", values, packets, over, len(b))
+			return vs
+		}},
+		{"sparkplug_b", func() *config.Config {
+			cfg := spConfig("tcp://127.0.0.1:1")
+			cfg.Agent.SpoolDir = t.TempDir()
+			return cfg
+		}, func(t *testing.T, topic string, payload []byte) []any {
+			if !strings.Contains(topic, "/DDATA/") {
+				return nil
+			}
+			var vs []any
+			for _, m := range decodeSp(t, payload).Metrics {
+				if m.GetStringValue() != "" {
+					vs = append(vs, m.GetStringValue())
+				} else {
+					vs = append(vs, float64(m.GetLongValue()))
+				}
+			}
+			return vs
+		}},
+		{"opcua_json", func() *config.Config { return uaConfig("tcp://127.0.0.1:1") }, func(t *testing.T, _ string, payload []byte) []any {
+			var nm struct {
+				Messages []struct {
+					Payload map[string]struct{ Value any }
+				}
+			}
+			if err := json.Unmarshal(payload, &nm); err != nil {
+				t.Fatal(err)
+			}
+			var vs []any
+			for _, m := range nm.Messages {
+				for _, v := range m.Payload {
+					vs = append(vs, v.Value) // one value per tag and DataSetMessage
+				}
+			}
+			return vs
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg()
+			cfg.MQTT.MaxPacketSize = limit
+			tp, err := newTopics(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := newFormat(cfg, tp, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b collectors.Batch
+			for i := range 500 {
+				b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"})
+			}
+			b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: "String", Status: "Good"})
+			var values, messages, over int
+			f.encode(b, true, func(topic string, payload []byte) {
+				vs := tc.values(t, topic, payload)
+				if vs == nil {
+					return
+				}
+				messages++
+				payload = f.outgoing(topic, payload)
+				if size := packetSize(topic, len(payload), 1); size > limit {
+					if len(vs) != 1 {
+						t.Errorf("packet of %d bytes with %d values, over the limit", size, len(vs))
+					}
+					over++
+				}
+				for _, v := range vs {
+					if n, ok := v.(float64); ok && int(n) != values {
+						t.Fatalf("value %v in place %d", v, values)
+					}
+					values++
+				}
+			})
+			if values != len(b) || messages < 2 || over != 1 {
+				t.Errorf("%d values in %d messages (%d over the limit), want %d in several, 1 over", values, messages, over, len(b))
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -107,6 +108,7 @@ type sparkplugFormat struct {
 	nextAlias uint64
 
 	buf, mbuf []byte // intake goroutine only
+	maxPacket int    // mqtt.max_packet_size: a DDATA is split to fit
 
 	// Run's goroutine only.
 	seq  uint64          // of the next message on this connection
@@ -146,6 +148,7 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 		byID:      map[string]*spDevice{},
 		nextAlias: 1,
 		live:      map[string]bool{},
+		maxPacket: int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
 	}
 	if err := checkTopic(f.nodeTopic("NBIRTH")); err != nil {
 		return nil, fmt.Errorf("sparkplug topic: %w", err)
@@ -300,14 +303,23 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 		}
 
 		f.buf = appendSpTimestamp(f.buf[:0], spPayloadTimestamp, now)
+		start := len(f.buf)
 		for j := i; j < len(b); j++ {
 			s := &b[j]
 			if s.PLC != plc {
 				continue
 			}
 			f.mbuf = f.appendDataMetric(f.mbuf[:0], d.byTag[s.Tag].alias, s, now, !online)
+			end := len(f.buf)
 			f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
 			f.buf = protowire.AppendBytes(f.buf, f.mbuf)
+			// outgoing adds the seq, 11 bytes at most.
+			if end > start && packetSize(d.data, len(f.buf)+11, 1) > f.maxPacket {
+				add(d.data, f.buf[:end]) // a DDATA without this metric, which starts the next
+				f.buf = appendSpTimestamp(f.buf[:0], spPayloadTimestamp, now)
+				f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
+				f.buf = protowire.AppendBytes(f.buf, f.mbuf)
+			}
 		}
 		add(d.data, f.buf)
 	}

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"crypto/rand"
 	"fmt"
 	"strconv"
@@ -48,8 +49,10 @@ type uaJSONFormat struct {
 	idPrefix string        // random per process; MessageIds are idPrefix-<n>
 	ids      atomic.Uint64 // intake and Run's goroutine both make messages
 
-	buf  []byte              // intake goroutine only
-	seen map[string]struct{} // tags in the DataSetMessage being written
+	buf       []byte              // intake goroutine only
+	value     []byte              // intake goroutine only
+	maxPacket int                 // mqtt.max_packet_size: a NetworkMessage is split to fit
+	seen      map[string]struct{} // tags in the DataSetMessage being written
 }
 
 // uaWriter is one PLC entry's DataSetWriter.
@@ -91,6 +94,7 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 		writers:     map[string]*uaWriter{},
 		idPrefix:    fmt.Sprintf("%x", r),
 		seen:        map[string]struct{}{},
+		maxPacket:   int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
 	}
 	if err := checkTopic(f.statusTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
@@ -188,13 +192,27 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 		f.buf = f.appendHeader(f.buf[:0])
 		f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
 		clear(f.seen)
-		first := true
+		first, values := true, false
+		// Room for a DataSetMessage's header, which a repeated tag starts.
+		dsm := 256 + len(w.name)
 		for j := i; j < len(b); j++ {
 			s := &b[j]
 			if s.PLC != plc {
 				continue
 			}
-			if _, dup := f.seen[s.Tag]; dup {
+			f.value = appendString(f.value[:0], s.Tag)
+			f.value = append(f.value, ':')
+			f.value = appendUADataValue(f.value, s)
+			_, dup := f.seen[s.Tag]
+			if values && packetSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
+				// This value starts the next NetworkMessage.
+				add(w.topic, append(f.buf, "}}]}"...))
+				f.buf = f.appendHeader(f.buf[:0])
+				f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				clear(f.seen)
+				first, values, dup = true, false, false
+			}
+			if dup {
 				f.buf = append(f.buf, "}},"...)
 				f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
 				clear(f.seen)
@@ -204,10 +222,8 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 			if !first {
 				f.buf = append(f.buf, ',')
 			}
-			first = false
-			f.buf = appendString(f.buf, s.Tag)
-			f.buf = append(f.buf, ':')
-			f.buf = appendUADataValue(f.buf, s)
+			first, values = false, true
+			f.buf = append(f.buf, f.value...)
 		}
 		f.buf = append(f.buf, "}}]}"...)
 		w.bad = false
