@@ -51,6 +51,13 @@ import (
 // acknowledgements says which records are through.
 // A reconnect attempt waits until no Publish is under way (see notify), and a
 // write timeout bounds how long a Publish can wait on a dead connection.
+//
+// A message the broker will never take must not hold up the rest, as paho
+// would resend it first on every connection: one known to be unsendable (a
+// packet over mqtt.max_packet_size, a topic the broker refuses) is set
+// aside in the spool's dead-letter file instead of sent, and one that three
+// connections in a row ended without acknowledging is taken out of paho's
+// store and set aside too (see refused).
 
 const (
 	// window bounds the publishes awaiting acknowledgement: enough to keep
