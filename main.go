@@ -402,11 +402,11 @@ func newLogger(a config.Agent, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-// bridgeLibraryLoggers sends gopcua's (standard log) and paho's package-level
-// output through our logger.
+// bridgeLibraryLoggers sends the standard logger's output (libraries that
+// use it) and paho's package-level output through our logger.
 func bridgeLibraryLoggers(log zerolog.Logger) {
 	stdlog.SetFlags(0)
-	stdlog.SetOutput(lineWriter{log.With().Str("component", "opcua-lib").Logger()})
+	stdlog.SetOutput(lineWriter{log.With().Str("component", "library").Logger()})
 	mqtt.ERROR = pahoLogger{log, zerolog.ErrorLevel}
 	mqtt.CRITICAL = pahoLogger{log, zerolog.ErrorLevel}
 	mqtt.WARN = pahoLogger{log, zerolog.WarnLevel}

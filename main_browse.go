@@ -102,8 +102,7 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		_ = c.Close(cctx)
 	}()
 
-	// Until Dial returns our own session client, which is a browse.Client.
-	client := opcua.NewSender(c)
+	client := c
 
 	opts := browse.Options{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu, RequestTimeout: f.timeout}
 	if f.root != "" {

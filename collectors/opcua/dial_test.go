@@ -13,9 +13,9 @@ import (
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
-// Sender keeps the contract browse.Client states: a Bad ServiceResult is an
+// The session client keeps the contract browse.Client states: a Bad ServiceResult is an
 // error naming the service, and errors.As finds its ua.StatusCode.
-func TestSenderBadServiceResult(t *testing.T) {
+func TestClientBadServiceResult(t *testing.T) {
 	sim := simproc.Start(t, "-tags", "4", "-interval", "1s")
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -23,8 +23,8 @@ func TestSenderBadServiceResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeDialed(ctx, c)
-	s := NewSender(c)
+	defer closeClient(ctx, c)
+	s := c
 	if len(s.Namespaces()) < 2 || s.Namespaces()[1] != "urn:tagbridge:plcsim" {
 		t.Errorf("namespaces %v, want plcsim's at index 1", s.Namespaces())
 	}
@@ -32,8 +32,8 @@ func TestSenderBadServiceResult(t *testing.T) {
 	res, err := s.Send(ctx, &ua.QueryFirstRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, Filter: &ua.ContentFilter{}})
 	var code ua.StatusCode
 	var uerr *uastatus.Error
-	if !errors.As(err, &code) || code != ua.StatusBadServiceUnsupported || !errors.As(err, &uerr) || err.Error() != "QueryFirst: BadServiceUnsupported (0x800B0000)" {
-		t.Errorf("QueryFirst: error %v (%T), want QueryFirst: BadServiceUnsupported as a *uastatus.Error", err, err)
+	if !errors.As(err, &code) || code != ua.StatusBadServiceUnsupported || !errors.As(err, &uerr) || err.Error() != "QueryFirst request: BadServiceUnsupported (0x800B0000)" {
+		t.Errorf("QueryFirst: error %v (%T), want QueryFirst request: BadServiceUnsupported as a *uastatus.Error", err, err)
 	}
 	if _, ok := res.(*ua.ServiceFault); !ok {
 		t.Errorf("QueryFirst: response %T, want the *ua.ServiceFault", res)

@@ -6,12 +6,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 )
 
 // The subscription layer is ours, not gopcua's (package subscription): it
@@ -77,17 +77,17 @@ func (s *Session) await(st *stream, state, reason string) {
 
 // stream publishes on c until ctx ends (nil) or the channel, session or
 // subscriptions fail; it also watches the channel and the server's health.
-func (s *Session) stream(ctx context.Context, c *opcua.Client, st *stream) error {
-	if err := s.watchChannel(c, true); err != nil {
+func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) error {
+	if err := s.watchChannel(c); err != nil {
 		return err
 	}
 	st.dog.activity() // a new channel starts the silence count afresh
 	lastHealth := time.Now()
-	return st.Run(ctx, gopcuaSender{c}, func(ctx context.Context) error {
+	return st.Run(ctx, c, func(ctx context.Context) error {
 		if err := st.dog.check(); err != nil {
 			return err
 		}
-		if err := s.watchChannel(c, false); err != nil {
+		if err := s.watchChannel(c); err != nil {
 			return err
 		}
 		if time.Since(lastHealth) < healthInterval {
@@ -105,7 +105,7 @@ func (s *Session) stream(ctx context.Context, c *opcua.Client, st *stream) error
 // subscribe creates the subscriptions, one per publishing interval or
 // several when it has many tags, and their monitored items in batches the
 // server accepts, into st.
-func (s *Session) subscribe(ctx context.Context, c *opcua.Client, st *stream) error {
+func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream) error {
 	perCall := s.itemsPerCall(ctx, c)
 	perSub := s.itemsPerSubscription(ctx, c)
 	s.learnStructures(ctx, c)
@@ -121,10 +121,9 @@ func (s *Session) subscribe(ctx context.Context, c *opcua.Client, st *stream) er
 	slices.Sort(intervals)
 
 	st.Reset()
-	snd := gopcuaSender{c}
 	for _, iv := range intervals {
 		for part := range slices.Chunk(groups[iv], perSub) {
-			subID, err := st.Create(ctx, snd, iv, maxNotificationsPerPublish)
+			subID, err := st.Create(ctx, c, iv, maxNotificationsPerPublish)
 			if err != nil {
 				return fmt.Errorf("create subscription (publishing interval %v): %w", iv, err)
 			}
@@ -139,7 +138,7 @@ func (s *Session) subscribe(ctx context.Context, c *opcua.Client, st *stream) er
 
 // itemsPerSubscription is the server's MaxMonitoredItemsPerSubscription
 // when it reports one below our default.
-func (s *Session) itemsPerSubscription(ctx context.Context, c *opcua.Client) int {
+func (s *Session) itemsPerSubscription(ctx context.Context, c *uaclient.Client) int {
 	perSub := s.maxItemsPerSub
 	if perSub <= 0 {
 		perSub = defaultItemsPerSubscription
@@ -155,27 +154,18 @@ func (s *Session) itemsPerSubscription(ctx context.Context, c *opcua.Client) int
 }
 
 // createItems sends one CreateMonitoredItems request.
-func createItems(ctx context.Context, c *opcua.Client, subID uint32, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
-	res, err := gopcuaSender{c}.Send(ctx, &ua.CreateMonitoredItemsRequest{
+func createItems(ctx context.Context, c sender, subID uint32, reqs []*ua.MonitoredItemCreateRequest) (*ua.CreateMonitoredItemsResponse, error) {
+	return call[*ua.CreateMonitoredItemsResponse](ctx, c, &ua.CreateMonitoredItemsRequest{
 		SubscriptionID:     subID,
 		TimestampsToReturn: ua.TimestampsToReturnBoth,
 		ItemsToCreate:      reqs,
 	})
-	if err != nil {
-		return nil, err
-	}
-	r, ok := res.(*ua.CreateMonitoredItemsResponse)
-	if !ok {
-		return nil, fmt.Errorf("got %T", res)
-	}
-	return r, nil
 }
 
 // monitorHeartbeat adds the server's CurrentTime to a subscription; a server
 // that refuses it only loses the watchdog.
-func (s *Session) monitorHeartbeat(ctx context.Context, c *opcua.Client, subID, handle uint32) {
-	req := opcua.NewMonitoredItemCreateRequestWithDefaults(
-		ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), ua.AttributeIDValue, handle)
+func (s *Session) monitorHeartbeat(ctx context.Context, c *uaclient.Client, subID, handle uint32) {
+	req := newItemRequest(ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), handle)
 	req.RequestedParameters.SamplingInterval = float64(heartbeatEvery / time.Millisecond)
 	req.RequestedParameters.QueueSize = 1
 	res, err := createItems(ctx, c, subID, []*ua.MonitoredItemCreateRequest{req})

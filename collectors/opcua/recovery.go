@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 )
 
 // recover moves a session whose channel failed (cause) to a new channel
@@ -27,16 +27,15 @@ import (
 // Step 1 is retried for as long as the server keeps the subscriptions. old
 // is closed without closing its session. An error means the session is
 // given up; Run starts afresh after backoff.
-func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcua.Option, st *stream, cause error) (*opcua.Client, error) {
+func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *stream, cause error) (*uaclient.Client, error) {
 	s.status.SetState(collectors.StateRecovering, cause.Error())
 	s.log.Warn().Err(cause).Str("state", collectors.StateRecovering).Msg("plc channel lost; recovering the session on a new channel")
-	sess, _ := old.DetachSession(ctx)
-	go closeClient(ctx, old) // a frozen connection must not hold the recovery up
+	sess := detach(ctx, old)
 
 	deadline := time.Now().Add(st.Window(minRecoveryWindow))
 	if sess != nil && !errors.Is(cause, subscription.ErrSessionGone) {
 		for attempt := 0; ; attempt++ {
-			c, err := s.reattach(ctx, secOpts, sess)
+			c, err := s.reattach(ctx, p, sess)
 			if err == nil {
 				st.Reactivated()
 				s.recovered(st, "session reactivated on a new channel", attempt+1)
@@ -46,8 +45,7 @@ func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcu
 				return nil, ctx.Err()
 			}
 			var code ua.StatusCode
-			if errors.As(err, &code) && (isSessionLost(code) || code == ua.StatusBadIdentityChangeNotSupported ||
-				code == ua.StatusBadNoValidCertificates || code == ua.StatusBadSecurityChecksFailed) {
+			if errors.As(err, &code) && refusesReactivation(code) {
 				s.log.Info().Err(err).Msg("server refused to reactivate the session; creating a new one")
 				break
 			}
@@ -65,11 +63,11 @@ func (s *Session) recover(ctx context.Context, old *opcua.Client, secOpts []opcu
 		}
 	}
 
-	c, err := s.dial(ctx, secOpts)
+	c, err := s.dial(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	terr := st.Transfer(ctx, gopcuaSender{c})
+	terr := st.Transfer(ctx, c)
 	if terr == nil {
 		s.recovered(st, "subscriptions transferred to a new session", 1)
 		return c, nil
@@ -95,36 +93,40 @@ func (s *Session) recovered(st *stream, how string, attempts int) {
 	s.log.Info().Str("state", collectors.StateRecovering).Int("attempt", attempts).Msg("plc session recovered: " + how)
 }
 
+// detach takes the session off a failed client, closing the channel but
+// not the session; bounded, as the connection may be frozen.
+func detach(ctx context.Context, c *uaclient.Client) *uaclient.Session {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	return c.Detach(dctx)
+}
+
 // reattach opens a new channel and activates sess on it. On failure the
-// session stays open on the server (it is only detached).
-func (s *Session) reattach(ctx context.Context, secOpts []opcua.Option, sess *opcua.Session) (*opcua.Client, error) {
-	c, err := opcua.NewClient(s.plc.Endpoint, append(s.clientOptions(s.onState), secOpts...)...)
+// session stays open on the server.
+func (s *Session) reattach(ctx context.Context, p *plan, sess *uaclient.Session) (*uaclient.Client, error) {
+	if sess == nil {
+		return nil, errors.New("no session to reactivate")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*dialTimeout)
+	defer cancel()
+	c, err := uaclient.Reactivate(dctx, p.cfg, sess)
 	if err != nil {
-		return nil, fmt.Errorf("configure client: %w", err)
-	}
-	defer guardDial(c, &s.chanWatch.restored)()
-	fail := func(what string, err error) (*opcua.Client, error) {
-		_, _ = c.DetachSession(ctx)
-		closeClient(ctx, c)
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	err = c.Dial(dctx)
-	cancel()
-	if err != nil {
-		return fail("open secure channel", err)
-	}
-	settleToken(ctx, c.SecureChannel(), &s.chanWatch.restored)
-	if err := c.ActivateSession(ctx, sess); err != nil {
-		return fail("activate session", err)
-	}
-	if c.Session() != sess { // gopcua returns nil when it cannot sign
-		return fail("activate session", errors.New("no session signature"))
-	}
-	if err := c.UpdateNamespaces(ctx); err != nil {
-		return fail("read namespaces", err)
+		return nil, explain(p, s.plc.Auth.CertificateFile, err)
 	}
 	return c, nil
+}
+
+// refusesReactivation tells the statuses with which a server refuses to
+// move a session to a new channel for good: a new session is needed.
+// node-opcua answers BadInternalError for a session of an X.509 user.
+func refusesReactivation(c ua.StatusCode) bool {
+	switch c {
+	case ua.StatusBadIdentityChangeNotSupported, ua.StatusBadNoValidCertificates, ua.StatusBadSecurityChecksFailed,
+		ua.StatusBadIdentityTokenInvalid, ua.StatusBadIdentityTokenRejected, ua.StatusBadUserAccessDenied,
+		ua.StatusBadInternalError:
+		return true
+	}
+	return isSessionLost(c)
 }
 
 // isSessionLost tells status codes that mean the server dropped the session.

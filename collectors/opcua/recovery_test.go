@@ -16,6 +16,24 @@ import (
 // mapping body; empty means policy None.
 func recoveryPLC(t *testing.T, endpoint, security string) config.PLC {
 	t.Helper()
+	return recoveryPLCTags(t, endpoint, security, simprocTags(8))
+}
+
+// o62Tags names the first n tags of the open62541 test server as plcsim's
+// are named, so Tag0002 (its first Int32 counter) is int32_0001.
+func o62Tags(n int) string {
+	var b strings.Builder
+	b.WriteString("tags:\n")
+	kinds := []string{"Double", "Int32", "Boolean", "String"}
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: %s_%04d\n    node: \"ns=1;s=Tag%04d\"\n", strings.ToLower(kinds[i%4]), i, i+1)
+	}
+	return b.String()
+}
+
+// recoveryPLCTags is recoveryPLC with the given tags (simprocTags' form).
+func recoveryPLCTags(t *testing.T, endpoint, security, tags string) config.PLC {
+	t.Helper()
 	var b strings.Builder
 	if security == "" {
 		fmt.Fprintf(&b, "agent: {id: rtest}\nplcs:\n  - name: peer\n    endpoint: %s\n", endpoint)
@@ -28,7 +46,7 @@ func recoveryPLC(t *testing.T, endpoint, security string) config.PLC {
 	// timer, and at the change rate its timers drift across each other
 	// and skip a value now and then. (0s would mean the 100 ms default.)
 	b.WriteString("    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 200\n    reconnect: {min: 100ms, max: 500ms}\n")
-	for _, line := range strings.Split(strings.TrimRight(simprocTags(8), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(tags, "\n"), "\n") {
 		fmt.Fprintf(&b, "    %s\n", line)
 	}
 	cfg, err := config.Parse("test.yaml", []byte(b.String()))
@@ -107,25 +125,14 @@ func (r *runSession) waitValues(t *testing.T, what string, n int, d time.Duratio
 	waitUntil(t, what, d, func() bool { return len(r.counterValues("int32_0001")) >= from+n })
 }
 
-// shortTokens asks for 3 s secure channel tokens. gopcua's token renewal
-// races with its own requests (gopcua #882: a data race in its secure
-// channel, harmless in practice), which the race detector reports: these
-// tests run without it (raceEnabled; scripts/test runs them separately).
+// shortTokens asks for 3 s secure channel tokens.
 func shortTokens(plc config.PLC) config.PLC {
 	plc.TokenLifetime = config.Duration(3 * time.Second)
 	return plc
 }
 
-func skipShortTokensUnderRace(t *testing.T) {
-	t.Helper()
-	if raceEnabled {
-		t.Skip("short tokens: gopcua #882 races in token renewal; scripts/test runs this without -race")
-	}
-}
-
 // Tokens of 3 s are renewed every 2 s or so; values flow on without a gap.
 func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
-	skipShortTokensUnderRace(t)
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	r, s := startSessionValue(t, shortTokens(recoveryPLC(t, peer.Endpoint, "")))
 	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 8 })

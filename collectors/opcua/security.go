@@ -2,128 +2,160 @@ package opcua
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 )
 
-// policyURIs maps the configured policy names to their URIs.
-var policyURIs = map[string]string{
-	"None":                  ua.SecurityPolicyURINone,
-	"Basic128Rsa15":         ua.SecurityPolicyURIBasic128Rsa15,
-	"Basic256":              ua.SecurityPolicyURIBasic256,
-	"Basic256Sha256":        ua.SecurityPolicyURIBasic256Sha256,
-	"Aes128_Sha256_RsaOaep": ua.SecurityPolicyURIAes128Sha256RsaOaep,
-	"Aes256_Sha256_RsaPss":  ua.SecurityPolicyURIAes256Sha256RsaPss,
-}
+// requestTimeout bounds one request whose context has no earlier deadline.
+const requestTimeout = 10 * time.Second
 
+// modes maps the configured mode names to their values.
 var modes = map[string]ua.MessageSecurityMode{
 	"None":           ua.MessageSecurityModeNone,
 	"Sign":           ua.MessageSecurityModeSign,
 	"SignAndEncrypt": ua.MessageSecurityModeSignAndEncrypt,
 }
 
-// deprecatedURIs are the policies whose cryptography is broken; auto never
-// picks them unless allowed.
-var deprecatedURIs = []string{ua.SecurityPolicyURIBasic128Rsa15, ua.SecurityPolicyURIBasic256}
-
 // ErrNoEndpoint reports that the server offers no endpoint for the
-// configured policy and mode.
+// configured policy and mode that the agent can use.
 var ErrNoEndpoint = errors.New("no matching endpoint")
 
-// securityOptions decides the secure channel, the server's trust and the
-// user identity for one connection attempt. With policy None it asks the
-// server nothing; otherwise it calls GetEndpoints, picks the endpoint and
-// checks the server certificate before any session exists.
-func (s *Session) securityOptions(ctx context.Context) ([]opcua.Option, error) {
-	sec, auth := s.plc.Security, s.plc.Auth
-	if sec.Policy == "None" && auth.Username == "" && auth.CertificateFile == "" {
-		s.status.SetSecurity("None", "None", "")
-		return []opcua.Option{
-			opcua.SecurityPolicy(ua.SecurityPolicyURINone),
-			opcua.SecurityMode(ua.MessageSecurityModeNone),
-			opcua.AuthAnonymous(),
-		}, nil
-	}
-	eps, err := getEndpoints(ctx, s.plc.Endpoint, &s.chanWatch.restored)
-	if err != nil {
-		return nil, fmt.Errorf("get endpoints: %w", err)
-	}
-	ep, err := selectEndpoint(eps, sec.Policy, sec.Mode, sec.AllowNone, sec.AllowDeprecated)
-	if err != nil {
-		return nil, err
-	}
-	opts := []opcua.Option{
-		opcua.SecurityPolicy(ep.SecurityPolicyURI),
-		opcua.SecurityMode(ep.SecurityMode),
-	}
-	policy := strings.TrimPrefix(ep.SecurityPolicyURI, "http://opcfoundation.org/UA/SecurityPolicy#")
-	mode := strings.TrimPrefix(ep.SecurityMode.String(), "MessageSecurityMode")
-	if ep.SecurityMode == ua.MessageSecurityModeNone {
-		s.status.SetSecurity(policy, mode, "")
-		return s.identityOptionsFor(ep, opts)
-	}
-	fingerprint, err := s.trustServer(ep)
-	if err != nil {
-		return nil, err
-	}
-	s.status.SetSecurity(policy, mode, fingerprint)
-	cert, der, key, err := certs.LoadKeyPair(sec.CertificateFile, sec.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("client certificate: %w", err)
-	}
-	appURI, err := certs.ApplicationURI(cert)
-	if err != nil {
-		return nil, fmt.Errorf("client certificate %s: %w", sec.CertificateFile, err)
-	}
-	if err := s.checkCreateSession(ctx, ep, der, key, appURI); err != nil {
-		return nil, err
-	}
-	opts = append(opts,
-		opcua.Certificate(der),
-		opcua.PrivateKey(key),
-		// Some PLCs refuse a session whose ApplicationURI differs from the
+// plan is how the connection attempts of one session reach the PLC: the
+// session's settings, and the server certificate to pin once a session
+// succeeded with it (trust on first use).
+type plan struct {
+	cfg     uaclient.Config
+	store   *certs.Store
+	trusted certs.Result
+	agent   *agentCert // nil without an agent certificate
+}
+
+// agentCert is the agent's certificate as the PLC sees it, for the hint
+// when the PLC refuses it.
+type agentCert struct {
+	file, fingerprint string
+}
+
+// prepare asks the server for its endpoints, picks one, checks the server's
+// certificate and loads the agent's and the user's credentials.
+func (s *Session) prepare(ctx context.Context) (*plan, error) {
+	sec := s.plc.Security
+	p := &plan{cfg: uaclient.Config{
+		ApplicationURI:  "urn:tagbridge:" + s.plc.Name,
+		ApplicationName: "tagbridge",
+		ProductURI:      "urn:tagbridge",
+		SessionName:     "tagbridge " + s.plc.Name,
+	}}
+	var agentKey crypto.PublicKey
+	if sec.CertificateFile != "" && sec.Policy != "None" {
+		cert, der, key, err := s.plc.CertGuard.LoadAnyKeyPair(sec.CertificateFile, sec.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent certificate: %w", err)
+		}
+		appURI, err := certs.ApplicationURI(cert)
+		if err != nil {
+			return nil, fmt.Errorf("agent certificate %s: %w", sec.CertificateFile, err)
+		}
+		// Servers refuse a session whose ApplicationURI differs from the
 		// certificate's URI SAN.
-		opcua.ApplicationURI(appURI),
-	)
-	return s.identityOptionsFor(ep, opts)
+		p.cfg.ApplicationURI = appURI
+		p.cfg.Channel.Local = &secpolicy.KeyPair{Certificate: der, Key: key}
+		p.agent = &agentCert{file: sec.CertificateFile, fingerprint: certs.Fingerprint(der)}
+		agentKey = cert.PublicKey
+	}
+	identity, token, err := s.identity()
+	if err != nil {
+		return nil, err
+	}
+	p.cfg.Identity = identity
+
+	eps, err := uaclient.GetEndpoints(ctx, s.plc.Endpoint, uatcp.DefaultLimits(), s.log)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := selectEndpoint(eps, endpointNeeds{
+		policy: sec.Policy, mode: sec.Mode, allowNone: sec.AllowNone, allowDeprecated: sec.AllowDeprecated,
+		key: agentKey, token: token,
+	})
+	if err != nil {
+		return nil, err
+	}
+	policy, err := secpolicy.ByURI(ep.SecurityPolicyURI)
+	if err != nil {
+		return nil, err // selectEndpoint took only known policies
+	}
+	p.cfg.Endpoint, p.cfg.Discovered = ep, eps
+	p.cfg.Channel = uasc.Config{
+		Endpoint:       s.plc.Endpoint,
+		Policy:         policy,
+		Mode:           ep.SecurityMode,
+		Local:          p.cfg.Channel.Local,
+		Lifetime:       s.plc.TokenLifetime.Duration(),
+		RequestTimeout: requestTimeout,
+		Log:            s.log,
+	}
+	mode := modeName(ep.SecurityMode)
+	if ep.SecurityMode == ua.MessageSecurityModeNone {
+		p.cfg.Channel.Local = nil
+		s.status.SetSecurity(policy.Name(), mode, "")
+		return p, nil
+	}
+	p.cfg.Channel.RemoteCertificate = ep.ServerCertificate
+	if p.store, p.trusted, err = s.trustServer(ep); err != nil {
+		return nil, err
+	}
+	s.status.SetSecurity(policy.Name(), mode, p.trusted.Fingerprint)
+	return p, nil
+}
+
+// identity is the configured user and the token type it needs.
+func (s *Session) identity() (uaclient.Identity, ua.UserTokenType, error) {
+	auth := s.plc.Auth
+	switch {
+	case auth.CertificateFile != "":
+		_, der, key, err := s.plc.CertGuard.LoadAnyKeyPair(auth.CertificateFile, auth.KeyFile)
+		if err != nil {
+			return nil, 0, fmt.Errorf("user certificate: %w", err)
+		}
+		return uaclient.X509{KeyPair: secpolicy.KeyPair{Certificate: der, Key: key}}, ua.UserTokenTypeCertificate, nil
+	case auth.Username != "":
+		return uaclient.UserName{User: auth.Username, Password: []byte(auth.Password.Reveal()), AllowPlaintext: auth.AllowPlaintextPassword},
+			ua.UserTokenTypeUserName, nil
+	}
+	return uaclient.Anonymous{}, ua.UserTokenTypeAnonymous, nil
 }
 
 // trustServer checks the endpoint's certificate against the trust store, the
-// configured host name and the server's ApplicationURI.
-func (s *Session) trustServer(ep *ua.EndpointDescription) (fingerprint string, err error) {
+// configured host name and the server's ApplicationURI. A certificate
+// trusted on first use is stored by commitTrust, after the session
+// succeeded.
+func (s *Session) trustServer(ep *ua.EndpointDescription) (*certs.Store, certs.Result, error) {
 	sec := s.plc.Security
 	store, err := certs.OpenStore(sec.PKIDir)
 	if err != nil {
-		return "", fmt.Errorf("trust store: %w", err)
+		return nil, certs.Result{}, fmt.Errorf("trust store: %w", err)
 	}
 	res, err := store.Verify(ep.ServerCertificate, sec.VerifyOptions(s.plc.Name))
 	if err != nil {
-		return "", fmt.Errorf("server certificate: %w", err)
-	}
-	// Stored at once until the session layer is ours (issue 11), which
-	// commits it only after the channel and the session succeeded.
-	if err := store.Commit(res); err != nil {
-		return "", err
-	}
-	if n := res.Notice(); n != "" {
-		ev := s.log.Info()
-		if len(res.Replaced) > 0 {
-			ev = s.log.Warn()
-		}
-		ev.Str("fingerprint", res.Fingerprint).Str("subject", res.Subject).Msg(n)
+		return nil, certs.Result{}, fmt.Errorf("server certificate: %w", err)
 	}
 	host := endpointHost(s.plc.Endpoint)
 	if err := certs.VerifyHostname(res.Certificate, host); err != nil {
 		if sec.VerifyHostname {
-			return "", fmt.Errorf("server certificate: %w", err)
+			return nil, certs.Result{}, fmt.Errorf("server certificate: %w", err)
 		}
 		if !s.hostnameWarned {
 			s.hostnameWarned = true
@@ -132,63 +164,96 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) (fingerprint string, e
 	}
 	if ep.Server != nil {
 		if err := certs.VerifyApplicationURI(res.Certificate, ep.Server.ApplicationURI); err != nil {
-			return "", fmt.Errorf("server certificate: %w", err)
+			return nil, certs.Result{}, fmt.Errorf("server certificate: %w", err)
 		}
 	}
-	return res.Fingerprint, nil
+	return store, res, nil
 }
 
-// identityOptionsFor adds the user identity token for the chosen endpoint;
-// the password is encrypted as the endpoint's user token policy says.
-func (s *Session) identityOptionsFor(ep *ua.EndpointDescription, opts []opcua.Option) ([]opcua.Option, error) {
-	auth := s.plc.Auth
+// commitTrust pins a certificate trusted on first use, now that a channel
+// and a session succeeded with it.
+func (s *Session) commitTrust(p *plan) error {
+	if p.store == nil || !p.trusted.Pending() {
+		return nil
+	}
+	if err := p.store.Commit(p.trusted); err != nil {
+		return err
+	}
+	ev := s.log.Info()
+	if len(p.trusted.Replaced) > 0 {
+		ev = s.log.Warn()
+	}
+	ev.Str("fingerprint", p.trusted.Fingerprint).Str("subject", p.trusted.Subject).Msg(p.trusted.Notice())
+	p.store, p.trusted = nil, certs.Result{} // pinned: later attempts verify against the store
+	return nil
+}
+
+// certificateRefusals are the statuses with which a server refuses the
+// certificate presented to it.
+var certificateRefusals = []ua.StatusCode{
+	ua.StatusBadSecurityChecksFailed, ua.StatusBadCertificateUntrusted, ua.StatusBadCertificateInvalid,
+	ua.StatusBadCertificateTimeInvalid, ua.StatusBadCertificateIssuerTimeInvalid, ua.StatusBadCertificateRevoked,
+	ua.StatusBadCertificateIssuerRevoked, ua.StatusBadCertificateRevocationUnknown, ua.StatusBadCertificateIssuerRevocationUnknown,
+	ua.StatusBadCertificateUseNotAllowed, ua.StatusBadCertificateIssuerUseNotAllowed, ua.StatusBadCertificateURIInvalid,
+	ua.StatusBadNoValidCertificates, ua.StatusBadCertificatePolicyCheckFailed,
+}
+
+// explain says what most likely happened when the PLC refused the agent's
+// (or the user's) certificate, and what to do: the text goes to the log
+// and to status.
+func explain(p *plan, userCertFile string, err error) error {
+	var code ua.StatusCode
+	if !errors.As(err, &code) || !slices.Contains(certificateRefusals, code) {
+		return err
+	}
 	switch {
-	case auth.CertificateFile != "":
-		_, der, key, err := certs.LoadKeyPair(auth.CertificateFile, auth.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("user certificate: %w", err)
-		}
-		if !offersToken(ep, ua.UserTokenTypeCertificate) {
-			return nil, fmt.Errorf("server endpoint %s does not accept X.509 user certificates", describeEndpoint(ep))
-		}
-		return append(opts, opcua.AuthCertificate(der), opcua.AuthPrivateKey(key),
-			opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeCertificate)), nil
-	case auth.Username != "":
-		if !offersToken(ep, ua.UserTokenTypeUserName) {
-			return nil, fmt.Errorf("server endpoint %s does not accept user names", describeEndpoint(ep))
-		}
-		return append(opts, opcua.AuthUsername(auth.Username, auth.Password.Reveal()),
-			opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeUserName)), nil
-	default:
-		return append(opts, opcua.AuthAnonymous(), opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous)), nil
+	case p.agent != nil && p.cfg.Channel.Mode != ua.MessageSecurityModeNone && !strings.HasPrefix(err.Error(), "activate session"):
+		return fmt.Errorf("the PLC refused the agent's certificate: trust %s (SHA-256 %s) on the PLC (most servers keep refused certificates in a rejected folder): %w",
+			p.agent.file, p.agent.fingerprint, err)
+	case userCertFile != "" && strings.HasPrefix(err.Error(), "activate session"):
+		return fmt.Errorf("the PLC refused the user certificate: trust %s on the PLC as a user certificate: %w", userCertFile, err)
 	}
+	return err
 }
 
-func offersToken(ep *ua.EndpointDescription, kind ua.UserTokenType) bool {
-	return slices.ContainsFunc(ep.UserIdentityTokens, func(p *ua.UserTokenPolicy) bool { return p != nil && p.TokenType == kind })
+// endpointNeeds is what an endpoint must offer for the agent to use it.
+type endpointNeeds struct {
+	policy, mode               string // as configured; policy may be auto, mode empty
+	allowNone, allowDeprecated bool
+	key                        crypto.PublicKey // the agent certificate's; nil without one
+	token                      ua.UserTokenType
 }
 
-// selectEndpoint picks the endpoint for policy and mode: an exact match, or
-// with policy auto the highest security level (never None unless allowed,
-// never a deprecated policy unless allowed). The error lists what the server
-// offers.
-func selectEndpoint(eps []*ua.EndpointDescription, policy, mode string, allowNone, allowDeprecated bool) (*ua.EndpointDescription, error) {
+// selectEndpoint picks the endpoint for the configured policy and mode: an
+// exact match, or with policy auto the highest security level among those
+// the agent can use with its certificate and user (never None unless
+// allowed, never a deprecated policy unless allowed). The error lists what
+// the server offers.
+func selectEndpoint(eps []*ua.EndpointDescription, need endpointNeeds) (*ua.EndpointDescription, error) {
 	var best *ua.EndpointDescription
+	var unusable []string
 	for _, ep := range eps {
 		if ep == nil {
 			continue
 		}
-		if policy != "auto" {
-			if ep.SecurityPolicyURI == policyURIs[policy] && ep.SecurityMode == modes[mode] {
+		policy, perr := secpolicy.ByURI(ep.SecurityPolicyURI)
+		if need.policy != "auto" {
+			if perr == nil && policy.Name() == need.policy && ep.SecurityMode == modes[need.mode] {
+				if err := usable(ep, policy, need); err != nil {
+					return nil, fmt.Errorf("endpoint %s: %w", describeEndpoint(ep), err)
+				}
 				return ep, nil
 			}
 			continue
 		}
 		switch {
-		case mode != "" && ep.SecurityMode != modes[mode]:
-		case ep.SecurityMode == ua.MessageSecurityModeNone && !allowNone:
-		case slices.Contains(deprecatedURIs, ep.SecurityPolicyURI) && !allowDeprecated:
+		case perr != nil:
+		case need.mode != "" && ep.SecurityMode != modes[need.mode]:
+		case ep.SecurityMode == ua.MessageSecurityModeNone && !need.allowNone:
+		case policy.Deprecated() && !need.allowDeprecated:
 		case ep.SecurityMode == ua.MessageSecurityModeInvalid:
+		case usable(ep, policy, need) != nil:
+			unusable = append(unusable, describeEndpoint(ep)+" ("+usable(ep, policy, need).Error()+")")
 		case best == nil || ep.SecurityLevel > best.SecurityLevel:
 			best = ep
 		}
@@ -202,11 +267,48 @@ func selectEndpoint(eps []*ua.EndpointDescription, policy, mode string, allowNon
 			offered = append(offered, describeEndpoint(ep))
 		}
 	}
-	want := policy + "/" + mode
-	if mode == "" {
-		want = policy
+	want := need.policy + "/" + need.mode
+	if need.mode == "" {
+		want = need.policy
 	}
-	return nil, fmt.Errorf("%w for %s; the server offers %s", ErrNoEndpoint, want, strings.Join(offered, ", "))
+	var extra string
+	if len(unusable) > 0 {
+		extra = "; not usable here: " + strings.Join(unusable, ", ")
+	}
+	return nil, fmt.Errorf("%w for %s; the server offers %s%s", ErrNoEndpoint, want, strings.Join(offered, ", "), extra)
+}
+
+// usable says why the agent cannot use ep: its key does not fit the policy,
+// or the endpoint does not take the configured user.
+func usable(ep *ua.EndpointDescription, policy secpolicy.Policy, need endpointNeeds) error {
+	if ep.SecurityMode != ua.MessageSecurityModeNone {
+		if need.key == nil {
+			return errors.New("needs an agent certificate")
+		}
+		if err := policy.CheckKey(need.key); err != nil {
+			return fmt.Errorf("the agent certificate does not fit: %w", err)
+		}
+	}
+	if !offersToken(ep, need.token) {
+		return fmt.Errorf("does not accept %s users", tokenName(need.token))
+	}
+	return nil
+}
+
+func offersToken(ep *ua.EndpointDescription, kind ua.UserTokenType) bool {
+	return slices.ContainsFunc(ep.UserIdentityTokens, func(p *ua.UserTokenPolicy) bool { return p != nil && p.TokenType == kind })
+}
+
+func tokenName(t ua.UserTokenType) string {
+	switch t {
+	case ua.UserTokenTypeAnonymous:
+		return "anonymous"
+	case ua.UserTokenTypeUserName:
+		return "user name"
+	case ua.UserTokenTypeCertificate:
+		return "X.509 certificate"
+	}
+	return fmt.Sprintf("token type %d", t)
 }
 
 func describeEndpoint(ep *ua.EndpointDescription) string {
@@ -214,7 +316,11 @@ func describeEndpoint(ep *ua.EndpointDescription) string {
 	if i := strings.LastIndex(name, "#"); i >= 0 {
 		name = name[i+1:]
 	}
-	return name + "/" + strings.TrimPrefix(ep.SecurityMode.String(), "MessageSecurityMode")
+	return name + "/" + modeName(ep.SecurityMode)
+}
+
+func modeName(m ua.MessageSecurityMode) string {
+	return strings.TrimPrefix(m.String(), "MessageSecurityMode")
 }
 
 // endpointHost is the host of an opc.tcp URL, without brackets or port.

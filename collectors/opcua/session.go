@@ -1,5 +1,6 @@
 // Package opcua collects tag values from OPC UA servers (PLCs): one Session
-// per PLC, each owning its gopcua client, subscriptions and reconnect loop.
+// per PLC, each owning its session client (uaclient), subscriptions and
+// reconnect loop.
 package opcua
 
 import (
@@ -11,13 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -45,9 +46,6 @@ const (
 	minWatchdog = 5 * time.Second
 )
 
-// errChannelLost reports that gopcua saw its secure channel fail.
-var errChannelLost = errors.New("secure channel lost")
-
 // Session collects one PLC's tags over one OPC UA session and reconnects
 // forever until its context ends. PLC entries with the same endpoint and
 // security settings share one session (see ShareKey).
@@ -67,7 +65,7 @@ type Session struct {
 	skewWarned     bool         // the clock offset warning is given once
 	hostnameWarned bool         // the verify_hostname: false warning is given once
 
-	chanWatch chanWatch // the secure channel's token, polled by the publish loop
+	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 
 	maxItemsPerSub int // items per subscription before the tags are split; 0: the default (tests lower it)
 }
@@ -169,19 +167,11 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 // recover); only when that fails does it return. healthy reports whether
 // it streamed long enough to reset the backoff.
 func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Batch) (healthy bool, err error) {
-	// gopcua indexes server replies without checking them; a malformed reply
-	// must cost a reconnect, not the agent.
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("opc ua client panic: %v", r)
-		}
-	}()
-
-	secOpts, err := s.securityOptions(ctx)
+	p, err := s.prepare(ctx)
 	if err != nil {
 		return false, err
 	}
-	c, err := s.dial(ctx, secOpts)
+	c, err := s.dial(ctx, p)
 	if err != nil {
 		return false, err
 	}
@@ -222,7 +212,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			return healthy, fmt.Errorf("%w; nothing arrived since the session moved to a new channel", err)
 		}
 		moved = true
-		c, err = s.recover(ctx, c, secOpts, st, err)
+		c, err = s.recover(ctx, c, p, st, err)
 		if err != nil {
 			return healthy, err
 		}
@@ -230,31 +220,24 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	}
 }
 
-// dial opens a client with a new session.
-func (s *Session) dial(ctx context.Context, secOpts []opcua.Option) (*opcua.Client, error) {
-	c, err := opcua.NewClient(s.plc.Endpoint, append(s.clientOptions(s.onState), secOpts...)...)
+// dial opens a secure channel and a session on it, and pins the server's
+// certificate if it was trusted on first use.
+func (s *Session) dial(ctx context.Context, p *plan) (*uaclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 2*dialTimeout)
+	defer cancel()
+	c, err := uaclient.Connect(dctx, p.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("configure client: %w", err)
+		return nil, fmt.Errorf("connect: %w", explain(p, s.plc.Auth.CertificateFile, err))
 	}
-	stop := guardDial(c, &s.chanWatch.restored)
-	err = connect(ctx, c)
-	stop()
-	if err != nil {
+	if err := s.commitTrust(p); err != nil {
 		closeClient(ctx, c)
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, err
 	}
 	return c, nil
 }
 
-// onState hears gopcua's state changes. They only inform: gopcua reports
-// any service fault as a disconnect, and our publish loop, watchdog and
-// health check judge the channel.
-func (s *Session) onState(st opcua.ConnState) {
-	s.log.Debug().Str("gopcua_state", st.String()).Msg("opc ua client state")
-}
-
-// closeClient closes c, and its session if it still holds one.
-func closeClient(ctx context.Context, c *opcua.Client) {
+// closeClient closes c's session and channel, bounded in time.
+func closeClient(ctx context.Context, c *uaclient.Client) {
 	if c == nil {
 		return
 	}
@@ -263,11 +246,10 @@ func closeClient(ctx context.Context, c *opcua.Client) {
 	_ = c.Close(cctx) // the client is going away either way
 }
 
-// watchdog catches a session that looks connected but delivers nothing
-// (gopcua's publish loop can stall silently, gopcua #895, #910). Keep-alives
-// are invisible through gopcua, so every subscription also monitors the
-// server's CurrentTime as a heartbeat; the watchdog arms once that is seen
-// to tick, so servers that never update it are left to the health check.
+// watchdog catches a session that looks connected but delivers nothing:
+// every subscription also monitors the server's CurrentTime as a
+// heartbeat; the watchdog arms once that is seen to tick, so servers that
+// never update it are left to the health check.
 type watchdog struct {
 	timeout time.Duration
 	last    time.Time
@@ -316,40 +298,10 @@ func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
 	}
 }
 
-// connect wraps gopcua's Connect, which dereferences a nil session when the
-// server's CreateSession signature does not verify (it only logs that).
-func connect(ctx context.Context, c *opcua.Client) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("create session: the server's signature did not verify (%v)", r)
-		}
-	}()
-	return c.Connect(ctx)
-}
-
-// clientOptions are the settings every attempt shares; securityOptions adds
-// the channel security and the user identity.
-func (s *Session) clientOptions(onState func(opcua.ConnState)) []opcua.Option {
-	return []opcua.Option{
-		opcua.ApplicationName("tagbridge"),
-		opcua.ApplicationURI("urn:tagbridge:" + s.plc.Name),
-		opcua.ProductURI("urn:tagbridge"),
-		opcua.SessionName("tagbridge " + s.plc.Name),
-		// We own reconnection: gopcua's gives up on ECONNREFUSED and can stall.
-		opcua.AutoReconnect(false),
-		opcua.StateChangedFunc(onState),
-		opcua.DialTimeout(dialTimeout),
-		// gopcua renews at 75 % of the granted lifetime and accepts the old
-		// token for 25 % more (Part 4, 5.5.2).
-		opcua.Lifetime(s.plc.TokenLifetime.Duration()),
-		opcua.RequestTimeout(10 * time.Second),
-	}
-}
-
 // monitor creates monitored items for the given tag indices, perCall at a
 // time. Tags the server refuses are remembered and logged; they do not fail
 // the session.
-func (s *Session) monitor(ctx context.Context, c *opcua.Client, subID uint32, handles []uint32, perCall int) error {
+func (s *Session) monitor(ctx context.Context, c *uaclient.Client, subID uint32, handles []uint32, perCall int) error {
 	reqs := make([]*ua.MonitoredItemCreateRequest, 0, min(len(handles), perCall))
 	var reqHandles []uint32
 	flush := func() error {
@@ -389,13 +341,13 @@ func (s *Session) monitor(ctx context.Context, c *opcua.Client, subID uint32, ha
 	return flush()
 }
 
-func (s *Session) itemRequest(c *opcua.Client, handle uint32) (*ua.MonitoredItemCreateRequest, error) {
+func (s *Session) itemRequest(c *uaclient.Client, handle uint32) (*ua.MonitoredItemCreateRequest, error) {
 	tag := s.tags[handle]
 	nodeID, err := resolveNodeID(tag.Node, c.Namespaces())
 	if err != nil {
 		return nil, err
 	}
-	req := opcua.NewMonitoredItemCreateRequestWithDefaults(nodeID, ua.AttributeIDValue, handle)
+	req := newItemRequest(nodeID, handle)
 	p := req.RequestedParameters
 	p.SamplingInterval = float64(tag.SamplingInterval.Duration()) / float64(time.Millisecond)
 	p.QueueSize = tag.QueueSize
@@ -477,7 +429,7 @@ func (s *Session) reportTags() {
 
 // retryRejected asks again for tags the server refused, e.g. node ids that
 // come back after a PLC program download.
-func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, st *stream) {
+func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *stream) {
 	if len(s.rejected) == 0 {
 		return
 	}
@@ -498,7 +450,7 @@ func (s *Session) retryRejected(ctx context.Context, c *opcua.Client, st *stream
 }
 
 // itemsPerCall reads the server's MaxMonitoredItemsPerCall; 0 means no limit.
-func (s *Session) itemsPerCall(ctx context.Context, c *opcua.Client) int {
+func (s *Session) itemsPerCall(ctx context.Context, c *uaclient.Client) int {
 	v, err := readValue(ctx, c, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
 	if err != nil || v == nil {
 		return defaultItemsPerCall
@@ -509,9 +461,9 @@ func (s *Session) itemsPerCall(ctx context.Context, c *opcua.Client) int {
 	return defaultItemsPerCall
 }
 
-// checkHealth reads the server state: a dead session that gopcua still
-// reports as connected fails here.
-func (s *Session) checkHealth(ctx context.Context, c *opcua.Client) error {
+// checkHealth reads the server state: a session whose channel looks open
+// but whose server is gone or shutting down fails here.
+func (s *Session) checkHealth(ctx context.Context, c *uaclient.Client) error {
 	v, err := readValue(ctx, c, id.Server_ServerStatus_State)
 	var st ua.StatusCode
 	if errors.As(err, &st) && !isSessionError(st) {
@@ -536,25 +488,6 @@ func isSessionError(c ua.StatusCode) bool {
 		return true
 	}
 	return false
-}
-
-func readValue(ctx context.Context, c *opcua.Client, node uint32) (*ua.Variant, error) {
-	rctx, cancel := context.WithTimeout(ctx, healthInterval)
-	defer cancel()
-	res, err := c.Read(rctx, &ua.ReadRequest{
-		NodesToRead:        []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, node), AttributeID: ua.AttributeIDValue}},
-		TimestampsToReturn: ua.TimestampsToReturnNeither,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(res.Results) != 1 {
-		return nil, fmt.Errorf("read returned %d results", len(res.Results))
-	}
-	if st := res.Results[0].Status; st != ua.StatusOK {
-		return nil, st
-	}
-	return res.Results[0].Value, nil
 }
 
 // handle turns one data change notification into one batch of samples and

@@ -2,10 +2,10 @@ package opcua
 
 import (
 	"context"
-	"time"
 
-	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 )
 
 // readBatch bounds the nodes per Read request while learning structures.
@@ -17,7 +17,7 @@ const readBatch = 1000
 // whose data type lies outside namespace 0 are read once, and the encoding
 // ids of their undecoded structures are registered to decode as raw bodies
 // before any notification arrives. Failures only cost the bodies.
-func (s *Session) learnStructures(ctx context.Context, c *opcua.Client) {
+func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 	var custom []*ua.ReadValueID
 	for from := 0; from < len(s.tags); from += readBatch {
 		batch := make([]*ua.ReadValueID, 0, min(readBatch, len(s.tags)-from))
@@ -70,18 +70,11 @@ func extensionObjects(v *ua.Variant) []*ua.ExtensionObject {
 	return nil
 }
 
-func readAttrs(ctx context.Context, c *opcua.Client, nodes []*ua.ReadValueID) ([]*ua.DataValue, error) {
+func readAttrs(ctx context.Context, c sender, nodes []*ua.ReadValueID) ([]*ua.DataValue, error) {
 	if len(nodes) == 0 {
 		return nil, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	res, err := c.Read(rctx, &ua.ReadRequest{NodesToRead: nodes, TimestampsToReturn: ua.TimestampsToReturnNeither})
-	if err != nil {
-		return nil, err
-	}
-	if len(res.Results) != len(nodes) {
-		return nil, ua.StatusBadUnexpectedError
-	}
-	return res.Results, nil
+	return read(rctx, c, nodes)
 }

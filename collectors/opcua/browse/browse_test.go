@@ -40,7 +40,7 @@ func connect(t *testing.T, endpoint string) browse.Client {
 		defer cancel()
 		c.Close(ctx)
 	})
-	return opcua.NewSender(c)
+	return c
 }
 
 func TestTagName(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua/uadecode"
 )
 
 // encodeRequest encodes req as a message body: the node id of its binary
@@ -31,16 +33,18 @@ func encodeRequest(req ua.Request) (b []byte, err error) {
 	return append(typeID, body...), nil
 }
 
-// decodeResponse decodes a message body into the service response it names.
-// Whatever the server sent, it returns an error and never panics: gopcua's
-// reflection decoder may, on input it does not expect.
+// decodeResponse decodes a message body into the service response it names,
+// with the bounded decoder (uadecode): whatever the server sent costs at
+// most an error, never a stack overflow or an allocation the message does
+// not account for. The recover is a last line for types that decode
+// themselves.
 func decodeResponse(b []byte) (resp ua.Response, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			resp, err = nil, fmt.Errorf("decode response: malformed message (decoder panicked: %v)", r)
 		}
 	}()
-	_, v, err := ua.DecodeService(b)
+	_, v, err := uadecode.Service(b)
 	if err != nil {
 		return nil, fmt.Errorf("decode response: %w", err)
 	}

@@ -1,6 +1,0 @@
-//go:build race
-
-package opcua
-
-// raceEnabled tells tests that the race detector is on.
-const raceEnabled = true
