@@ -58,6 +58,9 @@ type Session struct {
 	// rejected remembers the status of tags the server refused, so each is
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
+	// newRejections are the tags refused since the last summary, for one
+	// warning per subscribe or retry round.
+	newRejections []string
 
 	status *collectors.Tracker // what status, health and metrics show
 
@@ -395,11 +398,31 @@ func (s *Session) noteRejected(handle uint32, code ua.StatusCode, cause error) {
 		return
 	}
 	s.rejected[handle] = code
-	ev := s.tagLog(handle).Warn().Str("status", statusName(code)).Uint32("status_code", uint32(code))
+	what := s.tags[handle].Name + " (" + statusName(code)
+	if cause != nil {
+		what += ": " + cause.Error()
+	}
+	s.newRejections = append(s.newRejections, what+")")
+	ev := s.tagLog(handle).Debug().Str("status", statusName(code)).Uint32("status_code", uint32(code))
 	if cause != nil {
 		ev = ev.Err(cause)
 	}
-	ev.Msg("tag rejected by server; retrying while the others stream")
+	ev.Msg("tag rejected by server")
+}
+
+// maxRejectionsLogged bounds the tags named in one rejection summary.
+const maxRejectionsLogged = 20
+
+// logRejections logs the tags the server newly refused in one line, not one
+// line per tag: a PLC program change can take thousands of node ids away.
+func (s *Session) logRejections() {
+	if len(s.newRejections) == 0 {
+		return
+	}
+	named := s.newRejections[:min(len(s.newRejections), maxRejectionsLogged)]
+	s.log.Warn().Int("count", len(s.newRejections)).Strs("tags", named).
+		Msg("tags rejected by server; retrying them while the others stream")
+	s.newRejections = nil
 }
 
 func (s *Session) tagLog(handle uint32) *zerolog.Logger {
@@ -412,8 +435,10 @@ func (s *Session) tagLog(handle uint32) *zerolog.Logger {
 	return &l
 }
 
-// reportTags tells the status how many tags of each entry the server took.
+// reportTags tells the status how many tags of each entry the server took,
+// and logs those it newly refused.
 func (s *Session) reportTags() {
+	s.logRejections()
 	failed := map[string]int{}
 	total := map[string]int{}
 	for h, t := range s.tags {

@@ -172,13 +172,16 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	// Two retry rounds of the rejected tag must not log it again.
 	time.Sleep(2*healthInterval + time.Second)
 	logs := r.logs.String()
-	if n := strings.Count(logs, `"tag":"alien"`); n != 1 {
+	if n := strings.Count(logs, `alien (`); n != 1 {
 		t.Errorf("tag alien logged %d times, want once:\n%s", n, logs)
+	}
+	if n := countLines(logs, `"level":"warn"`, "tags rejected by server"); n != 1 {
+		t.Errorf("%d rejection warnings, want one summary:\n%s", n, logs)
 	}
 	if n := strings.Count(logs, "plc session established"); n != 1 {
 		t.Errorf("session established %d times in a healthy run, want once (watchdog or health check misfired?):\n%s", n, logs)
 	}
-	if !strings.Contains(logs, `"status":"BadNodeIdUnknown"`) || !strings.Contains(logs, "urn:nowhere") {
+	if !strings.Contains(logs, `alien (BadNodeIdUnknown: `) || !strings.Contains(logs, "urn:nowhere") {
 		t.Errorf("rejection log lacks status or namespace:\n%s", logs)
 	}
 	r.mu.Lock()
