@@ -229,6 +229,8 @@ func TestLookup(t *testing.T) {
 		"Basic256Sha256":        Basic256Sha256,
 		"Aes128_Sha256_RsaOaep": Aes128Sha256RsaOaep,
 		"Aes256_Sha256_RsaPss":  Aes256Sha256RsaPss,
+		"ECC_nistP256":          EccNistP256,
+		"ECC_nistP384":          EccNistP384,
 	}
 	for name, p := range want {
 		if got, err := ByName(name); err != nil || got != p {
@@ -245,9 +247,9 @@ func TestLookup(t *testing.T) {
 	if _, err := ByName("Basic512"); err == nil || !strings.Contains(err.Error(), `"Basic512"`) {
 		t.Errorf("ByName(Basic512) = %v", err)
 	}
-	uri := "http://opcfoundation.org/UA/SecurityPolicy#ECC_nistP256"
+	uri := "http://opcfoundation.org/UA/SecurityPolicy#ECC_sect571r1"
 	if _, err := ByURI(uri); err == nil || !strings.Contains(err.Error(), uri) {
-		t.Errorf("ByURI(ECC_nistP256) = %v", err)
+		t.Errorf("ByURI(ECC_sect571r1) = %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"fmt"
+	"hash"
 
 	"github.com/gopcua/opcua/ua"
 )
@@ -47,7 +48,8 @@ func (e *rsaExchange) Symmetric(mode ua.MessageSecurityMode, remoteNonce []byte)
 		return nil, err
 	}
 	return &symmetric{
-		policy:  p,
+		name:    p.name,
+		hash:    p.symHash,
 		encrypt: mode == ua.MessageSecurityModeSignAndEncrypt,
 		sigLen:  p.symHash().Size(),
 		send:    send,
@@ -73,13 +75,15 @@ func (p *rsaPolicy) deriveKeys(secret, seed []byte) (symKeys, error) {
 	return symKeys{sign: k[:p.sigKeyLen], block: block, iv: k[p.sigKeyLen+p.encKeyLen:]}, nil
 }
 
-// symmetric secures MSG and CLO chunks with the keys of one token: an HMAC
-// over the whole chunk (Sign), plus padding and AES-CBC from the sequence
-// header to the signature (SignAndEncrypt). Every chunk starts from the
+// symmetric secures MSG and CLO chunks with the keys of one token, for the
+// RSA and the (non-AEAD) ECC policies alike, which differ only in how the
+// keys are derived: an HMAC over the whole chunk (Sign), plus padding and
+// AES-CBC from the sequence header to the signature (SignAndEncrypt). Every chunk starts from the
 // derived IV (Part 6 6.7.2). Safe for one sender and one reader at once:
 // nothing mutable is shared between calls.
 type symmetric struct {
-	policy  *rsaPolicy
+	name    string           // policy name, for errors
+	hash    func() hash.Hash // of the HMAC
 	encrypt bool
 	sigLen  int
 	send    symKeys
@@ -87,7 +91,7 @@ type symmetric struct {
 }
 
 func (s *symmetric) mac(key []byte, data []byte) []byte {
-	m := hmac.New(s.policy.symHash, key)
+	m := hmac.New(s.hash, key)
 	m.Write(data)
 	return m.Sum(nil)
 }
@@ -141,7 +145,7 @@ func (s *symmetric) Open(chunk []byte, hdrLen int) ([]byte, error) {
 	}
 	signed, sig := plain[:len(plain)-s.sigLen], plain[len(plain)-s.sigLen:]
 	if !hmac.Equal(s.mac(s.recv.sign, signed), sig) {
-		return nil, fmt.Errorf("open chunk: policy %s: signature does not match", s.policy.name)
+		return nil, fmt.Errorf("open chunk: policy %s: signature does not match", s.name)
 	}
 	body := signed[hdrLen:]
 	if s.encrypt {

@@ -1,0 +1,286 @@
+package secpolicy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
+)
+
+var eccPolicies = []struct {
+	policy Policy
+	key    string // testdata key of the policy's curve
+}{
+	{EccNistP256, "client-p256"},
+	{EccNistP384, "client-p384"},
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestHKDFVectors checks hkdfKey against RFC 5869 appendix A, test cases 1
+// to 3 (SHA-256).
+func TestHKDFVectors(t *testing.T) {
+	for _, tc := range []struct {
+		name, ikm, salt, info, okm string
+		n                          int
+	}{
+		{
+			name: "A.1 basic", n: 42,
+			ikm:  "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+			salt: "000102030405060708090a0b0c",
+			info: "f0f1f2f3f4f5f6f7f8f9",
+			okm:  "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+		},
+		{
+			name: "A.2 long inputs", n: 82,
+			ikm: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" +
+				"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f",
+			salt: "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f" +
+				"808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+			info: "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf" +
+				"d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+			okm: "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c" +
+				"59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87",
+		},
+		{
+			name: "A.3 empty salt and info", n: 42,
+			ikm: "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+			okm: "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := hkdfKey(sha256.New, unhex(t, tc.ikm), unhex(t, tc.salt), unhex(t, tc.info), tc.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := unhex(t, tc.okm); !bytes.Equal(got, want) {
+				t.Fatalf("okm\n got %x\nwant %x", got, want)
+			}
+		})
+	}
+}
+
+// TestECDSAFixedSignature verifies a raw r‖s signature made by OpenSSL
+// (testdata/ecdsa-p256-vector.txt: `openssl dgst -sha256 -sign` over the
+// message, the DER's two integers written out), and refuses it altered.
+func TestECDSAFixedSignature(t *testing.T) {
+	raw, err := os.ReadFile("testdata/ecdsa-p256-vector.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pubHex, msg, sig string
+	for line := range strings.Lines(string(raw)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "pub":
+			pubHex = v
+		case "msg":
+			msg = v
+		case "sig":
+			sig = v
+		}
+	}
+	der, err := hex.DecodeString(pubHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := EccNistP256.(*eccPolicy)
+	s := unhex(t, sig)
+	if err := p.verifyRaw(pub.(*ecdsa.PublicKey), []byte(msg), s); err != nil {
+		t.Fatalf("OpenSSL's signature: %v", err)
+	}
+	s[5] ^= 1
+	if err := p.verifyRaw(pub.(*ecdsa.PublicKey), []byte(msg), s); err == nil {
+		t.Fatal("an altered signature verifies")
+	}
+	if err := p.verifyRaw(pub.(*ecdsa.PublicKey), []byte(msg), s[:63]); err == nil {
+		t.Fatal("a short signature verifies")
+	}
+}
+
+// TestECCSignRoundTrip: Sign makes raw signatures of the curve's size that
+// Verify accepts, and a key of the other curve is refused with both named.
+func TestECCSignRoundTrip(t *testing.T) {
+	for _, tc := range eccPolicies {
+		t.Run(tc.policy.Name(), func(t *testing.T) {
+			kp := keyPair(t, tc.key)
+			sig, err := tc.policy.Sign(kp.Key, []byte("proof"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.policy.NonceLength(); len(sig) != want {
+				t.Fatalf("signature of %d bytes, want %d", len(sig), want)
+			}
+			if err := tc.policy.Verify(parseCert(t, kp), []byte("proof"), sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.policy.Verify(parseCert(t, kp), []byte("proof!"), sig); err == nil {
+				t.Fatal("signature over other data verifies")
+			}
+		})
+	}
+	err := EccNistP384.CheckKey(parseCert(t, keyPair(t, "client-p256")).PublicKey)
+	if want := "P-256 key, policy ECC_nistP384 needs a P-384 key"; err == nil || err.Error() != want {
+		t.Fatalf("CheckKey: %v, want %q", err, want)
+	}
+	err = EccNistP256.CheckKey(parseCert(t, keyPair(t, "client-2048")).PublicKey)
+	if want := "RSA 2048-bit key, policy ECC_nistP256 needs a P-256 key"; err == nil || err.Error() != want {
+		t.Fatalf("CheckKey: %v, want %q", err, want)
+	}
+	_, err = EccNistP256.Asymmetric(sign, keyPair(t, "client-p256"), keyPair(t, "client-p384").Certificate)
+	if want := "server certificate: P-384 key, policy ECC_nistP256 needs a P-256 key"; err == nil || err.Error() != want {
+		t.Fatalf("Asymmetric: %v, want %q", err, want)
+	}
+}
+
+// eccServer plays the server's half of an ECC key agreement: the same
+// derivation with the labels of the other side.
+func eccServerHalf(t *testing.T, p *eccPolicy, mode ua.MessageSecurityMode, clientNonce []byte) ([]byte, ChunkCrypto) {
+	t.Helper()
+	priv, err := p.newEphemeral()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := ephemeralNonce(priv)
+	secret, err := p.sharedSecret(priv, clientNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, err := p.deriveKeys(secret, labelServer, nonce, clientNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv, err := p.deriveKeys(secret, labelClient, clientNonce, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nonce, &symmetric{name: p.name, hash: p.hash.New, encrypt: mode == encrypt, sigLen: p.hash.Size(), send: send, recv: recv}
+}
+
+// TestECCExchange: both halves derive matching keys, chunks round-trip in
+// both modes, a changed byte is refused, and every exchange has a new key.
+func TestECCExchange(t *testing.T) {
+	for _, tc := range eccPolicies {
+		p := tc.policy.(*eccPolicy)
+		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
+			t.Run(fmt.Sprintf("%s/%v", p.name, mode), func(t *testing.T) {
+				ex, err := p.NewExchange()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ex2, _ := p.NewExchange()
+				if bytes.Equal(ex.Nonce(), ex2.Nonce()) || len(ex.Nonce()) != p.NonceLength() {
+					t.Fatalf("nonces of %d bytes, equal: %v", len(ex.Nonce()), bytes.Equal(ex.Nonce(), ex2.Nonce()))
+				}
+				serverNonce, server := eccServerHalf(t, p, mode, ex.Nonce())
+				client, err := ex.Symmetric(mode, serverNonce)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, n := range []int{8, 100, 1000} {
+					body := testBody(n)
+					sealed, err := client.Seal(testChunk("MSG", 24, body), 24)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := server.Open(sealed, 24)
+					if err != nil || !bytes.Equal(got, body) {
+						t.Fatalf("server opens client chunk: %v", err)
+					}
+					back, _ := server.Seal(testChunk("MSG", 24, body), 24)
+					if got, err := client.Open(back, 24); err != nil || !bytes.Equal(got, body) {
+						t.Fatalf("client opens server chunk: %v", err)
+					}
+					back[len(back)-1-p.hash.Size()] ^= 1
+					if _, err := client.Open(back, 24); err == nil {
+						t.Fatal("altered chunk opens")
+					}
+				}
+				if _, err := ex.Symmetric(mode, serverNonce[1:]); err == nil {
+					t.Fatal("short server key accepted")
+				}
+				bad := bytes.Clone(serverNonce)
+				bad[len(bad)-1] ^= 1 // off the curve
+				if _, err := ex.Symmetric(mode, bad); err == nil {
+					t.Fatal("server key off the curve accepted")
+				}
+			})
+		}
+	}
+}
+
+// TestECCAsymmetric: OPN chunks are signed, not encrypted, without padding.
+func TestECCAsymmetric(t *testing.T) {
+	for _, tc := range eccPolicies {
+		t.Run(tc.policy.Name(), func(t *testing.T) {
+			client, server := keyPair(t, tc.key), keyPair(t, tc.key+"-server")
+			c, err := tc.policy.Asymmetric(encrypt, client, server.Certificate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := tc.policy.Asymmetric(encrypt, server, client.Certificate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := testBody(300)
+			sealed, err := c.Seal(testChunk("OPN", 40, body), 40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := 40 + len(body) + tc.policy.NonceLength(); len(sealed) != want {
+				t.Fatalf("sealed chunk of %d bytes, want %d (body and signature only)", len(sealed), want)
+			}
+			if !bytes.Contains(sealed, body) {
+				t.Fatal("OPN body encrypted")
+			}
+			if got, err := s.Open(sealed, 40); err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("open: %v", err)
+			}
+			if mb := c.MaxBody(8192, 40); mb != 8192-40-tc.policy.NonceLength() {
+				t.Fatalf("MaxBody %d", mb)
+			}
+			sealed[50] ^= 1
+			if _, err := s.Open(sealed, 40); err == nil {
+				t.Fatal("altered OPN chunk opens")
+			}
+		})
+	}
+}
+
+// TestInteropOpen62541ECC opens channels with open62541 under each ECC
+// policy and mode and sends two requests under the derived keys.
+func TestInteropOpen62541ECC(t *testing.T) {
+	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "ECC_nistP256", "ECC_nistP384"}})
+	for _, tc := range eccPolicies {
+		cert := serverCertificate(t, srv.Endpoint, tc.policy.URI())
+		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
+			t.Run(fmt.Sprintf("%s/%v", tc.policy.Name(), mode), func(t *testing.T) {
+				c := openChannel(t, srv.Endpoint, tc.policy, mode, keyPair(t, tc.key), cert)
+				eps := c.getEndpoints(srv.Endpoint)
+				if again := c.getEndpoints(srv.Endpoint); len(eps) == 0 || len(again) != len(eps) {
+					t.Fatalf("%d endpoints, then %d", len(eps), len(again))
+				}
+			})
+		}
+	}
+}
