@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/rs/zerolog"
 
+	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 )
@@ -228,7 +228,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	switch u.Scheme {
 	case "tcp", "ws":
 	case "ssl", "wss":
-		tc, err := tlsConfig(m.TLS)
+		tc, err := tlsConfig(m.TLS, certs.Guard{Dirs: cfg.Agent.AllowedCertDirs})
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -252,14 +252,17 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	return p, nil
 }
 
-func tlsConfig(c config.TLS) (*tls.Config, error) {
+// tlsConfig loads the TLS files through g, which checks each file actually
+// opened against the allowed directories (a symlink swapped after the
+// configuration was loaded cannot lead outside them).
+func tlsConfig(c config.TLS, g certs.Guard) (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         c.ServerName,
 		InsecureSkipVerify: c.InsecureSkipVerify, // #nosec G402 -- an explicit, logged choice
 	}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pem, err := g.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
@@ -269,7 +272,15 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 		}
 	}
 	if c.CertFile != "" || c.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		certPEM, err := g.ReadFile(c.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file: %w", err)
+		}
+		keyPEM, err := g.ReadKeyFile(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("key_file: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("cert_file/key_file: %w", err)
 		}

@@ -8,12 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
@@ -108,6 +110,7 @@ func TestPublishTLS(t *testing.T) {
 			log, logs := newLog(t)
 			cfg := testConfig(b.URL(), 1)
 			cfg.MQTT.TLS = tt.tls
+			cfg.Agent.AllowedCertDirs = []string{ca.dir, other.dir}
 			p := newPublisher(t, cfg, log)
 			in := make(chan collectors.Batch, 1)
 			ctx, cancel := context.WithCancel(t.Context())
@@ -137,14 +140,28 @@ func TestPublishTLS(t *testing.T) {
 func TestTLSConfig(t *testing.T) {
 	ca := newPKI(t, "ca")
 	cert, key := ca.issue("client", "tagbridge", x509.ExtKeyUsageClientAuth)
-	tc, err := tlsConfig(config.TLS{CAFile: ca.file, CertFile: cert, KeyFile: key, ServerName: "b"})
+	guard := certs.Guard{Dirs: []string{ca.dir}}
+	tc, err := tlsConfig(config.TLS{CAFile: ca.file, CertFile: cert, KeyFile: key, ServerName: "b"}, guard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.ServerName != "b" || tc.InsecureSkipVerify {
 		t.Errorf("tls.Config = %+v", tc)
 	}
-	if _, err := tlsConfig(config.TLS{CAFile: key}); err == nil || err.Error() != "ca_file "+key+": no PEM certificate found" {
+	if _, err := tlsConfig(config.TLS{CAFile: key}, guard); err == nil || err.Error() != "ca_file "+key+": no PEM certificate found" {
 		t.Errorf("key as CA: %v", err)
+	}
+	// A key reached through a symlink that leads out of the allowed
+	// directories is refused when it is opened, not only at load.
+	outside := t.TempDir()
+	moved := filepath.Join(outside, "key.pem")
+	if err := os.Rename(key, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(moved, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlsConfig(config.TLS{CertFile: cert, KeyFile: key}, guard); !errors.Is(err, certs.ErrNotAllowed) {
+		t.Errorf("key outside the allowed directories: %v", err)
 	}
 }
