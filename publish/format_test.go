@@ -56,9 +56,9 @@ func TestBatchEncodeGroupsByPLC(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := collectors.Batch{
-		{PLC: "press1", Tag: "temperature", Value: int64(1)},
-		{PLC: "press2", Tag: "t", Value: int64(2)},
-		{PLC: "press1", Tag: "pressure", Value: int64(3)},
+		{PLC: "press1", Tag: "temperature", Value: int32(1)},
+		{PLC: "press2", Tag: "t", Value: int32(2)},
+		{PLC: "press1", Tag: "pressure", Value: int32(3)},
 	}
 	var got []string
 	f.encode(b, true, func(topic string, payload []byte) {

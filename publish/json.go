@@ -16,9 +16,20 @@ import (
 // AppendJSON appends s as one JSON object to dst and returns the extended
 // slice. The keys and their order are fixed:
 //
-//	{"plc":…,"tag":…,"node":…,"value":…,"type":…,"status":…,"status_code":…,"source_time":…,"server_time":…}
+//	{"plc":…,"tag":…,"node":…,"value":…,"type":…,"status":…,"status_code":…,"time":…,"source_time":…,"server_time":…}
 //
-// A zero source_time or server_time is left out. Scalar values are written
+// The JSON type of value depends only on the tag's data type, never on the
+// value, and a standard JSON parser reads every value exactly:
+//   - Int64 and UInt64 (and 64-bit integers inside arrays and structures)
+//     are decimal strings, "9007199254740993": a JSON number past 2^53 is
+//     rounded by JSON.parse and by float64 parsers;
+//   - Float and Double are numbers; NaN and ±Inf, which JSON numbers
+//     cannot hold, are null, and a scalar one is named in "nonfinite"
+//     ("NaN", "Infinity", "-Infinity"), after value.
+//
+// time is always present: the source timestamp, else the server's, else
+// the time the agent took the value, so a consumer can always key on it. A
+// zero source_time or server_time is left out. Scalar values are written
 // without allocating when dst has room.
 func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, `{"plc":`...)
@@ -28,13 +39,24 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, `,"node":`...)
 	dst = appendString(dst, s.Node)
 	dst = append(dst, `,"value":`...)
-	dst = appendValue(dst, s.Value)
+	dst = appendPlainValue(dst, s.Value)
+	if name := nonFiniteName(s.Value); name != "" {
+		dst = append(dst, `,"nonfinite":"`...)
+		dst = append(dst, name...)
+		dst = append(dst, '"')
+	}
 	dst = append(dst, `,"type":`...)
 	dst = appendString(dst, s.Type)
 	dst = append(dst, `,"status":`...)
 	dst = appendString(dst, s.Status)
 	dst = append(dst, `,"status_code":`...)
 	dst = strconv.AppendUint(dst, uint64(s.StatusCode), 10)
+	dst = append(dst, `,"time":`...)
+	if s.SourceTime.IsZero() && s.ServerTime.IsZero() {
+		dst = appendTime(dst, time.Now())
+	} else {
+		dst = appendTime(dst, sampleTime(s, time.Time{}))
+	}
 	if !s.SourceTime.IsZero() {
 		dst = append(dst, `,"source_time":`...)
 		dst = appendTime(dst, s.SourceTime)
@@ -46,6 +68,87 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	return append(dst, '}')
 }
 
+// nonFiniteName names a scalar float value that JSON numbers cannot hold, or
+// returns "".
+func nonFiniteName(v any) string {
+	var f float64
+	switch v := v.(type) {
+	case float64:
+		f = v
+	case float32:
+		f = float64(v)
+	default:
+		return ""
+	}
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	}
+	return ""
+}
+
+// appendPlainValue writes v in the default JSON's forms (see AppendJSON):
+// 64-bit integers as strings, non-finite floats as null.
+func appendPlainValue(dst []byte, v any) []byte {
+	switch v := v.(type) {
+	case int:
+		return appendQuotedInt(dst, int64(v))
+	case int64:
+		return appendQuotedInt(dst, v)
+	case uint:
+		return appendQuotedUint(dst, uint64(v))
+	case uint64:
+		return appendQuotedUint(dst, v)
+	case float32:
+		if nonFiniteName(v) != "" {
+			return append(dst, "null"...)
+		}
+	case float64:
+		if nonFiniteName(v) != "" {
+			return append(dst, "null"...)
+		}
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendPlainValue(dst, e)
+		}
+		return append(dst, ']')
+	case map[string]any:
+		dst = append(dst, '{')
+		for i, k := range slices.Sorted(maps.Keys(v)) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendPlainValue(dst, v[k])
+		}
+		return append(dst, '}')
+	}
+	return appendValue(dst, v)
+}
+
+func appendQuotedInt(dst []byte, v int64) []byte {
+	dst = append(dst, '"')
+	dst = strconv.AppendInt(dst, v, 10)
+	return append(dst, '"')
+}
+
+func appendQuotedUint(dst []byte, v uint64) []byte {
+	dst = append(dst, '"')
+	dst = strconv.AppendUint(dst, v, 10)
+	return append(dst, '"')
+}
+
+// appendValue writes v as Sparkplug's string metrics and the agent's
+// older JSON forms did: 64-bit integers as numbers, NaN and ±Inf as strings.
 func appendValue(dst []byte, v any) []byte {
 	switch v := v.(type) {
 	case nil:

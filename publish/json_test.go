@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,17 +21,55 @@ func TestAppendJSONExample(t *testing.T) {
 		// Not UTC on purpose: the output is.
 		ServerTime: time.Date(2026, 11, 22, 11, 15, 30, 124000000, time.FixedZone("CET", 3600)),
 	}
-	want := `{"plc":"press1","tag":"temperature","node":"ns=2;s=Line1.Temp","value":21.5,"type":"Double","status":"Good","status_code":0,"source_time":"2026-11-22T10:15:30.123456Z","server_time":"2026-11-22T10:15:30.124Z"}`
+	want := `{"plc":"press1","tag":"temperature","node":"ns=2;s=Line1.Temp","value":21.5,"type":"Double","status":"Good","status_code":0,"time":"2026-11-22T10:15:30.123456Z","source_time":"2026-11-22T10:15:30.123456Z","server_time":"2026-11-22T10:15:30.124Z"}`
 	if got := string(AppendJSON(nil, &s)); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
 
-func TestAppendJSONZeroTimesOmitted(t *testing.T) {
-	s := collectors.Sample{PLC: "p", Tag: "t", Node: "i=1", Value: true, Type: "Boolean", Status: "BadCommunicationError", StatusCode: 0x80050000}
-	want := `{"plc":"p","tag":"t","node":"i=1","value":true,"type":"Boolean","status":"BadCommunicationError","status_code":2147811328}`
-	if got := string(AppendJSON(nil, &s)); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+// TestAppendJSONTime: every message has time, which a consumer keys on:
+// the source timestamp, else the server's, else the agent's clock.
+func TestAppendJSONTime(t *testing.T) {
+	src := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	srv := src.Add(time.Second)
+	head := `{"plc":"p","tag":"t","node":"i=1","value":true,"type":"Boolean","status":"BadCommunicationError","status_code":2147811328,"time":`
+	tests := []struct {
+		name     string
+		src, srv time.Time
+		want     string // after head; "" for the agent's clock
+	}{
+		{"both", src, srv, `"2026-01-02T03:04:05Z","source_time":"2026-01-02T03:04:05Z","server_time":"2026-01-02T03:04:06Z"}`},
+		{"server only", time.Time{}, srv, `"2026-01-02T03:04:06Z","server_time":"2026-01-02T03:04:06Z"}`},
+		{"neither", time.Time{}, time.Time{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := collectors.Sample{PLC: "p", Tag: "t", Node: "i=1", Value: true, Type: "Boolean", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: tt.src, ServerTime: tt.srv}
+			before := time.Now()
+			got := string(AppendJSON(nil, &s))
+			after := time.Now()
+			rest, ok := strings.CutPrefix(got, head)
+			if !ok {
+				t.Fatalf("got\n%s\nwant prefix\n%s", got, head)
+			}
+			if tt.want != "" {
+				if rest != tt.want {
+					t.Errorf("got\n%s\nwant\n%s", rest, tt.want)
+				}
+				return
+			}
+			var m struct {
+				Time       time.Time
+				SourceTime *string `json:"source_time"`
+				ServerTime *string `json:"server_time"`
+			}
+			if err := json.Unmarshal([]byte(got), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Time.Before(before.Truncate(time.Microsecond)) || m.Time.After(after) || m.SourceTime != nil || m.ServerTime != nil {
+				t.Errorf("got %s, want time between %v and %v and no source_time or server_time", got, before, after)
+			}
+		})
 	}
 }
 
@@ -45,16 +84,18 @@ func TestAppendJSONValues(t *testing.T) {
 		{"nil", nil, `null`, nil},
 		{"true", true, `true`, true},
 		{"false", false, `false`, false},
-		{"int", -42, `-42`, -42.0},
+		{"int", -42, `"-42"`, "-42"},
 		{"int8", int8(-128), `-128`, -128.0},
 		{"int16", int16(-32768), `-32768`, -32768.0},
 		{"int32", int32(-2147483648), `-2147483648`, -2147483648.0},
-		{"int64 min", int64(math.MinInt64), `-9223372036854775808`, float64(math.MinInt64)},
-		{"uint", uint(7), `7`, 7.0},
+		{"int64 min", int64(math.MinInt64), `"-9223372036854775808"`, "-9223372036854775808"},
+		{"int64 past 2^53", int64(1<<53 + 1), `"9007199254740993"`, "9007199254740993"},
+		{"int64 small", int64(5), `"5"`, "5"},
+		{"uint", uint(7), `"7"`, "7"},
 		{"uint8", uint8(255), `255`, 255.0},
 		{"uint16", uint16(65535), `65535`, 65535.0},
 		{"uint32", uint32(4294967295), `4294967295`, 4294967295.0},
-		{"uint64 max", uint64(math.MaxUint64), `18446744073709551615`, float64(math.MaxUint64)},
+		{"uint64 max", uint64(math.MaxUint64), `"18446744073709551615"`, "18446744073709551615"},
 		{"float64", 21.5, `21.5`, 21.5},
 		{"float64 third", 1.0 / 3, `0.3333333333333333`, 1.0 / 3},
 		{"float64 zero", 0.0, `0`, 0.0},
@@ -66,11 +107,11 @@ func TestAppendJSONValues(t *testing.T) {
 		{"float32", float32(0.1), `0.1`, 0.1},
 		{"float32 small", float32(1e-7), `1e-7`, 1e-7},
 		{"float32 max", float32(math.MaxFloat32), `3.4028235e+38`, 3.4028235e+38},
-		{"NaN", math.NaN(), `"NaN"`, "NaN"},
-		{"+Inf", math.Inf(1), `"Infinity"`, "Infinity"},
-		{"-Inf", math.Inf(-1), `"-Infinity"`, "-Infinity"},
-		{"float32 NaN", float32(math.NaN()), `"NaN"`, "NaN"},
-		{"float32 -Inf", float32(math.Inf(-1)), `"-Infinity"`, "-Infinity"},
+		{"NaN", math.NaN(), `null,"nonfinite":"NaN"`, nil},
+		{"+Inf", math.Inf(1), `null,"nonfinite":"Infinity"`, nil},
+		{"-Inf", math.Inf(-1), `null,"nonfinite":"-Infinity"`, nil},
+		{"float32 NaN", float32(math.NaN()), `null,"nonfinite":"NaN"`, nil},
+		{"float32 -Inf", float32(math.Inf(-1)), `null,"nonfinite":"-Infinity"`, nil},
 		{"string", "hello", `"hello"`, "hello"},
 		{"string empty", "", `""`, ""},
 		{"string escapes", "a\"b\\c\nd\re\tf\bg\fh\x00i\x1fj", `"a\"b\\c\nd\re\tf\bg\fh\u0000i\u001fj"`, "a\"b\\c\nd\re\tf\bg\fh\x00i\x1fj"},
@@ -81,21 +122,22 @@ func TestAppendJSONValues(t *testing.T) {
 		{"bytes", []byte{0, 1, 2, 0xff}, `"AAEC/w=="`, "AAEC/w=="},
 		{"bytes empty", []byte{}, `""`, ""},
 		{"time", ts, `"2026-01-02T05:04:05.0000006Z"`, "2026-01-02T05:04:05.0000006Z"},
-		{"array", []any{int64(1), "x", []any{true, nil}, math.NaN()}, `[1,"x",[true,null],"NaN"]`, []any{1.0, "x", []any{true, nil}, "NaN"}},
+		{"array", []any{int64(1), "x", []any{true, nil}, math.NaN(), 2.5}, `["1","x",[true,null],null,2.5]`, []any{"1", "x", []any{true, nil}, nil, 2.5}},
+		{"array uint64", []any{uint64(math.MaxUint64), uint64(0)}, `["18446744073709551615","0"]`, []any{"18446744073709551615", "0"}},
 		{"array empty", []any{}, `[]`, []any{}},
-		{"structure", map[string]any{"b": 2.5, "a": map[string]any{"x": "y"}, "c": math.Inf(1)}, `{"a":{"x":"y"},"b":2.5,"c":"Infinity"}`, map[string]any{"a": map[string]any{"x": "y"}, "b": 2.5, "c": "Infinity"}},
+		{"structure", map[string]any{"b": 2.5, "a": map[string]any{"x": "y"}, "c": math.Inf(1), "d": int64(-9007199254740993)}, `{"a":{"x":"y"},"b":2.5,"c":null,"d":"-9007199254740993"}`, map[string]any{"a": map[string]any{"x": "y"}, "b": 2.5, "c": nil, "d": "-9007199254740993"}},
 		{"fallback", []int{1, 2}, `[1,2]`, []any{1.0, 2.0}},
 		{"fallback unsupported", []float64{math.NaN()}, `null`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := collectors.Sample{PLC: "p", Tag: "t", Node: "n", Value: tt.value, Type: "T", Status: "Good"}
+			s := collectors.Sample{PLC: "p", Tag: "t", Node: "n", Value: tt.value, Type: "T", Status: "Good", SourceTime: ts}
 			got := AppendJSON([]byte("prefix"), &s)
 			if !bytes.HasPrefix(got, []byte("prefix")) {
 				t.Fatalf("dst not appended to: %s", got)
 			}
 			got = got[len("prefix"):]
-			want := `{"plc":"p","tag":"t","node":"n","value":` + tt.want + `,"type":"T","status":"Good","status_code":0}`
+			want := `{"plc":"p","tag":"t","node":"n","value":` + tt.want + `,"type":"T","status":"Good","status_code":0,"time":"2026-01-02T05:04:05.0000006Z","source_time":"2026-01-02T05:04:05.0000006Z"}`
 			if string(got) != want {
 				t.Errorf("got\n%s\nwant\n%s", got, want)
 			}
@@ -157,15 +199,11 @@ func FuzzAppendJSON(f *testing.F) {
 				}
 			}
 			// Values are byte for byte what encoding/json writes, except for
-			// the non-finite floats it rejects.
+			// the non-finite floats it rejects, which are null.
 			var want []byte
-			switch v := v.(type) {
-			case float64:
-				want = nonFinite(v)
-			case float32:
-				want = nonFinite(float64(v))
-			}
-			if want == nil {
+			if nonFiniteName(v) != "" {
+				want = []byte("null")
+			} else {
 				want = marshal(t, v)
 			}
 			if !bytes.Equal(dec.Value, want) {
@@ -173,19 +211,6 @@ func FuzzAppendJSON(f *testing.F) {
 			}
 		}
 	})
-}
-
-// nonFinite is the JSON for NaN and ±Inf, or nil for finite f.
-func nonFinite(f float64) []byte {
-	switch {
-	case math.IsNaN(f):
-		return []byte(`"NaN"`)
-	case math.IsInf(f, 1):
-		return []byte(`"Infinity"`)
-	case math.IsInf(f, -1):
-		return []byte(`"-Infinity"`)
-	}
-	return nil
 }
 
 // marshal is encoding/json's output for v, without HTML escaping.
