@@ -1,6 +1,9 @@
 package certs
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -13,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -21,9 +25,24 @@ type Options struct {
 	AgentID  string    // required; part of the ApplicationURI
 	Hostname string    // required; DNS SAN and part of the ApplicationURI
 	Days     int       // validity; 0 means DefaultDays
-	KeySize  int       // 2048, 3072 or 4096; 0 means 2048
+	KeySize  int       // RSA: 2048, 3072 or 4096; 0 means 2048
 	Now      time.Time // start of validity; zero means now
+	// KeyType is rsa (the default when empty), nistP256 or nistP384: the
+	// ECC types go with the security policy of their curve
+	// (ECC_nistP256, ECC_nistP384).
+	KeyType string
 }
+
+// Key types of Options.KeyType.
+const (
+	KeyTypeRSA      = "rsa"
+	KeyTypeNistP256 = "nistP256"
+	KeyTypeNistP384 = "nistP384"
+)
+
+// KeyTypes are the key types Generate makes, in the order help texts list
+// them.
+var KeyTypes = []string{KeyTypeRSA, KeyTypeNistP256, KeyTypeNistP384}
 
 // backdate starts a generated certificate's validity before its creation:
 // PLC clocks are often hours or days behind, and a PLC refuses a client
@@ -39,10 +58,12 @@ func ApplicationURIFor(hostname, agentID string) string {
 }
 
 // Generate creates a self-signed OPC UA application instance certificate and
-// its key, both PEM (the key as PKCS#1, which every OPC UA stack reads): SHA-256
-// with RSA, URI SAN urn:<hostname>:tagbridge:<agent id>, DNS SAN of the host
-// name, key usage digitalSignature, nonRepudiation, keyEncipherment,
-// dataEncipherment, and extended key usage clientAuth and serverAuth.
+// its key, both PEM (an RSA key as PKCS#1, an ECC key as SEC 1, which every
+// OPC UA stack reads): URI SAN urn:<hostname>:tagbridge:<agent id>, DNS SAN
+// of the host name, extended key usage clientAuth and serverAuth. RSA:
+// SHA-256 with RSA, key usage digitalSignature, nonRepudiation,
+// keyEncipherment, dataEncipherment. ECC: ECDSA with SHA-256 (P-256) or
+// SHA-384 (P-384), key usage digitalSignature, nonRepudiation, keyAgreement.
 func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if o.AgentID == "" {
 		return nil, nil, errors.New("agent id required")
@@ -50,10 +71,26 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if o.Hostname == "" {
 		return nil, nil, errors.New("host name required")
 	}
-	switch o.KeySize {
-	case 0:
+	if o.KeyType == "" {
+		o.KeyType = KeyTypeRSA
+	}
+	var curve elliptic.Curve
+	switch o.KeyType {
+	case KeyTypeRSA:
+	case KeyTypeNistP256:
+		curve = elliptic.P256()
+	case KeyTypeNistP384:
+		curve = elliptic.P384()
+	default:
+		return nil, nil, fmt.Errorf("key type %q not supported (%s)", o.KeyType, strings.Join(KeyTypes, ", "))
+	}
+	switch {
+	case curve != nil && o.KeySize != 0:
+		return nil, nil, fmt.Errorf("key size applies to RSA keys, not to key type %s", o.KeyType)
+	case curve != nil:
+	case o.KeySize == 0:
 		o.KeySize = 2048
-	case 2048, 3072, 4096:
+	case o.KeySize == 2048, o.KeySize == 3072, o.KeySize == 4096:
 	default:
 		return nil, nil, fmt.Errorf("key size %d not supported (2048, 3072 or 4096)", o.KeySize)
 	}
@@ -70,7 +107,7 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("application URI: %w", err)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, o.KeySize)
+	key, keyBlock, err := generateKey(o.KeySize, curve)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
@@ -97,13 +134,44 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	} else {
 		tmpl.DNSNames = []string{o.Hostname}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if curve != nil {
+		// An ECC key signs and agrees keys (ECDH), it does not encipher;
+		// the digest matches the curve, as OPC UA's ECC policies hash.
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyAgreement | x509.KeyUsageCertSign
+		tmpl.SignatureAlgorithm = x509.ECDSAWithSHA256
+		if curve == elliptic.P384() {
+			tmpl.SignatureAlgorithm = x509.ECDSAWithSHA384
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate: %w", err)
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	keyPEM = pem.EncodeToMemory(keyBlock)
 	return certPEM, keyPEM, nil
+}
+
+// generateKey makes an RSA key of bits, or an ECDSA key on curve when it is
+// not nil, with its PEM block: PKCS#1 (RSA PRIVATE KEY) or SEC 1 (EC
+// PRIVATE KEY), the forms OPC UA stacks read.
+func generateKey(bits int, curve elliptic.Curve) (crypto.Signer, *pem.Block, error) {
+	if curve == nil {
+		key, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			return nil, nil, err
+		}
+		return key, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}, nil
+	}
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}, nil
 }
 
 // WriteFileAtomic writes data to a temporary file in name's directory with

@@ -1,7 +1,10 @@
 package certs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -129,5 +132,68 @@ func TestWriteFileAtomic(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("temporary files left: %v", entries)
+	}
+}
+
+// TestGenerateECC: nistP256 and nistP384 certificates carry a key of their
+// curve, signed with the matching digest, usable for key agreement; the
+// key file parses as the certificate's key.
+func TestGenerateECC(t *testing.T) {
+	for _, tc := range []struct {
+		keyType string
+		curve   elliptic.Curve
+		sig     x509.SignatureAlgorithm
+	}{
+		{KeyTypeNistP256, elliptic.P256(), x509.ECDSAWithSHA256},
+		{KeyTypeNistP384, elliptic.P384(), x509.ECDSAWithSHA384},
+	} {
+		t.Run(tc.keyType, func(t *testing.T) {
+			certPEM, keyPEM, err := Generate(Options{AgentID: "line1-ipc01", Hostname: "ipc01", KeyType: tc.keyType})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, der, err := ParseCertificate(certPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+			if !ok || pub.Curve != tc.curve {
+				t.Fatalf("public key %s, want ECDSA %s", DescribeKey(cert.PublicKey), tc.curve.Params().Name)
+			}
+			if cert.SignatureAlgorithm != tc.sig {
+				t.Errorf("signature algorithm %s, want %s", cert.SignatureAlgorithm, tc.sig)
+			}
+			key, err := parsePrivateKey(keyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pub.Equal(key.Public()) {
+				t.Error("key does not match certificate")
+			}
+			if b, _ := pem.Decode(keyPEM); b == nil || b.Type != "EC PRIVATE KEY" {
+				t.Errorf("key PEM block %v", b)
+			}
+			wantUsage := x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyAgreement
+			if cert.KeyUsage&wantUsage != wantUsage || cert.KeyUsage&x509.KeyUsageKeyEncipherment != 0 {
+				t.Errorf("key usage %b, want %b and no key encipherment", cert.KeyUsage, wantUsage)
+			}
+			if uri, _ := ApplicationURI(cert); uri != "urn:ipc01:tagbridge:line1-ipc01" || !slices.Equal(cert.DNSNames, []string{"ipc01"}) {
+				t.Errorf("SANs %q %q", uri, cert.DNSNames)
+			}
+			s, err := OpenStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
+			if _, err := s.Verify(der, VerifyOptions{Now: time.Now()}); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+		})
+	}
+	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: "nistP521"}); err == nil || err.Error() != `key type "nistP521" not supported (rsa, nistP256, nistP384)` {
+		t.Errorf("unknown key type: %v", err)
+	}
+	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: KeyTypeNistP256, KeySize: 4096}); err == nil || err.Error() != "key size applies to RSA keys, not to key type nistP256" {
+		t.Errorf("key size with ECC: %v", err)
 	}
 }

@@ -2,14 +2,18 @@ package secpolicy
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -284,3 +288,110 @@ func TestInteropOpen62541ECC(t *testing.T) {
 		}
 	}
 }
+
+// TestEncryptToEphemeralKey opens an EccEncryptedSecret as a server does
+// (Part 4 7.41.2.3): header fields, signature with the client's
+// certificate, key from the server's ephemeral key, nonce, secret and
+// padding.
+func TestEncryptToEphemeralKey(t *testing.T) {
+	for _, tc := range eccPolicies {
+		p := tc.policy.(*eccPolicy)
+		for _, secret := range []string{"", "pw", "a password of more than sixteen bytes"} {
+			t.Run(fmt.Sprintf("%s/%d bytes", p.name, len(secret)), func(t *testing.T) {
+				client := keyPair(t, tc.key)
+				serverPriv, err := p.newEphemeral()
+				if err != nil {
+					t.Fatal(err)
+				}
+				serverKey := ephemeralNonce(serverPriv)
+				nonce := testBody(32)
+				when := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+				es, err := p.EncryptToEphemeralKey(client, serverKey, []byte(secret), nonce, when)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(es, []byte(secret)) && secret != "" {
+					t.Fatal("secret in plaintext")
+				}
+				r := &reader{t: t, b: es}
+				if typeID := r.next(4); !bytes.Equal(typeID, []byte{1, 0, 0x8a, 0x44}) { // ns=0;i=17546, four-byte form
+					t.Fatalf("type id % x", typeID)
+				}
+				if mask := r.next(1)[0]; mask != 1 {
+					t.Fatalf("encoding mask %d", mask)
+				}
+				if length := r.u32(); int(length) != len(es)-9 {
+					t.Fatalf("length %d, want %d", length, len(es)-9)
+				}
+				if uri := string(r.bytes()); uri != p.URI() {
+					t.Fatalf("policy URI %q", uri)
+				}
+				if cert := r.bytes(); !bytes.Equal(cert, client.Certificate) {
+					t.Fatal("certificate is not the client's")
+				}
+				if ts := int64(binary.LittleEndian.Uint64(r.next(8))); ts != dateTime(when) || ts != 134407728000000000 { // 100 ns since 1601, by Python's datetime
+					t.Fatalf("signing time %d", ts)
+				}
+				keyDataLen := int(binary.LittleEndian.Uint16(r.next(2)))
+				at := r.pos
+				sender, receiver := r.bytes(), r.bytes()
+				if r.pos-at != keyDataLen || !bytes.Equal(receiver, serverKey) {
+					t.Fatalf("key data of %d bytes, field says %d; receiver key ours: %v", r.pos-at, keyDataLen, bytes.Equal(receiver, serverKey))
+				}
+				sigLen := 2 * p.coordLen()
+				signed, sig := es[:len(es)-sigLen], es[len(es)-sigLen:]
+				if err := p.Verify(parseCert(t, client), signed, sig); err != nil {
+					t.Fatalf("signature: %v", err)
+				}
+				shared, err := p.sharedSecret(serverPriv, sender)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := p.encKeyLen + 16
+				salt := eccSalt(n, "opcua-secret", sender, receiver)
+				keys, _ := hkdfKey(p.hash.New, shared, salt, salt, n)
+				block, _ := aes.NewCipher(keys[:p.encKeyLen])
+				payload := bytes.Clone(es[r.pos : len(es)-sigLen])
+				if len(payload)%16 != 0 {
+					t.Fatalf("payload of %d bytes", len(payload))
+				}
+				cipher.NewCBCDecrypter(block, keys[p.encKeyLen:]).CryptBlocks(payload, payload)
+				pr := &reader{t: t, b: payload}
+				if got := pr.bytes(); !bytes.Equal(got, nonce) {
+					t.Fatal("nonce differs")
+				}
+				if got := string(pr.bytes()); got != secret {
+					t.Fatalf("secret %q", got)
+				}
+				pad := int(binary.LittleEndian.Uint16(payload[len(payload)-2:]))
+				if pr.pos+pad+2 != len(payload) || pad+len(secret) < 16 {
+					t.Fatalf("padding %d after %d bytes in %d", pad, pr.pos, len(payload))
+				}
+				for _, c := range payload[pr.pos : pr.pos+pad] {
+					if int(c) != pad {
+						t.Fatalf("padding byte %d, want %d", c, pad)
+					}
+				}
+			})
+		}
+	}
+}
+
+type reader struct {
+	t   *testing.T
+	b   []byte
+	pos int
+}
+
+func (r *reader) next(n int) []byte {
+	r.t.Helper()
+	if n < 0 || r.pos+n > len(r.b) {
+		r.t.Fatalf("read %d bytes at %d of %d", n, r.pos, len(r.b))
+	}
+	r.pos += n
+	return r.b[r.pos-n : r.pos]
+}
+
+func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.next(4)) }
+
+func (r *reader) bytes() []byte { return r.next(int(int32(r.u32()))) }

@@ -90,6 +90,10 @@ type Session struct {
 	// channel's or endpoint's when the response carried none.
 	serverCert []byte
 	endpoint   *ua.EndpointDescription
+	// ephemeral is the server's ephemeral key from the last CreateSession
+	// or ActivateSession response, when a password is encrypted to it
+	// (ECC policies); used once.
+	ephemeral []byte
 }
 
 // ID is the session's id on the server (not its secret authentication

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -46,6 +47,11 @@ type identityToken struct {
 type tokenProof struct {
 	serverCert  []byte // DER; the leaf is used
 	serverNonce []byte
+	// serverEphemeral is the server's ephemeral key a password is
+	// encrypted to under the ECC policies, with the client's key pair,
+	// which signs that secret.
+	serverEphemeral []byte
+	client          *secpolicy.KeyPair
 }
 
 // buildIdentityToken makes the token for id with the endpoint's user token
@@ -83,6 +89,17 @@ func buildIdentityToken(id Identity, ep *ua.EndpointDescription, channelPolicy s
 				return identityToken{}, fmt.Errorf("user token policy %q would send the password in plaintext (security policy None): refused, plaintext passwords are not allowed", utp.PolicyID)
 			}
 			tok.Password = id.Password
+		} else if enc, ok := policy.(secpolicy.EphemeralKeyEncrypter); ok {
+			if len(proof.serverEphemeral) == 0 {
+				return identityToken{}, fmt.Errorf("encrypt password with %s for user token policy %q: the server sent no ephemeral key", policy.Name(), utp.PolicyID)
+			}
+			// The algorithm stays empty: the secret names its policy, and
+			// open62541 refuses any other URI there.
+			ct, err := enc.EncryptToEphemeralKey(proof.client, proof.serverEphemeral, id.Password, proof.serverNonce, time.Now())
+			if err != nil {
+				return identityToken{}, fmt.Errorf("encrypt password with %s for user token policy %q: %w", policy.Name(), utp.PolicyID, err)
+			}
+			tok.Password = ct
 		} else {
 			cert, err := leafCertificate(proof.serverCert)
 			if err != nil {
@@ -108,6 +125,14 @@ func buildIdentityToken(id Identity, ep *ua.EndpointDescription, channelPolicy s
 		}
 		sig := &ua.SignatureData{}
 		if policy.URI() != ua.SecurityPolicyURINone {
+			// Say it here: a server only answers BadIdentityTokenInvalid.
+			userCert, err := leafCertificate(id.KeyPair.Certificate)
+			if err != nil {
+				return identityToken{}, fmt.Errorf("user certificate: %w", err)
+			}
+			if err := policy.CheckKey(userCert.PublicKey); err != nil {
+				return identityToken{}, fmt.Errorf("user certificate for user token policy %q: %w", utp.PolicyID, err)
+			}
 			leaf, err := leafDER(proof.serverCert)
 			if err != nil {
 				return identityToken{}, fmt.Errorf("sign user certificate token: server certificate: %w", err)

@@ -22,7 +22,7 @@ import (
 func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.EndpointDescription) (*Session, error) {
 	const step = "create session"
 	policy := ch.Policy()
-	nonce := make([]byte, max(clientNonceLength, policy.NonceLength()))
+	nonce := make([]byte, max(clientNonceLength, secpolicy.SessionNonceLength(policy)))
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("%s: client nonce: %w", step, err)
 	}
@@ -51,6 +51,10 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 	if ep.Server != nil {
 		req.ServerURI = ep.Server.ApplicationURI
 	}
+	ecdhPolicy := ephemeralKeyPolicy(cfg.Identity, ep, policy)
+	if ecdhPolicy != nil {
+		req.RequestHeader = ephemeralKeyRequest(ecdhPolicy)
+	}
 	resp, err := ch.Send(ctx, req, nil)
 	if err != nil {
 		return nil, stepError(step, err)
@@ -62,7 +66,13 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 	if r.AuthenticationToken == nil || r.SessionID == nil {
 		return nil, fmt.Errorf("%s: the response has no session id or authentication token", step)
 	}
-	if err := checkCreated(cfg, ch, r, clientCert, nonce); err != nil {
+	serverCert := firstNonEmpty(r.ServerCertificate, ch.ServerCertificate(), ep.ServerCertificate)
+	var ephemeral []byte
+	err = checkCreated(cfg, ch, r, clientCert, nonce)
+	if err == nil && ecdhPolicy != nil {
+		ephemeral, err = serverEphemeralKey(r.ResponseHeader, ecdhPolicy, firstNonEmpty(ep.ServerCertificate, serverCert))
+	}
+	if err != nil {
 		// Do not leave the session to time out on the server: PLCs allow
 		// few, and the caller will retry.
 		cctx, cancel := boundedContext(ctx, closeSessionTimeout)
@@ -75,8 +85,9 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 		authToken:   r.AuthenticationToken,
 		timeout:     time.Duration(r.RevisedSessionTimeout * float64(time.Millisecond)),
 		serverNonce: r.ServerNonce,
-		serverCert:  firstNonEmpty(r.ServerCertificate, ch.ServerCertificate(), ep.ServerCertificate),
+		serverCert:  serverCert,
 		endpoint:    ep,
+		ephemeral:   ephemeral,
 	}
 	return s, nil
 }
@@ -160,7 +171,7 @@ func checkNonce(policy secpolicy.Policy, nonce []byte) error {
 	if policy.URI() == ua.SecurityPolicyURINone {
 		return nil
 	}
-	if n := policy.NonceLength(); len(nonce) < n {
+	if n := secpolicy.SessionNonceLength(policy); len(nonce) < n {
 		return fmt.Errorf("server nonce of %d bytes, %s asks for at least %d", len(nonce), policy.Name(), n)
 	}
 	return nil
@@ -191,8 +202,10 @@ func (c *Client) activate(ctx context.Context, cfg Config) error {
 	// made over, the endpoint's certificate: open62541 returns none in
 	// CreateSession on a None channel when the client sent none.
 	proof := tokenProof{
-		serverCert:  firstNonEmpty(s.endpoint.ServerCertificate, s.serverCert),
-		serverNonce: s.serverNonce,
+		serverCert:      firstNonEmpty(s.endpoint.ServerCertificate, s.serverCert),
+		serverNonce:     s.serverNonce,
+		serverEphemeral: s.ephemeral,
+		client:          cfg.Channel.Local,
 	}
 	tok, err := buildIdentityToken(cfg.Identity, s.endpoint, policy, proof)
 	if err != nil {
@@ -208,6 +221,12 @@ func (c *Client) activate(ctx context.Context, cfg Config) error {
 		UserIdentityToken:  tok.token,
 		UserTokenSignature: tok.signature,
 	}
+	// A key is used once: ask for the next one, for a Reactivate.
+	s.ephemeral = nil
+	ecdhPolicy := ephemeralKeyPolicy(cfg.Identity, s.endpoint, policy)
+	if ecdhPolicy != nil {
+		req.RequestHeader = ephemeralKeyRequest(ecdhPolicy)
+	}
 	resp, err := c.ch.Send(ctx, req, s.authToken)
 	if err != nil {
 		return stepError(step, err)
@@ -220,6 +239,10 @@ func (c *Client) activate(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%s: %w", step, err)
 	}
 	s.serverNonce = r.ServerNonce
+	if ecdhPolicy != nil {
+		// Only the next Reactivate needs it, and says so if it is missing.
+		s.ephemeral, _ = serverEphemeralKey(r.ResponseHeader, ecdhPolicy, proof.serverCert)
+	}
 	return nil
 }
 
