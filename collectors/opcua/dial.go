@@ -25,11 +25,11 @@ func Dial(ctx context.Context, plc config.PLC, log zerolog.Logger) (*uaclient.Cl
 	s.warnSettings()
 	p, err := s.prepare(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("plc %q: %w", plc.Name, err)
+		return nil, fmt.Errorf("plc %q: connect %s: %w", plc.Name, plc.Endpoint, err)
 	}
 	c, err := s.dial(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("plc %q: %s: %w", plc.Name, plc.Endpoint, err)
+		return nil, fmt.Errorf("plc %q: connect %s: %w", plc.Name, plc.Endpoint, err)
 	}
 	return c, nil
 }

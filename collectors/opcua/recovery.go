@@ -65,7 +65,7 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 
 	c, err := s.dial(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	terr := st.Transfer(ctx, c)
 	if terr == nil {

@@ -176,7 +176,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	}
 	c, err := s.dial(ctx, p)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer func() { closeClient(ctx, c) }() // c changes as the session moves
 	st := s.newStream(out)
@@ -230,7 +230,7 @@ func (s *Session) dial(ctx context.Context, p *plan) (*uaclient.Client, error) {
 	defer cancel()
 	c, err := uaclient.Connect(dctx, p.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", explain(p, s.plc.Auth.CertificateFile, err))
+		return nil, explain(p, s.plc.Auth.CertificateFile, err)
 	}
 	if err := s.commitTrust(p); err != nil {
 		closeClient(ctx, c)
