@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,12 +169,21 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o, ok := format.(stateful); ok {
+		if err := o.open(); err != nil {
+			return nil, err
+		}
+	}
+	qos := byte(m.QoS)
+	if cfg.MQTT.Payload == config.PayloadSparkplugB {
+		qos = 0 // Sparkplug 3.0: data at QoS 0 on a clean session; the spool keeps values while the broker is away
+	}
 	p := &Publisher{
 		log:        log.With().Str("endpoint", u.Redacted()).Logger(),
 		store:      newStore(),
 		topics:     topics,
 		format:     format,
-		qos:        byte(m.QoS),
+		qos:        qos,
 		retain:     m.Retain,
 		maxPacket:  int(cmp.Or(m.MaxPacketSize, config.DefaultMaxPacketSize)),
 		goodTopics: map[string]struct{}{},
@@ -193,7 +203,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetKeepAlive(m.Keepalive.Duration()).
 		// A persistent session makes the broker keep QoS 1/2 state across
 		// reconnects; QoS 0 has none to keep.
-		SetCleanSession(m.QoS == 0).
+		SetCleanSession(qos == 0).
 		SetStore(p.store).
 		SetAutoReconnect(true).
 		SetConnectRetry(true). // start with the broker down: keep trying
@@ -547,6 +557,9 @@ func (p *Publisher) pump() {
 			p.setAsideRecord(topic, payload, seq, reason)
 			continue
 		}
+		if !p.publishPrelude(topic) {
+			break // the link went down
+		}
 		payload = p.format.outgoing(topic, payload)
 		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
 		if tok == nil {
@@ -563,6 +576,21 @@ func (p *Publisher) pump() {
 		}
 	}
 	p.acknowledge()
+}
+
+// publishPrelude publishes what the format sends before a record (see
+// preluder); false if the link is down.
+func (p *Publisher) publishPrelude(topic string) bool {
+	pre, ok := p.format.(preluder)
+	if !ok {
+		return true
+	}
+	for _, m := range pre.prelude(topic) {
+		if p.publishMessage(m) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // unsendable says why a record can never reach the broker, or "" if it
@@ -822,6 +850,11 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.resent.Add(uint64(p.stored))
 		p.mu.Unlock()
 		p.log.Info().Msg("connected to broker")
+		if s, ok := p.format.(sessioner); ok {
+			if err := s.sessionStarted(); err != nil {
+				p.log.Error().Err(err).Msg("cannot store the session state: the next start may repeat it")
+			}
+		}
 		p.subscribeCommands(c)
 		p.resumed(c)
 	case mqtt.ConnectionNotificationLost:
@@ -868,14 +901,33 @@ type reconnector interface {
 	reconnecting() Message
 }
 
+// stateful is a format with state files of its own, which New opens
+// (never validate: see CheckTopics).
+type stateful interface {
+	open() error
+}
+
+// sessioner is a format that hears of every CONNECT the broker accepts,
+// before anything is published on it (Sparkplug's bdSeq).
+type sessioner interface {
+	sessionStarted() error
+}
+
+// preluder is a format that may have messages go out, at QoS 0, right
+// before a spooled record (Sparkplug's DBIRTH before the first DDATA of a
+// device on a connection).
+type preluder interface {
+	prelude(topic string) []Message
+}
+
 // commander is a format that takes commands from the broker (Sparkplug's
-// NCMD). Run subscribes to its topic, at QoS 0, after every connect and
+// NCMD). Run subscribes to its topics, at QoS 1, after every connect and
 // before the format's connected messages go out.
 type commander interface {
-	commandTopic() string
+	commandTopics() []string
 	// command reports whether a message asks for the connected messages
 	// again (a rebirth). paho's goroutine calls it.
-	command(payload []byte) bool
+	command(topic string, payload []byte) bool
 }
 
 func (p *Publisher) subscribeCommands(c mqtt.Client) {
@@ -883,9 +935,13 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 	if !ok {
 		return
 	}
-	topic := cmd.commandTopic()
-	tok := c.Subscribe(topic, 0, func(_ mqtt.Client, m mqtt.Message) {
-		if !cmd.command(m.Payload()) {
+	filters := map[string]byte{}
+	for _, t := range cmd.commandTopics() {
+		filters[t] = 1
+	}
+	topic := strings.Join(cmd.commandTopics(), " ")
+	tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
+		if !cmd.command(m.Topic(), m.Payload()) {
 			return
 		}
 		p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")

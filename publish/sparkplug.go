@@ -3,6 +3,7 @@ package publish
 import (
 	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,14 +26,24 @@ import (
 // is one edge node, agent.id, in group mqtt.sparkplug.group_id, and each
 // PLC entry is one device. Topics are spBv1.0/<group>/<type>/<node>[/<plc>].
 //
+//   - Every message goes out at QoS 0 on a clean session (the publisher
+//     sees to it), the NDEATH will at QoS 1; NCMD and DCMD are subscribed
+//     at QoS 1.
 //   - NBIRTH (seq 0, the bdSeq metric, Node Control/Rebirth) goes out after
 //     every connect, before any spooled record, followed by a DBIRTH for
 //     every device that is born at that point of the spooled stream.
 //   - NDEATH with the same bdSeq is the MQTT will, and is sent on a clean
-//     stop. bdSeq counts CONNECTs: the will changes before each reconnect.
+//     stop. bdSeq is 0 for the node's first MQTT session and one more for
+//     each later one (wrapping after 255), across restarts: a CONNECT the
+//     broker never accepted uses none up.
 //   - DBIRTH, DDATA and DDEATH are spooled records, in order with the data:
 //     a device is born before its first DDATA, again when a value's datatype
 //     differs from its latest DBIRTH, and dies when its PLC leaves streaming.
+//     A spooled DDATA of a device not born on the connection (a restart
+//     after a crash) has its DBIRTH sent first.
+//   - A birth lists only the metrics whose datatype is known (from a value,
+//     or from the node's DataType for a null value); a null value of a tag
+//     whose datatype was never known is left out of DDATA too.
 //   - seq counts 0..255 per connection over NBIRTH and every later message;
 //     outgoing appends it to a spooled record as it is handed to the broker.
 //   - DDATA metrics carry only their alias (unique over the node, in
@@ -90,16 +101,27 @@ const (
 const (
 	spNamespace = "spBv1.0"
 	spRebirth   = "Node Control/Rebirth"
-	// bdSeqFile, in agent.spool_dir, holds the bdSeq of the next publisher.
+	spBDSeq     = "bdSeq"
+	// bdSeqFile, in agent.spool_dir, holds the bdSeq of the latest MQTT
+	// session; the next one uses one more.
 	bdSeqFile = "sparkplug_bdseq"
+	// typesFile, in agent.spool_dir, holds the datatype of every metric
+	// announced so far, so that after a crash the spooled DDATA can be
+	// preceded by a DBIRTH that announces them.
+	typesFile = "sparkplug_types"
 )
 
 // sparkplugFormat is mqtt.payload sparkplug_b; see above.
 type sparkplugFormat struct {
 	prefix string // spBv1.0/<group>/
 	node   string
-	bdFile string
-	bdSeq  atomic.Uint64 // of the latest CONNECT
+	dir    string        // agent.spool_dir, where open keeps the state files
+	bdSeq  atomic.Uint64 // of the current or next CONNECT's will
+	// began is set once the broker has accepted a CONNECT with bdSeq: the
+	// next CONNECT takes one more.
+	began atomic.Bool
+	// Aliases of the node's own metrics, after the configured tags'.
+	bdSeqAlias, rebirthAlias uint64
 
 	mu        sync.Mutex // guards devices and their metrics, read by Run's goroutine
 	devices   map[string]*spDevice
@@ -163,28 +185,32 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 			f.metric(d, tag.Name)
 		}
 	}
+	f.bdSeqAlias, f.rebirthAlias = f.nextAlias, f.nextAlias+1
+	f.nextAlias += 2
 	if cfg.Agent.SpoolDir == "" {
 		return nil, errors.New("sparkplug: agent.spool_dir must be set (it keeps bdSeq)")
 	}
-	if err := os.MkdirAll(cfg.Agent.SpoolDir, 0o700); err != nil {
-		return nil, fmt.Errorf("sparkplug bdSeq: %w", err)
-	}
-	f.bdFile = filepath.Join(cfg.Agent.SpoolDir, bdSeqFile)
-	seq, err := readBDSeq(f.bdFile)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.setBDSeq(seq); err != nil {
-		return nil, err
-	}
+	f.dir = cfg.Agent.SpoolDir
 	return f, nil
 }
 
-// bdSeq counts the node's MQTT CONNECTs, 0..255 and wrapping: one more for
-// each, across restarts too, as the will of each carries its NDEATH. The
-// spool directory keeps the latest; a new publisher starts one above it.
-//
-// readBDSeq returns the bdSeq for the first CONNECT.
+// open reads the state files that run keeps in agent.spool_dir: the bdSeq
+// of the latest session and the datatypes announced. Only run calls it
+// (through New), never validate: the files are made by the user that runs.
+func (f *sparkplugFormat) open() error {
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return fmt.Errorf("sparkplug state directory: %w", err)
+	}
+	seq, err := readBDSeq(filepath.Join(f.dir, bdSeqFile))
+	if err != nil {
+		return err
+	}
+	f.bdSeq.Store(seq)
+	return f.readTypes()
+}
+
+// readBDSeq returns the bdSeq for the first CONNECT: 0 without a file,
+// else one more than the latest session's.
 func readBDSeq(path string) (uint64, error) {
 	b, err := os.ReadFile(path)
 	switch {
@@ -202,26 +228,79 @@ func readBDSeq(path string) (uint64, error) {
 	return (n + 1) % 256, nil
 }
 
-// setBDSeq makes seq the current bdSeq and stores it.
-func (f *sparkplugFormat) setBDSeq(seq uint64) error {
-	f.bdSeq.Store(seq)
-	tmp := f.bdFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("sparkplug bdSeq: %w", err)
+// writeState replaces a state file in the spool directory.
+func (f *sparkplugFormat) writeState(name string, b []byte) error {
+	path := filepath.Join(f.dir, name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("sparkplug state %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, f.bdFile); err != nil {
-		return fmt.Errorf("sparkplug bdSeq: %w", err)
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("sparkplug state %s: %w", name, err)
 	}
 	return nil
 }
 
-// reconnecting returns the will for the next CONNECT, with the next bdSeq.
+// sessionStarted records that the broker accepted the CONNECT whose will
+// holds the current bdSeq: the next CONNECT takes one more, and so does
+// the next start.
+func (f *sparkplugFormat) sessionStarted() error {
+	f.began.Store(true)
+	return f.writeState(bdSeqFile, []byte(strconv.FormatUint(f.bdSeq.Load(), 10)+"\n"))
+}
+
+// reconnecting returns the will for the next CONNECT: one bdSeq more if
+// the broker accepted the previous one, else the same.
 func (f *sparkplugFormat) reconnecting() Message {
-	// A failed write makes the next start repeat a bdSeq, which hosts
-	// tolerate: the start's write has shown that the directory works.
-	_ = f.setBDSeq((f.bdSeq.Load() + 1) % 256)
+	if f.began.Swap(false) {
+		f.bdSeq.Store((f.bdSeq.Load() + 1) % 256)
+	}
 	w, _ := f.will()
 	return w
+}
+
+// readTypes sets the datatypes announced by earlier runs, as known but not
+// yet announced by this one.
+func (f *sparkplugFormat) readTypes() error {
+	b, err := os.ReadFile(filepath.Join(f.dir, typesFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sparkplug datatypes: %w", err)
+	}
+	var types map[string]map[string]uint32
+	if json.Unmarshal(b, &types) != nil {
+		return nil // a later birth rewrites it; datatypes come with values
+	}
+	for plc, d := range f.devices {
+		for _, m := range d.metrics {
+			if dt := types[plc][m.name]; dt != spUnknown && m.datatype == spUnknown {
+				m.datatype = dt
+			}
+		}
+	}
+	return nil
+}
+
+// writeTypes stores every known datatype; f.mu is held.
+func (f *sparkplugFormat) writeTypes() error {
+	types := map[string]map[string]uint32{}
+	for plc, d := range f.devices {
+		for _, m := range d.metrics {
+			if m.datatype != spUnknown {
+				if types[plc] == nil {
+					types[plc] = map[string]uint32{}
+				}
+				types[plc][m.name] = m.datatype
+			}
+		}
+	}
+	b, err := json.Marshal(types)
+	if err != nil {
+		return fmt.Errorf("sparkplug datatypes: %w", err)
+	}
+	return f.writeState(typesFile, b)
 }
 
 func (f *sparkplugFormat) nodeTopic(kind string) string {
@@ -286,7 +365,7 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 			}
 			m := f.metric(d, s.Tag)
 			m.last, m.has = *s, true
-			if dt := spType(s); dt != spUnknown {
+			if dt := spDeclaredType(s); dt != spUnknown {
 				m.datatype = dt
 				if dt != m.announced {
 					rebirth = true
@@ -309,7 +388,11 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 			if s.PLC != plc {
 				continue
 			}
-			f.mbuf = f.appendDataMetric(f.mbuf[:0], d.byTag[s.Tag].alias, s, now, !online)
+			m := d.byTag[s.Tag]
+			if m.announced == spUnknown {
+				continue // a null value of a tag never typed: not in the birth, so no alias to send
+			}
+			f.mbuf = f.appendDataMetric(f.mbuf[:0], m.alias, s, now, !online)
 			end := len(f.buf)
 			f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
 			f.buf = protowire.AppendBytes(f.buf, f.mbuf)
@@ -321,7 +404,9 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 				f.buf = protowire.AppendBytes(f.buf, f.mbuf)
 			}
 		}
-		add(d.data, f.buf)
+		if len(f.buf) > start {
+			add(d.data, f.buf)
+		}
 	}
 }
 
@@ -358,13 +443,21 @@ func (f *sparkplugFormat) plcStatus(st collectors.PLCStatus, add func(topic stri
 	return nil
 }
 
-// appendBirth appends a DBIRTH payload listing every metric of d with its
-// latest value, and marks the datatypes as announced (at the intake) unless
-// resend. f.mu is held.
+// appendBirth appends a DBIRTH payload listing every metric of d whose
+// datatype is known, with its latest value, and marks the datatypes as
+// announced (at the intake) unless resend. f.mu is held.
 func (f *sparkplugFormat) appendBirth(b []byte, d *spDevice, now time.Time, resend bool, seq uint64) []byte {
 	b = appendSpTimestamp(b, spPayloadTimestamp, now)
 	var mb []byte
+	changed := false
 	for _, m := range d.metrics {
+		if !resend {
+			changed = changed || m.announced != m.datatype
+			m.announced = m.datatype
+		}
+		if m.datatype == spUnknown {
+			continue // Unknown makes hosts drop the metric, and then the DDATA that name it
+		}
 		mb = protowire.AppendTag(mb[:0], spMetricName, protowire.BytesType)
 		mb = protowire.AppendString(mb, m.name)
 		mb = protowire.AppendTag(mb, spMetricAlias, protowire.VarintType)
@@ -388,12 +481,15 @@ func (f *sparkplugFormat) appendBirth(b []byte, d *spDevice, now time.Time, rese
 		}
 		b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
 		b = protowire.AppendBytes(b, mb)
-		if !resend {
-			m.announced = m.datatype
-		}
 	}
 	if !resend {
 		d.born, d.pending = true, false
+		if changed {
+			// A failure only matters after a crash, when the DBIRTH that
+			// comes before the spooled DDATA lacks these metrics until
+			// values bring their types again.
+			_ = f.writeTypes()
+		}
 	} else {
 		b = appendSpSeq(b, seq)
 	}
@@ -444,6 +540,24 @@ func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
 	return appendSpSeq(payload, f.nextSeq())
 }
 
+// prelude returns what must go out before a spooled record: the DBIRTH of
+// a device whose DDATA comes on a connection that has not born it, as the
+// spool's first records after a crash do.
+func (f *sparkplugFormat) prelude(topic string) []Message {
+	kind, id := f.splitTopic(topic)
+	if kind != "DDATA" || f.live[id] {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.byID[id]
+	if !ok {
+		return nil
+	}
+	f.live[id] = true
+	return []Message{{Topic: d.birth, Payload: f.appendBirth(nil, d, time.Now(), true, f.nextSeq())}}
+}
+
 // splitTopic returns the message type and device id of one of our topics.
 func (f *sparkplugFormat) splitTopic(topic string) (kind, id string) {
 	rest, ok := strings.CutPrefix(topic, f.prefix)
@@ -477,7 +591,9 @@ func (f *sparkplugFormat) appendDeath(b []byte, now time.Time) []byte {
 func (f *sparkplugFormat) appendBDSeq(b []byte, now time.Time) []byte {
 	var mb []byte
 	mb = protowire.AppendTag(mb, spMetricName, protowire.BytesType)
-	mb = protowire.AppendString(mb, "bdSeq")
+	mb = protowire.AppendString(mb, spBDSeq)
+	mb = protowire.AppendTag(mb, spMetricAlias, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, f.bdSeqAlias)
 	if !now.IsZero() {
 		mb = appendSpTimestamp(mb, spMetricTimestamp, now)
 	}
@@ -500,6 +616,8 @@ func (f *sparkplugFormat) connected() []Message {
 	var mb []byte
 	mb = protowire.AppendTag(mb, spMetricName, protowire.BytesType)
 	mb = protowire.AppendString(mb, spRebirth)
+	mb = protowire.AppendTag(mb, spMetricAlias, protowire.VarintType)
+	mb = protowire.AppendVarint(mb, f.rebirthAlias)
 	mb = appendSpTimestamp(mb, spMetricTimestamp, now)
 	mb = protowire.AppendTag(mb, spMetricDatatype, protowire.VarintType)
 	mb = protowire.AppendVarint(mb, spBoolean)
@@ -522,12 +640,19 @@ func (f *sparkplugFormat) stopping() []Message {
 	return []Message{{Topic: f.nodeTopic("NDEATH"), Payload: f.appendDeath(nil, time.Now())}}
 }
 
-// commandTopic is the node's NCMD topic, which the publisher subscribes to.
-func (f *sparkplugFormat) commandTopic() string { return f.nodeTopic("NCMD") }
+// commandTopics are the node's NCMD topic and its devices' DCMD topics,
+// which an edge node subscribes to (tagbridge writes nothing: a DCMD is
+// taken and ignored).
+func (f *sparkplugFormat) commandTopics() []string {
+	return []string{f.nodeTopic("NCMD"), f.nodeTopic("DCMD") + "/+"}
+}
 
 // command reports whether an NCMD payload asks for a rebirth: a metric
 // named Node Control/Rebirth with the boolean value true.
-func (f *sparkplugFormat) command(payload []byte) bool {
+func (f *sparkplugFormat) command(topic string, payload []byte) bool {
+	if topic != f.nodeTopic("NCMD") {
+		return false
+	}
 	rebirth := false
 	walkFields(payload, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) {
 		if num != spPayloadMetrics || typ != protowire.BytesType {
@@ -594,6 +719,55 @@ func walkFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []
 // holding their JSON text.
 func spType(s *collectors.Sample) uint32 {
 	return spValueType(s.Value, s.Type)
+}
+
+// spDeclaredType is the datatype a sample announces: its value's, or for
+// a null value the node's DataType, which the collector gives in Type
+// (a trailing "[]" for an array), when it knows it.
+func spDeclaredType(s *collectors.Sample) uint32 {
+	if s.Value != nil {
+		return spType(s)
+	}
+	name, array := strings.CutSuffix(s.Type, "[]")
+	switch name {
+	case "", "Null", "BaseDataType", "Variant", "Number", "Integer", "UInteger", "Structure", "DataValue", "DiagnosticInfo":
+		return spUnknown // no type, or one that names no Sparkplug datatype yet
+	}
+	if array {
+		return spArrayType([]any{}, name)
+	}
+	var zero any
+	switch name {
+	case "Boolean":
+		zero = false
+	case "SByte":
+		zero = int8(0)
+	case "Int16":
+		zero = int16(0)
+	case "Int32":
+		zero = int32(0)
+	case "Int64":
+		zero = int64(0)
+	case "Byte":
+		zero = uint8(0)
+	case "UInt16":
+		zero = uint16(0)
+	case "UInt32":
+		zero = uint32(0)
+	case "UInt64":
+		zero = uint64(0)
+	case "Float":
+		zero = float32(0)
+	case "Double":
+		zero = float64(0)
+	case "DateTime":
+		zero = time.Time{}
+	case "ByteString":
+		zero = []byte{}
+	default:
+		zero = "" // String, LocalizedText, NodeId, Guid, structures...: String
+	}
+	return spValueType(zero, name)
 }
 
 func spValueType(v any, typ string) uint32 {
@@ -806,16 +980,26 @@ func toUint64(v any) uint64 {
 	return 0
 }
 
+// Quality property values: the three Sparkplug 3.0 names (Ignition's codes).
+const (
+	spQualityBad   = 0
+	spQualityGood  = 192
+	spQualityStale = 500
+)
+
 // appendSpQuality appends, for a value whose status is not Good, the
-// metric property "Quality" (Int32) as Ignition reads it: 0 bad, 64
-// uncertain. A Good value carries none.
+// metric property "Quality" (Int32): 0 (Bad) for Bad, 500 (Stale) for
+// Uncertain, which OPC UA uses for last usable, substituted and sensor-
+// doubtful values. A Good value carries none, which hosts read as 192.
 func appendSpQuality(b []byte, status string) []byte {
 	var q uint64
 	switch {
 	case status == "" || strings.HasPrefix(status, "Good"):
 		return b
 	case strings.HasPrefix(status, "Uncertain"):
-		q = 64
+		q = spQualityStale
+	default:
+		q = spQualityBad
 	}
 	var pv []byte // PropertyValue{type: Int32, int_value: q}
 	pv = protowire.AppendTag(pv, 1, protowire.VarintType)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,13 +63,14 @@ func TestSparkplugEncode(t *testing.T) {
 		{Tag: "time", Value: ts, Type: "DateTime"},
 		{Tag: "bytes", Value: []byte{0, 1, 255}, Type: "ByteString"},
 		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: "Int32"},
-		{Tag: "null", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"},
+		{Tag: "null", Value: nil, Type: "Double", Status: "BadNodeIdUnknown"}, // the node's DataType, from the collector
 		{Tag: "uncertain", Value: 1.0, Type: "Double", Status: "UncertainLastUsableValue"},
 		{Tag: "bools", Value: []any{true, false, true, false, false, false, false, false, true}, Type: "Boolean"},
 		{Tag: "strings", Value: []any{"a", "", "bc"}, Type: "String"},
 		{Tag: "matrix", Value: []any{[]any{int64(1)}, []any{int64(2)}}, Type: "Int64"},
 		{Tag: "times", Value: []any{ts}, Type: "DateTime"},
 		{Tag: "sbytes", Value: []any{int8(-1), int8(2)}, Type: "SByte"},
+		{Tag: "untyped", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"}, // no DataType known: left out
 	}
 	for i := range samples {
 		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: samples[i].Tag})
@@ -94,14 +96,14 @@ func TestSparkplugEncode(t *testing.T) {
 		t.Fatalf("records: %v", recs)
 	}
 	birth, data := decodeSp(t, recs[0].payload), decodeSp(t, recs[1].payload)
-	if len(birth.Metrics) != len(samples) || len(data.Metrics) != len(samples) {
-		t.Fatalf("metrics: %d in DBIRTH, %d in DDATA, want %d", len(birth.Metrics), len(data.Metrics), len(samples))
+	if len(birth.Metrics) != len(samples)-1 || len(data.Metrics) != len(samples)-1 {
+		t.Fatalf("metrics: %d in DBIRTH, %d in DDATA, want %d (all but the untyped null)", len(birth.Metrics), len(data.Metrics), len(samples)-1)
 	}
 	if data.Seq != nil || birth.Seq != nil {
 		t.Errorf("spooled records carry a seq; outgoing adds it")
 	}
 	D := sparkplugb.DataType_value
-	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "Int32Array", "Unknown", "Double",
+	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "Int32Array", "Double", "Double",
 		"BooleanArray", "StringArray", "String", "DateTimeArray", "Int8Array"}
 	for i, m := range birth.Metrics {
 		s := &samples[i]
@@ -142,8 +144,8 @@ func TestSparkplugEncode(t *testing.T) {
 		{"time", m[11].GetLongValue() == uint64(ts.UnixMilli()), m[11].Value, ts.UnixMilli()},
 		{"bytes", string(m[12].GetBytesValue()) == "\x00\x01\xff", m[12].Value, "00 01 ff"},
 		{"array", string(m[13].GetBytesValue()) == "\x01\x00\x00\x00\x02\x00\x00\x00", m[13].Value, "1, 2 as 4-byte little endian"},
-		{"null", m[14].GetIsNull() && m[14].Value == nil && quality(m[14]) == 0, m[14], "null, Quality 0"},
-		{"uncertain", m[15].GetDoubleValue() == 1 && quality(m[15]) == 64, m[15], "1, Quality 64"},
+		{"null", m[14].GetIsNull() && m[14].Value == nil && quality(m[14]) == 0 && birth.Metrics[14].GetIsNull(), m[14], "null, Quality 0"},
+		{"uncertain", m[15].GetDoubleValue() == 1 && quality(m[15]) == 500, m[15], "1, Quality 500 (Stale)"},
 		{"bools", string(m[16].GetBytesValue()) == "\x09\x00\x00\x00\xa0\x80", m[16].Value, "count 9, bits 10100000 10000000"},
 		{"strings", string(m[17].GetBytesValue()) == "a\x00\x00bc\x00", m[17].Value, "NUL-terminated"},
 		{"matrix", m[18].GetStringValue() == "[[1],[2]]", m[18].Value, "JSON"},
@@ -518,21 +520,96 @@ func TestSparkplugConfig(t *testing.T) {
 	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
 		t.Errorf("two PLCs with one device id: %v", err)
 	}
-	// bdSeq goes on from the stored one, and wraps after 255.
+	// bdSeq goes on from the latest session's, one more per session the
+	// broker accepted, and wraps after 255; a refused CONNECT uses none.
 	cfg = spConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
-	if err := os.WriteFile(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile), []byte("254\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile), []byte("253\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []uint64{255, 0} {
+	willSeq := func(w Message) uint64 {
+		t.Helper()
+		return metricNamed(t, decodeSp(t, w.Payload), spBDSeq).GetLongValue()
+	}
+	for _, want := range []uint64{254, 254} { // two starts, no session
 		f, err := newSparkplugFormat(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := f.open(); err != nil {
+			t.Fatal(err)
+		}
 		w, _ := f.will()
-		if got := metricNamed(t, decodeSp(t, w.Payload), "bdSeq").GetLongValue(); got != want {
+		if got := willSeq(w); got != want {
 			t.Errorf("will bdSeq %d, want %d", got, want)
 		}
+	}
+	f, err := newSparkplugFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.open(); err != nil {
+		t.Fatal(err)
+	}
+	if got := willSeq(f.reconnecting()); got != 254 {
+		t.Errorf("after a refused CONNECT: bdSeq %d, want 254", got)
+	}
+	if err := f.sessionStarted(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBDSeqFile(t, cfg.Agent.SpoolDir); got != 254 {
+		t.Errorf("file after the session: %d, want 254", got)
+	}
+	if got := willSeq(f.reconnecting()); got != 255 {
+		t.Errorf("after a session: bdSeq %d, want 255", got)
+	}
+	if err := f.sessionStarted(); err != nil {
+		t.Fatal(err)
+	}
+	if got := willSeq(f.reconnecting()); got != 0 {
+		t.Errorf("after 255: bdSeq %d, want 0", got)
+	}
+	// The bdSeq metric has the same alias in NBIRTH and NDEATH, one of its
+	// own after the tags'.
+	nb := decodeSp(t, f.connected()[0].Payload)
+	nd := decodeSp(t, f.stopping()[0].Payload)
+	aliases := map[uint64]string{}
+	for _, m := range nb.Metrics {
+		if other, dup := aliases[m.GetAlias()]; dup || m.Alias == nil {
+			t.Errorf("NBIRTH metric %q: alias %v, also %q", m.GetName(), m.Alias, other)
+		}
+		aliases[m.GetAlias()] = m.GetName()
+	}
+	if a := metricNamed(t, nd, spBDSeq).GetAlias(); aliases[a] != spBDSeq || a <= 2 {
+		t.Errorf("NDEATH bdSeq alias %d; NBIRTH aliases %v; tags have 1 and 2", a, aliases)
+	}
+}
+
+// validate (CheckTopics) writes nothing: no spool directory, no state file.
+func TestSparkplugValidateWritesNothing(t *testing.T) {
+	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = filepath.Join(t.TempDir(), "spool")
+	for range 2 {
+		if err := CheckTopics(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(cfg.Agent.SpoolDir); !os.IsNotExist(err) {
+		t.Fatalf("validate made the spool directory: %v", err)
+	}
+	// run makes them, as the user that runs; bdSeq once a session began.
+	if _, err := New(cfg, newNopLog()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(cfg.Agent.SpoolDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != uint32(os.Getuid()) {
+		t.Errorf("spool directory owned by %d, not the user that runs (%d)", uid, os.Getuid())
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile)); !os.IsNotExist(err) {
+		t.Errorf("a bdSeq file before any session: %v", err)
 	}
 }
 
@@ -554,7 +631,7 @@ func FuzzSparkplugCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p sparkplugb.Payload
 		if proto.Unmarshal(b, &p) != nil {
-			sp.command(b) // must not panic
+			sp.command(sp.nodeTopic("NCMD"), b) // must not panic
 			return
 		}
 		want := false
@@ -563,8 +640,11 @@ func FuzzSparkplugCommand(f *testing.F) {
 				want = true
 			}
 		}
-		if got := sp.command(b); got != want {
+		if got := sp.command(sp.nodeTopic("NCMD"), b); got != want {
 			t.Errorf("command(%x) = %v, generated decoder says %v", b, got, want)
+		}
+		if sp.command(sp.nodeTopic("DCMD")+"/press1", b) {
+			t.Errorf("a DCMD asked for a rebirth")
 		}
 	})
 }

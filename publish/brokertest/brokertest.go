@@ -244,6 +244,7 @@ type Message struct {
 	Topic    string
 	Payload  []byte
 	Retained bool // delivered from the broker's retained store on subscribing
+	QoS      byte // as delivered: the lower of the publisher's and the subscription's
 }
 
 var clients atomic.Int64
@@ -294,7 +295,7 @@ func subscribe(t testing.TB, url, topic string, qos byte, valuesOnly bool) <-cha
 				return
 			}
 			select {
-			case ch <- Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()}:
+			case ch <- Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained(), QoS: m.Qos()}:
 			case <-done:
 			}
 		}).
