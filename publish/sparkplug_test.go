@@ -5,9 +5,12 @@ package publish
 // protoc from our .proto, an independent decoder of the same wire format.
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -194,21 +197,19 @@ func quality(m *sparkplugb.Payload_Metric) int {
 type spMsg struct {
 	kind, device string
 	p            *sparkplugb.Payload
+	qos          byte
 }
 
 // spStream reads Sparkplug messages from a subscription and checks the
-// rules every message must keep: seq 0 on NBIRTH and one more (mod 256) on
-// each later message, none on NDEATH; a device's DDATA only after its
-// DBIRTH since the latest NBIRTH, and not after its DDEATH.
-//
-// At QoS 1 and 2 the session is persistent, so paho resends what the broker
-// had not acknowledged when a connection dropped, first on the next one,
-// before the NBIRTH: such copies of messages already received are skipped.
+// rules every message must keep, with the generated decoder and with
+// protoc (a third-party decoder: Debian's protobuf-compiler): seq 0 on
+// NBIRTH and one more (mod 256) on each later message, none on NDEATH;
+// every message at QoS 0 but the will (QoS 1); a device's DDATA only after
+// its DBIRTH since the latest NBIRTH, and not after its DDEATH; every birth
+// metric with an alias and a known datatype, every DDATA metric by alias.
 type spStream struct {
 	t     *testing.T
 	msgs  <-chan brokertest.Message
-	qos   int
-	seen  map[string]bool // payloads of spooled records received
 	seq   uint64
 	birth bool            // an NBIRTH was seen
 	born  map[string]bool // devices born since the latest NBIRTH
@@ -217,24 +218,18 @@ type spStream struct {
 func (s *spStream) next() spMsg {
 	s.t.Helper()
 	m := receive(s.t, s.msgs, 1)[0]
-	for strings.Contains(m.Topic, "/NCMD/") || // the test's own
-		s.qos > 0 && strings.Contains(m.Topic, "/D") && s.seen[string(m.Payload)] {
+	for strings.Contains(m.Topic, "/NCMD/") || strings.Contains(m.Topic, "/DCMD/") { // the test's own
 		m = receive(s.t, s.msgs, 1)[0]
-	}
-	if s.seen == nil {
-		s.seen = map[string]bool{}
-	}
-	if strings.Contains(m.Topic, "/D") {
-		s.seen[string(m.Payload)] = true
 	}
 	levels := strings.Split(m.Topic, "/")
 	if len(levels) < 4 || levels[0] != "spBv1.0" || levels[1] != "plant1" || levels[3] != "a1" || m.Retained {
 		s.t.Fatalf("unexpected message %s (retained %v)", m.Topic, m.Retained)
 	}
-	msg := spMsg{kind: levels[2], p: decodeSp(s.t, m.Payload)}
+	msg := spMsg{kind: levels[2], p: decodeSp(s.t, m.Payload), qos: m.QoS}
 	if len(levels) > 4 {
 		msg.device = levels[4]
 	}
+	s.checkProtoc(msg, m.Payload)
 	switch msg.kind {
 	case "NDEATH":
 		if msg.p.Seq != nil {
@@ -246,6 +241,11 @@ func (s *spStream) next() spMsg {
 			s.t.Errorf("NBIRTH seq %v, want 0", msg.p.Seq)
 		}
 		s.birth, s.seq, s.born = true, 1, map[string]bool{}
+	}
+	if m.QoS != 0 {
+		s.t.Errorf("%s at QoS %d, want 0", m.Topic, m.QoS)
+	}
+	if msg.kind == "NBIRTH" {
 		return msg
 	}
 	if !s.birth {
@@ -266,6 +266,72 @@ func (s *spStream) next() spMsg {
 		}
 	}
 	return msg
+}
+
+// checkProtoc decodes payload with protoc against our .proto and checks
+// what it reads against the generated decoder and the rules for births
+// and data.
+func (s *spStream) checkProtoc(msg spMsg, payload []byte) {
+	s.t.Helper()
+	text := protocDecode(s.t, payload)
+	var seq string
+	var metrics []string // each metric's text
+	depth := 0
+	for line := range strings.Lines(text) {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case depth == 0 && strings.HasPrefix(trimmed, "seq: "):
+			seq = strings.TrimPrefix(trimmed, "seq: ")
+		case depth == 0 && trimmed == "metrics {":
+			metrics = append(metrics, "")
+		case depth == 1 && len(metrics) > 0:
+			metrics[len(metrics)-1] += trimmed + "\n"
+		}
+		depth += strings.Count(trimmed, "{") - strings.Count(trimmed, "}")
+	}
+	if want := strconv.FormatUint(msg.p.GetSeq(), 10); msg.p.Seq != nil && seq != want || msg.p.Seq == nil && seq != "" {
+		s.t.Errorf("%s: protoc reads seq %q, the generated decoder %v", msg.kind, seq, msg.p.Seq)
+	}
+	if len(metrics) != len(msg.p.Metrics) {
+		s.t.Errorf("%s: protoc reads %d metrics, the generated decoder %d", msg.kind, len(metrics), len(msg.p.Metrics))
+	}
+	for i, m := range metrics {
+		hasAlias := strings.Contains(m, "alias: ")
+		dt := ""
+		for l := range strings.Lines(m) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "datatype: "); ok {
+				dt = v
+			}
+		}
+		switch msg.kind {
+		case "NBIRTH", "DBIRTH":
+			if !hasAlias || dt == "" || dt == "0" {
+				s.t.Errorf("%s metric %d as protoc reads it: alias %v, datatype %q:\n%s", msg.kind, i, hasAlias, dt, m)
+			}
+		case "DDATA":
+			if !hasAlias || dt != "" || strings.Contains(m, "name: ") {
+				s.t.Errorf("DDATA metric %d as protoc reads it: not by alias alone:\n%s", i, m)
+			}
+		}
+	}
+}
+
+// protocDecode is protoc --decode of a Payload, with our .proto.
+func protocDecode(t *testing.T, payload []byte) string {
+	t.Helper()
+	protoc, err := exec.LookPath("protoc")
+	if err != nil {
+		t.Fatalf("protoc, the third-party decoder of these tests, is missing (apt-get install -y protobuf-compiler): %v", err)
+	}
+	cmd := exec.Command(protoc, "--proto_path=sparkplugb", "--decode=tagbridge.sparkplugb.Payload", "sparkplug_b.proto")
+	cmd.Stdin = bytes.NewReader(payload)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("protoc --decode: %v: %s", err, stderr.String())
+	}
+	return string(out)
 }
 
 // expect reads the next message and checks its type and device.
@@ -338,12 +404,18 @@ func testSparkplugSession(t *testing.T, qos int) {
 	cfg.Agent.SpoolDir = t.TempDir()
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, qos: qos, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Batch, 16)
 	done := start(t, p, in)
+	if opts := p.client.OptionsReader(); !opts.CleanSession() {
+		t.Errorf("mqtt.qos %d: CONNECT without Clean Session", qos)
+	}
 
 	nb := s.expect("NBIRTH", "").p
 	bdSeq0 := metricNamed(t, nb, "bdSeq").GetLongValue()
+	if bdSeq0 != 0 {
+		t.Errorf("first NBIRTH bdSeq %d, want 0", bdSeq0)
+	}
 	if rb := metricNamed(t, nb, spRebirth); rb.GetDatatype() != uint32(sparkplugb.DataType_Boolean) || rb.GetBooleanValue() {
 		t.Errorf("NBIRTH %s: %v", spRebirth, rb)
 	}
@@ -386,17 +458,17 @@ func testSparkplugSession(t *testing.T, qos int) {
 	// after an NBIRTH with a later bdSeq and the device's DBIRTH.
 	proxy.Refuse(true)
 	proxy.Cut()
-	if nd := s.expect("NDEATH", "").p; metricNamed(t, nd, "bdSeq").GetLongValue() != bdSeq0 {
-		t.Errorf("will NDEATH: %v, want bdSeq %d", nd, bdSeq0)
+	if nd := s.expect("NDEATH", ""); metricNamed(t, nd.p, "bdSeq").GetLongValue() != bdSeq0 || nd.qos != 1 {
+		t.Errorf("will NDEATH at QoS %d: %v, want bdSeq %d at QoS 1", nd.qos, nd.p, bdSeq0)
 	}
 	sink.waitFor(t, "connection to broker lost")
 	in <- collectors.Batch{sample("temperature", 99.0, "Double")}
 	in <- collectors.Batch{sample("pressure", int64(7), "Int32")}
-	sink.waitFor(t, `"attempt":1`) // one refused reconnect: bdSeq moves on per CONNECT
+	sink.waitFor(t, `"attempt":1`) // a refused reconnect uses no bdSeq up
 	proxy.Refuse(false)
 	nb = s.expect("NBIRTH", "").p
 	bdSeq1 := metricNamed(t, nb, "bdSeq").GetLongValue()
-	if bdSeq1 == bdSeq0 || bdSeq1 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
+	if bdSeq1 != bdSeq0+1 || bdSeq1 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
 		t.Errorf("NBIRTH after the outage: bdSeq %d, before %d, file %d", bdSeq1, bdSeq0, readBDSeqFile(t, cfg.Agent.SpoolDir))
 	}
 	db = s.expect("DBIRTH", "press1").p
@@ -454,7 +526,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	cfg := spConfig("tcp://" + proxy.Addr())
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, qos: 1, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Batch, 16)
 	done := start(t, p, in)
 
@@ -487,8 +559,8 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	proxy.Refuse(false)
 
 	nb := s.expect("NBIRTH", "").p
-	if got := metricNamed(t, nb, "bdSeq").GetLongValue(); got == bdSeq0 {
-		t.Errorf("NBIRTH after the restart has the bdSeq of the first connection, %d", got)
+	if got := metricNamed(t, nb, "bdSeq").GetLongValue(); got != bdSeq0+1 {
+		t.Errorf("NBIRTH after the restart: bdSeq %d, want %d", got, bdSeq0+1)
 	}
 	s.expect("DBIRTH", "press1")
 	for i := range 3 {
@@ -503,6 +575,92 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	}
 	close(in) // and wait, so nothing writes to the spool directory as it is removed
 	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A crash with a full spool: the broker is away, the spool fills and drops
+// its oldest values, the publisher stops hard. The next one, on the same
+// spool, sends NBIRTH (the next bdSeq), then the device's DBIRTH with the
+// datatypes announced before the crash, then the kept values, historical
+// and in order, then new values after the intake's own DBIRTH.
+func TestSparkplugCrashFullSpool(t *testing.T) {
+	b := brokertest.Start(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
+	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.MQTT.Spool.MaxBytes = 64 << 10
+	log, sink := newLog(t)
+	p := newPublisher(t, cfg, log)
+	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	in := make(chan collectors.Batch)
+	ctx, crash := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, in) }()
+
+	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
+		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
+	}
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Batch{sample("temperature", -1.0, "Double"), sample("pressure", int64(5), "Int32")}
+	s.expect("DBIRTH", "press1")
+	s.expect("DDATA", "press1")
+
+	proxy.Refuse(true)
+	proxy.Cut()
+	s.expect("NDEATH", "")
+	sink.waitFor(t, "connection to broker lost")
+	const n = 3000
+	for i := range n {
+		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+	}
+	sink.waitFor(t, "spool full")
+	crash()
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	kept := p.Stats().Spooled
+	if kept == 0 || kept >= n {
+		t.Fatalf("spooled %d of %d: want a full spool that dropped some", kept, n)
+	}
+
+	proxy.Refuse(false)
+	cfg.MQTT.ClientID += "-restarted"
+	p2 := newPublisher(t, cfg, log)
+	in2 := make(chan collectors.Batch)
+	done2 := start(t, p2, in2)
+	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
+		t.Errorf("NBIRTH after the crash: bdSeq %d, want 1", bd)
+	}
+	db := s.expect("DBIRTH", "press1").p
+	for name, dt := range map[string]sparkplugb.DataType{"temperature": sparkplugb.DataType_Double, "pressure": sparkplugb.DataType_Int32} {
+		if m := metricNamed(t, db, name); m.GetDatatype() != uint32(dt) || !m.GetIsNull() {
+			t.Errorf("DBIRTH before the spooled DDATA: %s %v, want %s, null (no value yet in this run)", name, m, dt)
+		}
+	}
+	var got []float64
+	for uint64(len(got)) < kept {
+		for _, m := range s.expect("DDATA", "press1").p.Metrics {
+			if !m.GetIsHistorical() || m.GetAlias() != 1 {
+				t.Fatalf("spooled DDATA metric %v, want temperature, historical", m)
+			}
+			got = append(got, m.GetDoubleValue())
+		}
+	}
+	for i, v := range got {
+		if want := float64(n - int(kept) + i); v != want {
+			t.Fatalf("spooled value %d: %v, want %v (the newest %d kept, in order)", i, v, want, kept)
+		}
+	}
+	in2 <- collectors.Batch{sample("temperature", 42.0, "Double")}
+	if m := metricNamed(t, s.expect("DBIRTH", "press1").p, "temperature"); m.GetDoubleValue() != 42 {
+		t.Errorf("DBIRTH of the new run: %v", m)
+	}
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 42 {
+		t.Errorf("DDATA of the new run: %v", m)
+	}
+	close(in2)
+	if err := result(t, done2); err != nil {
 		t.Fatal(err)
 	}
 }
