@@ -26,6 +26,15 @@ type EphemeralKeyEncrypter interface {
 	EncryptToEphemeralKey(local *KeyPair, serverKey, secret, serverNonce []byte, signingTime time.Time) ([]byte, error)
 }
 
+// LegacySequenceNumbers tells whether a channel under p numbers its chunks
+// the legacy way (Part 6 6.7.2.4): starting at 1 and wrapping, once above
+// MaxUint32-1024, to a number below 1024. The ECC policies do not: their
+// numbers start at 0 and go on one by one, from MaxUint32 to 0.
+func LegacySequenceNumbers(p Policy) bool {
+	_, ecc := p.(*eccPolicy)
+	return !ecc
+}
+
 // SessionNonceLength is the least length of the nonces of CreateSession and
 // ActivateSession under p: the channel's nonce length, except for the ECC
 // policies, whose channel nonces are ephemeral keys while session nonces

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -159,4 +160,51 @@ func TestSessionsECC(t *testing.T) {
 			t.Fatalf("refused by the server, not before: %v", err)
 		}
 	})
+}
+
+// TestRenewalsECC keeps a session on each curve under 3 s tokens: every
+// renewal brings new ephemeral keys, and reads go on without a gap.
+func TestRenewalsECC(t *testing.T) {
+	const run = 15 * time.Second
+	for _, curve := range []struct{ policy, keyType string }{
+		{"ECC_nistP256", certs.KeyTypeNistP256},
+		{"ECC_nistP384", certs.KeyTypeNistP384},
+	} {
+		t.Run(curve.policy, func(t *testing.T) {
+			t.Parallel()
+			o := o62proc.Start(t, o62proc.Options{Policies: []string{"None", curve.policy}, TokenLifetime: 3 * time.Second, Interval: 200 * time.Millisecond})
+			srv := &server{endpoint: o.Endpoint, counter: ua.MustParseNodeID("ns=1;s=Tag0002")}
+			eps, err := uaclient.GetEndpoints(stepContext(t), srv.endpoint, uatcp.DefaultLimits(), testLog(t))
+			if err != nil {
+				t.Fatalf("GetEndpoints: %v", err)
+			}
+			srv.eps = eps
+			app, appURI := eccKeyPair(t, "uaclient-renew-"+curve.keyType, curve.keyType)
+			cl := client{app: app, appURI: appURI}
+			cfg := cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSignAndEncrypt, uaclient.Anonymous{}, false)
+			cfg.Channel.Lifetime = 3 * time.Second
+			ctx := stepContext(t)
+			c, err := uaclient.Connect(ctx, cfg)
+			if err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			defer c.Close(ctx)
+			last, reads := readCounter(ctx, t, c, srv), 0
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for end := time.Now().Add(run); time.Now().Before(end); <-tick.C {
+				v := readCounter(ctx, t, c, srv) // fails the test on any error
+				if v < last {
+					t.Fatalf("Tag0002 went back from %d to %d", last, v)
+				}
+				last, reads = v, reads+1
+			}
+			st := c.Channel().Stats()
+			renewed := o.Count(regexp.MustCompile(`Channel renewed`))
+			t.Logf("%s: %d reads, %d renewals (server logged %d), %d failures, last value %d", curve.policy, reads, st.Renewals, renewed, st.RenewalFailures, last)
+			if min := int(run / (3 * time.Second)); st.Renewals < min || renewed < min || st.RenewalFailures != 0 {
+				t.Fatalf("%d renewals, server logged %d, %d failures; want at least %d and none failed", st.Renewals, renewed, st.RenewalFailures, min)
+			}
+		})
+	}
 }

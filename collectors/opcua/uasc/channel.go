@@ -81,7 +81,7 @@ type Channel struct {
 	readerExited chan struct{}
 
 	sendMu sync.Mutex // one message's chunks at a time, numbered in order
-	seq    uint32     // last sequence number sent
+	seq    sequenceNumbers
 
 	mu        sync.Mutex
 	channelID uint32
@@ -157,6 +157,7 @@ func open(ctx context.Context, cfg Config) (*Channel, error) {
 		waiters:      make(map[uint32]*waiter),
 		done:         make(chan struct{}),
 		readerExited: make(chan struct{}),
+		seq:          sequenceNumbers{legacy: secpolicy.LegacySequenceNumbers(cfg.Policy)},
 	}
 	hdr := asymmetricHeader{PolicyURI: cfg.Policy.URI()}
 	if secured {
@@ -481,12 +482,12 @@ func (ch *Channel) writeMessage(msgType string, requestID uint32, msg []byte) er
 		if i == len(pieces)-1 {
 			chunkType = chunkFinal
 		}
-		ch.seq = nextSequenceNumber(ch.seq)
+		seq := ch.seq.next()
 		b := append(buf[:0], msgType...)
 		b = append(b, chunkType, 0, 0, 0, 0)
 		b = binary.LittleEndian.AppendUint32(b, channelID)
 		b = append(b, secHeader...)
-		b = binary.LittleEndian.AppendUint32(b, ch.seq)
+		b = binary.LittleEndian.AppendUint32(b, seq)
 		b = binary.LittleEndian.AppendUint32(b, requestID)
 		b = append(b, piece...)
 		binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
@@ -509,7 +510,7 @@ func (ch *Channel) writeMessage(msgType string, requestID uint32, msg []byte) er
 func (ch *Channel) read() {
 	defer close(ch.readerExited)
 	rx := newReassembler(ch.limits.ReceiveMessageSize, ch.limits.ReceiveChunkCount)
-	var seq sequenceCheck
+	seq := sequenceCheck{strict: !secpolicy.LegacySequenceNumbers(ch.cfg.Policy)}
 	for {
 		chunk, err := ch.conn.ReadChunk()
 		if err != nil {

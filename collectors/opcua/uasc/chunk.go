@@ -107,8 +107,10 @@ func thumbprint(chain []byte) ([]byte, error) {
 }
 
 // Sequence numbers (Part 6, 6.7.2.4): they increase by one per chunk sent on
-// the channel, whatever its message type, and wrap around only once they are
-// above MaxUint32-1024, to a value below 1024.
+// the channel, whatever its message type. Legacy numbering (the RSA
+// policies) wraps around only once they are above MaxUint32-1024, to a value
+// below 1024; the ECC policies' numbering starts at 0 and wraps from
+// MaxUint32 to 0 (secpolicy.LegacySequenceNumbers).
 const sequenceWrapAbove = math.MaxUint32 - 1024
 
 // nextSequenceNumber is the number of the chunk after the one numbered n.
@@ -119,10 +121,33 @@ func nextSequenceNumber(n uint32) uint32 {
 	return n + 1
 }
 
-// sequenceCheck follows the server's sequence numbers.
+// sequenceNumbers numbers the chunks we send.
+type sequenceNumbers struct {
+	last   uint32
+	sent   bool
+	legacy bool
+}
+
+// next is the number of the next chunk.
+func (s *sequenceNumbers) next() uint32 {
+	switch {
+	case s.legacy:
+		s.last = nextSequenceNumber(s.last)
+	case !s.sent:
+		s.last = 0
+	default:
+		s.last++ // from MaxUint32 to 0
+	}
+	s.sent = true
+	return s.last
+}
+
+// sequenceCheck follows the server's sequence numbers; strict refuses the
+// legacy wrap to below 1024 (ECC policies).
 type sequenceCheck struct {
 	last    uint32
 	started bool
+	strict  bool
 }
 
 // errSequence is a received sequence number that is not the next one: a
@@ -136,7 +161,10 @@ func (s *sequenceCheck) accept(n uint32) error {
 		return nil
 	}
 	ok := n == s.last+1 && s.last != math.MaxUint32
-	if s.last > sequenceWrapAbove && n < 1024 {
+	switch {
+	case s.strict:
+		ok = n == s.last+1 // from MaxUint32 to 0 included
+	case s.last > sequenceWrapAbove && n < 1024:
 		ok = true
 	}
 	if !ok {

@@ -31,6 +31,51 @@ func TestNextSequenceNumber(t *testing.T) {
 	}
 }
 
+func TestSequenceNumbers(t *testing.T) {
+	legacy := sequenceNumbers{legacy: true}
+	if a, b := legacy.next(), legacy.next(); a != 1 || b != 2 {
+		t.Errorf("legacy numbering starts %d, %d; want 1, 2", a, b)
+	}
+	ecc := sequenceNumbers{}
+	if a, b := ecc.next(), ecc.next(); a != 0 || b != 1 {
+		t.Errorf("ECC numbering starts %d, %d; want 0, 1", a, b)
+	}
+	ecc.last = math.MaxUint32 - 1
+	if a, b, c := ecc.next(), ecc.next(), ecc.next(); a != math.MaxUint32 || b != 0 || c != 1 {
+		t.Errorf("ECC numbering wraps %d, %d, %d; want MaxUint32, 0, 1", a, b, c)
+	}
+	legacy.last = math.MaxUint32 - 1
+	if got := legacy.next(); got != 1 {
+		t.Errorf("legacy numbering after MaxUint32-1: %d, want 1", got)
+	}
+}
+
+func TestSequenceCheckStrict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seq  []uint32
+		ok   bool
+	}{
+		{"from 0 one by one", []uint32{0, 1, 2}, true},
+		{"from MaxUint32 to 0", []uint32{math.MaxUint32 - 1, math.MaxUint32, 0, 1}, true},
+		{"no legacy wrap to below 1024", []uint32{math.MaxUint32 - 5, 3}, false},
+		{"no jump", []uint32{5, 7}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sequenceCheck{strict: true}
+			var err error
+			for _, n := range tc.seq {
+				if err = s.accept(n); err != nil {
+					break
+				}
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("accept %v: %v", tc.seq, err)
+			}
+		})
+	}
+}
+
 func TestSequenceCheck(t *testing.T) {
 	tests := []struct {
 		name    string
