@@ -167,6 +167,8 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 		Modes:     []string{"None", "Sign", "SignAndEncrypt"},
 		Users:     map[string]string{"operator": "correct horse"},
 		X509Users: true,
+		// 2 s tokens, so that every case shows renewals.
+		TokenLifetime: 2 * time.Second, MinTokenLifetime: time.Second,
 	})
 	t.Setenv("PEER_PASS", "correct horse")
 	f := newSecureFixture(t)
@@ -192,9 +194,16 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := peer.Log()
-			r := startSession(t, f.config(t, peer.Endpoint, tc.security, tc.auth))
+			plc := f.config(t, peer.Endpoint, tc.security, tc.auth)
+			plc.TokenLifetime = config.Duration(2 * time.Second)
+			r, s := startSessionValue(t, plc)
 			waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == 4 })
+			waitUntil(t, "a token renewal", 30*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 1 })
 			r.shutdown(t)
+			if st := s.Status().Snapshot()[0]; tc.name != "auto" {
+				identity := map[string]string{"AnonymousIdentityToken": "anonymous", "UserNameIdentityToken": "username", "X509IdentityToken": "x509"}[tc.identity]
+				t.Logf("MATRIX node-opcua %s %s %s values=%d renewals=%d", st.Policy, st.Mode, identity, st.Values, st.TokenRenewals)
+			}
 			if logs := r.logs.String(); strings.Contains(logs, "correct horse") {
 				t.Errorf("the password appears in the log:\n%s", logs)
 			}
