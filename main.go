@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -254,19 +255,23 @@ const (
 )
 
 func cmdCertsCreate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-size 2048|3072|4096] [--force]
-                        [--agent-id ID | -c FILE] [--hostname NAME]
+	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-type rsa|nistP256|nistP384]
+                        [--key-size 2048|3072|4096] [--force] [--agent-id ID | -c FILE] [--hostname NAME]
 
 Writes a self-signed OPC UA application instance certificate for the agent
 and its private key into DIR: `+certFileName+` (certificate, PEM), `+derFileName+`
 (the same certificate as DER, to import into the PLC) and `+keyFileName+`
-(private key, PEM, mode 0600). Its ApplicationURI is
+(private key, PEM, mode 0600). An ECC key type writes client-cert-<type>.pem,
+.der and client-key-<type>.pem instead, so that an agent can hold an RSA
+certificate and ECC ones side by side: nistP256 goes with the policy
+ECC_nistP256, nistP384 with ECC_nistP384. Its ApplicationURI is
 urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
 else from agent.id in the configuration file named by -c (only that key is
 read). Existing files are kept unless --force is given. Run as root, the
 files take the owner of DIR (the tagbridge user for the package's directory).`, stderr)
 	dir := fs.String("dir", config.DefaultCertDir, "`directory` to write the files to (created 0700 if missing)")
 	days := fs.Int("days", certs.DefaultDays, "validity in `days`")
+	keyType := fs.String("key-type", certs.KeyTypeRSA, "key `type`: "+strings.Join(certs.KeyTypes, ", "))
 	keySize := fs.Int("key-size", 2048, "RSA key size in `bits`: 2048, 3072 or 4096")
 	force := fs.Bool("force", false, "overwrite existing files")
 	agentID := fs.String("agent-id", "", "agent `id` for the ApplicationURI (default: agent.id from -c)")
@@ -280,6 +285,19 @@ files take the owner of DIR (the tagbridge user for the package's directory).`, 
 	default:
 		fmt.Fprintf(stderr, "tagbridge certs create: --key-size %d: want 2048, 3072 or 4096\n", *keySize)
 		return exitConfig
+	}
+	if !slices.Contains(certs.KeyTypes, *keyType) {
+		fmt.Fprintf(stderr, "tagbridge certs create: --key-type %s: want one of %s\n", *keyType, strings.Join(certs.KeyTypes, ", "))
+		return exitConfig
+	}
+	sizeGiven := false
+	fs.Visit(func(f *flag.Flag) { sizeGiven = sizeGiven || f.Name == "key-size" })
+	if *keyType != certs.KeyTypeRSA {
+		if sizeGiven {
+			fmt.Fprintf(stderr, "tagbridge certs create: --key-size applies to RSA keys, not to --key-type %s\n", *keyType)
+			return exitConfig
+		}
+		*keySize = 0
 	}
 	if *days < 1 {
 		fmt.Fprintf(stderr, "tagbridge certs create: --days %d: must be at least 1\n", *days)
@@ -302,7 +320,7 @@ files take the owner of DIR (the tagbridge user for the package's directory).`, 
 		}
 		*hostname = h
 	}
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: *agentID, Hostname: *hostname, Days: *days, KeySize: *keySize})
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: *agentID, Hostname: *hostname, Days: *days, KeySize: *keySize, KeyType: *keyType})
 	if err != nil {
 		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
 		return exitConfig
@@ -312,7 +330,11 @@ files take the owner of DIR (the tagbridge user for the package's directory).`, 
 		fmt.Fprintf(stderr, "tagbridge certs create: %v\n", err)
 		return exitRuntime
 	}
-	certPath, derPath, keyPath := filepath.Join(*dir, certFileName), filepath.Join(*dir, derFileName), filepath.Join(*dir, keyFileName)
+	certName, derName, keyName := certFileName, derFileName, keyFileName
+	if *keyType != certs.KeyTypeRSA {
+		certName, derName, keyName = "client-cert-"+*keyType+".pem", "client-cert-"+*keyType+".der", "client-key-"+*keyType+".pem"
+	}
+	certPath, derPath, keyPath := filepath.Join(*dir, certName), filepath.Join(*dir, derName), filepath.Join(*dir, keyName)
 	if !*force {
 		for _, p := range []string{certPath, derPath, keyPath} {
 			if _, err := os.Lstat(p); err == nil {
