@@ -566,6 +566,10 @@ func (ch *Channel) receive(chunk []byte, rx *reassembler, seq *sequenceCheck) er
 		return fmt.Errorf("response to request %d came as %s, not %s", requestID, msgType, w.msgType)
 	}
 	ch.mu.Unlock()
+	if w == nil && !ch.sent(requestID) {
+		// A late response is fine; one to a request never made is not.
+		return fmt.Errorf("%s chunk for request %d, which we never sent", msgType, requestID)
+	}
 	got, complete, err := rx.add(requestID, chunk[3], payload, w != nil)
 	if err != nil {
 		return fmt.Errorf("%s chunk: %w", msgType, err)
@@ -590,6 +594,12 @@ func (ch *Channel) receive(chunk []byte, rx *reassembler, seq *sequenceCheck) er
 	}
 	ch.mu.Unlock()
 	return nil
+}
+
+// sent reports whether requestID is one of ours: ids count up from 1, so
+// it is at most the last one, modulo 2³² (within 2³¹ of it).
+func (ch *Channel) sent(requestID uint32) bool {
+	return requestID != 0 && int32(ch.requestIDs.Load()-requestID) >= 0
 }
 
 func (ch *Channel) awaited(requestID uint32) bool {

@@ -294,9 +294,9 @@ func mustEncode(t testing.TB, req ua.Request) []byte {
 }
 
 // fuzzChannel is a channel as its reader sees it after opening with policy
-// None: channel 5, token 1, an expired previous token 9, three pending
-// requests (1 and 2 MSG, 3 OPN), limits of 4 KiB per message in at most 4
-// chunks.
+// None: channel 5, token 1, an expired previous token 9, request ids up to
+// 10 sent of which three pending (1 and 2 MSG, 3 OPN), limits of 4 KiB per
+// message in at most 4 chunks.
 func fuzzChannel() (*Channel, *reassembler, map[uint32]chan result) {
 	return testChannel(false)
 }
@@ -318,6 +318,7 @@ func testChannel(previousWithinQuarter bool) (*Channel, *reassembler, map[uint32
 		// expired 10 min ago, accepted 5 min more
 		ch.prev = &token{id: 8, crypto: ch.cur.crypto, arrived: time.Now().Add(-70 * time.Minute), lifetime: time.Hour}
 	}
+	ch.requestIDs.Store(10)
 	results := make(map[uint32]chan result)
 	for id, typ := range map[uint32]string{1: "MSG", 2: "MSG", 3: "OPN"} {
 		results[id] = make(chan result, 1)
@@ -366,13 +367,22 @@ func TestReceive(t *testing.T) {
 		{"response in two chunks", [][]byte{msgChunk('C', 1, 10, 1, fault[:5]), msgChunk('F', 1, 11, 1, fault[5:])}, "", map[uint32]string{1: "message"}},
 		{"abort fails one request", [][]byte{msgChunk('C', 1, 10, 1, fault[:5]), msgChunk('F', 1, 11, 2, fault), msgChunk('A', 1, 12, 1, abort)}, "",
 			map[uint32]string{1: "server aborted the response: server error BadResponseTooLarge (0x80B90000): too much", 2: "message"}},
-		{"endless chunks under new request ids cost nothing", func() [][]byte {
+		{"endless chunks under new request ids end the channel", func() [][]byte {
 			var cs [][]byte
 			for i := range uint32(1000) {
 				cs = append(cs, msgChunk('C', 1, 10+i, 100+i, make([]byte, 1000)))
 			}
 			return cs
-		}(), "", map[uint32]string{}},
+		}(), "MSG chunk for request 100, which we never sent", map[uint32]string{}},
+		{"late chunks of a request no longer awaited are dropped", [][]byte{msgChunk('C', 1, 10, 7, fault[:5]), msgChunk('F', 1, 11, 7, fault[5:]), msgChunk('F', 1, 12, 1, fault)}, "",
+			map[uint32]string{1: "message"}},
+		{"endless chunks under a request id answered already end the channel", func() [][]byte {
+			var cs [][]byte
+			for i := range uint32(1000) {
+				cs = append(cs, msgChunk('C', 1, 10+i, 7, make([]byte, 1000)))
+			}
+			return cs
+		}(), "MSG chunk: 9 chunks in a row that no request awaits", map[uint32]string{}},
 		{"sequence gap", [][]byte{msgChunk('F', 1, 10, 1, fault), msgChunk('F', 1, 12, 2, fault)}, "sequence number out of order: 12 after 10", map[uint32]string{1: "message"}},
 		{"unknown token", [][]byte{msgChunk('F', 2, 10, 1, fault)}, "MSG chunk under unknown token 2", nil},
 		{"previous token past its quarter", [][]byte{msgChunk('F', 9, 10, 1, fault)}, "MSG chunk under token 9, which expired more than a quarter of its lifetime ago", nil},
@@ -484,4 +494,50 @@ func FuzzDecodeResponse(f *testing.F) {
 			t.Fatal("response without header")
 		}
 	})
+}
+
+// A server flooding the channel with chunks no request awaits (issue 20,
+// finding 1: endless intermediate chunks) is cut off after twice the chunk
+// count of one message in a row; an awaited chunk starts the count anew.
+func TestReassemblerBoundsDroppedChunks(t *testing.T) {
+	r := newReassembler(10, 3)
+	for i := range 6 {
+		if _, _, err := r.add(uint32(100+i), 'C', []byte("x"), false); err != nil {
+			t.Fatalf("dropped chunk %d: %v", i+1, err)
+		}
+	}
+	if _, complete, err := r.add(1, 'F', []byte("ok"), true); err != nil || !complete {
+		t.Fatalf("awaited chunk: complete %v, %v", complete, err)
+	}
+	for i := range 6 {
+		if _, _, err := r.add(uint32(200+i), 'C', []byte("x"), false); err != nil {
+			t.Fatalf("dropped chunk %d after an awaited one: %v", i+1, err)
+		}
+	}
+	_, _, err := r.add(300, 'C', []byte("x"), false)
+	if err == nil || err.Error() != "7 chunks in a row that no request awaits" {
+		t.Fatalf("7th dropped chunk in a row: %v", err)
+	}
+	if got := newReassembler(0, 0).maxDropped; got != defaultMaxDropped {
+		t.Errorf("without a chunk count limit, maxDropped %d, want %d", got, defaultMaxDropped)
+	}
+}
+
+func TestSentRequestIDs(t *testing.T) {
+	var ch Channel
+	for range 5 {
+		ch.nextRequestID()
+	}
+	for id, want := range map[uint32]bool{0: false, 1: true, 5: true, 6: false, 1005: false, 1 << 31: false} {
+		if got := ch.sent(id); got != want {
+			t.Errorf("after ids 1 to 5, sent(%d) = %v, want %v", id, got, want)
+		}
+	}
+	ch.requestIDs.Store(math.MaxUint32)
+	ch.nextRequestID() // wraps past 0 to 1
+	for id, want := range map[uint32]bool{math.MaxUint32: true, 1: true, 2: false} {
+		if got := ch.sent(id); got != want {
+			t.Errorf("after the wrap, sent(%d) = %v, want %v", id, got, want)
+		}
+	}
 }

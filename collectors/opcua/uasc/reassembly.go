@@ -7,13 +7,22 @@ import (
 // reassembler joins the chunks of received messages by request id, within
 // our limits. It keeps partial messages only for the request ids it is told
 // are awaited: chunks for any other id are dropped as they come, so a server
-// sending endless intermediate chunks under new request ids costs nothing,
-// and the number of partial messages is bounded by our own pending requests.
+// sending endless intermediate chunks under new request ids costs no
+// memory, and the number of partial messages is bounded by our own pending
+// requests. Dropped chunks are bounded too: a late response to a request
+// that timed out is no longer than one message, so more chunks in a row
+// than maxDropped is a server flooding the channel.
 type reassembler struct {
-	maxSize   uint32 // largest message, sum of its chunks' payloads; 0 = no limit
-	maxChunks uint32 // most chunks per message; 0 = no limit
-	partial   map[uint32]*partialMessage
+	maxSize    uint32 // largest message, sum of its chunks' payloads; 0 = no limit
+	maxChunks  uint32 // most chunks per message; 0 = no limit
+	partial    map[uint32]*partialMessage
+	dropped    int // chunks dropped since the last one awaited
+	maxDropped int
 }
+
+// defaultMaxDropped bounds the chunks dropped in a row when the chunk count
+// is not limited.
+const defaultMaxDropped = 4096
 
 type partialMessage struct {
 	buf    []byte
@@ -21,7 +30,11 @@ type partialMessage struct {
 }
 
 func newReassembler(maxSize, maxChunks uint32) *reassembler {
-	return &reassembler{maxSize: maxSize, maxChunks: maxChunks, partial: make(map[uint32]*partialMessage)}
+	maxDropped := defaultMaxDropped
+	if maxChunks != 0 {
+		maxDropped = 2 * int(maxChunks)
+	}
+	return &reassembler{maxSize: maxSize, maxChunks: maxChunks, partial: make(map[uint32]*partialMessage), maxDropped: maxDropped}
 }
 
 // assembled is what one chunk completed.
@@ -45,8 +58,12 @@ func (r *reassembler) add(requestID uint32, chunkType byte, payload []byte, awai
 	p := r.partial[requestID]
 	if !awaited {
 		delete(r.partial, requestID)
+		if r.dropped++; r.dropped > r.maxDropped {
+			return assembled{}, false, fmt.Errorf("%d chunks in a row that no request awaits", r.dropped)
+		}
 		return assembled{}, false, nil
 	}
+	r.dropped = 0
 	if chunkType == chunkAbort {
 		delete(r.partial, requestID)
 		return assembled{requestID: requestID, message: payload, aborted: true}, true, nil
