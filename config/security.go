@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -101,10 +103,14 @@ func (v *validator) security(path string, s Security) {
 	v.keyPair(path, s.CertificateFile, s.KeyFile, true, policyNeeds(s.Policy))
 }
 
-// keyNeed is the key a certificate must hold: who needs it, and the RSA sizes accepted.
+// keyNeed is the key a certificate must hold: who needs it, and the RSA
+// sizes or the ECC curve accepted.
 type keyNeed struct {
 	who              string
 	minBits, maxBits int
+	curve            elliptic.Curve // an ECC policy's: only an ECDSA key on it
+	policy           string         // the ECC policy, for the message
+	anyECC           bool           // policy auto: an ECDSA key of an ECC policy's curve too
 }
 
 func (k keyNeed) String() string {
@@ -114,22 +120,58 @@ func (k keyNeed) String() string {
 	return fmt.Sprintf("%s needs an RSA key of %d to %d bits", k.who, k.minBits, k.maxBits)
 }
 
-// policyNeeds is the agent certificate's key that policy accepts: the
-// policy's own range, never under certs.MinRSABits. The deprecated
-// policies allow 1024 to 2048 bits; 1024 is refused as too weak.
-func policyNeeds(policy string) keyNeed {
-	switch policy {
-	case "auto":
-		return keyNeed{"policy auto (it picks among the RSA policies)", certs.MinRSABits, 4096}
-	case "Basic128Rsa15", "Basic256":
-		return keyNeed{fmt.Sprintf("security policy %s", policy), certs.MinRSABits, 2048}
+// eccCurves are the curves of the ECC policies, by policy name.
+var eccCurves = map[string]elliptic.Curve{"ECC_nistP256": elliptic.P256(), "ECC_nistP384": elliptic.P384()}
+
+// check says why pub does not fit; "" when it does. An ECC policy's
+// message names both curves, as the connection's does: "P-256 key, policy
+// ECC_nistP384 needs a P-384 key".
+func (k keyNeed) check(certFile string, pub any) string {
+	ec, isEC := pub.(*ecdsa.PublicKey)
+	switch {
+	case k.curve != nil && (!isEC || ec.Curve != k.curve):
+		return fmt.Sprintf("%s key, policy %s needs a %s key", strings.TrimPrefix(certs.DescribeKey(pub), "ECDSA "), k.policy, k.curve.Params().Name)
+	case k.curve != nil:
+		return ""
+	case k.anyECC && isEC && (ec.Curve == elliptic.P256() || ec.Curve == elliptic.P384()):
+		return ""
 	}
-	return keyNeed{fmt.Sprintf("security policy %s", policy), certs.MinRSABits, 4096}
+	if rk, ok := pub.(*rsa.PublicKey); ok && rk.N.BitLen() >= k.minBits && rk.N.BitLen() <= k.maxBits {
+		return ""
+	}
+	msg := fmt.Sprintf("certificate %s holds an %s key; %s", certFile, certs.DescribeKey(pub), k)
+	if k.anyECC {
+		msg += ", or an ECDSA P-256 or P-384 key for the ECC policies"
+	}
+	return msg
 }
 
-// userCertNeeds is the key an X.509 user identity needs: its token is
-// signed with an RSA policy whatever the channel's.
-var userCertNeeds = keyNeed{"an X.509 user identity", certs.MinRSABits, 4096}
+// policyNeeds is the agent certificate's key that policy accepts: the
+// policy's own range, never under certs.MinRSABits, or its curve. The
+// deprecated policies allow 1024 to 2048 bits; 1024 is refused as too
+// weak.
+func policyNeeds(policy string) keyNeed {
+	if curve, ok := eccCurves[policy]; ok {
+		return keyNeed{who: "security policy " + policy, curve: curve, policy: policy}
+	}
+	switch policy {
+	case "auto":
+		return keyNeed{who: "policy auto (it picks among the policies the key fits)", minBits: certs.MinRSABits, maxBits: 4096, anyECC: true}
+	case "Basic128Rsa15", "Basic256":
+		return keyNeed{who: fmt.Sprintf("security policy %s", policy), minBits: certs.MinRSABits, maxBits: 2048}
+	}
+	return keyNeed{who: fmt.Sprintf("security policy %s", policy), minBits: certs.MinRSABits, maxBits: 4096}
+}
+
+// userCertNeeds is the key an X.509 user identity needs under the channel's
+// policy: servers sign and check the user token with the endpoint's policy,
+// so under an ECC policy the user key is on its curve, otherwise RSA.
+func userCertNeeds(policy string) keyNeed {
+	if curve, ok := eccCurves[policy]; ok {
+		return keyNeed{who: "an X.509 user identity under " + policy, curve: curve, policy: policy}
+	}
+	return keyNeed{who: "an X.509 user identity", minBits: certs.MinRSABits, maxBits: 4096, anyECC: policy == "auto"}
+}
 
 // keyPair checks a certificate and key file pair at path (security or
 // auth): allowed directory, permissions, that they load and match, that the
@@ -152,8 +194,8 @@ func (v *validator) keyPair(path, certFile, keyFile string, needURI bool, need k
 	if err := certs.CheckValidity(certFile, cert, time.Now()); err != nil {
 		v.add(path+".certificate_file", "%s", err)
 	}
-	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || pub.N.BitLen() < need.minBits || pub.N.BitLen() > need.maxBits {
-		v.add(path+".certificate_file", "certificate %s holds an %s key; %s", certFile, certs.DescribeKey(cert.PublicKey), need)
+	if msg := need.check(certFile, cert.PublicKey); msg != "" {
+		v.add(path+".certificate_file", "%s", msg)
 	}
 	if needURI {
 		if _, err := certs.ApplicationURI(cert); err != nil {
@@ -224,5 +266,5 @@ func (v *validator) auth(path string, a *Auth, policy string) {
 		v.add(path+".certificate_file", "username and certificate_file are mutually exclusive (one user identity)")
 		return
 	}
-	v.keyPair(path, a.CertificateFile, a.KeyFile, false, userCertNeeds)
+	v.keyPair(path, a.CertificateFile, a.KeyFile, false, userCertNeeds(policy))
 }
