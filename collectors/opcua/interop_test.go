@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -491,4 +493,47 @@ func TestAutoPicksUsableEndpoint(t *testing.T) {
 	if _, isRSA := cert.PublicKey.(*rsa.PublicKey); !isRSA || !bytes.Equal(der, rsaCert) {
 		t.Errorf("pinned a certificate with a %T key, want the server's RSA certificate", cert.PublicKey)
 	}
+}
+
+// A PLC that freezes for 2 s (SIGSTOP) under 1 s tokens: the renewal due
+// meanwhile fails and open62541 drops the channel. The failure is counted
+// in status, the session moves to a new channel (no new session), and no
+// value is lost. A second session with long tokens on the same server is
+// the witness: what it got, the server sampled.
+func TestFrozenPLCRenewalFailureKeepsValues(t *testing.T) {
+	srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: o62Interval, Policies: []string{"None", "Basic256Sha256"}})
+	m := regexp.MustCompile(`(?m)^\[o62server\] open62541 .* pid=(\d+)$`).FindStringSubmatch(srv.Log())
+	if m == nil {
+		t.Fatal("o62server did not print its pid")
+	}
+	pid, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	f := newSecureFixture(t)
+	security := "policy: Basic256Sha256, mode: SignAndEncrypt, " + o62Trust(t, srv, "Basic256Sha256")
+	r, s := startSessionValue(t, f.o62Config(t, "renewing", srv.Endpoint, security, "", 8, time.Second))
+	witness := startSession(t, f.o62Config(t, "witness", srv.Endpoint, "policy: None, mode: None", "", 8, time.Hour))
+	waitUntil(t, "values in both sessions", 60*time.Second, func() bool { return r.tagsSeen() == 8 && witness.tagsSeen() == 8 })
+	waitUntil(t, "two renewals", 30*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 2 })
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the freeze
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the session recovered", 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= 1 })
+	r.waitValues(t, "values after the recovery", 12, 30*time.Second)
+	r.shutdown(t)
+	witness.shutdown(t)
+	st := s.Status().Snapshot()[0]
+	t.Logf("status after the freeze: %d renewals, %d failed, %d recoveries, %d reconnects, last error %q",
+		st.TokenRenewals, st.TokenRenewalFailures, st.Recoveries, st.Reconnects, st.LastError)
+	if st.TokenRenewalFailures == 0 || st.Reconnects != 0 {
+		t.Errorf("status counts %d failed renewals and %d reconnects, want the failure counted and the session kept", st.TokenRenewalFailures, st.Reconnects)
+	}
+	if n := countLines(r.logs.String(), `"level":"warn"`, "secure channel renewal failed"); n != 1 {
+		t.Errorf("%d warnings of a failed renewal, want 1", n)
+	}
+	checkNoGap(t, witness, 15)
+	checkNoGap(t, r, 15)
 }

@@ -83,6 +83,9 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 	}
 	st.dog.activity() // a new channel starts the silence count afresh
 	lastHealth := time.Now()
+	// A failed renewal ends the channel: its last counters reach status
+	// before the session moves on.
+	defer s.watchChannel(c)
 	return st.Run(ctx, c, func(ctx context.Context) error {
 		if err := st.dog.check(); err != nil {
 			return err
