@@ -7,7 +7,8 @@ import "time"
 //
 // Value is already converted to a JSON-friendly Go value: bool, int64, uint64,
 // float64, float32, string, []byte (encoded as base64), time.Time, []any (arrays
-// and matrices as nested arrays) or map[string]any (structures).
+// and matrices as nested arrays), Structure (a structure whose DataType is
+// known) or map[string]any (other structures).
 type Sample struct {
 	PLC  string // PLC name from the config
 	Tag  string // tag name from the config
@@ -27,3 +28,17 @@ type Sample struct {
 // server sent them; a shared session's batch may hold several PLC entries.
 // The receiver owns it: the sender never touches a batch after sending it.
 type Batch []Sample
+
+// Structure is a structure value whose DataType the collector knows: the
+// DataType's node id and its fields with their own names, in its order.
+// Payload encoders keep that order and those names.
+type Structure struct {
+	TypeID string // the DataType's node id, e.g. "ns=2;i=3002"
+	Fields []Field
+}
+
+// Field is one field of a Structure.
+type Field struct {
+	Name  string
+	Value any
+}

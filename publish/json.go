@@ -131,8 +131,25 @@ func appendPlainValue(dst []byte, v any) []byte {
 			dst = appendPlainValue(dst, v[k])
 		}
 		return append(dst, '}')
+	case collectors.Structure:
+		return appendStructure(dst, v, appendPlainValue)
 	}
 	return appendValue(dst, v)
+}
+
+// appendStructure writes a structure as an object with the DataType's
+// field names in its order (a map's keys are sorted instead).
+func appendStructure(dst []byte, st collectors.Structure, value func([]byte, any) []byte) []byte {
+	dst = append(dst, '{')
+	for i, f := range st.Fields {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, f.Name)
+		dst = append(dst, ':')
+		dst = value(dst, f.Value)
+	}
+	return append(dst, '}')
 }
 
 func appendQuotedInt(dst []byte, v int64) []byte {
@@ -209,6 +226,8 @@ func appendValue(dst []byte, v any) []byte {
 			dst = appendValue(dst, v[k])
 		}
 		return append(dst, '}')
+	case collectors.Structure:
+		return appendStructure(dst, v, appendValue)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -110,6 +110,7 @@ type Publisher struct {
 	statuses   []collectors.PLCStatus
 	statusWake chan struct{} // statuses has entries for the intake
 	asideLog   bool          // a record set aside has been logged
+	silence    *silence
 
 	// Owned by Run's goroutine.
 	inflight    ring
@@ -193,6 +194,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		inflight:   ring{buf: make([]inflight, window)},
 	}
 	p.idle.L = &p.mu
+	p.silence = newSilence(cfg, p.queueStatus)
 
 	opts := mqtt.NewClientOptions().
 		AddBroker(m.URL).
@@ -328,6 +330,7 @@ func (p *Publisher) Stats() Stats {
 // is called once; it closes the spool when it returns.
 func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 	defer close(p.done)
+	defer p.silence.stop()
 	p.log.Info().Msg("connecting to broker")
 	p.client.Connect() // completes once connected; progress is reported to notify
 	tick := time.NewTicker(p.syncEach)
@@ -404,6 +407,11 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake
 // PLCStatus tells the publisher of a PLC entry's state change, for the
 // payload format's status, birth or death messages. Safe from any goroutine.
 func (p *Publisher) PLCStatus(st collectors.PLCStatus) {
+	p.silence.note(st) // reports a long recovery as disconnected, through queueStatus
+}
+
+// queueStatus hands a state change to the intake.
+func (p *Publisher) queueStatus(st collectors.PLCStatus) {
 	p.mu.Lock()
 	p.statuses = append(p.statuses, st)
 	p.mu.Unlock()

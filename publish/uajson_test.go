@@ -2,9 +2,15 @@ package publish
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +24,7 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
 
 // The schemas are written from the Part 14 and Part 6 text, independently
@@ -96,44 +103,234 @@ func uaConfig(url string) *config.Config {
 	return cfg
 }
 
-func TestUADataValue(t *testing.T) {
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// uaCase is a sample, the DataValue Part 6 JSON tagbridge writes for it (in
+// testdata/uajson/datavalues.golden) and what node-opcua-json 2.182.2
+// decodes from that: built-in type, status code and value in decode.js's
+// canonical form (64-bit integers and non-finite numbers as strings,
+// ByteStrings as "b64:…", dates in ISO form).
+type uaCase struct {
+	name   string
+	s      collectors.Sample
+	typ    int    // decoded Variant's built-in type
+	status uint32 // decoded status code
+	value  string // decoded value, canonical JSON
+}
+
+func uaCases() []uaCase {
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
-	for _, tc := range []struct {
-		name string
-		s    collectors.Sample
-		want string
-	}{
-		{"double", collectors.Sample{Value: 21.5, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts.Add(time.Millisecond)},
-			`{"UaType":11,"Value":21.5,"SourceTimestamp":"2026-11-22T10:15:30.123456Z","ServerTimestamp":"2026-11-22T10:15:30.124456Z"}`},
-		{"int64 as string", collectors.Sample{Value: int64(-3), Type: "Int64"}, `{"UaType":8,"Value":"-3"}`},
-		{"uint64 max", collectors.Sample{Value: uint64(math.MaxUint64), Type: "UInt64"}, `{"UaType":9,"Value":"18446744073709551615"}`},
-		{"int32", collectors.Sample{Value: int32(7), Type: "Int32"}, `{"UaType":6,"Value":7}`},
-		{"nan", collectors.Sample{Value: math.NaN(), Type: "Double"}, `{"UaType":11,"Value":"NaN"}`},
-		{"float -inf", collectors.Sample{Value: float32(math.Inf(-1)), Type: "Float"}, `{"UaType":10,"Value":"-Infinity"}`},
-		{"bool", collectors.Sample{Value: true, Type: "Boolean"}, `{"UaType":1,"Value":true}`},
-		{"string escaped", collectors.Sample{Value: "a\"b\n", Type: "String"}, `{"UaType":12,"Value":"a\"b\n"}`},
-		{"bytestring", collectors.Sample{Value: []byte{1, 2, 3}, Type: "ByteString"}, `{"UaType":15,"Value":"AQID"}`},
-		{"datetime", collectors.Sample{Value: ts, Type: "DateTime"}, `{"UaType":13,"Value":"2026-11-22T10:15:30.123456Z"}`},
-		{"localized text", collectors.Sample{Value: "Hallo", Type: "LocalizedText"}, `{"UaType":21,"Value":{"Text":"Hallo"}}`},
-		{"int64 array with null", collectors.Sample{Value: []any{int64(1), nil, int64(-2)}, Type: "Int64"}, `{"UaType":8,"Value":["1",null,"-2"]}`},
-		{"matrix flattened", collectors.Sample{Value: []any{[]any{int16(1), int16(2), int16(3)}, []any{int16(4), int16(5), int16(6)}}, Type: "Int16"},
-			`{"UaType":4,"Value":[1,2,3,4,5,6],"Dimensions":[2,3]}`},
-		{"bad, no value", collectors.Sample{Value: nil, Type: "Null", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: ts},
-			`{"Status":{"Code":2147811328,"Symbol":"BadCommunicationError"},"SourceTimestamp":"2026-11-22T10:15:30.123456Z"}`},
-		{"uncertain with value", collectors.Sample{Value: 1.25, Type: "Double", Status: "UncertainLastUsableValue", StatusCode: 0x40900000},
-			`{"UaType":11,"Value":1.25,"Status":{"Code":1083179008,"Symbol":"UncertainLastUsableValue"}}`},
-		{"unknown code: no symbol", collectors.Sample{Value: 1.0, Type: "Double", Status: "Bad (0x80FF0000)", StatusCode: 0x80FF0000},
-			`{"UaType":11,"Value":1,"Status":{"Code":2164195328}}`},
-		{"structure: raw, no UaType", collectors.Sample{Value: map[string]any{"b": int32(2), "a": "x"}, Type: "ExtensionObject"}, `{"Value":{"a":"x","b":2}}`},
-		{"status code value: raw", collectors.Sample{Value: "BadTimeout", Type: "StatusCode"}, `{"Value":"BadTimeout"}`},
-		{"type and value disagree: raw", collectors.Sample{Value: "12", Type: "Int32"}, `{"Value":"12"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := string(appendUADataValue(nil, &tc.s))
-			if got != tc.want {
-				t.Fatalf("got  %s\nwant %s", got, tc.want)
+	smp := func(typ string, v any) collectors.Sample {
+		return collectors.Sample{Type: typ, Value: v, Status: "Good"}
+	}
+	bad := collectors.Sample{Type: "Null", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: ts}
+	uncertain := collectors.Sample{Type: "Double", Value: 1.25, Status: "UncertainLastUsableValue", StatusCode: 0x40900000, SourceTime: ts, ServerTime: ts.Add(time.Millisecond)}
+	unknown := collectors.Sample{Type: "Double", Value: 1.0, Status: "Bad (0x80FF0000)", StatusCode: 0x80FF0000}
+	return []uaCase{
+		{"boolean", smp("Boolean", true), 1, 0, `true`},
+		{"boolean false", smp("Boolean", false), 1, 0, `false`},
+		{"boolean array", smp("Boolean", []any{true, false, nil}), 1, 0, `[true,false,null]`},
+		{"sbyte", smp("SByte", int8(-128)), 2, 0, `-128`},
+		{"byte", smp("Byte", uint8(255)), 3, 0, `255`},
+		{"byte array", smp("Byte", []any{uint8(0), uint8(7)}), 3, 0, `[0,7]`},
+		{"int16", smp("Int16", int16(-32768)), 4, 0, `-32768`},
+		{"uint16", smp("UInt16", uint16(65535)), 5, 0, `65535`},
+		{"int32 zero", smp("Int32", int32(0)), 6, 0, `0`},
+		{"int32 array", smp("Int32", []any{int32(math.MinInt32), int32(math.MaxInt32)}), 6, 0, `[-2147483648,2147483647]`},
+		{"uint32", smp("UInt32", uint32(math.MaxUint32)), 7, 0, `4294967295`},
+		{"int64 past 2^53", smp("Int64", int64(1<<53+1)), 8, 0, `"9007199254740993"`},
+		{"int64 min", smp("Int64", int64(math.MinInt64)), 8, 0, `"-9223372036854775808"`},
+		{"int64 array", smp("Int64", []any{int64(-(1<<53 + 1)), int64(math.MaxInt64)}), 8, 0, `["-9007199254740993","9223372036854775807"]`},
+		{"uint64 max", smp("UInt64", uint64(math.MaxUint64)), 9, 0, `"18446744073709551615"`},
+		{"uint64 array", smp("UInt64", []any{uint64(1<<53 + 1), uint64(0)}), 9, 0, `["9007199254740993","0"]`},
+		{"float", smp("Float", float32(1.5)), 10, 0, `1.5`},
+		{"float -inf", smp("Float", float32(math.Inf(-1))), 10, 0, `"-Infinity"`},
+		{"double", smp("Double", 21.5), 11, 0, `21.5`},
+		{"double nan", smp("Double", math.NaN()), 11, 0, `"NaN"`},
+		{"double +inf", smp("Double", math.Inf(1)), 11, 0, `"Infinity"`},
+		{"double array with nan", smp("Double", []any{1.5, math.NaN(), math.Inf(-1)}), 11, 0, `[1.5,"NaN","-Infinity"]`},
+		{"string", smp("String", "a\"b\nü"), 12, 0, `"a\"b\nü"`},
+		{"string array", smp("String", []any{"x", ""}), 12, 0, `["x",""]`},
+		{"datetime", smp("DateTime", ts), 13, 0, `"2026-11-22T10:15:30.123Z"`},
+		{"datetime min", smp("DateTime", nil), 13, 0, `"0001-01-01T00:00:00.000Z"`},
+		{"datetime array", smp("DateTime", []any{ts, nil}), 13, 0, `["2026-11-22T10:15:30.123Z","0001-01-01T00:00:00.000Z"]`},
+		{"guid", smp("Guid", "72962B91-FA75-4AE6-8D28-B404DC7DAF63"), 14, 0, `"72962B91-FA75-4AE6-8D28-B404DC7DAF63"`},
+		{"bytestring", smp("ByteString", []byte{1, 2, 3}), 15, 0, `"b64:AQID"`},
+		{"bytestring empty", smp("ByteString", []byte{}), 15, 0, `null`},
+		{"bytestring null", smp("ByteString", nil), 15, 0, `null`},
+		{"nodeid", smp("NodeId", "ns=2;s=Line1.Temp"), 17, 0, `"ns=2;s=Line1.Temp"`},
+		{"expandednodeid", smp("ExpandedNodeId", "ns=2;i=5"), 18, 0, `"ns=2;i=5"`},
+		{"statuscode", smp("StatusCode", "BadTimeout"), 19, 0, `2148139008`},
+		{"statuscode good", smp("StatusCode", "Good"), 19, 0, `0`},
+		// node-opcua-json keeps only the severity of a code it does not know.
+		{"statuscode unknown", smp("StatusCode", "Bad (0x80FF0000)"), 19, 0, `2147483648`},
+		{"qualifiedname", smp("QualifiedName", "2:Foo"), 20, 0, `"2:Foo"`},
+		{"qualifiedname ns0", smp("QualifiedName", "Bar"), 20, 0, `"0:Bar"`},
+		{"localizedtext", smp("LocalizedText", "Hallo"), 21, 0, `{"text":"Hallo","locale":null}`},
+		{"localizedtext array", smp("LocalizedText", []any{"a", "b"}), 21, 0, `[{"text":"a","locale":null},{"text":"b","locale":null}]`},
+		{"structure", smp("ExtensionObject", collectors.Structure{TypeID: "i=884", Fields: []collectors.Field{{Name: "Low", Value: -1.5}, {Name: "High", Value: 99.0}}}), 22, 0, `{"low":-1.5,"high":99}`},
+		{"variant", smp("Variant", int32(5)), 24, 0, `{"type":6,"value":5}`},
+		{"matrix", smp("Int16", []any{[]any{int16(1), int16(2), int16(3)}, []any{int16(4), int16(5), int16(6)}}), 4, 0, `[1,2,3,4,5,6]`},
+		{"bad, no value", bad, 0, 0x80050000, `null`},
+		{"uncertain with value", uncertain, 11, 0x40900000, `1.25`},
+		{"bad, unknown code", unknown, 11, 0x80000000, `1`},
+	}
+}
+
+// uaExtraCases have no decoder expectation: node-opcua-json 2.182.2 does
+// not decode XmlElement ("Unsupported yet"), nor an ExtensionObject of a
+// type it has no schema for.
+func uaExtraCases() []uaCase {
+	return []uaCase{
+		{name: "xmlelement", s: collectors.Sample{Type: "XmlElement", Value: "<a/>"}},
+		{name: "structure undecoded", s: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"type_id": "ns=2;i=5001", "encoding": "binary", "body": []byte{1, 2}}}},
+		{name: "structure without type", s: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"b": int32(2), "a": "x"}}},
+		{name: "datavalue", s: collectors.Sample{Type: "DataValue", Value: map[string]any{"value": int64(7), "type": "Int64", "status": "BadTimeout", "status_code": uint32(0x800A0000)}}},
+	}
+}
+
+// TestUADataValueGolden holds the Part 6 JSON of every case to the golden
+// file and to the schema.
+func TestUADataValueGolden(t *testing.T) {
+	data, _ := uaSchemas(t)
+	var out bytes.Buffer
+	for _, c := range append(uaCases(), uaExtraCases()...) {
+		dv := appendUADataValue(nil, &c.s)
+		msg := fmt.Appendf(nil, `{"MessageId":"x-1","MessageType":"ua-data","PublisherId":"a1","WriterGroupName":"g","Messages":[`+
+			`{"DataSetWriterId":1,"DataSetWriterName":"p","SequenceNumber":1,"Timestamp":"2026-11-22T10:15:30Z","MessageType":"ua-deltaframe","Payload":{"v":%s}}]}`, dv)
+		if err := schemaErr(data, msg); err != nil {
+			t.Errorf("%s: %s does not match the schema: %v", c.name, dv, err)
+		}
+		fmt.Fprintf(&out, "%s\t%s\n", c.name, dv)
+	}
+	golden(t, "testdata/uajson/datavalues.golden", out.Bytes())
+}
+
+// golden compares got with the file, or rewrites it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := range max(len(gl), len(wl)) {
+			g, w := "", ""
+			if i < len(gl) {
+				g = gl[i]
 			}
-		})
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Errorf("%s line %d:\n got  %s\n want %s", path, i+1, g, w)
+			}
+		}
+	}
+}
+
+// nodeDecoded is one result of testdata/uajson/decode.js.
+type nodeDecoded struct {
+	Name   string
+	Error  string
+	Type   int
+	DVType int
+	Status uint32
+	Source *string
+	Value  json.RawMessage
+}
+
+// decodeWithNode decodes DataValue JSON objects with node-opcua-json, from
+// the node-opcua install of scripts/opcua-peer (node-opcua 2.182.2 pulls in
+// node-opcua-json 2.182.2), as a consumer would.
+func decodeWithNode(t *testing.T, fields map[string][]byte, order []string) map[string]nodeDecoded {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not on PATH (%v): run scripts/test, which installs Node.js and node-opcua", err)
+	}
+	mods := filepath.Join(peerproc.Dir(), "node_modules")
+	pkg, err := os.ReadFile(filepath.Join(mods, "node-opcua-json", "package.json"))
+	if err != nil {
+		t.Fatalf("node-opcua-json is not installed in %s (%v): run scripts/test (or npm ci in scripts/opcua-peer)", mods, err)
+	}
+	var meta struct{ Version string }
+	if err := json.Unmarshal(pkg, &meta); err != nil || meta.Version != "2.182.2" {
+		t.Fatalf("node-opcua-json in %s is %q (%v), want 2.182.2", mods, meta.Version, err)
+	}
+	var in bytes.Buffer
+	in.WriteByte('[')
+	for i, name := range order {
+		if i > 0 {
+			in.WriteByte(',')
+		}
+		fmt.Fprintf(&in, `{"name":%q,"field":%s}`, name, fields[name])
+	}
+	in.WriteByte(']')
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/uajson/decode.js")
+	cmd.Env = append(os.Environ(), "NODE_PATH="+mods)
+	cmd.Stdin = &in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("decode.js: %v: %s", err, stderr.Bytes())
+	}
+	var res []nodeDecoded
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		t.Fatalf("decode.js output: %v: %s", err, stdout)
+	}
+	byName := map[string]nodeDecoded{}
+	for _, r := range res {
+		byName[r.Name] = r
+	}
+	return byName
+}
+
+// TestUADataValueNodeOPCUA: what node-opcua-json decodes from tagbridge's
+// DataValues is the sample: every built-in type and arrays, 64-bit
+// integers past 2^53, NaN and ±Inf, Bad and Uncertain statuses.
+func TestUADataValueNodeOPCUA(t *testing.T) {
+	cases := uaCases()
+	fields := map[string][]byte{}
+	var order []string
+	for _, c := range cases {
+		fields[c.name] = appendUADataValue(nil, &c.s)
+		order = append(order, c.name)
+	}
+	got := decodeWithNode(t, fields, order)
+	for _, c := range cases {
+		r, ok := got[c.name]
+		switch {
+		case !ok:
+			t.Errorf("%s: not decoded", c.name)
+			continue
+		case r.Error != "":
+			t.Errorf("%s: node-opcua-json: %s\n  from %s", c.name, r.Error, fields[c.name])
+			continue
+		}
+		var gv, wv any
+		if err := json.Unmarshal(r.Value, &gv); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(c.value), &wv); err != nil {
+			t.Fatalf("%s: expectation: %v", c.name, err)
+		}
+		if r.Type != c.typ || r.Status != c.status || !reflect.DeepEqual(gv, wv) {
+			t.Errorf("%s: decoded type %d status 0x%08X value %s, want type %d status 0x%08X value %s\n  from %s",
+				c.name, r.Type, r.Status, r.Value, c.typ, c.status, c.value, fields[c.name])
+		}
+		if !c.s.SourceTime.IsZero() && (r.Source == nil || *r.Source != c.s.SourceTime.Format("2006-01-02T15:04:05.000Z")) {
+			t.Errorf("%s: decoded source timestamp %v, want %v", c.name, r.Source, c.s.SourceTime)
+		}
 	}
 }
 
@@ -233,7 +430,9 @@ func TestUAJSONSchemaRejects(t *testing.T) {
 		{"double as string", data, fmt.Sprintf(okData, `{"UaType":11,"Value":"1.5"}`)},
 		{"status as number", data, fmt.Sprintf(okData, `{"UaType":11,"Value":1,"Status":2147811328}`)},
 		{"good status written", data, fmt.Sprintf(okData, `{"UaType":11,"Value":1,"Status":{"Code":0}}`)},
-		{"UaType without value", data, fmt.Sprintf(okData, `{"UaType":11}`)},
+		{"value without UaType", data, fmt.Sprintf(okData, `{"Value":1.5}`)},
+		{"Status without StatusCode", data, fmt.Sprintf(okData, `{"UaType":11,"Value":1,"Status":{"Code":2147811328}}`)},
+		{"structure without UaBody object", data, fmt.Sprintf(okData, `{"UaType":22,"Value":{"a":1}}`)},
 		{"old reversible variant", data, fmt.Sprintf(okData, `{"Value":{"Type":11,"Body":1.5}},"x":{"Type":11}`)},
 		{"local time", data, strings.Replace(fmt.Sprintf(okData, `{}`), "30Z", "30+01:00", 1)},
 		{"no MessageId", data, strings.Replace(fmt.Sprintf(okData, `{}`), `"MessageId":"x-1",`, "", 1)},
@@ -319,11 +518,11 @@ func TestUAJSONOnBroker(t *testing.T) {
 				t.Fatalf("second Bad key frame for one loss: %s", m.Payload)
 			}
 			badAt = len(seqs["press1"])
-			if dm.Status == nil || dm.Status.Code != badCommunicationError || dm.Status.Symbol != "BadCommunicationError" || len(dm.Payload) != 2 {
+			if dm.Status == nil || dm.Status.Code != badNoCommunication || dm.Status.Symbol != "BadNoCommunication" || len(dm.Payload) != 2 {
 				t.Fatalf("PLC loss: %s", m.Payload)
 			}
 			for tag, dv := range dm.Payload {
-				if string(dv) != `{"Status":{"Code":2147811328,"Symbol":"BadCommunicationError"}}` {
+				if string(dv) != `{"Status":{"Code":2150694912,"Symbol":"BadNoCommunication"},"StatusCode":{"Code":2150694912,"Symbol":"BadNoCommunication"}}` {
 					t.Errorf("%s after the PLC loss: %s", tag, dv)
 				}
 			}

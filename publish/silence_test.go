@@ -1,0 +1,79 @@
+package publish
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/config"
+)
+
+// TestSilence: a PLC entry recovering for longer than its watchdog is
+// reported disconnected once; one that streams, disconnects or stops
+// before is not; a new reason while recovering keeps the timer.
+func TestSilence(t *testing.T) {
+	cfg := &config.Config{PLCs: []config.PLC{
+		{Name: "fast", PublishingInterval: config.Duration(100 * time.Millisecond), WatchdogIntervals: 10}, // 1 s: the 5 s floor
+		{Name: "slow", PublishingInterval: config.Duration(time.Second), WatchdogIntervals: 10,
+			Tags: []config.Tag{{Name: "t", PublishingInterval: config.Duration(2 * time.Second)}}}, // 20 s
+	}}
+	rec := func(plc string) collectors.PLCStatus {
+		return collectors.PLCStatus{PLC: plc, State: collectors.StateRecovering, Reason: "channel lost"}
+	}
+	st := func(plc, state string) collectors.PLCStatus { return collectors.PLCStatus{PLC: plc, State: state} }
+	tests := []struct {
+		name  string
+		steps []collectors.PLCStatus // one per second
+		wait  time.Duration          // after the steps
+		want  []string               // "plc state" of what was queued, in order
+	}{
+		{"fast expires at 5 s", []collectors.PLCStatus{rec("fast")}, 5 * time.Second,
+			[]string{"fast recovering", "fast disconnected no values for 5s while recovering"}},
+		{"fast not before 5 s", []collectors.PLCStatus{rec("fast")}, 5*time.Second - time.Millisecond,
+			[]string{"fast recovering"}},
+		{"slow expires at 20 s", []collectors.PLCStatus{rec("slow")}, 20 * time.Second,
+			[]string{"slow recovering", "slow disconnected no values for 20s while recovering"}},
+		{"streams again", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateStreaming)}, time.Minute,
+			[]string{"fast recovering", "fast streaming"}},
+		{"disconnects", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateDisconnected)}, time.Minute,
+			[]string{"fast recovering", "fast disconnected"}},
+		{"new reason keeps the timer", []collectors.PLCStatus{rec("fast"), {PLC: "fast", State: collectors.StateRecovering, Reason: "other"}}, 4 * time.Second,
+			[]string{"fast recovering", "fast recovering", "fast disconnected no values for 5s while recovering"}},
+		{"again after streaming", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateStreaming), rec("fast")}, 5 * time.Second,
+			[]string{"fast recovering", "fast streaming", "fast recovering", "fast disconnected no values for 5s while recovering"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var got []string
+				s := newSilence(cfg, func(st collectors.PLCStatus) {
+					mu.Lock()
+					defer mu.Unlock()
+					g := st.PLC + " " + st.State
+					if st.Reason != "" && st.State != collectors.StateRecovering {
+						g += " " + st.Reason
+					}
+					got = append(got, g)
+				})
+				defer s.stop()
+				for i, step := range tt.steps {
+					if i > 0 {
+						time.Sleep(time.Second)
+					}
+					s.note(step)
+				}
+				time.Sleep(tt.wait)
+				synctest.Wait()
+				mu.Lock()
+				defer mu.Unlock()
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("queued %q, want %q", got, tt.want)
+				}
+			})
+		})
+	}
+}
