@@ -83,6 +83,18 @@ func (s *Session) prepare(ctx context.Context) (*plan, error) {
 	p.cfg.Identity = identity
 
 	eps, err := uaclient.GetEndpoints(ctx, s.plc.Endpoint, uatcp.DefaultLimits(), s.log)
+	if errors.Is(err, uaclient.ErrNoEndpoints) && sec.Policy == "None" && token == ua.UserTokenTypeAnonymous {
+		// Nothing to choose or to protect: an unsecured anonymous session
+		// needs only the anonymous PolicyId, which such a server does not
+		// check either.
+		s.log.Debug().Err(err).Msg("the server lists no endpoint for the configured URL; connecting with policy None and anonymous login")
+		eps, err = []*ua.EndpointDescription{{
+			EndpointURL:        s.plc.Endpoint,
+			SecurityPolicyURI:  ua.SecurityPolicyURINone,
+			SecurityMode:       ua.MessageSecurityModeNone,
+			UserIdentityTokens: []*ua.UserTokenPolicy{{TokenType: ua.UserTokenTypeAnonymous}},
+		}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

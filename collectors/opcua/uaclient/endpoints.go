@@ -15,6 +15,11 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 )
 
+// ErrNoEndpoints reports a GetEndpoints answer without endpoints: some
+// servers (gopcua's) list only those whose URL is exactly the one asked
+// for, so a proxy or another host name in front of them gets none.
+var ErrNoEndpoints = errors.New("the server offers no endpoint")
+
 // discoveryLifetime is the token lifetime asked for the short channel of
 // GetEndpoints; it is closed long before.
 const discoveryLifetime = time.Minute
@@ -59,7 +64,7 @@ func getEndpoints(ctx context.Context, ch *uasc.Channel, endpoint string) ([]*ua
 		}
 	}
 	if len(eps) == 0 {
-		return nil, fmt.Errorf("%s: the server offers no endpoint", step)
+		return nil, fmt.Errorf("%s: %w for %s", step, ErrNoEndpoints, endpoint)
 	}
 	return eps, nil
 }
