@@ -274,6 +274,12 @@ func (f *uaJSONFormat) will() (Message, bool) {
 	return f.status(pubSubError), true
 }
 
+// reconnecting gives each connection attempt a will of its own: a
+// MessageId names one publication (Part 14, 7.2.5.3).
+func (f *uaJSONFormat) reconnecting() Message {
+	return f.status(pubSubError)
+}
+
 func (f *uaJSONFormat) connected() []Message {
 	return []Message{f.status(pubSubOperational)}
 }

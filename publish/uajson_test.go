@@ -605,6 +605,18 @@ func TestUAJSONWill(t *testing.T) {
 
 	px.Refuse(false)
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
+
+	// The next loss publishes a will with a MessageId of its own.
+	px.Cut()
+	sink.waitFor(t, "connection to broker lost")
+	m := receiveUA(t, msgs, data, status)
+	for ; m.Retained; m = receiveUA(t, msgs, data, status) {
+	}
+	wantStatus(t, m, pubSubError)
+	first, second := decodeUA[uaStatus](t, will.Payload), decodeUA[uaStatus](t, m.Payload)
+	if first.MessageID == second.MessageID {
+		t.Fatalf("both wills have MessageId %s", first.MessageID)
+	}
 }
 
 // Across a broker restart: the new ua-status Operational comes before the
