@@ -10,12 +10,17 @@ package main
 // Each fails against the gopcua-based agent the issue was filed on:
 //   - variant -2: gopcua's decoder panicked in its uasc reader goroutine,
 //     which has no recover: the process died at the first GetEndpoints reply
-//     (with gopcua's decoder swapped into our codec the panic is recovered
-//     there, so this case now guards the whole path rather than the decoder);
-//   - nested variants: a stack overflow, fatal whoever recovers;
+//     (with ua.DecodeService swapped into uasc's codec the panic is recovered
+//     there: the test still fails, on the panic in the log);
+//   - nested variants: a stack overflow, fatal whoever recovers (seen with
+//     ua.DecodeService in uasc's codec: exit 2 at the first attack);
 //   - dimensions wrapping to 0 and a dimension of 2³¹−1: gopcua reshapes the
-//     empty array into nested slices of those sizes: out of memory, fatal;
-//   - endless chunks: gopcua kept a buffer per request id: 3.6 s to OOM;
+//     empty array into nested slices of those sizes: out of memory, fatal
+//     (seen with ua.DecodeService in uasc's codec, under the cap below);
+//   - endless chunks: gopcua kept a buffer per request id: 3.6 s to OOM
+//     (our channel before it refused chunks for ids never sent: 4 GB read
+//     and dropped in 30 s until the request timed out, a gap in the good
+//     PLC's counters);
 //   - silent and slowloris-ACK (finding 2): gopcua's handshake heeded no
 //     cancellation: the session hung for good and SIGTERM did not stop the
 //     agent within 15 s (systemd killed it);

