@@ -266,7 +266,9 @@ func selectEndpoint(eps []*ua.EndpointDescription, need endpointNeeds) (*ua.Endp
 		case ep.SecurityMode == ua.MessageSecurityModeInvalid:
 		case usable(ep, policy, need) != nil:
 			unusable = append(unusable, describeEndpoint(ep)+" ("+usable(ep, policy, need).Error()+")")
-		case best == nil || ep.SecurityLevel > best.SecurityLevel:
+		case best == nil || ep.SecurityLevel > best.SecurityLevel,
+			// Servers such as open62541 give Sign and SignAndEncrypt one level.
+			ep.SecurityLevel == best.SecurityLevel && ep.SecurityMode > best.SecurityMode:
 			best = ep
 		}
 	}
