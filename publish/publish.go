@@ -362,6 +362,7 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 			p.pump()
 		case <-tick.C:
 			p.sync()
+			p.keepAlive()
 		}
 	}
 }

@@ -34,13 +34,20 @@ func newSilence(cfg *config.Config, queue func(collectors.PLCStatus)) *silence {
 		queue:  queue,
 	}
 	for _, plc := range cfg.PLCs {
-		slowest := plc.PublishingInterval.Duration()
-		for _, t := range plc.Tags {
-			slowest = max(slowest, t.PublishingInterval.Duration())
-		}
-		s.bounds[plc.Name] = max(time.Duration(plc.WatchdogIntervals)*slowest, minSilence)
+		s.bounds[plc.Name] = watchdogBound(plc)
 	}
 	return s
+}
+
+// watchdogBound is how long a PLC entry's session may stay silent before
+// its watchdog rebuilds it: watchdog_intervals times the slowest
+// publishing interval, at least 5 s.
+func watchdogBound(plc config.PLC) time.Duration {
+	slowest := plc.PublishingInterval.Duration()
+	for _, t := range plc.Tags {
+		slowest = max(slowest, t.PublishingInterval.Duration())
+	}
+	return max(time.Duration(plc.WatchdogIntervals)*slowest, minSilence)
 }
 
 // note passes st on to queue, and arms or disarms st.PLC's timer. A

@@ -3,8 +3,14 @@ package publish
 import (
 	"cmp"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,17 +65,40 @@ type uaJSONFormat struct {
 	value     []byte              // intake goroutine only
 	maxPacket int                 // mqtt.max_packet_size: a NetworkMessage is split to fit
 	seen      map[string]struct{} // tags in the DataSetMessage being written
+
+	// mu guards writers and their seq, reserved and last: the intake
+	// numbers DataSetMessages, Run's goroutine sends keep-alives.
+	mu     sync.Mutex
+	dir    string // agent.spool_dir, where open keeps seqFile
+	opened bool   // by run, not validate: seqFile may be written
 }
 
 // uaWriter is one PLC entry's DataSetWriter.
 type uaWriter struct {
 	id    int
+	plc   string
 	name  string // DataSetWriterName, JSON-encoded
 	topic string
 	tags  []string
 	seq   uint32 // last SequenceNumber assigned
 	bad   bool   // its last DataSetMessage was the Bad key frame
+
+	// reserved is the SequenceNumber up to which seqFile lets a restart
+	// after a crash go on: seq never passes it unsaved.
+	reserved  uint64
+	keepAlive time.Duration // KeepAliveTime
+	last      time.Time     // its latest DataSetMessage, keep-alives included
 }
+
+// seqFile, in agent.spool_dir, holds each writer's SequenceNumber, so that
+// numbering goes on across restarts. It is written exactly on a clean
+// stop; while running, seqReserve numbers ahead of the last one written,
+// so that after a crash numbering goes on past every number used (a jump
+// of up to seqReserve).
+const (
+	seqFile    = "opcua_json_seq"
+	seqReserve = 4096
+)
 
 // uaWriterGroup is the WriterGroupName of every NetworkMessage and the
 // writer group level of the data topics.
@@ -95,6 +124,7 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 		return nil, fmt.Errorf("message id prefix: %w", err)
 	}
 	f := &uaJSONFormat{
+		dir:         cfg.Agent.SpoolDir,
 		publisher:   cfg.Agent.ID,
 		statusTopic: "opcua/json/status/" + cfg.Agent.ID,
 		writers:     map[string]*uaWriter{},
@@ -115,6 +145,7 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 			return nil, fmt.Errorf("plc %q: more than 65535 PLC entries do not fit DataSetWriterId (UInt16)", plc.Name)
 		}
 		w := f.newWriter(i+1, plc.Name)
+		w.keepAlive = watchdogBound(plc)
 		if err := checkTopic(w.topic); err != nil {
 			return nil, fmt.Errorf("plc %q: topic %q: %w", plc.Name, w.topic, err)
 		}
@@ -129,9 +160,12 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 
 func (f *uaJSONFormat) newWriter(id int, plc string) *uaWriter {
 	return &uaWriter{
-		id:    id,
-		name:  string(appendString(nil, plc)),
-		topic: "opcua/json/data/" + f.publisher + "/" + uaWriterGroup + "/" + level(plc),
+		id:        id,
+		plc:       plc,
+		name:      string(appendString(nil, plc)),
+		topic:     "opcua/json/data/" + f.publisher + "/" + uaWriterGroup + "/" + level(plc),
+		keepAlive: minSilence,
+		last:      time.Now(),
 	}
 }
 
@@ -162,12 +196,18 @@ func (f *uaJSONFormat) appendMessageID(dst []byte) []byte {
 }
 
 // appendDataSetMessage starts w's next DataSetMessage, up to the opening of
-// its Payload; status 0 leaves Status out.
-func appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string) []byte {
+// its Payload; status 0 leaves Status out. f.mu is held.
+func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string) []byte {
 	w.seq++
 	if w.seq == 0 { // UInt32 wraps; 0 stays unused so that numbering starts at 1
 		w.seq = 1
+		w.reserved = 0
 	}
+	if uint64(w.seq) > w.reserved {
+		w.reserved = uint64(w.seq) + seqReserve
+		f.saveSeqs()
+	}
+	w.last = now
 	dst = append(dst, `{"DataSetWriterId":`...)
 	dst = strconv.AppendInt(dst, int64(w.id), 10)
 	dst = append(dst, `,"DataSetWriterName":`...)
@@ -187,6 +227,8 @@ func appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32,
 
 func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
 	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	// One NetworkMessage per PLC entry, in order of first appearance: a
 	// shared session's batch may hold several.
 	for i := range b {
@@ -196,7 +238,7 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 		plc := b[i].PLC
 		w := f.writer(plc)
 		f.buf = f.appendHeader(f.buf[:0])
-		f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
 		clear(f.seen)
 		first, values := true, false
 		// Room for a DataSetMessage's header, which a repeated tag starts.
@@ -214,13 +256,13 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 				// This value starts the next NetworkMessage.
 				add(w.topic, append(f.buf, "}}]}"...))
 				f.buf = f.appendHeader(f.buf[:0])
-				f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
 				clear(f.seen)
 				first, values, dup = true, false, false
 			}
 			if dup {
 				f.buf = append(f.buf, "}},"...)
-				f.buf = appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
 				clear(f.seen)
 				first = true
 			}
@@ -248,13 +290,15 @@ func (f *uaJSONFormat) plcStatus(st collectors.PLCStatus, add func(topic string,
 	default:
 		return nil
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	w := f.writer(st.PLC)
 	if w.bad {
 		return nil // consumers hold every value Bad already
 	}
 	w.bad = true
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
+	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
 	for i, tag := range w.tags {
 		if i > 0 {
 			f.buf = append(f.buf, ',')
@@ -284,8 +328,101 @@ func (f *uaJSONFormat) connected() []Message {
 	return []Message{f.status(pubSubOperational)}
 }
 
+// stopping saves every writer's exact SequenceNumber, so that a restart
+// after a clean stop numbers on without a jump.
 func (f *uaJSONFormat) stopping() []Message {
+	f.mu.Lock()
+	for _, w := range f.writers {
+		w.reserved = uint64(w.seq)
+	}
+	f.saveSeqs()
+	f.mu.Unlock()
 	return []Message{f.status(pubSubDisabled)}
+}
+
+// open reads seqFile. Only run calls it (through New), never validate. A
+// file that cannot be read as written is taken as absent: numbering starts
+// at 1 again, as it did before there was one.
+func (f *uaJSONFormat) open() error {
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return fmt.Errorf("opcua_json state directory: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(f.dir, seqFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		f.mu.Lock()
+		f.opened = true
+		f.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opcua_json sequence numbers: %w", err)
+	}
+	var seqs map[string]uint32
+	if json.Unmarshal(b, &seqs) != nil {
+		seqs = nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opened = true
+	for plc, seq := range seqs {
+		if w, ok := f.writers[plc]; ok {
+			w.seq, w.reserved = seq, uint64(seq)
+		}
+	}
+	return nil
+}
+
+// saveSeqs writes every writer's reserved SequenceNumber to seqFile, when
+// the format was opened (not for validate). f.mu is held. A failure is not
+// reported here: the spool, in the same directory, reports its own.
+func (f *uaJSONFormat) saveSeqs() {
+	if !f.opened {
+		return
+	}
+	seqs := make(map[string]uint64, len(f.writers))
+	for plc, w := range f.writers {
+		seqs[plc] = min(w.reserved, math.MaxUint32)
+	}
+	b, _ := json.Marshal(seqs) // a map of numbers always encodes
+	path := filepath.Join(f.dir, seqFile)
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, append(b, '\n'), 0o600) == nil {
+		_ = os.Rename(tmp, path)
+	}
+}
+
+// keepAlives returns a ua-keepalive DataSetMessage (Part 14, 7.2.5.4: no
+// Payload; the SequenceNumber the writer's next DataSetMessage will have)
+// for every writer that has sent nothing for its KeepAliveTime, the
+// session's watchdog (see watchdogBound). They go out directly, at QoS 0,
+// only while the link is up: a late keep-alive says nothing.
+func (f *uaJSONFormat) keepAlives(now time.Time) []Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var msgs []Message
+	for _, w := range f.writers {
+		if now.Sub(w.last) < w.keepAlive {
+			continue
+		}
+		w.last = now
+		next := w.seq + 1
+		if next == 0 {
+			next = 1
+		}
+		b := f.appendHeader(nil)
+		b = append(b, `{"DataSetWriterId":`...)
+		b = strconv.AppendInt(b, int64(w.id), 10)
+		b = append(b, `,"DataSetWriterName":`...)
+		b = append(b, w.name...)
+		b = append(b, `,"SequenceNumber":`...)
+		b = strconv.AppendUint(b, uint64(next), 10)
+		b = append(b, `,"Timestamp":`...)
+		b = appendTime(b, now)
+		b = append(b, `,"MessageType":"ua-keepalive"}]}`...)
+		msgs = append(msgs, Message{Topic: w.topic, Payload: b})
+	}
+	slices.SortFunc(msgs, func(a, b Message) int { return strings.Compare(a.Topic, b.Topic) })
+	return msgs
 }
 
 // status is the Publisher's retained ua-status message. IsCyclic is false,

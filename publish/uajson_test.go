@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -747,4 +749,94 @@ func FuzzUAJSONEncode(f *testing.F) {
 			}
 		})
 	})
+}
+
+// SequenceNumber goes on across restarts: exactly after a clean stop,
+// past every number used after a crash. validate writes nothing.
+func TestUAJSONSequenceAcrossRestarts(t *testing.T) {
+	data, _ := uaSchemas(t)
+	cfg := uaConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	if err := CheckTopics(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Agent.SpoolDir, seqFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("validate left %s: %v", seqFile, err)
+	}
+	start := func() *uaJSONFormat {
+		f, err := newUAJSONFormat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.open(); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	seqs := func(f *uaJSONFormat, n int) []uint32 {
+		var got []uint32
+		for i := range n {
+			f.encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32"}}, true, func(_ string, payload []byte) {
+				schemaCheck(t, data, payload)
+				got = append(got, decodeUA[uaNetworkMessage](t, payload).Messages[0].SequenceNumber)
+			})
+		}
+		return got
+	}
+	f := start()
+	if got := seqs(f, 3); !slices.Equal(got, []uint32{1, 2, 3}) {
+		t.Fatalf("first run: %v", got)
+	}
+	f.stopping()
+	f = start()
+	if got := seqs(f, 2); !slices.Equal(got, []uint32{4, 5}) {
+		t.Fatalf("after a clean stop: %v, want 4 5", got)
+	}
+	// A crash: no stopping. The next run starts past the reservation.
+	f = start()
+	if got := seqs(f, 1); got[0] <= 5 {
+		t.Fatalf("after a crash: %v, want past 5", got)
+	}
+	f = start()
+	got := seqs(f, 1)
+	if got[0] <= 6 || got[0] > 6+2*seqReserve {
+		t.Fatalf("after a second crash: %v, want past 6 by at most the reservation", got)
+	}
+}
+
+// A writer quiet for its KeepAliveTime (the watchdog: 10 intervals of 1 s)
+// sends a ua-keepalive with the SequenceNumber its next message will have.
+func TestUAJSONKeepAlive(t *testing.T) {
+	data, _ := uaSchemas(t)
+	cfg := uaConfig("tcp://127.0.0.1:1")
+	for i := range cfg.PLCs {
+		cfg.PLCs[i].PublishingInterval = config.Duration(time.Second)
+		cfg.PLCs[i].WatchdogIntervals = 10
+	}
+	f, err := newUAJSONFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if msgs := f.keepAlives(t0); len(msgs) != 0 {
+		t.Fatalf("keep-alives at start: %d", len(msgs))
+	}
+	f.encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(1), Type: "Int32"}}, true, func(string, []byte) {})
+	sent := time.Now()
+	msgs := f.keepAlives(t0.Add(10 * time.Second))
+	if len(msgs) != 1 || msgs[0].Topic != "opcua/json/data/a1/tagbridge/press2" {
+		t.Fatalf("keep-alives 10 s after start: %+v, want press2's only", msgs)
+	}
+	msgs = f.keepAlives(sent.Add(10 * time.Second))
+	if len(msgs) != 1 || msgs[0].Topic != "opcua/json/data/a1/tagbridge/press1" || msgs[0].Retain {
+		t.Fatalf("keep-alives 10 s after press1's data: %+v", msgs)
+	}
+	schemaCheck(t, data, msgs[0].Payload)
+	dm := decodeUA[uaNetworkMessage](t, msgs[0].Payload).Messages[0]
+	if dm.MessageType != "ua-keepalive" || dm.SequenceNumber != 2 || dm.Payload != nil || dm.DataSetWriterName != "press1" {
+		t.Fatalf("keep-alive: %s", msgs[0].Payload)
+	}
+	if msgs := f.keepAlives(sent.Add(19 * time.Second)); len(msgs) != 0 {
+		t.Fatalf("keep-alive again before KeepAliveTime: %+v", msgs)
+	}
 }
