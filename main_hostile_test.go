@@ -26,9 +26,9 @@ package main
 //     agent within 15 s (systemd killed it);
 //   - a chunk header claiming 4 GiB: ours refuses it before allocating; a
 //     reader that trusts it allocates 4 GiB (fatal under the cap below).
-// The sequence number jumping far ahead (finding 3) needs a whole session
-// with a subscription; it is covered by the unit tests in
-// collectors/opcua/subscription and has no mode here.
+// The sequence number jumping far ahead (finding 3) has its own test,
+// TestHostileSequenceJump: the gap logic walked the 4 × 10⁹ numbers one by
+// one, a minute of a pegged core and 22 GB of log in 15 s at Debug.
 
 import (
 	"bufio"
@@ -179,6 +179,90 @@ plcs:
 	}
 }
 
+// Finding 3 at the level of the agent, at log level debug: a PLC whose
+// notification sequence numbers jump from 20 to 4 × 10⁹. The loss is logged
+// once as a range, the log and the CPU time stay small, the PLC's values
+// keep coming without a gap (the numbers skipped never held any), and so do
+// the good PLC's.
+func TestHostileSequenceJump(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	stopWithin := unitStopTimeout(t)
+	broker := brokertest.Start(t)
+	good := simproc.Start(t, "-tags", "8", "-interval", "100ms")
+	evil := hostileua.Start(t, hostileua.SequenceJump)
+	cfg := writeConfig(t, fmt.Sprintf(`agent: {id: jump, log_level: debug, spool_dir: %q}
+mqtt: {url: %s, qos: 1}
+plcs:
+  - name: good
+    endpoint: %s
+    publishing_interval: 20ms
+    sampling_interval: 0s
+%s
+  - name: evil
+    endpoint: %s
+    publishing_interval: 100ms
+    tags:
+      - {node: ns=1;s=Int32.0001, name: int32_0001}
+      - {node: ns=1;s=Int32.0002, name: int32_0002}
+`, t.TempDir(), broker.URL(), good.Endpoint, indent(simproc.Tags(t, 8), "    "), evil.Endpoint))
+	seen := newCounterRun()
+	go func() {
+		for m := range brokertest.Subscribe(t, broker.URL(), "tagbridge/jump/#", 1) {
+			seen.add(m)
+		}
+	}()
+	a := runCappedAgent(t, bin, cfg, hostileAddressSpace)
+	waitFor(t, a, "both PLCs streaming", 30*time.Second, func() bool { return seen.count() >= 5 })
+	base := seen.snapshot()
+	cpu0, log0, started := a.cpuTime(t), len(a.logs.String()), time.Now()
+	waitFor(t, a, "the jump", 30*time.Second, func() bool { return evil.Attacks() >= 1 })
+	// 30 notifications after the jump, 3 s.
+	evilTopic := "tagbridge/jump/evil/int32_0001"
+	waitFor(t, a, "the hostile PLC's values after the jump", 30*time.Second, func() bool {
+		return seen.last(evilTopic) >= hostileua.JumpAfter+30
+	})
+	if el := time.Since(started); el < hostileWindow {
+		waitFor(t, a, "the rest of the window", hostileWindow-el+time.Second, func() bool { return time.Since(started) >= hostileWindow })
+	}
+	window := time.Since(started)
+	cpu := a.cpuTime(t) - cpu0
+	logged := len(a.logs.String()) - log0
+	gaps, values := seen.since(base)
+	for _, g := range gaps {
+		t.Errorf("%s", g)
+	}
+	if min := int(window.Seconds() * 10 * 0.7); values < min {
+		t.Errorf("%d values per counter in %v, want at least %d", values, window.Round(time.Second), min)
+	}
+	var lossLines []string
+	for l := range strings.Lines(a.logs.String()) {
+		if strings.Contains(l, "notifications lost") {
+			lossLines = append(lossLines, l)
+		}
+	}
+	wantRange := fmt.Sprintf(`"first":%d,"last":%d,"notifications":%d`, hostileua.JumpAfter+1, hostileua.JumpTo-1, hostileua.JumpTo-hostileua.JumpAfter-1)
+	if len(lossLines) != 1 || !strings.Contains(lossLines[0], wantRange) || !strings.Contains(lossLines[0], `"level":"error"`) {
+		t.Errorf("loss logged as %q, want one error line with %s", lossLines, wantRange)
+	}
+	if logged > 4<<20 {
+		t.Errorf("%d KiB of log in %v", logged>>10, window.Round(time.Second))
+	}
+	if cpu > window/2 {
+		t.Errorf("%v of CPU in %v", cpu, window.Round(time.Second))
+	}
+	peak := a.peakRSS(t)
+	if peak > hostileRSSLimit {
+		t.Errorf("peak RSS %d MiB, want under %d MiB", peak>>20, hostileRSSLimit>>20)
+	}
+	took := a.terminate(t, stopWithin)
+	t.Logf("sequence jump %d -> %d: %d values per counter in %v without a gap (hostile PLC up to %d), %v CPU, %d KiB of log at debug, peak RSS %d MiB, stopped %v after SIGTERM; loss logged as: %s",
+		hostileua.JumpAfter, uint32(hostileua.JumpTo), values, window.Round(100*time.Millisecond), seen.last(evilTopic), cpu.Round(time.Millisecond),
+		logged>>10, peak>>20, took.Round(time.Millisecond), strings.TrimSpace(strings.Join(lossLines, "")))
+}
+
 // Finding 2: reloads that touch a PLC stuck in a silent handshake finish
 // promptly, and so does a later one; SIGTERM then stops the agent in time.
 // (browse against a silent server and Ctrl-C: TestBrowseSilentServer.)
@@ -323,6 +407,24 @@ func (a *agentProc) peakRSS(t *testing.T) int64 {
 	return 0
 }
 
+// cpuTime is the CPU time the agent used so far (user and system).
+func (a *agentProc) cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name in parentheses: state is field 3,
+	// utime and stime are fields 14 and 15, in clock ticks (100 a second).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/PID/stat: %q", b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 // terminate sends SIGTERM and expects a clean exit within d.
 func (a *agentProc) terminate(t *testing.T, d time.Duration) time.Duration {
 	t.Helper()
@@ -396,6 +498,17 @@ func (c *counterRun) add(m brokertest.Message) {
 	if p.Type == "Int32" {
 		c.vals[m.Topic] = append(c.vals[m.Topic], p.Value)
 	}
+}
+
+// last is the newest value of a counter, or -1.
+func (c *counterRun) last(topic string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.vals[topic]
+	if len(v) == 0 {
+		return -1
+	}
+	return v[len(v)-1]
 }
 
 func (c *counterRun) has(tag string) bool {

@@ -59,10 +59,13 @@ const (
 	// HugeChunk answers GetEndpoints with a chunk header claiming 4 GiB
 	// (0xFFFFFFFF bytes), then a few bytes, then nothing.
 	HugeChunk
+	// SequenceJump serves a session and a subscription whose notification
+	// sequence numbers jump from JumpAfter to JumpTo (see session.go).
+	SequenceJump
 )
 
 // Modes lists every mode, in order.
-var Modes = []Mode{Silent, SlowACK, VariantLengthMinus2, NestedVariants, DimensionsWrapToZero, DimensionMaxInt32, EndlessChunks, EndlessChunksAnsweredID, HugeChunk}
+var Modes = []Mode{Silent, SlowACK, VariantLengthMinus2, NestedVariants, DimensionsWrapToZero, DimensionMaxInt32, EndlessChunks, EndlessChunksAnsweredID, HugeChunk, SequenceJump}
 
 func (m Mode) String() string {
 	switch m {
@@ -84,6 +87,8 @@ func (m Mode) String() string {
 		return "endless intermediate chunks under an answered request id"
 	case HugeChunk:
 		return "chunk header claiming 4 GiB"
+	case SequenceJump:
+		return "sequence number jumping to 4e9"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -149,8 +154,9 @@ func (s *Server) Close() {
 func (s *Server) Accepted() int64 { return s.accepted.Load() }
 
 // Attacks is the number of times the attack was delivered: for Silent, a
-// connection held; for SlowACK, a trickle begun; for the others, the
-// client's GetEndpoints request answered with it.
+// connection held; for SlowACK, a trickle begun; for SequenceJump, the
+// jump sent; for the others, the client's GetEndpoints request answered
+// with it.
 func (s *Server) Attacks() int64 { return s.attacks.Load() }
 
 // Active is the number of connections under attack now: attacked and not
@@ -213,9 +219,10 @@ type conn struct {
 	sendChunk int    // largest chunk the client accepts
 	channelID uint32 // 0 until OpenSecureChannel
 	tokenID   uint32
-	seq       uint32 // last sequence number sent
-	openID    uint32 // request id of the client's OpenSecureChannel
-	attacking bool   // counted in Server.active
+	wmu       sync.Mutex // one message's chunks at a time
+	seq       uint32     // last sequence number sent
+	openID    uint32     // request id of the client's OpenSecureChannel
+	attacking bool       // counted in Server.active
 }
 
 // attacked counts an attack on this connection.
@@ -286,6 +293,9 @@ func (s *Server) serve(nc net.Conn) error {
 	}
 	if err := c.openChannel(); err != nil {
 		return fmt.Errorf("open secure channel: %w", err)
+	}
+	if s.mode == SequenceJump {
+		return c.session()
 	}
 	for {
 		chunk, err := c.readChunk("MSG", "CLO")
@@ -454,6 +464,8 @@ func (c *conn) attack(requestID, handle uint32) error {
 // sendMessage sends body as the response to requestID, in chunks that fit
 // the client's receive buffer.
 func (c *conn) sendMessage(requestID uint32, body []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	const overhead = headerSize + 4 + 4 + 8
 	maxPiece := c.sendChunk - overhead
 	for first := true; first || len(body) > 0; first = false {
