@@ -19,6 +19,7 @@ import (
 	"math/big"
 
 	"github.com/gopcua/opcua/ua"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // eccPolicy is one of the ECC policies of Part 7 whose chunks are secured
@@ -37,12 +38,16 @@ import (
 // follow names them, so they are not gated.
 type eccPolicy struct {
 	name      string
-	curve     elliptic.Curve // of the certificates' ECDSA keys
+	curve     elliptic.Curve // of the certificates' ECDSA keys; nil for Ed25519
 	exchange  ecdh.Curve     // of the ephemeral keys
 	hash      crypto.Hash    // ECDSA digest, HKDF and HMAC
 	sigURI    string
-	sigKeyLen int // derived HMAC key, bytes
-	encKeyLen int // derived AES key, bytes
+	sigKeyLen int // derived HMAC (AEAD: Poly1305 signing) key, bytes
+	encKeyLen int // derived AES (AEAD: ChaCha20) key, bytes
+	// edwards: ECC_curve25519, Ed25519 certificates and signatures,
+	// X25519 ephemeral keys sent as they are, and ChaCha20-Poly1305 for
+	// MSG chunks (aeadSymmetric).
+	edwards bool
 }
 
 // The non-AEAD NIST ECC policies (Part 7 "SecurityPolicy - ECC-nistP256",
@@ -57,6 +62,13 @@ var (
 		name: "ECC_nistP384", curve: elliptic.P384(), exchange: ecdh.P384(), hash: crypto.SHA384,
 		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
 		sigKeyLen: 48, encKeyLen: 32,
+	}
+	// EccCurve25519 is Part 7's "ECC-curve25519": Ed25519 certificates,
+	// X25519 ephemeral keys, HKDF-SHA256, ChaCha20-Poly1305 for MSG chunks.
+	EccCurve25519 Policy = &eccPolicy{
+		name: "ECC_curve25519", exchange: ecdh.X25519(), hash: crypto.SHA256,
+		sigURI:    "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519", // RFC 9231
+		sigKeyLen: 32, encKeyLen: 32, edwards: true,
 	}
 )
 
@@ -76,17 +88,44 @@ func (p *eccPolicy) SignatureAlgorithm() string { return p.sigURI }
 // coordLen is the size of one coordinate, one half of an ECDSA signature.
 func (p *eccPolicy) coordLen() int { return (p.curve.Params().BitSize + 7) / 8 }
 
-// NonceLength is the length of an ephemeral public key: X‖Y.
-func (p *eccPolicy) NonceLength() int { return 2 * p.coordLen() }
+// sigLen is the length of a signature: r‖s, or an Ed25519 signature.
+func (p *eccPolicy) sigLen() int {
+	if p.edwards {
+		return ed25519.SignatureSize
+	}
+	return 2 * p.coordLen()
+}
+
+// keyName names the key the policy needs: "P-256", "Ed25519".
+func (p *eccPolicy) keyName() string {
+	if p.edwards {
+		return "Ed25519"
+	}
+	return p.curve.Params().Name
+}
+
+// NonceLength is the length of an ephemeral public key: X‖Y, or an X25519
+// key.
+func (p *eccPolicy) NonceLength() int {
+	if p.edwards {
+		return 32
+	}
+	return 2 * p.coordLen()
+}
 
 // CheckKey wants an ECDSA key on the policy's curve. The message reads
 // "P-256 key, policy ECC_nistP384 needs a P-384 key": callers prefix what
 // the key belongs to.
 func (p *eccPolicy) CheckKey(pub crypto.PublicKey) error {
-	want := p.curve.Params().Name
+	if p.edwards {
+		if _, ok := pub.(ed25519.PublicKey); !ok {
+			return fmt.Errorf("%s, policy %s needs an Ed25519 key", keyKind(pub), p.name)
+		}
+		return nil
+	}
 	k, ok := pub.(*ecdsa.PublicKey)
 	if !ok || k.Curve != p.curve {
-		return fmt.Errorf("%s, policy %s needs a %s key", keyKind(pub), p.name, want)
+		return fmt.Errorf("%s, policy %s needs a %s key", keyKind(pub), p.name, p.keyName())
 	}
 	return nil
 }
@@ -107,11 +146,11 @@ func keyKind(pub crypto.PublicKey) string {
 	return fmt.Sprintf("key of type %T", pub)
 }
 
-func (p *eccPolicy) ecdsaKey(cert *x509.Certificate) (*ecdsa.PublicKey, error) {
+func (p *eccPolicy) publicKey(cert *x509.Certificate) (crypto.PublicKey, error) {
 	if err := p.CheckKey(cert.PublicKey); err != nil {
 		return nil, err
 	}
-	return cert.PublicKey.(*ecdsa.PublicKey), nil
+	return cert.PublicKey, nil
 }
 
 func (p *eccPolicy) digest(data []byte) []byte {
@@ -133,8 +172,12 @@ func (p *eccPolicy) signer(local crypto.PrivateKey) (crypto.Signer, error) {
 }
 
 // signRaw signs data with ECDSA and returns r‖s, each left-padded to the
-// coordinate size, as OPC UA sends ECDSA signatures (not ASN.1).
+// coordinate size, as OPC UA sends ECDSA signatures (not ASN.1); or with
+// Ed25519 (pure, over the data itself).
 func (p *eccPolicy) signRaw(key crypto.Signer, data []byte) ([]byte, error) {
+	if p.edwards {
+		return key.Sign(rand.Reader, data, crypto.Hash(0))
+	}
 	der, err := key.Sign(rand.Reader, p.digest(data), p.hash)
 	if err != nil {
 		return nil, err
@@ -153,8 +196,19 @@ func (p *eccPolicy) signRaw(key crypto.Signer, data []byte) ([]byte, error) {
 	return out, nil
 }
 
-// verifyRaw checks a raw r‖s signature over data.
-func (p *eccPolicy) verifyRaw(pub *ecdsa.PublicKey, data, sig []byte) error {
+// verifyRaw checks a raw r‖s (or Ed25519) signature over data.
+func (p *eccPolicy) verifyRaw(pub crypto.PublicKey, data, sig []byte) error {
+	if p.edwards {
+		k, ok := pub.(ed25519.PublicKey)
+		if !ok || len(sig) != ed25519.SignatureSize || !ed25519.Verify(k, data, sig) {
+			return errors.New("Ed25519 signature does not verify")
+		}
+		return nil
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("%s cannot check an ECDSA signature", keyKind(pub))
+	}
 	n := p.coordLen()
 	if len(sig) != 2*n {
 		return fmt.Errorf("ECDSA signature of %d bytes, want %d", len(sig), 2*n)
@@ -163,7 +217,7 @@ func (p *eccPolicy) verifyRaw(pub *ecdsa.PublicKey, data, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	if !ecdsa.VerifyASN1(pub, p.digest(data), der) {
+	if !ecdsa.VerifyASN1(ec, p.digest(data), der) {
 		return errors.New("ECDSA signature does not verify")
 	}
 	return nil
@@ -185,7 +239,7 @@ func (p *eccPolicy) Verify(cert *x509.Certificate, data, sig []byte) error {
 	if cert == nil {
 		return fmt.Errorf("verify signature with policy %s: no certificate", p.name)
 	}
-	pub, err := p.ecdsaKey(cert)
+	pub, err := p.publicKey(cert)
 	if err != nil {
 		return fmt.Errorf("verify signature: certificate: %w", err)
 	}
@@ -224,14 +278,14 @@ func (p *eccPolicy) Asymmetric(mode ua.MessageSecurityMode, local *KeyPair, remo
 	if err != nil {
 		return nil, err
 	}
-	if !localCert.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
+	if !samePublicKey(localCert.PublicKey, key.Public()) {
 		return nil, errors.New("local key does not belong to the local certificate")
 	}
 	cert, err := leafCertificate(remoteCert)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: remote certificate: %w", p.name, err)
 	}
-	remote, err := p.ecdsaKey(cert)
+	remote, err := p.publicKey(cert)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -246,10 +300,10 @@ func (p *eccPolicy) Asymmetric(mode ua.MessageSecurityMode, local *KeyPair, remo
 type eccAsymmetric struct {
 	policy *eccPolicy
 	local  crypto.Signer
-	remote *ecdsa.PublicKey
+	remote crypto.PublicKey
 }
 
-func (a *eccAsymmetric) sigLen() int { return 2 * a.policy.coordLen() }
+func (a *eccAsymmetric) sigLen() int { return a.policy.sigLen() }
 
 func (a *eccAsymmetric) MaxBody(chunkSize, hdrLen int) int {
 	return max(chunkSize-hdrLen-a.sigLen(), 0)
@@ -289,7 +343,7 @@ func (p *eccPolicy) NewExchange() (Exchange, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &eccExchange{policy: p, priv: priv, nonce: ephemeralNonce(priv)}, nil
+	return &eccExchange{policy: p, priv: priv, nonce: p.ephemeralNonce(priv)}, nil
 }
 
 func (p *eccPolicy) newEphemeral() (*ecdh.PrivateKey, error) {
@@ -300,9 +354,19 @@ func (p *eccPolicy) newEphemeral() (*ecdh.PrivateKey, error) {
 	return priv, nil
 }
 
-// ephemeralNonce is the public key of priv as OPC UA sends it: X‖Y.
-func ephemeralNonce(priv *ecdh.PrivateKey) []byte {
+// ephemeralNonce is the public key of priv as OPC UA sends it: X‖Y, or
+// the X25519 key as it is.
+func (p *eccPolicy) ephemeralNonce(priv *ecdh.PrivateKey) []byte {
+	if p.edwards {
+		return priv.PublicKey().Bytes()
+	}
 	return priv.PublicKey().Bytes()[1:] // drop the 0x04 of the uncompressed form
+}
+
+// samePublicKey compares two public keys of any type.
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // sharedSecret is the ECDH secret between priv and the peer's ephemeral
@@ -311,7 +375,11 @@ func (p *eccPolicy) sharedSecret(priv *ecdh.PrivateKey, peer []byte) ([]byte, er
 	if len(peer) != p.NonceLength() {
 		return nil, fmt.Errorf("policy %s: ephemeral key of %d bytes, want %d", p.name, len(peer), p.NonceLength())
 	}
-	pub, err := p.exchange.NewPublicKey(append([]byte{4}, peer...))
+	raw := peer
+	if !p.edwards {
+		raw = append([]byte{4}, peer...)
+	}
+	pub, err := p.exchange.NewPublicKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: peer's ephemeral key: %w", p.name, err)
 	}
@@ -336,13 +404,32 @@ func hkdfKey(h func() hash.Hash, secret, salt, info []byte, n int) ([]byte, erro
 	return hkdf.Key(h, secret, salt, string(info), n)
 }
 
-// deriveKeys derives one direction's keys: HMAC key, AES key, IV.
-func (p *eccPolicy) deriveKeys(secret []byte, label string, sender, receiver []byte) (symKeys, error) {
-	n := p.sigKeyLen + p.encKeyLen + aes.BlockSize
+// ivLen is the length of the derived IV: an AES block, or a ChaCha20
+// nonce.
+func (p *eccPolicy) ivLen() int {
+	if p.edwards {
+		return chacha20poly1305.NonceSize
+	}
+	return aes.BlockSize
+}
+
+// keyMaterial derives one direction's key material: signing key,
+// encryption key, IV.
+func (p *eccPolicy) keyMaterial(secret []byte, label string, sender, receiver []byte) ([]byte, error) {
+	n := p.sigKeyLen + p.encKeyLen + p.ivLen()
 	salt := eccSalt(n, label, sender, receiver)
 	k, err := hkdfKey(p.hash.New, secret, salt, salt, n)
 	if err != nil {
-		return symKeys{}, fmt.Errorf("policy %s: derive keys: %w", p.name, err)
+		return nil, fmt.Errorf("policy %s: derive keys: %w", p.name, err)
+	}
+	return k, nil
+}
+
+// deriveKeys derives one direction's keys: HMAC key, AES key, IV.
+func (p *eccPolicy) deriveKeys(secret []byte, label string, sender, receiver []byte) (symKeys, error) {
+	k, err := p.keyMaterial(secret, label, sender, receiver)
+	if err != nil {
+		return symKeys{}, err
 	}
 	block, err := aes.NewCipher(k[p.sigKeyLen : p.sigKeyLen+p.encKeyLen])
 	if err != nil {
@@ -374,6 +461,9 @@ func (e *eccExchange) Symmetric(mode ua.MessageSecurityMode, remoteNonce []byte)
 		return nil, err
 	}
 	defer clear(secret)
+	if p.edwards {
+		return p.aeadSymmetric(mode, secret, e.nonce, remoteNonce)
+	}
 	send, err := p.deriveKeys(secret, labelClient, e.nonce, remoteNonce)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 )
@@ -26,6 +27,7 @@ var eccPolicies = []struct {
 }{
 	{EccNistP256, "client-p256"},
 	{EccNistP384, "client-p384"},
+	{EccCurve25519, "client-ed25519"},
 }
 
 func unhex(t *testing.T, s string) []byte {
@@ -132,7 +134,7 @@ func TestECCSignRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := tc.policy.NonceLength(); len(sig) != want {
+			if want := tc.policy.(*eccPolicy).sigLen(); len(sig) != want {
 				t.Fatalf("signature of %d bytes, want %d", len(sig), want)
 			}
 			if err := tc.policy.Verify(parseCert(t, kp), []byte("proof"), sig); err != nil {
@@ -165,10 +167,20 @@ func eccServerHalf(t *testing.T, p *eccPolicy, mode ua.MessageSecurityMode, clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := ephemeralNonce(priv)
+	nonce := p.ephemeralNonce(priv)
 	secret, err := p.sharedSecret(priv, clientNonce)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.edwards {
+		// The client's derivation from the other side: keys swapped.
+		c, err := p.aeadSymmetric(mode, secret, clientNonce, nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := c.(*aeadChunks)
+		a.send, a.recv = a.recv, a.send
+		return nonce, a
 	}
 	send, err := p.deriveKeys(secret, labelServer, nonce, clientNonce)
 	if err != nil {
@@ -179,6 +191,15 @@ func eccServerHalf(t *testing.T, p *eccPolicy, mode ua.MessageSecurityMode, clie
 		t.Fatal(err)
 	}
 	return nonce, &symmetric{name: p.name, hash: p.hash.New, encrypt: mode == encrypt, sigLen: p.hash.Size(), send: send, recv: recv}
+}
+
+// openChunk opens a chunk whose body starts with a sequence number, giving
+// an AEAD policy the number before it.
+func openChunk(c ChunkCrypto, chunk []byte, hdrLen int, seq uint32) ([]byte, error) {
+	if b, ok := c.(SequenceBound); ok {
+		return b.OpenAfter(chunk, hdrLen, seq-1)
+	}
+	return c.Open(chunk, hdrLen)
 }
 
 // TestECCExchange: both halves derive matching keys, chunks round-trip in
@@ -207,16 +228,20 @@ func TestECCExchange(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, err := server.Open(sealed, 24)
+					seq := binary.LittleEndian.Uint32(body)
+					got, err := openChunk(server, sealed, 24, seq)
 					if err != nil || !bytes.Equal(got, body) {
 						t.Fatalf("server opens client chunk: %v", err)
 					}
 					back, _ := server.Seal(testChunk("MSG", 24, body), 24)
-					if got, err := client.Open(back, 24); err != nil || !bytes.Equal(got, body) {
+					if got, err := openChunk(client, back, 24, seq); err != nil || !bytes.Equal(got, body) {
 						t.Fatalf("client opens server chunk: %v", err)
 					}
-					back[len(back)-1-p.hash.Size()] ^= 1
-					if _, err := client.Open(back, 24); err == nil {
+					if _, err := openChunk(client, back, 24, seq+1); err == nil && p.edwards {
+						t.Fatal("AEAD chunk opens after another sequence number")
+					}
+					back[len(back)-20] ^= 1
+					if _, err := openChunk(client, back, 24, seq); err == nil {
 						t.Fatal("altered chunk opens")
 					}
 				}
@@ -225,6 +250,9 @@ func TestECCExchange(t *testing.T) {
 				}
 				bad := bytes.Clone(serverNonce)
 				bad[len(bad)-1] ^= 1 // off the curve
+				if p.edwards {
+					bad = make([]byte, 32) // a point of small order: no shared secret
+				}
 				if _, err := ex.Symmetric(mode, bad); err == nil {
 					t.Fatal("server key off the curve accepted")
 				}
@@ -251,7 +279,7 @@ func TestECCAsymmetric(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := 40 + len(body) + tc.policy.NonceLength(); len(sealed) != want {
+			if want := 40 + len(body) + tc.policy.(*eccPolicy).sigLen(); len(sealed) != want {
 				t.Fatalf("sealed chunk of %d bytes, want %d (body and signature only)", len(sealed), want)
 			}
 			if !bytes.Contains(sealed, body) {
@@ -260,7 +288,7 @@ func TestECCAsymmetric(t *testing.T) {
 			if got, err := s.Open(sealed, 40); err != nil || !bytes.Equal(got, body) {
 				t.Fatalf("open: %v", err)
 			}
-			if mb := c.MaxBody(8192, 40); mb != 8192-40-tc.policy.NonceLength() {
+			if mb := c.MaxBody(8192, 40); mb != 8192-40-tc.policy.(*eccPolicy).sigLen() {
 				t.Fatalf("MaxBody %d", mb)
 			}
 			sealed[50] ^= 1
@@ -274,7 +302,7 @@ func TestECCAsymmetric(t *testing.T) {
 // TestInteropOpen62541ECC opens channels with open62541 under each ECC
 // policy and mode and sends two requests under the derived keys.
 func TestInteropOpen62541ECC(t *testing.T) {
-	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "ECC_nistP256", "ECC_nistP384"}})
+	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"}})
 	for _, tc := range eccPolicies {
 		cert := serverCertificate(t, srv.Endpoint, tc.policy.URI())
 		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
@@ -303,7 +331,7 @@ func TestEncryptToEphemeralKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				serverKey := ephemeralNonce(serverPriv)
+				serverKey := p.ephemeralNonce(serverPriv)
 				nonce := testBody(32)
 				when := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 				es, err := p.EncryptToEphemeralKey(client, serverKey, []byte(secret), nonce, when)
@@ -338,7 +366,7 @@ func TestEncryptToEphemeralKey(t *testing.T) {
 				if r.pos-at != keyDataLen || !bytes.Equal(receiver, serverKey) {
 					t.Fatalf("key data of %d bytes, field says %d; receiver key ours: %v", r.pos-at, keyDataLen, bytes.Equal(receiver, serverKey))
 				}
-				sigLen := 2 * p.coordLen()
+				sigLen := p.sigLen()
 				signed, sig := es[:len(es)-sigLen], es[len(es)-sigLen:]
 				if err := p.Verify(parseCert(t, client), signed, sig); err != nil {
 					t.Fatalf("signature: %v", err)
@@ -347,15 +375,22 @@ func TestEncryptToEphemeralKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				n := p.encKeyLen + 16
+				n := p.encKeyLen + p.ivLen()
 				salt := eccSalt(n, "opcua-secret", sender, receiver)
 				keys, _ := hkdfKey(p.hash.New, shared, salt, salt, n)
-				block, _ := aes.NewCipher(keys[:p.encKeyLen])
 				payload := bytes.Clone(es[r.pos : len(es)-sigLen])
-				if len(payload)%16 != 0 {
-					t.Fatalf("payload of %d bytes", len(payload))
+				if p.edwards {
+					aead, _ := chacha20poly1305.New(keys[:p.encKeyLen])
+					if payload, err = aead.Open(nil, keys[p.encKeyLen:], payload, es[:r.pos]); err != nil {
+						t.Fatalf("open payload: %v", err)
+					}
+				} else {
+					block, _ := aes.NewCipher(keys[:p.encKeyLen])
+					if len(payload)%16 != 0 {
+						t.Fatalf("payload of %d bytes", len(payload))
+					}
+					cipher.NewCBCDecrypter(block, keys[p.encKeyLen:]).CryptBlocks(payload, payload)
 				}
-				cipher.NewCBCDecrypter(block, keys[p.encKeyLen:]).CryptBlocks(payload, payload)
 				pr := &reader{t: t, b: payload}
 				if got := pr.bytes(); !bytes.Equal(got, nonce) {
 					t.Fatal("nonce differs")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // EphemeralKeyEncrypter is implemented by the policies that encrypt a user
@@ -75,20 +76,30 @@ func (p *eccPolicy) EncryptToEphemeralKey(local *KeyPair, serverKey, secret, ser
 	if err != nil {
 		return fail("ephemeral key", err)
 	}
-	senderKey := ephemeralNonce(priv)
+	senderKey := p.ephemeralNonce(priv)
 	shared, err := p.sharedSecret(priv, serverKey)
 	if err != nil {
 		return fail("server's ephemeral key", err)
 	}
 	defer clear(shared)
-	n := p.encKeyLen + aes.BlockSize
+	n := p.encKeyLen + p.ivLen()
 	salt := eccSalt(n, labelSecret, senderKey, serverKey)
 	keys, err := hkdfKey(p.hash.New, shared, salt, salt, n)
 	if err != nil {
 		return fail("derive key", err)
 	}
 	defer clear(keys)
-	block, err := aes.NewCipher(keys[:p.encKeyLen])
+	// AES-CBC, or for the AEAD policies ChaCha20-Poly1305 with the headers
+	// as associated data and the IV unmasked.
+	var block cipher.Block
+	var aead cipher.AEAD
+	tagLen := 0
+	if p.edwards {
+		aead, err = chacha20poly1305.New(keys[:p.encKeyLen])
+		tagLen = aeadTagLen
+	} else {
+		block, err = aes.NewCipher(keys[:p.encKeyLen])
+	}
 	if err != nil {
 		return fail("derive key", err)
 	}
@@ -125,11 +136,14 @@ func (p *eccPolicy) EncryptToEphemeralKey(local *KeyPair, serverKey, secret, ser
 	out = binary.LittleEndian.AppendUint64(out, uint64(dateTime(signingTime)))
 	out = binary.LittleEndian.AppendUint16(out, uint16(len(policyHeader)))
 	out = append(out, policyHeader...)
-	encAt := len(out)
-	out = append(out, payload...)
-	cipher.NewCBCEncrypter(block, keys[p.encKeyLen:]).CryptBlocks(out[encAt:], out[encAt:])
-	sigLen := 2 * p.coordLen()
-	binary.LittleEndian.PutUint32(out[lengthAt:], uint32(len(out)+sigLen-lengthAt-4))
+	binary.LittleEndian.PutUint32(out[lengthAt:], uint32(len(out)+len(payload)+tagLen+p.sigLen()-lengthAt-4))
+	if aead != nil {
+		out = aead.Seal(out, keys[p.encKeyLen:], payload, out)
+	} else {
+		encAt := len(out)
+		out = append(out, payload...)
+		cipher.NewCBCEncrypter(block, keys[p.encKeyLen:]).CryptBlocks(out[encAt:], out[encAt:])
+	}
 	sig, err := p.signRaw(signer, out)
 	if err != nil {
 		return fail("sign", err)

@@ -131,6 +131,7 @@ type secureChannel struct {
 	*wireConn
 	id, token uint32
 	crypto    ChunkCrypto
+	lastSeq   uint32 // the server's, which AEAD chunks are bound to
 }
 
 // openChannel sends OPN (Issue) secured with p and mode and reads the
@@ -203,7 +204,8 @@ func openChannel(t *testing.T, endpoint string, p Policy, mode ua.MessageSecurit
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &secureChannel{wireConn: w, id: osc.SecurityToken.ChannelID, token: osc.SecurityToken.TokenID, crypto: sym}
+	return &secureChannel{wireConn: w, id: osc.SecurityToken.ChannelID, token: osc.SecurityToken.TokenID, crypto: sym,
+		lastSeq: binary.LittleEndian.Uint32(got)}
 }
 
 // call sends one request in one MSG chunk and reads the response, which
@@ -226,7 +228,16 @@ func (c *secureChannel) call(req ua.Request) any {
 		if string(chunk[:3]) != "MSG" {
 			c.t.Fatalf("response chunk %q", chunk[:4])
 		}
-		got, err := c.crypto.Open(chunk, 16)
+		var got []byte
+		var err error
+		if b, ok := c.crypto.(SequenceBound); ok {
+			got, err = b.OpenAfter(chunk, 16, c.lastSeq)
+		} else {
+			got, err = c.crypto.Open(chunk, 16)
+		}
+		if err == nil {
+			c.lastSeq = binary.LittleEndian.Uint32(got)
+		}
 		if err != nil {
 			c.t.Fatalf("open response chunk %d (%d bytes): %v", chunks, len(chunk), err)
 		}

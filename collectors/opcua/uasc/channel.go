@@ -543,7 +543,7 @@ func (ch *Channel) receive(chunk []byte, rx *reassembler, seq *sequenceCheck) er
 	case "OPN":
 		body, err = ch.openAsymmetric(chunk)
 	case "MSG":
-		body, err = ch.openSymmetric(chunk)
+		body, err = ch.openSymmetric(chunk, seq.last)
 	default:
 		return fmt.Errorf("server sent an unexpected %s message", msgType)
 	}
@@ -637,8 +637,9 @@ func (ch *Channel) openAsymmetric(chunk []byte) ([]byte, error) {
 }
 
 // openSymmetric checks and opens a MSG chunk under the current token, or
-// under the previous one while it is still accepted.
-func (ch *Channel) openSymmetric(chunk []byte) ([]byte, error) {
+// under the previous one while it is still accepted; prevSeq, the last
+// sequence number received, is what the AEAD policies bind it to.
+func (ch *Channel) openSymmetric(chunk []byte, prevSeq uint32) ([]byte, error) {
 	id := binary.LittleEndian.Uint32(chunk[channelHeaderSize:])
 	ch.mu.Lock()
 	cur, prev := ch.cur, ch.prev
@@ -654,7 +655,13 @@ func (ch *Channel) openSymmetric(chunk []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("MSG chunk under unknown token %d", id)
 	}
-	body, err := crypto.Open(chunk, symmetricHdrSize)
+	var body []byte
+	var err error
+	if b, ok := crypto.(secpolicy.SequenceBound); ok {
+		body, err = b.OpenAfter(chunk, symmetricHdrSize, prevSeq)
+	} else {
+		body, err = crypto.Open(chunk, symmetricHdrSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("MSG chunk: %w", err)
 	}
