@@ -3,6 +3,7 @@ package publish
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,6 +89,19 @@ type uaWriter struct {
 	reserved  uint64
 	keepAlive time.Duration // KeepAliveTime
 	last      time.Time     // its latest DataSetMessage, keep-alives included
+
+	version uint32 // ConfigurationVersion of its DataSetMetaData (a VersionTime)
+}
+
+// metaFile, in agent.spool_dir, holds each writer's ConfigurationVersion
+// with the field list it was given for, so that it changes when the
+// writer's tags do, and only then.
+const metaFile = "opcua_json_metadata"
+
+// metaState is one writer's entry in metaFile.
+type metaState struct {
+	Fields  string `json:"fields"` // tagsHash
+	Version uint32 `json:"version"`
 }
 
 // seqFile, in agent.spool_dir, holds each writer's SequenceNumber, so that
@@ -152,6 +166,7 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 		for _, t := range plc.Tags {
 			w.tags = append(w.tags, t.Name)
 		}
+		w.version = versionTime(time.Now())
 		f.writers[plc.Name] = w
 	}
 	f.nextID = len(cfg.PLCs) + 1
@@ -324,8 +339,83 @@ func (f *uaJSONFormat) reconnecting() Message {
 	return f.status(pubSubError)
 }
 
+// connected publishes the ua-status, then every writer's ua-metadata.
 func (f *uaJSONFormat) connected() []Message {
-	return []Message{f.status(pubSubOperational)}
+	msgs := []Message{f.status(pubSubOperational)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := slices.SortedFunc(maps.Values(f.writers), func(a, b *uaWriter) int { return a.id - b.id })
+	now := time.Now()
+	for _, w := range ws {
+		msgs = append(msgs, f.metadata(w, now))
+	}
+	return msgs
+}
+
+// metadata is w's retained ua-metadata message (Part 14, 7.2.5.5.2) on
+// opcua/json/metadata/<publisher>/<writer group>/<writer>: a field per
+// configured tag, in configuration order, each of BaseDataType (i=24,
+// BuiltInType 0, ValueRank -2, any) since the DataValues carry their own
+// UaType; and the ConfigurationVersion, which changes when the writer's
+// tags do (see open). Fields are in the VerboseEncoding, defaults left out.
+func (f *uaJSONFormat) metadata(w *uaWriter, now time.Time) Message {
+	b := f.appendMessageID(nil)
+	b = append(b, `,"MessageType":"ua-metadata","PublisherId":`...)
+	b = appendString(b, f.publisher)
+	b = append(b, `,"DataSetWriterId":`...)
+	b = strconv.AppendInt(b, int64(w.id), 10)
+	b = append(b, `,"WriterGroupName":`...)
+	b = appendString(b, uaWriterGroup)
+	b = append(b, `,"DataSetWriterName":`...)
+	b = append(b, w.name...)
+	b = append(b, `,"Timestamp":`...)
+	b = appendTime(b, now)
+	b = append(b, `,"MetaData":{"Name":`...)
+	b = append(b, w.name...)
+	b = append(b, `,"Fields":[`...)
+	for i, tag := range w.tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"Name":`...)
+		b = appendString(b, tag)
+		b = append(b, `,"DataType":"i=24","ValueRank":-2,"DataSetFieldId":"`...)
+		b = append(b, fieldID(f.publisher, w.plc, tag)...)
+		b = append(b, `"}`...)
+	}
+	b = append(b, `],"ConfigurationVersion":{"MajorVersion":`...)
+	b = strconv.AppendUint(b, uint64(w.version), 10)
+	b = append(b, `,"MinorVersion":`...)
+	b = strconv.AppendUint(b, uint64(w.version), 10)
+	b = append(b, "}}}"...)
+	return Message{Topic: "opcua/json/metadata/" + f.publisher + "/" + uaWriterGroup + "/" + level(w.plc), Payload: b, Retain: true}
+}
+
+// fieldID is a field's DataSetFieldId: a Guid made from the names that
+// identify it (an RFC 9562 version 8 UUID of their SHA-256), the same on
+// every start.
+func fieldID(publisher, plc, tag string) string {
+	h := sha256.Sum256([]byte(publisher + "\x00" + plc + "\x00" + tag))
+	h[6] = h[6]&0x0f | 0x80
+	h[8] = h[8]&0x3f | 0x80
+	x := fmt.Sprintf("%x", h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+// versionTime is a VersionTime (Part 14, 6.2.3.2.2 / Part 3): seconds
+// since 2000-01-01 UTC.
+func versionTime(t time.Time) uint32 {
+	return uint32(max(t.Unix()-946684800, 1))
+}
+
+// tagsHash identifies a writer's field list, to tell when it changed.
+func tagsHash(tags []string) string {
+	h := sha256.New()
+	for _, t := range tags {
+		h.Write([]byte(t))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // stopping saves every writer's exact SequenceNumber, so that a restart
@@ -340,12 +430,16 @@ func (f *uaJSONFormat) stopping() []Message {
 	return []Message{f.status(pubSubDisabled)}
 }
 
-// open reads seqFile. Only run calls it (through New), never validate. A
-// file that cannot be read as written is taken as absent: numbering starts
-// at 1 again, as it did before there was one.
+// open reads seqFile and metaFile. Only run calls it (through New), never
+// validate. A file that cannot be read as written is taken as absent:
+// numbering starts at 1 again, as it did before there was one, and the
+// ConfigurationVersions are new.
 func (f *uaJSONFormat) open() error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return fmt.Errorf("opcua_json state directory: %w", err)
+	}
+	if err := f.openMeta(); err != nil {
+		return err
 	}
 	b, err := os.ReadFile(filepath.Join(f.dir, seqFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -368,6 +462,47 @@ func (f *uaJSONFormat) open() error {
 		if w, ok := f.writers[plc]; ok {
 			w.seq, w.reserved = seq, uint64(seq)
 		}
+	}
+	return nil
+}
+
+// openMeta keeps each writer's ConfigurationVersion from metaFile when
+// its tags are those it was given for, and records new ones.
+func (f *uaJSONFormat) openMeta() error {
+	path := filepath.Join(f.dir, metaFile)
+	var saved map[string]metaState
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if json.Unmarshal(b, &saved) != nil {
+			saved = nil
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("opcua_json metadata versions: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := make(map[string]metaState, len(f.writers))
+	for plc, w := range f.writers {
+		st := metaState{Fields: tagsHash(w.tags), Version: w.version}
+		if old, ok := saved[plc]; ok && old.Fields == st.Fields && old.Version != 0 {
+			st.Version = old.Version
+		} else if ok && old.Version >= st.Version {
+			st.Version = old.Version + 1 // changed within the second of the last change
+		}
+		w.version = st.Version
+		now[plc] = st
+	}
+	if maps.Equal(now, saved) {
+		return nil
+	}
+	b, _ = json.Marshal(now) // strings and numbers always encode
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("opcua_json metadata versions: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("opcua_json metadata versions: %w", err)
 	}
 	return nil
 }

@@ -454,19 +454,129 @@ func TestUAJSONSchemaRejects(t *testing.T) {
 }
 
 // receiveUA takes the next message, checks it against its schema and
-// returns it.
+// returns it. ua-metadata messages are checked against theirs and passed
+// over.
 func receiveUA(t *testing.T, msgs <-chan brokertest.Message, data, status *jsonschema.Schema) brokertest.Message {
 	t.Helper()
-	m := receive(t, msgs, 1)[0]
-	switch {
-	case strings.HasPrefix(m.Topic, "opcua/json/status/"):
-		schemaCheck(t, status, m.Payload)
-	case strings.HasPrefix(m.Topic, "opcua/json/data/"):
-		schemaCheck(t, data, m.Payload)
-	default:
-		t.Fatalf("unexpected topic %s", m.Topic)
+	for {
+		m := receive(t, msgs, 1)[0]
+		switch {
+		case strings.HasPrefix(m.Topic, "opcua/json/status/"):
+			schemaCheck(t, status, m.Payload)
+		case strings.HasPrefix(m.Topic, "opcua/json/data/"):
+			schemaCheck(t, data, m.Payload)
+		case strings.HasPrefix(m.Topic, "opcua/json/metadata/"):
+			schemaCheck(t, uaMetaSchema(t), m.Payload)
+			if !m.Retained && m.Topic != "opcua/json/metadata/a1/tagbridge/press1" && m.Topic != "opcua/json/metadata/a1/tagbridge/press2" {
+				t.Fatalf("metadata on %s", m.Topic)
+			}
+			continue
+		default:
+			t.Fatalf("unexpected topic %s", m.Topic)
+		}
+		return m
 	}
-	return m
+}
+
+func uaMetaSchema(t testing.TB) *jsonschema.Schema {
+	t.Helper()
+	sch, err := jsonschema.NewCompiler().Compile("testdata/opcua-json-metadata.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+// uaMetadata is a ua-metadata message as a consumer decodes it.
+type uaMetadata struct {
+	MessageID         string `json:"MessageId"`
+	MessageType       string
+	PublisherID       string `json:"PublisherId"`
+	DataSetWriterID   int    `json:"DataSetWriterId"`
+	WriterGroupName   string
+	DataSetWriterName string
+	Timestamp         time.Time
+	MetaData          struct {
+		Name   string
+		Fields []struct {
+			Name           string
+			DataType       string
+			ValueRank      int
+			DataSetFieldID string `json:"DataSetFieldId"`
+		}
+		ConfigurationVersion struct{ MajorVersion, MinorVersion uint32 }
+	}
+}
+
+// Every connect publishes a retained ua-metadata per writer, its fields the
+// configured tags in order; the ConfigurationVersion stays across restarts
+// and changes when the writer's tags do.
+func TestUAJSONMetadata(t *testing.T) {
+	cfg := uaConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	meta := func() map[string]uaMetadata {
+		f, err := newUAJSONFormat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.open(); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]uaMetadata{}
+		for _, m := range f.connected()[1:] {
+			schemaCheck(t, uaMetaSchema(t), m.Payload)
+			if !m.Retain {
+				t.Errorf("%s not retained", m.Topic)
+			}
+			out[m.Topic] = decodeUA[uaMetadata](t, m.Payload)
+		}
+		return out
+	}
+	first := meta()
+	p1 := first["opcua/json/metadata/a1/tagbridge/press1"]
+	var names []string
+	for _, fd := range p1.MetaData.Fields {
+		names = append(names, fd.Name)
+	}
+	if len(first) != 2 || p1.DataSetWriterID != 1 || p1.DataSetWriterName != "press1" || p1.MessageType != "ua-metadata" ||
+		strings.Join(names, ",") != "temperature,pressure" || p1.MetaData.ConfigurationVersion.MajorVersion == 0 {
+		t.Fatalf("metadata: %+v", first)
+	}
+	// A version from an earlier start is kept while the tags are the same.
+	path := filepath.Join(cfg.Agent.SpoolDir, metaFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved map[string]metaState
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	st := saved["press1"]
+	st.Version = 1000
+	saved["press1"] = st
+	if b, err = json.Marshal(saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p1.MetaData.ConfigurationVersion.MajorVersion, p1.MetaData.ConfigurationVersion.MinorVersion = 1000, 1000
+	again := meta()
+	if v := again["opcua/json/metadata/a1/tagbridge/press1"].MetaData.ConfigurationVersion; v != p1.MetaData.ConfigurationVersion {
+		t.Errorf("version %+v on a restart with the same tags, want the saved %+v", v, p1.MetaData.ConfigurationVersion)
+	}
+	if again["opcua/json/metadata/a1/tagbridge/press1"].MetaData.Fields[0].DataSetFieldID != p1.MetaData.Fields[0].DataSetFieldID {
+		t.Errorf("DataSetFieldId changed on a restart")
+	}
+	cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "speed"})
+	changed := meta()
+	if v := changed["opcua/json/metadata/a1/tagbridge/press1"].MetaData.ConfigurationVersion; v.MajorVersion <= p1.MetaData.ConfigurationVersion.MajorVersion {
+		t.Errorf("version %+v after a tag was added, want above %+v", v, p1.MetaData.ConfigurationVersion)
+	}
+	if changed["opcua/json/metadata/a1/tagbridge/press2"].MetaData.ConfigurationVersion != first["opcua/json/metadata/a1/tagbridge/press2"].MetaData.ConfigurationVersion {
+		t.Errorf("press2's version changed with press1's tags")
+	}
 }
 
 func wantStatus(t *testing.T, m brokertest.Message, state int) {
