@@ -1,6 +1,8 @@
 package publish
 
 import (
+	"bytes"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -75,5 +77,70 @@ func TestSilence(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestSilenceReachesFormats: a PLC recovering past its watchdog is, in the
+// default JSON, a retained status "disconnected", and in opcua_json a Bad
+// key frame with Bad_NoCommunication that node-opcua-json reads as Bad.
+func TestSilenceReachesFormats(t *testing.T) {
+	cfg := uaConfig("tcp://127.0.0.1:1")
+	for i := range cfg.PLCs {
+		cfg.PLCs[i].PublishingInterval = config.Duration(time.Second)
+		cfg.PLCs[i].WatchdogIntervals = 10
+	}
+	var frame []byte
+	var status []Message
+	synctest.Test(t, func(t *testing.T) {
+		ua, err := newUAJSONFormat(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := newTopics(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := newJSONFormat(cfg, tp, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		s := newSilence(cfg, func(st collectors.PLCStatus) {
+			mu.Lock()
+			defer mu.Unlock()
+			ua.plcStatus(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
+			status = append(status, js.plcStatus(st, nil)...)
+		})
+		defer s.stop()
+		s.note(collectors.PLCStatus{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"})
+		time.Sleep(10*time.Second - time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		if frame != nil || len(status) != 1 {
+			t.Fatalf("before the watchdog: frame %s, %d statuses", frame, len(status))
+		}
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+	})
+	if len(status) != 2 || status[1].Topic != "tagbridge/a1/press1/status" || !status[1].Retain ||
+		!bytes.Contains(status[1].Payload, []byte(`"state":"disconnected","reason":"no values for 10s while recovering"`)) {
+		t.Fatalf("json statuses: %+v", status)
+	}
+	data, _ := uaSchemas(t)
+	schemaCheck(t, data, frame)
+	m := decodeUA[uaNetworkMessage](t, frame)
+	dm := m.Messages[0]
+	if dm.MessageType != "ua-keyframe" || dm.Status == nil || dm.Status.Code != badNoCommunication || len(dm.Payload) != 2 {
+		t.Fatalf("key frame: %s", frame)
+	}
+	fields := map[string][]byte{}
+	for tag, dv := range dm.Payload {
+		fields[tag] = dv
+	}
+	for tag, r := range decodeWithNode(t, fields, slices.Sorted(maps.Keys(fields))) {
+		if r.Error != "" || r.Status != badNoCommunication {
+			t.Errorf("%s: node-opcua-json decodes status 0x%08X (%s), want Bad_NoCommunication", tag, r.Status, r.Error)
+		}
 	}
 }
