@@ -3,9 +3,13 @@ package publish
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +295,64 @@ func BenchmarkAppendTime(b *testing.B) {
 	for b.Loop() {
 		dst = appendTime(dst[:0], ts)
 	}
+}
+
+// TestAppendJSONGolden holds the default JSON of every built-in type, the
+// samples of the Part 14 tests, to testdata/json/values.golden, and checks
+// that the JSON type of value depends only on the tag's type (null aside)
+// and that 64-bit integers read back exactly.
+func TestAppendJSONGolden(t *testing.T) {
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC)
+	var out bytes.Buffer
+	kinds := map[string]map[string]bool{} // type name -> JSON kinds of scalar values
+	for _, c := range append(uaCases(), uaExtraCases()...) {
+		s := c.s
+		s.PLC, s.Tag, s.Node = "press1", "t", "ns=2;s=T"
+		if s.SourceTime.IsZero() && s.ServerTime.IsZero() {
+			s.ServerTime = ts
+		}
+		got := AppendJSON(nil, &s)
+		fmt.Fprintf(&out, "%s\t%s\n", c.name, got)
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(got, &m); err != nil {
+			t.Fatalf("%s: %v: %s", c.name, err, got)
+		}
+		if _, isArr := s.Value.([]any); isArr {
+			continue
+		}
+		kind := "null"
+		switch v := m["value"]; v[0] {
+		case '"':
+			kind = "string"
+		case '{':
+			kind = "object"
+		case 't', 'f':
+			kind = "boolean"
+		case 'n':
+		default:
+			kind = "number"
+		}
+		if kind != "null" {
+			if kinds[s.Type] == nil {
+				kinds[s.Type] = map[string]bool{}
+			}
+			kinds[s.Type][kind] = true
+		}
+		switch v := s.Value.(type) {
+		case int64:
+			if string(m["value"]) != `"`+strconv.FormatInt(v, 10)+`"` {
+				t.Errorf("%s: value %s", c.name, m["value"])
+			}
+		case uint64:
+			if string(m["value"]) != `"`+strconv.FormatUint(v, 10)+`"` {
+				t.Errorf("%s: value %s", c.name, m["value"])
+			}
+		}
+	}
+	for typ, ks := range kinds {
+		if len(ks) > 1 {
+			t.Errorf("type %s: value is %v depending on the value", typ, slices.Sorted(maps.Keys(ks)))
+		}
+	}
+	golden(t, "testdata/json/values.golden", out.Bytes())
 }
