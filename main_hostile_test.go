@@ -258,6 +258,9 @@ plcs:
 		t.Errorf("peak RSS %d MiB, want under %d MiB", peak>>20, hostileRSSLimit>>20)
 	}
 	took := a.terminate(t, stopWithin)
+	if err := evil.Err(); err != nil {
+		t.Errorf("hostile server: %v", err)
+	}
 	t.Logf("sequence jump %d -> %d: %d values per counter in %v without a gap (hostile PLC up to %d), %v CPU, %d KiB of log at debug, peak RSS %d MiB, stopped %v after SIGTERM; loss logged as: %s",
 		hostileua.JumpAfter, uint32(hostileua.JumpTo), values, window.Round(100*time.Millisecond), seen.last(evilTopic), cpu.Round(time.Millisecond),
 		logged>>10, peak>>20, took.Round(time.Millisecond), strings.TrimSpace(strings.Join(lossLines, "")))
