@@ -255,7 +255,7 @@ const (
 )
 
 func cmdCertsCreate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-type rsa|nistP256|nistP384]
+	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-type rsa|nistP256|nistP384|ed25519]
                         [--key-size 2048|3072|4096] [--force] [--agent-id ID | -c FILE] [--hostname NAME]
 
 Writes a self-signed OPC UA application instance certificate for the agent
@@ -264,8 +264,8 @@ and its private key into DIR: `+certFileName+` (certificate, PEM), `+derFileName
 (private key, PEM, mode 0600). An ECC key type writes client-cert-<type>.pem,
 .der and client-key-<type>.pem instead, so that an agent can hold an RSA
 certificate and ECC ones side by side: nistP256 goes with the policy
-ECC_nistP256, nistP384 with ECC_nistP384. Its ApplicationURI is
-urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
+ECC_nistP256, nistP384 with ECC_nistP384, ed25519 with ECC_curve25519.
+Its ApplicationURI is urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
 else from agent.id in the configuration file named by -c (only that key is
 read). Existing files are kept unless --force is given. Run as root, the
 files take the owner of DIR (the tagbridge user for the package's directory).`, stderr)

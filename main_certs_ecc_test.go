@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"os"
@@ -25,6 +26,7 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 		{"rsa", "client-cert.pem", "client-key.pem", nil},
 		{"nistP256", "client-cert-nistP256.pem", "client-key-nistP256.pem", elliptic.P256()},
 		{"nistP384", "client-cert-nistP384.pem", "client-key-nistP384.pem", elliptic.P384()},
+		{"ed25519", "client-cert-ed25519.pem", "client-key-ed25519.pem", nil},
 	} {
 		t.Run(tc.keyType, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -44,6 +46,12 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 				if k.Curve != tc.curve {
 					t.Fatalf("%s key, want %v", k.Curve.Params().Name, tc.curve)
 				}
+			case ed25519.PublicKey:
+				if tc.keyType != "ed25519" {
+					t.Fatalf("Ed25519 key, want %s", tc.keyType)
+				}
+			default:
+				t.Fatalf("%T key", k)
 			}
 			if uri, _ := certs.ApplicationURI(cert); uri != "urn:ipc01:tagbridge:line1-ipc01" {
 				t.Errorf("ApplicationURI %q", uri)
@@ -61,7 +69,7 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 		})
 	}
 	for _, tc := range []struct{ args, stderr string }{
-		{"--key-type nistP521", "--key-type nistP521: want one of rsa, nistP256, nistP384"},
+		{"--key-type nistP521", "--key-type nistP521: want one of rsa, nistP256, nistP384, ed25519"},
 		{"--key-type nistP256 --key-size 4096", "--key-size applies to RSA keys, not to --key-type nistP256"},
 	} {
 		var stdout, stderr bytes.Buffer

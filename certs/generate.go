@@ -3,6 +3,7 @@ package certs
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -27,9 +28,9 @@ type Options struct {
 	Days     int       // validity; 0 means DefaultDays
 	KeySize  int       // RSA: 2048, 3072 or 4096; 0 means 2048
 	Now      time.Time // start of validity; zero means now
-	// KeyType is rsa (the default when empty), nistP256 or nistP384: the
-	// ECC types go with the security policy of their curve
-	// (ECC_nistP256, ECC_nistP384).
+	// KeyType is rsa (the default when empty), nistP256, nistP384 or
+	// ed25519: the ECC types go with the security policy of their curve
+	// (ECC_nistP256, ECC_nistP384, ECC_curve25519).
 	KeyType string
 }
 
@@ -38,11 +39,12 @@ const (
 	KeyTypeRSA      = "rsa"
 	KeyTypeNistP256 = "nistP256"
 	KeyTypeNistP384 = "nistP384"
+	KeyTypeEd25519  = "ed25519"
 )
 
 // KeyTypes are the key types Generate makes, in the order help texts list
 // them.
-var KeyTypes = []string{KeyTypeRSA, KeyTypeNistP256, KeyTypeNistP384}
+var KeyTypes = []string{KeyTypeRSA, KeyTypeNistP256, KeyTypeNistP384, KeyTypeEd25519}
 
 // backdate starts a generated certificate's validity before its creation:
 // PLC clocks are often hours or days behind, and a PLC refuses a client
@@ -63,7 +65,8 @@ func ApplicationURIFor(hostname, agentID string) string {
 // of the host name, extended key usage clientAuth and serverAuth. RSA:
 // SHA-256 with RSA, key usage digitalSignature, nonRepudiation,
 // keyEncipherment, dataEncipherment. ECC: ECDSA with SHA-256 (P-256) or
-// SHA-384 (P-384), key usage digitalSignature, nonRepudiation, keyAgreement.
+// SHA-384 (P-384), or Ed25519, key usage digitalSignature, nonRepudiation,
+// keyAgreement.
 func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if o.AgentID == "" {
 		return nil, nil, errors.New("agent id required")
@@ -75,8 +78,9 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 		o.KeyType = KeyTypeRSA
 	}
 	var curve elliptic.Curve
+	edwards := o.KeyType == KeyTypeEd25519
 	switch o.KeyType {
-	case KeyTypeRSA:
+	case KeyTypeRSA, KeyTypeEd25519:
 	case KeyTypeNistP256:
 		curve = elliptic.P256()
 	case KeyTypeNistP384:
@@ -85,9 +89,9 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, fmt.Errorf("key type %q not supported (%s)", o.KeyType, strings.Join(KeyTypes, ", "))
 	}
 	switch {
-	case curve != nil && o.KeySize != 0:
+	case (curve != nil || edwards) && o.KeySize != 0:
 		return nil, nil, fmt.Errorf("key size applies to RSA keys, not to key type %s", o.KeyType)
-	case curve != nil:
+	case curve != nil || edwards:
 	case o.KeySize == 0:
 		o.KeySize = 2048
 	case o.KeySize == 2048, o.KeySize == 3072, o.KeySize == 4096:
@@ -107,7 +111,7 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("application URI: %w", err)
 	}
-	key, keyBlock, err := generateKey(o.KeySize, curve)
+	key, keyBlock, err := generateKey(o.KeySize, curve, edwards)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
@@ -134,13 +138,17 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	} else {
 		tmpl.DNSNames = []string{o.Hostname}
 	}
-	if curve != nil {
+	if curve != nil || edwards {
 		// An ECC key signs and agrees keys (ECDH), it does not encipher;
 		// the digest matches the curve, as OPC UA's ECC policies hash.
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyAgreement | x509.KeyUsageCertSign
-		tmpl.SignatureAlgorithm = x509.ECDSAWithSHA256
-		if curve == elliptic.P384() {
+		switch {
+		case edwards:
+			tmpl.SignatureAlgorithm = x509.PureEd25519
+		case curve == elliptic.P384():
 			tmpl.SignatureAlgorithm = x509.ECDSAWithSHA384
+		default:
+			tmpl.SignatureAlgorithm = x509.ECDSAWithSHA256
 		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
@@ -152,10 +160,22 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// generateKey makes an RSA key of bits, or an ECDSA key on curve when it is
-// not nil, with its PEM block: PKCS#1 (RSA PRIVATE KEY) or SEC 1 (EC
-// PRIVATE KEY), the forms OPC UA stacks read.
-func generateKey(bits int, curve elliptic.Curve) (crypto.Signer, *pem.Block, error) {
+// generateKey makes an RSA key of bits, an ECDSA key on curve when it is
+// not nil, or an Ed25519 key, with its PEM block: PKCS#1 (RSA PRIVATE
+// KEY), SEC 1 (EC PRIVATE KEY) or PKCS#8 (Ed25519), the forms OPC UA
+// stacks read.
+func generateKey(bits int, curve elliptic.Curve, edwards bool) (crypto.Signer, *pem.Block, error) {
+	if edwards {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return key, &pem.Block{Type: "PRIVATE KEY", Bytes: der}, nil
+	}
 	if curve == nil {
 		key, err := rsa.GenerateKey(rand.Reader, bits)
 		if err != nil {

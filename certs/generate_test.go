@@ -190,7 +190,22 @@ func TestGenerateECC(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: "nistP521"}); err == nil || err.Error() != `key type "nistP521" not supported (rsa, nistP256, nistP384)` {
+	certPEM, keyPEM, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: KeyTypeEd25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := ParseCertificate(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := parsePrivateKey(keyPEM)
+	if err != nil || cert.SignatureAlgorithm != x509.PureEd25519 || !samePublicKey(cert.PublicKey, key.Public()) {
+		t.Errorf("ed25519: %s certificate, key %v (%v)", cert.SignatureAlgorithm, DescribeKey(key.Public()), err)
+	}
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		t.Errorf("ed25519: not self-signed: %v", err)
+	}
+	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: "nistP521"}); err == nil || err.Error() != `key type "nistP521" not supported (rsa, nistP256, nistP384, ed25519)` {
 		t.Errorf("unknown key type: %v", err)
 	}
 	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: KeyTypeNistP256, KeySize: 4096}); err == nil || err.Error() != "key size applies to RSA keys, not to key type nistP256" {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"errors"
@@ -109,6 +110,7 @@ type keyNeed struct {
 	who              string
 	minBits, maxBits int
 	curve            elliptic.Curve // an ECC policy's: only an ECDSA key on it
+	edwards          bool           // ECC_curve25519: only an Ed25519 key
 	policy           string         // the ECC policy, for the message
 	anyECC           bool           // policy auto: an ECDSA key of an ECC policy's curve too
 }
@@ -120,7 +122,11 @@ func (k keyNeed) String() string {
 	return fmt.Sprintf("%s needs an RSA key of %d to %d bits", k.who, k.minBits, k.maxBits)
 }
 
-// eccCurves are the curves of the ECC policies, by policy name.
+// keyKind names a key as the ECC policies' messages do: "P-256", "RSA
+// 2048-bit", "Ed25519".
+func keyKind(pub any) string { return strings.TrimPrefix(certs.DescribeKey(pub), "ECDSA ") }
+
+// eccCurves are the curves of the ECDSA policies, by policy name.
 var eccCurves = map[string]elliptic.Curve{"ECC_nistP256": elliptic.P256(), "ECC_nistP384": elliptic.P384()}
 
 // check says why pub does not fit; "" when it does. An ECC policy's
@@ -128,12 +134,17 @@ var eccCurves = map[string]elliptic.Curve{"ECC_nistP256": elliptic.P256(), "ECC_
 // ECC_nistP384 needs a P-384 key".
 func (k keyNeed) check(certFile string, pub any) string {
 	ec, isEC := pub.(*ecdsa.PublicKey)
+	_, isEd := pub.(ed25519.PublicKey)
 	switch {
+	case k.edwards && !isEd:
+		return fmt.Sprintf("%s key, policy %s needs an Ed25519 key", keyKind(pub), k.policy)
+	case k.edwards:
+		return ""
 	case k.curve != nil && (!isEC || ec.Curve != k.curve):
-		return fmt.Sprintf("%s key, policy %s needs a %s key", strings.TrimPrefix(certs.DescribeKey(pub), "ECDSA "), k.policy, k.curve.Params().Name)
+		return fmt.Sprintf("%s key, policy %s needs a %s key", keyKind(pub), k.policy, k.curve.Params().Name)
 	case k.curve != nil:
 		return ""
-	case k.anyECC && isEC && (ec.Curve == elliptic.P256() || ec.Curve == elliptic.P384()):
+	case k.anyECC && (isEd || isEC && (ec.Curve == elliptic.P256() || ec.Curve == elliptic.P384())):
 		return ""
 	}
 	if rk, ok := pub.(*rsa.PublicKey); ok && rk.N.BitLen() >= k.minBits && rk.N.BitLen() <= k.maxBits {
@@ -141,7 +152,7 @@ func (k keyNeed) check(certFile string, pub any) string {
 	}
 	msg := fmt.Sprintf("certificate %s holds an %s key; %s", certFile, certs.DescribeKey(pub), k)
 	if k.anyECC {
-		msg += ", or an ECDSA P-256 or P-384 key for the ECC policies"
+		msg += ", or an ECDSA P-256, P-384 or Ed25519 key for the ECC policies"
 	}
 	return msg
 }
@@ -153,6 +164,9 @@ func (k keyNeed) check(certFile string, pub any) string {
 func policyNeeds(policy string) keyNeed {
 	if curve, ok := eccCurves[policy]; ok {
 		return keyNeed{who: "security policy " + policy, curve: curve, policy: policy}
+	}
+	if policy == "ECC_curve25519" {
+		return keyNeed{who: "security policy " + policy, edwards: true, policy: policy}
 	}
 	switch policy {
 	case "auto":
@@ -169,6 +183,9 @@ func policyNeeds(policy string) keyNeed {
 func userCertNeeds(policy string) keyNeed {
 	if curve, ok := eccCurves[policy]; ok {
 		return keyNeed{who: "an X.509 user identity under " + policy, curve: curve, policy: policy}
+	}
+	if policy == "ECC_curve25519" {
+		return keyNeed{who: "an X.509 user identity under " + policy, edwards: true, policy: policy}
 	}
 	return keyNeed{who: "an X.509 user identity", minBits: certs.MinRSABits, maxBits: 4096, anyECC: policy == "auto"}
 }

@@ -33,6 +33,7 @@ func certDir(t *testing.T) string {
 		"other":   {},
 		"expired": {Now: time.Date(2020, 1, 8, 0, 0, 0, 0, time.UTC), Days: 365},
 		"future":  {Now: time.Date(2099, 1, 8, 0, 0, 0, 0, time.UTC)},
+		"ed":      {KeyType: certs.KeyTypeEd25519},
 	} {
 		o.AgentID, o.Hostname = name, "ipc01"
 		c, k, err := certs.Generate(o)
@@ -134,7 +135,7 @@ func TestSecurityFiles(t *testing.T) {
 			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("ec-cert.pem") + " holds an ECDSA P-256 key; security policy Basic256Sha256 needs an RSA key of 2048 to 4096 bits"},
 		{name: "ECC pair, policy auto", sec: pair("ec"), policy: "auto"},
 		{name: "weak RSA pair, policy auto", sec: pair("weak"), policy: "auto",
-			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; policy auto (it picks among the policies the key fits) needs an RSA key of 2048 to 4096 bits, or an ECDSA P-256 or P-384 key for the ECC policies"},
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; policy auto (it picks among the policies the key fits) needs an RSA key of 2048 to 4096 bits, or an ECDSA P-256, P-384 or Ed25519 key for the ECC policies"},
 		{name: "ECC pair, policy ECC_nistP256", sec: pair("ec"), policy: "ECC_nistP256, mode: Sign"},
 		{name: "P-256 pair, policy ECC_nistP384", sec: pair("ec"), policy: "ECC_nistP384, mode: SignAndEncrypt",
 			want: "c.yaml:7: plcs[0].security.certificate_file: P-256 key, policy ECC_nistP384 needs a P-384 key"},
@@ -144,6 +145,12 @@ func TestSecurityFiles(t *testing.T) {
 			auth: "certificate_file: " + filepath.Join(dir, "other-cert.pem") + ", key_file: " + key("other-key.pem"),
 			want: "c.yaml:8: plcs[0].auth.certificate_file: RSA 2048-bit key, policy ECC_nistP256 needs a P-256 key"},
 		{name: "ECC user certificate, policy ECC_nistP256", sec: pair("ec"), policy: "ECC_nistP256, mode: Sign", auth: pair("ec")},
+		{name: "P-256 pair, policy ECC_curve25519", sec: pair("ec"), policy: "ECC_curve25519, mode: Sign",
+			want: "c.yaml:7: plcs[0].security.certificate_file: P-256 key, policy ECC_curve25519 needs an Ed25519 key"},
+		{name: "Ed25519 pair and user, policy ECC_curve25519", sec: pair("ed"), policy: "ECC_curve25519, mode: SignAndEncrypt", auth: pair("ed")},
+		{name: "Ed25519 pair, policy auto", sec: pair("ed"), policy: "auto"},
+		{name: "Ed25519 pair, policy ECC_nistP256", sec: pair("ed"), policy: "ECC_nistP256, mode: Sign",
+			want: "c.yaml:7: plcs[0].security.certificate_file: Ed25519 key, policy ECC_nistP256 needs a P-256 key"},
 		{name: "ECC certificate, RSA key", sec: "certificate_file: " + key("ec-cert.pem") + ", key_file: " + key("client-key.pem"),
 			want: "c.yaml:7: plcs[0].security.key_file: key " + key("client-key.pem") + " (RSA 2048-bit) does not match certificate " + key("ec-cert.pem") + " (ECDSA P-256)"},
 		{name: "RSA certificate, ECC key", sec: "certificate_file: " + cert + ", key_file: " + key("ec-key.pem"),

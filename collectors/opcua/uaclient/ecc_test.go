@@ -32,7 +32,12 @@ func eccKeyPair(t *testing.T, agentID, keyType string) (secpolicy.KeyPair, strin
 	if cb == nil || kb == nil {
 		t.Fatal("generated certificate or key is not PEM")
 	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	var key any
+	if kb.Type == "EC PRIVATE KEY" {
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	} else {
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes) // Ed25519
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func eccKeyPair(t *testing.T, agentID, keyType string) (secpolicy.KeyPair, strin
 // traffic.
 func TestSessionsECC(t *testing.T) {
 	o := o62proc.Start(t, o62proc.Options{
-		Policies: []string{"None", "ECC_nistP256", "ECC_nistP384"},
+		Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"},
 		User:     "integrations", Password: "integrations-pw-9c1e",
 	})
 	srv := &server{endpoint: o.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
@@ -59,10 +64,11 @@ func TestSessionsECC(t *testing.T) {
 	srv.eps = eps
 	rsaUser, _ := keyPair(t, "uaclient-ecc-rsa-user")
 	curves := []struct {
-		policy, keyType string
+		policy, keyType, keyName string
 	}{
-		{"ECC_nistP256", certs.KeyTypeNistP256},
-		{"ECC_nistP384", certs.KeyTypeNistP384},
+		{"ECC_nistP256", certs.KeyTypeNistP256, "a P-256"},
+		{"ECC_nistP384", certs.KeyTypeNistP384, "a P-384"},
+		{"ECC_curve25519", certs.KeyTypeEd25519, "an Ed25519"},
 	}
 	for _, curve := range curves {
 		app, appURI := eccKeyPair(t, "uaclient-ecc-"+curve.keyType, curve.keyType)
@@ -81,7 +87,7 @@ func TestSessionsECC(t *testing.T) {
 			// policy: open62541 could not check an RSA signature under it.
 			_, err := uaclient.Connect(stepContext(t), cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSign, uaclient.X509{KeyPair: rsaUser}, false))
 			want := "activate session: user certificate for user token policy \"open62541-certificate-policy-sign#" + curve.policy +
-				"\": RSA 2048-bit key, policy " + curve.policy + " needs a " + map[string]string{certs.KeyTypeNistP256: "P-256", certs.KeyTypeNistP384: "P-384"}[curve.keyType] + " key"
+				"\": RSA 2048-bit key, policy " + curve.policy + " needs " + curve.keyName + " key"
 			if err == nil || err.Error() != want {
 				t.Fatalf("Connect: %v, want %q", err, want)
 			}
@@ -169,6 +175,7 @@ func TestRenewalsECC(t *testing.T) {
 	for _, curve := range []struct{ policy, keyType string }{
 		{"ECC_nistP256", certs.KeyTypeNistP256},
 		{"ECC_nistP384", certs.KeyTypeNistP384},
+		{"ECC_curve25519", certs.KeyTypeEd25519},
 	} {
 		t.Run(curve.policy, func(t *testing.T) {
 			t.Parallel()
