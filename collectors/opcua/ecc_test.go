@@ -64,7 +64,7 @@ func eccPLC(t *testing.T, endpoint, keyType, security, auth string) config.PLC {
 func TestSessionECC(t *testing.T) {
 	t.Setenv("TAGBRIDGE_TEST_ECC_PW", "integrations-pw")
 	srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: 100 * time.Millisecond, TokenLifetime: 3 * time.Second,
-		Policies: []string{"None", "Basic256Sha256", "ECC_nistP256", "ECC_nistP384"}})
+		Policies: []string{"None", "Basic256Sha256", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"}})
 	cases := []struct {
 		name, keyType, security, auth, wantPolicy string
 	}{
@@ -73,6 +73,7 @@ func TestSessionECC(t *testing.T) {
 		// Full verification of open62541's P-384 certificate: chain, key
 		// usage, host name, ApplicationURI.
 		{"auto with a P-384 certificate/anonymous/trust full", certs.KeyTypeNistP384, "policy: auto, trust: full", "", "ECC_nistP384"},
+		{"ECC_curve25519 SignAndEncrypt/username/trust full", certs.KeyTypeEd25519, "policy: ECC_curve25519, mode: SignAndEncrypt, trust: full", "username", "ECC_curve25519"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
