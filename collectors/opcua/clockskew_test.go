@@ -53,6 +53,8 @@ func TestClockSkewKeepsValues(t *testing.T) {
 					t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
 				}
 				checkNoGap(t, r, 60)
+				t.Logf("SKEW %s %s values=%d renewals=%d recoveries=%d reconnects=%d", peerName, tc.name,
+					len(r.counterValues("int32_0001")), st.TokenRenewals, st.Recoveries, st.Reconnects)
 			})
 		}
 	}
