@@ -430,3 +430,79 @@ func (r *reader) next(n int) []byte {
 func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.next(4)) }
 
 func (r *reader) bytes() []byte { return r.next(int(int32(r.u32()))) }
+
+// FuzzECCOpenSecureChannelResponse feeds what an ECC server's
+// OpenSecureChannel response carries to the code that takes it: the
+// signed, unencrypted chunk (eccAsymmetric.Open) and the server's
+// ephemeral key (Exchange.Symmetric), then an AEAD MSG chunk under the
+// keys it gave. Nothing may panic, change its input, or return a body
+// outside the chunk. Seeds are valid responses of each ECC policy.
+func FuzzECCOpenSecureChannelResponse(f *testing.F) {
+	type side struct {
+		asym  ChunkCrypto
+		ex    Exchange
+		mode  ua.MessageSecurityMode
+		p     *eccPolicy
+		nonce []byte
+	}
+	var sides []side
+	for _, tc := range eccPolicies {
+		p := tc.policy.(*eccPolicy)
+		client, server := keyPair(f, tc.key), keyPair(f, tc.key+"-server")
+		c, err := p.Asymmetric(encrypt, client, server.Certificate)
+		if err != nil {
+			f.Fatal(err)
+		}
+		s, err := p.Asymmetric(encrypt, server, client.Certificate)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ex, err := p.NewExchange()
+		if err != nil {
+			f.Fatal(err)
+		}
+		priv, err := p.newEphemeral()
+		if err != nil {
+			f.Fatal(err)
+		}
+		nonce := p.ephemeralNonce(priv)
+		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
+			sealed, err := s.Seal(testChunk("OPN", 40, testBody(200)), 40)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(uint8(len(sides)), sealed, nonce, testChunk("MSG", 16, testBody(40)))
+			sides = append(sides, side{asym: c, ex: ex, mode: mode, p: p, nonce: nonce})
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, opn, nonce, msg []byte) {
+		sd := sides[int(which)%len(sides)]
+		in := bytes.Clone(opn)
+		body, err := sd.asym.Open(opn, 40)
+		if !bytes.Equal(in, opn) {
+			t.Fatal("Open changed its input")
+		}
+		if err == nil && (len(body) < sequenceHeaderLen || len(body) > len(opn)) {
+			t.Fatalf("a body of %d bytes from a chunk of %d", len(body), len(opn))
+		}
+		sym, err := sd.ex.Symmetric(sd.mode, nonce)
+		if err != nil {
+			if bytes.Equal(nonce, sd.nonce) {
+				t.Fatalf("a valid server key refused: %v", err)
+			}
+			return
+		}
+		in = bytes.Clone(msg)
+		if b, ok := sym.(SequenceBound); ok {
+			body, err = b.OpenAfter(msg, 16, 7)
+		} else {
+			body, err = sym.Open(msg, 16)
+		}
+		if !bytes.Equal(in, msg) {
+			t.Fatal("Open changed its input")
+		}
+		if err == nil && (len(body) < sequenceHeaderLen || len(body) > len(msg)) {
+			t.Fatalf("a body of %d bytes from a chunk of %d", len(body), len(msg))
+		}
+	})
+}
