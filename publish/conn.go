@@ -26,8 +26,9 @@ import (
 // of paho v1.5.1's openConnection (netconn.go) for the schemes the
 // configuration accepts, with the connection wrapped so that no packet
 // from the broker larger than maxPacket is read. broken is called when a
-// read fails: the connection is lost.
-func openConn(maxPacket int, broken func()) mqtt.OpenConnectionFunc {
+// read fails: the connection is lost. opened, if not nil, is given each
+// connection made.
+func openConn(maxPacket int, broken func(), opened func(*coalescingConn)) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		conn, err := dial(uri, o)
 		if err != nil {
@@ -35,6 +36,9 @@ func openConn(maxPacket int, broken func()) mqtt.OpenConnectionFunc {
 		}
 		cc := newCoalescingConn(conn, o.WriteTimeout)
 		cc.maxPacket, cc.broken = maxPacket, broken
+		if opened != nil {
+			opened(cc)
+		}
 		return cc, nil
 	}
 }
@@ -125,6 +129,12 @@ type coalescingConn struct {
 	closing bool
 	wake    chan struct{} // capacity 1: pending has bytes, or closing
 	done    chan struct{} // closed when the writer returns
+
+	// Fences (see fence): the PINGREQs written, oldest first, each with
+	// its callback (nil for paho's own keep-alive pings), and whether the
+	// broker has accepted the CONNECT.
+	pings     []func()
+	connacked bool
 }
 
 func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
@@ -187,6 +197,7 @@ func (c *coalescingConn) nextPacket() error {
 				return c.readErr
 			}
 			c.left = size
+			c.seen(b[0] >> 4)
 			return nil
 		}
 		if i == 4 {
@@ -227,12 +238,65 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	c.pending = append(c.pending, p...)
+	if len(p) == 2 && p[0] == pingreq<<4 && p[1] == 0 { // paho writes each packet in one Write
+		c.pings = append(c.pings, nil)
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default: // the writer is already woken
 	}
 	return len(p), nil
+}
+
+// MQTT control packet types that fences follow.
+const (
+	connack  = 2
+	pingreq  = 12
+	pingresp = 13
+)
+
+// fence writes a PINGREQ after everything written so far and calls done
+// (on paho's reading goroutine; it must not block) once the broker has
+// answered it: a broker handles a connection's packets in order, so by
+// then it has taken every PUBLISH written before, QoS 0 ones included.
+// It returns false, and done is never called, if the connection is not
+// established (no CONNACK yet) or is closed or broken.
+func (c *coalescingConn) fence(done func()) bool {
+	c.mu.Lock()
+	if c.err != nil || c.closing || !c.connacked {
+		c.mu.Unlock()
+		return false
+	}
+	c.pending = append(c.pending, pingreq<<4, 0)
+	c.pings = append(c.pings, done)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// seen notes a packet from the broker, by its type, as Read starts on it.
+func (c *coalescingConn) seen(typ byte) {
+	switch typ {
+	case connack:
+		c.mu.Lock()
+		c.connacked = true
+		c.mu.Unlock()
+	case pingresp:
+		c.mu.Lock()
+		var done func()
+		if len(c.pings) > 0 {
+			done = c.pings[0]
+			c.pings = c.pings[1:]
+		}
+		c.mu.Unlock()
+		if done != nil {
+			done()
+		}
+	}
 }
 
 // writer writes the pending bytes, all that gathered, in one call each.

@@ -112,7 +112,20 @@ type Publisher struct {
 	asideLog   bool          // a record set aside has been logged
 	silence    *silence
 
+	// fenced (Sparkplug, QoS 0): a record handed to the connection stays
+	// in the spool until the broker has answered a PINGREQ written after
+	// it (see coalescingConn.fence); a connection that breaks first has
+	// the spool read again from the first record not confirmed.
+	fenced    bool
+	conn      atomic.Pointer[coalescingConn] // the latest connection made
+	confirmed atomic.Uint64                  // records before this spool seq are confirmed
+	fenceWake chan struct{}                  // a fence was answered
+
 	// Owned by Run's goroutine.
+	readConn    *coalescingConn // the connection records are handed to
+	handedSeq   uint64          // records before this spool seq were written to readConn
+	fenceAt     uint64          // handedSeq of the fence awaiting its answer, 0 if none
+	fencedTo    uint64          // records before this spool seq are acknowledged to the spool
 	inflight    ring
 	failing     bool
 	spoolBroken bool // the latest spool write failed
@@ -192,6 +205,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		done:       make(chan struct{}),
 		statusWake: make(chan struct{}, 1),
 		inflight:   ring{buf: make([]inflight, window)},
+		fenced:     cfg.MQTT.Payload == config.PayloadSparkplugB,
+		fenceWake:  make(chan struct{}, 1),
 	}
 	p.idle.L = &p.mu
 	p.silence = newSilence(cfg, p.queueStatus)
@@ -214,7 +229,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify).
-		SetCustomOpenConnectionFn(openConn(p.maxPacket, p.store.resumeAll)) // coalesced writes, buffered and bounded reads (conn.go)
+		SetCustomOpenConnectionFn(openConn(p.maxPacket, p.store.resumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
 	if w, ok := format.will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
@@ -360,10 +375,64 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 			p.reap()
 		case <-p.sendable():
 			p.pump()
+		case <-p.fenceWake:
+			p.fenceAnswered()
 		case <-tick.C:
 			p.sync()
 			p.keepAlive()
 		}
+		p.fence()
+	}
+}
+
+// newConnection, on Run's goroutine with the link up, notices a new
+// connection: with fences, the spool is read again from the first record
+// the broker has not confirmed (records written to the broken connection
+// may never have reached it).
+func (p *Publisher) newConnection() {
+	c := p.conn.Load()
+	if !p.fenced || c == p.readConn {
+		return
+	}
+	p.readConn, p.handedSeq, p.fenceAt = c, 0, 0
+	if err := p.spool.Rewind(); err != nil {
+		p.log.Error().Err(err).Msg("cannot read the spool again from the first record the broker has not confirmed")
+	}
+}
+
+// fence asks the broker to confirm the records written to the connection
+// so far, unless a fence is awaiting its answer.
+func (p *Publisher) fence() {
+	if !p.fenced || p.fenceAt != 0 || p.handedSeq <= p.fencedTo || p.readConn == nil {
+		return
+	}
+	upTo := p.handedSeq
+	ok := p.readConn.fence(func() {
+		for {
+			old := p.confirmed.Load()
+			if old >= upTo || p.confirmed.CompareAndSwap(old, upTo) {
+				break
+			}
+		}
+		select {
+		case p.fenceWake <- struct{}{}:
+		default:
+		}
+	})
+	if ok {
+		p.fenceAt = upTo
+	}
+}
+
+// fenceAnswered acknowledges to the spool what the broker has confirmed.
+func (p *Publisher) fenceAnswered() {
+	c := p.confirmed.Load()
+	if c > p.fencedTo {
+		p.fencedTo = c
+		p.spool.Ack(c - 1)
+	}
+	if p.fenceAt <= c {
+		p.fenceAt = 0
 	}
 }
 
@@ -461,6 +530,7 @@ func (p *Publisher) announceable() <-chan struct{} {
 // announce publishes the format's messages at QoS 0: its connected messages
 // first after every connect, then the queued ones.
 func (p *Publisher) announce() {
+	p.newConnection()
 	p.mu.Lock()
 	var msgs []Message
 	if !p.announced {
@@ -548,6 +618,7 @@ const pumpBatch = 64
 // pump hands spooled records to paho in order while the link is up and the
 // window has room. This is the one way out to the broker.
 func (p *Publisher) pump() {
+	p.newConnection()
 	if p.announceable() != nil {
 		p.announce() // births and status before any record on a new connection
 	}
@@ -576,7 +647,7 @@ func (p *Publisher) pump() {
 		}
 		// false if the spool, full, dropped it meanwhile: it went out anyway
 		_ = p.spool.Advance(seq)
-		p.inflight.push(inflight{tok, topic, seq})
+		p.inflight.push(inflight{tok, topic, seq, p.readConn})
 		if p.qos > 0 && tok.(*mqtt.PublishToken).MessageID() != 0 {
 			// In paho's store now: it is through once the store has
 			// counted p.handed acknowledgements.
@@ -640,7 +711,7 @@ func packetSize(topic string, payloadLen int, qos byte) int {
 func (p *Publisher) setAsideRecord(topic string, payload []byte, seq uint64, reason string) {
 	p.deadLetter(topic, payload, reason)
 	_ = p.spool.Advance(seq)
-	p.inflight.push(inflight{doneToken{}, topic, seq})
+	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
 	if p.qos > 0 {
 		p.pending = append(p.pending, pending{p.handed, seq})
 	}
@@ -730,6 +801,17 @@ func (p *Publisher) reap() {
 		}
 		p.inflight.pop()
 		err := f.token.Error()
+		if p.fenced {
+			// Acknowledged to the spool by a fence; a record the link
+			// lost is read again on the next connection.
+			if err == nil && f.conn == p.readConn {
+				p.handedSeq = max(p.handedSeq, f.seq+1)
+				if _, aside := f.token.(doneToken); !aside {
+					p.published.Add(1)
+				}
+			}
+			continue
+		}
 		if p.qos == 0 {
 			p.spool.Ack(f.seq) // at most once: handed to the connection, or lost
 		}
@@ -761,17 +843,21 @@ func (p *Publisher) reap() {
 // drain sends what is left in the spool and waits for every message to be
 // acknowledged, then disconnects. tick is Run's sync ticker.
 func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
-	for p.spool.Unread() || p.inflight.n > 0 {
+	for p.spool.Unread() || p.inflight.n > 0 || p.fencedTo < p.handedSeq {
+		p.newConnection() // a rewind makes records unread again
 		select {
 		case <-p.sendable():
 			p.pump()
 		case <-p.inflight.frontDone():
 			p.reap()
+		case <-p.fenceWake:
+			p.fenceAnswered()
 		case <-tick:
 			p.sync()
 		case <-ctx.Done():
 			return p.stop(ctx)
 		}
+		p.fence()
 	}
 	// Tokens of messages resent after a reconnect complete before the
 	// broker acknowledges them; the store knows.
@@ -1011,7 +1097,8 @@ func (p *Publisher) upChan() <-chan struct{} {
 type inflight struct {
 	token mqtt.Token
 	topic string
-	seq   uint64 // in the spool
+	seq   uint64          // in the spool
+	conn  *coalescingConn // it was handed to, with fences
 }
 
 // ring is a fixed-size FIFO of inflight publishes.

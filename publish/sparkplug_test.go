@@ -665,6 +665,60 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	}
 }
 
+// QoS 0 with the spool: values written to a connection whose bytes never
+// reach the broker (the link freezes, then breaks) stay in the spool until
+// the broker confirms them, and go out again after the next NBIRTH and
+// DBIRTH: none is lost.
+func TestSparkplugFenceKeepsValues(t *testing.T) {
+	b := brokertest.Start(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
+	cfg := spConfig("tcp://" + proxy.Addr())
+	log, sink := newLog(t)
+	p := newPublisher(t, cfg, log)
+	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	in := make(chan collectors.Batch)
+	done := start(t, p, in)
+
+	s.expect("NBIRTH", "")
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Batch{sample("temperature", 0.0, "Double")}
+	s.expect("DBIRTH", "press1")
+	s.expect("DDATA", "press1")
+	waitStats(t, p, "the first value confirmed", wait, func(st Stats) bool { return st.Spooled == 0 })
+
+	proxy.Freeze()
+	const n = 20
+	for i := 1; i <= n; i++ {
+		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+	}
+	// Handed to the connection (QoS 0 is done there), not confirmed.
+	st := waitStats(t, p, "the frozen values written", wait, func(st Stats) bool { return st.Published >= n+1 && st.InFlight == 0 })
+	if st.Spooled != n {
+		t.Fatalf("Stats = %+v: want the %d values written to the frozen link still spooled", st, n)
+	}
+	proxy.Cut()
+	proxy.Thaw()
+	s.expect("NDEATH", "")
+	sink.waitFor(t, "connection to broker lost")
+	s.expect("NBIRTH", "")
+	s.expect("DBIRTH", "press1")
+	for i := 1; i <= n; {
+		for _, m := range s.expect("DDATA", "press1").p.Metrics {
+			if m.GetDoubleValue() != float64(i) {
+				t.Fatalf("after the break: value %v, want %d (in order, none lost)", m.GetDoubleValue(), i)
+			}
+			i++
+		}
+	}
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Spooled != 0 || st.Resent != n {
+		t.Errorf("Stats = %+v: want none spooled after a clean stop, %d resent", st, n)
+	}
+}
+
 func TestSparkplugConfig(t *testing.T) {
 	cfg := spConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()

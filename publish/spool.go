@@ -937,6 +937,21 @@ func (s *Spool) closeReader() {
 	s.rbuf, s.rbufOff = nil, 0
 }
 
+// Rewind moves the reader back to the first record not acknowledged, so
+// that the records read since are read again: they went out on a
+// connection that broke before the broker confirmed them (QoS 0 fences,
+// see Publisher). They count as resent.
+func (s *Spool) Rewind() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rseq <= s.acked {
+		return nil
+	}
+	s.resent.Add(s.rseq - s.acked)
+	s.peeked = 0
+	return s.seek(s.acked)
+}
+
 // Ack records that the broker has every record up to and including seq;
 // segments wholly acknowledged and read are deleted.
 func (s *Spool) Ack(seq uint64) {
