@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,10 @@ import (
 //     outgoing appends it to a spooled record as it is handed to the broker.
 //   - DDATA metrics carry only their alias (unique over the node, in
 //     configuration order from 1), a timestamp (source time, else server
-//     time, else now) and is_historical when taken while the link was down.
+//     time, else now) and is_historical when taken while the link was down;
+//     they go in time order. The payload's timestamp is the send time.
+//   - Device ids, and metric names within a device, that differ only in
+//     case are refused (validate too).
 //   - An NCMD with Node Control/Rebirth = true repeats the NBIRTH and DBIRTHs.
 //
 // The encoder is hand-written with protowire; publish/sparkplugb holds the
@@ -130,6 +134,7 @@ type sparkplugFormat struct {
 	nextAlias uint64
 
 	buf, mbuf []byte // intake goroutine only
+	idx       []int  // intake goroutine only: a device's samples of a batch, in time order
 	maxPacket int    // mqtt.max_packet_size: a DDATA is split to fit
 
 	// Run's goroutine only.
@@ -175,13 +180,25 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 	if err := checkTopic(f.nodeTopic("NBIRTH")); err != nil {
 		return nil, fmt.Errorf("sparkplug topic: %w", err)
 	}
+	// Ids and names that differ only in case are refused: hosts such as
+	// Ignition keep tags by case-insensitive paths, and one would hide the other.
+	folded := map[string]string{} // device id, lower case -> plc
 	for _, plc := range cfg.PLCs {
 		id := level(plc.Name)
 		if other, clash := f.byID[id]; clash {
 			return nil, fmt.Errorf("plc %q: sparkplug device id %q is also the id of another plc (%q has / + # replaced); rename one", plc.Name, id, other.id)
 		}
+		if other, clash := folded[strings.ToLower(id)]; clash {
+			return nil, fmt.Errorf("plc %q: sparkplug device id %q differs only in case from that of plc %q; rename one", plc.Name, id, other)
+		}
+		folded[strings.ToLower(id)] = plc.Name
 		d := f.device(plc.Name)
+		names := map[string]string{} // metric name, lower case -> tag
 		for _, tag := range plc.Tags {
+			if other, clash := names[strings.ToLower(tag.Name)]; clash && other != tag.Name {
+				return nil, fmt.Errorf("plc %q: tag %q: sparkplug metric name differs only in case from tag %q; rename one", plc.Name, tag.Name, other)
+			}
+			names[strings.ToLower(tag.Name)] = tag.Name
 			f.metric(d, tag.Name)
 		}
 	}
@@ -355,14 +372,20 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 			continue
 		}
 		plc := b[i].PLC
+		// Metrics in time order, as hosts store them (a batch is in the
+		// server's order, which need not be).
+		f.idx = f.idx[:0]
+		for j := i; j < len(b); j++ {
+			if b[j].PLC == plc {
+				f.idx = append(f.idx, j)
+			}
+		}
+		slices.SortStableFunc(f.idx, func(x, y int) int { return sampleTime(&b[x], now).Compare(sampleTime(&b[y], now)) })
 		f.mu.Lock()
 		d := f.device(plc)
 		rebirth := !d.born || d.pending
-		for j := i; j < len(b); j++ {
+		for _, j := range f.idx {
 			s := &b[j]
-			if s.PLC != plc {
-				continue
-			}
 			m := f.metric(d, s.Tag)
 			m.last, m.has = *s, true
 			if dt := spDeclaredType(s); dt != spUnknown {
@@ -383,11 +406,8 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 
 		f.buf = appendSpTimestamp(f.buf[:0], spPayloadTimestamp, now)
 		start := len(f.buf)
-		for j := i; j < len(b); j++ {
+		for _, j := range f.idx {
 			s := &b[j]
-			if s.PLC != plc {
-				continue
-			}
 			m := d.byTag[s.Tag]
 			if m.announced == spUnknown {
 				continue // a null value of a tag never typed: not in the birth, so no alias to send
@@ -532,6 +552,7 @@ func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
 		return appendSpSeq(payload, seq)
 	case "DDATA":
 		f.live[id] = true
+		payload = withSpTimestamp(payload, time.Now())
 	case "DDEATH":
 		f.live[id] = false
 	default: // not ours: spooled by another payload format before a change
@@ -556,6 +577,22 @@ func (f *sparkplugFormat) prelude(topic string) []Message {
 	}
 	f.live[id] = true
 	return []Message{{Topic: d.birth, Payload: f.appendBirth(nil, d, time.Now(), true, f.nextSeq())}}
+}
+
+// withSpTimestamp returns a DDATA payload whose Payload.timestamp is t,
+// the time it is sent (its metrics keep the source times): encode puts the
+// timestamp first.
+func withSpTimestamp(payload []byte, t time.Time) []byte {
+	num, typ, n := protowire.ConsumeTag(payload)
+	if n < 0 || num != spPayloadTimestamp || typ != protowire.VarintType {
+		return payload
+	}
+	_, m := protowire.ConsumeVarint(payload[n:])
+	if m < 0 {
+		return payload
+	}
+	b := appendSpTimestamp(make([]byte, 0, len(payload)+12), spPayloadTimestamp, t)
+	return append(b, payload[n+m:]...)
 }
 
 // splitTopic returns the message type and device id of one of our topics.

@@ -719,6 +719,44 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	}
 }
 
+// DDATA metrics go in time order, whatever the batch's order; the DBIRTH
+// holds each tag's latest value in time.
+func TestSparkplugTimeOrder(t *testing.T) {
+	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	f, err := newSparkplugFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	at := func(tag string, v float64, ms int) collectors.Sample {
+		s := sample(tag, v, "Double")
+		s.SourceTime = t0.Add(time.Duration(ms) * time.Millisecond)
+		return s
+	}
+	var recs [][]byte
+	f.encode(collectors.Batch{at("temperature", 3, 30), at("pressure", 1, 10), at("temperature", 2, 20), at("temperature", 4, 30)}, true,
+		func(_ string, p []byte) { recs = append(recs, slices.Clone(p)) })
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	var got []float64
+	var last uint64
+	for _, m := range decodeSp(t, recs[1]).Metrics {
+		if m.GetTimestamp() < last {
+			t.Errorf("DDATA metric at %d after one at %d", m.GetTimestamp(), last)
+		}
+		last = m.GetTimestamp()
+		got = append(got, m.GetDoubleValue())
+	}
+	if !slices.Equal(got, []float64{1, 2, 3, 4}) {
+		t.Errorf("DDATA values %v, want 1 2 3 4 (time order, ties in batch order)", got)
+	}
+	if v := metricNamed(t, decodeSp(t, recs[0]), "temperature").GetDoubleValue(); v != 4 {
+		t.Errorf("DBIRTH temperature %v, want the latest, 4", v)
+	}
+}
+
 func TestSparkplugConfig(t *testing.T) {
 	cfg := spConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
@@ -731,6 +769,19 @@ func TestSparkplugConfig(t *testing.T) {
 	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "press/1"}, config.PLC{Name: "press+1"})
 	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
 		t.Errorf("two PLCs with one device id: %v", err)
+	}
+	// Ids and metric names that differ only in case, refused by validate.
+	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "Press1"})
+	if err := CheckTopics(cfg); err == nil || err.Error() != `mqtt: plc "Press1": sparkplug device id "Press1" differs only in case from that of plc "press1"; rename one` {
+		t.Errorf("device ids differing in case: %v", err)
+	}
+	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "Temperature"})
+	if err := CheckTopics(cfg); err == nil || err.Error() != `mqtt: plc "press1": tag "Temperature": sparkplug metric name differs only in case from tag "temperature"; rename one` {
+		t.Errorf("metric names differing in case: %v", err)
 	}
 	// bdSeq goes on from the latest session's, one more per session the
 	// broker accepted, and wraps after 255; a refused CONNECT uses none.
@@ -889,9 +940,16 @@ func TestSparkplugOutgoing(t *testing.T) {
 		t.Errorf("DBIRTH as sent: %v, want seq 1 and the latest value, 2", birth)
 	}
 	for i, want := range []float64{1, 2} {
+		spooled := decodeSp(t, payloads[1+i])
+		sent := time.Now()
 		d := decodeSp(t, f.outgoing(topics[1+i], payloads[1+i]))
 		if d.GetSeq() != uint64(2+i) || d.Metrics[0].GetDoubleValue() != want {
 			t.Errorf("DDATA %d as sent: %v", i, d)
+		}
+		// The payload's timestamp is the send time, the metric's the source time.
+		if d.GetTimestamp() < uint64(sent.UnixMilli()) || d.Metrics[0].GetTimestamp() != spooled.Metrics[0].GetTimestamp() {
+			t.Errorf("DDATA %d as sent: timestamp %d, metric %d; spooled %d, %d; sent at %d", i,
+				d.GetTimestamp(), d.Metrics[0].GetTimestamp(), spooled.GetTimestamp(), spooled.Metrics[0].GetTimestamp(), sent.UnixMilli())
 		}
 	}
 	if got := f.outgoing("tagbridge/a1/press1/temperature", []byte(`{"v":1}`)); string(got) != `{"v":1}` {
