@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,7 +192,13 @@ func TestBatchSplitToMaxPacket(t *testing.T) {
 			}
 			var vs []any
 			for _, o := range arr {
-				vs = append(vs, o["value"])
+				v := o["value"]
+				if str, ok := v.(string); ok { // Int64 (see AppendJSON)
+					if n, err := strconv.ParseInt(str, 10, 64); err == nil {
+						v = float64(n)
+					}
+				}
+				vs = append(vs, v)
 			}
 			return vs
 		}},

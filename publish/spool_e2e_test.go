@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,6 +112,14 @@ func counterValue(payload []byte) (v int64, ok bool, err error) {
 	}
 	if p.Type != "Int32" && p.Type != "Int64" {
 		return 0, false, nil
+	}
+	if p.Type == "Int64" { // a JSON string (see AppendJSON)
+		var str string
+		if err := json.Unmarshal(p.Value, &str); err != nil {
+			return 0, false, err
+		}
+		v, err = strconv.ParseInt(str, 10, 64)
+		return v, err == nil, err
 	}
 	err = json.Unmarshal(p.Value, &v)
 	return v, err == nil, err
