@@ -37,7 +37,10 @@ import (
 // since a Payload names each field once) whose Payload maps tag names to
 // DataValues; see appendUADataValue for the encoding. SequenceNumber counts
 // a writer's DataSetMessages from 1, assigned as values enter the spool, so
-// a consumer sees a gap only where values were dropped.
+// a consumer sees a gap only where values were dropped (or, by up to
+// seqReserve, after a crash); it goes on across restarts (seqFile). A
+// writer quiet for its KeepAliveTime sends a ua-keepalive (keepAlives), and
+// every connect publishes each writer's retained ua-metadata (metadata).
 //
 // A PLC entry that goes disconnected (which includes recovering for longer
 // than the watchdog, see silence) or stopped gets a ua-keyframe with
