@@ -209,6 +209,7 @@ type spMsg struct {
 // metric with an alias and a known datatype, every DDATA metric by alias.
 type spStream struct {
 	t     *testing.T
+	tahu  *tahuDecoder // started with the first message
 	msgs  <-chan brokertest.Message
 	seq   uint64
 	birth bool            // an NBIRTH was seen
@@ -230,6 +231,7 @@ func (s *spStream) next() spMsg {
 		msg.device = levels[4]
 	}
 	s.checkProtoc(msg, m.Payload)
+	s.checkTahu(msg, m)
 	switch msg.kind {
 	case "NDEATH":
 		if msg.p.Seq != nil {
@@ -266,6 +268,37 @@ func (s *spStream) next() spMsg {
 		}
 	}
 	return msg
+}
+
+// checkTahu has Tahu's sparkplug-payload decode the message, as a host
+// would, and compares its values with the generated decoder's: a DDATA
+// whose device was not born since the NBIRTH, or a metric Tahu reads as
+// null while it has a value, fails.
+func (s *spStream) checkTahu(msg spMsg, m brokertest.Message) {
+	s.t.Helper()
+	if s.tahu == nil {
+		s.tahu = startTahu(s.t)
+	}
+	tp := s.tahu.decode(m.Topic, m.Payload)
+	if len(tp.Metrics) != len(msg.p.Metrics) {
+		s.t.Errorf("%s: Tahu reads %d metrics, the generated decoder %d", m.Topic, len(tp.Metrics), len(msg.p.Metrics))
+		return
+	}
+	if want := strconv.FormatUint(msg.p.GetSeq(), 10); msg.p.Seq != nil && (tp.Seq == nil || *tp.Seq != want) {
+		s.t.Errorf("%s: Tahu reads seq %v, want %s", m.Topic, tp.Seq, want)
+	}
+	for i, tm := range tp.Metrics {
+		gm := msg.p.Metrics[i]
+		if strings.HasSuffix(tm.Type, "Array") {
+			continue // sparkplug-payload 1.0.3 decodes no arrays
+		}
+		if isNull := string(tm.Value) == "null" || tm.Value == nil; isNull != gm.GetIsNull() {
+			s.t.Errorf("%s metric %d (alias %d): Tahu reads %s (%s), the generated decoder %v", m.Topic, i, gm.GetAlias(), tm.Value, tm.Type, gm)
+		}
+		if tm.IsHistorical != gm.GetIsHistorical() {
+			s.t.Errorf("%s metric %d: Tahu reads is_historical %v", m.Topic, i, tm.IsHistorical)
+		}
+	}
 }
 
 // checkProtoc decodes payload with protoc against our .proto and checks

@@ -111,26 +111,41 @@ wait_for_port() {
 # when node_modules is missing or the lock file changed since the last
 # install. It installs Debian's nodejs and npm when node or npm is missing.
 ensure_opcua_peer() {
-	local dir=scripts/opcua-peer
+	ensure_npm_dir scripts/opcua-peer node-opcua "the OPC UA test peer's node-opcua"
+}
+
+# ensure_sparkplug_decoder installs Eclipse Tahu's sparkplug-payload, the
+# decoder the Sparkplug B tests read tagbridge's messages with
+# (scripts/sparkplug-decoder), as ensure_opcua_peer does node-opcua.
+ensure_sparkplug_decoder() {
+	ensure_npm_dir scripts/sparkplug-decoder sparkplug-payload "the Sparkplug B test decoder's sparkplug-payload"
+}
+
+# ensure_npm_dir DIR PACKAGE WHAT runs npm ci in DIR, from its committed
+# package-lock.json, when DIR/node_modules/PACKAGE is missing or the lock
+# file changed since the last install. It installs Debian's nodejs and npm
+# when node or npm is missing.
+ensure_npm_dir() {
+	local dir=$1 pkg=$2 what=$3
 	[ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 		ensure_debian_packages nodejs npm
 	fi
 	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
-		die "node and npm are needed for the OPC UA test peer ($dir); install Node.js 18 or later"
+		die "node and npm are needed for $what ($dir); install Node.js 18 or later"
 	local major
 	major=$(node -p 'process.versions.node.split(".")[0]')
 	[ "$major" -ge 18 ] ||
-		die "node $(node --version) is too old for node-opcua in $dir: it needs Node.js 18 or later"
+		die "node $(node --version) is too old for $pkg in $dir: it needs Node.js 18 or later"
 
 	# The stamp holds the checksum of the lock file that was installed.
 	local stamp=$dir/node_modules/.tagbridge-lock.sha256 sum
 	sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-	if [ -f "$dir/node_modules/node-opcua/package.json" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
-		say "OPC UA test peer installed (node $(node --version), $dir/node_modules)"
+	if [ -f "$dir/node_modules/$pkg/package.json" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+		say "$what installed (node $(node --version), $dir/node_modules)"
 		return 0
 	fi
-	say "installing the OPC UA test peer's node-opcua into $dir/node_modules"
+	say "installing $what into $dir/node_modules"
 	(cd "$dir" && run npm ci --no-audit --no-fund) ||
 		die "npm ci in $dir failed"
 	printf '%s\n' "$sum" >"$stamp"
