@@ -90,6 +90,9 @@ const (
 // Sparkplug holds the Sparkplug B settings; the edge node id is agent.id.
 type Sparkplug struct {
 	GroupID string `yaml:"group_id"`
+	// PrimaryHostID, if set, is the host application whose STATE the edge
+	// node waits for before its NBIRTH (Sparkplug 3.0 Primary Host).
+	PrimaryHostID string `yaml:"primary_host_id"`
 }
 
 // Spool bounds and syncs the disk spool under agent.spool_dir, through

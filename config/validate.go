@@ -137,6 +137,9 @@ func (v *validator) mqtt(m *MQTT) {
 		case strings.ContainsAny(m.Sparkplug.GroupID, "/+#") || strings.ContainsRune(m.Sparkplug.GroupID, 0):
 			v.add("mqtt.sparkplug.group_id", "%q: must be one topic level, without / + #", m.Sparkplug.GroupID)
 		}
+		if id := m.Sparkplug.PrimaryHostID; strings.ContainsAny(id, "/+#") || strings.ContainsRune(id, 0) {
+			v.add("mqtt.sparkplug.primary_host_id", "%q: must be one topic level, without / + #", id)
+		}
 	case PayloadOPCUAJSON:
 	default:
 		v.add("mqtt.payload", "%q is not a payload format (json, sparkplug_b or opcua_json)", m.Payload)
