@@ -1,6 +1,7 @@
 package secpolicy
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -27,16 +28,18 @@ type aeadKeys struct {
 	iv        []byte
 }
 
-// aeadChunks secures MSG and CLO chunks with ChaCha20-Poly1305
-// (ECC_curve25519), without padding: in mode Sign the whole chunk is the
-// associated data of an empty message under the signing key, and the tag
-// is appended; in SignAndEncrypt the body is encrypted under the
+// aeadChunks secures MSG and CLO chunks with ChaCha20-Poly1305 or AES-GCM
+// (ECC_curve25519, ECC_nistP256_ChaChaPoly, ECC_nistP256_AesGcm), without
+// padding: in mode Sign the whole chunk is the associated data of an empty
+// message under the signing key (AES-GCM: the encryption key), and the
+// tag is appended; in SignAndEncrypt the body is encrypted under the
 // encryption key with the headers (hdrLen bytes) as associated data, and
 // the tag follows the ciphertext.
 type aeadChunks struct {
 	name       string
 	encrypt    bool
 	send, recv aeadKeys
+	ikm        []byte // the token's input key material, which a renewal chains (enhanced policies)
 }
 
 const aeadTagLen = chacha20poly1305.Overhead
@@ -47,13 +50,15 @@ func (p *eccPolicy) aeadSymmetric(mode ua.MessageSecurityMode, secret, clientNon
 		if err != nil {
 			return aeadKeys{}, err
 		}
-		sign, err := chacha20poly1305.New(k[:p.sigKeyLen])
+		enc, err := p.aead(k[p.sigKeyLen : p.sigKeyLen+p.encKeyLen])
 		if err != nil {
 			return aeadKeys{}, fmt.Errorf("policy %s: derive keys: %w", p.name, err)
 		}
-		enc, err := chacha20poly1305.New(k[p.sigKeyLen : p.sigKeyLen+p.encKeyLen])
-		if err != nil {
-			return aeadKeys{}, fmt.Errorf("policy %s: derive keys: %w", p.name, err)
+		sign := enc
+		if p.sigKeyLen > 0 {
+			if sign, err = p.aead(k[:p.sigKeyLen]); err != nil {
+				return aeadKeys{}, fmt.Errorf("policy %s: derive keys: %w", p.name, err)
+			}
 		}
 		return aeadKeys{sign: sign, enc: enc, iv: k[p.sigKeyLen+p.encKeyLen:]}, nil
 	}
@@ -65,7 +70,8 @@ func (p *eccPolicy) aeadSymmetric(mode ua.MessageSecurityMode, secret, clientNon
 	if err != nil {
 		return nil, err
 	}
-	return &aeadChunks{name: p.name, encrypt: mode == ua.MessageSecurityModeSignAndEncrypt, send: send, recv: recv}, nil
+	return &aeadChunks{name: p.name, encrypt: mode == ua.MessageSecurityModeSignAndEncrypt, send: send, recv: recv,
+		ikm: bytes.Clone(secret)}, nil
 }
 
 // maskedNonce is iv with the token id and a sequence number XORed into
@@ -147,4 +153,13 @@ func (a *aeadChunks) OpenAfter(chunk []byte, hdrLen int, prevSeq uint32) ([]byte
 		return nil, fmt.Errorf("open chunk: policy %s: signature does not match", a.name)
 	}
 	return checkBody(signed[hdrLen:])
+}
+
+// ChainedExchange is an Exchange whose renewal keys depend on those of the
+// token before (IKM chaining of the channel enhancements): the channel
+// calls Chain with the current token's crypto before a renewal's
+// Symmetric.
+type ChainedExchange interface {
+	Exchange
+	Chain(prev ChunkCrypto)
 }

@@ -1,8 +1,10 @@
 package secpolicy
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"hash"
 	"math/big"
+	"sync"
 
 	"github.com/gopcua/opcua/ua"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -45,9 +48,17 @@ type eccPolicy struct {
 	sigKeyLen int // derived HMAC (AEAD: Poly1305 signing) key, bytes
 	encKeyLen int // derived AES (AEAD: ChaCha20) key, bytes
 	// edwards: ECC_curve25519, Ed25519 certificates and signatures,
-	// X25519 ephemeral keys sent as they are, and ChaCha20-Poly1305 for
-	// MSG chunks (aeadSymmetric).
+	// X25519 ephemeral keys sent as they are.
 	edwards bool
+	// aead secures MSG chunks with an AEAD cipher (aeadChunks) instead of
+	// HMAC and AES-CBC: ChaCha20-Poly1305 or AES-GCM.
+	aead func(key []byte) (cipher.AEAD, error)
+	// enhanced: the secure channel enhancements of Part 6 1.05.07 (the
+	// ECC_nistP256_AesGcm and _ChaChaPoly policies): the first OPN
+	// response's signature also covers the request's and becomes the
+	// channel thumbprint, session signatures are bound to it, and each
+	// renewal's key material chains the previous one (IKM).
+	enhanced bool
 }
 
 // The non-AEAD NIST ECC policies (Part 7 "SecurityPolicy - ECC-nistP256",
@@ -68,9 +79,31 @@ var (
 	EccCurve25519 Policy = &eccPolicy{
 		name: "ECC_curve25519", exchange: ecdh.X25519(), hash: crypto.SHA256,
 		sigURI:    "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519", // RFC 9231
-		sigKeyLen: 32, encKeyLen: 32, edwards: true,
+		sigKeyLen: 32, encKeyLen: 32, edwards: true, aead: chacha20poly1305.New,
+	}
+	// EccNistP256AesGcm and EccNistP256ChaChaPoly are Part 7's successors
+	// of ECC_nistP256 (1.05.07): the same keys and signatures, AEAD chunks,
+	// the channel enhancements. Neither derives a signing key: in mode Sign
+	// the tag is made with the encryption key.
+	EccNistP256AesGcm Policy = &eccPolicy{
+		name: "ECC_nistP256_AesGcm", curve: elliptic.P256(), exchange: ecdh.P256(), hash: crypto.SHA256,
+		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+		sigKeyLen: 0, encKeyLen: 16, aead: newGCM, enhanced: true,
+	}
+	EccNistP256ChaChaPoly Policy = &eccPolicy{
+		name: "ECC_nistP256_ChaChaPoly", curve: elliptic.P256(), exchange: ecdh.P256(), hash: crypto.SHA256,
+		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+		sigKeyLen: 0, encKeyLen: 32, aead: chacha20poly1305.New, enhanced: true,
 	}
 )
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
 
 // Labels of the key derivations (Part 6 6.8.1; Part 4 7.41.2.3 for the
 // user token secret).
@@ -297,10 +330,26 @@ func (p *eccPolicy) Asymmetric(mode ua.MessageSecurityMode, local *KeyPair, remo
 // without padding (Part 6 6.7.4). open62541 1.5 still appends a zero
 // PaddingSize byte to the chunks it sends; Open leaves it in the body, where
 // the message decoder ignores it as trailing bytes.
+//
+// Under the channel enhancements the first response's signature is made
+// over the chunk and the first request's signature, and becomes the
+// channel thumbprint that session signatures are bound to.
 type eccAsymmetric struct {
 	policy *eccPolicy
 	local  crypto.Signer
 	remote crypto.PublicKey
+
+	mu         sync.Mutex
+	requestSig []byte // of the first request, until its response arrived
+	thumbprint []byte // the first response's signature
+}
+
+// ChannelThumbprint is the channel thumbprint of Part 6 1.05.07 6.7.5: nil
+// before the first response, and for policies without the enhancements.
+func (a *eccAsymmetric) ChannelThumbprint() []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.thumbprint
 }
 
 func (a *eccAsymmetric) sigLen() int { return a.policy.sigLen() }
@@ -320,6 +369,13 @@ func (a *eccAsymmetric) Seal(chunk []byte, hdrLen int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal chunk: sign with policy %s: %w", a.policy.name, err)
 	}
+	if a.policy.enhanced {
+		a.mu.Lock()
+		if a.thumbprint == nil && a.requestSig == nil {
+			a.requestSig = bytes.Clone(sig)
+		}
+		a.mu.Unlock()
+	}
 	return append(chunk, sig...), nil
 }
 
@@ -332,8 +388,18 @@ func (a *eccAsymmetric) Open(chunk []byte, hdrLen int) ([]byte, error) {
 		return nil, fmt.Errorf("open chunk: %d bytes after the headers, shorter than the %d-byte signature", len(chunk)-hdrLen, n)
 	}
 	signed, sig := chunk[:len(chunk)-n], chunk[len(chunk)-n:]
-	if err := a.policy.verifyRaw(a.remote, signed, sig); err != nil {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	first := a.policy.enhanced && a.thumbprint == nil && a.requestSig != nil
+	data := signed
+	if first {
+		data = append(bytes.Clone(signed), a.requestSig...)
+	}
+	if err := a.policy.verifyRaw(a.remote, data, sig); err != nil {
 		return nil, fmt.Errorf("open chunk: verify signature with policy %s: %w", a.policy.name, err)
+	}
+	if first {
+		a.thumbprint, a.requestSig = bytes.Clone(sig), nil
 	}
 	return checkBody(signed[hdrLen:])
 }
@@ -407,8 +473,8 @@ func hkdfKey(h func() hash.Hash, secret, salt, info []byte, n int) ([]byte, erro
 // ivLen is the length of the derived IV: an AES block, or a ChaCha20
 // nonce.
 func (p *eccPolicy) ivLen() int {
-	if p.edwards {
-		return chacha20poly1305.NonceSize
+	if p.aead != nil {
+		return chacha20poly1305.NonceSize // and GCM's standard nonce: 12 bytes
 	}
 	return aes.BlockSize
 }
@@ -440,9 +506,19 @@ func (p *eccPolicy) deriveKeys(secret []byte, label string, sender, receiver []b
 
 // eccExchange is the local half of one ECDH key agreement.
 type eccExchange struct {
-	policy *eccPolicy
-	priv   *ecdh.PrivateKey
-	nonce  []byte
+	policy  *eccPolicy
+	priv    *ecdh.PrivateKey
+	nonce   []byte
+	prevIKM []byte // the previous token's, for a renewal under the channel enhancements
+}
+
+// Chain makes a renewal's exchange derive its keys from prev's too (IKM
+// chaining, Part 6 1.05.07 6.8.1); without the channel enhancements it
+// does nothing.
+func (e *eccExchange) Chain(prev ChunkCrypto) {
+	if a, ok := prev.(*aeadChunks); ok && e.policy.enhanced {
+		e.prevIKM = a.ikm
+	}
 }
 
 func (e *eccExchange) Nonce() []byte { return e.nonce }
@@ -461,7 +537,16 @@ func (e *eccExchange) Symmetric(mode ua.MessageSecurityMode, remoteNonce []byte)
 		return nil, err
 	}
 	defer clear(secret)
-	if p.edwards {
+	if p.enhanced {
+		// IKM chaining: the key material of a renewal is derived from the
+		// previous token's IKM XOR the new shared secret.
+		for i := range e.prevIKM {
+			if i < len(secret) {
+				secret[i] ^= e.prevIKM[i]
+			}
+		}
+	}
+	if p.aead != nil {
 		return p.aeadSymmetric(mode, secret, e.nonce, remoteNonce)
 	}
 	send, err := p.deriveKeys(secret, labelClient, e.nonce, remoteNonce)

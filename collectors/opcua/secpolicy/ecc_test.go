@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 )
@@ -28,6 +27,8 @@ var eccPolicies = []struct {
 	{EccNistP256, "client-p256"},
 	{EccNistP384, "client-p384"},
 	{EccCurve25519, "client-ed25519"},
+	{EccNistP256AesGcm, "client-p256"},
+	{EccNistP256ChaChaPoly, "client-p256"},
 }
 
 func unhex(t *testing.T, s string) []byte {
@@ -172,7 +173,7 @@ func eccServerHalf(t *testing.T, p *eccPolicy, mode ua.MessageSecurityMode, clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.edwards {
+	if p.aead != nil {
 		// The client's derivation from the other side: keys swapped.
 		c, err := p.aeadSymmetric(mode, secret, clientNonce, nonce)
 		if err != nil {
@@ -237,7 +238,7 @@ func TestECCExchange(t *testing.T) {
 					if got, err := openChunk(client, back, 24, seq); err != nil || !bytes.Equal(got, body) {
 						t.Fatalf("client opens server chunk: %v", err)
 					}
-					if _, err := openChunk(client, back, 24, seq+1); err == nil && p.edwards {
+					if _, err := openChunk(client, back, 24, seq+1); err == nil && p.aead != nil {
 						t.Fatal("AEAD chunk opens after another sequence number")
 					}
 					back[len(back)-20] ^= 1
@@ -302,7 +303,7 @@ func TestECCAsymmetric(t *testing.T) {
 // TestInteropOpen62541ECC opens channels with open62541 under each ECC
 // policy and mode and sends two requests under the derived keys.
 func TestInteropOpen62541ECC(t *testing.T) {
-	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"}})
+	srv := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519", "ECC_nistP256_AesGcm", "ECC_nistP256_ChaChaPoly"}})
 	for _, tc := range eccPolicies {
 		cert := serverCertificate(t, srv.Endpoint, tc.policy.URI())
 		for _, mode := range []ua.MessageSecurityMode{sign, encrypt} {
@@ -379,8 +380,8 @@ func TestEncryptToEphemeralKey(t *testing.T) {
 				salt := eccSalt(n, "opcua-secret", sender, receiver)
 				keys, _ := hkdfKey(p.hash.New, shared, salt, salt, n)
 				payload := bytes.Clone(es[r.pos : len(es)-sigLen])
-				if p.edwards {
-					aead, _ := chacha20poly1305.New(keys[:p.encKeyLen])
+				if p.aead != nil {
+					aead, _ := p.aead(keys[:p.encKeyLen])
 					if payload, err = aead.Open(nil, keys[p.encKeyLen:], payload, es[:r.pos]); err != nil {
 						t.Fatalf("open payload: %v", err)
 					}

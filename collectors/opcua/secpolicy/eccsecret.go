@@ -10,7 +10,6 @@ import (
 
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
-	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // EphemeralKeyEncrypter is implemented by the policies that encrypt a user
@@ -34,6 +33,40 @@ type EphemeralKeyEncrypter interface {
 func LegacySequenceNumbers(p Policy) bool {
 	_, ecc := p.(*eccPolicy)
 	return !ecc
+}
+
+// ChannelBinding is implemented by the OpenSecureChannel ChunkCrypto of
+// the policies with the channel enhancements of Part 6 1.05.07.
+type ChannelBinding interface {
+	// ChannelThumbprint is the signature of the first OpenSecureChannel
+	// response, nil before it.
+	ChannelThumbprint() []byte
+}
+
+// ChannelBound tells whether session signatures under p are bound to the
+// channel (Part 4 1.05.07 5.6.2, 5.6.3): the channel thumbprint, a nonce,
+// the hashes of the certificates (CertificateHash), the other nonce,
+// instead of a certificate and a nonce. Their SignatureData algorithm is
+// left empty.
+func ChannelBound(p Policy) bool {
+	e, ok := p.(*eccPolicy)
+	return ok && e.enhanced
+}
+
+// CertificateHash is the hash of a certificate's leaf DER that a
+// channel-bound signature covers: the digest of the policy's curve.
+func CertificateHash(p Policy, cert []byte) ([]byte, error) {
+	e, ok := p.(*eccPolicy)
+	if !ok || !e.enhanced {
+		return nil, fmt.Errorf("policy %s binds no signature to the channel", p.Name())
+	}
+	leaf, err := leafCertificate(cert)
+	if err != nil {
+		return nil, err
+	}
+	h := e.hash.New()
+	h.Write(leaf.Raw)
+	return h.Sum(nil), nil
 }
 
 // SessionNonceLength is the least length of the nonces of CreateSession and
@@ -94,8 +127,8 @@ func (p *eccPolicy) EncryptToEphemeralKey(local *KeyPair, serverKey, secret, ser
 	var block cipher.Block
 	var aead cipher.AEAD
 	tagLen := 0
-	if p.edwards {
-		aead, err = chacha20poly1305.New(keys[:p.encKeyLen])
+	if p.aead != nil {
+		aead, err = p.aead(keys[:p.encKeyLen])
 		tagLen = aeadTagLen
 	} else {
 		block, err = aes.NewCipher(keys[:p.encKeyLen])

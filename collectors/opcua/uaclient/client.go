@@ -86,6 +86,8 @@ type Session struct {
 	// serverNonce is from the last CreateSession or ActivateSession
 	// response: the next ActivateSession signs it.
 	serverNonce []byte
+	// clientNonce is CreateSession's, which channel-bound signatures cover.
+	clientNonce []byte
 	// serverCert is the certificate of CreateSession's response, or the
 	// channel's or endpoint's when the response carried none.
 	serverCert []byte

@@ -51,7 +51,7 @@ func eccKeyPair(t *testing.T, agentID, keyType string) (secpolicy.KeyPair, strin
 // traffic.
 func TestSessionsECC(t *testing.T) {
 	o := o62proc.Start(t, o62proc.Options{
-		Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"},
+		Policies: []string{"None", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519", "ECC_nistP256_AesGcm", "ECC_nistP256_ChaChaPoly"},
 		User:     "integrations", Password: "integrations-pw-9c1e",
 	})
 	srv := &server{endpoint: o.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
@@ -69,6 +69,8 @@ func TestSessionsECC(t *testing.T) {
 		{"ECC_nistP256", certs.KeyTypeNistP256, "a P-256"},
 		{"ECC_nistP384", certs.KeyTypeNistP384, "a P-384"},
 		{"ECC_curve25519", certs.KeyTypeEd25519, "an Ed25519"},
+		{"ECC_nistP256_AesGcm", certs.KeyTypeNistP256, "a P-256"},
+		{"ECC_nistP256_ChaChaPoly", certs.KeyTypeNistP256, "a P-256"},
 	}
 	for _, curve := range curves {
 		app, appURI := eccKeyPair(t, "uaclient-ecc-"+curve.keyType, curve.keyType)
@@ -176,6 +178,8 @@ func TestRenewalsECC(t *testing.T) {
 		{"ECC_nistP256", certs.KeyTypeNistP256},
 		{"ECC_nistP384", certs.KeyTypeNistP384},
 		{"ECC_curve25519", certs.KeyTypeEd25519},
+		{"ECC_nistP256_AesGcm", certs.KeyTypeNistP256}, // renewals chain the key material (IKM)
+		{"ECC_nistP256_ChaChaPoly", certs.KeyTypeNistP256},
 	} {
 		t.Run(curve.policy, func(t *testing.T) {
 			t.Parallel()

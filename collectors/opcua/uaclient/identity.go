@@ -52,6 +52,9 @@ type tokenProof struct {
 	// which signs that secret.
 	serverEphemeral []byte
 	client          *secpolicy.KeyPair
+	// boundUserData is what an X.509 user token signs when the channel's
+	// and the token's policies bind signatures to the channel.
+	boundUserData []byte
 }
 
 // buildIdentityToken makes the token for id with the endpoint's user token
@@ -137,7 +140,11 @@ func buildIdentityToken(id Identity, ep *ua.EndpointDescription, channelPolicy s
 			if err != nil {
 				return identityToken{}, fmt.Errorf("sign user certificate token: server certificate: %w", err)
 			}
-			s, err := policy.Sign(id.KeyPair.Key, concat(leaf, proof.serverNonce))
+			data := concat(leaf, proof.serverNonce)
+			if secpolicy.ChannelBound(policy) && proof.boundUserData != nil {
+				data = proof.boundUserData
+			}
+			s, err := policy.Sign(id.KeyPair.Key, data)
 			if err != nil {
 				return identityToken{}, fmt.Errorf("sign user certificate token with %s: %w", policy.Name(), err)
 			}

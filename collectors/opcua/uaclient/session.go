@@ -85,6 +85,7 @@ func createSession(ctx context.Context, cfg Config, ch *uasc.Channel, ep *ua.End
 		authToken:   r.AuthenticationToken,
 		timeout:     time.Duration(r.RevisedSessionTimeout * float64(time.Millisecond)),
 		serverNonce: r.ServerNonce,
+		clientNonce: nonce,
 		serverCert:  serverCert,
 		endpoint:    ep,
 		ephemeral:   ephemeral,
@@ -125,6 +126,16 @@ func checkServerProof(ch *uasc.Channel, r *ua.CreateSessionResponse, clientCert,
 		return errors.New("the server sent no signature")
 	}
 	policy := ch.Policy()
+	if secpolicy.ChannelBound(policy) {
+		data, err := boundData(ch, clientNonce, [][]byte{ch.ServerCertificate(), clientCert}, r.ServerNonce)
+		if err == nil {
+			err = policy.Verify(cert, data, r.ServerSignature.Signature)
+		}
+		if err != nil {
+			return fmt.Errorf("the server signature does not verify with %s: %w", policy.Name(), err)
+		}
+		return nil
+	}
 	err = policy.Verify(cert, concat(clientCert, clientNonce), r.ServerSignature.Signature)
 	if err != nil && len(clientCert) > 0 {
 		// A server may sign our leaf alone when we sent a chain.
@@ -192,11 +203,19 @@ func (c *Client) activate(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("%s: server certificate: %w", step, err)
 		}
-		sig, err := policy.Sign(cfg.Channel.Local.Key, concat(leaf, s.serverNonce))
+		data, alg := concat(leaf, s.serverNonce), policy.SignatureAlgorithm()
+		if secpolicy.ChannelBound(policy) {
+			server := c.ch.ServerCertificate()
+			if data, err = boundData(c.ch, s.serverNonce, [][]byte{server, server, cfg.Channel.Local.Certificate}, s.clientNonce); err != nil {
+				return fmt.Errorf("%s: client signature: %w", step, err)
+			}
+			alg = "" // Part 4 1.05.07: empty, and ignored
+		}
+		sig, err := policy.Sign(cfg.Channel.Local.Key, data)
 		if err != nil {
 			return fmt.Errorf("%s: client signature with %s: %w", step, policy.Name(), err)
 		}
-		clientSig = &ua.SignatureData{Algorithm: policy.SignatureAlgorithm(), Signature: sig}
+		clientSig = &ua.SignatureData{Algorithm: alg, Signature: sig}
 	}
 	// A password is encrypted for, and a user certificate's signature
 	// made over, the endpoint's certificate: open62541 returns none in
@@ -206,6 +225,14 @@ func (c *Client) activate(ctx context.Context, cfg Config) error {
 		serverNonce:     s.serverNonce,
 		serverEphemeral: s.ephemeral,
 		client:          cfg.Channel.Local,
+	}
+	if secpolicy.ChannelBound(policy) && cfg.Channel.Local != nil {
+		server, client := c.ch.ServerCertificate(), cfg.Channel.Local.Certificate
+		data, err := boundData(c.ch, s.serverNonce, [][]byte{server, server, client, client}, s.clientNonce)
+		if err != nil {
+			return fmt.Errorf("%s: user token signature: %w", step, err)
+		}
+		proof.boundUserData = data
 	}
 	tok, err := buildIdentityToken(cfg.Identity, s.endpoint, policy, proof)
 	if err != nil {

@@ -212,6 +212,14 @@ func (ch *Channel) openToken(ctx context.Context, reqType ua.SecurityTokenReques
 	if err != nil {
 		return nil, fmt.Errorf("key exchange: %w", err)
 	}
+	if c, ok := ex.(secpolicy.ChainedExchange); ok && reqType == ua.SecurityTokenRequestTypeRenew {
+		ch.mu.Lock()
+		cur := ch.cur
+		ch.mu.Unlock()
+		if cur != nil {
+			c.Chain(cur.crypto)
+		}
+	}
 	req := &ua.OpenSecureChannelRequest{
 		ClientProtocolVersion: 0,
 		RequestType:           reqType,
@@ -746,6 +754,16 @@ func (ch *Channel) ServerCertificate() []byte { return ch.cfg.RemoteCertificate 
 
 // Policy is the channel's security policy.
 func (ch *Channel) Policy() secpolicy.Policy { return ch.cfg.Policy }
+
+// Thumbprint is the channel thumbprint session signatures are bound to
+// under the policies with the channel enhancements (secpolicy.ChannelBound);
+// nil otherwise.
+func (ch *Channel) Thumbprint() []byte {
+	if b, ok := ch.asym.(secpolicy.ChannelBinding); ok {
+		return b.ChannelThumbprint()
+	}
+	return nil
+}
 
 // Mode is the channel's message security mode.
 func (ch *Channel) Mode() ua.MessageSecurityMode { return ch.cfg.Mode }
