@@ -127,7 +127,10 @@ func (k keyNeed) String() string {
 func keyKind(pub any) string { return strings.TrimPrefix(certs.DescribeKey(pub), "ECDSA ") }
 
 // eccCurves are the curves of the ECDSA policies, by policy name.
-var eccCurves = map[string]elliptic.Curve{"ECC_nistP256": elliptic.P256(), "ECC_nistP384": elliptic.P384()}
+var eccCurves = map[string]elliptic.Curve{
+	"ECC_nistP256": elliptic.P256(), "ECC_nistP384": elliptic.P384(),
+	"ECC_nistP256_AesGcm": elliptic.P256(), "ECC_nistP256_ChaChaPoly": elliptic.P256(),
+}
 
 // check says why pub does not fit; "" when it does. An ECC policy's
 // message names both curves, as the connection's does: "P-256 key, policy
