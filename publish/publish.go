@@ -1036,7 +1036,9 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 	}
 	topic := strings.Join(cmd.commandTopics(), " ")
 	tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
-		if !cmd.command(m.Topic(), m.Payload()) {
+		rebirth := cmd.command(m.Topic(), m.Payload())
+		p.checkGate()
+		if !rebirth {
 			return
 		}
 		p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")
@@ -1054,14 +1056,47 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 	}
 }
 
+// gater is a format that holds the link shut while it must not send
+// (Sparkplug's Primary Host offline): values wait in the spool.
+type gater interface {
+	// gate reports whether the format may send; changed is closed when
+	// that changes (nil if it never does).
+	gate() (open bool, changed <-chan struct{})
+}
+
+func (p *Publisher) gate() (open bool, changed <-chan struct{}) {
+	if g, ok := p.format.(gater); ok {
+		return g.gate()
+	}
+	return true, nil
+}
+
+// checkGate, after a command, ends a connection whose format's gate has
+// shut while the link was up: the broker sends the will, and the next
+// connection waits for the gate (see resumed).
+func (p *Publisher) checkGate() {
+	if open, _ := p.gate(); open {
+		return
+	}
+	p.mu.Lock()
+	up := p.isUp
+	p.mu.Unlock()
+	if c := p.conn.Load(); up && c != nil {
+		p.log.Warn().Msg("primary host offline: ending the MQTT session; values wait in the spool")
+		go c.Close() // paho's goroutine runs this: let it return
+	}
+}
+
 // resumed marks the link up once paho's resume() has read the store (after
-// the latest attempt began) and the broker has acknowledged all it resent.
-// QoS 0 stores nothing and, on a clean session, paho skips resume().
+// the latest attempt began), the broker has acknowledged all it resent and
+// the format's gate is open. QoS 0 stores nothing and, on a clean session,
+// paho skips resume().
 func (p *Publisher) resumed(c mqtt.Client) {
 	for {
 		lists, out, changed := p.store.state()
+		open, gateChanged := p.gate()
 		p.mu.Lock()
-		if out == 0 && (lists > p.lists || p.qos == 0) {
+		if out == 0 && (lists > p.lists || p.qos == 0) && open {
 			if !p.isUp && c.IsConnectionOpen() {
 				p.isUp = true
 				close(p.up)
@@ -1072,6 +1107,7 @@ func (p *Publisher) resumed(c mqtt.Client) {
 		p.mu.Unlock()
 		select {
 		case <-changed:
+		case <-gateChanged:
 		case <-p.done:
 			return
 		}

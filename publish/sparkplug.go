@@ -54,6 +54,10 @@ import (
 //   - Device ids, and metric names within a device, that differ only in
 //     case are refused (validate too).
 //   - An NCMD with Node Control/Rebirth = true repeats the NBIRTH and DBIRTHs.
+//   - With sparkplug.primary_host_id, the node is born on a connection only
+//     once the host's STATE says online, and values wait in the spool until
+//     then (historical); a STATE offline ends the connection, so that the
+//     broker sends the NDEATH will, and the next waits again.
 //
 // The encoder is hand-written with protowire; publish/sparkplugb holds the
 // generated code that the tests decode with.
@@ -126,6 +130,14 @@ type sparkplugFormat struct {
 	began atomic.Bool
 	// Aliases of the node's own metrics, after the configured tags'.
 	bdSeqAlias, rebirthAlias uint64
+
+	// With sparkplug.primary_host_id: the host's STATE topic, and what
+	// its latest STATE said, reset by every new session.
+	hostTopic   string
+	hostMu      sync.Mutex
+	hostOnline  bool
+	hostStamp   int64         // timestamp of the latest STATE taken
+	hostChanged chan struct{} // closed and replaced when hostOnline changes
 
 	mu        sync.Mutex // guards devices and their metrics, read by Run's goroutine
 	devices   map[string]*spDevice
@@ -202,6 +214,13 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 			f.metric(d, tag.Name)
 		}
 	}
+	if id := cfg.MQTT.Sparkplug.PrimaryHostID; id != "" {
+		if strings.ContainsAny(id, "/+#") {
+			return nil, fmt.Errorf("sparkplug.primary_host_id %q: must be one topic level, without / + #", id)
+		}
+		f.hostTopic = spNamespace + "/STATE/" + id
+		f.hostChanged = make(chan struct{})
+	}
 	f.bdSeqAlias, f.rebirthAlias = f.nextAlias, f.nextAlias+1
 	f.nextAlias += 2
 	if cfg.Agent.SpoolDir == "" {
@@ -263,6 +282,7 @@ func (f *sparkplugFormat) writeState(name string, b []byte) error {
 // the next start.
 func (f *sparkplugFormat) sessionStarted() error {
 	f.began.Store(true)
+	f.setHost(false, -1) // until the session's STATE (retained) says otherwise
 	return f.writeState(bdSeqFile, []byte(strconv.FormatUint(f.bdSeq.Load(), 10)+"\n"))
 }
 
@@ -681,12 +701,66 @@ func (f *sparkplugFormat) stopping() []Message {
 // which an edge node subscribes to (tagbridge writes nothing: a DCMD is
 // taken and ignored).
 func (f *sparkplugFormat) commandTopics() []string {
-	return []string{f.nodeTopic("NCMD"), f.nodeTopic("DCMD") + "/+"}
+	topics := []string{f.nodeTopic("NCMD"), f.nodeTopic("DCMD") + "/+"}
+	if f.hostTopic != "" {
+		topics = append(topics, f.hostTopic)
+	}
+	return topics
+}
+
+// gate reports whether the node may be born and send: always, or with
+// sparkplug.primary_host_id while its host is online; changed is closed
+// when that changes.
+func (f *sparkplugFormat) gate() (open bool, changed <-chan struct{}) {
+	if f.hostTopic == "" {
+		return true, nil
+	}
+	f.hostMu.Lock()
+	defer f.hostMu.Unlock()
+	return f.hostOnline, f.hostChanged
+}
+
+// setHost takes a STATE of the primary host, unless it is older than
+// the latest taken (stamp -1: a new session, which forgets the host).
+func (f *sparkplugFormat) setHost(online bool, stamp int64) {
+	if f.hostTopic == "" {
+		return
+	}
+	f.hostMu.Lock()
+	defer f.hostMu.Unlock()
+	if stamp >= 0 && stamp < f.hostStamp {
+		return
+	}
+	if stamp >= 0 {
+		f.hostStamp = stamp
+	}
+	if online != f.hostOnline {
+		f.hostOnline = online
+		close(f.hostChanged)
+		f.hostChanged = make(chan struct{})
+	}
+}
+
+// hostState takes a STATE payload (Sparkplug 3.0: JSON, {"online": true,
+// "timestamp": ms}); anything else is ignored.
+func (f *sparkplugFormat) hostState(payload []byte) {
+	var st struct {
+		Online    *bool `json:"online"`
+		Timestamp int64 `json:"timestamp"`
+	}
+	if json.Unmarshal(payload, &st) != nil || st.Online == nil || st.Timestamp < 0 {
+		return
+	}
+	f.setHost(*st.Online, st.Timestamp)
 }
 
 // command reports whether an NCMD payload asks for a rebirth: a metric
 // named Node Control/Rebirth with the boolean value true.
 func (f *sparkplugFormat) command(topic string, payload []byte) bool {
+	if f.hostTopic != "" && topic == f.hostTopic {
+		f.hostState(payload)
+		return false
+	}
 	if topic != f.nodeTopic("NCMD") {
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -219,7 +220,7 @@ type spStream struct {
 func (s *spStream) next() spMsg {
 	s.t.Helper()
 	m := receive(s.t, s.msgs, 1)[0]
-	for strings.Contains(m.Topic, "/NCMD/") || strings.Contains(m.Topic, "/DCMD/") { // the test's own
+	for strings.Contains(m.Topic, "/NCMD/") || strings.Contains(m.Topic, "/DCMD/") || strings.HasPrefix(m.Topic, "spBv1.0/STATE/") { // the test's own
 		m = receive(s.t, s.msgs, 1)[0]
 	}
 	levels := strings.Split(m.Topic, "/")
@@ -788,6 +789,79 @@ func TestSparkplugTimeOrder(t *testing.T) {
 	if v := metricNamed(t, decodeSp(t, recs[0]), "temperature").GetDoubleValue(); v != 4 {
 		t.Errorf("DBIRTH temperature %v, want the latest, 4", v)
 	}
+}
+
+// With sparkplug.primary_host_id: no NBIRTH before the host's STATE says
+// online; values taken meanwhile come after the births, historical; the
+// host going offline ends the session (the broker sends the NDEATH will),
+// and the node is born again, with the next bdSeq, once it is back.
+func TestSparkplugPrimaryHost(t *testing.T) {
+	b := brokertest.Start(t)
+	cfg := spConfig(b.URL())
+	cfg.MQTT.Sparkplug.PrimaryHostID = "scada1"
+	log, sink := newLog(t)
+	p := newPublisher(t, cfg, log)
+	msgs := brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)
+	s := &spStream{t: t, msgs: msgs}
+	state := func(online bool) {
+		t.Helper()
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("sp-host-" + strconv.FormatInt(clientIDs.Add(1), 10)))
+		if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("host connect: %v", tok.Error())
+		}
+		defer c.Disconnect(100)
+		payload := fmt.Sprintf(`{"online":%v,"timestamp":%d}`, online, time.Now().UnixMilli())
+		if tok := c.Publish("spBv1.0/STATE/scada1", 1, true, payload); !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("host STATE: %v", tok.Error())
+		}
+	}
+	in := make(chan collectors.Batch)
+	done := start(t, p, in)
+
+	sink.waitFor(t, "connected to broker")
+	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Batch{sample("temperature", 1.0, "Double")}
+	waitStats(t, p, "the value spooled", wait, func(st Stats) bool { return st.Spooled >= 2 }) // DBIRTH, DDATA
+	// A probe through the broker: whatever the node sent before it came first.
+	publishRaw(t, b.URL(), "spBv1.0/plant1/PROBE/a1", nil)
+	for m := receive(t, msgs, 1)[0]; !strings.Contains(m.Topic, "/PROBE/"); m = receive(t, msgs, 1)[0] {
+		t.Fatalf("%s before the primary host is online", m.Topic)
+	}
+	if st := p.Stats(); st.Connected {
+		t.Errorf("Stats = %+v: connected (ready to send) while the primary host is offline", st)
+	}
+
+	state(true)
+	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
+		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
+	}
+	s.expect("DBIRTH", "press1")
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 1 || !m.GetIsHistorical() {
+		t.Errorf("DDATA taken while the host was offline: %v, want 1, historical", m)
+	}
+	in <- collectors.Batch{sample("temperature", 2.0, "Double")}
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 || m.GetIsHistorical() {
+		t.Errorf("DDATA with the host online: %v", m)
+	}
+
+	state(false)
+	if nd := s.expect("NDEATH", ""); metricNamed(t, nd.p, spBDSeq).GetLongValue() != 0 || nd.qos != 1 {
+		t.Errorf("NDEATH when the host went offline: %v at QoS %d, want the will (bdSeq 0, QoS 1)", nd.p, nd.qos)
+	}
+	in <- collectors.Batch{sample("temperature", 3.0, "Double")}
+	state(true)
+	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
+		t.Errorf("NBIRTH after the host came back: bdSeq %d, want 1", bd)
+	}
+	s.expect("DBIRTH", "press1")
+	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 3 {
+		t.Errorf("DDATA after the host came back: %v, want 3", m)
+	}
+	close(in)
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	s.expect("NDEATH", "")
 }
 
 func TestSparkplugConfig(t *testing.T) {
