@@ -73,9 +73,16 @@ plcs:
 			if err := proto.Unmarshal(m.Payload, &p); err != nil {
 				t.Fatalf("%s: %v", m.Topic, err)
 			}
+			// Sparkplug 3.0 whatever mqtt.qos says: QoS 0, the will at 1.
+			if want := byte(0); kind != "NDEATH" && m.QoS != want {
+				t.Errorf("%s at QoS %d, want %d", m.Topic, m.QoS, want)
+			}
 			switch kind {
 			case "NBIRTH":
 				seq, born = 0, false
+				if bd := bdSeqOf(&p); bd != 0 {
+					t.Errorf("NBIRTH bdSeq %d, want 0 (a new spool directory)", bd)
+				}
 			case "NDEATH":
 				return kind, &p
 			case "DBIRTH":
@@ -147,4 +154,13 @@ plcs:
 		t.Fatal("agent did not stop within 15 s")
 	}
 	until("NDEATH")
+}
+
+func bdSeqOf(p *sparkplugb.Payload) uint64 {
+	for _, m := range p.Metrics {
+		if m.GetName() == "bdSeq" {
+			return m.GetLongValue()
+		}
+	}
+	return 1 << 63
 }
