@@ -64,7 +64,7 @@ func eccPLC(t *testing.T, endpoint, keyType, security, auth string) config.PLC {
 func TestSessionECC(t *testing.T) {
 	t.Setenv("TAGBRIDGE_TEST_ECC_PW", "integrations-pw")
 	srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: 100 * time.Millisecond, TokenLifetime: 3 * time.Second,
-		Policies: []string{"None", "Basic256Sha256", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519"}})
+		Policies: []string{"None", "Basic256Sha256", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519", "ECC_nistP256_AesGcm", "ECC_nistP256_ChaChaPoly"}})
 	cases := []struct {
 		name, keyType, security, auth, wantPolicy string
 	}{
@@ -74,6 +74,8 @@ func TestSessionECC(t *testing.T) {
 		// usage, host name, ApplicationURI.
 		{"auto with a P-384 certificate/anonymous/trust full", certs.KeyTypeNistP384, "policy: auto, trust: full", "", "ECC_nistP384"},
 		{"ECC_curve25519 SignAndEncrypt/username/trust full", certs.KeyTypeEd25519, "policy: ECC_curve25519, mode: SignAndEncrypt, trust: full", "username", "ECC_curve25519"},
+		{"ECC_nistP256_AesGcm SignAndEncrypt/X.509 user", certs.KeyTypeNistP256, "policy: ECC_nistP256_AesGcm, mode: SignAndEncrypt, trust: full", "x509", "ECC_nistP256_AesGcm"},
+		{"ECC_nistP256_ChaChaPoly Sign/username", certs.KeyTypeNistP256, "policy: ECC_nistP256_ChaChaPoly, mode: Sign, trust: full", "username", "ECC_nistP256_ChaChaPoly"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
