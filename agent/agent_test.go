@@ -231,7 +231,7 @@ func checkPayloadFields(t *testing.T, key string, raw []byte) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("%s: %v", key, err)
 	}
-	want := []string{"plc", "tag", "node", "value", "type", "status", "status_code", "source_time", "server_time"}
+	want := []string{"plc", "tag", "node", "value", "type", "status", "status_code", "time", "source_time", "server_time"}
 	if len(m) != len(want) {
 		t.Errorf("%s: payload keys %v, want %v", key, m, want)
 	}
