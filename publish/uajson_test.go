@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -979,4 +980,51 @@ func TestUAJSONKeepAliveOnBroker(t *testing.T) {
 		}
 		seen[dm.DataSetWriterName] = true
 	}
+}
+
+// TestUAJSONMessagesGolden holds the other message forms to a golden file
+// (MessageIds, times and versions, which change per run, masked): a data
+// message with a Bad and an Uncertain value, the Bad key frame, a
+// keep-alive, the ua-status of each state and the ua-metadata.
+func TestUAJSONMessagesGolden(t *testing.T) {
+	data, status := uaSchemas(t)
+	cfg := uaConfig("tcp://127.0.0.1:1")
+	f, err := newUAJSONFormat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	add := func(name string, sch *jsonschema.Schema) func(string, []byte) {
+		return func(topic string, payload []byte) {
+			schemaCheck(t, sch, payload)
+			fmt.Fprintf(&out, "%s\t%s\t%s\n", name, topic, payload)
+		}
+	}
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC)
+	f.encode(collectors.Batch{
+		{PLC: "press1", Tag: "temperature", Value: 21.5, Type: "Double", Status: "Good", SourceTime: ts},
+		{PLC: "press1", Tag: "pressure", Type: "Null", Status: "BadSensorFailure", StatusCode: 0x808B0000, ServerTime: ts},
+		{PLC: "press2", Tag: "t", Value: int64(1<<53 + 1), Type: "Int64", Status: "UncertainLastUsableValue", StatusCode: 0x40900000, SourceTime: ts},
+	}, true, add("data", data))
+	f.plcStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add("key frame", data))
+	f.plcStatus(collectors.PLCStatus{PLC: "press2", State: collectors.StateStopped}, add("key frame stopped", data))
+	for _, m := range f.keepAlives(time.Now().Add(time.Hour)) {
+		add("keep-alive", data)(m.Topic, m.Payload)
+	}
+	for _, m := range f.connected() {
+		if strings.Contains(m.Topic, "/metadata/") {
+			add("metadata", uaMetaSchema(t))(m.Topic, m.Payload)
+			continue
+		}
+		add("status connected", status)(m.Topic, m.Payload)
+	}
+	w, _ := f.will()
+	add("will", status)(w.Topic, w.Payload)
+	for _, m := range f.stopping() {
+		add("status stopping", status)(m.Topic, m.Payload)
+	}
+	masked := regexp.MustCompile(`"MessageId":"[0-9a-f]{32}-[0-9]+"`).ReplaceAll(out.Bytes(), []byte(`"MessageId":"…"`))
+	masked = regexp.MustCompile(`"Timestamp":"[^"]*"`).ReplaceAll(masked, []byte(`"Timestamp":"…"`))
+	masked = regexp.MustCompile(`"(Major|Minor)Version":[0-9]+`).ReplaceAll(masked, []byte(`"${1}Version":…`))
+	golden(t, "testdata/uajson/messages.golden", masked)
 }
