@@ -22,7 +22,9 @@ var skewPeers = map[string]skewPeer{
 		return exceptionBased(shortTokens(recoveryPLC(t, peer.Endpoint, security)))
 	},
 	"open62541": func(t *testing.T, offset time.Duration, security string) config.PLC {
-		srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: 100 * time.Millisecond, ClockOffset: offset,
+		// Changes every 250 ms: at 100 ms open62541's sampling runs at the
+		// rate of the changes and skips one now and then on a loaded machine.
+		srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: 250 * time.Millisecond, ClockOffset: offset,
 			Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: 3 * time.Second})
 		return shortTokens(recoveryPLCTags(t, srv.Endpoint, security, o62Tags(8)))
 	},
@@ -52,7 +54,7 @@ func TestClockSkewKeepsValues(t *testing.T) {
 				if st.TokenRenewalFailures != 0 || st.Recoveries != 0 || st.Reconnects != 0 {
 					t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
 				}
-				checkNoGap(t, r, 60)
+				checkNoGap(t, r, 40)
 				t.Logf("SKEW %s %s values=%d renewals=%d recoveries=%d reconnects=%d", peerName, tc.name,
 					len(r.counterValues("int32_0001")), st.TokenRenewals, st.Recoveries, st.Reconnects)
 			})
