@@ -2,6 +2,7 @@ package secpolicy
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
@@ -506,4 +507,85 @@ func FuzzECCOpenSecureChannelResponse(f *testing.F) {
 			t.Fatalf("a body of %d bytes from a chunk of %d", len(body), len(msg))
 		}
 	})
+}
+
+// TestChannelThumbprint: under ECC_nistP256_AesGcm the first response must
+// be signed over the request's signature too, and its signature becomes the
+// channel thumbprint; later responses are signed as usual.
+func TestChannelThumbprint(t *testing.T) {
+	p := EccNistP256AesGcm.(*eccPolicy)
+	client, server := keyPair(t, "client-p256"), keyPair(t, "client-p256-server")
+	c, err := p.Asymmetric(encrypt, client, server.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverKey := server.Key.(crypto.Signer)
+	respond := func(withRequestSig []byte) []byte {
+		chunk := testChunk("OPN", 40, testBody(100))
+		binary.LittleEndian.PutUint32(chunk[4:8], uint32(len(chunk)+p.sigLen()))
+		sig, err := p.signRaw(serverKey, append(bytes.Clone(chunk), withRequestSig...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(chunk, sig...)
+	}
+	req, err := c.Seal(testChunk("OPN", 40, testBody(100)), 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqSig := req[len(req)-p.sigLen():]
+	if _, err := c.Open(respond(nil), 40); err == nil {
+		t.Fatal("a first response signed without the request's signature opens")
+	}
+	resp := respond(reqSig)
+	if _, err := c.Open(resp, 40); err != nil {
+		t.Fatalf("first response: %v", err)
+	}
+	if tp := c.(ChannelBinding).ChannelThumbprint(); !bytes.Equal(tp, resp[len(resp)-p.sigLen():]) {
+		t.Fatalf("thumbprint %x, want the first response's signature", tp)
+	}
+	if _, err := c.Seal(testChunk("OPN", 40, testBody(50)), 40); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(respond(nil), 40); err != nil {
+		t.Fatalf("renewal response: %v", err)
+	}
+	if c, _ := EccNistP256.Asymmetric(encrypt, client, server.Certificate); c.(ChannelBinding).ChannelThumbprint() != nil {
+		t.Fatal("ECC_nistP256 has a thumbprint")
+	}
+}
+
+// TestIKMChaining: a renewal under the channel enhancements derives from
+// the previous token's input key material XOR the new shared secret, so
+// the same nonces give other keys when chained.
+func TestIKMChaining(t *testing.T) {
+	p := EccNistP256ChaChaPoly.(*eccPolicy)
+	first, _ := p.NewExchange()
+	serverNonce, _ := eccServerHalf(t, p, encrypt, first.Nonce())
+	tok1, err := first.Symmetric(encrypt, serverNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewal, _ := p.NewExchange()
+	renewNonce, server := eccServerHalf(t, p, encrypt, renewal.Nonce())
+	plain, err := renewal.Symmetric(encrypt, renewNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewal.(ChainedExchange).Chain(tok1)
+	chained, err := renewal.Symmetric(encrypt, renewNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, len(tok1.(*aeadChunks).ikm))
+	for i := range want {
+		want[i] = tok1.(*aeadChunks).ikm[i] ^ plain.(*aeadChunks).ikm[i]
+	}
+	if got := chained.(*aeadChunks).ikm; !bytes.Equal(got, want) {
+		t.Fatalf("chained IKM %x, want previous XOR shared secret %x", got, want)
+	}
+	sealed, _ := chained.Seal(testChunk("MSG", 16, testBody(64)), 16)
+	if _, err := openChunk(server, sealed, 16, binary.LittleEndian.Uint32(testBody(64))); err == nil {
+		t.Fatal("an unchained server half opens a chained chunk")
+	}
 }
