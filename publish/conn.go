@@ -135,6 +135,7 @@ type coalescingConn struct {
 	// broker has accepted the CONNECT.
 	pings     []func()
 	connacked bool
+	aborted   error // set by abort: what reads fail with
 }
 
 func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
@@ -217,10 +218,23 @@ func (c *coalescingConn) readFailed(err error) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing {
+	switch {
+	case c.aborted != nil:
+		return c.aborted
+	case c.closing:
 		return net.ErrClosed
 	}
 	return err
+}
+
+// abort drops the connection under paho, which reads it as lost (with
+// reason) and reconnects: paho takes a read error that says the
+// connection is closed for its own Close, and does nothing.
+func (c *coalescingConn) abort(reason error) {
+	c.mu.Lock()
+	c.aborted = reason
+	c.mu.Unlock()
+	c.Conn.Close()
 }
 
 func (c *coalescingConn) Write(p []byte) (int, error) {

@@ -35,7 +35,8 @@ type format interface {
 	// returned messages go out directly, if the link is up.
 	plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message
 	// outgoing may rewrite a spooled record as it is handed to the broker;
-	// it returns payload when it need not.
+	// it returns payload when it need not, nil when the record need not
+	// go out at all.
 	outgoing(topic string, payload []byte) []byte
 	// will is registered with the broker as the MQTT last will, at QoS 1.
 	will() (Message, bool)

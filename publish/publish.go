@@ -640,7 +640,10 @@ func (p *Publisher) pump() {
 		if !p.publishPrelude(topic) {
 			break // the link went down
 		}
-		payload = p.format.outgoing(topic, payload)
+		if payload = p.format.outgoing(topic, payload); payload == nil {
+			p.skipRecord(topic, seq)
+			continue
+		}
 		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
 		if tok == nil {
 			break // the link went down: the record stays next in the spool
@@ -732,6 +735,16 @@ func (p *Publisher) deadLetter(topic string, payload []byte, reason string) {
 	case first:
 		p.log.Error().Str("topic", topic).Str("reason", reason).Str("file", p.spool.DeadLetterPath()).
 			Msg("set a message the broker cannot take aside in the dead-letter file, so that the rest flows; later ones are counted (set_aside), not logged")
+	}
+}
+
+// skipRecord passes over a record the format says need not go out; it is
+// acknowledged to the spool in its turn, as one set aside is.
+func (p *Publisher) skipRecord(topic string, seq uint64) {
+	_ = p.spool.Advance(seq)
+	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
+	if p.qos > 0 {
+		p.pending = append(p.pending, pending{p.handed, seq})
 	}
 }
 
@@ -1071,6 +1084,8 @@ func (p *Publisher) gate() (open bool, changed <-chan struct{}) {
 	return true, nil
 }
 
+var errHostOffline = errors.New("primary host offline: session ended")
+
 // checkGate, after a command, ends a connection whose format's gate has
 // shut while the link was up: the broker sends the will, and the next
 // connection waits for the gate (see resumed).
@@ -1083,7 +1098,7 @@ func (p *Publisher) checkGate() {
 	p.mu.Unlock()
 	if c := p.conn.Load(); up && c != nil {
 		p.log.Warn().Msg("primary host offline: ending the MQTT session; values wait in the spool")
-		go c.Close() // paho's goroutine runs this: let it return
+		c.abort(errHostOffline)
 	}
 }
 

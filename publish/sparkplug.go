@@ -53,6 +53,8 @@ import (
 //     they go in time order. The payload's timestamp is the send time.
 //   - Device ids, and metric names within a device, that differ only in
 //     case are refused (validate too).
+//   - A DBIRTH is encoded anew as it goes out, with the latest values; the
+//     spooled DDATA that follow leave each of those values out once.
 //   - An NCMD with Node Control/Rebirth = true repeats the NBIRTH and DBIRTHs.
 //   - With sparkplug.primary_host_id, the node is born on a connection only
 //     once the host's STATE says online, and values wait in the spool until
@@ -152,6 +154,11 @@ type sparkplugFormat struct {
 	// Run's goroutine only.
 	seq  uint64          // of the next message on this connection
 	live map[string]bool // device ids born at the point of the stream handed to the broker
+	// echo holds, per device id, the values of the DBIRTH last sent, in
+	// their DDATA encodings (online and historical) with their aliases:
+	// the spooled DDATA that follow leave each out once, as the birth has
+	// given it already.
+	echo map[string]map[string]uint64
 }
 
 type spDevice struct {
@@ -187,6 +194,7 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 		byID:      map[string]*spDevice{},
 		nextAlias: 1,
 		live:      map[string]bool{},
+		echo:      map[string]map[string]uint64{},
 		maxPacket: int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
 	}
 	if err := checkTopic(f.nodeTopic("NBIRTH")); err != nil {
@@ -567,18 +575,74 @@ func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if d, ok := f.byID[id]; ok {
-			return f.appendBirth(nil, d, time.Now(), true, seq)
+			return f.sendBirth(d, time.Now(), seq)
 		}
 		return appendSpSeq(payload, seq)
 	case "DDATA":
 		f.live[id] = true
+		if echo := f.echo[id]; len(echo) > 0 {
+			if payload = withoutEchoes(payload, echo); payload == nil {
+				return nil // every value is in the DBIRTH sent before
+			}
+		}
 		payload = withSpTimestamp(payload, time.Now())
 	case "DDEATH":
 		f.live[id] = false
+		delete(f.echo, id)
 	default: // not ours: spooled by another payload format before a change
 		return payload
 	}
 	return appendSpSeq(payload, f.nextSeq())
+}
+
+// sendBirth encodes d's DBIRTH as it goes out, with the latest values,
+// and keeps them for the device's next DDATA, which need not repeat them.
+// f.mu is held.
+func (f *sparkplugFormat) sendBirth(d *spDevice, now time.Time, seq uint64) []byte {
+	echo := map[string]uint64{}
+	for _, m := range d.metrics {
+		if m.has && m.datatype != spUnknown {
+			echo[string(f.appendDataMetric(nil, m.alias, &m.last, now, false))] = m.alias
+			echo[string(f.appendDataMetric(nil, m.alias, &m.last, now, true))] = m.alias
+		}
+	}
+	f.echo[d.id] = echo
+	return f.appendBirth(nil, d, now, true, seq)
+}
+
+// withoutEchoes returns a spooled DDATA payload without the metrics in
+// echo (byte for byte a value of the DBIRTH sent before: same alias,
+// timestamp, status and value), which it takes out of echo, or nil if no
+// metric is left.
+func withoutEchoes(payload []byte, echo map[string]uint64) []byte {
+	out := make([]byte, 0, len(payload))
+	kept := 0
+	walkFields(payload, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) {
+		switch {
+		case num == spPayloadMetrics && typ == protowire.BytesType:
+			if alias, ok := echo[string(v)]; ok {
+				for k, a := range echo { // its other encoding too: once only
+					if a == alias {
+						delete(echo, k)
+					}
+				}
+				return
+			}
+			kept++
+			out = protowire.AppendTag(out, num, typ)
+			out = protowire.AppendBytes(out, v)
+		case typ == protowire.VarintType:
+			out = protowire.AppendTag(out, num, typ)
+			out = protowire.AppendVarint(out, n)
+		case typ == protowire.BytesType:
+			out = protowire.AppendTag(out, num, typ)
+			out = protowire.AppendBytes(out, v)
+		}
+	})
+	if kept == 0 {
+		return nil
+	}
+	return out
 }
 
 // prelude returns what must go out before a spooled record: the DBIRTH of
@@ -596,7 +660,7 @@ func (f *sparkplugFormat) prelude(topic string) []Message {
 		return nil
 	}
 	f.live[id] = true
-	return []Message{{Topic: d.birth, Payload: f.appendBirth(nil, d, time.Now(), true, f.nextSeq())}}
+	return []Message{{Topic: d.birth, Payload: f.sendBirth(d, time.Now(), f.nextSeq())}}
 }
 
 // withSpTimestamp returns a DDATA payload whose Payload.timestamp is t,
@@ -687,7 +751,7 @@ func (f *sparkplugFormat) connected() []Message {
 	defer f.mu.Unlock()
 	for _, d := range f.order {
 		if f.live[d.id] {
-			msgs = append(msgs, Message{Topic: d.birth, Payload: f.appendBirth(nil, d, now, true, f.nextSeq())})
+			msgs = append(msgs, Message{Topic: d.birth, Payload: f.sendBirth(d, now, f.nextSeq())})
 		}
 	}
 	return msgs
