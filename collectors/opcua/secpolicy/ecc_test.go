@@ -555,6 +555,17 @@ func TestChannelThumbprint(t *testing.T) {
 	}
 }
 
+func TestSupersededBy(t *testing.T) {
+	for p, want := range map[Policy]string{
+		EccNistP256: "ECC_nistP256_AesGcm", EccNistP384: "ECC_nistP256_AesGcm",
+		EccNistP256AesGcm: "", EccNistP256ChaChaPoly: "", EccCurve25519: "", Basic256Sha256: "",
+	} {
+		if got := SupersededBy(p); got != want {
+			t.Errorf("SupersededBy(%s) = %q, want %q", p.Name(), got, want)
+		}
+	}
+}
+
 // TestIKMChaining: a renewal under the channel enhancements derives from
 // the previous token's input key material XOR the new shared secret, so
 // the same nonces give other keys when chained.

@@ -69,6 +69,17 @@ func CertificateHash(p Policy, cert []byte) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
+// SupersededBy names the policy Part 7 recommends instead of p, for a
+// Debug note: ECC_nistP256 and ECC_nistP384 are deprecated there in favour
+// of the AEAD variants, but the secure-connection recipe names them, so
+// they are not gated. "" for the others.
+func SupersededBy(p Policy) string {
+	if e, ok := p.(*eccPolicy); ok && e.aead == nil && !e.edwards {
+		return EccNistP256AesGcm.Name()
+	}
+	return ""
+}
+
 // SessionNonceLength is the least length of the nonces of CreateSession and
 // ActivateSession under p: the channel's nonce length, except for the ECC
 // policies, whose channel nonces are ephemeral keys while session nonces

@@ -199,8 +199,12 @@ func open(ctx context.Context, cfg Config) (*Channel, error) {
 		}
 		return nil, cause // what broke the channel, not that it broke: an ERR, not EOF
 	}
-	ch.log.Debug().Uint32("channel_id", ch.channelID).Uint32("token_id", tok.id).Dur("lifetime", tok.lifetime).
-		Str("policy", cfg.Policy.Name()).Stringer("mode", cfg.Mode).Msg("secure channel open")
+	ev := ch.log.Debug().Uint32("channel_id", ch.channelID).Uint32("token_id", tok.id).Dur("lifetime", tok.lifetime).
+		Str("policy", cfg.Policy.Name()).Stringer("mode", cfg.Mode)
+	if s := secpolicy.SupersededBy(cfg.Policy); s != "" {
+		ev = ev.Str("note", "Part 7 deprecates this policy in favour of "+s)
+	}
+	ev.Msg("secure channel open")
 	go ch.renewLoop(context.WithoutCancel(ctx), tok)
 	return ch, nil
 }

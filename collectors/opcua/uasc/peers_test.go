@@ -407,7 +407,9 @@ func TestRenewalOpen62541(t *testing.T) {
 	arrivals, requests := renewalRun(t, ch, o62.Endpoint, 10*time.Second)
 	st := ch.Stats()
 	t.Logf("open62541: %d renewals, %d requests in 10s; stats %+v", st.Renewals, requests, st)
-	if st.Renewals < 12 || st.Renewals > 14 || len(arrivals)-1 != st.Renewals {
+	// Stats is read after the polling stopped: one more renewal may have
+	// come in between.
+	if seen := len(arrivals) - 1; st.Renewals < 12 || st.Renewals > 14 || st.Renewals != seen && st.Renewals != seen+1 {
 		t.Errorf("%d renewals (%d seen), want 13 in 10 s", st.Renewals, len(arrivals)-1)
 	}
 	if st.RenewalFailures != 0 {
