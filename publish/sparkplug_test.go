@@ -1142,3 +1142,26 @@ func FuzzSparkplugEncode(f *testing.F) {
 		}
 	})
 }
+
+// A null value is typed by the node's DataType, when the collector gives
+// it in Type ("[]" for an array); an unknown or abstract type gives none.
+func TestSparkplugDeclaredType(t *testing.T) {
+	for typ, want := range map[string]sparkplugb.DataType{
+		"Double":        sparkplugb.DataType_Double,
+		"SByte":         sparkplugb.DataType_Int8,
+		"UInt64":        sparkplugb.DataType_UInt64,
+		"DateTime":      sparkplugb.DataType_DateTime,
+		"ByteString":    sparkplugb.DataType_Bytes,
+		"LocalizedText": sparkplugb.DataType_String,
+		"Int32[]":       sparkplugb.DataType_Int32Array,
+		"Boolean[]":     sparkplugb.DataType_BooleanArray,
+		"Null":          sparkplugb.DataType_Unknown,
+		"":              sparkplugb.DataType_Unknown,
+		"BaseDataType":  sparkplugb.DataType_Unknown,
+	} {
+		s := collectors.Sample{Type: typ, Status: "BadWaitingForInitialData"}
+		if got := spDeclaredType(&s); got != uint32(want) {
+			t.Errorf("null value of %q: datatype %d, want %s", typ, got, want)
+		}
+	}
+}
