@@ -29,7 +29,9 @@ import (
 //
 //   - Every message goes out at QoS 0 on a clean session (the publisher
 //     sees to it), the NDEATH will at QoS 1; NCMD and DCMD are subscribed
-//     at QoS 1.
+//     at QoS 1. A record leaves the spool once the broker has answered a
+//     PINGREQ written after it (the publisher's fences), so none is lost to
+//     a connection that breaks.
 //   - NBIRTH (seq 0, the bdSeq metric, Node Control/Rebirth) goes out after
 //     every connect, before any spooled record, followed by a DBIRTH for
 //     every device that is born at that point of the spooled stream.
