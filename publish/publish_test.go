@@ -528,12 +528,15 @@ func TestNewErrors(t *testing.T) {
 		{"client id", func(c *config.Config) { c.MQTT.ClientID = "" }, "client_id must be set"},
 		{"wildcard", func(c *config.Config) { c.PLCs[0].Tags[1].Topic = "a/+/{tag}" }, `plc "press1" tag "pressure": topic "a/+/{tag}": renders to "a/+/pressure": wildcards + and # are not allowed when publishing`},
 		{"empty", func(c *config.Config) { c.MQTT.Topic = "{plc}"; c.PLCs[0].Name = "" }, `plc "" tag "temperature": topic "{plc}": renders empty`},
-		{"ca file", func(c *config.Config) { c.MQTT.URL = "ssl://h:8883"; c.MQTT.TLS.CAFile = "/nonexistent/ca.pem" }, "tls: ca_file: open /nonexistent/ca.pem: no such file or directory"},
-		{"key pair", func(c *config.Config) { c.MQTT.URL = "wss://h:443"; c.MQTT.TLS.CertFile = "/nonexistent/c.pem" }, "tls: cert_file/key_file: open /nonexistent/c.pem: no such file or directory"},
+		{"ca file", func(c *config.Config) { c.MQTT.URL = "ssl://h:8883"; c.MQTT.TLS.CAFile = "/nonexistent/ca.pem" }, "tls: ca_file: lstat /nonexistent: no such file or directory"},
+		{"key pair", func(c *config.Config) { c.MQTT.URL = "wss://h:443"; c.MQTT.TLS.CertFile = "/nonexistent/c.pem" }, "tls: cert_file: lstat /nonexistent: no such file or directory"},
+		{"outside the allowed directories", func(c *config.Config) { c.MQTT.URL = "ssl://h:8883"; c.MQTT.TLS.CAFile = "/etc/ca.pem" },
+			"tls: ca_file: /etc/ca.pem is not in an allowed directory (/nonexistent)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig("tcp://127.0.0.1:1883", 1)
+			cfg.Agent.AllowedCertDirs = []string{"/nonexistent"}
 			tt.change(cfg)
 			_, err := New(cfg, zerolog.Nop())
 			if err == nil || err.Error() != tt.want {

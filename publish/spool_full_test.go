@@ -159,6 +159,11 @@ func TestDiskFullPublisher(t *testing.T) {
 	}
 	kept := int(st.Spooled)
 	b.Restart()
+	// The disk is full until the kept values are out: a value taken
+	// meanwhile pushes the oldest out, as max_bytes would. New values come
+	// once the backlog went.
+	topic := "tagbridge/a1/press1/temperature"
+	got.waitUntil(t, "the kept values", wait, func() bool { return len(got.seen[topic]) >= kept })
 	for i := n; i < n+1000; i++ {
 		in <- collectors.Batch{seqSample(i)}
 	}
@@ -166,7 +171,6 @@ func TestDiskFullPublisher(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	topic := "tagbridge/a1/press1/temperature"
 	got.waitUntil(t, "the kept and the new values", wait, func() bool { return len(got.seen[topic]) >= kept+1000 })
 	got.mu.Lock()
 	for v := n - kept; v < n+1000; v++ {
