@@ -58,6 +58,9 @@ type Session struct {
 	// rejected remembers the status of tags the server refused, so each is
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
+	// declared is each tag's type from its DataType attribute ("" when not
+	// a built-in type), by handle: the Type of a sample without a value.
+	declared []string
 	// newRejections are the tags refused since the last summary, for one
 	// warning per subscribe or retry round.
 	newRejections []string
@@ -529,7 +532,11 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 			continue
 		}
 		tag := s.tags[item.ClientHandle]
-		batch = append(batch, sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value))
+		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
+		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
+			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
+		}
+		batch = append(batch, smp)
 	}
 	if len(batch) == 0 {
 		return

@@ -17,13 +17,20 @@ const readBatch = 1000
 // whose data type lies outside namespace 0 are read once, and the encoding
 // ids of their undecoded structures are registered to decode as raw bodies
 // before any notification arrives. Failures only cost the bodies.
+//
+// The same read gives each tag's declared type (DataType and ValueRank):
+// a sample without a value still names its type (see declaredType).
 func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 	var custom []*ua.ReadValueID
-	for from := 0; from < len(s.tags); from += readBatch {
-		batch := make([]*ua.ReadValueID, 0, min(readBatch, len(s.tags)-from))
-		for _, t := range s.tags[from:min(from+readBatch, len(s.tags))] {
-			if id, err := resolveNodeID(t.Node, c.Namespaces()); err == nil {
-				batch = append(batch, &ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDDataType})
+	s.declared = make([]string, len(s.tags))
+	for from := 0; from < len(s.tags); from += readBatch / 2 {
+		var batch []*ua.ReadValueID
+		var handles []int
+		for h := from; h < min(from+readBatch/2, len(s.tags)); h++ {
+			if id, err := resolveNodeID(s.tags[h].Node, c.Namespaces()); err == nil {
+				batch = append(batch, &ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDDataType},
+					&ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDValueRank})
+				handles = append(handles, h)
 			}
 		}
 		res, err := readAttrs(ctx, c, batch)
@@ -31,10 +38,17 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 			s.log.Debug().Err(err).Msg("reading data types; structure bodies of unknown types may be missing")
 			return
 		}
-		for i, r := range res {
-			if dt, ok := r.Value.Value().(*ua.NodeID); ok && r.Status == ua.StatusOK && dt.Namespace() != 0 {
-				custom = append(custom, &ua.ReadValueID{NodeID: batch[i].NodeID, AttributeID: ua.AttributeIDValue})
+		for i, h := range handles {
+			dtv, rank := res[2*i], res[2*i+1]
+			dt, ok := dtv.Value.Value().(*ua.NodeID)
+			if !ok || dtv.Status != ua.StatusOK {
+				continue
 			}
+			if dt.Namespace() != 0 {
+				custom = append(custom, &ua.ReadValueID{NodeID: batch[2*i].NodeID, AttributeID: ua.AttributeIDValue})
+			}
+			r, _ := rank.Value.Value().(int32)
+			s.declared[h] = declaredType(dt, rank.Status == ua.StatusOK && r >= 1)
 		}
 	}
 	for from := 0; from < len(custom); from += readBatch {
@@ -77,4 +91,29 @@ func readAttrs(ctx context.Context, c sender, nodes []*ua.ReadValueID) ([]*ua.Da
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	return read(rctx, c, nodes)
+}
+
+// builtinTypes names the DataTypes of namespace 0 that a sample's Type can
+// carry: the built-in types, and common subtypes as their built-in type.
+var builtinTypes = map[uint32]string{
+	1: "Boolean", 2: "SByte", 3: "Byte", 4: "Int16", 5: "UInt16", 6: "Int32", 7: "UInt32", 8: "Int64", 9: "UInt64",
+	10: "Float", 11: "Double", 12: "String", 13: "DateTime", 14: "Guid", 15: "ByteString", 16: "XmlElement",
+	17: "NodeId", 18: "ExpandedNodeId", 19: "StatusCode", 20: "QualifiedName", 21: "LocalizedText",
+	29: "Int32", // Enumeration: enumerations travel as Int32
+	30: "ByteString", 288: "UInt32", 289: "UInt32", 290: "Double", 291: "String", 292: "String", 293: "DateTime",
+	294: "DateTime", 295: "String", 17588: "UInt32", // Image, IntegerId, Counter, Duration, NumericRange, Time, Date, UtcTime, LocaleId, Index
+}
+
+// declaredType is the type name of a tag's DataType, "[]" appended for an
+// array; "" when the DataType names no built-in type (a structure, an
+// abstract type, a PLC's own type).
+func declaredType(dt *ua.NodeID, array bool) string {
+	if dt.Namespace() != 0 || dt.Type() > ua.NodeIDTypeNumeric {
+		return ""
+	}
+	name := builtinTypes[dt.IntID()]
+	if name != "" && array {
+		name += "[]"
+	}
+	return name
 }
