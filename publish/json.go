@@ -112,25 +112,9 @@ func appendPlainValue(dst []byte, v any) []byte {
 			return append(dst, "null"...)
 		}
 	case []any:
-		dst = append(dst, '[')
-		for i, e := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendPlainValue(dst, e)
-		}
-		return append(dst, ']')
+		return appendArray(dst, v, appendPlainValue)
 	case map[string]any:
-		dst = append(dst, '{')
-		for i, k := range slices.Sorted(maps.Keys(v)) {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = appendPlainValue(dst, v[k])
-		}
-		return append(dst, '}')
+		return appendObject(dst, v, appendPlainValue)
 	case collectors.Structure:
 		return appendStructure(dst, v, appendPlainValue)
 	}
@@ -148,6 +132,33 @@ func appendStructure(dst []byte, st collectors.Structure, value func([]byte, any
 		dst = appendString(dst, f.Name)
 		dst = append(dst, ':')
 		dst = value(dst, f.Value)
+	}
+	return append(dst, '}')
+}
+
+// appendArray writes an array, each element with value.
+func appendArray(dst []byte, a []any, value func([]byte, any) []byte) []byte {
+	dst = append(dst, '[')
+	for i, e := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = value(dst, e)
+	}
+	return append(dst, ']')
+}
+
+// appendObject writes a map as an object with sorted keys, each value with
+// value.
+func appendObject(dst []byte, m map[string]any, value func([]byte, any) []byte) []byte {
+	dst = append(dst, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		dst = value(dst, m[k])
 	}
 	return append(dst, '}')
 }
@@ -207,25 +218,9 @@ func appendValue(dst []byte, v any) []byte {
 	case []any:
 		// By hand rather than encoding/json, so that NaN and ±Inf inside
 		// arrays and structures are written as in scalars instead of failing.
-		dst = append(dst, '[')
-		for i, e := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendValue(dst, e)
-		}
-		return append(dst, ']')
+		return appendArray(dst, v, appendValue)
 	case map[string]any:
-		dst = append(dst, '{')
-		for i, k := range slices.Sorted(maps.Keys(v)) {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = appendValue(dst, v[k])
-		}
-		return append(dst, '}')
+		return appendObject(dst, v, appendValue)
 	case collectors.Structure:
 		return appendStructure(dst, v, appendValue)
 	}

@@ -21,10 +21,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/scripts/proclog"
 )
 
 // ReadyTimeout bounds the wait for the peer's READY line. node-opcua loads
@@ -101,7 +102,7 @@ type Peer struct {
 	opts   Options
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr logBuffer
+	stderr proclog.Buffer
 	// Endpoint is the URL the peer printed: opc.tcp://HOST:PORT.
 	Endpoint string
 	// PKIDir is the peer's PKI folder.
@@ -345,60 +346,5 @@ func (p *Peer) Log() string { return p.stderr.String() }
 // them. It fails the test after timeout.
 func (p *Peer) WaitLog(re *regexp.Regexp, n int, timeout time.Duration) []string {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		changed := p.stderr.changed() // before reading, so no write is missed
-		var got []string
-		for _, line := range strings.Split(p.stderr.String(), "\n") {
-			if re.MatchString(line) {
-				got = append(got, line)
-			}
-		}
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("opcua-peer: %d log lines matching %q within %s, want %d:\n%s", len(got), re, timeout, n, strings.Join(got, "\n"))
-		}
-		select {
-		case <-changed:
-		case <-time.After(time.Until(deadline)):
-		}
-	}
-}
-
-// logBuffer collects the peer's log and tells waiters when it grows.
-type logBuffer struct {
-	mu     sync.Mutex
-	b      strings.Builder
-	notify chan struct{}
-}
-
-func (s *logBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notify != nil {
-		close(s.notify)
-		s.notify = nil
-	}
-	if s.b.Len() > 4<<20 {
-		return len(p), nil // enough to diagnose; don't grow without bound
-	}
-	return s.b.Write(p)
-}
-
-// changed returns a channel closed at the next write.
-func (s *logBuffer) changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notify == nil {
-		s.notify = make(chan struct{})
-	}
-	return s.notify
-}
-
-func (s *logBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return p.stderr.Wait(p.t, "opcua-peer", re, n, timeout)
 }

@@ -21,10 +21,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/scripts/proclog"
 )
 
 // EnvBinary names the environment variable that points at o62server.
@@ -86,7 +87,7 @@ type Server struct {
 	opts   Options
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    logBuffer
+	log    proclog.Buffer
 
 	// Endpoint is the URL the server printed: opc.tcp://127.0.0.1:PORT.
 	Endpoint string
@@ -331,40 +332,13 @@ func (s *Server) Certificate(policy string) ([]byte, error) {
 func (s *Server) Log() string { return s.log.String() }
 
 // Count returns how many lines of the log match re.
-func (s *Server) Count(re *regexp.Regexp) int {
-	n := 0
-	for _, line := range strings.Split(s.Log(), "\n") {
-		if re.MatchString(line) {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) Count(re *regexp.Regexp) int { return len(s.log.Matching(re)) }
 
 // WaitLog waits until the log has n lines matching re and returns them; it
 // fails the test after timeout.
 func (s *Server) WaitLog(re *regexp.Regexp, n int, timeout time.Duration) []string {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		changed := s.log.changed()
-		var got []string
-		for _, line := range strings.Split(s.Log(), "\n") {
-			if re.MatchString(line) {
-				got = append(got, line)
-			}
-		}
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("o62server: %d log lines matching %q within %s, want %d", len(got), re, timeout, n)
-		}
-		select {
-		case <-changed:
-		case <-time.After(time.Until(deadline)):
-		}
-	}
+	return s.log.Wait(s.t, "o62server", re, n, timeout)
 }
 
 func tail(s string, n int) string {
@@ -373,39 +347,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// logBuffer collects the log and tells waiters when it grows.
-type logBuffer struct {
-	mu     sync.Mutex
-	b      strings.Builder
-	notify chan struct{}
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.notify != nil {
-		close(l.notify)
-		l.notify = nil
-	}
-	if l.b.Len() > 8<<20 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) changed() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.notify == nil {
-		l.notify = make(chan struct{})
-	}
-	return l.notify
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
