@@ -36,12 +36,12 @@ import (
 // Curve is one brainpool curve y² = x³ + ax + b over GF(p) with a base point
 // G of prime order n (cofactor 1).
 type Curve struct {
-	name  string
-	size  int // bytes of p and n
-	p, n  *bigmod.Modulus
-	a, b3 *bigmod.Nat // a, 3b mod p
-	b     *bigmod.Nat
-	g     point
+	name             string
+	size             int // bytes of p and n
+	p, n             *bigmod.Modulus
+	a, b3            *bigmod.Nat // a, 3b mod p
+	b                *bigmod.Nat
+	g                point
 	pMinus2, nMinus2 []byte
 }
 

@@ -25,8 +25,8 @@ func unhex(t *testing.T, s string) []byte {
 // x coordinate both ways.
 func TestRFC7027(t *testing.T) {
 	cases := []struct {
-		name                     string
-		curve                    *Curve
+		name                      string
+		curve                     *Curve
 		dA, xA, yA, dB, xB, yB, z string
 	}{
 		{
