@@ -58,6 +58,18 @@ const flags = {
 	"token-lifetime": { kind: "duration", def: 600000, help: "secure channel token lifetime: the default and the maximum a client can get" },
 	"min-token-lifetime": { kind: "duration", def: 2500, help: "the minimum token lifetime a client can get (node-opcua's default 2.5s)" },
 	debug: { kind: "bool", def: false, help: "log every session and channel event" },
+	// Real PLCs' limits and habits (issue 19).
+	"max-nodes-per-read": { kind: "int", def: 0, help: "OperationLimits MaxNodesPerRead; a larger Read is refused with BadTooManyOperations (0: no limit)" },
+	"max-items-per-call": { kind: "int", def: 0, help: "OperationLimits MaxMonitoredItemsPerCall (0: no limit)" },
+	"max-items-per-subscription": { kind: "int", def: 0, help: "ServerCapabilities MaxMonitoredItemsPerSubscription, as advertised (0: node-opcua's default)" },
+	"max-subscriptions-per-session": { kind: "int", def: 0, help: "ServerCapabilities MaxSubscriptionsPerSession, advertised and enforced (0: node-opcua's default 10)" },
+	"max-subscriptions": { kind: "int", def: 0, help: "subscriptions of all sessions together, enforced with BadTooManySubscriptions, not advertised per session (0: node-opcua's default)" },
+	"no-transfer": { kind: "bool", def: false, help: "answer TransferSubscriptions with BadServiceUnsupported, as Siemens and B&R PLCs do" },
+	"no-republish": { kind: "bool", def: false, help: "answer Republish with BadServiceUnsupported" },
+	reverse: { kind: "string", def: "", help: "reverse connect: dial this client listener (opc.tcp://HOST:PORT) and send ReverseHello, again whenever the channel ends" },
+	"reverse-delay": { kind: "duration", def: 200, help: "time before the reverse connection is dialled again" },
+	historize: { kind: "bool", def: false, help: "historize the Int32 counters in memory (HistoryRead raw, Historizing true)" },
+	structures: { kind: "bool", def: false, help: "also serve structured values (structures.xml's types, with DataTypeDefinition): ns=1;s=Struct.Recipe, Struct.Setpoints, Struct.Reading, Struct.Mode" },
 };
 const policyNames = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
 const modeNames = ["None", "Sign", "SignAndEncrypt"];
@@ -262,15 +274,28 @@ async function main() {
 			// 0: a monitored item that asks for sampling interval 0 gets
 			// every change (the variables' MinimumSamplingInterval is 0).
 			minSupportedSampleRate: 0,
+			maxSubscriptionsPerSession: opts["max-subscriptions-per-session"] || undefined,
+			maxMonitoredItemsPerSubscription: opts["max-items-per-subscription"] || undefined,
+			maxSubscriptions: opts["max-subscriptions"] || undefined,
+			operationLimits: {
+				maxNodesPerRead: opts["max-nodes-per-read"] || undefined,
+				maxMonitoredItemsPerCall: opts["max-items-per-call"] || undefined,
+			},
 		},
+		historyServerCapabilities: { accessHistoryDataCapability: opts.historize },
 		defaultSecureTokenLifetime: opts["token-lifetime"],
 		skipOwnNamespace: true,
+		nodeset_filename: opts.structures ? [opcua.nodesets.standard, path.join(__dirname, "structures.xml")] : [opcua.nodesets.standard],
 		isAuditing: false,
 	};
 	if (opts.cert) {
 		serverOptions.certificateFile = path.resolve(opts.cert);
 		serverOptions.privateKeyFile = path.resolve(opts.key);
 	}
+	if (opts.reverse) {
+		serverOptions.reverseConnect = { connections: [{ endpointUrl: opts.reverse }], reconnectDelay: opts["reverse-delay"], maxReconnectDelay: opts["reverse-delay"] };
+	}
+	refuseServices();
 	const server = new OPCUAServer(serverOptions);
 	await server.initialize();
 
@@ -339,6 +364,19 @@ async function main() {
 	}, opts.interval);
 }
 
+// refuseServices answers the services a test asks the peer to lack with
+// BadServiceUnsupported, as a PLC without them does.
+function refuseServices() {
+	const refuse = (name, method) => {
+		OPCUAServer.prototype[method] = function (message, channel) {
+			log(`${name} refused: BadServiceUnsupported`);
+			channel.send_response("MSG", new opcua.ServiceFault({ responseHeader: { serviceResult: StatusCodes.BadServiceUnsupported } }), message);
+		};
+	};
+	if (opts["no-transfer"]) refuse("TransferSubscriptions", "_on_TransferSubscriptionsRequest");
+	if (opts["no-republish"]) refuse("Republish", "_on_RepublishRequest");
+}
+
 // logTokens logs every security token handed out, so that a test can see
 // the revised lifetime and the renewals: node-opcua has no event for them,
 // so this wraps the method that sends the OpenSecureChannel response.
@@ -359,9 +397,13 @@ function logTokens() {
 
 let variables = [];
 
+// historized tells the variables whose history the peer keeps: the Int32 counters, with -historize.
+const historized = (kind) => opts.historize && kind.name === "Int32";
+
 function addVariables(server) {
 	const addressSpace = server.engine.addressSpace;
-	const ns = addressSpace.registerNamespace(namespaceURI);
+	// structures.xml, when loaded, has already made the namespace.
+	const ns = addressSpace.getNamespace(namespaceURI) || addressSpace.registerNamespace(namespaceURI);
 	if (ns.index !== 1) throw new Error(`namespace ${namespaceURI} got index ${ns.index}, want 1`);
 	const folder = ns.addFolder(addressSpace.rootFolder.objects, { browseName: "PLCSim", nodeId: "s=PLCSim" });
 	const width = Math.max(4, String(Math.max(opts.tags - 1, 0)).length);
@@ -376,12 +418,65 @@ function addVariables(server) {
 			description: `simulated ${k.name}`,
 			dataType: k.name,
 			minimumSamplingInterval: 0, // exception-based: every change is reported
+			accessLevel: historized(k) ? "CurrentRead | HistoryRead" : "CurrentRead",
+			userAccessLevel: historized(k) ? "CurrentRead | HistoryRead" : "CurrentRead",
+		});
+		if (historized(k)) addressSpace.installHistoricalDataNode(v, { maxOnlineValues: 100000 });
+		variables.push({ index: i, kind: k, node: v });
+	}
+	if (opts.structures) addStructures(addressSpace, ns, folder);
+	setValues(opts.start, new Date());
+}
+
+let structured = null;
+
+// addStructures serves values of structures.xml's types: a Recipe (nested
+// Setpoint array, optional fields, an enumeration, a LocalizedText), an array
+// of Setpoint, a Reading union and a Mode enumeration.
+function addStructures(addressSpace, ns, folder) {
+	const type = (name) => addressSpace.findDataType(name, ns.index);
+	const add = (name, dataType, valueRank) =>
+		ns.addVariable({
+			componentOf: folder,
+			nodeId: `s=Struct.${name}`,
+			browseName: `Struct.${name}`,
+			dataType,
+			valueRank,
+			minimumSamplingInterval: 0,
 			accessLevel: "CurrentRead",
 			userAccessLevel: "CurrentRead",
 		});
-		variables.push({ index: i, kind: k, node: v });
-	}
-	setValues(opts.start, new Date());
+	structured = {
+		types: { recipe: type("Recipe"), setpoint: type("Setpoint"), reading: type("Reading") },
+		recipe: add("Recipe", type("Recipe"), -1),
+		setpoints: add("Setpoints", type("Setpoint"), 1),
+		reading: add("Reading", type("Reading"), -1),
+		mode: add("Mode", type("Mode"), -1),
+	};
+}
+
+// setStructures gives the structured variables their values for the counter:
+// the Recipe's RecipeId is the counter, its optional Comment is there on even
+// counters only, the Reading union holds Count on even counters and Text on
+// odd ones.
+function setStructures(counter, now) {
+	const as = structured.recipe.addressSpace;
+	const even = counter % 2 === 0;
+	const setpoint = (name, value) => as.constructExtensionObject(structured.types.setpoint, { name, value, limits: [0, value * 2] });
+	const setpoints = [setpoint("feed", 1.5), setpoint("heat", 180.25)];
+	const recipe = as.constructExtensionObject(structured.types.recipe, {
+		recipeId: counter >>> 0,
+		mode: 5,
+		setpoints,
+		comment: even ? `batch ${counter}` : undefined,
+		title: { text: "Brot", locale: "de-DE" },
+	});
+	const reading = as.constructExtensionObject(structured.types.reading, even ? { switchField: 1, count: counter } : { switchField: 2, text: `t${counter}` });
+	const set = (node, dataType, value, arrayType) => node.setValueFromSource(new Variant({ dataType, value, arrayType }), StatusCodes.Good, now);
+	set(structured.recipe, DataType.ExtensionObject, recipe);
+	set(structured.setpoints, DataType.ExtensionObject, setpoints, opcua.VariantArrayType.Array);
+	set(structured.reading, DataType.ExtensionObject, reading);
+	set(structured.mode, DataType.Int32, even ? 1 : 5);
 }
 
 // setValues gives every variable its value for the counter, as plcsim does.
@@ -405,6 +500,7 @@ function setValues(counter, now) {
 		}
 		t.node.setValueFromSource(new Variant({ dataType: t.kind.dataType, value }), StatusCodes.Good, now);
 	}
+	if (structured) setStructures(counter, now);
 }
 
 function cleanup() {
