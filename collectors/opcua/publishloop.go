@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -107,53 +108,102 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 
 // subscribe creates the subscriptions, one per publishing interval or
 // several when it has many tags, and their monitored items in batches the
-// server accepts, into st.
+// server accepts, into st. The server's limits are read first; a server
+// that refuses a subscription with BadTooManySubscriptions gets the tags
+// in as many subscriptions as it took.
 func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream) error {
-	perCall := s.itemsPerCall(ctx, c)
-	perSub := s.itemsPerSubscription(ctx, c)
+	s.learnLimits(ctx, c)
 	s.learnStructures(ctx, c)
-	groups := map[time.Duration][]uint32{}
-	for i, t := range s.tags {
-		iv := t.PublishingInterval.Duration()
-		groups[iv] = append(groups[iv], uint32(i))
+	maxSubs := s.limits.subsPerSession
+	if s.subsAllowed > 0 {
+		maxSubs = within(maxSubs, s.subsAllowed)
 	}
-	intervals := make([]time.Duration, 0, len(groups))
-	for iv := range groups {
-		intervals = append(intervals, iv)
+	for {
+		created, err := s.createSubscriptions(ctx, c, st, maxSubs)
+		if code, ok := statusCode(err); !ok || code != ua.StatusBadTooManySubscriptions {
+			return err
+		}
+		if len(created) > 0 {
+			delctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			_, _ = c.Send(delctx, &ua.DeleteSubscriptionsRequest{SubscriptionIDs: created}) // recreated below
+			cancel()
+		}
+		if len(created) == 0 {
+			return fmt.Errorf("create subscription: %w: %w", errTooManySubscriptions, err)
+		}
+		maxSubs, s.subsAllowed = len(created), len(created)
+		s.log.Warn().Int("subscriptions", len(created)).
+			Msg("the PLC refused another subscription (BadTooManySubscriptions); carrying the tags in the subscriptions it took")
 	}
-	slices.Sort(intervals)
+}
+
+// createSubscriptions creates the subscriptions of the plan for at most
+// maxSubs subscriptions (0: no limit) and returns their ids, also those
+// created before a failure.
+func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, st *stream, maxSubs int) ([]uint32, error) {
+	perCall := s.limits.perCall()
+	perSub := s.itemsPerSubscription()
+	plans, merged, left := planSubscriptions(s.subscribedHandles(), s.intervalOf, perSub, maxSubs)
+	s.merged = merged
+	s.noteMerged(merged, left, maxSubs)
 
 	st.Reset()
-	for _, iv := range intervals {
-		for part := range slices.Chunk(groups[iv], perSub) {
-			subID, err := st.Create(ctx, c, iv, maxNotificationsPerPublish)
-			if err != nil {
-				return fmt.Errorf("create subscription (publishing interval %v): %w", iv, err)
-			}
-			if err := s.monitor(ctx, c, subID, part, perCall); err != nil {
-				return err
-			}
-			s.monitorHeartbeat(ctx, c, subID, uint32(heartbeatHandle+st.Len()-1))
+	var created []uint32
+	for _, p := range plans {
+		subID, err := st.Create(ctx, c, p.interval, maxNotificationsPerPublish)
+		if err != nil {
+			return created, fmt.Errorf("create subscription (publishing interval %v): %w", p.interval, err)
 		}
+		created = append(created, subID)
+		if err := s.monitor(ctx, c, subID, p.handles, perCall); err != nil {
+			return created, err
+		}
+		s.monitorHeartbeat(ctx, c, subID, uint32(heartbeatHandle+st.Len()-1))
 	}
-	return nil
+	for _, h := range left {
+		s.noteRejected(h, ua.StatusBadTooManyMonitoredItems, errors.New("beyond the PLC's subscription limits"))
+	}
+	return created, nil
 }
 
 // itemsPerSubscription is the server's MaxMonitoredItemsPerSubscription
 // when it reports one below our default.
-func (s *Session) itemsPerSubscription(ctx context.Context, c *uaclient.Client) int {
+func (s *Session) itemsPerSubscription() int {
 	perSub := s.maxItemsPerSub
 	if perSub <= 0 {
 		perSub = defaultItemsPerSubscription
 	}
-	v, err := readValue(ctx, c, id.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription)
-	if err != nil || v == nil {
-		return perSub
+	return within(s.limits.itemsPerSub, perSub)
+}
+
+// noteMerged logs, once per change, publishing intervals merged into a
+// faster one because the PLC allows few subscriptions.
+func (s *Session) noteMerged(merged map[time.Duration]time.Duration, left []uint32, maxSubs int) {
+	what := fmt.Sprint(merged, len(left))
+	if what == s.mergedLogged {
+		return
 	}
-	if n, ok := v.Value().(uint32); ok && n > 0 {
-		return min(perSub, int(n))
+	s.mergedLogged = what
+	if len(merged) > 0 {
+		pairs := make([]string, 0, len(merged))
+		for from, to := range merged {
+			pairs = append(pairs, from.String()+" -> "+to.String())
+		}
+		slices.Sort(pairs)
+		s.log.Warn().Int("max_subscriptions", maxSubs).Strs("publishing_intervals", pairs).
+			Msg("the PLC allows fewer subscriptions than the publishing intervals need; slower tags are published at a faster interval")
 	}
-	return perSub
+	if len(left) > 0 {
+		s.log.Error().Int("tags", len(left)).Int("max_subscriptions", maxSubs).Int("items_per_subscription", s.itemsPerSubscription()).
+			Msg("the PLC's subscription limits leave no room for these tags")
+	}
+}
+
+// statusCode finds the status code in err.
+func statusCode(err error) (ua.StatusCode, bool) {
+	var code ua.StatusCode
+	ok := errors.As(err, &code)
+	return code, ok
 }
 
 // createItems sends one CreateMonitoredItems request.

@@ -74,6 +74,13 @@ type Session struct {
 	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 
 	maxItemsPerSub int // items per subscription before the tags are split; 0: the default (tests lower it)
+
+
+
+	limits       serverLimits                    // the server's, read at every session start
+	subsAllowed  int                             // subscriptions the server took before BadTooManySubscriptions; 0: not seen
+	merged       map[time.Duration]time.Duration // publishing intervals carried by a faster one's subscriptions
+	mergedLogged string                          // the merge last logged
 }
 
 // ClockOffset is the last estimate of the PLC's clock minus the agent's; 0
@@ -153,6 +160,14 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 			lastErr = ""
 		}
 		wait := s.backoff.Next(attempt)
+		if full := tooManyClients(err); full != nil {
+			// A full PLC frees a place only when a client leaves: retrying
+			// fast would only take the place an operator's HMI waits for.
+			wait = max(wait, s.backoff.Max)
+			if !errors.Is(err, full) {
+				err = fmt.Errorf("%w: %w", full, err)
+			}
+		}
 		ev := s.log.Warn()
 		if err.Error() == lastErr {
 			ev = s.log.Debug() // same failure again: once per state change
@@ -355,7 +370,11 @@ func (s *Session) itemRequest(c *uaclient.Client, handle uint32) (*ua.MonitoredI
 	}
 	req := newItemRequest(nodeID, handle)
 	p := req.RequestedParameters
-	p.SamplingInterval = float64(tag.SamplingInterval.Duration()) / float64(time.Millisecond)
+	sampling := tag.SamplingInterval.Duration()
+	if sampling > 0 && sampling < s.limits.minSampleRate {
+		sampling = s.limits.minSampleRate // the server would revise it so
+	}
+	p.SamplingInterval = float64(sampling) / float64(time.Millisecond)
 	p.QueueSize = tag.QueueSize
 	p.DiscardOldest = true
 	if db := tag.Deadband; db != nil {
@@ -464,30 +483,49 @@ func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *str
 	defer s.reportTags()
 	byInterval := map[time.Duration][]uint32{}
 	for h := range s.rejected {
-		iv := s.tags[h].PublishingInterval.Duration()
+		iv := s.intervalOf(h)
+		if into, ok := s.merged[iv]; ok {
+			iv = into
+		}
 		byInterval[iv] = append(byInterval[iv], h)
 	}
 	for iv, handles := range byInterval {
 		slices.Sort(handles)
 		if subID, ok := st.ByInterval(iv); ok {
-			if err := s.monitor(ctx, c, subID, handles, defaultItemsPerCall); err != nil {
+			if err := s.monitor(ctx, c, subID, handles, s.limits.perCall()); err != nil {
 				s.log.Debug().Err(err).Msg("retrying rejected tags")
 			}
 		}
 	}
 }
 
-// itemsPerCall reads the server's MaxMonitoredItemsPerCall; 0 means no limit.
-func (s *Session) itemsPerCall(ctx context.Context, c *uaclient.Client) int {
-	v, err := readValue(ctx, c, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
-	if err != nil || v == nil {
-		return defaultItemsPerCall
+// learnLimits reads the server's limits; a server that does not report
+// them gets our defaults.
+func (s *Session) learnLimits(ctx context.Context, c *uaclient.Client) {
+	l, err := readLimits(ctx, c)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("the server does not report its limits; using the defaults")
 	}
-	if n, ok := v.Value().(uint32); ok && n > 0 {
-		return int(n)
+	if l != s.limits {
+		s.log.Debug().Int("max_nodes_per_read", l.nodesPerRead).Int("max_monitored_items_per_call", l.itemsPerCall).
+			Int("max_monitored_items_per_subscription", l.itemsPerSub).Int("max_subscriptions_per_session", l.subsPerSession).
+			Int("max_nodes_per_history_read", l.nodesPerHistoryRead).Dur("min_supported_sample_rate", l.minSampleRate).
+			Bool("history_read", l.historyRead).Msg("server limits")
 	}
-	return defaultItemsPerCall
+	s.limits = l
 }
+
+// subscribedHandles are the tags read through subscriptions.
+func (s *Session) subscribedHandles() []uint32 {
+	handles := make([]uint32, 0, len(s.tags))
+	for h := range s.tags {
+		handles = append(handles, uint32(h))
+	}
+	return handles
+}
+
+// intervalOf is a tag's configured publishing interval.
+func (s *Session) intervalOf(h uint32) time.Duration { return s.tags[h].PublishingInterval.Duration() }
 
 // checkHealth reads the server state: a session whose channel looks open
 // but whose server is gone or shutting down fails here.
@@ -532,6 +570,8 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 			continue
 		}
 		tag := s.tags[item.ClientHandle]
+		if item.Value != nil {
+		}
 		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
 		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds

@@ -33,7 +33,7 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 				handles = append(handles, h)
 			}
 		}
-		res, err := readAttrs(ctx, c, batch)
+		res, err := s.readAttrs(ctx, c, batch)
 		if err != nil {
 			s.log.Debug().Err(err).Msg("reading data types; structure bodies of unknown types may be missing")
 			return
@@ -53,7 +53,7 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 	}
 	for from := 0; from < len(custom); from += readBatch {
 		batch := custom[from:min(from+readBatch, len(custom))]
-		res, err := readAttrs(ctx, c, batch)
+		res, err := s.readAttrs(ctx, c, batch)
 		if err != nil {
 			s.log.Debug().Err(err).Msg("reading structure values; their bodies may be missing")
 			return
@@ -84,13 +84,13 @@ func extensionObjects(v *ua.Variant) []*ua.ExtensionObject {
 	return nil
 }
 
-func readAttrs(ctx context.Context, c sender, nodes []*ua.ReadValueID) ([]*ua.DataValue, error) {
+func (s *Session) readAttrs(ctx context.Context, c sender, nodes []*ua.ReadValueID) ([]*ua.DataValue, error) {
 	if len(nodes) == 0 {
 		return nil, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	return read(rctx, c, nodes)
+	return readInBatches(rctx, c, nodes, s.limits.perRead())
 }
 
 // builtinTypes names the DataTypes of namespace 0 that a sample's Type can
