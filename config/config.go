@@ -129,7 +129,9 @@ type PLC struct {
 	TokenLifetime Duration `yaml:"token_lifetime"`
 	// ClockSkewWarning is the PLC clock offset that is worth a warning.
 	ClockSkewWarning Duration `yaml:"clock_skew_warning"`
-	Tags             []Tag    `yaml:"tags"`
+	// Commands are the writes and method calls taken from MQTT (commands.go).
+	Commands Commands `yaml:"commands"`
+	Tags     []Tag    `yaml:"tags"`
 
 	// CertGuard confines the certificate and key files of this PLC to
 	// agent.allowed_cert_dirs when they are opened: load them with
@@ -185,6 +187,9 @@ type Tag struct {
 	PublishingInterval Duration  `yaml:"publishing_interval"`
 	Deadband           *Deadband `yaml:"deadband"`
 	Topic              string    `yaml:"topic"`
+	// Writable lets commands from MQTT write the tag, within Write.
+	Writable bool         `yaml:"writable"`
+	Write    *WriteLimits `yaml:"write"`
 }
 
 // Deadband filters data changes smaller than Value (absolute, or percent of the EU range).

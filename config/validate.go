@@ -211,6 +211,7 @@ func (v *validator) plc(path string, p *PLC) {
 	for j := range p.Tags {
 		v.tag(path, j, &p.Tags[j], names)
 	}
+	v.commands(path, p)
 }
 
 // tag checks tag j of the PLC at plcPath; names maps the tag names seen so far to their index.

@@ -75,6 +75,8 @@ type Session struct {
 
 	maxItemsPerSub int // items per subscription before the tags are split; 0: the default (tests lower it)
 
+	link writeLink // the client commands use (write.go)
+
 
 
 	limits       serverLimits                    // the server's, read at every session start
@@ -114,7 +116,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 			tags = append(tags, tagRef{plc: p.Name, Tag: t})
 		}
 	}
-	return &Session{
+	s := &Session{
 		plc:    plc,
 		tags:   tags,
 		status: collectors.NewTracker(plc.Endpoint, names...),
@@ -125,6 +127,11 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 		},
 		rejected: map[uint32]ua.StatusCode{},
 	}
+	s.link.entries = map[string]config.PLC{}
+	for _, p := range plcs {
+		s.link.entries[p.Name] = p
+	}
+	return s
 }
 
 // warnSettings logs, once at start, the settings that weaken security.
@@ -197,10 +204,12 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer func() { closeClient(ctx, c) }() // c changes as the session moves
+	defer s.link.attach(nil)               // commands: the PLC is down from here
 	st := s.newStream(out)
 	if err := s.subscribe(ctx, c, st); err != nil {
 		return false, err
 	}
+	s.link.attach(c)
 	s.log.Info().Str("state", collectors.StateConnecting).Int("tags", len(s.tags)).Int("subscriptions", st.Len()).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
 	s.reportTags()
@@ -233,10 +242,12 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			return healthy, fmt.Errorf("%w; nothing arrived since the session moved to a new channel", err)
 		}
 		moved = true
+		s.link.attach(nil)
 		c, err = s.recover(ctx, c, p, st, err)
 		if err != nil {
 			return healthy, err
 		}
+		s.link.attach(c)
 		started = time.Now()
 	}
 }
@@ -576,6 +587,7 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
 		}
+		s.link.delivered(item.ClientHandle, smp)
 		batch = append(batch, smp)
 	}
 	if len(batch) == 0 {

@@ -84,6 +84,7 @@ type options struct {
 	debug     bool
 
 	structTag   bool          // also serve ns=1;s=Struct.Sample, a structure of the simulator's own type
+	writable    bool          // also serve variables that hold written values, and a method (writable.go)
 	freezeAfter time.Duration // stop all notifications after this long (0: never)
 	clockOffset time.Duration // added to the server's CurrentTime, like a wrong PLC clock
 }
@@ -180,6 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.start, "start", 0, "value of the Int32 counters before the first change")
 	fs.BoolVar(&o.printTags, "print-tags", false, "print a YAML tags: list for a tagbridge config and exit")
 	fs.BoolVar(&o.debug, "debug", false, "log debug messages, gopcua's included")
+	fs.BoolVar(&o.writable, "writable", false, "also serve ns=1;s=W.<Type> variables that hold what is written, and the method ns=1;s=Machine.Scale(Double, Int32) -> Double")
 	fs.BoolVar(&o.structTag, "struct", false, "also serve ns=1;s=Struct.Sample, a structure of a data type of the simulator's own")
 	fs.DurationVar(&o.freezeAfter, "freeze-after", 0, "stop sending notifications after this long while still answering requests: a silent stall (0: never)")
 	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "offset of the server's CurrentTime from the real time, e.g. -2h")
@@ -263,6 +265,8 @@ type sim struct {
 
 	lastSubID   uint32               // highest subscription ID handed out; see createSubscription
 	placeholder *server.Subscription // fills the subscription map in createSubscription
+
+	writable map[string]*writableVar // -writable: variables by node id string; fixed after start
 
 	pending []delivery    // first values of new monitored items; guarded by MonitoredItemService.Mu
 	wake    chan struct{} // tells run that pending has values
@@ -360,6 +364,10 @@ func (s *sim) newServer(port int) (*server.Server, error) {
 	// Registered before Start, so gopcua's own handlers are not installed.
 	srv.RegisterHandler(id.CreateSubscriptionRequest_Encoding_DefaultBinary, s.createSubscription(srv))
 	srv.RegisterHandler(id.CreateMonitoredItemsRequest_Encoding_DefaultBinary, s.createMonitoredItems(srv))
+	if s.opts.writable {
+		srv.RegisterHandler(id.WriteRequest_Encoding_DefaultBinary, s.write(srv))
+		srv.RegisterHandler(id.CallRequest_Encoding_DefaultBinary, s.call(srv))
+	}
 
 	ns := server.NewNodeNameSpace(srv, namespaceURI)
 	if ns.ID() != namespaceIndex {
@@ -412,6 +420,9 @@ func (s *sim) newServer(port int) (*server.Server, error) {
 	}
 	if s.opts.structTag {
 		folder.AddRef(ns.AddNode(structNode(shared)), id.HasComponent, true)
+	}
+	if s.opts.writable {
+		s.addWritable(ns, folder, shared)
 	}
 	return srv, nil
 }

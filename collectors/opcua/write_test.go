@@ -1,0 +1,127 @@
+package opcua
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/command"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+)
+
+// writableTags are plcsim's -writable variables as tags.
+const writableTags = `tags:
+  - {name: bool, node: "ns=1;s=W.Boolean", writable: true}
+  - {name: sbyte, node: "ns=1;s=W.SByte", writable: true}
+  - {name: byte, node: "ns=1;s=W.Byte", writable: true}
+  - {name: int16, node: "ns=1;s=W.Int16", writable: true}
+  - {name: uint16, node: "ns=1;s=W.UInt16", writable: true}
+  - {name: int32, node: "ns=1;s=W.Int32", writable: true}
+  - {name: uint32, node: "ns=1;s=W.UInt32", writable: true}
+  - {name: int64, node: "ns=1;s=W.Int64", writable: true}
+  - {name: uint64, node: "ns=1;s=W.UInt64", writable: true}
+  - {name: float, node: "ns=1;s=W.Float", writable: true}
+  - {name: double, node: "ns=1;s=W.Double", writable: true}
+  - {name: string, node: "ns=1;s=W.String", writable: true}
+  - {name: datetime, node: "ns=1;s=W.DateTime", writable: true}
+  - {name: bytes, node: "ns=1;s=W.ByteString", writable: true}
+  - {name: doubles, node: "ns=1;s=W.DoubleArray", writable: true}
+  - {name: three, node: "ns=1;s=W.Int32Array3", writable: true}
+  - {name: counter, node: "ns=1;s=Int32.0001"}
+commands:
+  methods:
+    - {name: scale, object: "ns=1;s=Machine", method: "ns=1;s=Machine.Scale", args: [Double, Int32]}`
+
+// TestSessionWriteAndCall writes every built-in scalar type and arrays to
+// plcsim and reads each back; refusals come before anything is sent.
+func TestSessionWriteAndCall(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "200ms", "-writable")
+	cfg := plcConfig(t, plc.Endpoint, writableTags)
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "the counter", 10*time.Second, func() bool { return r.tagsSeen() > 0 })
+
+	ctx := t.Context()
+	num := func(s string) any { return json.Number(s) }
+	when := time.Date(2026, 12, 3, 10, 0, 0, 123000000, time.UTC)
+	for _, c := range []struct {
+		tag  string
+		in   any
+		want any
+	}{
+		{"bool", true, true},
+		{"sbyte", num("-128"), int8(-128)},
+		{"byte", num("255"), uint8(255)},
+		{"int16", num("-32768"), int16(-32768)},
+		{"uint16", num("65535"), uint16(65535)},
+		{"int32", num("-2147483648"), int32(-2147483648)},
+		{"uint32", num("4294967295"), uint32(4294967295)},
+		{"int64", num("-9223372036854775808"), int64(-9223372036854775808)},
+		{"uint64", num("18446744073709551615"), uint64(18446744073709551615)},
+		{"float", num("1.5"), float32(1.5)},
+		{"double", num("-2.25e10"), -2.25e10},
+		{"string", "Grüße", "Grüße"},
+		{"datetime", "2026-12-03T10:00:00.123Z", when},
+		{"bytes", "AAEC/w==", []byte{0, 1, 2, 255}},
+		{"doubles", []any{num("1"), num("2.5")}, []any{1.0, 2.5}},
+		{"three", []any{num("1"), num("2"), num("3")}, []any{int32(1), int32(2), int32(3)}},
+	} {
+		out, err := s.Write(ctx, "sim", c.tag, c.in, "")
+		if err != nil {
+			t.Errorf("write %s: %v", c.tag, err)
+			continue
+		}
+		if out.Status != command.Good || out.ReadBack != "read" || !reflect.DeepEqual(out.Value, c.want) {
+			t.Errorf("write %s = %+v (%T), want Good, read back %v (%T)", c.tag, out, out.Value, c.want, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		tag    string
+		in     any
+		status command.Status
+	}{
+		{"byte", num("256"), command.OutOfRange},
+		{"sbyte", num("-129"), command.OutOfRange},
+		{"uint64", num("-1"), command.OutOfRange},
+		{"int32", num("1.5"), command.WrongType},
+		{"int32", "7", command.WrongType},
+		{"bool", num("1"), command.WrongType},
+		{"float", num("1e39"), command.OutOfRange},
+		{"double", []any{num("1")}, command.WrongType},
+		{"doubles", num("1"), command.WrongType},
+		{"three", []any{num("1")}, command.WrongType},
+		{"datetime", "yesterday", command.WrongType},
+		{"counter", num("1"), command.NotAllowed},
+	} {
+		_, err := s.Write(ctx, "sim", c.tag, c.in, "")
+		var r *command.Refusal
+		if !errors.As(err, &r) || r.Status != c.status {
+			t.Errorf("write %s %v: %v, want a %s refusal", c.tag, c.in, err, c.status.Name)
+		}
+	}
+
+	out, err := s.Call(ctx, "sim", "scale", []any{num("2.5"), num("4")})
+	if err != nil || out.Status != command.Good || !reflect.DeepEqual(out.Outputs, []any{10.0}) {
+		t.Errorf("call scale(2.5, 4) = %+v, %v; want Good [10]", out, err)
+	}
+	if _, err := s.Call(ctx, "sim", "scale", []any{"x", num("4")}); !isRefusal(err, command.WrongType) {
+		t.Errorf("call scale(\"x\", 4): %v, want WrongType", err)
+	}
+
+	plc.Kill()
+	waitUntil(t, "the session to notice", 10*time.Second, func() bool { return s.link.client() == nil })
+	start := time.Now()
+	if _, err := s.Write(ctx, "sim", "int32", num("1"), ""); !isRefusal(err, command.PLCDown) {
+		t.Errorf("write with the PLC down: %v, want PLCDown", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("PLC down answered after %v, want at once", d)
+	}
+}
+
+func isRefusal(err error, s command.Status) bool {
+	var r *command.Refusal
+	return errors.As(err, &r) && r.Status == s
+}
