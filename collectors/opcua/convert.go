@@ -446,8 +446,10 @@ func diagnosticInfoMap(d *ua.DiagnosticInfo, depth int) map[string]any {
 }
 
 // convertExtensionObject converts an ExtensionObject by what gopcua v0.9.1
-// left in its Value:
-//   - a pointer to a registered Go struct: a map of its exported fields;
+// or the session's structure types left in its Value:
+//   - a collectors.Structure, decoded by its DataType's definition: itself;
+//   - a pointer to a registered Go struct (a type the server gave no
+//     definition for): a map of its exported fields;
 //   - *rawBody (a type id registered with registerRawExtensionObject): the body;
 //   - *ua.XMLElement for an XML body: the XML text;
 //   - nil for an empty object, a zero-length body and, since gopcua discards
@@ -459,6 +461,8 @@ func convertExtensionObject(e *ua.ExtensionObject, depth int) any {
 	var body any
 	switch x := e.Value.(type) {
 	case nil:
+	case collectors.Structure: // decoded by its DataType's definition (typedefs.go)
+		return x
 	case *rawBody, *ua.XMLElement, ua.XMLElement, []byte:
 		body = convert(x, depth)
 	default:

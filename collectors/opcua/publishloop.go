@@ -102,6 +102,7 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 			return err
 		}
 		s.retryRejected(ctx, c, st)
+		s.types.learnPending(ctx, c, s.log)
 		return nil
 	})
 }

@@ -70,6 +70,7 @@ type Session struct {
 	clockOffset    atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
 	skewWarned     bool         // the clock offset warning is given once
 	hostnameWarned bool         // the verify_hostname: false warning is given once
+	sha1Warned     bool         // the allow_sha1 warning is given once
 
 	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 
@@ -77,7 +78,7 @@ type Session struct {
 
 	link writeLink // the client commands use (write.go)
 
-
+	types structTypes // the PLC's structure types, by their definitions (typedefs.go)
 
 	limits       serverLimits                    // the server's, read at every session start
 	subsAllowed  int                             // subscriptions the server took before BadTooManySubscriptions; 0: not seen
@@ -582,6 +583,7 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		}
 		tag := s.tags[item.ClientHandle]
 		if item.Value != nil {
+			s.types.resolve(item.Value.Value, s.log)
 		}
 		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
 		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {

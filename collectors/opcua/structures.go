@@ -19,8 +19,11 @@ const readBatch = 1000
 // before any notification arrives. Failures only cost the bodies.
 //
 // The same read gives each tag's declared type (DataType and ValueRank):
-// a sample without a value still names its type (see declaredType).
+// a sample without a value still names its type (see declaredType). The
+// encoding ids in those values then name the DataTypes whose definitions
+// decode the bodies into named fields (typedefs.go).
 func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
+	s.types.reset() // a new connection: the PLC's program may have changed
 	var custom []*ua.ReadValueID
 	s.declared = make([]string, len(s.tags))
 	for from := 0; from < len(s.tags); from += readBatch / 2 {
@@ -44,11 +47,11 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 			if !ok || dtv.Status != ua.StatusOK {
 				continue
 			}
-			if dt.Namespace() != 0 {
-				custom = append(custom, &ua.ReadValueID{NodeID: batch[2*i].NodeID, AttributeID: ua.AttributeIDValue})
-			}
 			r, _ := rank.Value.Value().(int32)
 			s.declared[h] = declaredType(dt, rank.Status == ua.StatusOK && r >= 1)
+			if s.declared[h] == "" { // a structure, an abstract or a PLC's own type
+				custom = append(custom, &ua.ReadValueID{NodeID: batch[2*i].NodeID, AttributeID: ua.AttributeIDValue})
+			}
 		}
 	}
 	for from := 0; from < len(custom); from += readBatch {
@@ -58,15 +61,21 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 			s.log.Debug().Err(err).Msg("reading structure values; their bodies may be missing")
 			return
 		}
+		var encodings []*ua.NodeID
 		for _, r := range res {
 			for _, eo := range extensionObjects(r.Value) {
-				if eo.Value == nil && eo.EncodingMask == ua.ExtensionObjectBinary && eo.TypeID != nil && eo.TypeID.NodeID != nil {
+				if eo.EncodingMask != ua.ExtensionObjectBinary || eo.TypeID == nil || eo.TypeID.NodeID == nil {
+					continue
+				}
+				encodings = append(encodings, eo.TypeID.NodeID)
+				if eo.Value == nil {
 					if err := registerRawExtensionObject(eo.TypeID.NodeID); err == nil {
 						s.log.Debug().Str("encoding", nodeIDString(eo.TypeID.NodeID)).Msg("structure type unknown to gopcua: values carry its encoded body")
 					}
 				}
 			}
 		}
+		s.types.learn(ctx, c, encodings, s.log)
 	}
 }
 

@@ -1,0 +1,113 @@
+package opcua
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+)
+
+// Structures arrive as collectors.Structure with their DataType's field
+// names and order, learned from the node-opcua peer's DataTypeDefinitions;
+// the types are first seen after a reconnect (the PLC the session first
+// reached had none of them, as after a program download).
+func TestSessionDecodesStructuresByDefinition(t *testing.T) {
+	first := peerproc.Start(t, peerproc.Options{Tags: 2, Policies: []string{"None"}, Modes: []string{"None"}})
+	port := first.Port()
+	tags := `tags:
+  - {name: counter, node: "ns=1;s=Int32.0001"}
+  - {name: recipe, node: "ns=1;s=Struct.Recipe"}
+  - {name: setpoints, node: "ns=1;s=Struct.Setpoints"}
+  - {name: reading, node: "ns=1;s=Struct.Reading"}
+`
+	r := startSession(t, plcConfig(t, first.Endpoint, tags))
+	waitUntil(t, "values from the first PLC", 20*time.Second, func() bool { return r.count("counter") > 0 })
+	first.Stop()
+	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-structures"}})
+	waitUntil(t, "decoded structures after the reconnect", 40*time.Second, func() bool {
+		return r.count("recipe") >= 2 && r.count("reading") >= 2 && r.count("setpoints") > 0
+	})
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var withComment, withoutComment bool
+	for _, s := range r.samples["recipe"] {
+		st, ok := s.Value.(collectors.Structure)
+		if !ok || st.TypeID != "ns=1;i=3003" {
+			t.Fatalf("recipe %#v, want a Structure of ns=1;i=3003", s.Value)
+		}
+		got := fieldNames(st)
+		switch {
+		case slices.Equal(got, []string{"RecipeId", "Mode", "Setpoints", "Comment", "Title"}):
+			withComment = true
+			if c, _ := st.Fields[3].Value.(string); !strings.HasPrefix(c, "batch ") {
+				t.Errorf("Comment %#v", st.Fields[3].Value)
+			}
+		case slices.Equal(got, []string{"RecipeId", "Mode", "Setpoints", "Title"}):
+			withoutComment = true
+		default:
+			t.Fatalf("recipe fields %v", got)
+		}
+		if st.Fields[1].Value != "Manual" {
+			t.Errorf("Mode %#v, want Manual", st.Fields[1].Value)
+		}
+		sps, _ := st.Fields[2].Value.([]any)
+		if len(sps) != 2 {
+			t.Fatalf("Setpoints %#v", st.Fields[2].Value)
+		}
+		feed, _ := sps[0].(collectors.Structure)
+		if !slices.Equal(fieldNames(feed), []string{"Name", "Value", "Limits"}) || feed.Fields[0].Value != "feed" || feed.Fields[1].Value != 1.5 {
+			t.Errorf("Setpoints[0] %#v", sps[0])
+		}
+	}
+	if !withComment || !withoutComment {
+		t.Errorf("recipes with the optional Comment %v, without %v: want both", withComment, withoutComment)
+	}
+	seen := map[string]bool{}
+	for _, s := range r.samples["reading"] {
+		st, _ := s.Value.(collectors.Structure)
+		if len(st.Fields) != 1 {
+			t.Fatalf("reading %#v, want a union of one field", s.Value)
+		}
+		seen[st.Fields[0].Name] = true
+	}
+	if !seen["Count"] || !seen["Text"] {
+		t.Errorf("union fields seen %v, want Count and Text", seen)
+	}
+	sps, _ := r.samples["setpoints"][0].Value.([]any)
+	if len(sps) != 2 {
+		t.Fatalf("setpoints %#v", r.samples["setpoints"][0].Value)
+	}
+	if st, _ := sps[1].(collectors.Structure); st.TypeID != "ns=1;i=3002" || st.Fields[0].Value != "heat" {
+		t.Errorf("setpoints[1] %#v", sps[1])
+	}
+}
+
+func (r *runSession) count(tag string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.samples[tag])
+}
+
+func fieldNames(st collectors.Structure) []string {
+	var out []string
+	for _, f := range st.Fields {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("port %q", s)
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
