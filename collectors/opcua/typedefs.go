@@ -95,7 +95,14 @@ func (t *structTypes) resolve(v *ua.Variant, log zerolog.Logger) {
 	if v == nil || v.Type() != ua.TypeIDExtensionObject {
 		return
 	}
-	switch x := v.Value().(type) {
+	t.resolveAny(v.Value(), log)
+}
+
+// resolveAny is resolve for a Variant's value (*ua.ExtensionObject or
+// []*ua.ExtensionObject); other values are left alone. Every path that
+// turns notifications into samples calls it before convert.
+func (t *structTypes) resolveAny(v any, log zerolog.Logger) {
+	switch x := v.(type) {
 	case *ua.ExtensionObject:
 		t.resolveObject(x, log)
 	case []*ua.ExtensionObject:

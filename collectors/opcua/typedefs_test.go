@@ -22,13 +22,14 @@ func TestSessionDecodesStructuresByDefinition(t *testing.T) {
   - {name: recipe, node: "ns=1;s=Struct.Recipe"}
   - {name: setpoints, node: "ns=1;s=Struct.Setpoints"}
   - {name: reading, node: "ns=1;s=Struct.Reading"}
+  - {name: status, node: "i=2256"}
 `
 	r := startSession(t, plcConfig(t, first.Endpoint, tags))
 	waitUntil(t, "values from the first PLC", 20*time.Second, func() bool { return r.count("counter") > 0 })
 	first.Stop()
 	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-structures"}})
 	waitUntil(t, "decoded structures after the reconnect", 40*time.Second, func() bool {
-		return r.count("recipe") >= 2 && r.count("reading") >= 2 && r.count("setpoints") > 0
+		return r.count("recipe") >= 2 && r.count("reading") >= 2 && r.count("setpoints") > 0 && r.count("status") > 1
 	})
 
 	r.mu.Lock()
@@ -77,6 +78,20 @@ func TestSessionDecodesStructuresByDefinition(t *testing.T) {
 	if !seen["Count"] || !seen["Text"] {
 		t.Errorf("union fields seen %v, want Count and Text", seen)
 	}
+	// A namespace 0 structure gopcua has a Go type for comes out by the
+	// server's definition too: ProductUri, not gopcua's ProductURI.
+	status := r.samples["status"][len(r.samples["status"])-1]
+	st, ok := status.Value.(collectors.Structure)
+	if !ok || st.TypeID != "i=862" || !slices.Equal(fieldNames(st), []string{"StartTime", "CurrentTime", "State", "BuildInfo", "SecondsTillShutdown", "ShutdownReason"}) {
+		t.Fatalf("ServerStatus %#v, want a Structure of i=862 by its definition", status.Value)
+	}
+	if st.Fields[2].Value != "Running" {
+		t.Errorf("ServerStatus.State %#v, want Running", st.Fields[2].Value)
+	}
+	if bi, _ := st.Fields[3].Value.(collectors.Structure); len(bi.Fields) < 2 || bi.Fields[0].Name != "ProductUri" || bi.Fields[0].Value != "urn:tagbridge:opcua-peer" {
+		t.Errorf("ServerStatus.BuildInfo %#v", st.Fields[3].Value)
+	}
+
 	sps, _ := r.samples["setpoints"][0].Value.([]any)
 	if len(sps) != 2 {
 		t.Fatalf("setpoints %#v", r.samples["setpoints"][0].Value)
