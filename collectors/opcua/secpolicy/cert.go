@@ -10,6 +10,11 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+
+	"github.com/cloudflare/circl/sign/ed448"
+
+	"github.com/tagbridge/tagbridge/internal/brainpool"
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // leafCertificate parses the first certificate of der: OPC UA sends a
@@ -23,7 +28,7 @@ func leafCertificate(der []byte) (*x509.Certificate, error) {
 	if _, err := asn1.Unmarshal(der, &first); err != nil {
 		return nil, fmt.Errorf("parse certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(first.FullBytes)
+	cert, err := x509ecc.ParseCertificate(first.FullBytes)
 	if err != nil {
 		return nil, fmt.Errorf("parse certificate: %w", err)
 	}
@@ -42,6 +47,10 @@ func describeKey(pub crypto.PublicKey) string {
 		return fmt.Sprintf("an ECDSA %s key", k.Curve.Params().Name)
 	case ed25519.PublicKey:
 		return "an Ed25519 key"
+	case ed448.PublicKey:
+		return "an Ed448 key"
+	case *brainpool.PublicKey:
+		return "an ECDSA " + k.Curve().Name() + " key"
 	case *ecdh.PublicKey:
 		return fmt.Sprintf("an ECDH %v key", k.Curve())
 	}

@@ -10,19 +10,20 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hkdf"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
-	"math/big"
+	"strings"
 	"sync"
 
+	"github.com/cloudflare/circl/sign/ed448"
 	"github.com/gopcua/opcua/ua"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/tagbridge/tagbridge/internal/brainpool"
 )
 
 // eccPolicy is one of the ECC policies of Part 7 whose chunks are secured
@@ -41,14 +42,14 @@ import (
 // follow names them, so they are not gated.
 type eccPolicy struct {
 	name      string
-	curve     elliptic.Curve // of the certificates' ECDSA keys; nil for Ed25519
-	exchange  ecdh.Curve     // of the ephemeral keys
-	hash      crypto.Hash    // ECDSA digest, HKDF and HMAC
+	key       certKey     // of the certificates: type, curve, signatures
+	exchange  keyExchange // of the ephemeral keys
+	hash      crypto.Hash // ECDSA digest, HKDF and HMAC
 	sigURI    string
 	sigKeyLen int // derived HMAC (AEAD: Poly1305 signing) key, bytes
 	encKeyLen int // derived AES (AEAD: ChaCha20) key, bytes
-	// edwards: ECC_curve25519, Ed25519 certificates and signatures,
-	// X25519 ephemeral keys sent as they are.
+	// edwards: ECC_curve25519 and ECC_curve448, EdDSA certificates and
+	// signatures, X25519 or X448 ephemeral keys sent as they are.
 	edwards bool
 	// aead secures MSG chunks with an AEAD cipher (aeadChunks) instead of
 	// HMAC and AES-CBC: ChaCha20-Poly1305 or AES-GCM.
@@ -59,26 +60,49 @@ type eccPolicy struct {
 	// channel thumbprint, session signatures are bound to it, and each
 	// renewal's key material chains the previous one (IKM).
 	enhanced bool
+	// successor is the policy Part 7 recommends instead, for a Debug
+	// note; "" when the policy is not deprecated.
+	successor string
 }
 
 // The non-AEAD NIST ECC policies (Part 7 "SecurityPolicy - ECC-nistP256",
 // "- ECC-nistP384").
 var (
 	EccNistP256 Policy = &eccPolicy{
-		name: "ECC_nistP256", curve: elliptic.P256(), exchange: ecdh.P256(), hash: crypto.SHA256,
+		name: "ECC_nistP256", key: nistKey{elliptic.P256()}, exchange: stdExchange{ecdh.P256(), 64, true}, hash: crypto.SHA256,
 		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
-		sigKeyLen: 32, encKeyLen: 16,
+		sigKeyLen: 32, encKeyLen: 16, successor: "ECC_nistP256_AesGcm",
 	}
 	EccNistP384 Policy = &eccPolicy{
-		name: "ECC_nistP384", curve: elliptic.P384(), exchange: ecdh.P384(), hash: crypto.SHA384,
+		name: "ECC_nistP384", key: nistKey{elliptic.P384()}, exchange: stdExchange{ecdh.P384(), 96, true}, hash: crypto.SHA384,
 		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
-		sigKeyLen: 48, encKeyLen: 32,
+		sigKeyLen: 48, encKeyLen: 32, successor: "ECC_nistP256_AesGcm",
+	}
+	// EccBrainpoolP256r1 and EccBrainpoolP384r1 (Part 7 "ECC-brainpoolP256r1",
+	// "-brainpoolP384r1") are ECC_nistP256 and _nistP384 on the brainpool
+	// curves of RFC 5639 (internal/brainpool).
+	EccBrainpoolP256r1 Policy = &eccPolicy{
+		name: "ECC_brainpoolP256r1", key: brainpoolKey{brainpool.P256r1()}, exchange: brainpoolExchange{brainpool.P256r1()}, hash: crypto.SHA256,
+		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+		sigKeyLen: 32, encKeyLen: 16, successor: "ECC_brainpoolP256r1_AesGcm",
+	}
+	EccBrainpoolP384r1 Policy = &eccPolicy{
+		name: "ECC_brainpoolP384r1", key: brainpoolKey{brainpool.P384r1()}, exchange: brainpoolExchange{brainpool.P384r1()}, hash: crypto.SHA384,
+		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+		sigKeyLen: 48, encKeyLen: 32, successor: "ECC_brainpoolP384r1_AesGcm",
 	}
 	// EccCurve25519 is Part 7's "ECC-curve25519": Ed25519 certificates,
 	// X25519 ephemeral keys, HKDF-SHA256, ChaCha20-Poly1305 for MSG chunks.
 	EccCurve25519 Policy = &eccPolicy{
-		name: "ECC_curve25519", exchange: ecdh.X25519(), hash: crypto.SHA256,
+		name: "ECC_curve25519", key: ed25519Key{}, exchange: stdExchange{ecdh.X25519(), 32, false}, hash: crypto.SHA256,
 		sigURI:    "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519", // RFC 9231
+		sigKeyLen: 32, encKeyLen: 32, edwards: true, aead: chacha20poly1305.New,
+	}
+	// EccCurve448 is Part 7's "ECC-curve448": ECC_curve25519 with Ed448
+	// certificates and signatures and X448 ephemeral keys (circl).
+	EccCurve448 Policy = &eccPolicy{
+		name: "ECC_curve448", key: ed448Key{}, exchange: x448Exchange{}, hash: crypto.SHA256,
+		sigURI:    "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed448", // RFC 9231
 		sigKeyLen: 32, encKeyLen: 32, edwards: true, aead: chacha20poly1305.New,
 	}
 	// EccNistP256AesGcm and EccNistP256ChaChaPoly are Part 7's successors
@@ -86,12 +110,12 @@ var (
 	// the channel enhancements. Neither derives a signing key: in mode Sign
 	// the tag is made with the encryption key.
 	EccNistP256AesGcm Policy = &eccPolicy{
-		name: "ECC_nistP256_AesGcm", curve: elliptic.P256(), exchange: ecdh.P256(), hash: crypto.SHA256,
+		name: "ECC_nistP256_AesGcm", key: nistKey{elliptic.P256()}, exchange: stdExchange{ecdh.P256(), 64, true}, hash: crypto.SHA256,
 		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 		sigKeyLen: 0, encKeyLen: 16, aead: newGCM, enhanced: true,
 	}
 	EccNistP256ChaChaPoly Policy = &eccPolicy{
-		name: "ECC_nistP256_ChaChaPoly", curve: elliptic.P256(), exchange: ecdh.P256(), hash: crypto.SHA256,
+		name: "ECC_nistP256_ChaChaPoly", key: nistKey{elliptic.P256()}, exchange: stdExchange{ecdh.P256(), 64, true}, hash: crypto.SHA256,
 		sigURI:    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 		sigKeyLen: 0, encKeyLen: 32, aead: chacha20poly1305.New, enhanced: true,
 	}
@@ -118,53 +142,32 @@ func (p *eccPolicy) Name() string               { return p.name }
 func (p *eccPolicy) Deprecated() bool           { return false }
 func (p *eccPolicy) SignatureAlgorithm() string { return p.sigURI }
 
-// coordLen is the size of one coordinate, one half of an ECDSA signature.
-func (p *eccPolicy) coordLen() int { return (p.curve.Params().BitSize + 7) / 8 }
-
-// sigLen is the length of a signature: r‖s, or an Ed25519 signature.
-func (p *eccPolicy) sigLen() int {
-	if p.edwards {
-		return ed25519.SignatureSize
-	}
-	return 2 * p.coordLen()
-}
+// sigLen is the length of a signature: r‖s, or an EdDSA signature.
+func (p *eccPolicy) sigLen() int { return p.key.sigLen() }
 
 // keyName names the key the policy needs: "P-256", "Ed25519".
-func (p *eccPolicy) keyName() string {
-	if p.edwards {
-		return "Ed25519"
-	}
-	return p.curve.Params().Name
-}
+func (p *eccPolicy) keyName() string { return p.key.name() }
 
 // NonceLength is the length of an ephemeral public key: X‖Y, or an X25519
-// key.
-func (p *eccPolicy) NonceLength() int {
-	if p.edwards {
-		return 32
-	}
-	return 2 * p.coordLen()
-}
+// or X448 key.
+func (p *eccPolicy) NonceLength() int { return p.exchange.nonceLen() }
 
-// CheckKey wants an ECDSA key on the policy's curve. The message reads
+// CheckKey wants a key of the policy's type and curve. The message reads
 // "P-256 key, policy ECC_nistP384 needs a P-384 key": callers prefix what
 // the key belongs to.
 func (p *eccPolicy) CheckKey(pub crypto.PublicKey) error {
-	if p.edwards {
-		if _, ok := pub.(ed25519.PublicKey); !ok {
-			return fmt.Errorf("%s, policy %s needs an Ed25519 key", keyKind(pub), p.name)
+	if !p.key.matches(pub) {
+		article := "a"
+		if strings.HasPrefix(p.keyName(), "Ed") {
+			article = "an"
 		}
-		return nil
-	}
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok || k.Curve != p.curve {
-		return fmt.Errorf("%s, policy %s needs a %s key", keyKind(pub), p.name, p.keyName())
+		return fmt.Errorf("%s, policy %s needs %s %s key", keyKind(pub), p.name, article, p.keyName())
 	}
 	return nil
 }
 
 // keyKind names a key as CheckKey's messages do: "P-256 key", "RSA 2048-bit
-// key", "Ed25519 key".
+// key", "Ed25519 key", "brainpoolP256r1 key".
 func keyKind(pub crypto.PublicKey) string {
 	switch k := pub.(type) {
 	case nil:
@@ -175,6 +178,10 @@ func keyKind(pub crypto.PublicKey) string {
 		return fmt.Sprintf("RSA %d-bit key", k.N.BitLen())
 	case ed25519.PublicKey:
 		return "Ed25519 key"
+	case ed448.PublicKey:
+		return "Ed448 key"
+	case *brainpool.PublicKey:
+		return k.Curve().Name() + " key"
 	}
 	return fmt.Sprintf("key of type %T", pub)
 }
@@ -184,12 +191,6 @@ func (p *eccPolicy) publicKey(cert *x509.Certificate) (crypto.PublicKey, error) 
 		return nil, err
 	}
 	return cert.PublicKey, nil
-}
-
-func (p *eccPolicy) digest(data []byte) []byte {
-	h := p.hash.New()
-	h.Write(data)
-	return h.Sum(nil)
 }
 
 // signer returns the local key as a signer after checking its curve.
@@ -206,54 +207,14 @@ func (p *eccPolicy) signer(local crypto.PrivateKey) (crypto.Signer, error) {
 
 // signRaw signs data with ECDSA and returns r‖s, each left-padded to the
 // coordinate size, as OPC UA sends ECDSA signatures (not ASN.1); or with
-// Ed25519 (pure, over the data itself).
+// EdDSA (pure, over the data itself).
 func (p *eccPolicy) signRaw(key crypto.Signer, data []byte) ([]byte, error) {
-	if p.edwards {
-		return key.Sign(rand.Reader, data, crypto.Hash(0))
-	}
-	der, err := key.Sign(rand.Reader, p.digest(data), p.hash)
-	if err != nil {
-		return nil, err
-	}
-	var sig struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 {
-		return nil, fmt.Errorf("signer returned a malformed ECDSA signature")
-	}
-	n := p.coordLen()
-	if sig.R.Sign() <= 0 || sig.S.Sign() <= 0 || sig.R.BitLen() > 8*n || sig.S.BitLen() > 8*n {
-		return nil, fmt.Errorf("signer returned an ECDSA signature out of range")
-	}
-	out := make([]byte, 2*n)
-	sig.R.FillBytes(out[:n])
-	sig.S.FillBytes(out[n:])
-	return out, nil
+	return p.key.sign(key, data, p.hash)
 }
 
-// verifyRaw checks a raw r‖s (or Ed25519) signature over data.
+// verifyRaw checks a raw r‖s (or EdDSA) signature over data.
 func (p *eccPolicy) verifyRaw(pub crypto.PublicKey, data, sig []byte) error {
-	if p.edwards {
-		k, ok := pub.(ed25519.PublicKey)
-		if !ok || len(sig) != ed25519.SignatureSize || !ed25519.Verify(k, data, sig) {
-			return errors.New("Ed25519 signature does not verify")
-		}
-		return nil
-	}
-	ec, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("%s cannot check an ECDSA signature", keyKind(pub))
-	}
-	n := p.coordLen()
-	if len(sig) != 2*n {
-		return fmt.Errorf("ECDSA signature of %d bytes, want %d", len(sig), 2*n)
-	}
-	der, err := asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])})
-	if err != nil {
-		return err
-	}
-	if !ecdsa.VerifyASN1(ec, p.digest(data), der) {
-		return errors.New("ECDSA signature does not verify")
-	}
-	return nil
+	return p.key.verify(pub, data, sig, p.hash)
 }
 
 func (p *eccPolicy) Sign(local crypto.PrivateKey, data []byte) ([]byte, error) {
@@ -412,8 +373,8 @@ func (p *eccPolicy) NewExchange() (Exchange, error) {
 	return &eccExchange{policy: p, priv: priv, nonce: p.ephemeralNonce(priv)}, nil
 }
 
-func (p *eccPolicy) newEphemeral() (*ecdh.PrivateKey, error) {
-	priv, err := p.exchange.GenerateKey(rand.Reader)
+func (p *eccPolicy) newEphemeral() (ephemeral, error) {
+	priv, err := p.exchange.generate()
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: ephemeral key: %w", p.name, err)
 	}
@@ -421,13 +382,8 @@ func (p *eccPolicy) newEphemeral() (*ecdh.PrivateKey, error) {
 }
 
 // ephemeralNonce is the public key of priv as OPC UA sends it: X‖Y, or
-// the X25519 key as it is.
-func (p *eccPolicy) ephemeralNonce(priv *ecdh.PrivateKey) []byte {
-	if p.edwards {
-		return priv.PublicKey().Bytes()
-	}
-	return priv.PublicKey().Bytes()[1:] // drop the 0x04 of the uncompressed form
-}
+// the X25519 or X448 key as it is.
+func (p *eccPolicy) ephemeralNonce(priv ephemeral) []byte { return priv.nonce() }
 
 // samePublicKey compares two public keys of any type.
 func samePublicKey(a, b crypto.PublicKey) bool {
@@ -437,19 +393,11 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 
 // sharedSecret is the ECDH secret between priv and the peer's ephemeral
 // key, checked to be a point on the curve.
-func (p *eccPolicy) sharedSecret(priv *ecdh.PrivateKey, peer []byte) ([]byte, error) {
+func (p *eccPolicy) sharedSecret(priv ephemeral, peer []byte) ([]byte, error) {
 	if len(peer) != p.NonceLength() {
 		return nil, fmt.Errorf("policy %s: ephemeral key of %d bytes, want %d", p.name, len(peer), p.NonceLength())
 	}
-	raw := peer
-	if !p.edwards {
-		raw = append([]byte{4}, peer...)
-	}
-	pub, err := p.exchange.NewPublicKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: peer's ephemeral key: %w", p.name, err)
-	}
-	secret, err := priv.ECDH(pub)
+	secret, err := priv.shared(peer)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: ECDH: %w", p.name, err)
 	}
@@ -507,7 +455,7 @@ func (p *eccPolicy) deriveKeys(secret []byte, label string, sender, receiver []b
 // eccExchange is the local half of one ECDH key agreement.
 type eccExchange struct {
 	policy  *eccPolicy
-	priv    *ecdh.PrivateKey
+	priv    ephemeral
 	nonce   []byte
 	prevIKM []byte // the previous token's, for a renewal under the channel enhancements
 }

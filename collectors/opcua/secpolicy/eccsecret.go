@@ -74,8 +74,8 @@ func CertificateHash(p Policy, cert []byte) ([]byte, error) {
 // of the AEAD variants, but the secure-connection recipe names them, so
 // they are not gated. "" for the others.
 func SupersededBy(p Policy) string {
-	if e, ok := p.(*eccPolicy); ok && e.aead == nil && !e.edwards {
-		return EccNistP256AesGcm.Name()
+	if e, ok := p.(*eccPolicy); ok {
+		return e.successor
 	}
 	return ""
 }

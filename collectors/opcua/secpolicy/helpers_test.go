@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // Test keys are pre-generated (testdata/*.pem, openssl genpkey): making a
@@ -37,7 +39,9 @@ func keyPair(t testing.TB, name string) *KeyPair {
 	}
 	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		t.Fatalf("testdata/%s.pem: %v", name, err)
+		if key, err = x509ecc.ParsePrivateKey(block.Bytes); err != nil { // brainpool, Ed448
+			t.Fatalf("testdata/%s.pem: %v", name, err)
+		}
 	}
 	appURI, _ := url.Parse("urn:tagbridge:secpolicy-test:" + name)
 	tmpl := &x509.Certificate{
@@ -54,6 +58,9 @@ func keyPair(t testing.TB, name string) *KeyPair {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.(crypto.Signer).Public(), key)
 	if err != nil {
+		der, err = x509ecc.CreateSelfSigned(tmpl, key.(crypto.Signer))
+	}
+	if err != nil {
 		t.Fatalf("certificate for %s: %v", name, err)
 	}
 	kp, _ := testKeys.LoadOrStore(name, &KeyPair{Certificate: der, Key: key})
@@ -62,7 +69,7 @@ func keyPair(t testing.TB, name string) *KeyPair {
 
 func parseCert(t testing.TB, kp *KeyPair) *x509.Certificate {
 	t.Helper()
-	c, err := x509.ParseCertificate(kp.Certificate)
+	c, err := x509ecc.ParseCertificate(kp.Certificate)
 	if err != nil {
 		t.Fatal(err)
 	}

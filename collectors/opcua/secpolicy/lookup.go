@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-var policies = []Policy{None, Basic128Rsa15, Basic256, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss, EccNistP256, EccNistP384, EccCurve25519, EccNistP256AesGcm, EccNistP256ChaChaPoly}
+var policies = []Policy{None, Basic128Rsa15, Basic256, Basic256Sha256, Aes128Sha256RsaOaep, Aes256Sha256RsaPss, EccNistP256, EccNistP384, EccBrainpoolP256r1, EccBrainpoolP384r1, EccCurve25519, EccCurve448, EccNistP256AesGcm, EccNistP256ChaChaPoly}
 
 // ByURI returns the policy of a SecurityPolicyUri.
 func ByURI(uri string) (Policy, error) {
