@@ -46,10 +46,13 @@ type Handler struct {
 	format string
 	rules  map[string]*rules
 	routes map[string]route // command topic -> what it addresses (json, opcua_json)
-	sp     *sparkplugRoutes // sparkplug_b: DCMD topics
-	exec   Executor
-	log    zerolog.Logger
-	now    func() time.Time
+	// patterns catch commands for anything else under the topic templates,
+	// so that they are answered (refused) rather than ignored.
+	patterns []pattern
+	sp       *sparkplugRoutes // sparkplug_b: DCMD topics
+	exec     Executor
+	log      zerolog.Logger
+	now      func() time.Time
 
 	mu     sync.Mutex
 	seen   map[seenKey]time.Time // ids seen, until their command's expiry
@@ -112,8 +115,9 @@ func New(cfg *config.Config, exec Executor, log zerolog.Logger) *Handler {
 		}
 		h.rules[p.Name] = r
 	}
+	h.patterns = patternsOf(cfg)
 	if h.format == config.PayloadSparkplugB {
-		h.sp = newSparkplugRoutes(cfg, h.routes)
+		h.sp = newSparkplugRoutes(cfg)
 	}
 	return h
 }
@@ -126,10 +130,19 @@ func render(tmpl, agent, plc, tag string) string {
 // writable.
 func (h *Handler) Filters() []string {
 	var out []string
+	if len(h.routes) == 0 {
+		return nil
+	}
 	for t := range h.routes {
-		out = append(out, t)
+		if !h.covered(t) {
+			out = append(out, t)
+		}
+	}
+	for _, p := range h.patterns {
+		out = append(out, p.filter)
 	}
 	slices.Sort(out)
+	out = slices.Compact(out)
 	if h.sp != nil && len(out) > 0 {
 		out = append(out, h.sp.filter)
 	}
@@ -142,6 +155,10 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte, reta
 	received := h.now()
 	var items []pending
 	if rt, ok := h.routes[topic]; ok {
+		req, err := decodeJSON(rt.kind, topic, payload)
+		req.Kind, req.PLC, req.Target, req.Reply = rt.kind, rt.plc, rt.target, rt.reply
+		items = []pending{{req, err}}
+	} else if rt, ok := h.match(topic); ok {
 		req, err := decodeJSON(rt.kind, topic, payload)
 		req.Kind, req.PLC, req.Target, req.Reply = rt.kind, rt.plc, rt.target, rt.reply
 		items = []pending{{req, err}}
@@ -365,4 +382,84 @@ func (h *Handler) Recent() []Record {
 // line.
 func SignedBytes(topic, id string, value []byte, expires string) []byte {
 	return fmt.Appendf(nil, "tagbridge-command-v1\n%s\n%s\n%s\n%s", topic, id, value, expires)
+}
+
+// pattern is a topic template whose {plc} and {tag} are whole levels, as
+// a wildcard filter for commands.
+type pattern struct {
+	levels []string // the template's levels, {agent} filled in
+	kind   Kind
+	filter string
+}
+
+func patternsOf(cfg *config.Config) []pattern {
+	templates := []string{cfg.MQTT.Topic}
+	for _, p := range cfg.PLCs {
+		for _, t := range p.Tags {
+			if t.Topic != "" && t.Writable {
+				templates = append(templates, t.Topic)
+			}
+		}
+	}
+	var out []pattern
+	for _, tmpl := range templates {
+		levels := strings.Split(strings.ReplaceAll(tmpl, "{agent}", cfg.Agent.ID), "/")
+		whole := true
+		filter := make([]string, len(levels))
+		for i, l := range levels {
+			filter[i] = l
+			switch {
+			case l == "{plc}" || l == "{tag}":
+				filter[i] = "+"
+			case strings.Contains(l, "{"):
+				whole = false
+			}
+		}
+		if !whole || !slices.Contains(levels, "{tag}") {
+			continue
+		}
+		for _, k := range []Kind{Write, Call} {
+			suffix := map[Kind]string{Write: "set", Call: "call"}[k]
+			if k == Call && tmpl != cfg.MQTT.Topic {
+				continue // methods live under mqtt.topic only
+			}
+			p := pattern{levels: append(slices.Clone(levels), suffix), kind: k, filter: strings.Join(filter, "/") + "/" + suffix}
+			if !slices.ContainsFunc(out, func(q pattern) bool { return q.filter == p.filter }) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// match finds what a command topic outside the allow-list addresses.
+func (h *Handler) match(topic string) (route, bool) {
+	got := strings.Split(topic, "/")
+	for _, p := range h.patterns {
+		if len(got) != len(p.levels) {
+			continue
+		}
+		rt := route{kind: p.kind, plc: "", reply: topic + "/result"}
+		ok := true
+		for i, l := range p.levels {
+			switch l {
+			case "{plc}":
+				rt.plc = got[i]
+			case "{tag}":
+				rt.target = got[i]
+			default:
+				ok = ok && l == got[i]
+			}
+		}
+		if ok {
+			return rt, true
+		}
+	}
+	return route{}, false
+}
+
+// covered reports whether a pattern's filter already takes topic.
+func (h *Handler) covered(topic string) bool {
+	_, ok := h.match(topic)
+	return ok
 }

@@ -46,26 +46,40 @@ type AliasFunc func(plc string, alias uint64) (tag string, ok bool)
 // sparkplugRoutes maps DCMD topics (spBv1.0/<group>/DCMD/<node>/<device>)
 // to PLC entries; a device is a PLC entry, a metric a tag.
 type sparkplugRoutes struct {
-	prefix  string            // spBv1.0/<group>/DCMD/<node>/
-	filter  string            // prefix + "+"
-	devices map[string]string // device id -> PLC entry
-	replies map[string]map[string]string
-	aliases atomic.Pointer[AliasFunc]
+	prefix   string                       // spBv1.0/<group>/DCMD/<node>/
+	filter   string                       // prefix + "+"
+	devices  map[string]string            // device id -> PLC entry
+	replies  map[string]map[string]string // result topics by PLC entry and tag
+	agent    string
+	template string // mqtt.topic
+	aliases  atomic.Pointer[AliasFunc]
 }
 
-func newSparkplugRoutes(cfg *config.Config, routes map[string]route) *sparkplugRoutes {
+func newSparkplugRoutes(cfg *config.Config) *sparkplugRoutes {
 	prefix := "spBv1.0/" + cfg.MQTT.Sparkplug.GroupID + "/DCMD/" + cfg.Agent.ID + "/"
-	sp := &sparkplugRoutes{prefix: prefix, filter: prefix + "+", devices: map[string]string{}, replies: map[string]map[string]string{}}
+	sp := &sparkplugRoutes{prefix: prefix, filter: prefix + "+", devices: map[string]string{}, replies: map[string]map[string]string{},
+		agent: cfg.Agent.ID, template: cfg.MQTT.Topic}
 	for _, p := range cfg.PLCs {
 		sp.devices[p.Name] = p.Name
 		sp.replies[p.Name] = map[string]string{}
-	}
-	for _, rt := range routes {
-		if rt.kind == Write {
-			sp.replies[rt.plc][rt.target] = rt.reply
+		for _, t := range p.Tags {
+			sp.replies[p.Name][t.Name] = render(cmp.Or(t.Topic, cfg.MQTT.Topic), cfg.Agent.ID, p.Name, t.Name) + "/set/result"
 		}
 	}
 	return sp
+}
+
+// reply is where the result of a write to a metric goes: the tag's topic
+// plus /set/result, as in the json format; none for a name that cannot
+// stand in a topic.
+func (sp *sparkplugRoutes) reply(plc, metric string) string {
+	if r, ok := sp.replies[plc][metric]; ok {
+		return r
+	}
+	if metric == "" || strings.ContainsAny(metric, "/+#\x00") {
+		return ""
+	}
+	return render(sp.template, sp.agent, plc, metric) + "/set/result"
 }
 
 // SetAliases tells the handler how to resolve Sparkplug metric aliases
@@ -116,7 +130,7 @@ func (sp *sparkplugRoutes) decode(topic string, payload []byte) ([]pending, erro
 		if stamp > 0 && stamp < math.MaxInt64 {
 			req.Sent = time.UnixMilli(int64(stamp))
 		}
-		req.Reply = sp.replies[plc][req.Target]
+		req.Reply = sp.reply(plc, req.Target)
 		out = append(out, pending{req, err})
 	}
 	return out, nil
