@@ -129,6 +129,14 @@ type PLC struct {
 	TokenLifetime Duration `yaml:"token_lifetime"`
 	// ClockSkewWarning is the PLC clock offset that is worth a warning.
 	ClockSkewWarning Duration `yaml:"clock_skew_warning"`
+	// Mode is how the tags are read: subscribe (default) or poll, every
+	// PollInterval; a tag may say otherwise (plcmodes.go).
+	Mode         string   `yaml:"mode"`
+	PollInterval Duration `yaml:"poll_interval"`
+	// Reverse makes the PLC dial the agent (reverse connect).
+	Reverse *Reverse `yaml:"reverse"`
+	// History fills gaps from the PLC's history after a reconnect.
+	History History `yaml:"history"`
 	// Commands are the writes and method calls taken from MQTT (commands.go).
 	Commands Commands `yaml:"commands"`
 	Tags     []Tag    `yaml:"tags"`
@@ -155,6 +163,9 @@ type Security struct {
 	AllowSHA1              bool       `yaml:"allow_sha1"`
 	AllowDeprecated        bool       `yaml:"allow_deprecated"`
 	AllowNone              bool       `yaml:"allow_none"`
+	// AcceptedHostnames are names the server certificate may carry instead
+	// of the endpoint's host, for the host-name check.
+	AcceptedHostnames []string `yaml:"accepted_hostnames"`
 }
 
 // Auth is the user identity presented when activating the session.
@@ -187,6 +198,8 @@ type Tag struct {
 	PublishingInterval Duration  `yaml:"publishing_interval"`
 	Deadband           *Deadband `yaml:"deadband"`
 	Topic              string    `yaml:"topic"`
+	Mode               string    `yaml:"mode"`
+	PollInterval       Duration  `yaml:"poll_interval"`
 	// Writable lets commands from MQTT write the tag, within Write.
 	Writable bool         `yaml:"writable"`
 	Write    *WriteLimits `yaml:"write"`

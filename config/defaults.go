@@ -107,6 +107,7 @@ func (c *Config) applyDefaults() {
 		orDuration(&p.ClockSkewWarning, DefaultClockSkewWarning)
 		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
 		p.CertGuard = certs.Guard{Dirs: a.AllowedCertDirs}
+		p.applyModeDefaults()
 		p.Commands.applyDefaults()
 		for j := range p.Tags {
 			t := &p.Tags[j]

@@ -128,7 +128,14 @@ func TestLoadDefaults(t *testing.T) {
 			SamplingInterval:   Duration(100 * time.Millisecond),
 			QueueSize:          10,
 			PublishingInterval: Duration(time.Second),
+			Mode:               "subscribe",
+			PollInterval:       Duration(time.Second),
 		}},
+		{"mode", p.Mode, "subscribe"},
+		{"poll_interval", p.PollInterval.Duration(), time.Second},
+		{"history.fill_gaps", p.History.Enabled(), true},
+		{"history.max_window", p.History.MaxWindow.Duration(), time.Hour},
+		{"reverse", p.Reverse == nil, true},
 	}...)
 	for _, c := range checks {
 		if c.got != c.want {

@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -164,8 +165,8 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) (*certs.Store, certs.R
 	if err != nil {
 		return nil, certs.Result{}, fmt.Errorf("server certificate: %w", err)
 	}
-	host := endpointHost(s.plc.Endpoint)
-	if err := certs.VerifyHostname(res.Certificate, host); err != nil {
+	s.warnSHA1(res)
+	if err := verifyHost(res.Certificate, endpointHost(s.plc.Endpoint), sec.AcceptedHostnames); err != nil {
 		if sec.VerifyHostname {
 			return nil, certs.Result{}, fmt.Errorf("server certificate: %w", err)
 		}
@@ -180,6 +181,48 @@ func (s *Session) trustServer(ep *ua.EndpointDescription) (*certs.Store, certs.R
 		}
 	}
 	return store, res, nil
+}
+
+// verifyHost checks that the server certificate names the host the agent
+// reaches the PLC by, or one of the names accepted for it: a PLC reached by
+// IP whose certificate holds only its host name, or Kepware's only its
+// fully qualified name. An endpoint that advertises another host (Rockwell
+// advertises localhost:4990, NAT) changes nothing: the agent connects to
+// the configured host and checks that one.
+func verifyHost(cert *x509.Certificate, host string, accepted []string) error {
+	err := certs.VerifyHostname(cert, host)
+	if err == nil {
+		return nil
+	}
+	for _, name := range accepted {
+		if certs.VerifyHostname(cert, name) == nil {
+			return nil
+		}
+	}
+	if len(accepted) > 0 {
+		return fmt.Errorf("%w, nor any of accepted_hostnames %q", err, accepted)
+	}
+	return err
+}
+
+// warnSHA1 warns, once, of a server certificate signed with SHA-1: it was
+// accepted only because allow_sha1 says so (older Siemens firmware).
+func (s *Session) warnSHA1(res certs.Result) {
+	switch res.Certificate.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1:
+	default:
+		return
+	}
+	if s.sha1Warned {
+		return
+	}
+	s.sha1Warned = true
+	why := "allow_sha1 is true"
+	if !s.plc.Security.AllowSHA1 {
+		why = "trust " + s.plc.Security.Trust + " pins the certificate, not its signature"
+	}
+	s.log.Warn().Str("subject", res.Subject).Str("fingerprint", res.Fingerprint).
+		Msgf("server certificate %q (SHA-256 %s) is signed with SHA-1, accepted because %s; SHA-1 signatures can be forged: renew the PLC's certificate (newer firmware signs with SHA-256)", res.Subject, res.Fingerprint, why)
 }
 
 // commitTrust pins a certificate trusted on first use, now that a channel

@@ -28,12 +28,20 @@ func ShareKey(p config.PLC) string {
 		normalEndpoint(p.Endpoint),
 		sec.Policy, sec.Mode,
 		canonicalPath(sec.CertificateFile), canonicalPath(sec.KeyFile), canonicalPath(sec.PKIDir),
-		sec.Trust, strings.Join(fps, ","), fmt.Sprint(sec.AutoAccept),
+		sec.Trust, strings.Join(fps, ","), fmt.Sprint(sec.AutoAccept), strings.Join(sec.AcceptedHostnames, ","), reverseKey(p.Reverse),
 		fmt.Sprint(sec.VerifyHostname, sec.AllowUnknownRevocation, sec.AllowSHA1, sec.AllowDeprecated, sec.AllowNone),
 		auth.Username, auth.PasswordEnv, canonicalPath(auth.PasswordFile),
 		canonicalPath(auth.CertificateFile), canonicalPath(auth.KeyFile),
 	}
 	return strings.Join(fields, "\x00")
+}
+
+// reverseKey tells reverse connections apart: the listener and the PLC.
+func reverseKey(r *config.Reverse) string {
+	if r == nil {
+		return ""
+	}
+	return r.Listen + " " + r.ServerURI
 }
 
 // normalEndpoint lower-cases the scheme and host and makes the default port

@@ -1,0 +1,167 @@
+package opcua
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+)
+
+const habitSecurity = "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint_and_expiry, auto_accept: true"
+
+// A PLC that advertises another host than the one it is reached by (the
+// peer advertises plc.invalid, which does not resolve) and whose
+// certificate names that host, not the address configured: the agent
+// connects to the configured address, the host-name check refuses the
+// certificate, and accepted_hostnames lets it pass without turning the
+// check off.
+func TestSessionAdvertisedHostAndAcceptedNames(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Hostname: "plc.invalid"})
+	port := peer.Endpoint[strings.LastIndex(peer.Endpoint, ":")+1:]
+	endpoint := "opc.tcp://127.0.0.1:" + port
+	f := newSecureFixture(t)
+
+	refused, _ := startSessionValue(t, f.config(t, endpoint, habitSecurity, ""))
+	waitUntil(t, "the host-name check to refuse", 30*time.Second, func() bool {
+		return strings.Contains(refused.logs.String(), `not \"127.0.0.1\"`)
+	})
+	refused.shutdown(t)
+
+	r, s := startSessionValue(t, f.config(t, endpoint, habitSecurity+", accepted_hostnames: [plc1.example, plc.invalid]", ""))
+	waitUntil(t, "values", 30*time.Second, func() bool { return len(r.counterValues("int32_0001")) >= 5 })
+	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
+		t.Errorf("%d reconnects, want values on the first connection", st.Reconnects)
+	}
+	if strings.Contains(r.logs.String(), "verify_hostname is false") || strings.Contains(r.logs.String(), "does not name the configured host") {
+		t.Errorf("the host-name check was turned off:\n%s", r.logs)
+	}
+}
+
+// A server certificate signed with SHA-1 (older Siemens firmware) is
+// refused by trust full, and with allow_sha1 accepted with a warning that
+// names it.
+func TestSessionSHA1CertificateWarns(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, fingerprint := sha1ServerCert(t, dir, "urn:tagbridge:opcua-peer")
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, CertFile: certFile, KeyFile: keyFile})
+	f := newSecureFixture(t)
+	security := "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full, trusted_fingerprints: [" + fingerprint + "]"
+
+	refused, _ := startSessionValue(t, f.config(t, peer.Endpoint, security, ""))
+	waitUntil(t, "the SHA-1 certificate refused", 30*time.Second, func() bool {
+		return strings.Contains(refused.logs.String(), "allow_sha1 permits it")
+	})
+	refused.shutdown(t)
+
+	r, _ := startSessionValue(t, f.config(t, peer.Endpoint, security+", allow_sha1: true", ""))
+	waitUntil(t, "values", 30*time.Second, func() bool { return len(r.counterValues("int32_0001")) >= 5 })
+	if got := countLines(r.logs.String(), `"level":"warn"`, "SHA-1 peer", "is signed with SHA-1, accepted because allow_sha1 is true"); got != 1 {
+		t.Errorf("%d warnings naming the SHA-1 certificate, want 1:\n%s", got, r.logs)
+	}
+}
+
+// sha1ServerCert writes a self-signed RSA server certificate for 127.0.0.1
+// and uri signed with SHA-1, which crypto/x509 no longer signs: it is made
+// with SHA-256 and its signature replaced.
+func sha1ServerCert(t *testing.T, dir, uri string) (certFile, keyFile, fingerprint string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(uri)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "SHA-1 peer"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+		URIs:                  []*url.URL{u},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der = resignSHA1(t, der, key)
+	if c, err := x509.ParseCertificate(der); err != nil || c.SignatureAlgorithm != x509.SHA1WithRSA {
+		t.Fatalf("re-signed certificate: %v, %v", err, c)
+	}
+	certFile, keyFile = filepath.Join(dir, "sha1-cert.pem"), filepath.Join(dir, "sha1-key.pem")
+	keyDER := x509.MarshalPKCS1PrivateKey(key)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, certs.Fingerprint(der)
+}
+
+// resignSHA1 replaces the signature algorithm (in the TBS and outside) of
+// a certificate by sha1WithRSAEncryption and signs it again.
+func resignSHA1(t *testing.T, der []byte, key *rsa.PrivateKey) []byte {
+	t.Helper()
+	var cert struct {
+		TBS asn1.RawValue
+		Alg asn1.RawValue
+		Sig asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &cert); err != nil {
+		t.Fatal(err)
+	}
+	alg, err := asn1.Marshal(pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 5}, Parameters: asn1.NullRawValue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields []asn1.RawValue
+	for rest := cert.TBS.Bytes; len(rest) > 0; {
+		var f asn1.RawValue
+		if rest, err = asn1.Unmarshal(rest, &f); err != nil {
+			t.Fatal(err)
+		}
+		fields = append(fields, f)
+	}
+	// version [0], serial, signature algorithm, ...
+	fields[2] = asn1.RawValue{FullBytes: alg}
+	var body []byte
+	for _, f := range fields {
+		body = append(body, f.FullBytes...)
+	}
+	tbs, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(tbs)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := asn1.Marshal(struct {
+		TBS asn1.RawValue
+		Alg asn1.RawValue
+		Sig asn1.BitString
+	}{asn1.RawValue{FullBytes: tbs}, asn1.RawValue{FullBytes: alg}, asn1.BitString{Bytes: sig, BitLength: len(sig) * 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
