@@ -13,6 +13,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
 )
 
 // The subscription layer is ours, not gopcua's (package subscription): it
@@ -55,6 +56,9 @@ func (s *Session) newStream(out chan<- collectors.Batch) *stream {
 		Log: s.log,
 		Deliver: func(ctx context.Context, n *ua.DataChangeNotification) {
 			s.handle(ctx, n, out, st.dog)
+		},
+		DeliverItems: func(ctx context.Context, n *uafast.DataChange) {
+			s.handleItems(ctx, n, out, st.dog)
 		},
 		Alive: func() {
 			st.dog.activity()

@@ -17,6 +17,8 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
 )
 
 // Sender sends one service request on the session and returns its
@@ -82,6 +84,10 @@ type Config struct {
 	// the first case. Called from Run's goroutine, in sequence order per
 	// subscription.
 	Deliver func(ctx context.Context, n *ua.DataChangeNotification)
+	// DeliverItems, when set, takes the place of Deliver for the
+	// notifications the fast decoder read (uafast), in the same way;
+	// without it they are decoded again for Deliver.
+	DeliverItems func(ctx context.Context, n *uafast.DataChange)
 	// Alive, when set, hears of every PublishResponse that carries a
 	// notification message, keep-alives included.
 	Alive func()

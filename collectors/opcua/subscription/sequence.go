@@ -9,6 +9,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
 )
 
@@ -279,6 +280,19 @@ func (e *Engine) deliver(ctx context.Context, s *sub, msg *ua.NotificationMessag
 			continue
 		}
 		switch n := eo.Value.(type) {
+		case *uafast.DataChange:
+			if e.cfg.DeliverItems != nil {
+				e.cfg.DeliverItems(ctx, n)
+				if ctx.Err() == nil {
+					n.Release() // handed on and about to be acknowledged: never delivered again
+				}
+				continue
+			}
+			dn, err := n.Notification()
+			if err != nil {
+				return fmt.Errorf("subscription %d: notification %d: %w", s.id, msg.SequenceNumber, err)
+			}
+			e.cfg.Deliver(ctx, dn)
 		case *ua.DataChangeNotification:
 			e.cfg.Deliver(ctx, n)
 		case *ua.StatusChangeNotification:

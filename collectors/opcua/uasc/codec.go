@@ -7,6 +7,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors/opcua/uadecode"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
 )
 
 // encodeRequest encodes req as a message body: the node id of its binary
@@ -37,13 +38,17 @@ func encodeRequest(req ua.Request) (b []byte, err error) {
 // with the bounded decoder (uadecode): whatever the server sent costs at
 // most an error, never a stack overflow or an allocation the message does
 // not account for. The recover is a last line for types that decode
-// themselves.
+// themselves. PublishResponses with data changes take the fast path
+// (uafast), which declines what it does not cover to uadecode.
 func decodeResponse(b []byte) (resp ua.Response, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			resp, err = nil, fmt.Errorf("decode response: malformed message (decoder panicked: %v)", r)
 		}
 	}()
+	if res, ok := uafast.Decode(b); ok {
+		return res, nil
+	}
 	_, v, err := uadecode.Service(b)
 	if err != nil {
 		return nil, fmt.Errorf("decode response: %w", err)

@@ -1,0 +1,196 @@
+package opcua
+
+import (
+	"context"
+	"time"
+	"unsafe"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
+)
+
+// The fast path of a value: uafast decodes a PublishResponse into flat
+// items, and handleItems turns them into samples without a gopcua
+// DataValue or Variant per value, and without an allocation per numeric
+// scalar. Its samples are those handle makes from the same message decoded
+// by uadecode (TestSamplesFromItems and FuzzSamplesFromItems hold it to
+// that): values that are not numeric scalars go through convert.
+
+// handleItems is handle for a notification the fast decoder read.
+func (s *Session) handleItems(ctx context.Context, n *uafast.DataChange, out chan<- collectors.Batch, dog *watchdog) {
+	batch := s.samplesFromItems(n)
+	for i := range n.Items {
+		if it := &n.Items[i]; it.ClientHandle >= heartbeatHandle {
+			s.noteHeartbeat(itemDataValue(it), dog)
+		}
+	}
+	if len(batch) == 0 {
+		return
+	}
+	s.status.Collected(batch)
+	select {
+	case out <- batch:
+	case <-ctx.Done():
+	}
+}
+
+// samplesFromItems is the batch of n's items that belong to tags.
+func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
+	batch := make(collectors.Batch, len(n.Items))
+	// One word per item holds its number, boxed in place (see boxed): one
+	// allocation for the batch instead of one per value.
+	words := make([]uint64, len(n.Items))
+	var names statusNames
+	k, unknown := 0, 0
+	for i := range n.Items {
+		it := &n.Items[i]
+		if it.ClientHandle >= heartbeatHandle {
+			continue
+		}
+		if int(it.ClientHandle) >= len(s.tags) {
+			unknown++
+			continue
+		}
+		tag := &s.tags[it.ClientHandle]
+		smp := &batch[k] // filled in place: a Sample is 150 bytes
+		k++
+		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
+		fillSample(smp, it, &words[i], &names)
+		if smp.Value == nil && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != "" {
+			smp.Type = s.declared[it.ClientHandle] // no value: say what the node holds
+		}
+	}
+	if unknown > 0 {
+		s.log.Warn().Int("items", unknown).Msg("notification for an unknown monitored item; ignored")
+	}
+	return batch[:k]
+}
+
+// statusNames remembers the last status code named: the items of one
+// notification mostly share theirs.
+type statusNames struct {
+	code ua.StatusCode
+	name string
+}
+
+func (c *statusNames) of(code ua.StatusCode) string {
+	if c.name == "" || c.code != code {
+		c.code, c.name = code, statusName(code)
+	}
+	return c.name
+}
+
+// sampleFromItem is sampleFrom for an item of the fast decoder; word is
+// where a numeric scalar is kept.
+func sampleFromItem(plc, tag, node string, it *uafast.Item, word *uint64) collectors.Sample {
+	s := collectors.Sample{PLC: plc, Tag: tag, Node: node}
+	fillSample(&s, it, word, &statusNames{})
+	return s
+}
+
+// fillSample fills the value, type, status and timestamps of s from it,
+// as sampleFrom does from a DataValue.
+func fillSample(s *collectors.Sample, it *uafast.Item, word *uint64, names *statusNames) {
+	s.Value, s.Type = nil, "Null"
+	if it.Mask&ua.DataValueValue != 0 {
+		s.Value, s.Type = itemValue(it, word)
+	}
+	var status ua.StatusCode
+	if it.Mask&ua.DataValueStatusCode != 0 {
+		status = it.Status
+	}
+	s.Status, s.StatusCode = names.of(status), uint32(status)
+	if it.Mask&ua.DataValueSourceTimestamp != 0 {
+		s.SourceTime = itemTime(it.SourceTime(), it.Mask&ua.DataValueSourcePicoseconds != 0, it.SourcePicos)
+	}
+	if it.Mask&ua.DataValueServerTimestamp != 0 {
+		s.ServerTime = itemTime(it.ServerTime(), it.Mask&ua.DataValueServerPicoseconds != 0, it.ServerPicos)
+	}
+}
+
+// itemTime is a timestamp as dataValueParts makes it: zero when null.
+func itemTime(t time.Time, withPicos bool, picos uint16) time.Time {
+	if isNullTime(t) {
+		return time.Time{}
+	}
+	t = t.UTC()
+	if withPicos {
+		t = t.Add(time.Duration(picos / 100))
+	}
+	return t
+}
+
+// itemValue is convertValue for an item: numeric scalars boxed in word,
+// everything else converted from the value gopcua would have decoded.
+func itemValue(it *uafast.Item, word *uint64) (any, string) {
+	typ := it.Type()
+	if typ == ua.TypeIDNull {
+		return nil, "Null"
+	}
+	name := builtinName(typ)
+	if it.IsArray() {
+		return convert(it.Value(), 0), name
+	}
+	bits := it.Bits()
+	switch typ {
+	case ua.TypeIDBoolean:
+		return bits != 0, name // bools and bytes box without allocating
+	case ua.TypeIDSByte:
+		return int8(bits), name
+	case ua.TypeIDByte:
+		return uint8(bits), name
+	case ua.TypeIDInt16:
+		*(*int16)(unsafe.Pointer(word)) = int16(bits)
+	case ua.TypeIDUint16:
+		*(*uint16)(unsafe.Pointer(word)) = uint16(bits)
+	case ua.TypeIDInt32:
+		*(*int32)(unsafe.Pointer(word)) = int32(bits)
+	case ua.TypeIDUint32:
+		*(*uint32)(unsafe.Pointer(word)) = uint32(bits)
+	case ua.TypeIDFloat:
+		*(*float32)(unsafe.Pointer(word)) = uafast.Float32(bits)
+	case ua.TypeIDInt64, ua.TypeIDUint64:
+		*word = bits
+	case ua.TypeIDDouble:
+		*(*float64)(unsafe.Pointer(word)) = uafast.Float64(bits)
+	case ua.TypeIDStatusCode:
+		return statusName(ua.StatusCode(bits)), name
+	case ua.TypeIDString:
+		return it.String(), name
+	default:
+		return convert(it.Value(), 0), name
+	}
+	return boxed(typ, word), name
+}
+
+// zeros hold one value of each numeric type; boxed copies the type half
+// of their interface values.
+var zeros = [...]any{
+	ua.TypeIDInt16: int16(0), ua.TypeIDUint16: uint16(0),
+	ua.TypeIDInt32: int32(0), ua.TypeIDUint32: uint32(0), ua.TypeIDFloat: float32(0),
+	ua.TypeIDInt64: int64(0), ua.TypeIDUint64: uint64(0), ua.TypeIDDouble: float64(0),
+}
+
+// boxed is the number in word as an interface value of typ's Go type,
+// pointing at word instead of a copy: what any(x) would allocate for
+// each value, one []uint64 per batch holds for all (Go boxes a non-pointer
+// value as a pointer to an immutable copy, which word is: nothing writes
+// to it after). The garbage collector keeps the batch's words alive
+// through the interior pointer.
+func boxed(typ ua.TypeID, word *uint64) any {
+	v := zeros[typ]
+	(*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1] = unsafe.Pointer(word)
+	return v
+}
+
+// itemDataValue is a heartbeat item as a gopcua DataValue, for
+// noteHeartbeat.
+func itemDataValue(it *uafast.Item) *ua.DataValue {
+	v, err := ua.NewVariant(it.Value())
+	if err != nil {
+		return &ua.DataValue{}
+	}
+	return &ua.DataValue{EncodingMask: it.Mask, Value: v}
+}

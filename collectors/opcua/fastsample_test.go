@@ -1,0 +1,193 @@
+package opcua
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uadecode"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uafast/uafasttest"
+)
+
+// fastSeeds are PublishResponses with a value of every built-in type in
+// every DataValue form, and one of many Doubles.
+func fastSeeds(tb testing.TB) [][]byte {
+	var all []*ua.DataValue
+	var msgs [][]byte
+	for _, v := range uafasttest.Values(tb) {
+		all = append(all, uafasttest.Full(v), &ua.DataValue{EncodingMask: ua.DataValueValue, Value: v})
+	}
+	msgs = append(msgs,
+		uafasttest.Message(tb, uafasttest.Publish(all...)),
+		uafasttest.Message(tb, uafasttest.Publish(all[:len(all)-8]...)), // without the nesting types: fast
+		uafasttest.Message(tb, uafasttest.Publish(uafasttest.Doubles(5)...)),
+		uafasttest.Message(tb, uafasttest.Publish(&ua.DataValue{}, &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueSourceTimestamp, Status: ua.StatusBadNoCommunication})),
+		uafasttest.WithVariant(tb, uafasttest.ByteStrings()),
+	)
+	return msgs
+}
+
+// TestSamplesFromItems: the fast path's samples are those of the
+// reflective path for every covered value.
+func TestSamplesFromItems(t *testing.T) {
+	fast := 0
+	for _, msg := range fastSeeds(t) {
+		if requireSameSamples(t, msg) {
+			fast++
+		}
+	}
+	if fast != 4 {
+		t.Errorf("%d of 5 messages took the fast path, want 4", fast)
+	}
+}
+
+// FuzzSamplesFromItems: whatever message the fast decoder takes, its
+// samples are those of uadecode and sampleFrom. The seeds run in the
+// normal suite.
+func FuzzSamplesFromItems(f *testing.F) {
+	for _, msg := range fastSeeds(f) {
+		f.Add(msg)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		requireSameSamples(t, b)
+	})
+}
+
+// requireSameSamples compares the two paths on msg; it reports whether the
+// fast one took it.
+func requireSameSamples(t *testing.T, msg []byte) bool {
+	t.Helper()
+	res, ok := uafast.Decode(msg)
+	if !ok {
+		return false
+	}
+	_, v, err := uadecode.Service(msg)
+	if err != nil {
+		t.Fatalf("fast path took what uadecode refuses: %v", err)
+	}
+	want := v.(*ua.PublishResponse)
+	for i, eo := range res.NotificationMessage.NotificationData {
+		items := eo.Value.(*uafast.DataChange).Items
+		wantItems := want.NotificationMessage.NotificationData[i].Value.(*ua.DataChangeNotification).MonitoredItems
+		words := make([]uint64, len(items))
+		for j := range items {
+			got := sampleFromItem("plc", "tag", "ns=1;s=x", &items[j], &words[j])
+			w := sampleFrom("plc", "tag", "ns=1;s=x", wantItems[j].Value)
+			if !sameSample(got, w) {
+				t.Fatalf("item %d:\nfast:   %#v\nuadecode: %#v", j, got, w)
+			}
+		}
+	}
+	return true
+}
+
+// sameSample is DeepEqual, but NaN equals NaN.
+func sameSample(a, b collectors.Sample) bool {
+	return reflect.DeepEqual(a, b) || fmt.Sprintf("%T %#v", a.Value, a) == fmt.Sprintf("%T %#v", b.Value, b)
+}
+
+// TestBoxedSurvivesCollection: numbers boxed in a batch's words keep
+// their values and types after the words are otherwise unreachable.
+func TestBoxedSurvivesCollection(t *testing.T) {
+	msg := uafasttest.Message(t, uafasttest.Publish(uafasttest.Doubles(100)...))
+	res, ok := uafast.Decode(msg)
+	if !ok {
+		t.Fatal("declined")
+	}
+	s := &Session{tags: make([]tagRef, 100)}
+	batch := s.samplesFromItems(res.NotificationMessage.NotificationData[0].Value.(*uafast.DataChange))
+	res = nil
+	for range 3 {
+		runtime.GC()
+	}
+	for i, smp := range batch {
+		if want := float64(i)*0.5 + 1000.25; smp.Value != want {
+			t.Fatalf("sample %d: %#v, want %v", i, smp.Value, want)
+		}
+	}
+}
+
+// BenchmarkDecodeSamples: a PublishResponse of 1,000 Doubles with status
+// and timestamps, from the bytes to the batch of samples, on the fast
+// path and on the reflective one (uadecode, then sampleFrom).
+func BenchmarkDecodeSamples(b *testing.B) {
+	const n = 1000
+	msg := uafasttest.Message(b, uafasttest.Publish(uafasttest.Doubles(n)...))
+	s := &Session{tags: make([]tagRef, n)}
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		m := startPerValue()
+		for b.Loop() {
+			res, ok := uafast.Decode(msg)
+			if !ok {
+				b.Fatal("declined")
+			}
+			for _, eo := range res.NotificationMessage.NotificationData {
+				dc := eo.Value.(*uafast.DataChange)
+				if len(s.samplesFromItems(dc)) != n {
+					b.Fatal("samples missing")
+				}
+				dc.Release() // as the engine does after delivery
+			}
+		}
+		m.report(b, n)
+	})
+	b.Run("uadecode", func(b *testing.B) {
+		b.ReportAllocs()
+		m := startPerValue()
+		for b.Loop() {
+			_, v, err := uadecode.Service(msg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, eo := range v.(*ua.PublishResponse).NotificationMessage.NotificationData {
+				items := eo.Value.(*ua.DataChangeNotification).MonitoredItems
+				batch := make(collectors.Batch, 0, len(items))
+				for _, it := range items {
+					tag := s.tags[it.ClientHandle]
+					batch = append(batch, sampleFrom(tag.plc, tag.Name, tag.Node.String(), it.Value))
+				}
+			}
+		}
+		m.report(b, n)
+	})
+}
+
+// perValueMeter reports a benchmark's time and allocations per value.
+// The machine is shared: CPU time (the process's, GC included) says more
+// than wall time.
+type perValueMeter struct {
+	mallocs uint64
+	cpu     time.Duration
+}
+
+func startPerValue() perValueMeter {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return perValueMeter{mallocs: ms.Mallocs, cpu: processCPU()}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// report: the op handled n values.
+func (m perValueMeter) report(b *testing.B, n int) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	values := float64(b.N) * float64(n)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/values, "ns/value")
+	b.ReportMetric(float64(ms.Mallocs-m.mallocs)/values, "allocs/value")
+	b.ReportMetric(float64(processCPU()-m.cpu)/values, "cpu-ns/value")
+}
