@@ -52,6 +52,8 @@ Usage:
   tagbridge certs create [flags] write the agent's OPC UA certificate and key
   tagbridge browse ENDPOINT [flags]
                                  print a plcs: entry listing the server's variables
+  tagbridge completion bash|zsh  print the shell completion script
+  tagbridge man DIR              write the man pages into DIR
 
 Run "tagbridge COMMAND -h" for a command's options.
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
@@ -77,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBrowse(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
+	case "man":
+		return cmdMan(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -208,7 +214,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "version", stderr)
+	fs := newFlagSet("version", "version\n\nPrints the version, the commit and the build date of this program.", stderr)
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -255,7 +261,8 @@ const (
 )
 
 func cmdCertsCreate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-type rsa|nistP256|nistP384|ed25519]
+	fs := newFlagSet("certs create", `certs create [--dir DIR] [--days N] [--key-type rsa|nistP256|nistP384|
+                        brainpoolP256r1|brainpoolP384r1|ed25519|ed448]
                         [--key-size 2048|3072|4096] [--force] [--agent-id ID | -c FILE] [--hostname NAME]
 
 Writes a self-signed OPC UA application instance certificate for the agent
@@ -263,8 +270,10 @@ and its private key into DIR: `+certFileName+` (certificate, PEM), `+derFileName
 (the same certificate as DER, to import into the PLC) and `+keyFileName+`
 (private key, PEM, mode 0600). An ECC key type writes client-cert-<type>.pem,
 .der and client-key-<type>.pem instead, so that an agent can hold an RSA
-certificate and ECC ones side by side: nistP256 goes with the policy
-ECC_nistP256, nistP384 with ECC_nistP384, ed25519 with ECC_curve25519.
+certificate and ECC ones side by side: nistP256 goes with the policies
+ECC_nistP256, _AesGcm and _ChaChaPoly, nistP384 with ECC_nistP384,
+brainpoolP256r1 with ECC_brainpoolP256r1, brainpoolP384r1 with
+ECC_brainpoolP384r1, ed25519 with ECC_curve25519, ed448 with ECC_curve448.
 Its ApplicationURI is urn:<hostname>:tagbridge:<agent id>. The agent id comes from --agent-id, or
 else from agent.id in the configuration file named by -c (only that key is
 read). Existing files are kept unless --force is given. Run as root, the

@@ -45,10 +45,19 @@ var contents = []entry{
 	{configPath, "-rw-r-----", "root/tagbridge"},
 	{"/etc/tagbridge/certs/", "drwx------", "tagbridge/tagbridge"},
 	{envPath, "-rw-------", "root/root"},
-	{"/var/lib/tagbridge/", "drwxr-xr-x", "root/root"},
+	{"/var/lib/tagbridge/", "drwxr-x---", "tagbridge/tagbridge"},
 	{"/var/lib/tagbridge/pki/", "drwx------", "tagbridge/tagbridge"},
 	{"/var/lib/tagbridge/spool/", "drwx------", "tagbridge/tagbridge"},
+	{"/usr/share/doc/tagbridge/copyright", "-rw-r--r--", "root/root"},
+	{"/usr/share/doc/tagbridge/changelog.Debian.gz", "-rw-r--r--", "root/root"},
+	{"/usr/share/lintian/overrides/tagbridge", "-rw-r--r--", "root/root"},
+	{"/usr/share/bash-completion/completions/tagbridge", "-rw-r--r--", "root/root"},
+	{"/usr/share/zsh/vendor-completions/_tagbridge", "-rw-r--r--", "root/root"},
+	{"/usr/share/man/man1/tagbridge.1.gz", "-rw-r--r--", "root/root"},
 }
+
+// manPages are the commands with a page tagbridge-NAME(1) besides tagbridge(1).
+var manPages = []string{"run", "validate", "status", "version", "certs-create", "browse", "completion", "man"}
 
 var wantConffiles = []string{envPath, configPath}
 
@@ -63,9 +72,9 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("skipped: dpkg not found (not a Debian system)")
 	}
-	for _, tool := range []string{"dpkg-deb", "dpkg-query", "git", "getent", "runuser", "systemd-analyze"} {
+	for _, tool := range []string{"dpkg-deb", "dpkg-query", "git", "getent", "runuser", "systemd-analyze", "lintian", "man", "zsh"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found; scripts/test installs what this test needs (systemd-analyze: Debian package systemd)", tool)
+			t.Fatalf("%s not found; scripts/test installs what this test needs (systemd-analyze: Debian package systemd; lintian, man-db, zsh)", tool)
 		}
 	}
 	arch := runtime.GOARCH
@@ -79,8 +88,19 @@ func TestDebianPackage(t *testing.T) {
 	if status, ok := pkgStatus(); ok {
 		t.Fatalf("package %s is already installed (%s) and this test would purge it; remove it first: dpkg -P %s", pkgName, status, pkgName)
 	}
-	if _, err := user.Lookup("tagbridge"); err == nil {
-		t.Fatal("user tagbridge exists without the package and this test's purge would delete it; remove it first: userdel tagbridge")
+	// Purge keeps the system user: one this test creates, it deletes.
+	if _, err := user.Lookup("tagbridge"); err != nil {
+		t.Cleanup(func() {
+			if _, err := user.Lookup("tagbridge"); err != nil {
+				return // the test stopped before the install
+			}
+			if b, err := exec.Command("userdel", "tagbridge").CombinedOutput(); err != nil {
+				t.Errorf("cleanup: userdel tagbridge: %v\n%s", err, b)
+			}
+		})
+	}
+	if _, err := os.Lstat("/var/lib/tagbridge"); err == nil {
+		t.Fatal("/var/lib/tagbridge exists without the package and this test's purge would delete it; move it away first")
 	}
 
 	start := time.Now()
@@ -102,9 +122,20 @@ func TestDebianPackage(t *testing.T) {
 		t.FailNow()
 	}
 
+	// A state directory made by hand, owned by root and open to all, is
+	// given to the service user and closed by the install.
 	t.Cleanup(func() { purge(t) })
-	run(t, "dpkg", "-i", deb)
+	if err := os.MkdirAll("/var/lib/tagbridge/spool", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod("/var/lib/tagbridge", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := runCombined(t, "dpkg", "-i", deb); !strings.Contains(got, "/var/lib/tagbridge/spool was owned by root; gave it to user tagbridge, mode 0700") {
+		t.Errorf("dpkg -i over a root-owned /var/lib/tagbridge/spool does not say it repaired it:\n%s", got)
+	}
 	checkInstalled(t, version)
+	checkDocs(t)
 	checkUser(t)
 	if t.Failed() {
 		t.FailNow()
@@ -125,6 +156,7 @@ func TestDebianPackage(t *testing.T) {
 	appendFile(t, configPath, local)
 	writeFile(t, "/var/lib/tagbridge/spool/0001.seg", "spooled")
 	writeFile(t, "/etc/tagbridge/certs/ca.pem", "certificate")
+	writeFile(t, "/etc/tagbridge/certs/client-key.pem", "key")
 	writeFile(t, envPath, "TAGBRIDGE_MQTT_PASSWORD=secret\n")
 	run(t, "dpkg", "-i", deb)
 	if b, err := os.ReadFile(configPath); err != nil || !bytes.HasSuffix(b, local) {
@@ -153,8 +185,17 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("after dpkg -r, user tagbridge should be kept: %v", err)
 	}
 
-	// Purge: everything goes, the user too.
-	run(t, "dpkg", "-P", pkgName)
+	// Purge: everything goes but the user, and it says what of value it deletes.
+	purged := runCombined(t, "dpkg", "-P", pkgName)
+	for _, want := range []string{
+		"purge deletes the spool /var/lib/tagbridge/spool (1 files, 7 bytes): values not yet delivered to the broker are lost",
+		"purge deletes the agent's private key /etc/tagbridge/certs/client-key.pem",
+		"user and group tagbridge are kept",
+	} {
+		if !strings.Contains(purged, want) {
+			t.Errorf("dpkg -P does not say %q:\n%s", want, purged)
+		}
+	}
 	if status, ok := pkgStatus(); ok {
 		t.Errorf("after dpkg -P, status %q, want the package unknown to dpkg", status)
 	}
@@ -163,11 +204,11 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("after dpkg -P, %s: %v, want it gone", p, err)
 		}
 	}
-	if _, err := user.Lookup("tagbridge"); err == nil {
-		t.Error("after dpkg -P, user tagbridge still exists")
+	if _, err := user.Lookup("tagbridge"); err != nil {
+		t.Errorf("after dpkg -P, user tagbridge should be kept: %v", err)
 	}
-	if _, err := user.LookupGroup("tagbridge"); err == nil {
-		t.Error("after dpkg -P, group tagbridge still exists")
+	if _, err := user.LookupGroup("tagbridge"); err != nil {
+		t.Errorf("after dpkg -P, group tagbridge should be kept: %v", err)
 	}
 	t.Logf("whole cycle in %s", time.Since(start).Round(time.Millisecond))
 }
@@ -193,6 +234,9 @@ func inspect(t *testing.T, deb, arch string) string {
 			continue
 		}
 		p := strings.TrimPrefix(w[5], ".")
+		if w[1] == "0/0" { // nfpm writes the changelog with ids, no names
+			w[1] = "root/root"
+		}
 		got[p] = entry{p, w[0], w[1]}
 	}
 	for _, want := range contents {
@@ -204,6 +248,9 @@ func inspect(t *testing.T, deb, arch string) string {
 	}
 	for p, e := range got {
 		if slices.ContainsFunc(contents, func(c entry) bool { return c.path == p }) {
+			continue
+		}
+		if strings.HasPrefix(p, "/usr/share/man/man1/tagbridge-") && e.mode == "-rw-r--r--" && e.owner == "root/root" {
 			continue
 		}
 		parent := slices.ContainsFunc(contents, func(c entry) bool { return strings.HasPrefix(c.path, p) })
@@ -222,6 +269,15 @@ func inspect(t *testing.T, deb, arch string) string {
 	slices.Sort(conffiles)
 	if !slices.Equal(conffiles, wantConffiles) {
 		t.Errorf("conffiles %q, want %q", conffiles, wantConffiles)
+	}
+	// lintian with the package's overrides: no error, no warning.
+	if b, err := exec.CommandContext(t.Context(), "lintian", "--fail-on", "error,warning", deb).CombinedOutput(); err != nil {
+		t.Errorf("lintian %s: %v\n%s", filepath.Base(deb), err, b)
+	}
+	for _, name := range manPages {
+		if _, ok := got["/usr/share/man/man1/tagbridge-"+name+".1.gz"]; !ok {
+			t.Errorf("package lacks the man page tagbridge-%s(1)", name)
+		}
 	}
 	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
 		if fi, err := os.Stat(filepath.Join(control, s)); err != nil || fi.Mode().Perm()&0o111 == 0 {
@@ -255,9 +311,38 @@ func checkInstalled(t *testing.T, version string) {
 	if installed, err := os.ReadFile(configPath); err != nil || !bytes.Equal(installed, shipped) {
 		t.Errorf("%s differs from config.example.yaml (err %v)", configPath, err)
 	}
+	checkShippedConfig(t, string(shipped))
 	v := run(t, "/usr/bin/tagbridge", "version")
 	if !regexp.MustCompile(`^tagbridge ` + regexp.QuoteMeta(version) + ` \(commit [0-9a-f]{40}, built \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, go[0-9.]+\)\n$`).MatchString(v) {
 		t.Errorf("tagbridge version: %q, want version %s, a commit and a build date", v, version)
+	}
+}
+
+// checkDocs checks what the installed documentation does for a user: the
+// man pages, the completion scripts, the copyright file.
+func checkDocs(t *testing.T) {
+	t.Helper()
+	if got := run(t, "man", "-P", "cat", "tagbridge-validate"); !strings.Contains(got, "Loads the configuration") {
+		t.Errorf("man tagbridge-validate does not show the command's help:\n%s", got)
+	}
+	// bash: complete "tagbridge va" and "tagbridge certs create --d".
+	script := `. /usr/share/bash-completion/completions/tagbridge
+COMP_WORDS=(tagbridge va); COMP_CWORD=1; _tagbridge; echo "${COMPREPLY[*]}"
+COMP_WORDS=(tagbridge certs create --d); COMP_CWORD=3; _tagbridge; echo "${COMPREPLY[*]}"`
+	if got := run(t, "bash", "-c", script); got != "validate\n--days --dir\n" {
+		t.Errorf("bash completion: %q, want validate, then --days --dir", got)
+	}
+	run(t, "zsh", "-n", "/usr/share/zsh/vendor-completions/_tagbridge")
+
+	// Every Go module compiled into the binary is named in the copyright file.
+	copyright, err := os.ReadFile("/usr/share/doc/tagbridge/copyright")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(run(t, "go", "version", "-m", "/usr/bin/tagbridge")) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "dep" && !bytes.Contains(copyright, []byte(f[1])) {
+			t.Errorf("/usr/share/doc/tagbridge/copyright does not name the module %s compiled into the binary", f[1])
+		}
 	}
 }
 
@@ -281,6 +366,44 @@ func checkUser(t *testing.T) {
 	}
 	if pw[5] != "/var/lib/tagbridge" {
 		t.Errorf("user tagbridge has home %s, want /var/lib/tagbridge", pw[5])
+	}
+}
+
+// writablePath finds the absolute paths under /run and /var in the shipped
+// configuration, comments included (they suggest values to uncomment).
+var writablePath = regexp.MustCompile(`(/run|/var)/[A-Za-z0-9_./-]*[A-Za-z0-9_]`)
+
+// checkShippedConfig holds the shipped configuration to what a user may
+// copy from it: no notes of the project's own, and every path the agent
+// would write to (socket, spool, trust store) inside the directories the
+// unit's sandbox lets it write.
+func checkShippedConfig(t *testing.T, shipped string) {
+	t.Helper()
+	for _, word := range []string{"issue ", "issue)", "TODO", "FIXME", "XXX", "/work/", "/tmp/"} {
+		if strings.Contains(shipped, word) {
+			t.Errorf("the shipped configuration mentions %q, an internal note or a private path", word)
+		}
+	}
+	unit, err := os.ReadFile("tagbridge.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writable []string
+	for line := range strings.Lines(string(unit)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "RuntimeDirectory":
+			writable = append(writable, "/run/"+v+"/")
+		case "StateDirectory":
+			writable = append(writable, "/var/lib/"+v+"/")
+		case "ReadWritePaths":
+			writable = append(writable, strings.TrimSuffix(v, "/")+"/")
+		}
+	}
+	for _, p := range writablePath.FindAllString(shipped, -1) {
+		if !slices.ContainsFunc(writable, func(w string) bool { return strings.HasPrefix(p+"/", w) }) {
+			t.Errorf("the shipped configuration names %s, which tagbridge.service may not write (writable: %v)", p, writable)
+		}
 	}
 }
 
@@ -355,6 +478,17 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
 	}
 	return stdout.String()
+}
+
+// runCombined runs a command and returns its standard output and error,
+// as a user sees them.
+func runCombined(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	b, err := exec.CommandContext(t.Context(), name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, b)
+	}
+	return string(b)
 }
 
 func appendFile(t *testing.T, path string, b []byte) {

@@ -94,19 +94,50 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
+# Man pages and completions come from the commands' own --help, run from a
+# build for this machine (the packaged one may be for another architecture).
+say "man pages and shell completion"
+docs=$work/docs
+run go build -o "$work/host/tagbridge" -ldflags "-X main.version=$version" .
+run "$work/host/tagbridge" man "$docs/man"
+gzip -9n "$docs"/man/*.1
+"$work/host/tagbridge" completion bash >"$docs/tagbridge.bash"
+"$work/host/tagbridge" completion zsh >"$docs/_tagbridge"
+
+# The Debian changelog: one entry for this build, pointing at the history.
+changed=$(git log -1 --format=%cI HEAD)
+cat >"$work/changelog.yml" <<EOF
+- semver: $version-1
+  date: $changed
+  packager: ${PKG_MAINTAINER:-tagbridge maintainers <tagbridge@users.noreply.github.com>}
+  deb:
+    urgency: medium
+    distributions: [stable]
+  changes:
+    - commit: $commit
+      note: |-
+        Upstream build of commit $commit.
+        The changes are in the project's history:
+        https://github.com/tagbridge/tagbridge/commits
+EOF
+# nfpm does not expand variables in its changelog key: the path goes in here.
+sed "s|\${CHANGELOG}|$work/changelog.yml|" packaging/nfpm.yaml >"$work/nfpm.yaml"
+
 for arch in "${archs[@]}"; do
 	bin=$work/$arch/tagbridge
 	say "build linux/$arch"
-	run env CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath \
+	# PIE: address space layout randomisation for the whole binary, as
+	# Debian builds its programs (and lintian expects of a dynamic ELF).
+	run env CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -buildmode=pie \
 		-ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.date=$date" \
 		-o "$bin" .
 	for format in "${formats[@]}"; do
 		say "package $format $arch"
 		# nfpm names the file after the packaging conventions, e.g.
 		# tagbridge_1.2.3_amd64.deb and tagbridge-1.2.3-1.x86_64.rpm.
-		run env BINARY="$bin" PKG_ARCH="$arch" PKG_VERSION="$version" \
+		run env BINARY="$bin" PKG_ARCH="$arch" PKG_VERSION="$version" DOCS="$docs" \
 			PKG_MAINTAINER="${PKG_MAINTAINER:-tagbridge maintainers <tagbridge@users.noreply.github.com>}" \
-			go tool nfpm package --config packaging/nfpm.yaml --packager "$format" --target "$out/"
+			go tool nfpm package --config "$work/nfpm.yaml" --packager "$format" --target "$out/"
 	done
 done
 say "packages in $out"

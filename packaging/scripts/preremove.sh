@@ -8,9 +8,13 @@
 set -e
 
 if [ -d /run/systemd/system ]; then
+	invoke=systemctl
+	if command -v deb-systemd-invoke >/dev/null 2>&1; then
+		invoke=deb-systemd-invoke # honours policy-rc.d
+	fi
 	case "$1" in
-	remove) systemctl stop tagbridge.service || true ;;
-	0) systemctl disable --now tagbridge.service || true ;;
+	remove) "$invoke" stop tagbridge.service || true ;;
+	0) "$invoke" disable --now tagbridge.service || true ;;
 	esac
 fi
 exit 0
