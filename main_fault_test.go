@@ -18,9 +18,9 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 
-	"github.com/tagbridge/tagbridge/publish"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+	"github.com/tagbridge/tagbridge/spool"
 )
 
 // TestKill9DuringBrokerOutage: values flow to the broker; the broker
@@ -288,7 +288,7 @@ func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 		}
 		copyFile(t, filepath.Join(dir, e.Name()), filepath.Join(cp, e.Name()))
 	}
-	s, err := publish.OpenSpool(cp, 1<<30, zerolog.Nop())
+	s, err := spool.Open(cp, 1<<30, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("open the killed agent's spool: %v", err)
 	}

@@ -2,7 +2,6 @@ package publish
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,27 +10,13 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
 
-func TestStatusPrefix(t *testing.T) {
-	for _, tc := range []struct{ template, want string }{
-		{"tagbridge/{agent}/{plc}/{tag}", "tagbridge/ipc1"},
-		{"plant/site/{agent}/{plc}/{tag}", "plant/site/ipc1"},
-		{"{agent}/{plc}/{tag}", "ipc1"},
-		{"plant/{plc}/{tag}", "plant/ipc1"},
-		{"plant/x-{agent}/{tag}", "plant/x-ipc1"},
-		{"{plc}/{tag}", "ipc1"},
-	} {
-		if got := statusPrefix(tc.template, "ipc1"); got != tc.want {
-			t.Errorf("statusPrefix(%q) = %q, want %q", tc.template, got, tc.want)
-		}
-	}
-}
-
 func TestStatusTopicClash(t *testing.T) {
-	cfg := testConfig("tcp://127.0.0.1:1", 1)
+	cfg := testkit.Config("tcp://127.0.0.1:1", 1)
 	cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "status"})
 	cfg.Agent.SpoolDir = t.TempDir()
 	_, err := New(cfg, newNopLog())
@@ -40,57 +25,11 @@ func TestStatusTopicClash(t *testing.T) {
 	}
 }
 
-// A shared session's batch holds several PLC entries: one array each, in
-// order of first appearance, each in the batch's order.
-func TestBatchEncodeGroupsByPLC(t *testing.T) {
-	cfg := testConfig("tcp://127.0.0.1:1", 1)
-	cfg.MQTT.Batch = true
-	cfg.MQTT.BatchTopic = "b/{agent}/{plc}"
-	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "press2", Tags: []config.Tag{{Name: "t"}}})
-	tp, err := newTopics(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := newJSONFormat(cfg, tp, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := collectors.Batch{
-		{PLC: "press1", Tag: "temperature", Value: int32(1)},
-		{PLC: "press2", Tag: "t", Value: int32(2)},
-		{PLC: "press1", Tag: "pressure", Value: int32(3)},
-	}
-	var got []string
-	f.encode(b, true, func(topic string, payload []byte) {
-		var arr []map[string]any
-		if err := json.Unmarshal(payload, &arr); err != nil {
-			t.Fatalf("%s: %v: %s", topic, err, payload)
-		}
-		var vals []string
-		for _, o := range arr {
-			vals = append(vals, o["tag"].(string)+"="+string(mustJSON(t, o["value"])))
-		}
-		got = append(got, topic+" "+strings.Join(vals, ","))
-	})
-	want := []string{"b/a1/press1 temperature=1,pressure=3", "b/a1/press2 t=2"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("batches:\n got %q\nwant %q", got, want)
-	}
-}
-
-func mustJSON(t *testing.T, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // Status topics on a real broker: online with version on connect, each PLC
 // entry's state as it changes, all retained, and offline on a clean stop.
 func TestStatusTopics(t *testing.T) {
 	b := brokertest.Start(t)
-	cfg := testConfig(b.URL(), 1)
+	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.Version = "1.2.3-test"
 	log, _ := newLog(t)
 	p := newPublisher(t, cfg, log)
@@ -147,7 +86,7 @@ func TestStatusTopics(t *testing.T) {
 func TestStatusTopicsAfterReconnect(t *testing.T) {
 	b := brokertest.Start(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
-	cfg := testConfig("tcp://"+proxy.Addr(), 1)
+	cfg := testkit.Config("tcp://"+proxy.Addr(), 1)
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "#", 1)
@@ -181,16 +120,3 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 }
 
 func newNopLog() zerolog.Logger { return zerolog.Nop() }
-
-func TestFirstOfPLC(t *testing.T) {
-	b := collectors.Batch{{PLC: "a"}, {PLC: "a"}, {PLC: "b"}, {PLC: "a"}, {PLC: "c"}, {PLC: "b"}}
-	var firsts []int
-	for i := range b {
-		if firstOfPLC(b, i) {
-			firsts = append(firsts, i)
-		}
-	}
-	if fmt.Sprint(firsts) != "[0 2 4]" {
-		t.Fatalf("first samples of each PLC entry at %v, want [0 2 4]", firsts)
-	}
-}

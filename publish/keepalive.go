@@ -2,20 +2,13 @@ package publish
 
 import "time"
 
-// keepAliver is a format that sends keep-alive messages for writers that
-// have been quiet (Part 14's ua-keepalive).
-type keepAliver interface {
-	keepAlives(now time.Time) []Message
-}
-
 // keepAlive, on Run's goroutine, publishes the format's due keep-alives
 // at QoS 0 while the link is up.
 func (p *Publisher) keepAlive() {
-	k, ok := p.format.(keepAliver)
-	if !ok || !p.linkUp() {
+	if !p.linkUp() {
 		return
 	}
-	for _, m := range k.keepAlives(time.Now()) {
+	for _, m := range p.format.KeepAlives(time.Now()) {
 		if p.publishMessage(m) == nil {
 			return // link down
 		}

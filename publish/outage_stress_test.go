@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
@@ -38,7 +39,7 @@ func TestSpoolOutageOrderStress(t *testing.T) {
 	got := newArrivals()
 	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
 	log, _ := newLog(t)
-	p := newPublisher(t, testConfig(b.URL(), 1), log.Level(zerolog.InfoLevel))
+	p := newPublisher(t, testkit.Config(b.URL(), 1), log.Level(zerolog.InfoLevel))
 	in := make(chan collectors.Batch, 64)
 	done := start(t, p, in)
 

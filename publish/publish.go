@@ -22,6 +22,8 @@ import (
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/payload"
+	"github.com/tagbridge/tagbridge/spool"
 )
 
 // Offline queueing, as found in paho v1.5.1 (client.go Publish, Connect,
@@ -42,7 +44,7 @@ import (
 //
 // So Run hands paho a message only while the link is up: connected, with
 // everything stored before the reconnect acknowledged. Every sample is first
-// appended to the disk spool (see Spool), and the spool is read in order
+// appended to the disk spool (see spool.Spool), and the spool is read in order
 // whenever the link is up and the window has room: the spool holds the
 // backlog, and the samples channel never waits for the broker. paho's store
 // keeps only what was in flight when a connection dropped, and resends it in
@@ -75,6 +77,10 @@ const (
 	connectRetryInterval = 2 * time.Second
 	maxReconnectInterval = 5 * time.Second // back within seconds of a broker restart
 	connectTimeout       = 10 * time.Second
+
+	// maxGoodTopics bounds the topics remembered as checked (some 100
+	// bytes each), as the spool bounds those it interns.
+	maxGoodTopics = 1 << 14
 )
 
 // Publisher publishes samples to one MQTT broker.
@@ -82,8 +88,7 @@ type Publisher struct {
 	log    zerolog.Logger
 	client mqtt.Client
 	store  *store
-	topics *topics
-	format format
+	format payload.Format
 	qos    byte
 	retain bool
 	// maxPacket is mqtt.max_packet_size: a record whose packet would be
@@ -100,13 +105,13 @@ type Publisher struct {
 	idle       sync.Cond     // signalled when publishing turns false
 	up         chan struct{} // closed while the link is up
 	isUp       bool
-	publishing bool          // Run is inside client.Publish
-	lists      uint64        // store.lists when the latest connection attempt began
-	stored     int           // messages in the store when it began, which resume() resends
-	lastErr    string        // last connect failure logged
-	done       chan struct{} // closed when Run returns
-	announced  bool          // the format's connected messages went out on this link
-	direct     []Message     // the format's messages waiting for Run's goroutine
+	publishing bool              // Run is inside client.Publish
+	lists      uint64            // store.lists when the latest connection attempt began
+	stored     int               // messages in the store when it began, which resume() resends
+	lastErr    string            // last connect failure logged
+	done       chan struct{}     // closed when Run returns
+	announced  bool              // the format's connected messages went out on this link
+	direct     []payload.Message // the format's messages waiting for Run's goroutine
 	statuses   []collectors.PLCStatus
 	statusWake chan struct{} // statuses has entries for the intake
 	asideLog   bool          // a record set aside has been logged
@@ -129,7 +134,7 @@ type Publisher struct {
 	inflight    ring
 	failing     bool
 	spoolBroken bool // the latest spool write failed
-	spool       *Spool
+	spool       *spool.Spool
 	syncEach    time.Duration
 	handed      uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
 	pending     []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
@@ -175,18 +180,13 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	topics, err := newTopics(cfg)
+	formatOpts := payload.FromConfig(cfg)
+	format, err := payload.New(formatOpts, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	format, err := newFormat(cfg, topics, time.Now())
-	if err != nil {
+	if err := format.Open(); err != nil {
 		return nil, err
-	}
-	if o, ok := format.(stateful); ok {
-		if err := o.open(); err != nil {
-			return nil, err
-		}
 	}
 	qos := byte(m.QoS)
 	if cfg.MQTT.Payload == config.PayloadSparkplugB {
@@ -195,7 +195,6 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	p := &Publisher{
 		log:        log.With().Str("endpoint", u.Redacted()).Logger(),
 		store:      newStore(),
-		topics:     topics,
 		format:     format,
 		qos:        qos,
 		retain:     m.Retain,
@@ -209,7 +208,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		fenceWake:  make(chan struct{}, 1),
 	}
 	p.idle.L = &p.mu
-	p.silence = newSilence(cfg, p.queueStatus)
+	p.silence = newSilence(formatOpts.PLCs, p.queueStatus)
 
 	opts := mqtt.NewClientOptions().
 		AddBroker(m.URL).
@@ -230,7 +229,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify).
 		SetCustomOpenConnectionFn(openConn(p.maxPacket, p.store.resumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
-	if w, ok := format.will(); ok {
+	if w, ok := format.Will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
 	// paho sends the options' will with every CONNECT, resends its store
@@ -247,8 +246,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		if suspect {
 			p.store.resumeOneByOne()
 		}
-		if r, ok := format.(reconnector); ok {
-			w := r.reconnecting()
+		if _, ok := format.Will(); ok {
+			w := format.Reconnecting()
 			o.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 		}
 	})
@@ -273,10 +272,20 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 	}
 	maxBytes := int64(cmp.Or(m.Spool.MaxBytes, config.DefaultSpoolMaxBytes))
 	p.syncEach = cmp.Or(m.Spool.SyncInterval.Duration(), config.DefaultSpoolSyncInterval)
-	if p.spool, err = OpenSpool(cfg.Agent.SpoolDir, maxBytes, p.log); err != nil { // p.log names the component (mqtt); the spool prefixes its messages
+	if p.spool, err = spool.Open(cfg.Agent.SpoolDir, maxBytes, p.log); err != nil { // p.log names the component (mqtt); the spool prefixes its messages
 		return nil, err
 	}
 	return p, nil
+}
+
+// CheckTopics renders every topic the configuration makes (tags, batches,
+// status) and checks them as New does, without touching the broker or the
+// spool: validate and a reload refuse what run would.
+func CheckTopics(cfg *config.Config) error {
+	if err := payload.Check(payload.FromConfig(cfg)); err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	return nil
 }
 
 // tlsConfig loads the TLS files through g, which checks each file actually
@@ -441,7 +450,7 @@ func (p *Publisher) fenceAnswered() {
 func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake chan<- struct{}) {
 	defer p.spoolFlush()
 	take := func(batch collectors.Batch) {
-		p.format.encode(batch, p.linkUp(), p.spoolAppend)
+		p.format.Encode(batch, p.linkUp(), p.spoolAppend)
 	}
 	for {
 		select {
@@ -498,7 +507,7 @@ func (p *Publisher) takeStatuses() {
 	p.statuses = nil
 	p.mu.Unlock()
 	for _, st := range sts {
-		msgs := p.format.plcStatus(st, p.spoolAppend)
+		msgs := p.format.PLCStatus(st, p.spoolAppend)
 		if len(msgs) == 0 {
 			continue
 		}
@@ -532,12 +541,12 @@ func (p *Publisher) announceable() <-chan struct{} {
 func (p *Publisher) announce() {
 	p.newConnection()
 	p.mu.Lock()
-	var msgs []Message
+	var msgs []payload.Message
 	if !p.announced {
 		p.announced = true
 		p.direct = nil // connected() covers the latest state
 		p.mu.Unlock()
-		msgs = p.format.connected()
+		msgs = p.format.Connected()
 	} else {
 		msgs, p.direct = p.direct, nil
 		p.mu.Unlock()
@@ -550,7 +559,7 @@ func (p *Publisher) announce() {
 }
 
 // publishMessage sends m at QoS 0 if the link is up, and returns nil if not.
-func (p *Publisher) publishMessage(m Message) mqtt.Token {
+func (p *Publisher) publishMessage(m payload.Message) mqtt.Token {
 	return p.handOver(m.Topic, 0, m.Retain, m.Payload)
 }
 
@@ -558,7 +567,7 @@ func (p *Publisher) publishMessage(m Message) mqtt.Token {
 // them to be written, so a clean stop says so before the will could.
 func (p *Publisher) farewell() {
 	var last mqtt.Token
-	for _, m := range p.format.stopping() {
+	for _, m := range p.format.Stopping() {
 		if tok := p.publishMessage(m); tok != nil {
 			last = tok
 		}
@@ -640,7 +649,7 @@ func (p *Publisher) pump() {
 		if !p.publishPrelude(topic) {
 			break // the link went down
 		}
-		if payload = p.format.outgoing(topic, payload); payload == nil {
+		if payload = p.format.Outgoing(topic, payload); payload == nil {
 			p.skipRecord(topic, seq)
 			continue
 		}
@@ -664,11 +673,7 @@ func (p *Publisher) pump() {
 // publishPrelude publishes what the format sends before a record (see
 // preluder); false if the link is down.
 func (p *Publisher) publishPrelude(topic string) bool {
-	pre, ok := p.format.(preluder)
-	if !ok {
-		return true
-	}
-	for _, m := range pre.prelude(topic) {
+	for _, m := range p.format.Prelude(topic) {
 		if p.publishMessage(m) == nil {
 			return false
 		}
@@ -680,32 +685,19 @@ func (p *Publisher) publishPrelude(topic string) bool {
 // can: a topic the broker would refuse (a spool written under an older
 // configuration), or a packet larger than mqtt.max_packet_size.
 func (p *Publisher) unsendable(topic string, payloadLen int) string {
-	if size := packetSize(topic, payloadLen, p.qos); size > p.maxPacket {
+	if size := payload.PacketSize(topic, payloadLen, p.qos); size > p.maxPacket {
 		return fmt.Sprintf("packet of %d bytes, over mqtt.max_packet_size (%d)", size, p.maxPacket)
 	}
 	if _, ok := p.goodTopics[topic]; ok {
 		return ""
 	}
-	if err := checkTopic(topic); err != nil {
+	if err := payload.CheckTopic(topic); err != nil {
 		return "topic " + err.Error()
 	}
-	if len(p.goodTopics) < maxTopics {
+	if len(p.goodTopics) < maxGoodTopics {
 		p.goodTopics[topic] = struct{}{}
 	}
 	return ""
-}
-
-// packetSize is the size of the PUBLISH packet of a message.
-func packetSize(topic string, payloadLen int, qos byte) int {
-	remaining := 2 + len(topic) + payloadLen
-	if qos > 0 {
-		remaining += 2 // packet identifier
-	}
-	header := 2
-	for n := remaining >> 7; n > 0; n >>= 7 {
-		header++
-	}
-	return header + remaining
 }
 
 // setAsideRecord moves the record at the spool's reader to the dead-letter
@@ -958,10 +950,8 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.resent.Add(uint64(p.stored))
 		p.mu.Unlock()
 		p.log.Info().Msg("connected to broker")
-		if s, ok := p.format.(sessioner); ok {
-			if err := s.sessionStarted(); err != nil {
-				p.log.Error().Err(err).Msg("cannot store the session state: the next start may repeat it")
-			}
+		if err := p.format.SessionStarted(); err != nil {
+			p.log.Error().Err(err).Msg("cannot store the session state: the next start may repeat it")
 		}
 		p.subscribeCommands(c)
 		p.resumed(c)
@@ -1003,53 +993,18 @@ func (p *Publisher) refused() (suspect bool) {
 	return false
 }
 
-// reconnector is a format whose will changes per connection (Sparkplug's
-// bdSeq): reconnecting returns the will for the next attempt.
-type reconnector interface {
-	reconnecting() Message
-}
-
-// stateful is a format with state files of its own, which New opens
-// (never validate: see CheckTopics).
-type stateful interface {
-	open() error
-}
-
-// sessioner is a format that hears of every CONNECT the broker accepts,
-// before anything is published on it (Sparkplug's bdSeq).
-type sessioner interface {
-	sessionStarted() error
-}
-
-// preluder is a format that may have messages go out, at QoS 0, right
-// before a spooled record (Sparkplug's DBIRTH before the first DDATA of a
-// device on a connection).
-type preluder interface {
-	prelude(topic string) []Message
-}
-
-// commander is a format that takes commands from the broker (Sparkplug's
-// NCMD). Run subscribes to its topics, at QoS 1, after every connect and
-// before the format's connected messages go out.
-type commander interface {
-	commandTopics() []string
-	// command reports whether a message asks for the connected messages
-	// again (a rebirth). paho's goroutine calls it.
-	command(topic string, payload []byte) bool
-}
-
 func (p *Publisher) subscribeCommands(c mqtt.Client) {
-	cmd, ok := p.format.(commander)
-	if !ok {
+	cmd := p.format
+	if len(cmd.CommandTopics()) == 0 {
 		return
 	}
 	filters := map[string]byte{}
-	for _, t := range cmd.commandTopics() {
+	for _, t := range cmd.CommandTopics() {
 		filters[t] = 1
 	}
-	topic := strings.Join(cmd.commandTopics(), " ")
+	topic := strings.Join(cmd.CommandTopics(), " ")
 	tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
-		rebirth := cmd.command(m.Topic(), m.Payload())
+		rebirth := cmd.Command(m.Topic(), m.Payload())
 		p.checkGate()
 		if !rebirth {
 			return
@@ -1069,19 +1024,8 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 	}
 }
 
-// gater is a format that holds the link shut while it must not send
-// (Sparkplug's Primary Host offline): values wait in the spool.
-type gater interface {
-	// gate reports whether the format may send; changed is closed when
-	// that changes (nil if it never does).
-	gate() (open bool, changed <-chan struct{})
-}
-
 func (p *Publisher) gate() (open bool, changed <-chan struct{}) {
-	if g, ok := p.format.(gater); ok {
-		return g.gate()
-	}
-	return true, nil
+	return p.format.Gate()
 }
 
 var errHostOffline = errors.New("primary host offline: session ended")

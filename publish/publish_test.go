@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,32 +20,12 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 const wait = 20 * time.Second
-
-var clientIDs atomic.Int64
-
-func testConfig(url string, qos int) *config.Config {
-	return &config.Config{
-		Agent: config.Agent{ID: "a1"},
-		MQTT: config.MQTT{
-			URL:       url,
-			ClientID:  fmt.Sprintf("tagbridge-test-%d", clientIDs.Add(1)),
-			QoS:       qos,
-			Keepalive: config.Duration(30 * time.Second),
-			Topic:     "tagbridge/{agent}/{plc}/{tag}",
-		},
-		PLCs: []config.PLC{{
-			Name: "press1",
-			Tags: []config.Tag{
-				{Name: "temperature"},
-				{Name: "pressure", Topic: "plant/{plc}/p/{tag}"},
-			},
-		}},
-	}
-}
 
 // logSink is a zerolog writer that tests can wait on.
 type logSink struct {
@@ -178,7 +159,7 @@ func TestPublishQoS(t *testing.T) {
 			b := brokertest.Start(t)
 			msgs := brokertest.Subscribe(t, b.URL(), "#", byte(qos))
 			log, _ := newLog(t)
-			p := newPublisher(t, testConfig(b.URL(), qos), log)
+			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
 			in := make(chan collectors.Batch)
 			done := start(t, p, in)
 			for _, s := range samples {
@@ -193,7 +174,7 @@ func TestPublishQoS(t *testing.T) {
 				t.Errorf("Stats after Run = %+v, want %d published", st, len(samples))
 			}
 			for i, m := range receive(t, msgs, len(samples)) {
-				if want := AppendJSON(nil, &samples[i]); m.Topic != wantTopics[i] || !sameJSON(m.Payload, want) || m.Retained {
+				if want := payload.AppendJSON(nil, &samples[i]); m.Topic != wantTopics[i] || !sameJSON(m.Payload, want) || m.Retained {
 					t.Errorf("message %d:\n got %s %s retained=%v\nwant %s %s", i, m.Topic, m.Payload, m.Retained, wantTopics[i], want)
 				}
 			}
@@ -206,7 +187,7 @@ func TestPublishRetain(t *testing.T) {
 		t.Run(fmt.Sprintf("retain=%v", retain), func(t *testing.T) {
 			b := brokertest.Start(t)
 			log, _ := newLog(t)
-			cfg := testConfig(b.URL(), 1)
+			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.Retain = retain
 			p := newPublisher(t, cfg, log)
 			in := make(chan collectors.Batch, 1)
@@ -225,7 +206,7 @@ func TestPublishRetain(t *testing.T) {
 			for len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "live ") {
 				m := receive(t, msgs, 1)[0]
 				got = append(got, fmt.Sprintf("%s retained=%v", m.Topic, m.Retained))
-				if m.Topic == "tagbridge/a1/press1/temperature" && !sameJSON(m.Payload, AppendJSON(nil, &s)) {
+				if m.Topic == "tagbridge/a1/press1/temperature" && !sameJSON(m.Payload, payload.AppendJSON(nil, &s)) {
 					t.Errorf("payload %s", m.Payload)
 				}
 			}
@@ -263,7 +244,7 @@ func sameSet(a, b []string) bool {
 // sendRaw publishes with a plain paho client, at QoS 1.
 func sendRaw(t *testing.T, url, topic string, retain bool) {
 	t.Helper()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("raw-%d", clientIDs.Add(1))))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(testkit.ClientID("raw-")))
 	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("raw connect: %v", tok.Error())
 	}
@@ -308,7 +289,7 @@ func TestPublishOrder(t *testing.T) {
 	b := brokertest.Start(t)
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, _ := newLog(t)
-	p := newPublisher(t, testConfig(b.URL(), 1), log)
+	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
 	in := make(chan collectors.Batch, 256)
 	done := start(t, p, in)
 	go func() {
@@ -337,7 +318,7 @@ func TestPublishPassword(t *testing.T) {
 	t.Run("right", func(t *testing.T) {
 		msgs := brokertest.Subscribe(t, url, "#", 1)
 		log, _ := newLog(t)
-		cfg := testConfig(b.URL(), 1)
+		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "s3cret"
 		p := newPublisher(t, cfg, log)
 		in := make(chan collectors.Batch, 1)
@@ -353,7 +334,7 @@ func TestPublishPassword(t *testing.T) {
 
 	t.Run("wrong", func(t *testing.T) {
 		log, logs := newLog(t)
-		cfg := testConfig(b.URL(), 1)
+		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "wr0ng-pa55"
 		p := newPublisher(t, cfg, log)
 		in := make(chan collectors.Batch, 1)
@@ -387,7 +368,7 @@ func TestPublishOutage(t *testing.T) {
 	b := brokertest.Start(t)
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, logs := newLog(t)
-	p := newPublisher(t, testConfig(b.URL(), 1), log)
+	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
 	in := make(chan collectors.Batch, 2000) // room for all sent during the outage
 	done := start(t, p, in)
 	next := 0
@@ -469,7 +450,7 @@ func TestPublishBrokerDownAtStart(t *testing.T) {
 			msgs := brokertest.Subscribe(t, b.URL(), "#", 1)
 			b.Stop()
 			log, logs := newLog(t)
-			p := newPublisher(t, testConfig(b.URL(), qos), log)
+			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
 			in := make(chan collectors.Batch, 10)
 			done := start(t, p, in)
 			for i := range 10 {
@@ -505,7 +486,7 @@ func TestPublishHardStop(t *testing.T) {
 	url := "tcp://" + l.Addr().String()
 	l.Close() // nothing listens there now
 	log, logs := newLog(t)
-	p := newPublisher(t, testConfig(url, 1), log)
+	p := newPublisher(t, testkit.Config(url, 1), log)
 	in := make(chan collectors.Batch)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -535,7 +516,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig("tcp://127.0.0.1:1883", 1)
+			cfg := testkit.Config("tcp://127.0.0.1:1883", 1)
 			cfg.Agent.AllowedCertDirs = []string{"/nonexistent"}
 			tt.change(cfg)
 			_, err := New(cfg, zerolog.Nop())
@@ -543,27 +524,6 @@ func TestNewErrors(t *testing.T) {
 				t.Errorf("New = %v\nwant %s", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestTopics(t *testing.T) {
-	tp, err := newTopics(testConfig("", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct{ plc, tag, want string }{
-		{"press1", "temperature", "tagbridge/a1/press1/temperature"},
-		{"press1", "pressure", "plant/press1/p/pressure"},
-		{"press1", "other", "tagbridge/a1/press1/other"},
-		{"p/2", "#", "tagbridge/a1/p_2/_"},
-		{"p", "bad\xff", "tagbridge/a1/p/bad\uFFFD"},
-	} {
-		if got := tp.topic(tt.plc, tt.tag); got != tt.want {
-			t.Errorf("topic(%q, %q) = %q, want %q", tt.plc, tt.tag, got, tt.want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { tp.topic("press1", "temperature") }); n != 0 {
-		t.Errorf("%v allocs for a configured tag, want 0", n)
 	}
 }
 
@@ -583,4 +543,27 @@ func runs(seq []int) string {
 		i = j + 1
 	}
 	return b.String()
+}
+
+// TestNewSpoolDir: a spool directory that cannot be created, or that another
+// agent uses, stops New with an error naming it.
+func TestNewSpoolDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testkit.Config("tcp://127.0.0.1:1883", 1)
+	cfg.Agent.SpoolDir = filepath.Join(file, "spool")
+	_, err := New(cfg, zerolog.Nop())
+	if want := "spool directory " + cfg.Agent.SpoolDir + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
+		t.Errorf("New = %v\nwant %s", err, want)
+	}
+
+	cfg.Agent.SpoolDir = t.TempDir()
+	p := newPublisher(t, cfg, zerolog.Nop())
+	defer p.spool.Close()
+	_, err = New(cfg, zerolog.Nop())
+	if want := "spool directory " + cfg.Agent.SpoolDir + ": in use by another process"; err == nil || err.Error() != want {
+		t.Errorf("second New = %v\nwant %s", err, want)
+	}
 }

@@ -6,11 +6,8 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/collectors"
-	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/payload"
 )
-
-// minSilence is the shortest bound, as the session's watchdog has one.
-const minSilence = 5 * time.Second
 
 // silence turns a PLC entry that stays recovering for longer than its
 // bound into disconnected, for every format. While recovering, the session
@@ -27,27 +24,16 @@ type silence struct {
 	queue  func(collectors.PLCStatus)
 }
 
-func newSilence(cfg *config.Config, queue func(collectors.PLCStatus)) *silence {
+func newSilence(plcs []payload.PLC, queue func(collectors.PLCStatus)) *silence {
 	s := &silence{
 		bounds: map[string]time.Duration{},
 		timers: map[string]*armed{},
 		queue:  queue,
 	}
-	for _, plc := range cfg.PLCs {
-		s.bounds[plc.Name] = watchdogBound(plc)
+	for _, plc := range plcs {
+		s.bounds[plc.Name] = plc.Silence
 	}
 	return s
-}
-
-// watchdogBound is how long a PLC entry's session may stay silent before
-// its watchdog rebuilds it: watchdog_intervals times the slowest
-// publishing interval, at least 5 s.
-func watchdogBound(plc config.PLC) time.Duration {
-	slowest := plc.PublishingInterval.Duration()
-	for _, t := range plc.Tags {
-		slowest = max(slowest, t.PublishingInterval.Duration())
-	}
-	return max(time.Duration(plc.WatchdogIntervals)*slowest, minSilence)
 }
 
 // note passes st on to queue, and arms or disarms st.PLC's timer. A
@@ -65,7 +51,7 @@ func (s *silence) note(st collectors.PLCStatus) {
 	}
 	bound, ok := s.bounds[st.PLC]
 	if !ok {
-		bound = minSilence
+		bound = payload.MinSilence
 	}
 	a := &armed{}
 	a.timer = time.AfterFunc(bound, func() { s.expire(st, a, bound) })

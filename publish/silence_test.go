@@ -11,6 +11,8 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
 )
 
 // TestSilence: a PLC entry recovering for longer than its watchdog is
@@ -52,7 +54,7 @@ func TestSilence(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var mu sync.Mutex
 				var got []string
-				s := newSilence(cfg, func(st collectors.PLCStatus) {
+				s := newSilence(payload.FromConfig(cfg).PLCs, func(st collectors.PLCStatus) {
 					mu.Lock()
 					defer mu.Unlock()
 					g := st.PLC + " " + st.State
@@ -84,32 +86,31 @@ func TestSilence(t *testing.T) {
 // default JSON, a retained status "disconnected", and in opcua_json a Bad
 // key frame with Bad_NoCommunication that node-opcua-json reads as Bad.
 func TestSilenceReachesFormats(t *testing.T) {
-	cfg := uaConfig("tcp://127.0.0.1:1")
+	const badNoCommunication = 0x80310000
+	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
 	for i := range cfg.PLCs {
 		cfg.PLCs[i].PublishingInterval = config.Duration(time.Second)
 		cfg.PLCs[i].WatchdogIntervals = 10
 	}
 	var frame []byte
-	var status []Message
+	var status []payload.Message
 	synctest.Test(t, func(t *testing.T) {
-		ua, err := newUAJSONFormat(cfg)
+		ua, err := payload.New(payload.FromConfig(cfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		tp, err := newTopics(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := newJSONFormat(cfg, tp, time.Now())
+		jsCfg := *cfg
+		jsCfg.MQTT.Payload = config.PayloadJSON
+		js, err := payload.New(payload.FromConfig(&jsCfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
-		s := newSilence(cfg, func(st collectors.PLCStatus) {
+		s := newSilence(payload.FromConfig(cfg).PLCs, func(st collectors.PLCStatus) {
 			mu.Lock()
 			defer mu.Unlock()
-			ua.plcStatus(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
-			status = append(status, js.plcStatus(st, nil)...)
+			ua.PLCStatus(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
+			status = append(status, js.PLCStatus(st, nil)...)
 		})
 		defer s.stop()
 		s.note(collectors.PLCStatus{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"})
@@ -127,9 +128,9 @@ func TestSilenceReachesFormats(t *testing.T) {
 		!bytes.Contains(status[1].Payload, []byte(`"state":"disconnected","reason":"no values for 10s while recovering"`)) {
 		t.Fatalf("json statuses: %+v", status)
 	}
-	data, _ := uaSchemas(t)
-	schemaCheck(t, data, frame)
-	m := decodeUA[uaNetworkMessage](t, frame)
+	data, _ := testkit.UASchemas(t)
+	testkit.SchemaCheck(t, data, frame)
+	m := testkit.DecodeUA[testkit.UANetworkMessage](t, frame)
 	dm := m.Messages[0]
 	if dm.MessageType != "ua-keyframe" || dm.Status == nil || dm.Status.Code != badNoCommunication || len(dm.Payload) != 2 {
 		t.Fatalf("key frame: %s", frame)
@@ -138,7 +139,7 @@ func TestSilenceReachesFormats(t *testing.T) {
 	for tag, dv := range dm.Payload {
 		fields[tag] = dv
 	}
-	for tag, r := range decodeWithNode(t, fields, slices.Sorted(maps.Keys(fields))) {
+	for tag, r := range testkit.DecodeWithNode(t, fields, slices.Sorted(maps.Keys(fields))) {
 		if r.Error != "" || r.Status != badNoCommunication {
 			t.Errorf("%s: node-opcua-json decodes status 0x%08X (%s), want Bad_NoCommunication", tag, r.Status, r.Error)
 		}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/payload/sparkplugb"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
-	"github.com/tagbridge/tagbridge/publish/sparkplugb"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 

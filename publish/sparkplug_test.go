@@ -7,13 +7,10 @@ package publish
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,174 +22,12 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
+	"github.com/tagbridge/tagbridge/payload/sparkplugb"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
-	"github.com/tagbridge/tagbridge/publish/sparkplugb"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
-
-func spConfig(url string) *config.Config {
-	cfg := testConfig(url, 1)
-	cfg.MQTT.Payload = config.PayloadSparkplugB
-	cfg.MQTT.Sparkplug.GroupID = "plant1"
-	return cfg
-}
-
-func decodeSp(t *testing.T, payload []byte) *sparkplugb.Payload {
-	t.Helper()
-	var p sparkplugb.Payload
-	if err := proto.Unmarshal(payload, &p); err != nil {
-		t.Fatalf("decode: %v", err)
-	}
-	return &p
-}
-
-// Every value type the collectors produce, in a DBIRTH and a DDATA.
-func TestSparkplugEncode(t *testing.T) {
-	cfg := spConfig("tcp://127.0.0.1:1")
-	cfg.Agent.SpoolDir = t.TempDir()
-	cfg.PLCs[0].Tags = nil
-	ts := time.Date(2026, 11, 22, 10, 15, 30, 123000000, time.UTC)
-	samples := collectors.Batch{
-		{Tag: "bool", Value: true, Type: "Boolean"},
-		{Tag: "sbyte", Value: int8(-2), Type: "SByte"},
-		{Tag: "int16", Value: int16(-300), Type: "Int16"},
-		{Tag: "int32", Value: int64(-70000), Type: "Int32"}, // widened by the collector
-		{Tag: "int64", Value: int64(math.MinInt64), Type: "Int64"},
-		{Tag: "byte", Value: uint8(200), Type: "Byte"},
-		{Tag: "uint32", Value: uint32(math.MaxUint32), Type: "UInt32"},
-		{Tag: "uint64", Value: uint64(math.MaxUint64), Type: "UInt64"},
-		{Tag: "float", Value: float32(1.5), Type: "Float"},
-		{Tag: "double", Value: -2.25, Type: "Double"},
-		{Tag: "string", Value: "ü", Type: "String"},
-		{Tag: "time", Value: ts, Type: "DateTime"},
-		{Tag: "bytes", Value: []byte{0, 1, 255}, Type: "ByteString"},
-		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: "Int32"},
-		{Tag: "null", Value: nil, Type: "Double", Status: "BadNodeIdUnknown"}, // the node's DataType, from the collector
-		{Tag: "uncertain", Value: 1.0, Type: "Double", Status: "UncertainLastUsableValue"},
-		{Tag: "bools", Value: []any{true, false, true, false, false, false, false, false, true}, Type: "Boolean"},
-		{Tag: "strings", Value: []any{"a", "", "bc"}, Type: "String"},
-		{Tag: "matrix", Value: []any{[]any{int64(1)}, []any{int64(2)}}, Type: "Int64"},
-		{Tag: "times", Value: []any{ts}, Type: "DateTime"},
-		{Tag: "sbytes", Value: []any{int8(-1), int8(2)}, Type: "SByte"},
-		{Tag: "untyped", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"}, // no DataType known: left out
-	}
-	for i := range samples {
-		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: samples[i].Tag})
-		samples[i].PLC = "press1"
-		if samples[i].Status == "" {
-			samples[i].Status = "Good"
-		}
-		samples[i].SourceTime = ts.Add(time.Duration(i) * time.Millisecond)
-	}
-	f, err := newSparkplugFormat(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type rec struct {
-		topic   string
-		payload []byte
-	}
-	var recs []rec
-	f.encode(samples, false, func(topic string, payload []byte) {
-		recs = append(recs, rec{topic, slices.Clone(payload)})
-	})
-	if len(recs) != 2 || recs[0].topic != "spBv1.0/plant1/DBIRTH/a1/press1" || recs[1].topic != "spBv1.0/plant1/DDATA/a1/press1" {
-		t.Fatalf("records: %v", recs)
-	}
-	birth, data := decodeSp(t, recs[0].payload), decodeSp(t, recs[1].payload)
-	if len(birth.Metrics) != len(samples)-1 || len(data.Metrics) != len(samples)-1 {
-		t.Fatalf("metrics: %d in DBIRTH, %d in DDATA, want %d (all but the untyped null)", len(birth.Metrics), len(data.Metrics), len(samples)-1)
-	}
-	if data.Seq != nil || birth.Seq != nil {
-		t.Errorf("spooled records carry a seq; outgoing adds it")
-	}
-	D := sparkplugb.DataType_value
-	wantType := []string{"Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt32", "UInt64", "Float", "Double", "String", "DateTime", "Bytes", "Int32Array", "Double", "Double",
-		"BooleanArray", "StringArray", "String", "DateTimeArray", "Int8Array"}
-	for i, m := range birth.Metrics {
-		s := &samples[i]
-		d := data.Metrics[i]
-		if m.GetName() != s.Tag || m.GetAlias() != uint64(i+1) || m.GetDatatype() != uint32(D[wantType[i]]) {
-			t.Errorf("DBIRTH metric %d: name %q alias %d datatype %d, want %q %d %s", i, m.GetName(), m.GetAlias(), m.GetDatatype(), s.Tag, i+1, wantType[i])
-		}
-		if d.Name != nil || d.Datatype != nil || d.GetAlias() != uint64(i+1) || !d.GetIsHistorical() {
-			t.Errorf("DDATA metric %d: %v; want alias %d only, historical", i, d, i+1)
-		}
-		if want := uint64(s.SourceTime.UnixMilli()); d.GetTimestamp() != want || m.GetTimestamp() != want {
-			t.Errorf("metric %d: timestamps %d, %d, want %d", i, m.GetTimestamp(), d.GetTimestamp(), want)
-		}
-		// Both carry the same value.
-		if !proto.Equal(&sparkplugb.Payload_Metric{Value: m.Value, IsNull: m.IsNull, Properties: m.Properties},
-			&sparkplugb.Payload_Metric{Value: d.Value, IsNull: d.IsNull, Properties: d.Properties}) {
-			t.Errorf("metric %d: DBIRTH value %v, DDATA %v", i, m, d)
-		}
-	}
-	m := data.Metrics
-	checks := []struct {
-		name    string
-		ok      bool
-		got     any
-		wantVal any
-	}{
-		{"bool", m[0].GetBooleanValue(), m[0].Value, true},
-		{"sbyte", m[1].GetIntValue() == 0xFFFFFFFE, m[1].Value, "uint32 sign-extended"},
-		{"int16", int32(m[2].GetIntValue()) == -300, m[2].Value, -300},
-		{"int32", int32(m[3].GetIntValue()) == -70000, m[3].Value, -70000},
-		{"int64", int64(m[4].GetLongValue()) == math.MinInt64, m[4].Value, int64(math.MinInt64)},
-		{"byte", m[5].GetIntValue() == 200, m[5].Value, 200},
-		{"uint32", m[6].GetIntValue() == math.MaxUint32, m[6].Value, uint32(math.MaxUint32)},
-		{"uint64", m[7].GetLongValue() == math.MaxUint64, m[7].Value, uint64(math.MaxUint64)},
-		{"float", m[8].GetFloatValue() == 1.5, m[8].Value, 1.5},
-		{"double", m[9].GetDoubleValue() == -2.25, m[9].Value, -2.25},
-		{"string", m[10].GetStringValue() == "ü", m[10].Value, "ü"},
-		{"time", m[11].GetLongValue() == uint64(ts.UnixMilli()), m[11].Value, ts.UnixMilli()},
-		{"bytes", string(m[12].GetBytesValue()) == "\x00\x01\xff", m[12].Value, "00 01 ff"},
-		{"array", string(m[13].GetBytesValue()) == "\x01\x00\x00\x00\x02\x00\x00\x00", m[13].Value, "1, 2 as 4-byte little endian"},
-		{"null", m[14].GetIsNull() && m[14].Value == nil && quality(m[14]) == 0 && birth.Metrics[14].GetIsNull(), m[14], "null, Quality 0"},
-		{"uncertain", m[15].GetDoubleValue() == 1 && quality(m[15]) == 500, m[15], "1, Quality 500 (Stale)"},
-		{"bools", string(m[16].GetBytesValue()) == "\x09\x00\x00\x00\xa0\x80", m[16].Value, "count 9, bits 10100000 10000000"},
-		{"strings", string(m[17].GetBytesValue()) == "a\x00\x00bc\x00", m[17].Value, "NUL-terminated"},
-		{"matrix", m[18].GetStringValue() == "[[1],[2]]", m[18].Value, "JSON"},
-		{"times", string(m[19].GetBytesValue()) == string(binary.LittleEndian.AppendUint64(nil, uint64(ts.UnixMilli()))), m[19].Value, "ms, 8-byte little endian"},
-		{"sbytes", string(m[20].GetBytesValue()) == "\xff\x02", m[20].Value, "ff 02"},
-	}
-	for _, c := range checks {
-		if !c.ok {
-			t.Errorf("%s: got %v, want %v", c.name, c.got, c.wantVal)
-		}
-	}
-	if quality(m[0]) != -1 {
-		t.Errorf("a Good value has a Quality property: %v", m[0])
-	}
-
-	// Online, a known datatype: DDATA alone, not historical. A new datatype
-	// (a Double that turns String): DBIRTH first.
-	recs = nil
-	f.encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: 3.5, Type: "Double", Status: "Good"}}, true, func(topic string, payload []byte) {
-		recs = append(recs, rec{topic, slices.Clone(payload)})
-	})
-	if len(recs) != 1 || decodeSp(t, recs[0].payload).Metrics[0].IsHistorical != nil {
-		t.Fatalf("online DDATA: %v", recs)
-	}
-	recs = nil
-	f.encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: "x", Type: "String", Status: "Good"}}, true, func(topic string, payload []byte) {
-		recs = append(recs, rec{topic, slices.Clone(payload)})
-	})
-	if len(recs) != 2 || !strings.Contains(recs[0].topic, "/DBIRTH/") || decodeSp(t, recs[0].payload).Metrics[9].GetDatatype() != uint32(D["String"]) {
-		t.Fatalf("after a datatype change: %v", recs)
-	}
-}
-
-// quality is the metric's Quality property, -1 if none.
-func quality(m *sparkplugb.Payload_Metric) int {
-	ps := m.GetProperties()
-	for i, k := range ps.GetKeys() {
-		if k == "Quality" && i < len(ps.GetValues()) {
-			return int(ps.GetValues()[i].GetIntValue())
-		}
-	}
-	return -1
-}
 
 // spMsg is a decoded Sparkplug message.
 type spMsg struct {
@@ -217,6 +52,14 @@ type spStream struct {
 	born  map[string]bool // devices born since the latest NBIRTH
 }
 
+// Sparkplug 3.0's metric names, and the file in agent.spool_dir that keeps
+// the bdSeq across restarts.
+const (
+	spRebirth = "Node Control/Rebirth"
+	spBDSeq   = "bdSeq"
+	bdSeqFile = "sparkplug_bdseq"
+)
+
 func (s *spStream) next() spMsg {
 	s.t.Helper()
 	m := receive(s.t, s.msgs, 1)[0]
@@ -227,7 +70,7 @@ func (s *spStream) next() spMsg {
 	if len(levels) < 4 || levels[0] != "spBv1.0" || levels[1] != "plant1" || levels[3] != "a1" || m.Retained {
 		s.t.Fatalf("unexpected message %s (retained %v)", m.Topic, m.Retained)
 	}
-	msg := spMsg{kind: levels[2], p: decodeSp(s.t, m.Payload), qos: m.QoS}
+	msg := spMsg{kind: levels[2], p: testkit.DecodeSparkplug(s.t, m.Payload), qos: m.QoS}
 	if len(levels) > 4 {
 		msg.device = levels[4]
 	}
@@ -357,7 +200,7 @@ func protocDecode(t *testing.T, payload []byte) string {
 	if err != nil {
 		t.Fatalf("protoc, the third-party decoder of these tests, is missing (apt-get install -y protobuf-compiler): %v", err)
 	}
-	cmd := exec.Command(protoc, "--proto_path=sparkplugb", "--decode=tagbridge.sparkplugb.Payload", "sparkplug_b.proto")
+	cmd := exec.Command(protoc, "--proto_path=../payload/sparkplugb", "--decode=tagbridge.sparkplugb.Payload", "sparkplug_b.proto")
 	cmd.Stdin = bytes.NewReader(payload)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -378,18 +221,6 @@ func (s *spStream) expect(kind, device string) spMsg {
 	return m
 }
 
-// metricNamed returns p's metric with that name, or fails.
-func metricNamed(t *testing.T, p *sparkplugb.Payload, name string) *sparkplugb.Payload_Metric {
-	t.Helper()
-	for _, m := range p.Metrics {
-		if m.GetName() == name {
-			return m
-		}
-	}
-	t.Fatalf("no metric %q in %v", name, p)
-	return nil
-}
-
 func readBDSeqFile(t *testing.T, dir string) uint64 {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, bdSeqFile))
@@ -403,14 +234,10 @@ func readBDSeqFile(t *testing.T, dir string) uint64 {
 	return n
 }
 
-func sample(tag string, v any, typ string) collectors.Sample {
-	return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: typ, Status: "Good", SourceTime: time.Now()}
-}
-
 // publishRaw publishes one message from a client of the test's own.
 func publishRaw(t *testing.T, url, topic string, payload []byte) {
 	t.Helper()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("sp-test-" + strconv.FormatInt(clientIDs.Add(1), 10)))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(testkit.ClientID("sp-test-")))
 	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("test client connect: %v", tok.Error())
 	}
@@ -433,7 +260,7 @@ func TestSparkplugSession(t *testing.T) {
 func testSparkplugSession(t *testing.T, qos int) {
 	b := brokertest.Start(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
-	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	cfg.MQTT.QoS = qos
 	cfg.Agent.SpoolDir = t.TempDir()
 	log, sink := newLog(t)
@@ -446,11 +273,11 @@ func testSparkplugSession(t *testing.T, qos int) {
 	}
 
 	nb := s.expect("NBIRTH", "").p
-	bdSeq0 := metricNamed(t, nb, "bdSeq").GetLongValue()
+	bdSeq0 := testkit.MetricNamed(t, nb, "bdSeq").GetLongValue()
 	if bdSeq0 != 0 {
 		t.Errorf("first NBIRTH bdSeq %d, want 0", bdSeq0)
 	}
-	if rb := metricNamed(t, nb, spRebirth); rb.GetDatatype() != uint32(sparkplugb.DataType_Boolean) || rb.GetBooleanValue() {
+	if rb := testkit.MetricNamed(t, nb, spRebirth); rb.GetDatatype() != uint32(sparkplugb.DataType_Boolean) || rb.GetBooleanValue() {
 		t.Errorf("NBIRTH %s: %v", spRebirth, rb)
 	}
 	if bdSeq0 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
@@ -459,12 +286,12 @@ func testSparkplugSession(t *testing.T, qos int) {
 
 	// Streaming, datatypes unknown: the DBIRTH waits for the first values.
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{sample("temperature", 21.5, "Double"), sample("pressure", int64(-3), "Int32"), sample("temperature", 22.5, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 21.5, "Double"), testkit.Sample("pressure", int64(-3), "Int32"), testkit.Sample("temperature", 22.5, "Double")}
 	db := s.expect("DBIRTH", "press1").p
-	if m := metricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 22.5 {
+	if m := testkit.MetricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 22.5 {
 		t.Errorf("DBIRTH temperature: %v, want the latest, 22.5", m)
 	}
-	if m := metricNamed(t, db, "pressure"); m.GetAlias() != 2 || m.GetDatatype() != uint32(sparkplugb.DataType_Int32) || int32(m.GetIntValue()) != -3 {
+	if m := testkit.MetricNamed(t, db, "pressure"); m.GetAlias() != 2 || m.GetDatatype() != uint32(sparkplugb.DataType_Int32) || int32(m.GetIntValue()) != -3 {
 		t.Errorf("DBIRTH pressure: %v", m)
 	}
 	// The DDATA leaves out what the DBIRTH holds: the earlier temperature only.
@@ -482,7 +309,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 	// seq wraps from 255 to 0 (spStream checks). One at a time: QoS 0
 	// may lose what floods a subscriber.
 	for i := range 300 {
-		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
 		if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != float64(i) {
 			t.Fatalf("DDATA %d: %v", i, m)
 		}
@@ -493,23 +320,23 @@ func testSparkplugSession(t *testing.T, qos int) {
 	// after an NBIRTH with a later bdSeq and the device's DBIRTH.
 	proxy.Refuse(true)
 	proxy.Cut()
-	if nd := s.expect("NDEATH", ""); metricNamed(t, nd.p, "bdSeq").GetLongValue() != bdSeq0 || nd.qos != 1 {
+	if nd := s.expect("NDEATH", ""); testkit.MetricNamed(t, nd.p, "bdSeq").GetLongValue() != bdSeq0 || nd.qos != 1 {
 		t.Errorf("will NDEATH at QoS %d: %v, want bdSeq %d at QoS 1", nd.qos, nd.p, bdSeq0)
 	}
 	sink.waitFor(t, "connection to broker lost")
-	in <- collectors.Batch{sample("temperature", 98.0, "Double")}
-	in <- collectors.Batch{sample("pressure", int64(6), "Int32")}
-	in <- collectors.Batch{sample("temperature", 99.0, "Double")}
-	in <- collectors.Batch{sample("pressure", int64(7), "Int32")}
+	in <- collectors.Batch{testkit.Sample("temperature", 98.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("pressure", int64(6), "Int32")}
+	in <- collectors.Batch{testkit.Sample("temperature", 99.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("pressure", int64(7), "Int32")}
 	sink.waitFor(t, `"attempt":1`) // a refused reconnect uses no bdSeq up
 	proxy.Refuse(false)
 	nb = s.expect("NBIRTH", "").p
-	bdSeq1 := metricNamed(t, nb, "bdSeq").GetLongValue()
+	bdSeq1 := testkit.MetricNamed(t, nb, "bdSeq").GetLongValue()
 	if bdSeq1 != bdSeq0+1 || bdSeq1 != readBDSeqFile(t, cfg.Agent.SpoolDir) {
 		t.Errorf("NBIRTH after the outage: bdSeq %d, before %d, file %d", bdSeq1, bdSeq0, readBDSeqFile(t, cfg.Agent.SpoolDir))
 	}
 	db = s.expect("DBIRTH", "press1").p
-	if v := metricNamed(t, db, "temperature").GetDoubleValue(); v != 99 {
+	if v := testkit.MetricNamed(t, db, "temperature").GetDoubleValue(); v != 99 {
 		t.Errorf("DBIRTH after the outage: temperature %v, want the latest, 99", v)
 	}
 	// The spooled values, historical, but for the latest, which the DBIRTH holds.
@@ -533,11 +360,11 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Fatal(err)
 	}
 	publishRaw(t, b.URL(), "spBv1.0/plant1/NCMD/a1", ncmd)
-	if got := metricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue(); got != bdSeq1 {
+	if got := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue(); got != bdSeq1 {
 		t.Errorf("rebirth NBIRTH bdSeq %d, want %d (same connection)", got, bdSeq1)
 	}
 	s.expect("DBIRTH", "press1")
-	in <- collectors.Batch{sample("pressure", int64(8), "Int32")}
+	in <- collectors.Batch{testkit.Sample("pressure", int64(8), "Int32")}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || int32(m.GetIntValue()) != 8 {
 		t.Errorf("DDATA after the rebirth: %v", m)
 	}
@@ -548,7 +375,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Fatal(err)
 	}
 	nd := s.expect("NDEATH", "").p
-	if metricNamed(t, nd, "bdSeq").GetLongValue() != bdSeq1 {
+	if testkit.MetricNamed(t, nd, "bdSeq").GetLongValue() != bdSeq1 {
 		t.Errorf("NDEATH on stop: %v, want bdSeq %d", nd, bdSeq1)
 	}
 }
@@ -561,18 +388,18 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	// The proxy holds the publisher back until the subscriber is back:
 	// NBIRTH goes out at QoS 0, which Mosquitto does not queue.
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
-	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Batch, 16)
 	done := start(t, p, in)
 
-	bdSeq0 := metricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
+	bdSeq0 := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{sample("temperature", 1.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}
 	s.expect("DBIRTH", "press1") // holds 1: no DDATA repeats it
-	in <- collectors.Batch{sample("temperature", 2.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 {
 		t.Errorf("DDATA: %v, want 2", m)
 	}
@@ -581,7 +408,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	b.Stop()
 	sink.waitFor(t, "connection to broker lost")
 	for i := range 3 {
-		in <- collectors.Batch{sample("temperature", float64(10+i), "Double")}
+		in <- collectors.Batch{testkit.Sample("temperature", float64(10+i), "Double")}
 	}
 	b.Restart()
 	// A probe through the broker shows the subscriber connected again.
@@ -600,10 +427,10 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	proxy.Refuse(false)
 
 	nb := s.expect("NBIRTH", "").p
-	if got := metricNamed(t, nb, "bdSeq").GetLongValue(); got != bdSeq0+1 {
+	if got := testkit.MetricNamed(t, nb, "bdSeq").GetLongValue(); got != bdSeq0+1 {
 		t.Errorf("NBIRTH after the restart: bdSeq %d, want %d", got, bdSeq0+1)
 	}
-	if v := metricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue(); v != 12 {
+	if v := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue(); v != 12 {
 		t.Errorf("DBIRTH after the restart: temperature %v, want the latest, 12", v)
 	}
 	for i := range 2 { // 12 is in the DBIRTH
@@ -612,7 +439,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 			t.Errorf("spooled DDATA %d: %v, want %d, historical", i, m, 10+i)
 		}
 	}
-	in <- collectors.Batch{sample("temperature", 20.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 20.0, "Double")}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 20 {
 		t.Errorf("DDATA after the restart: %v", m)
 	}
@@ -630,7 +457,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 func TestSparkplugCrashFullSpool(t *testing.T) {
 	b := brokertest.Start(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
-	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.MQTT.Spool.MaxBytes = 64 << 10
 	log, sink := newLog(t)
@@ -641,11 +468,11 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
 
-	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
+	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
 		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
 	}
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{sample("temperature", -1.0, "Double"), sample("pressure", int64(5), "Int32")}
+	in <- collectors.Batch{testkit.Sample("temperature", -1.0, "Double"), testkit.Sample("pressure", int64(5), "Int32")}
 	s.expect("DBIRTH", "press1") // and no DDATA: it would repeat the DBIRTH's values
 
 	proxy.Refuse(true)
@@ -654,7 +481,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	sink.waitFor(t, "connection to broker lost")
 	const n = 3000
 	for i := range n {
-		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
 	}
 	sink.waitFor(t, "spool full")
 	crash()
@@ -671,12 +498,12 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	p2 := newPublisher(t, cfg, log)
 	in2 := make(chan collectors.Batch)
 	done2 := start(t, p2, in2)
-	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
+	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
 		t.Errorf("NBIRTH after the crash: bdSeq %d, want 1", bd)
 	}
 	db := s.expect("DBIRTH", "press1").p
 	for name, dt := range map[string]sparkplugb.DataType{"temperature": sparkplugb.DataType_Double, "pressure": sparkplugb.DataType_Int32} {
-		if m := metricNamed(t, db, name); m.GetDatatype() != uint32(dt) || !m.GetIsNull() {
+		if m := testkit.MetricNamed(t, db, name); m.GetDatatype() != uint32(dt) || !m.GetIsNull() {
 			t.Errorf("DBIRTH before the spooled DDATA: %s %v, want %s, null (no value yet in this run)", name, m, dt)
 		}
 	}
@@ -696,9 +523,9 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	}
 	// The new run's first values: a DBIRTH with the latest as it is sent
 	// (42 or 43), then the other in DDATA.
-	in2 <- collectors.Batch{sample("temperature", 42.0, "Double")}
-	in2 <- collectors.Batch{sample("temperature", 43.0, "Double")}
-	born := metricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue()
+	in2 <- collectors.Batch{testkit.Sample("temperature", 42.0, "Double")}
+	in2 <- collectors.Batch{testkit.Sample("temperature", 43.0, "Double")}
+	born := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue()
 	if born != 42 && born != 43 {
 		t.Errorf("DBIRTH of the new run: temperature %v, want 42 or 43", born)
 	}
@@ -718,7 +545,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 func TestSparkplugFenceKeepsValues(t *testing.T) {
 	b := brokertest.Start(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
-	cfg := spConfig("tcp://" + proxy.Addr())
+	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
@@ -727,14 +554,14 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 
 	s.expect("NBIRTH", "")
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{sample("temperature", 0.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 0.0, "Double")}
 	s.expect("DBIRTH", "press1") // the DDATA is left out: it repeats the DBIRTH
 	waitStats(t, p, "the first value confirmed", wait, func(st Stats) bool { return st.Spooled == 0 })
 
 	proxy.Freeze()
 	const n = 20
 	for i := 1; i <= n; i++ {
-		in <- collectors.Batch{sample("temperature", float64(i), "Double")}
+		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
 	}
 	// Handed to the connection (QoS 0 is done there), not confirmed.
 	st := waitStats(t, p, "the frozen values written", wait, func(st Stats) bool { return st.Published >= n+1 && st.InFlight == 0 })
@@ -746,7 +573,7 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	s.expect("NDEATH", "")
 	sink.waitFor(t, "connection to broker lost")
 	s.expect("NBIRTH", "")
-	if v := metricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue(); v != n {
+	if v := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue(); v != n {
 		t.Errorf("DBIRTH after the break: temperature %v, want the latest, %d", v, n)
 	}
 	for i := 1; i < n; { // n is in the DBIRTH
@@ -766,51 +593,13 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	}
 }
 
-// DDATA metrics go in time order, whatever the batch's order; the DBIRTH
-// holds each tag's latest value in time.
-func TestSparkplugTimeOrder(t *testing.T) {
-	cfg := spConfig("tcp://127.0.0.1:1")
-	cfg.Agent.SpoolDir = t.TempDir()
-	f, err := newSparkplugFormat(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	at := func(tag string, v float64, ms int) collectors.Sample {
-		s := sample(tag, v, "Double")
-		s.SourceTime = t0.Add(time.Duration(ms) * time.Millisecond)
-		return s
-	}
-	var recs [][]byte
-	f.encode(collectors.Batch{at("temperature", 3, 30), at("pressure", 1, 10), at("temperature", 2, 20), at("temperature", 4, 30)}, true,
-		func(_ string, p []byte) { recs = append(recs, slices.Clone(p)) })
-	if len(recs) != 2 {
-		t.Fatalf("%d records", len(recs))
-	}
-	var got []float64
-	var last uint64
-	for _, m := range decodeSp(t, recs[1]).Metrics {
-		if m.GetTimestamp() < last {
-			t.Errorf("DDATA metric at %d after one at %d", m.GetTimestamp(), last)
-		}
-		last = m.GetTimestamp()
-		got = append(got, m.GetDoubleValue())
-	}
-	if !slices.Equal(got, []float64{1, 2, 3, 4}) {
-		t.Errorf("DDATA values %v, want 1 2 3 4 (time order, ties in batch order)", got)
-	}
-	if v := metricNamed(t, decodeSp(t, recs[0]), "temperature").GetDoubleValue(); v != 4 {
-		t.Errorf("DBIRTH temperature %v, want the latest, 4", v)
-	}
-}
-
 // With sparkplug.primary_host_id: no NBIRTH before the host's STATE says
 // online; values taken meanwhile come after the births, historical; the
 // host going offline ends the session (the broker sends the NDEATH will),
 // and the node is born again, with the next bdSeq, once it is back.
 func TestSparkplugPrimaryHost(t *testing.T) {
 	b := brokertest.Start(t)
-	cfg := spConfig(b.URL())
+	cfg := testkit.SparkplugConfig(b.URL())
 	cfg.MQTT.Sparkplug.PrimaryHostID = "scada1"
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
@@ -818,7 +607,7 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	s := &spStream{t: t, msgs: msgs}
 	state := func(online bool) {
 		t.Helper()
-		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("sp-host-" + strconv.FormatInt(clientIDs.Add(1), 10)))
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(testkit.ClientID("sp-host-")))
 		if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 			t.Fatalf("host connect: %v", tok.Error())
 		}
@@ -833,8 +622,8 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 
 	sink.waitFor(t, "connected to broker")
 	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{sample("temperature", 0.5, "Double")}
-	in <- collectors.Batch{sample("temperature", 1.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 0.5, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}
 	waitStats(t, p, "the values spooled", wait, func(st Stats) bool { return st.Spooled >= 3 }) // DBIRTH, DDATA, DDATA
 	// A probe through the broker: whatever the node sent before it came first.
 	publishRaw(t, b.URL(), "spBv1.0/plant1/PROBE/a1", nil)
@@ -846,26 +635,26 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	}
 
 	state(true)
-	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
+	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
 		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
 	}
 	s.expect("DBIRTH", "press1") // with 1.0, the latest
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 0.5 || !m.GetIsHistorical() {
 		t.Errorf("DDATA taken while the host was offline: %v, want 0.5, historical", m)
 	}
-	in <- collectors.Batch{sample("temperature", 2.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 || m.GetIsHistorical() {
 		t.Errorf("DDATA with the host online: %v", m)
 	}
 
 	state(false)
-	if nd := s.expect("NDEATH", ""); metricNamed(t, nd.p, spBDSeq).GetLongValue() != 0 || nd.qos != 1 {
+	if nd := s.expect("NDEATH", ""); testkit.MetricNamed(t, nd.p, spBDSeq).GetLongValue() != 0 || nd.qos != 1 {
 		t.Errorf("NDEATH when the host went offline: %v at QoS %d, want the will (bdSeq 0, QoS 1)", nd.p, nd.qos)
 	}
-	in <- collectors.Batch{sample("temperature", 2.5, "Double")}
-	in <- collectors.Batch{sample("temperature", 3.0, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 2.5, "Double")}
+	in <- collectors.Batch{testkit.Sample("temperature", 3.0, "Double")}
 	state(true)
-	if bd := metricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
+	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
 		t.Errorf("NBIRTH after the host came back: bdSeq %d, want 1", bd)
 	}
 	s.expect("DBIRTH", "press1") // with 3.0, the latest
@@ -880,26 +669,26 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 }
 
 func TestSparkplugConfig(t *testing.T) {
-	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.MQTT.Retain = true
 	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), "mqtt.retain") {
 		t.Errorf("retain with sparkplug_b: %v", err)
 	}
-	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg = testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "press/1"}, config.PLC{Name: "press+1"})
 	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
 		t.Errorf("two PLCs with one device id: %v", err)
 	}
 	// Ids and metric names that differ only in case, refused by validate.
-	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg = testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "Press1"})
 	if err := CheckTopics(cfg); err == nil || err.Error() != `mqtt: plc "Press1": sparkplug device id "Press1" differs only in case from that of plc "press1"; rename one` {
 		t.Errorf("device ids differing in case: %v", err)
 	}
-	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg = testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "Temperature"})
 	if err := CheckTopics(cfg); err == nil || err.Error() != `mqtt: plc "press1": tag "Temperature": sparkplug metric name differs only in case from tag "temperature"; rename one` {
@@ -907,57 +696,57 @@ func TestSparkplugConfig(t *testing.T) {
 	}
 	// bdSeq goes on from the latest session's, one more per session the
 	// broker accepted, and wraps after 255; a refused CONNECT uses none.
-	cfg = spConfig("tcp://127.0.0.1:1")
+	cfg = testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile), []byte("253\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	willSeq := func(w Message) uint64 {
+	willSeq := func(w payload.Message) uint64 {
 		t.Helper()
-		return metricNamed(t, decodeSp(t, w.Payload), spBDSeq).GetLongValue()
+		return testkit.MetricNamed(t, testkit.DecodeSparkplug(t, w.Payload), spBDSeq).GetLongValue()
 	}
 	for _, want := range []uint64{254, 254} { // two starts, no session
-		f, err := newSparkplugFormat(cfg)
+		f, err := payload.New(payload.FromConfig(cfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := f.open(); err != nil {
+		if err := f.Open(); err != nil {
 			t.Fatal(err)
 		}
-		w, _ := f.will()
+		w, _ := f.Will()
 		if got := willSeq(w); got != want {
 			t.Errorf("will bdSeq %d, want %d", got, want)
 		}
 	}
-	f, err := newSparkplugFormat(cfg)
+	f, err := payload.New(payload.FromConfig(cfg), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.open(); err != nil {
+	if err := f.Open(); err != nil {
 		t.Fatal(err)
 	}
-	if got := willSeq(f.reconnecting()); got != 254 {
+	if got := willSeq(f.Reconnecting()); got != 254 {
 		t.Errorf("after a refused CONNECT: bdSeq %d, want 254", got)
 	}
-	if err := f.sessionStarted(); err != nil {
+	if err := f.SessionStarted(); err != nil {
 		t.Fatal(err)
 	}
 	if got := readBDSeqFile(t, cfg.Agent.SpoolDir); got != 254 {
 		t.Errorf("file after the session: %d, want 254", got)
 	}
-	if got := willSeq(f.reconnecting()); got != 255 {
+	if got := willSeq(f.Reconnecting()); got != 255 {
 		t.Errorf("after a session: bdSeq %d, want 255", got)
 	}
-	if err := f.sessionStarted(); err != nil {
+	if err := f.SessionStarted(); err != nil {
 		t.Fatal(err)
 	}
-	if got := willSeq(f.reconnecting()); got != 0 {
+	if got := willSeq(f.Reconnecting()); got != 0 {
 		t.Errorf("after 255: bdSeq %d, want 0", got)
 	}
 	// The bdSeq metric has the same alias in NBIRTH and NDEATH, one of its
 	// own after the tags'.
-	nb := decodeSp(t, f.connected()[0].Payload)
-	nd := decodeSp(t, f.stopping()[0].Payload)
+	nb := testkit.DecodeSparkplug(t, f.Connected()[0].Payload)
+	nd := testkit.DecodeSparkplug(t, f.Stopping()[0].Payload)
 	aliases := map[uint64]string{}
 	for _, m := range nb.Metrics {
 		if other, dup := aliases[m.GetAlias()]; dup || m.Alias == nil {
@@ -965,14 +754,14 @@ func TestSparkplugConfig(t *testing.T) {
 		}
 		aliases[m.GetAlias()] = m.GetName()
 	}
-	if a := metricNamed(t, nd, spBDSeq).GetAlias(); aliases[a] != spBDSeq || a <= 2 {
+	if a := testkit.MetricNamed(t, nd, spBDSeq).GetAlias(); aliases[a] != spBDSeq || a <= 2 {
 		t.Errorf("NDEATH bdSeq alias %d; NBIRTH aliases %v; tags have 1 and 2", a, aliases)
 	}
 }
 
 // validate (CheckTopics) writes nothing: no spool directory, no state file.
 func TestSparkplugValidateWritesNothing(t *testing.T) {
-	cfg := spConfig("tcp://127.0.0.1:1")
+	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = filepath.Join(t.TempDir(), "spool")
 	for range 2 {
 		if err := CheckTopics(cfg); err != nil {
@@ -995,173 +784,5 @@ func TestSparkplugValidateWritesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Agent.SpoolDir, bdSeqFile)); !os.IsNotExist(err) {
 		t.Errorf("a bdSeq file before any session: %v", err)
-	}
-}
-
-// command agrees with the generated decoder on whether a payload asks for
-// a rebirth.
-func FuzzSparkplugCommand(f *testing.F) {
-	for _, p := range []*sparkplugb.Payload{
-		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String(spRebirth), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}}}},
-		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String(spRebirth), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: false}}}},
-		{Metrics: []*sparkplugb.Payload_Metric{{Name: proto.String("other"), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}}}},
-	} {
-		b, err := proto.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	sp := &sparkplugFormat{}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var p sparkplugb.Payload
-		if proto.Unmarshal(b, &p) != nil {
-			sp.command(sp.nodeTopic("NCMD"), b) // must not panic
-			return
-		}
-		want := false
-		for _, m := range p.Metrics {
-			if m.GetName() == spRebirth && m.GetBooleanValue() {
-				want = true
-			}
-		}
-		if got := sp.command(sp.nodeTopic("NCMD"), b); got != want {
-			t.Errorf("command(%x) = %v, generated decoder says %v", b, got, want)
-		}
-		if sp.command(sp.nodeTopic("DCMD")+"/press1", b) {
-			t.Errorf("a DCMD asked for a rebirth")
-		}
-	})
-}
-
-// outgoing numbers the node's messages and re-encodes a DBIRTH with the
-// latest values; a record of another format passes untouched.
-func TestSparkplugOutgoing(t *testing.T) {
-	cfg := spConfig("tcp://127.0.0.1:1")
-	cfg.Agent.SpoolDir = t.TempDir()
-	f, err := newSparkplugFormat(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var topics []string
-	var payloads [][]byte
-	add := func(topic string, payload []byte) {
-		topics = append(topics, topic)
-		payloads = append(payloads, slices.Clone(payload))
-	}
-	f.encode(collectors.Batch{sample("temperature", 1.0, "Double")}, true, add)
-	f.encode(collectors.Batch{sample("temperature", 2.0, "Double")}, true, add)
-	if len(topics) != 3 {
-		t.Fatalf("records: %q", topics)
-	}
-	if seq := decodeSp(t, f.connected()[0].Payload).GetSeq(); seq != 0 {
-		t.Fatalf("NBIRTH seq %d", seq)
-	}
-	birth := decodeSp(t, f.outgoing(topics[0], payloads[0]))
-	if birth.GetSeq() != 1 || metricNamed(t, birth, "temperature").GetDoubleValue() != 2 {
-		t.Errorf("DBIRTH as sent: %v, want seq 1 and the latest value, 2", birth)
-	}
-	spooled := decodeSp(t, payloads[1])
-	sent := time.Now()
-	d := decodeSp(t, f.outgoing(topics[1], payloads[1]))
-	if d.GetSeq() != 2 || d.Metrics[0].GetDoubleValue() != 1 {
-		t.Errorf("DDATA as sent: %v", d)
-	}
-	// The payload's timestamp is the send time, the metric's the source time.
-	if d.GetTimestamp() < uint64(sent.UnixMilli()) || d.Metrics[0].GetTimestamp() != spooled.Metrics[0].GetTimestamp() {
-		t.Errorf("DDATA as sent: timestamp %d, metric %d; spooled %d, %d; sent at %d",
-			d.GetTimestamp(), d.Metrics[0].GetTimestamp(), spooled.GetTimestamp(), spooled.Metrics[0].GetTimestamp(), sent.UnixMilli())
-	}
-	// The DDATA of 2 repeats the DBIRTH, which holds it: it need not go out.
-	if out := f.outgoing(topics[2], payloads[2]); out != nil {
-		t.Errorf("DDATA repeating the DBIRTH as sent: %v", decodeSp(t, out))
-	}
-	if got := f.outgoing("tagbridge/a1/press1/temperature", []byte(`{"v":1}`)); string(got) != `{"v":1}` {
-		t.Errorf("a JSON record came out as %q", got)
-	}
-	// A reconnect births the device again, as it is live at this point.
-	msgs := f.connected()
-	if len(msgs) != 2 || msgs[1].Topic != "spBv1.0/plant1/DBIRTH/a1/press1" || decodeSp(t, msgs[1].Payload).GetSeq() != 1 {
-		t.Errorf("connected after data: %v", msgs)
-	}
-}
-
-// Whatever the value, the DBIRTH and DDATA decode, and DDATA carries the
-// value the DBIRTH announced the datatype of.
-func FuzzSparkplugEncode(f *testing.F) {
-	f.Add(uint8(0), int64(-1), uint64(1), 1.5, "x", []byte{1}, "Int32")
-	f.Add(uint8(5), int64(0), uint64(0), math.Inf(-1), "a\x00b", []byte(nil), "String")
-	f.Fuzz(func(t *testing.T, kind uint8, i int64, u uint64, fl float64, s string, b []byte, typ string) {
-		var v any
-		switch kind % 12 {
-		case 0:
-			v = i
-		case 1:
-			v = u
-		case 2:
-			v = fl
-		case 3:
-			v = float32(fl)
-		case 4:
-			v = s
-		case 5:
-			v = []any{s, s}
-		case 6:
-			v = b
-		case 7:
-			v = i%2 == 0
-		case 8:
-			v = []any{i, i / 2}
-		case 9:
-			v = []any{fl, i}
-		case 10:
-			v = map[string]any{s: i}
-		case 11:
-			v = []any{}
-		}
-		cfg := spConfig("tcp://127.0.0.1:1")
-		cfg.Agent.SpoolDir = t.TempDir()
-		sf, err := newSparkplugFormat(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var recs [][]byte
-		sf.encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: v, Type: typ, Status: "Good"}}, true, func(_ string, p []byte) {
-			recs = append(recs, slices.Clone(p))
-		})
-		if len(recs) != 2 {
-			t.Fatalf("%d records", len(recs))
-		}
-		birth, data := decodeSp(t, recs[0]), decodeSp(t, recs[1])
-		bm, dm := metricNamed(t, birth, "temperature"), data.Metrics[0]
-		if dm.GetAlias() != bm.GetAlias() || !proto.Equal(&sparkplugb.Payload_Metric{Value: bm.Value}, &sparkplugb.Payload_Metric{Value: dm.Value}) {
-			t.Fatalf("DBIRTH %v, DDATA %v", bm, dm)
-		}
-		if dt := bm.GetDatatype(); dt == 0 || dt > uint32(sparkplugb.DataType_DateTimeArray) {
-			t.Fatalf("datatype %d for %T %q", dt, v, typ)
-		}
-	})
-}
-
-// A null value is typed by the node's DataType, when the collector gives
-// it in Type ("[]" for an array); an unknown or abstract type gives none.
-func TestSparkplugDeclaredType(t *testing.T) {
-	for typ, want := range map[string]sparkplugb.DataType{
-		"Double":        sparkplugb.DataType_Double,
-		"SByte":         sparkplugb.DataType_Int8,
-		"UInt64":        sparkplugb.DataType_UInt64,
-		"DateTime":      sparkplugb.DataType_DateTime,
-		"ByteString":    sparkplugb.DataType_Bytes,
-		"LocalizedText": sparkplugb.DataType_String,
-		"Int32[]":       sparkplugb.DataType_Int32Array,
-		"Boolean[]":     sparkplugb.DataType_BooleanArray,
-		"Null":          sparkplugb.DataType_Unknown,
-		"":              sparkplugb.DataType_Unknown,
-		"BaseDataType":  sparkplugb.DataType_Unknown,
-	} {
-		s := collectors.Sample{Type: typ, Status: "BadWaitingForInitialData"}
-		if got := spDeclaredType(&s); got != uint32(want) {
-			t.Errorf("null value of %q: datatype %d, want %s", typ, got, want)
-		}
 	}
 }

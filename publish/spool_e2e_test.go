@@ -19,8 +19,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+	"github.com/tagbridge/tagbridge/spool"
 )
 
 // arrivals collects per-topic counter values as they arrive, and checks
@@ -146,7 +148,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
 
 	log, _ := newLog(t)
-	cfg := testConfig(b.URL(), 1)
+	cfg := testkit.Config(b.URL(), 1)
 	p := newPublisher(t, cfg, log.Level(zerolog.InfoLevel))
 	in := make(chan collectors.Batch, 64)
 	done := start(t, p, in)
@@ -257,7 +259,7 @@ func TestSpoolFullPublisher(t *testing.T) {
 	b.Stop()
 
 	log, logs := newLog(t)
-	cfg := testConfig(b.URL(), 1)
+	cfg := testkit.Config(b.URL(), 1)
 	cfg.MQTT.Spool.MaxBytes = 64 << 10
 	p := newPublisher(t, cfg, log)
 	in := make(chan collectors.Batch)
@@ -304,7 +306,7 @@ func TestSpoolRestartPublisher(t *testing.T) {
 	dir := t.TempDir()
 
 	log, logs := newLog(t)
-	cfg := testConfig(b.URL(), 1)
+	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.SpoolDir = dir
 	p := newPublisher(t, cfg, log)
 	in := make(chan collectors.Batch) // each one taken and spooled before the next
@@ -488,7 +490,11 @@ func waitSpool(t *testing.T, dir string, n int64) {
 	defer tk.Stop()
 	for {
 		var size int64
-		for _, f := range segments(t, dir) {
+		segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range segs {
 			if fi, err := os.Stat(f); err == nil {
 				size += fi.Size()
 			}
@@ -507,11 +513,11 @@ func waitSpool(t *testing.T, dir string, n int64) {
 // returns the Int32 counter values in it, per topic in spool order.
 func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 	t.Helper()
-	s, err := OpenSpool(dir, 1<<30, zerolog.Nop())
+	s, err := spool.Open(dir, 1<<30, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.closeFiles() // read only: no cursor written
+	defer s.Abandon() // read only: no cursor written
 	out := map[string][]int64{}
 	for {
 		topic, payload, seq, ok := s.Peek()

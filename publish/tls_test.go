@@ -18,6 +18,7 @@ import (
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
@@ -108,7 +109,7 @@ func TestPublishTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log, logs := newLog(t)
-			cfg := testConfig(b.URL(), 1)
+			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.TLS = tt.tls
 			cfg.Agent.AllowedCertDirs = []string{ca.dir, other.dir}
 			p := newPublisher(t, cfg, log)

@@ -1,7 +1,6 @@
-package publish
+package payload
 
 import (
-	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tagbridge/tagbridge/collectors"
-	"github.com/tagbridge/tagbridge/config"
 )
 
 // Sparkplug B (mqtt.payload: sparkplug_b, Eclipse Sparkplug 3.0): tagbridge
@@ -125,6 +123,7 @@ const (
 
 // sparkplugFormat is mqtt.payload sparkplug_b; see above.
 type sparkplugFormat struct {
+	none
 	prefix string // spBv1.0/<group>/
 	node   string
 	dir    string        // agent.spool_dir, where open keeps the state files
@@ -181,31 +180,31 @@ type spMetric struct {
 	has       bool
 }
 
-func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
-	group := cfg.MQTT.Sparkplug.GroupID
+func newSparkplugFormat(o Options) (*sparkplugFormat, error) {
+	group := o.SparkplugGroupID
 	if group == "" || strings.ContainsAny(group, "/+#") {
 		return nil, fmt.Errorf("sparkplug.group_id %q: must be one topic level, without / + #", group)
 	}
-	if cfg.MQTT.Retain {
+	if o.Retain {
 		return nil, errors.New("retain: Sparkplug B messages must not be retained; set mqtt.retain to false")
 	}
 	f := &sparkplugFormat{
 		prefix:    spNamespace + "/" + group + "/",
-		node:      cfg.Agent.ID,
+		node:      o.AgentID,
 		devices:   map[string]*spDevice{},
 		byID:      map[string]*spDevice{},
 		nextAlias: 1,
 		live:      map[string]bool{},
 		echo:      map[string]map[string]uint64{},
-		maxPacket: int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
+		maxPacket: o.MaxPacketSize,
 	}
-	if err := checkTopic(f.nodeTopic("NBIRTH")); err != nil {
+	if err := CheckTopic(f.nodeTopic("NBIRTH")); err != nil {
 		return nil, fmt.Errorf("sparkplug topic: %w", err)
 	}
 	// Ids and names that differ only in case are refused: hosts such as
 	// Ignition keep tags by case-insensitive paths, and one would hide the other.
 	folded := map[string]string{} // device id, lower case -> plc
-	for _, plc := range cfg.PLCs {
+	for _, plc := range o.PLCs {
 		id := level(plc.Name)
 		if other, clash := f.byID[id]; clash {
 			return nil, fmt.Errorf("plc %q: sparkplug device id %q is also the id of another plc (%q has / + # replaced); rename one", plc.Name, id, other.id)
@@ -224,7 +223,7 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 			f.metric(d, tag.Name)
 		}
 	}
-	if id := cfg.MQTT.Sparkplug.PrimaryHostID; id != "" {
+	if id := o.SparkplugPrimaryHost; id != "" {
 		if strings.ContainsAny(id, "/+#") {
 			return nil, fmt.Errorf("sparkplug.primary_host_id %q: must be one topic level, without / + #", id)
 		}
@@ -233,17 +232,17 @@ func newSparkplugFormat(cfg *config.Config) (*sparkplugFormat, error) {
 	}
 	f.bdSeqAlias, f.rebirthAlias = f.nextAlias, f.nextAlias+1
 	f.nextAlias += 2
-	if cfg.Agent.SpoolDir == "" {
+	if o.StateDir == "" {
 		return nil, errors.New("sparkplug: agent.spool_dir must be set (it keeps bdSeq)")
 	}
-	f.dir = cfg.Agent.SpoolDir
+	f.dir = o.StateDir
 	return f, nil
 }
 
 // open reads the state files that run keeps in agent.spool_dir: the bdSeq
 // of the latest session and the datatypes announced. Only run calls it
 // (through New), never validate: the files are made by the user that runs.
-func (f *sparkplugFormat) open() error {
+func (f *sparkplugFormat) Open() error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return fmt.Errorf("sparkplug state directory: %w", err)
 	}
@@ -290,7 +289,7 @@ func (f *sparkplugFormat) writeState(name string, b []byte) error {
 // sessionStarted records that the broker accepted the CONNECT whose will
 // holds the current bdSeq: the next CONNECT takes one more, and so does
 // the next start.
-func (f *sparkplugFormat) sessionStarted() error {
+func (f *sparkplugFormat) SessionStarted() error {
 	f.began.Store(true)
 	f.setHost(false, -1) // until the session's STATE (retained) says otherwise
 	return f.writeState(bdSeqFile, []byte(strconv.FormatUint(f.bdSeq.Load(), 10)+"\n"))
@@ -298,11 +297,11 @@ func (f *sparkplugFormat) sessionStarted() error {
 
 // reconnecting returns the will for the next CONNECT: one bdSeq more if
 // the broker accepted the previous one, else the same.
-func (f *sparkplugFormat) reconnecting() Message {
+func (f *sparkplugFormat) Reconnecting() Message {
 	if f.began.Swap(false) {
 		f.bdSeq.Store((f.bdSeq.Load() + 1) % 256)
 	}
-	w, _ := f.will()
+	w, _ := f.Will()
 	return w
 }
 
@@ -393,7 +392,7 @@ func (f *sparkplugFormat) metric(d *spDevice, tag string) *spMetric {
 	return m
 }
 
-func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic string, payload []byte)) {
+func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic string, payload []byte)) {
 	now := time.Now()
 	// One DDATA per device, in order of first appearance: a shared
 	// session's batch may hold several.
@@ -447,7 +446,7 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 			f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
 			f.buf = protowire.AppendBytes(f.buf, f.mbuf)
 			// outgoing adds the seq, 11 bytes at most.
-			if end > start && packetSize(d.data, len(f.buf)+11, 1) > f.maxPacket {
+			if end > start && PacketSize(d.data, len(f.buf)+11, 1) > f.maxPacket {
 				add(d.data, f.buf[:end]) // a DDATA without this metric, which starts the next
 				f.buf = appendSpTimestamp(f.buf[:0], spPayloadTimestamp, now)
 				f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
@@ -463,7 +462,7 @@ func (f *sparkplugFormat) encode(b collectors.Batch, online bool, add func(topic
 // plcStatus kills the device when its PLC leaves streaming, and has it born
 // again once it streams: at once if the datatype of every tag is known,
 // else with its first batch, which brings them.
-func (f *sparkplugFormat) plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
+func (f *sparkplugFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
 	now := time.Now()
 	f.mu.Lock()
 	d := f.device(st.PLC)
@@ -568,7 +567,7 @@ func (f *sparkplugFormat) appendDataMetric(mb []byte, alias uint64, s *collector
 // outgoing adds the connection's seq to a spooled record. A DBIRTH is
 // encoded anew from the latest values, so that a birth spooled long ago
 // does not set a host's tags back.
-func (f *sparkplugFormat) outgoing(topic string, payload []byte) []byte {
+func (f *sparkplugFormat) Outgoing(topic string, payload []byte) []byte {
 	kind, id := f.splitTopic(topic)
 	switch kind {
 	case "DBIRTH":
@@ -650,7 +649,7 @@ func withoutEchoes(payload []byte, echo map[string]uint64) []byte {
 // prelude returns what must go out before a spooled record: the DBIRTH of
 // a device whose DDATA comes on a connection that has not born it, as the
 // spool's first records after a crash do.
-func (f *sparkplugFormat) prelude(topic string) []Message {
+func (f *sparkplugFormat) Prelude(topic string) []Message {
 	kind, id := f.splitTopic(topic)
 	if kind != "DDATA" || f.live[id] {
 		return nil
@@ -698,7 +697,7 @@ func (f *sparkplugFormat) nextSeq() uint64 {
 	return s
 }
 
-func (f *sparkplugFormat) will() (Message, bool) {
+func (f *sparkplugFormat) Will() (Message, bool) {
 	return Message{Topic: f.nodeTopic("NDEATH"), Payload: f.appendDeath(nil, time.Time{})}, true
 }
 
@@ -731,7 +730,7 @@ func (f *sparkplugFormat) appendBDSeq(b []byte, now time.Time) []byte {
 // connected starts the connection's seq at 0 with the NBIRTH, followed by
 // the DBIRTH of every device born at the point of the spooled stream where
 // sending resumes (devices born later are born by their spooled DBIRTH).
-func (f *sparkplugFormat) connected() []Message {
+func (f *sparkplugFormat) Connected() []Message {
 	now := time.Now()
 	f.seq = 0
 	b := appendSpTimestamp(nil, spPayloadTimestamp, now)
@@ -759,14 +758,14 @@ func (f *sparkplugFormat) connected() []Message {
 	return msgs
 }
 
-func (f *sparkplugFormat) stopping() []Message {
+func (f *sparkplugFormat) Stopping() []Message {
 	return []Message{{Topic: f.nodeTopic("NDEATH"), Payload: f.appendDeath(nil, time.Now())}}
 }
 
 // commandTopics are the node's NCMD topic and its devices' DCMD topics,
 // which an edge node subscribes to (tagbridge writes nothing: a DCMD is
 // taken and ignored).
-func (f *sparkplugFormat) commandTopics() []string {
+func (f *sparkplugFormat) CommandTopics() []string {
 	topics := []string{f.nodeTopic("NCMD"), f.nodeTopic("DCMD") + "/+"}
 	if f.hostTopic != "" {
 		topics = append(topics, f.hostTopic)
@@ -777,7 +776,7 @@ func (f *sparkplugFormat) commandTopics() []string {
 // gate reports whether the node may be born and send: always, or with
 // sparkplug.primary_host_id while its host is online; changed is closed
 // when that changes.
-func (f *sparkplugFormat) gate() (open bool, changed <-chan struct{}) {
+func (f *sparkplugFormat) Gate() (open bool, changed <-chan struct{}) {
 	if f.hostTopic == "" {
 		return true, nil
 	}
@@ -822,7 +821,7 @@ func (f *sparkplugFormat) hostState(payload []byte) {
 
 // command reports whether an NCMD payload asks for a rebirth: a metric
 // named Node Control/Rebirth with the boolean value true.
-func (f *sparkplugFormat) command(topic string, payload []byte) bool {
+func (f *sparkplugFormat) Command(topic string, payload []byte) bool {
 	if f.hostTopic != "" && topic == f.hostTopic {
 		f.hostState(payload)
 		return false

@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"encoding/binary"
@@ -113,7 +113,7 @@ func TestSpoolCorruptRecord(t *testing.T) {
 			if st := s.Stats(); st.Dropped != 1 {
 				t.Errorf("Stats = %+v, want 1 dropped", st)
 			}
-			logs.waitFor(t, `"level":"error"`, "corrupt record")
+			logs.WaitFor(t, wait, `"level":"error"`, "corrupt record")
 		})
 	}
 }
@@ -134,7 +134,7 @@ func TestSpoolCursorPastData(t *testing.T) {
 	}
 	s, logs := openSpool(t, dir, 1<<20)
 	defer s.Close()
-	logs.waitFor(t, `"level":"error"`, "cursor points past the spooled records")
+	logs.WaitFor(t, wait, `"level":"error"`, "cursor points past the spooled records")
 	if got := readAll(t, s); len(got) != 100 {
 		t.Errorf("read %d records, want 100", len(got))
 	}
@@ -181,7 +181,7 @@ func FuzzSpoolCorrupt(f *testing.F) {
 	f.Fuzz(func(t *testing.T, flips []byte) {
 		const n = 3000
 		dir := t.TempDir()
-		s, err := OpenSpool(dir, 1<<20, zerolog.Nop())
+		s, err := Open(dir, 1<<20, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,7 +223,7 @@ func FuzzSpoolCorrupt(f *testing.F) {
 				}
 			}
 		}
-		s, err = OpenSpool(dir, 1<<20, zerolog.Nop())
+		s, err = Open(dir, 1<<20, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package publish
+package payload
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/spool"
 )
 
 // BenchmarkSteadyState is the publisher's share of the path from a received
@@ -40,15 +41,15 @@ func BenchmarkSteadyState(b *testing.B) {
 				in[i] = collectors.Sample{PLC: "plc00", Tag: tag, Node: "ns=1;s=Int32." + tag[6:], Value: int32(100000 + i),
 					Type: "Int32", Status: "Good", SourceTime: ts, ServerTime: ts}
 			}
-			t, err := newTopics(cfg)
+			t, err := newTopics(FromConfig(cfg))
 			if err != nil {
 				b.Fatal(err)
 			}
-			f, err := newJSONFormat(cfg, t, ts)
+			f, err := newJSONFormat(FromConfig(cfg), t, ts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			s, err := OpenSpool(b.TempDir(), 1<<30, zerolog.Nop())
+			s, err := spool.Open(b.TempDir(), 1<<30, zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -59,7 +60,7 @@ func BenchmarkSteadyState(b *testing.B) {
 				}
 			}
 			cycle := func() {
-				f.encode(in, true, add)
+				f.Encode(in, true, add)
 				if err := s.Flush(); err != nil {
 					b.Fatal(err)
 				}
@@ -94,7 +95,7 @@ func BenchmarkTopic(b *testing.B) {
 	for i := range 1000 {
 		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: fmt.Sprintf("int32_%04d", i)})
 	}
-	t, err := newTopics(cfg)
+	t, err := newTopics(FromConfig(cfg))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package publish
+package payload
 
 import (
 	"cmp"
@@ -22,7 +22,6 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
-	"github.com/tagbridge/tagbridge/config"
 )
 
 // uaJSONFormat is mqtt.payload opcua_json: OPC UA Part 14 (v1.05) PubSub
@@ -56,6 +55,7 @@ import (
 // the agent's loss through the will: Status Operational after every
 // connect, Error as the will, Disabled on a clean stop.
 type uaJSONFormat struct {
+	none
 	publisher   string
 	statusTopic string
 	writers     map[string]*uaWriter // plc -> its writer
@@ -135,21 +135,21 @@ const (
 	badOutOfService    = 0x808D0000
 )
 
-func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
+func newUAJSONFormat(o Options) (*uaJSONFormat, error) {
 	var r [16]byte
 	if _, err := rand.Read(r[:]); err != nil {
 		return nil, fmt.Errorf("message id prefix: %w", err)
 	}
 	f := &uaJSONFormat{
-		dir:         cfg.Agent.SpoolDir,
-		publisher:   cfg.Agent.ID,
-		statusTopic: "opcua/json/status/" + cfg.Agent.ID,
+		dir:         o.StateDir,
+		publisher:   o.AgentID,
+		statusTopic: "opcua/json/status/" + o.AgentID,
 		writers:     map[string]*uaWriter{},
 		idPrefix:    fmt.Sprintf("%x", r),
 		seen:        map[string]struct{}{},
-		maxPacket:   int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
+		maxPacket:   o.MaxPacketSize,
 	}
-	if err := checkTopic(f.statusTopic); err != nil {
+	if err := CheckTopic(f.statusTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
 	}
 	f.header = append(f.header, `,"MessageType":"ua-data","PublisherId":`...)
@@ -157,13 +157,13 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 	f.header = append(f.header, `,"WriterGroupName":`...)
 	f.header = appendString(f.header, uaWriterGroup)
 	f.header = append(f.header, `,"Messages":[`...)
-	for i, plc := range cfg.PLCs {
+	for i, plc := range o.PLCs {
 		if i+1 > 0xFFFF {
 			return nil, fmt.Errorf("plc %q: more than 65535 PLC entries do not fit DataSetWriterId (UInt16)", plc.Name)
 		}
 		w := f.newWriter(i+1, plc.Name)
-		w.keepAlive = watchdogBound(plc)
-		if err := checkTopic(w.topic); err != nil {
+		w.keepAlive = plc.Silence
+		if err := CheckTopic(w.topic); err != nil {
 			return nil, fmt.Errorf("plc %q: topic %q: %w", plc.Name, w.topic, err)
 		}
 		for _, t := range plc.Tags {
@@ -172,7 +172,7 @@ func newUAJSONFormat(cfg *config.Config) (*uaJSONFormat, error) {
 		w.version = versionTime(time.Now())
 		f.writers[plc.Name] = w
 	}
-	f.nextID = len(cfg.PLCs) + 1
+	f.nextID = len(o.PLCs) + 1
 	return f, nil
 }
 
@@ -182,7 +182,7 @@ func (f *uaJSONFormat) newWriter(id int, plc string) *uaWriter {
 		plc:       plc,
 		name:      string(appendString(nil, plc)),
 		topic:     "opcua/json/data/" + f.publisher + "/" + uaWriterGroup + "/" + level(plc),
-		keepAlive: minSilence,
+		keepAlive: MinSilence,
 		last:      time.Now(),
 	}
 }
@@ -243,7 +243,7 @@ func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Ti
 	return append(dst, `","Payload":{`...)
 }
 
-func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
+func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -270,7 +270,7 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 			f.value = append(f.value, ':')
 			f.value = appendUADataValue(f.value, s)
 			_, dup := f.seen[s.Tag]
-			if values && packetSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
+			if values && PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
 				// This value starts the next NetworkMessage.
 				add(w.topic, append(f.buf, "}}]}"...))
 				f.buf = f.appendHeader(f.buf[:0])
@@ -297,7 +297,7 @@ func (f *uaJSONFormat) encode(b collectors.Batch, _ bool, add func(topic string,
 	}
 }
 
-func (f *uaJSONFormat) plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
+func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message {
 	var code uint32
 	var symbol string
 	switch st.State {
@@ -330,20 +330,20 @@ func (f *uaJSONFormat) plcStatus(st collectors.PLCStatus, add func(topic string,
 	return nil
 }
 
-func (f *uaJSONFormat) outgoing(_ string, payload []byte) []byte { return payload }
+func (f *uaJSONFormat) Outgoing(_ string, payload []byte) []byte { return payload }
 
-func (f *uaJSONFormat) will() (Message, bool) {
+func (f *uaJSONFormat) Will() (Message, bool) {
 	return f.status(pubSubError), true
 }
 
 // reconnecting gives each connection attempt a will of its own: a
 // MessageId names one publication (Part 14, 7.2.5.3).
-func (f *uaJSONFormat) reconnecting() Message {
+func (f *uaJSONFormat) Reconnecting() Message {
 	return f.status(pubSubError)
 }
 
 // connected publishes the ua-status, then every writer's ua-metadata.
-func (f *uaJSONFormat) connected() []Message {
+func (f *uaJSONFormat) Connected() []Message {
 	msgs := []Message{f.status(pubSubOperational)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -423,7 +423,7 @@ func tagsHash(tags []string) string {
 
 // stopping saves every writer's exact SequenceNumber, so that a restart
 // after a clean stop numbers on without a jump.
-func (f *uaJSONFormat) stopping() []Message {
+func (f *uaJSONFormat) Stopping() []Message {
 	f.mu.Lock()
 	for _, w := range f.writers {
 		w.reserved = uint64(w.seq)
@@ -437,7 +437,7 @@ func (f *uaJSONFormat) stopping() []Message {
 // validate. A file that cannot be read as written is taken as absent:
 // numbering starts at 1 again, as it did before there was one, and the
 // ConfigurationVersions are new.
-func (f *uaJSONFormat) open() error {
+func (f *uaJSONFormat) Open() error {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return fmt.Errorf("opcua_json state directory: %w", err)
 	}
@@ -534,7 +534,7 @@ func (f *uaJSONFormat) saveSeqs() {
 // for every writer that has sent nothing for its KeepAliveTime, the
 // session's watchdog (see watchdogBound). They go out directly, at QoS 0,
 // only while the link is up: a late keep-alive says nothing.
-func (f *uaJSONFormat) keepAlives(now time.Time) []Message {
+func (f *uaJSONFormat) KeepAlives(now time.Time) []Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var msgs []Message

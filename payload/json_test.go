@@ -1,4 +1,4 @@
-package publish
+package payload
 
 import (
 	"bytes"

@@ -1,12 +1,10 @@
-package publish
+package payload
 
 import (
 	"cmp"
 	"fmt"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/tagbridge/tagbridge/config"
 )
 
 // topics maps every configured (plc, tag) to its rendered topic, so that
@@ -17,14 +15,14 @@ type topics struct {
 	byPLC    map[string]map[string]string
 }
 
-func newTopics(cfg *config.Config) (*topics, error) {
-	t := &topics{agent: cfg.Agent.ID, template: cfg.MQTT.Topic, byPLC: make(map[string]map[string]string, len(cfg.PLCs))}
-	for _, plc := range cfg.PLCs {
+func newTopics(o Options) (*topics, error) {
+	t := &topics{agent: o.AgentID, template: o.Topic, byPLC: make(map[string]map[string]string, len(o.PLCs))}
+	for _, plc := range o.PLCs {
 		tags := make(map[string]string, len(plc.Tags))
 		for _, tag := range plc.Tags {
-			tmpl := cmp.Or(tag.Topic, cfg.MQTT.Topic)
+			tmpl := cmp.Or(tag.Topic, o.Topic)
 			topic := render(tmpl, t.agent, plc.Name, tag.Name)
-			if err := checkTopic(topic); err != nil {
+			if err := CheckTopic(topic); err != nil {
 				return nil, fmt.Errorf("plc %q tag %q: topic %q: %w", plc.Name, tag.Name, tmpl, err)
 			}
 			tags[tag.Name] = topic
@@ -68,8 +66,8 @@ func unpublishable(r rune) bool {
 		r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe
 }
 
-// checkTopic rejects what the broker would refuse in a PUBLISH topic.
-func checkTopic(topic string) error {
+// CheckTopic rejects what the broker would refuse in a PUBLISH topic.
+func CheckTopic(topic string) error {
 	switch {
 	case topic == "":
 		return fmt.Errorf("renders empty")
@@ -85,4 +83,17 @@ func checkTopic(topic string) error {
 		return fmt.Errorf("renders longer than 65535 bytes")
 	}
 	return nil
+}
+
+// PacketSize is the size of the PUBLISH packet of a message.
+func PacketSize(topic string, payloadLen int, qos byte) int {
+	remaining := 2 + len(topic) + payloadLen
+	if qos > 0 {
+		remaining += 2 // packet identifier
+	}
+	header := 2
+	for n := remaining >> 7; n > 0; n >>= 7 {
+		header++
+	}
+	return header + remaining
 }

@@ -1,7 +1,9 @@
-package publish
+// Package payload turns samples and PLC state changes into MQTT messages:
+// the formats (json, sparkplug_b, opcua_json), their topics and the rules
+// a topic must follow.
+package payload
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,56 +23,107 @@ type Message struct {
 	Retain  bool
 }
 
-// format is a payload format (mqtt.payload): how batches become spooled
-// records, and what it publishes around the data.
+// Format is a payload format (mqtt.payload): how batches become spooled
+// records, what it publishes around the data, and the capabilities only
+// some formats use (state files, per-connection wills, births before a
+// record, commands, a gate, keep-alives), each with a no-op in the formats
+// that lack it.
 //
-// The intake goroutine calls encode and plcStatus; Run's goroutine calls
-// outgoing, connected and stopping. will is called once, by New.
-type format interface {
-	// encode appends the records of one batch, in order, through add.
+// The publisher's intake goroutine calls Encode and PLCStatus; its Run
+// goroutine calls the rest, except Will and Open, which New calls once, and
+// Command, which paho's goroutine calls.
+type Format interface {
+	// Encode appends the records of one batch, in order, through add.
 	// online tells whether the link was up when the batch was taken.
-	encode(b collectors.Batch, online bool, add func(topic string, payload []byte))
-	// plcStatus handles a PLC entry's state change, after every batch taken
+	Encode(b collectors.Batch, online bool, add func(topic string, payload []byte))
+	// PLCStatus handles a PLC entry's state change, after every batch taken
 	// before it: records through add go out in order with the data; the
 	// returned messages go out directly, if the link is up.
-	plcStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message
-	// outgoing may rewrite a spooled record as it is handed to the broker;
+	PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message
+	// Outgoing may rewrite a spooled record as it is handed to the broker;
 	// it returns payload when it need not, nil when the record need not
 	// go out at all.
-	outgoing(topic string, payload []byte) []byte
-	// will is registered with the broker as the MQTT last will, at QoS 1.
-	will() (Message, bool)
-	// connected is published after every connect, before any spooled record.
-	connected() []Message
-	// stopping is published on a clean stop, before disconnecting.
-	stopping() []Message
+	Outgoing(topic string, payload []byte) []byte
+	// Will is registered with the broker as the MQTT last will, at QoS 1.
+	Will() (Message, bool)
+	// Reconnecting returns the will for the next connection attempt
+	// (Sparkplug's bdSeq changes per connection).
+	Reconnecting() Message
+	// Connected is published after every connect, before any spooled record.
+	Connected() []Message
+	// Stopping is published on a clean stop, before disconnecting.
+	Stopping() []Message
+
+	// Open reads the format's state files; the publisher calls it, never
+	// Check (validate must not create files).
+	Open() error
+	// SessionStarted hears of every CONNECT the broker accepts, before
+	// anything is published on it (Sparkplug's bdSeq).
+	SessionStarted() error
+	// Prelude returns messages to publish, at QoS 0, right before a spooled
+	// record on topic (Sparkplug's DBIRTH before a device's first DDATA on
+	// a connection).
+	Prelude(topic string) []Message
+	// CommandTopics are subscribed to, at QoS 1, after every connect and
+	// before the Connected messages go out (Sparkplug's NCMD).
+	CommandTopics() []string
+	// Command takes a message on a command topic and reports whether it
+	// asks for the Connected messages again (a rebirth).
+	Command(topic string, payload []byte) bool
+	// Gate reports whether the format may send (Sparkplug's Primary Host
+	// online); changed is closed when that changes, nil if it never does.
+	// While it is shut, values wait in the spool.
+	Gate() (open bool, changed <-chan struct{})
+	// KeepAlives returns keep-alive messages for writers that have been
+	// quiet (Part 14's ua-keepalive), published at QoS 0 while the link is up.
+	KeepAlives(now time.Time) []Message
 }
 
-// CheckTopics renders every topic the configuration makes (tags, batches,
+// none is the no-op of every capability a format may lack.
+type none struct{}
+
+func (none) Open() error                                { return nil }
+func (none) SessionStarted() error                      { return nil }
+func (none) Prelude(string) []Message                   { return nil }
+func (none) CommandTopics() []string                    { return nil }
+func (none) Command(string, []byte) bool                { return false }
+func (none) Gate() (open bool, changed <-chan struct{}) { return true, nil }
+func (none) KeepAlives(time.Time) []Message             { return nil }
+
+// Check renders every topic the configuration makes (tags, batches,
 // status) and checks them as New does, without touching the broker or the
 // spool: validate and a reload refuse what run would.
-func CheckTopics(cfg *config.Config) error {
-	t, err := newTopics(cfg)
+func Check(o Options) error {
+	_, err := build(o, time.Time{})
+	return err
+}
+
+// New builds the format o asks for; started is the agent's start time,
+// which its status reports. It does not open the format's state files
+// (see Format.Open).
+func New(o Options, started time.Time) (Format, error) {
+	return build(o, started)
+}
+
+func build(o Options, started time.Time) (Format, error) {
+	t, err := newTopics(o)
 	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
+		return nil, err
 	}
-	if _, err := newFormat(cfg, t, time.Time{}); err != nil {
-		return fmt.Errorf("mqtt: %w", err)
-	}
-	return nil
+	return newFormat(o, t, started)
 }
 
 // newFormat picks the format the configuration asks for.
-func newFormat(cfg *config.Config, t *topics, started time.Time) (format, error) {
-	switch cfg.MQTT.Payload {
+func newFormat(o Options, t *topics, started time.Time) (Format, error) {
+	switch o.Format {
 	case "", config.PayloadJSON:
-		return newJSONFormat(cfg, t, started)
+		return newJSONFormat(o, t, started)
 	case config.PayloadSparkplugB:
-		return newSparkplugFormat(cfg)
+		return newSparkplugFormat(o)
 	case config.PayloadOPCUAJSON:
-		return newUAJSONFormat(cfg)
+		return newUAJSONFormat(o)
 	default:
-		return nil, fmt.Errorf("payload %q is not supported yet", cfg.MQTT.Payload)
+		return nil, fmt.Errorf("payload %q is not supported yet", o.Format)
 	}
 }
 
@@ -110,6 +163,7 @@ func statusPrefix(template, agent string) string {
 // tag's topic, or with mqtt.batch one JSON array per PLC and publish cycle
 // on mqtt.batch_topic; retained status topics for the agent and each PLC.
 type jsonFormat struct {
+	none
 	topics  *topics
 	batch   bool
 	batched map[string]string // plc -> batch topic
@@ -129,38 +183,38 @@ type jsonFormat struct {
 	buf, value []byte // intake goroutine only
 }
 
-func newJSONFormat(cfg *config.Config, t *topics, started time.Time) (*jsonFormat, error) {
-	prefix := statusPrefix(cfg.MQTT.Topic, cfg.Agent.ID)
+func newJSONFormat(o Options, t *topics, started time.Time) (*jsonFormat, error) {
+	prefix := statusPrefix(o.Topic, o.AgentID)
 	f := &jsonFormat{
 		topics:     t,
-		batch:      cfg.MQTT.Batch,
+		batch:      o.Batch,
 		batched:    map[string]string{},
-		maxPacket:  int(cmp.Or(cfg.MQTT.MaxPacketSize, config.DefaultMaxPacketSize)),
-		version:    cfg.Agent.Version,
+		maxPacket:  o.MaxPacketSize,
+		version:    o.Version,
 		started:    started,
 		agentTopic: prefix + "/status",
 		plcTopic:   map[string]string{},
 		status:     map[string]collectors.PLCStatus{},
 	}
-	if err := checkTopic(f.agentTopic); err != nil {
+	if err := CheckTopic(f.agentTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.agentTopic, err)
 	}
 	data := map[string]string{} // a status topic must not also carry values
-	for _, plc := range cfg.PLCs {
+	for _, plc := range o.PLCs {
 		for _, topic := range t.byPLC[plc.Name] {
 			data[topic] = plc.Name
 		}
 	}
-	for _, plc := range cfg.PLCs {
+	for _, plc := range o.PLCs {
 		f.order = append(f.order, plc.Name)
 		st := prefix + "/" + level(plc.Name) + "/status"
 		if other, clash := data[st]; clash || st == f.agentTopic {
 			return nil, fmt.Errorf("plc %q: status topic %q is also the topic of a tag of plc %q; rename the tag or change mqtt.topic", plc.Name, st, other)
 		}
 		f.plcTopic[plc.Name] = st
-		bt := render(cfg.MQTT.BatchTopic, cfg.Agent.ID, plc.Name, "")
+		bt := render(o.BatchTopic, o.AgentID, plc.Name, "")
 		if f.batch {
-			if err := checkTopic(bt); err != nil {
+			if err := CheckTopic(bt); err != nil {
 				return nil, fmt.Errorf("plc %q: batch topic %q: %w", plc.Name, bt, err)
 			}
 		}
@@ -169,7 +223,7 @@ func newJSONFormat(cfg *config.Config, t *topics, started time.Time) (*jsonForma
 	return f, nil
 }
 
-func (f *jsonFormat) encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
+func (f *jsonFormat) Encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
 	if !f.batch {
 		for i := range b {
 			s := &b[i]
@@ -199,7 +253,7 @@ func (f *jsonFormat) encode(b collectors.Batch, _ bool, add func(topic string, p
 				f.buf = append(f.buf, ',')
 			}
 			f.buf = AppendJSON(f.buf, &b[j])
-			if end > 1 && packetSize(topic, len(f.buf)+1, 1) > f.maxPacket {
+			if end > 1 && PacketSize(topic, len(f.buf)+1, 1) > f.maxPacket {
 				// Send the array without this value, which starts the next.
 				f.value = append(f.value[:0], f.buf[end+1:]...)
 				add(topic, append(f.buf[:end], ']'))
@@ -210,7 +264,7 @@ func (f *jsonFormat) encode(b collectors.Batch, _ bool, add func(topic string, p
 	}
 }
 
-func (f *jsonFormat) plcStatus(st collectors.PLCStatus, _ func(string, []byte)) []Message {
+func (f *jsonFormat) PLCStatus(st collectors.PLCStatus, _ func(string, []byte)) []Message {
 	topic, ok := f.plcTopic[st.PLC]
 	if !ok {
 		return nil
@@ -221,13 +275,18 @@ func (f *jsonFormat) plcStatus(st collectors.PLCStatus, _ func(string, []byte)) 
 	return []Message{{Topic: topic, Payload: plcStatusJSON(st), Retain: true}}
 }
 
-func (f *jsonFormat) outgoing(_ string, payload []byte) []byte { return payload }
+func (f *jsonFormat) Outgoing(_ string, payload []byte) []byte { return payload }
 
-func (f *jsonFormat) will() (Message, bool) {
+func (f *jsonFormat) Reconnecting() Message {
+	w, _ := f.Will()
+	return w
+}
+
+func (f *jsonFormat) Will() (Message, bool) {
 	return Message{Topic: f.agentTopic, Payload: []byte(`{"state":"offline"}`), Retain: true}, true
 }
 
-func (f *jsonFormat) connected() []Message {
+func (f *jsonFormat) Connected() []Message {
 	b := []byte(`{"state":"online","version":`)
 	b = appendString(b, f.version)
 	b = append(b, `,"started":`...)
@@ -244,7 +303,7 @@ func (f *jsonFormat) connected() []Message {
 	return msgs
 }
 
-func (f *jsonFormat) stopping() []Message {
+func (f *jsonFormat) Stopping() []Message {
 	msgs := []Message{{Topic: f.agentTopic, Payload: []byte(`{"state":"offline"}`), Retain: true}}
 	now := time.Now()
 	for _, plc := range f.order {

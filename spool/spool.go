@@ -1,4 +1,6 @@
-package publish
+// Package spool is the disk log every message passes through on its way to
+// the broker: segments, cursor, dead-letter file.
+package spool
 
 import (
 	"bytes"
@@ -118,8 +120,8 @@ type segment struct {
 	size  int64  // bytes in the file
 }
 
-// SpoolStats describes the spool; safe to read from any goroutine.
-type SpoolStats struct {
+// Stats describes the spool; safe to read from any goroutine.
+type Stats struct {
 	Values  uint64 // records not yet acknowledged by the broker
 	Bytes   int64  // size of the segment files
 	Dropped uint64 // records deleted unsent: spool full, or corrupt on disk
@@ -145,12 +147,12 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrSpoolLocked is returned by OpenSpool when another process holds the directory.
-var ErrSpoolLocked = errors.New("in use by another process")
+// ErrLocked is returned by Open when another process holds the directory.
+var ErrLocked = errors.New("in use by another process")
 
-// OpenSpool opens or creates the spool in dir, bounded by maxBytes, and
+// Open opens or creates the spool in dir, bounded by maxBytes, and
 // positions its reader at the first record not yet acknowledged.
-func OpenSpool(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
+func Open(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
 	}
@@ -165,7 +167,7 @@ func OpenSpool(dir string, maxBytes int64, log zerolog.Logger) (*Spool, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			err = ErrSpoolLocked
+			err = ErrLocked
 		}
 		return nil, fmt.Errorf("spool directory %s: %w", dir, err)
 	}
@@ -1100,6 +1102,15 @@ func (s *Spool) Close() error {
 	return err
 }
 
+// Abandon closes the files without syncing or saving the cursor, as a
+// killed process would: a reader that must leave the spool as it found it
+// (a test reading a killed agent's spool) closes it this way.
+func (s *Spool) Abandon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeFiles()
+}
+
 // closeFiles closes the files without syncing, as a killed process would.
 func (s *Spool) closeFiles() {
 	s.bg.Wait()
@@ -1123,8 +1134,8 @@ func (s *Spool) closeFiles() {
 }
 
 // Stats returns the spool's counters; safe to call from any goroutine.
-func (s *Spool) Stats() SpoolStats {
-	return SpoolStats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load(), Resent: s.resent.Load()}
+func (s *Spool) Stats() Stats {
+	return Stats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load(), Resent: s.resent.Load()}
 }
 
 func (s *Spool) updateStats() {

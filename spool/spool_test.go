@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bytes"
@@ -10,9 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
+
+// wait bounds every wait on the spool's log.
+const wait = 20 * time.Second
 
 // rec is the i-th test record: a topic per tag of 7, and a payload of a
 // size that varies with i.
@@ -29,10 +35,10 @@ func recIndex(t *testing.T, payload []byte) int {
 	return i
 }
 
-func openSpool(t *testing.T, dir string, maxBytes int64) (*Spool, *logSink) {
+func openSpool(t *testing.T, dir string, maxBytes int64) (*Spool, *testkit.Log) {
 	t.Helper()
-	log, sink := newLog(t)
-	s, err := OpenSpool(dir, maxBytes, log)
+	log, sink := testkit.NewLogger(t, "spool")
+	s, err := Open(dir, maxBytes, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +255,7 @@ func TestSpoolTornTail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.tear(t)
 			s, logs := openSpool(t, dir, 1<<20)
-			logs.waitFor(t, "cut off a torn record")
+			logs.WaitFor(t, wait, "cut off a torn record")
 			if fi2, _ := os.Stat(last); fi2.Size() != fi.Size() {
 				t.Errorf("segment is %d bytes, want %d", fi2.Size(), fi.Size())
 			}
@@ -295,7 +301,7 @@ func TestSpoolFull(t *testing.T) {
 		t.Errorf("spool full logged %d times, want once", c)
 	}
 	readN(t, s, int(st.Dropped), int(st.Values))
-	logs.waitFor(t, "spool drained", fmt.Sprintf(`"dropped":%d`, st.Dropped))
+	logs.WaitFor(t, wait, "spool drained", fmt.Sprintf(`"dropped":%d`, st.Dropped))
 
 	// A second episode is logged again.
 	appendN(t, s, n, 2*n)
@@ -324,9 +330,9 @@ func TestSpoolOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := openSpool(t, dir, 1<<20)
 	defer s.Close()
-	_, err := OpenSpool(dir, 1<<20, zerolog.Nop())
-	if !errors.Is(err, ErrSpoolLocked) || !strings.Contains(err.Error(), dir) {
-		t.Errorf("second OpenSpool = %v, want ErrSpoolLocked naming %s", err, dir)
+	_, err := Open(dir, 1<<20, zerolog.Nop())
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("second Open = %v, want ErrLocked naming %s", err, dir)
 	}
 
 	open := filepath.Join(t.TempDir(), "open")
@@ -335,21 +341,21 @@ func TestSpoolOpenErrors(t *testing.T) {
 	}
 	o, logs := openSpool(t, open, 1<<20)
 	o.Close()
-	logs.waitFor(t, `"level":"warn"`, "open to other users", "-rwxr-xr-x")
+	logs.WaitFor(t, wait, `"level":"warn"`, "open to other users", "-rwxr-xr-x")
 
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
 	bad := filepath.Join(file, "spool")
-	_, err = OpenSpool(bad, 1<<20, zerolog.Nop())
+	_, err = Open(bad, 1<<20, zerolog.Nop())
 	if want := "spool directory " + bad + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
-		t.Errorf("OpenSpool under a file = %v\nwant %s", err, want)
+		t.Errorf("Open under a file = %v\nwant %s", err, want)
 	}
 }
 
 // BenchmarkSpoolAppend writes each value to the kernel at once, as Run does
 // when samples arrive one at a time (the worst case).
 func BenchmarkSpoolAppend(b *testing.B) {
-	s, err := OpenSpool(b.TempDir(), 256<<20, zerolog.Nop())
+	s, err := Open(b.TempDir(), 256<<20, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -379,7 +385,7 @@ func BenchmarkSpoolAppend(b *testing.B) {
 
 // BenchmarkSpoolAppendBatched: samples arriving in bursts, written 64 KiB at a time.
 func BenchmarkSpoolAppendBatched(b *testing.B) {
-	s, err := OpenSpool(b.TempDir(), 256<<20, zerolog.Nop())
+	s, err := Open(b.TempDir(), 256<<20, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -398,7 +404,7 @@ func BenchmarkSpoolAppendBatched(b *testing.B) {
 
 // BenchmarkSpoolRead reads and acknowledges records, as the publisher does.
 func BenchmarkSpoolRead(b *testing.B) {
-	s, err := OpenSpool(b.TempDir(), 1<<40, zerolog.Nop())
+	s, err := Open(b.TempDir(), 1<<40, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -451,7 +457,7 @@ func FuzzSpoolOpen(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "00000000000003e8.seg"), good, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := OpenSpool(dir, 1<<20, zerolog.Nop())
+		s, err := Open(dir, 1<<20, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,29 +479,6 @@ func FuzzSpoolOpen(f *testing.F) {
 			t.Errorf("good segment read as %v", tail)
 		}
 	})
-}
-
-// TestNewSpoolDir: a spool directory that cannot be created, or that another
-// agent uses, stops New with an error naming it.
-func TestNewSpoolDir(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig("tcp://127.0.0.1:1883", 1)
-	cfg.Agent.SpoolDir = filepath.Join(file, "spool")
-	_, err := New(cfg, zerolog.Nop())
-	if want := "spool directory " + cfg.Agent.SpoolDir + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
-		t.Errorf("New = %v\nwant %s", err, want)
-	}
-
-	cfg.Agent.SpoolDir = t.TempDir()
-	p := newPublisher(t, cfg, zerolog.Nop())
-	defer p.spool.Close()
-	_, err = New(cfg, zerolog.Nop())
-	if want := "spool directory " + cfg.Agent.SpoolDir + ": in use by another process"; err == nil || err.Error() != want {
-		t.Errorf("second New = %v\nwant %s", err, want)
-	}
 }
 
 // TestSpoolConcurrent: one goroutine appends while another reads and
