@@ -17,8 +17,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/cloudflare/circl/sign/ed448"
+
+	"github.com/tagbridge/tagbridge/internal/brainpool"
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // Options describe an application instance certificate for Generate.
@@ -28,9 +34,10 @@ type Options struct {
 	Days     int       // validity; 0 means DefaultDays
 	KeySize  int       // RSA: 2048, 3072 or 4096; 0 means 2048
 	Now      time.Time // start of validity; zero means now
-	// KeyType is rsa (the default when empty), nistP256, nistP384 or
-	// ed25519: the ECC types go with the security policy of their curve
-	// (ECC_nistP256, ECC_nistP384, ECC_curve25519).
+	// KeyType is rsa (the default when empty), nistP256, nistP384,
+	// brainpoolP256r1, brainpoolP384r1, ed25519 or ed448: the ECC types go
+	// with the security policy of their curve (ECC_nistP256, ...,
+	// ECC_curve25519, ECC_curve448).
 	KeyType string
 }
 
@@ -40,11 +47,16 @@ const (
 	KeyTypeNistP256 = "nistP256"
 	KeyTypeNistP384 = "nistP384"
 	KeyTypeEd25519  = "ed25519"
+	// brainpool and Ed448 certificates are made and read by
+	// internal/x509ecc: crypto/x509 has neither.
+	KeyTypeBrainpoolP256r1 = "brainpoolP256r1"
+	KeyTypeBrainpoolP384r1 = "brainpoolP384r1"
+	KeyTypeEd448           = "ed448"
 )
 
 // KeyTypes are the key types Generate makes, in the order help texts list
 // them.
-var KeyTypes = []string{KeyTypeRSA, KeyTypeNistP256, KeyTypeNistP384, KeyTypeEd25519}
+var KeyTypes = []string{KeyTypeRSA, KeyTypeNistP256, KeyTypeNistP384, KeyTypeBrainpoolP256r1, KeyTypeBrainpoolP384r1, KeyTypeEd25519, KeyTypeEd448}
 
 // backdate starts a generated certificate's validity before its creation:
 // PLC clocks are often hours or days behind, and a PLC refuses a client
@@ -65,8 +77,8 @@ func ApplicationURIFor(hostname, agentID string) string {
 // of the host name, extended key usage clientAuth and serverAuth. RSA:
 // SHA-256 with RSA, key usage digitalSignature, nonRepudiation,
 // keyEncipherment, dataEncipherment. ECC: ECDSA with SHA-256 (P-256) or
-// SHA-384 (P-384), or Ed25519, key usage digitalSignature, nonRepudiation,
-// keyAgreement.
+// SHA-384 (P-384), the same on the brainpool curves, or Ed25519 or Ed448,
+// key usage digitalSignature, nonRepudiation, keyAgreement.
 func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if o.AgentID == "" {
 		return nil, nil, errors.New("agent id required")
@@ -77,21 +89,14 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if o.KeyType == "" {
 		o.KeyType = KeyTypeRSA
 	}
-	var curve elliptic.Curve
-	edwards := o.KeyType == KeyTypeEd25519
-	switch o.KeyType {
-	case KeyTypeRSA, KeyTypeEd25519:
-	case KeyTypeNistP256:
-		curve = elliptic.P256()
-	case KeyTypeNistP384:
-		curve = elliptic.P384()
-	default:
+	if !slices.Contains(KeyTypes, o.KeyType) {
 		return nil, nil, fmt.Errorf("key type %q not supported (%s)", o.KeyType, strings.Join(KeyTypes, ", "))
 	}
+	ecc := o.KeyType != KeyTypeRSA
 	switch {
-	case (curve != nil || edwards) && o.KeySize != 0:
+	case ecc && o.KeySize != 0:
 		return nil, nil, fmt.Errorf("key size applies to RSA keys, not to key type %s", o.KeyType)
-	case curve != nil || edwards:
+	case ecc:
 	case o.KeySize == 0:
 		o.KeySize = 2048
 	case o.KeySize == 2048, o.KeySize == 3072, o.KeySize == 4096:
@@ -111,7 +116,7 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("application URI: %w", err)
 	}
-	key, keyBlock, err := generateKey(o.KeySize, curve, edwards)
+	key, keyBlock, err := generateKey(o.KeyType, o.KeySize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
@@ -138,20 +143,27 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	} else {
 		tmpl.DNSNames = []string{o.Hostname}
 	}
-	if curve != nil || edwards {
+	if ecc {
 		// An ECC key signs and agrees keys (ECDH), it does not encipher;
-		// the digest matches the curve, as OPC UA's ECC policies hash.
+		// the digest matches the curve, as OPC UA's ECC policies hash
+		// (x509ecc picks it for the brainpool curves).
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyAgreement | x509.KeyUsageCertSign
-		switch {
-		case edwards:
+		switch o.KeyType {
+		case KeyTypeEd25519:
 			tmpl.SignatureAlgorithm = x509.PureEd25519
-		case curve == elliptic.P384():
+		case KeyTypeNistP384:
 			tmpl.SignatureAlgorithm = x509.ECDSAWithSHA384
 		default:
 			tmpl.SignatureAlgorithm = x509.ECDSAWithSHA256
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	var der []byte
+	switch key.(type) {
+	case *brainpool.PrivateKey, ed448.PrivateKey:
+		der, err = x509ecc.CreateSelfSigned(tmpl, key)
+	default:
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate: %w", err)
 	}
@@ -160,38 +172,61 @@ func Generate(o Options) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// generateKey makes an RSA key of bits, an ECDSA key on curve when it is
-// not nil, or an Ed25519 key, with its PEM block: PKCS#1 (RSA PRIVATE
-// KEY), SEC 1 (EC PRIVATE KEY) or PKCS#8 (Ed25519), the forms OPC UA
-// stacks read.
-func generateKey(bits int, curve elliptic.Curve, edwards bool) (crypto.Signer, *pem.Block, error) {
-	if edwards {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
+// generateKey makes a key of keyType (an RSA key of bits) with its PEM
+// block: PKCS#1 (RSA PRIVATE KEY), SEC 1 (EC PRIVATE KEY, NIST and
+// brainpool curves) or PKCS#8 (Ed25519, Ed448), the forms OPC UA stacks
+// read.
+func generateKey(keyType string, bits int) (crypto.Signer, *pem.Block, error) {
+	var key crypto.Signer
+	var err error
+	switch keyType {
+	case KeyTypeRSA:
+		k, err := rsa.GenerateKey(rand.Reader, bits)
 		if err != nil {
 			return nil, nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
+		return k, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}, nil
+	case KeyTypeNistP256, KeyTypeNistP384:
+		curve := elliptic.P256()
+		if keyType == KeyTypeNistP384 {
+			curve = elliptic.P384()
+		}
+		k, err := ecdsa.GenerateKey(curve, rand.Reader)
 		if err != nil {
 			return nil, nil, err
 		}
-		return key, &pem.Block{Type: "PRIVATE KEY", Bytes: der}, nil
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}, nil
+	case KeyTypeEd25519:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, &pem.Block{Type: "PRIVATE KEY", Bytes: der}, nil
+	case KeyTypeBrainpoolP256r1:
+		key, err = brainpool.P256r1().GenerateKey(rand.Reader)
+	case KeyTypeBrainpoolP384r1:
+		key, err = brainpool.P384r1().GenerateKey(rand.Reader)
+	case KeyTypeEd448:
+		_, key, err = ed448.GenerateKey(rand.Reader)
+	default:
+		return nil, nil, fmt.Errorf("key type %q not supported", keyType)
 	}
-	if curve == nil {
-		key, err := rsa.GenerateKey(rand.Reader, bits)
-		if err != nil {
-			return nil, nil, err
-		}
-		return key, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}, nil
-	}
-	key, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := x509.MarshalECPrivateKey(key)
+	typ, der, err := x509ecc.MarshalPrivateKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return key, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}, nil
+	return key, &pem.Block{Type: typ, Bytes: der}, nil
 }
 
 // WriteFileAtomic writes data to a temporary file in name's directory with

@@ -13,6 +13,11 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cloudflare/circl/sign/ed448"
+
+	"github.com/tagbridge/tagbridge/internal/brainpool"
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // maxFile bounds what is read from a certificate, key or CRL file, so a path
@@ -114,6 +119,10 @@ func DescribeKey(pub crypto.PublicKey) string {
 		return "ECDSA " + k.Curve.Params().Name
 	case ed25519.PublicKey:
 		return "Ed25519"
+	case ed448.PublicKey:
+		return "Ed448"
+	case *brainpool.PublicKey:
+		return "ECDSA " + k.Curve().Name()
 	}
 	return fmt.Sprintf("%T", pub)
 }
@@ -151,7 +160,7 @@ func ParseCertificate(data []byte) (*x509.Certificate, []byte, error) {
 	if b, ok := pemBlock(data, "CERTIFICATE"); ok {
 		der = b
 	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := x509ecc.ParseCertificate(der) // x509's parser, and brainpool and Ed448 keys
 	if err != nil {
 		return nil, nil, ErrBadCertificate // x509's message may quote bytes of the input
 	}
@@ -206,6 +215,9 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
+		if k, err := x509ecc.ParsePrivateKey(der); err == nil { // brainpool, Ed448
+			return k, nil
+		}
 		return nil, ErrBadKey
 	}
 	signer, ok := k.(crypto.Signer)

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // Trust is how a server certificate is checked (security.trust).
@@ -103,7 +105,7 @@ func (r Result) Notice() string {
 // it with Commit once a secure channel and a session succeeded with it, so a
 // server that merely presents a certificate never gets it pinned.
 func (s *Store) Verify(der []byte, opts VerifyOptions) (Result, error) {
-	cert, err := x509.ParseCertificate(der)
+	cert, err := x509ecc.ParseCertificate(der)
 	if err != nil {
 		return Result{}, fmt.Errorf("server certificate: %w", ErrBadCertificate)
 	}
@@ -363,7 +365,7 @@ func checkSignature(c, parent *x509.Certificate, allowSHA1 bool) error {
 		sum := sha1.Sum(c.RawTBSCertificate)
 		return rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], c.Signature)
 	}
-	return parent.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature)
+	return x509ecc.CheckSignature(c, parent) // x509's check, and brainpool and Ed448 issuers
 }
 
 // revocation checks each certificate of chain (leaf first) against the CRLs

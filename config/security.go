@@ -1,13 +1,11 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -109,10 +107,9 @@ func (v *validator) security(path string, s Security) {
 type keyNeed struct {
 	who              string
 	minBits, maxBits int
-	curve            elliptic.Curve // an ECC policy's: only an ECDSA key on it
-	edwards          bool           // ECC_curve25519: only an Ed25519 key
-	policy           string         // the ECC policy, for the message
-	anyECC           bool           // policy auto: an ECDSA key of an ECC policy's curve too
+	ecc              string // an ECC policy's key, as keyKind names it: "P-256", "Ed448"
+	policy           string // the ECC policy, for the message
+	anyECC           bool   // policy auto: a key of an ECC policy too
 }
 
 func (k keyNeed) String() string {
@@ -126,28 +123,30 @@ func (k keyNeed) String() string {
 // 2048-bit", "Ed25519".
 func keyKind(pub any) string { return strings.TrimPrefix(certs.DescribeKey(pub), "ECDSA ") }
 
-// eccCurves are the curves of the ECDSA policies, by policy name.
-var eccCurves = map[string]elliptic.Curve{
-	"ECC_nistP256": elliptic.P256(), "ECC_nistP384": elliptic.P384(),
-	"ECC_nistP256_AesGcm": elliptic.P256(), "ECC_nistP256_ChaChaPoly": elliptic.P256(),
+// eccKeys are the keys of the ECC policies, by policy name, as keyKind
+// names them.
+var eccKeys = map[string]string{
+	"ECC_nistP256": "P-256", "ECC_nistP384": "P-384",
+	"ECC_nistP256_AesGcm": "P-256", "ECC_nistP256_ChaChaPoly": "P-256",
+	"ECC_brainpoolP256r1": "brainpoolP256r1", "ECC_brainpoolP384r1": "brainpoolP384r1",
+	"ECC_curve25519": "Ed25519", "ECC_curve448": "Ed448",
 }
 
 // check says why pub does not fit; "" when it does. An ECC policy's
 // message names both curves, as the connection's does: "P-256 key, policy
 // ECC_nistP384 needs a P-384 key".
 func (k keyNeed) check(certFile string, pub any) string {
-	ec, isEC := pub.(*ecdsa.PublicKey)
-	_, isEd := pub.(ed25519.PublicKey)
+	kind := keyKind(pub)
 	switch {
-	case k.edwards && !isEd:
-		return fmt.Sprintf("%s key, policy %s needs an Ed25519 key", keyKind(pub), k.policy)
-	case k.edwards:
+	case k.ecc != "" && kind != k.ecc:
+		article := "a"
+		if strings.HasPrefix(k.ecc, "Ed") {
+			article = "an"
+		}
+		return fmt.Sprintf("%s key, policy %s needs %s %s key", kind, k.policy, article, k.ecc)
+	case k.ecc != "":
 		return ""
-	case k.curve != nil && (!isEC || ec.Curve != k.curve):
-		return fmt.Sprintf("%s key, policy %s needs a %s key", keyKind(pub), k.policy, k.curve.Params().Name)
-	case k.curve != nil:
-		return ""
-	case k.anyECC && (isEd || isEC && (ec.Curve == elliptic.P256() || ec.Curve == elliptic.P384())):
+	case k.anyECC && slices.Contains(slices.Collect(maps.Values(eccKeys)), kind):
 		return ""
 	}
 	if rk, ok := pub.(*rsa.PublicKey); ok && rk.N.BitLen() >= k.minBits && rk.N.BitLen() <= k.maxBits {
@@ -155,7 +154,7 @@ func (k keyNeed) check(certFile string, pub any) string {
 	}
 	msg := fmt.Sprintf("certificate %s holds an %s key; %s", certFile, certs.DescribeKey(pub), k)
 	if k.anyECC {
-		msg += ", or an ECDSA P-256, P-384 or Ed25519 key for the ECC policies"
+		msg += ", or a P-256, P-384, brainpoolP256r1, brainpoolP384r1, Ed25519 or Ed448 key for the ECC policies"
 	}
 	return msg
 }
@@ -165,11 +164,8 @@ func (k keyNeed) check(certFile string, pub any) string {
 // deprecated policies allow 1024 to 2048 bits; 1024 is refused as too
 // weak.
 func policyNeeds(policy string) keyNeed {
-	if curve, ok := eccCurves[policy]; ok {
-		return keyNeed{who: "security policy " + policy, curve: curve, policy: policy}
-	}
-	if policy == "ECC_curve25519" {
-		return keyNeed{who: "security policy " + policy, edwards: true, policy: policy}
+	if key, ok := eccKeys[policy]; ok {
+		return keyNeed{who: "security policy " + policy, ecc: key, policy: policy}
 	}
 	switch policy {
 	case "auto":
@@ -184,11 +180,8 @@ func policyNeeds(policy string) keyNeed {
 // policy: servers sign and check the user token with the endpoint's policy,
 // so under an ECC policy the user key is on its curve, otherwise RSA.
 func userCertNeeds(policy string) keyNeed {
-	if curve, ok := eccCurves[policy]; ok {
-		return keyNeed{who: "an X.509 user identity under " + policy, curve: curve, policy: policy}
-	}
-	if policy == "ECC_curve25519" {
-		return keyNeed{who: "an X.509 user identity under " + policy, edwards: true, policy: policy}
+	if key, ok := eccKeys[policy]; ok {
+		return keyNeed{who: "an X.509 user identity under " + policy, ecc: key, policy: policy}
 	}
 	return keyNeed{who: "an X.509 user identity", minBits: certs.MinRSABits, maxBits: 4096, anyECC: policy == "auto"}
 }

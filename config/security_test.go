@@ -135,7 +135,7 @@ func TestSecurityFiles(t *testing.T) {
 			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("ec-cert.pem") + " holds an ECDSA P-256 key; security policy Basic256Sha256 needs an RSA key of 2048 to 4096 bits"},
 		{name: "ECC pair, policy auto", sec: pair("ec"), policy: "auto"},
 		{name: "weak RSA pair, policy auto", sec: pair("weak"), policy: "auto",
-			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; policy auto (it picks among the policies the key fits) needs an RSA key of 2048 to 4096 bits, or an ECDSA P-256, P-384 or Ed25519 key for the ECC policies"},
+			want: "c.yaml:7: plcs[0].security.certificate_file: certificate " + key("weak-cert.pem") + " holds an RSA 1024-bit key; policy auto (it picks among the policies the key fits) needs an RSA key of 2048 to 4096 bits, or a P-256, P-384, brainpoolP256r1, brainpoolP384r1, Ed25519 or Ed448 key for the ECC policies"},
 		{name: "ECC pair, policy ECC_nistP256", sec: pair("ec"), policy: "ECC_nistP256, mode: Sign"},
 		{name: "P-256 pair, policy ECC_nistP384", sec: pair("ec"), policy: "ECC_nistP384, mode: SignAndEncrypt",
 			want: "c.yaml:7: plcs[0].security.certificate_file: P-256 key, policy ECC_nistP384 needs a P-384 key"},

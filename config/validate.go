@@ -17,7 +17,7 @@ import (
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"json", "console"}
-	policies   = []string{"None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "ECC_nistP256", "ECC_nistP384", "ECC_curve25519", "ECC_nistP256_AesGcm", "ECC_nistP256_ChaChaPoly", "auto"}
+	policies   = []string{"None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "ECC_nistP256", "ECC_nistP384", "ECC_brainpoolP256r1", "ECC_brainpoolP384r1", "ECC_curve25519", "ECC_curve448", "ECC_nistP256_AesGcm", "ECC_nistP256_ChaChaPoly", "auto"}
 	modes      = []string{"None", "Sign", "SignAndEncrypt"}
 	deadbands  = []string{"absolute", "percent"}
 )
@@ -212,7 +212,6 @@ func (v *validator) plc(path string, p *PLC) {
 		v.tag(path, j, &p.Tags[j], names)
 	}
 	v.plcModes(path, p)
-	v.heartbeat(path, p)
 	v.commands(path, p)
 }
 

@@ -79,7 +79,6 @@ type Session struct {
 	link writeLink // the client commands use (write.go)
 
 	types structTypes // the PLC's structure types, by their definitions (typedefs.go)
-	beats *heartbeats // republish unchanged values (heartbeat.go); nil: no tag has a heartbeat
 
 	limits       serverLimits                    // the server's, read at every session start
 	subsAllowed  int                             // subscriptions the server took before BadTooManySubscriptions; 0: not seen
@@ -133,7 +132,6 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 	for _, p := range plcs {
 		s.link.entries[p.Name] = p
 	}
-	s.beats = heartbeatsFor(plc, tags)
 	return s
 }
 
@@ -157,8 +155,6 @@ func (s *Session) warnSettings() {
 func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
 	defer s.status.SetState(collectors.StateStopped, "")
-	out, stopBeats := s.withHeartbeats(ctx, out)
-	defer stopBeats()
 	var lastErr string
 	for attempt := 0; ; attempt++ {
 		healthy, err := s.connectAndStream(ctx, out)
