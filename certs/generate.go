@@ -232,7 +232,8 @@ func generateKey(keyType string, bits int) (crypto.Signer, *pem.Block, error) {
 // WriteFileAtomic writes data to a temporary file in name's directory with
 // mode perm, syncs it and renames it over name, so a reader never sees half a
 // file and a key is never briefly readable by others. Without overwrite an
-// existing name is refused with an error wrapping fs.ErrExist.
+// existing name is refused with an error wrapping fs.ErrExist. Run as root
+// into a directory of another user, the file takes that user's ownership.
 func WriteFileAtomic(name string, data []byte, perm os.FileMode, overwrite bool) error {
 	if !overwrite {
 		if _, err := os.Lstat(name); err == nil {
@@ -246,6 +247,10 @@ func WriteFileAtomic(name string, data []byte, perm os.FileMode, overwrite bool)
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after the rename
 	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := ownLikeDir(f, filepath.Dir(name)); err != nil {
 		f.Close()
 		return err
 	}

@@ -46,14 +46,14 @@ const (
 )
 
 // OpenStore returns the store at dir, creating its subdirectories (mode
-// 0700) where missing.
+// 0700, owned like dir) where missing.
 func OpenStore(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	for _, sub := range []string{TrustedCerts, TrustedCRL, IssuersCerts, IssuersCRL, RejectedCerts} {
-		if err := os.MkdirAll(filepath.Join(abs, sub), 0o700); err != nil {
+		if err := mkdirAllOwned(filepath.Join(abs, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("pki dir: %w", err)
 		}
 	}

@@ -196,7 +196,7 @@ func (s *Store) untrusted(cert *x509.Certificate, reason error) error {
 	if err != nil {
 		return fmt.Errorf(prefix+"; saving it to %s: %v", reason, s.Path(RejectedCerts), err)
 	}
-	return fmt.Errorf(prefix+"; saved as %s; to trust it: mv %s %s/", reason, path, shellQuote(path), shellQuote(s.Path(TrustedCerts)))
+	return fmt.Errorf(prefix+"; saved as %s; to trust it: mv %s %s/%s", reason, path, shellQuote(path), shellQuote(s.Path(TrustedCerts)), s.unreadableNote())
 }
 
 // check applies opts.Trust to cert with the trusted certificates given.
