@@ -205,10 +205,72 @@ func TestGenerateECC(t *testing.T) {
 	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
 		t.Errorf("ed25519: not self-signed: %v", err)
 	}
-	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: "nistP521"}); err == nil || err.Error() != `key type "nistP521" not supported (rsa, nistP256, nistP384, ed25519)` {
+	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: "nistP521"}); err == nil || err.Error() != `key type "nistP521" not supported (rsa, nistP256, nistP384, brainpoolP256r1, brainpoolP384r1, ed25519, ed448)` {
 		t.Errorf("unknown key type: %v", err)
 	}
 	if _, _, err := Generate(Options{AgentID: "a", Hostname: "h", KeyType: KeyTypeNistP256, KeySize: 4096}); err == nil || err.Error() != "key size applies to RSA keys, not to key type nistP256" {
 		t.Errorf("key size with ECC: %v", err)
+	}
+}
+
+// TestGenerateBrainpoolEd448: the key types crypto/x509 lacks come out as
+// certificates this package reads back (key, SANs, self-signature), with
+// the key in the PEM form of their family, and the trust store accepts
+// them: from trusted/certs, and on first use (TOFU).
+func TestGenerateBrainpoolEd448(t *testing.T) {
+	for _, tc := range []struct {
+		keyType, describe, pemType string
+	}{
+		{KeyTypeBrainpoolP256r1, "ECDSA brainpoolP256r1", "EC PRIVATE KEY"},
+		{KeyTypeBrainpoolP384r1, "ECDSA brainpoolP384r1", "EC PRIVATE KEY"},
+		{KeyTypeEd448, "Ed448", "PRIVATE KEY"},
+	} {
+		t.Run(tc.keyType, func(t *testing.T) {
+			certPEM, keyPEM, err := Generate(Options{AgentID: "line1-ipc01", Hostname: "ipc01", KeyType: tc.keyType})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, der, err := ParseCertificate(certPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := DescribeKey(cert.PublicKey); got != tc.describe {
+				t.Fatalf("key %s, want %s", got, tc.describe)
+			}
+			key, err := parsePrivateKey(keyPEM)
+			if err != nil || !samePublicKey(cert.PublicKey, key.Public()) {
+				t.Fatalf("key file: %v, matches: %v", err, err == nil && samePublicKey(cert.PublicKey, key.Public()))
+			}
+			if b, _ := pem.Decode(keyPEM); b == nil || b.Type != tc.pemType {
+				t.Errorf("key PEM block %v", b)
+			}
+			if err := checkSignature(cert, cert, false); err != nil {
+				t.Errorf("not self-signed: %v", err)
+			}
+			if uri, _ := ApplicationURI(cert); uri != "urn:ipc01:tagbridge:line1-ipc01" || !slices.Equal(cert.DNSNames, []string{"ipc01"}) {
+				t.Errorf("SANs %q %q", uri, cert.DNSNames)
+			}
+			wantUsage := x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyAgreement
+			if cert.KeyUsage&wantUsage != wantUsage {
+				t.Errorf("key usage %b, want %b", cert.KeyUsage, wantUsage)
+			}
+			s, err := OpenStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Verify(der, VerifyOptions{Now: time.Now(), AutoAccept: AutoAcceptOn, Peer: "plc1"})
+			if err != nil || !res.Pending() {
+				t.Fatalf("first use: %+v, %v", res, err)
+			}
+			if err := s.Commit(res); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := s.Verify(der, VerifyOptions{Now: time.Now(), Trust: TrustFull}); err != nil || res.Pending() {
+				t.Errorf("pinned: %+v, %v", res, err)
+			}
+			if _, err := s.Verify(der, VerifyOptions{Now: cert.NotAfter.Add(time.Hour), Trust: TrustFull}); !errors.Is(err, ErrExpired) {
+				t.Errorf("after expiry: %v", err)
+			}
+		})
 	}
 }
