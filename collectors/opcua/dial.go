@@ -23,6 +23,10 @@ func Dial(ctx context.Context, plc config.PLC, log zerolog.Logger) (*uaclient.Cl
 	defer cancel()
 	s := NewSession(plc, log)
 	s.warnSettings()
+	if err := s.listen(); err != nil {
+		return nil, fmt.Errorf("plc %q: %w", plc.Name, err)
+	}
+	defer s.unlisten() // the connection taken stays open
 	p, err := s.prepare(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("plc %q: connect %s: %w", plc.Name, plc.Endpoint, err)

@@ -83,7 +83,7 @@ func (s *Session) prepare(ctx context.Context) (*plan, error) {
 	}
 	p.cfg.Identity = identity
 
-	eps, err := uaclient.GetEndpoints(ctx, s.plc.Endpoint, uatcp.DefaultLimits(), s.log)
+	eps, err := uaclient.GetEndpointsDial(ctx, s.plc.Endpoint, uatcp.DefaultLimits(), s.dialer(), s.log)
 	if errors.Is(err, uaclient.ErrNoEndpoints) && sec.Policy == "None" && token == ua.UserTokenTypeAnonymous {
 		// Nothing to choose or to protect: an unsecured anonymous session
 		// needs only the anonymous PolicyId, which such a server does not
@@ -119,6 +119,7 @@ func (s *Session) prepare(ctx context.Context) (*plan, error) {
 		Lifetime:       s.plc.TokenLifetime.Duration(),
 		RequestTimeout: requestTimeout,
 		Log:            s.log,
+		Dial:           s.dialer(),
 	}
 	mode := modeName(ep.SecurityMode)
 	if ep.SecurityMode == ua.MessageSecurityModeNone {

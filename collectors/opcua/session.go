@@ -72,6 +72,8 @@ type Session struct {
 	hostnameWarned bool         // the verify_hostname: false warning is given once
 	sha1Warned     bool         // the allow_sha1 warning is given once
 
+	reverse *reverseListener // with reverse connect, while Run runs
+
 	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 
 	maxItemsPerSub int // items per subscription before the tags are split; 0: the default (tests lower it)
@@ -155,6 +157,7 @@ func (s *Session) warnSettings() {
 func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
 	defer s.status.SetState(collectors.StateStopped, "")
+	defer s.unlisten()
 	var lastErr string
 	for attempt := 0; ; attempt++ {
 		healthy, err := s.connectAndStream(ctx, out)
@@ -196,6 +199,9 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 // recover); only when that fails does it return. healthy reports whether
 // it streamed long enough to reset the backoff.
 func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Batch) (healthy bool, err error) {
+	if err := s.listen(); err != nil {
+		return false, err
+	}
 	p, err := s.prepare(ctx)
 	if err != nil {
 		return false, err

@@ -27,6 +27,12 @@ const discoveryLifetime = time.Minute
 // GetEndpoints asks the server at endpoint for its endpoints, over a secure
 // channel of policy None opened for that and closed after.
 func GetEndpoints(ctx context.Context, endpoint string, limits uatcp.Limits, log zerolog.Logger) ([]*ua.EndpointDescription, error) {
+	return GetEndpointsDial(ctx, endpoint, limits, nil, log)
+}
+
+// GetEndpointsDial is GetEndpoints over a connection opened by dial (nil:
+// uatcp.Dial), e.g. one the server opened with reverse connect.
+func GetEndpointsDial(ctx context.Context, endpoint string, limits uatcp.Limits, dial func(context.Context, string, uatcp.Limits) (*uatcp.Conn, error), log zerolog.Logger) ([]*ua.EndpointDescription, error) {
 	none, err := secpolicy.ByURI(ua.SecurityPolicyURINone)
 	if err != nil {
 		return nil, fmt.Errorf("get endpoints: %w", err)
@@ -38,6 +44,7 @@ func GetEndpoints(ctx context.Context, endpoint string, limits uatcp.Limits, log
 		Lifetime: discoveryLifetime,
 		Limits:   limits,
 		Log:      log,
+		Dial:     dial,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get endpoints: %w", err)

@@ -48,6 +48,10 @@ type Config struct {
 	RequestTimeout    time.Duration      // bound of one request when ctx has no deadline (default DefaultRequestTimeout)
 	Limits            uatcp.Limits       // zero: uatcp.DefaultLimits()
 	Log               zerolog.Logger     // carries plc/endpoint fields already
+	// Dial opens the connection and exchanges Hello and Acknowledge; nil:
+	// uatcp.Dial. Reverse connect hands over a connection the server
+	// opened instead.
+	Dial func(ctx context.Context, endpoint string, want uatcp.Limits) (*uatcp.Conn, error)
 }
 
 // Stats describe the channel's tokens.
@@ -180,7 +184,11 @@ func open(ctx context.Context, cfg Config) (*Channel, error) {
 	}
 	ch.asym = asym
 
-	conn, err := uatcp.Dial(ctx, cfg.Endpoint, cfg.Limits)
+	dial := cfg.Dial
+	if dial == nil {
+		dial = uatcp.Dial
+	}
+	conn, err := dial(ctx, cfg.Endpoint, cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
