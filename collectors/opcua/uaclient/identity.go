@@ -10,6 +10,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
+	"github.com/tagbridge/tagbridge/internal/x509ecc"
 )
 
 // Identity is the user a session is activated for: Anonymous, UserName or
@@ -241,13 +242,13 @@ func tokenTypeName(t ua.UserTokenType) string {
 }
 
 // leafCertificate parses the first certificate of der, which may be followed
-// by its chain.
+// by its chain; brainpool and Ed448 keys included.
 func leafCertificate(der []byte) (*x509.Certificate, error) {
 	leaf, err := leafDER(der)
 	if err != nil {
 		return nil, err
 	}
-	return x509.ParseCertificate(leaf)
+	return x509ecc.ParseCertificate(leaf)
 }
 
 func concat(a, b []byte) []byte {
