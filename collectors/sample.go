@@ -22,6 +22,11 @@ type Sample struct {
 
 	SourceTime time.Time // zero when the server did not send it
 	ServerTime time.Time // zero when the server did not send it
+
+	// Heartbeat marks a value sent again because it did not change for the
+	// tag's heartbeat period (or with a Bad status while the PLC is away),
+	// not because it changed.
+	Heartbeat bool
 }
 
 // Batch is the samples of one publish cycle of one session, in the order the

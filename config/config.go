@@ -139,7 +139,11 @@ type PLC struct {
 	History History `yaml:"history"`
 	// Commands are the writes and method calls taken from MQTT (commands.go).
 	Commands Commands `yaml:"commands"`
-	Tags     []Tag    `yaml:"tags"`
+	// Heartbeat republishes a tag's value unchanged for this long (0: off);
+	// a tag may set its own. HeartbeatValue is last or last_good.
+	Heartbeat      Duration `yaml:"heartbeat"`
+	HeartbeatValue string   `yaml:"heartbeat_value"`
+	Tags           []Tag    `yaml:"tags"`
 
 	// CertGuard confines the certificate and key files of this PLC to
 	// agent.allowed_cert_dirs when they are opened: load them with
@@ -203,6 +207,8 @@ type Tag struct {
 	// Writable lets commands from MQTT write the tag, within Write.
 	Writable bool         `yaml:"writable"`
 	Write    *WriteLimits `yaml:"write"`
+	// Heartbeat republishes the value when unchanged this long (default the PLC's).
+	Heartbeat Duration `yaml:"heartbeat"`
 }
 
 // Deadband filters data changes smaller than Value (absolute, or percent of the EU range).

@@ -108,6 +108,7 @@ func (c *Config) applyDefaults() {
 		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
 		p.CertGuard = certs.Guard{Dirs: a.AllowedCertDirs}
 		p.applyModeDefaults()
+		p.applyHeartbeatDefaults()
 		p.Commands.applyDefaults()
 		for j := range p.Tags {
 			t := &p.Tags[j]

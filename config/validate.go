@@ -212,6 +212,7 @@ func (v *validator) plc(path string, p *PLC) {
 		v.tag(path, j, &p.Tags[j], names)
 	}
 	v.plcModes(path, p)
+	v.heartbeat(path, p)
 	v.commands(path, p)
 }
 

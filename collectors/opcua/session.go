@@ -81,6 +81,7 @@ type Session struct {
 	link writeLink // the client commands use (write.go)
 
 	types structTypes // the PLC's structure types, by their definitions (typedefs.go)
+	beats *heartbeats // republish unchanged values (heartbeat.go); nil: no tag has a heartbeat
 
 	limits       serverLimits                    // the server's, read at every session start
 	subsAllowed  int                             // subscriptions the server took before BadTooManySubscriptions; 0: not seen
@@ -134,6 +135,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 	for _, p := range plcs {
 		s.link.entries[p.Name] = p
 	}
+	s.beats = heartbeatsFor(plc, tags)
 	return s
 }
 
@@ -158,6 +160,8 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
 	defer s.status.SetState(collectors.StateStopped, "")
 	defer s.unlisten()
+	out, stopBeats := s.withHeartbeats(ctx, out)
+	defer stopBeats()
 	var lastErr string
 	for attempt := 0; ; attempt++ {
 		healthy, err := s.connectAndStream(ctx, out)

@@ -1,0 +1,30 @@
+package config
+
+import "fmt"
+
+// Heartbeat values: what a heartbeat repeats.
+const (
+	HeartbeatLast     = "last"      // the last value, whatever its status
+	HeartbeatLastGood = "last_good" // the last Good value
+)
+
+// applyHeartbeatDefaults gives each tag its PLC's heartbeat unless it has
+// its own.
+func (p *PLC) applyHeartbeatDefaults() {
+	orString(&p.HeartbeatValue, HeartbeatLast)
+	for j := range p.Tags {
+		orDuration(&p.Tags[j].Heartbeat, p.Heartbeat.Duration())
+	}
+}
+
+func (v *validator) heartbeat(path string, p *PLC) {
+	v.oneOf(path+".heartbeat_value", p.HeartbeatValue, "heartbeat value", []string{HeartbeatLast, HeartbeatLastGood})
+	if p.Heartbeat < 0 {
+		v.add(path+".heartbeat", "must not be negative")
+	}
+	for j, t := range p.Tags {
+		if t.Heartbeat < 0 {
+			v.add(fmt.Sprintf("%s.tags[%d].heartbeat", path, j), "must not be negative")
+		}
+	}
+}
