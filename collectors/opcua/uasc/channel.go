@@ -465,6 +465,10 @@ func fillHeader(ctx context.Context, req ua.Request, authToken *ua.NodeID, handl
 	req.SetHeader(h)
 }
 
+// sealRoom is what securing a chunk may add to it (padding and
+// signature), so that sealing rarely grows the chunk's buffer.
+const sealRoom = 1024
+
 // writeMessage secures msg in chunks of msgType and sends them. A message
 // beyond the server's limits is refused before anything is sent: the
 // channel stays usable. A failed write ends the channel.
@@ -496,7 +500,9 @@ func (ch *Channel) writeMessage(msgType string, requestID uint32, msg []byte) er
 	if err := checkSendLimits(len(msg), len(pieces), ch.limits); err != nil {
 		return err
 	}
-	buf := make([]byte, 0, ch.limits.SendChunkSize)
+	// Sized to the message, not the chunk limit (often 64 KiB or more):
+	// most requests, PublishRequests above all, are a few hundred bytes.
+	buf := make([]byte, 0, min(int(ch.limits.SendChunkSize), hdrLen+sequenceHeaderSize+len(msg)+sealRoom))
 	for i, piece := range pieces {
 		chunkType := byte(chunkIntermediate)
 		if i == len(pieces)-1 {
