@@ -11,11 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudflare/circl/sign/ed448"
+
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/internal/brainpool"
 )
 
-// TestCertsCreateKeyTypes writes an RSA and both NIST ECC certificates into
-// one directory, each under its own names, with the key of its type.
+// TestCertsCreateKeyTypes writes a certificate of every key type into one
+// directory, each under its own names, with the key of its type.
 func TestCertsCreateKeyTypes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
 	guard := certs.Guard{Dirs: []string{filepath.Dir(dir)}}
@@ -26,7 +29,10 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 		{"rsa", "client-cert.pem", "client-key.pem", nil},
 		{"nistP256", "client-cert-nistP256.pem", "client-key-nistP256.pem", elliptic.P256()},
 		{"nistP384", "client-cert-nistP384.pem", "client-key-nistP384.pem", elliptic.P384()},
+		{"brainpoolP256r1", "client-cert-brainpoolP256r1.pem", "client-key-brainpoolP256r1.pem", nil},
+		{"brainpoolP384r1", "client-cert-brainpoolP384r1.pem", "client-key-brainpoolP384r1.pem", nil},
 		{"ed25519", "client-cert-ed25519.pem", "client-key-ed25519.pem", nil},
+		{"ed448", "client-cert-ed448.pem", "client-key-ed448.pem", nil},
 	} {
 		t.Run(tc.keyType, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -50,6 +56,14 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 				if tc.keyType != "ed25519" {
 					t.Fatalf("Ed25519 key, want %s", tc.keyType)
 				}
+			case ed448.PublicKey:
+				if tc.keyType != "ed448" {
+					t.Fatalf("Ed448 key, want %s", tc.keyType)
+				}
+			case *brainpool.PublicKey:
+				if k.Curve().Name() != tc.keyType {
+					t.Fatalf("%s key, want %s", k.Curve().Name(), tc.keyType)
+				}
 			default:
 				t.Fatalf("%T key", k)
 			}
@@ -69,7 +83,7 @@ func TestCertsCreateKeyTypes(t *testing.T) {
 		})
 	}
 	for _, tc := range []struct{ args, stderr string }{
-		{"--key-type nistP521", "--key-type nistP521: want one of rsa, nistP256, nistP384, ed25519"},
+		{"--key-type nistP521", "--key-type nistP521: want one of rsa, nistP256, nistP384, brainpoolP256r1, brainpoolP384r1, ed25519, ed448"},
 		{"--key-type nistP256 --key-size 4096", "--key-size applies to RSA keys, not to --key-type nistP256"},
 	} {
 		var stdout, stderr bytes.Buffer
