@@ -204,15 +204,6 @@ func reload(a *agent.Agent, file string, log zerolog.Logger) {
 	}
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	cfg, code := loadCommand("validate", "validate [-c FILE]\n\nLoads the configuration exactly as run does and starts nothing.", args, stdout, stderr)
-	if cfg == nil {
-		return code
-	}
-	fmt.Fprintf(stdout, "config OK: %s, %s\n", plural(len(cfg.PLCs), "PLC"), plural(cfg.TagCount(), "tag"))
-	return exitOK
-}
-
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("version", "version\n\nPrints the version, the commit and the build date of this program.", stderr)
 	if code, done := parseFlags(fs, args, stdout); done {

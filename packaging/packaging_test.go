@@ -147,6 +147,10 @@ func TestDebianPackage(t *testing.T) {
 	if got := run(t, "runuser", "-u", "tagbridge", "--", "/usr/bin/tagbridge", "validate", "-c", configPath); !strings.HasPrefix(got, "config OK") {
 		t.Errorf("tagbridge validate as user tagbridge: %q, want config OK", got)
 	}
+	// As the README says: as root, with the service's secrets, as its user.
+	if got := run(t, "/usr/bin/tagbridge", "validate", "--env-file", envPath, "--user", "tagbridge", "-c", configPath); !strings.HasPrefix(got, "config OK") {
+		t.Errorf("tagbridge validate --env-file %s --user tagbridge: %q, want config OK", envPath, got)
+	}
 	if b, err := exec.Command("runuser", "-u", "tagbridge", "--", "cat", envPath).CombinedOutput(); err == nil {
 		t.Errorf("user tagbridge can read %s:\n%s", envPath, b)
 	}
@@ -322,7 +326,7 @@ func checkInstalled(t *testing.T, version string) {
 // man pages, the completion scripts, the copyright file.
 func checkDocs(t *testing.T) {
 	t.Helper()
-	if got := run(t, "man", "-P", "cat", "tagbridge-validate"); !strings.Contains(got, "Loads the configuration") {
+	if got := strings.Join(strings.Fields(run(t, "man", "-P", "cat", "tagbridge-validate")), " "); !strings.Contains(got, "Loads the configuration exactly as run does") || !strings.Contains(got, "--env-file file") {
 		t.Errorf("man tagbridge-validate does not show the command's help:\n%s", got)
 	}
 	// bash: complete "tagbridge va" and "tagbridge certs create --d".
