@@ -50,6 +50,7 @@ Usage:
   tagbridge status   [-c FILE]   print the running agent's status (agent.status_listen)
   tagbridge version              print version information
   tagbridge certs create [flags] write the agent's OPC UA certificate and key
+  tagbridge certs renew [flags]  renew that certificate before it expires
   tagbridge browse ENDPOINT [flags]
                                  print a plcs: entry listing the server's variables
   tagbridge completion bash|zsh  print the shell completion script
@@ -224,15 +225,17 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const certsUsage = `Usage: tagbridge certs create [flags]
+const certsUsage = `Usage: tagbridge certs create|renew [flags]
 
-Run "tagbridge certs create -h" for its flags.
+Run "tagbridge certs create -h" or "tagbridge certs renew -h" for the flags.
 `
 
 func cmdCerts(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) > 0 && args[0] == "create":
 		return cmdCertsCreate(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "renew":
+		return cmdCertsRenew(args[1:], stdout, stderr)
 	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
 		fmt.Fprint(stdout, certsUsage)
 		return exitOK

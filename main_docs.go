@@ -15,7 +15,7 @@ import (
 // commands lists every subcommand, in usage order: each answers --help with
 // its synopsis, description and flags, and gets a man page tagbridge-NAME(1)
 // (spaces become dashes) and completion.
-var commands = []string{"run", "validate", "status", "version", "certs create", "browse", "completion", "man"}
+var commands = []string{"run", "validate", "status", "version", "certs create", "certs renew", "browse", "completion", "man"}
 
 // help is a command's --help output taken apart.
 type help struct {
@@ -297,7 +297,7 @@ _tagbridge() {
 	[ "$cmd" != certs ] || cmd="certs ${COMP_WORDS[2]}"
 	case "$cmd" in
 	certs)
-		COMPREPLY=($(compgen -W "create" -- "$cur"))
+		COMPREPLY=($(compgen -W "create renew" -- "$cur"))
 		return
 		;;
 	completion)
@@ -353,7 +353,7 @@ func writeZshCompletion(w io.Writer, helps map[string]help) {
 		fmt.Fprintf(w, "\t\t'%s:%s'\n", c, zshDesc(desc))
 	}
 	fmt.Fprint(w, "\t)\n\tif (( CURRENT == 2 )); then\n\t\t_describe command cmds\n\t\treturn\n\tfi\n\tlocal cmd=$words[2]\n")
-	fmt.Fprint(w, "\tif [[ $cmd == certs ]]; then\n\t\tif (( CURRENT == 3 )); then\n\t\t\t_values subcommand create\n\t\t\treturn\n\t\tfi\n\t\tcmd=\"certs $words[3]\"\n\tfi\n\tcase $cmd in\n")
+	fmt.Fprint(w, "\tif [[ $cmd == certs ]]; then\n\t\tif (( CURRENT == 3 )); then\n\t\t\t_values subcommand create renew\n\t\t\treturn\n\t\tfi\n\t\tcmd=\"certs $words[3]\"\n\tfi\n\tcase $cmd in\n")
 	fmt.Fprint(w, "\tcompletion) _values shell bash zsh ;;\n")
 	for _, c := range commands {
 		if c == "completion" {

@@ -57,7 +57,7 @@ var contents = []entry{
 }
 
 // manPages are the commands with a page tagbridge-NAME(1) besides tagbridge(1).
-var manPages = []string{"run", "validate", "status", "version", "certs-create", "browse", "completion", "man"}
+var manPages = []string{"run", "validate", "status", "version", "certs-create", "certs-renew", "browse", "completion", "man"}
 
 var wantConffiles = []string{envPath, configPath}
 
