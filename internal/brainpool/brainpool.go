@@ -9,7 +9,8 @@
 // added with the complete projective formulas of Renes, Costello and
 // Batina (eprint 2015/1060, Algorithm 1, any a), which have no special
 // cases (doubling, the point at infinity) and so no branches; scalar
-// multiplication is a fixed 4-bit window that reads every table entry
+// multiplication is a fixed 4-bit window (for the base point, a table of
+// every nibble's multiples, built once) that reads every table entry
 // through masks. Only public values are compared or branched on: a public
 // key's validity, a result at infinity, a signature's range. Rejection
 // sampling of random scalars leaks only how many draws were rejected.
@@ -29,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"sync"
 
 	"filippo.io/bigmod"
 )
@@ -43,6 +45,12 @@ type Curve struct {
 	b                *bigmod.Nat
 	g                point
 	pMinus2, nMinus2 []byte
+
+	// baseTable[j][i] is i·16^(2·Size-1-j)·G: scalarBaseMult adds one
+	// entry per nibble of the scalar, without doublings. Built once, on
+	// first use.
+	baseOnce  sync.Once
+	baseTable [][16]point
 }
 
 // The domain parameters of RFC 5639 sections 3.4 and 3.6, as Wycheproof's
@@ -141,38 +149,52 @@ func (c *Curve) infinity() point { return point{x: c.zero(), y: c.one(), z: c.ze
 
 // addPoints is Algorithm 1 of Renes, Costello, Batina: complete addition
 // for y² = x³ + ax + b, correct for every pair of inputs, P = Q and the
-// point at infinity included.
+// point at infinity included. The operations are bigmod's in-place ones
+// (x = x op y) on fresh temporaries: p and q are never written, and no
+// operand is its own argument.
 func (c *Curve) addPoints(p, q point) point {
-	t0 := c.mul(p.x, q.x)
-	t1 := c.mul(p.y, q.y)
-	t2 := c.mul(p.z, q.z)
-	t3 := c.mul(c.add(p.x, p.y), c.add(q.x, q.y))
-	t4 := c.add(t0, t1)
-	t3 = c.sub(t3, t4)
-	t4 = c.mul(c.add(p.x, p.z), c.add(q.x, q.z))
-	t5 := c.add(t0, t2)
-	t4 = c.sub(t4, t5)
-	t5 = c.mul(c.add(p.y, p.z), c.add(q.y, q.z))
-	x3 := c.add(t1, t2)
-	t5 = c.sub(t5, x3)
-	z3 := c.mul(c.a, t4)
-	x3 = c.mul(c.b3, t2)
-	z3 = c.add(x3, z3)
-	x3 = c.sub(t1, z3)
-	z3 = c.add(t1, z3)
-	y3 := c.mul(x3, z3)
-	t1 = c.add(c.add(t0, t0), t0)
-	t2 = c.mul(c.a, t2)
-	t4 = c.mul(c.b3, t4)
-	t1 = c.add(t1, t2)
-	t2 = c.mul(c.a, c.sub(t0, t2))
-	t4 = c.add(t4, t2)
-	t0 = c.mul(t1, t4)
-	y3 = c.add(y3, t0)
-	t0 = c.mul(t5, t4)
-	x3 = c.sub(c.mul(t3, x3), t0)
-	t0 = c.mul(t3, t1)
-	z3 = c.add(c.mul(t5, z3), t0)
+	m := c.p
+	set := func(dst, a *bigmod.Nat) *bigmod.Nat { copy(dst.Bits(), a.Bits()); return dst }
+	t0, t1, t2, t3, t4, t5, t6 := c.zero(), c.zero(), c.zero(), c.zero(), c.zero(), c.zero(), c.zero()
+	x3, y3, z3 := c.zero(), c.zero(), c.zero()
+	set(t0, p.x).Mul(q.x, m)           // t0 = X1·X2
+	set(t1, p.y).Mul(q.y, m)           // t1 = Y1·Y2
+	set(t2, p.z).Mul(q.z, m)           // t2 = Z1·Z2
+	set(t3, p.x).Add(p.y, m)           // t3 = X1+Y1
+	set(t4, q.x).Add(q.y, m)           // t4 = X2+Y2
+	t3.Mul(t4, m)                      // t3 = t3·t4
+	set(t4, t0).Add(t1, m)             // t4 = t0+t1
+	t3.Sub(t4, m)                      // t3 = t3−t4
+	set(t4, p.x).Add(p.z, m)           // t4 = X1+Z1
+	set(t5, q.x).Add(q.z, m)           // t5 = X2+Z2
+	t4.Mul(t5, m)                      // t4 = t4·t5
+	set(t5, t0).Add(t2, m)             // t5 = t0+t2
+	t4.Sub(t5, m)                      // t4 = t4−t5
+	set(t5, p.y).Add(p.z, m)           // t5 = Y1+Z1
+	set(x3, q.y).Add(q.z, m)           // X3 = Y2+Z2
+	t5.Mul(x3, m)                      // t5 = t5·X3
+	set(x3, t1).Add(t2, m)             // X3 = t1+t2
+	t5.Sub(x3, m)                      // t5 = t5−X3
+	set(z3, c.a).Mul(t4, m)            // Z3 = a·t4
+	set(x3, c.b3).Mul(t2, m)           // X3 = b3·t2
+	z3.Add(x3, m)                      // Z3 = X3+Z3
+	set(x3, t1).Sub(z3, m)             // X3 = t1−Z3
+	z3.Add(t1, m)                      // Z3 = t1+Z3
+	set(y3, x3).Mul(z3, m)             // Y3 = X3·Z3
+	set(t1, t0).Add(t0, m).Add(t0, m)  // t1 = 3·t0
+	t2.Mul(c.a, m)                     // t2 = a·t2
+	t4.Mul(c.b3, m)                    // t4 = b3·t4
+	t1.Add(t2, m)                      // t1 = t1+t2
+	set(t6, t0).Sub(t2, m).Mul(c.a, m) // t2 = a·(t0−t2)
+	t4.Add(t6, m)                      // t4 = t4+t2
+	set(t0, t1).Mul(t4, m)             // t0 = t1·t4
+	y3.Add(t0, m)                      // Y3 = Y3+t0
+	set(t0, t5).Mul(t4, m)             // t0 = t5·t4
+	x3.Mul(t3, m)                      // X3 = t3·X3
+	x3.Sub(t0, m)                      // X3 = X3−t0
+	set(t0, t3).Mul(t1, m)             // t0 = t3·t1
+	z3.Mul(t5, m)                      // Z3 = t5·Z3
+	z3.Add(t0, m)                      // Z3 = Z3+t0
 	return point{x: x3, y: y3, z: z3}
 }
 
@@ -221,6 +243,45 @@ func (c *Curve) scalarMult(p point, k []byte) point {
 		}
 	}
 	return acc
+}
+
+// scalarBaseMult returns k·G for a big-endian scalar of Size bytes: one
+// masked table read and one complete addition per nibble, so its time
+// depends only on len(k).
+func (c *Curve) scalarBaseMult(k []byte) point {
+	c.baseOnce.Do(c.buildBaseTable)
+	acc := c.infinity()
+	for j := range 2 * len(k) {
+		nibble := uint(k[j/2] >> 4)
+		if j%2 == 1 {
+			nibble = uint(k[j/2] & 15)
+		}
+		t := c.infinity()
+		for i := range c.baseTable[j] {
+			on := ctEq(uint(i), nibble)
+			selectInto(t.x, c.baseTable[j][i].x, on)
+			selectInto(t.y, c.baseTable[j][i].y, on)
+			selectInto(t.z, c.baseTable[j][i].z, on)
+		}
+		acc = c.addPoints(acc, t)
+	}
+	return acc
+}
+
+func (c *Curve) buildBaseTable() {
+	n := 2 * c.size
+	c.baseTable = make([][16]point, n)
+	p := c.g // 16^(n-1-j)·G, from the last nibble up
+	for j := n - 1; j >= 0; j-- {
+		c.baseTable[j][0] = c.infinity()
+		c.baseTable[j][1] = p
+		for i := 2; i < 16; i++ {
+			c.baseTable[j][i] = c.addPoints(c.baseTable[j][i-1], p)
+		}
+		for range 4 {
+			p = c.addPoints(p, p)
+		}
+	}
 }
 
 // affine returns the coordinates of p, big-endian, or ok == false at
@@ -303,7 +364,7 @@ func (c *Curve) NewPrivateKey(d []byte) (*PrivateKey, error) {
 	if err != nil || s.IsZero() == 1 {
 		return nil, fmt.Errorf("%s: private key out of range", c.name)
 	}
-	x, y, ok := c.affine(c.scalarMult(c.g, d))
+	x, y, ok := c.affine(c.scalarBaseMult(d))
 	if !ok {
 		return nil, fmt.Errorf("%s: private key out of range", c.name)
 	}
@@ -392,7 +453,7 @@ func (k *PrivateKey) SignRaw(rand io.Reader, digest []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		x, _, ok := c.affine(c.scalarMult(c.g, nonce.Bytes(c.n)))
+		x, _, ok := c.affine(c.scalarBaseMult(nonce.Bytes(c.n)))
 		if !ok {
 			continue
 		}
@@ -461,7 +522,7 @@ func verify(pub *PublicKey, digest, rb, sb []byte) bool {
 	u2 := bigmod.NewNat().ExpandFor(c.n)
 	copy(u2.Bits(), r.Bits())
 	u2.Mul(sInv, c.n)
-	sum := c.addPoints(c.scalarMult(c.g, u1.Bytes(c.n)), c.scalarMult(pub.point(), u2.Bytes(c.n)))
+	sum := c.addPoints(c.scalarBaseMult(u1.Bytes(c.n)), c.scalarMult(pub.point(), u2.Bytes(c.n)))
 	x, _, ok := c.affine(sum)
 	if !ok {
 		return false
