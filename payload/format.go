@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/collectors"
-	"github.com/tagbridge/tagbridge/config"
 )
 
 // Message is an MQTT message outside the spooled data: status, birth and
@@ -79,58 +78,42 @@ type Format interface {
 	KeepAlives(now time.Time) []Message
 }
 
-// none is the no-op of every capability a format may lack.
-type none struct{}
+// None is the no-op of every capability a format may lack.
+type None struct{}
 
-func (none) Open() error                                { return nil }
-func (none) SessionStarted() error                      { return nil }
-func (none) Prelude(string) []Message                   { return nil }
-func (none) CommandTopics() []string                    { return nil }
-func (none) Command(string, []byte) bool                { return false }
-func (none) Gate() (open bool, changed <-chan struct{}) { return true, nil }
-func (none) KeepAlives(time.Time) []Message             { return nil }
+func (None) Open() error                                { return nil }
+func (None) SessionStarted() error                      { return nil }
+func (None) Prelude(string) []Message                   { return nil }
+func (None) CommandTopics() []string                    { return nil }
+func (None) Command(string, []byte) bool                { return false }
+func (None) Gate() (open bool, changed <-chan struct{}) { return true, nil }
+func (None) KeepAlives(time.Time) []Message             { return nil }
 
-// Check renders every topic the configuration makes (tags, batches,
-// status) and checks them as New does, without touching the broker or the
-// spool: validate and a reload refuse what run would.
-func Check(o Options) error {
-	_, err := build(o, time.Time{})
+// CheckTopics renders the tags' topics and checks them as the broker
+// would; a format is built only from options that pass it.
+func CheckTopics(o Options) error {
+	_, err := newTopics(o)
 	return err
 }
 
-// New builds the format o asks for; started is the agent's start time,
-// which its status reports. It does not open the format's state files
-// (see Format.Open).
-func New(o Options, started time.Time) (Format, error) {
-	return build(o, started)
-}
-
-func build(o Options, started time.Time) (Format, error) {
+// NewJSON is the default format (mqtt.payload json); started is the
+// agent's start time, which its status reports.
+func NewJSON(o Options, started time.Time) (Format, error) {
 	t, err := newTopics(o)
 	if err != nil {
 		return nil, err
 	}
-	return newFormat(o, t, started)
-}
-
-// newFormat picks the format the configuration asks for.
-func newFormat(o Options, t *topics, started time.Time) (Format, error) {
-	switch o.Format {
-	case "", config.PayloadJSON:
-		return newJSONFormat(o, t, started)
-	case config.PayloadSparkplugB:
-		return newSparkplugFormat(o)
-	case config.PayloadOPCUAJSON:
-		return newUAJSONFormat(o)
-	default:
-		return nil, fmt.Errorf("payload %q is not supported yet", o.Format)
+	f, err := newJSONFormat(o, t, started)
+	if err != nil {
+		return nil, err
 	}
+	return f, nil
 }
 
-// firstOfPLC reports whether b[i] is the first sample of its PLC entry in
+// FirstOfPLC reports whether b[i] is the first sample of its PLC entry in
 // b, where formats that group a batch by entry start a group. Most batches
 // hold one entry; a shared session's may hold several, interleaved.
-func firstOfPLC(b collectors.Batch, i int) bool {
+func FirstOfPLC(b collectors.Batch, i int) bool {
 	plc := b[i].PLC
 	if i > 0 && b[i-1].PLC == plc {
 		return false
@@ -163,7 +146,7 @@ func statusPrefix(template, agent string) string {
 // tag's topic, or with mqtt.batch one JSON array per PLC and publish cycle
 // on mqtt.batch_topic; retained status topics for the agent and each PLC.
 type jsonFormat struct {
-	none
+	None
 	topics  *topics
 	batch   bool
 	batched map[string]string // plc -> batch topic
@@ -207,7 +190,7 @@ func newJSONFormat(o Options, t *topics, started time.Time) (*jsonFormat, error)
 	}
 	for _, plc := range o.PLCs {
 		f.order = append(f.order, plc.Name)
-		st := prefix + "/" + level(plc.Name) + "/status"
+		st := prefix + "/" + Level(plc.Name) + "/status"
 		if other, clash := data[st]; clash || st == f.agentTopic {
 			return nil, fmt.Errorf("plc %q: status topic %q is also the topic of a tag of plc %q; rename the tag or change mqtt.topic", plc.Name, st, other)
 		}
@@ -235,13 +218,13 @@ func (f *jsonFormat) Encode(b collectors.Batch, _ bool, add func(topic string, p
 	// One array per PLC entry, in order of first appearance, split into
 	// several where one packet would be over mqtt.max_packet_size.
 	for i := range b {
-		if !firstOfPLC(b, i) {
+		if !FirstOfPLC(b, i) {
 			continue
 		}
 		plc := b[i].PLC
 		topic, ok := f.batched[plc]
 		if !ok { // not configured: cannot happen with the agent's sessions
-			topic = strings.TrimSuffix(f.agentTopic, "status") + level(plc)
+			topic = strings.TrimSuffix(f.agentTopic, "status") + Level(plc)
 		}
 		f.buf = append(f.buf[:0], '[')
 		for j := i; j < len(b); j++ {
@@ -288,9 +271,9 @@ func (f *jsonFormat) Will() (Message, bool) {
 
 func (f *jsonFormat) Connected() []Message {
 	b := []byte(`{"state":"online","version":`)
-	b = appendString(b, f.version)
+	b = AppendString(b, f.version)
 	b = append(b, `,"started":`...)
-	b = appendTime(b, f.started)
+	b = AppendTime(b, f.started)
 	b = append(b, '}')
 	msgs := []Message{{Topic: f.agentTopic, Payload: b, Retain: true}}
 	f.mu.Lock()
@@ -317,10 +300,10 @@ func (f *jsonFormat) Stopping() []Message {
 // {"state":"disconnected","reason":"...","since":"..."}.
 func plcStatusJSON(st collectors.PLCStatus) []byte {
 	b := []byte(`{"state":`)
-	b = appendString(b, st.State)
+	b = AppendString(b, st.State)
 	b = append(b, `,"reason":`...)
-	b = appendString(b, st.Reason)
+	b = AppendString(b, st.Reason)
 	b = append(b, `,"since":`...)
-	b = appendTime(b, st.Since)
+	b = AppendTime(b, st.Since)
 	return append(b, '}')
 }

@@ -77,7 +77,7 @@ func TestFirstOfPLC(t *testing.T) {
 	b := collectors.Batch{{PLC: "a"}, {PLC: "a"}, {PLC: "b"}, {PLC: "a"}, {PLC: "c"}, {PLC: "b"}}
 	var firsts []int
 	for i := range b {
-		if firstOfPLC(b, i) {
+		if FirstOfPLC(b, i) {
 			firsts = append(firsts, i)
 		}
 	}

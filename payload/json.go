@@ -33,11 +33,11 @@ import (
 // without allocating when dst has room.
 func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, `{"plc":`...)
-	dst = appendString(dst, s.PLC)
+	dst = AppendString(dst, s.PLC)
 	dst = append(dst, `,"tag":`...)
-	dst = appendString(dst, s.Tag)
+	dst = AppendString(dst, s.Tag)
 	dst = append(dst, `,"node":`...)
-	dst = appendString(dst, s.Node)
+	dst = AppendString(dst, s.Node)
 	dst = append(dst, `,"value":`...)
 	dst = appendPlainValue(dst, s.Value)
 	if name := nonFiniteName(s.Value); name != "" {
@@ -46,24 +46,27 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"type":`...)
-	dst = appendString(dst, s.Type)
+	dst = AppendString(dst, s.Type)
 	dst = append(dst, `,"status":`...)
-	dst = appendString(dst, s.Status)
+	dst = AppendString(dst, s.Status)
 	dst = append(dst, `,"status_code":`...)
 	dst = strconv.AppendUint(dst, uint64(s.StatusCode), 10)
 	dst = append(dst, `,"time":`...)
 	if s.SourceTime.IsZero() && s.ServerTime.IsZero() {
-		dst = appendTime(dst, time.Now())
+		dst = AppendTime(dst, time.Now())
 	} else {
-		dst = appendTime(dst, sampleTime(s, time.Time{}))
+		dst = AppendTime(dst, SampleTime(s, time.Time{}))
 	}
 	if !s.SourceTime.IsZero() {
 		dst = append(dst, `,"source_time":`...)
-		dst = appendTime(dst, s.SourceTime)
+		dst = AppendTime(dst, s.SourceTime)
 	}
 	if !s.ServerTime.IsZero() {
 		dst = append(dst, `,"server_time":`...)
-		dst = appendTime(dst, s.ServerTime)
+		dst = AppendTime(dst, s.ServerTime)
+	}
+	if s.Historical {
+		dst = append(dst, `,"historical":true`...) // read back from the PLC's history
 	}
 	return append(dst, '}')
 }
@@ -96,13 +99,13 @@ func nonFiniteName(v any) string {
 func appendPlainValue(dst []byte, v any) []byte {
 	switch v := v.(type) {
 	case int:
-		return appendQuotedInt(dst, int64(v))
+		return AppendQuotedInt(dst, int64(v))
 	case int64:
-		return appendQuotedInt(dst, v)
+		return AppendQuotedInt(dst, v)
 	case uint:
-		return appendQuotedUint(dst, uint64(v))
+		return AppendQuotedUint(dst, uint64(v))
 	case uint64:
-		return appendQuotedUint(dst, v)
+		return AppendQuotedUint(dst, v)
 	case float32:
 		if nonFiniteName(v) != "" {
 			return append(dst, "null"...)
@@ -118,7 +121,7 @@ func appendPlainValue(dst []byte, v any) []byte {
 	case collectors.Structure:
 		return appendStructure(dst, v, appendPlainValue)
 	}
-	return appendValue(dst, v)
+	return AppendValue(dst, v)
 }
 
 // appendStructure writes a structure as an object with the DataType's
@@ -129,7 +132,7 @@ func appendStructure(dst []byte, st collectors.Structure, value func([]byte, any
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, f.Name)
+		dst = AppendString(dst, f.Name)
 		dst = append(dst, ':')
 		dst = value(dst, f.Value)
 	}
@@ -156,28 +159,28 @@ func appendObject(dst []byte, m map[string]any, value func([]byte, any) []byte) 
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = AppendString(dst, k)
 		dst = append(dst, ':')
 		dst = value(dst, m[k])
 	}
 	return append(dst, '}')
 }
 
-func appendQuotedInt(dst []byte, v int64) []byte {
+func AppendQuotedInt(dst []byte, v int64) []byte {
 	dst = append(dst, '"')
 	dst = strconv.AppendInt(dst, v, 10)
 	return append(dst, '"')
 }
 
-func appendQuotedUint(dst []byte, v uint64) []byte {
+func AppendQuotedUint(dst []byte, v uint64) []byte {
 	dst = append(dst, '"')
 	dst = strconv.AppendUint(dst, v, 10)
 	return append(dst, '"')
 }
 
-// appendValue writes v as Sparkplug's string metrics and the agent's
+// AppendValue writes v as Sparkplug's string metrics and the agent's
 // older JSON forms did: 64-bit integers as numbers, NaN and ±Inf as strings.
-func appendValue(dst []byte, v any) []byte {
+func AppendValue(dst []byte, v any) []byte {
 	switch v := v.(type) {
 	case nil:
 		return append(dst, "null"...)
@@ -208,21 +211,21 @@ func appendValue(dst []byte, v any) []byte {
 	case float64:
 		return appendFloat(dst, v, 64)
 	case string:
-		return appendString(dst, v)
+		return AppendString(dst, v)
 	case []byte:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, v)
 		return append(dst, '"')
 	case time.Time:
-		return appendTime(dst, v)
+		return AppendTime(dst, v)
 	case []any:
 		// By hand rather than encoding/json, so that NaN and ±Inf inside
 		// arrays and structures are written as in scalars instead of failing.
-		return appendArray(dst, v, appendValue)
+		return appendArray(dst, v, AppendValue)
 	case map[string]any:
-		return appendObject(dst, v, appendValue)
+		return appendObject(dst, v, AppendValue)
 	case collectors.Structure:
-		return appendStructure(dst, v, appendValue)
+		return appendStructure(dst, v, AppendValue)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -262,10 +265,10 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	return dst
 }
 
-// appendTime writes t in UTC as RFC 3339 with the fractional seconds it
+// AppendTime writes t in UTC as RFC 3339 with the fractional seconds it
 // has, exactly as AppendFormat(time.RFC3339Nano) does, in a third of its
 // time: two timestamps per value made it the largest cost of encoding.
-func appendTime(dst []byte, t time.Time) []byte {
+func AppendTime(dst []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()
 	if year < 0 || year > 9999 {
@@ -299,10 +302,10 @@ func appendTime(dst []byte, t time.Time) []byte {
 
 const hex = "0123456789abcdef"
 
-// appendString writes s as a JSON string, escaped as encoding/json does
+// AppendString writes s as a JSON string, escaped as encoding/json does
 // without HTML escaping: invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029
 // are escaped so the output is also safe inside JavaScript.
-func appendString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -351,4 +354,15 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// SampleTime is when a value was taken: source time, else server time, else now.
+func SampleTime(s *collectors.Sample, now time.Time) time.Time {
+	switch {
+	case !s.SourceTime.IsZero():
+		return s.SourceTime
+	case !s.ServerTime.IsZero():
+		return s.ServerTime
+	}
+	return now
 }

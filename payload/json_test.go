@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 func TestAppendJSONExample(t *testing.T) {
@@ -282,7 +283,7 @@ func TestAppendTime(t *testing.T) {
 	}
 	for _, tm := range times {
 		want := `"` + tm.UTC().Format(time.RFC3339Nano) + `"`
-		if got := string(appendTime(nil, tm)); got != want {
+		if got := string(AppendTime(nil, tm)); got != want {
 			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
 		}
 	}
@@ -293,7 +294,7 @@ func BenchmarkAppendTime(b *testing.B) {
 	dst := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = appendTime(dst[:0], ts)
+		dst = AppendTime(dst[:0], ts)
 	}
 }
 
@@ -305,17 +306,17 @@ func TestAppendJSONGolden(t *testing.T) {
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC)
 	var out bytes.Buffer
 	kinds := map[string]map[string]bool{} // type name -> JSON kinds of scalar values
-	for _, c := range append(uaCases(), uaExtraCases()...) {
-		s := c.s
+	for _, c := range append(testkit.ValueCases(), testkit.ExtraValueCases()...) {
+		s := c.Sample
 		s.PLC, s.Tag, s.Node = "press1", "t", "ns=2;s=T"
 		if s.SourceTime.IsZero() && s.ServerTime.IsZero() {
 			s.ServerTime = ts
 		}
 		got := AppendJSON(nil, &s)
-		fmt.Fprintf(&out, "%s\t%s\n", c.name, got)
+		fmt.Fprintf(&out, "%s\t%s\n", c.Name, got)
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(got, &m); err != nil {
-			t.Fatalf("%s: %v: %s", c.name, err, got)
+			t.Fatalf("%s: %v: %s", c.Name, err, got)
 		}
 		if _, isArr := s.Value.([]any); isArr {
 			continue
@@ -341,11 +342,11 @@ func TestAppendJSONGolden(t *testing.T) {
 		switch v := s.Value.(type) {
 		case int64:
 			if string(m["value"]) != `"`+strconv.FormatInt(v, 10)+`"` {
-				t.Errorf("%s: value %s", c.name, m["value"])
+				t.Errorf("%s: value %s", c.Name, m["value"])
 			}
 		case uint64:
 			if string(m["value"]) != `"`+strconv.FormatUint(v, 10)+`"` {
-				t.Errorf("%s: value %s", c.name, m["value"])
+				t.Errorf("%s: value %s", c.Name, m["value"])
 			}
 		}
 	}
@@ -354,5 +355,5 @@ func TestAppendJSONGolden(t *testing.T) {
 			t.Errorf("type %s: value is %v depending on the value", typ, slices.Sorted(maps.Keys(ks)))
 		}
 	}
-	golden(t, "testdata/json/values.golden", out.Bytes())
+	testkit.Golden(t, "testdata/json/values.golden", out.Bytes())
 }

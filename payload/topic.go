@@ -40,16 +40,16 @@ func (t *topics) topic(plc, tag string) string {
 	if topic, ok := t.byPLC[plc][tag]; ok {
 		return topic
 	}
-	return render(t.template, t.agent, level(plc), level(tag))
+	return render(t.template, t.agent, Level(plc), Level(tag))
 }
 
 func render(tmpl, agent, plc, tag string) string {
 	return strings.NewReplacer("{agent}", agent, "{plc}", plc, "{tag}", tag).Replace(tmpl)
 }
 
-// level makes s usable as one topic level (strings.Map also turns invalid
+// Level makes s usable as one topic level (strings.Map also turns invalid
 // UTF-8 into U+FFFD, which unpublishable then leaves alone).
-func level(s string) string {
+func Level(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '/' || r == '+' || r == '#' || unpublishable(r) {
 			return '_'

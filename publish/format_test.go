@@ -2,6 +2,7 @@ package publish
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
@@ -120,3 +122,112 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 }
 
 func newNopLog() zerolog.Logger { return zerolog.Nop() }
+
+// Every format that puts a PLC's batch in one message (json with
+// mqtt.batch, sparkplug_b, opcua_json) splits it so that each packet fits
+// mqtt.max_packet_size; together the messages hold every value in order.
+// A single value larger than the limit goes alone (set aside at
+// publishing).
+func TestBatchSplitToMaxPacket(t *testing.T) {
+	const limit = 4 << 10
+	for _, tc := range []struct {
+		name   string
+		cfg    func() *config.Config
+		values func(t *testing.T, topic string, payload []byte) []any // nil for messages that hold no values
+	}{
+		{"json batch", func() *config.Config {
+			cfg := testkit.Config("tcp://127.0.0.1:1", 1)
+			cfg.MQTT.Batch, cfg.MQTT.BatchTopic = true, "b/{agent}/{plc}"
+			return cfg
+		}, func(t *testing.T, _ string, payload []byte) []any {
+			var arr []map[string]any
+			if err := json.Unmarshal(payload, &arr); err != nil {
+				t.Fatal(err)
+			}
+			var vs []any
+			for _, o := range arr {
+				v := o["value"]
+				if str, ok := v.(string); ok { // Int64 (see AppendJSON)
+					if n, err := strconv.ParseInt(str, 10, 64); err == nil {
+						v = float64(n)
+					}
+				}
+				vs = append(vs, v)
+			}
+			return vs
+		}},
+		{"sparkplug_b", func() *config.Config {
+			cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
+			cfg.Agent.SpoolDir = t.TempDir()
+			return cfg
+		}, func(t *testing.T, topic string, payload []byte) []any {
+			if !strings.Contains(topic, "/DDATA/") {
+				return nil
+			}
+			var vs []any
+			for _, m := range testkit.DecodeSparkplug(t, payload).Metrics {
+				if m.GetStringValue() != "" {
+					vs = append(vs, m.GetStringValue())
+				} else {
+					vs = append(vs, float64(m.GetLongValue()))
+				}
+			}
+			return vs
+		}},
+		{"opcua_json", func() *config.Config { return testkit.UAJSONConfig("tcp://127.0.0.1:1") }, func(t *testing.T, _ string, payload []byte) []any {
+			var nm struct {
+				Messages []struct {
+					Payload map[string]struct{ Value any }
+				}
+			}
+			if err := json.Unmarshal(payload, &nm); err != nil {
+				t.Fatal(err)
+			}
+			var vs []any
+			for _, m := range nm.Messages {
+				for _, v := range m.Payload {
+					vs = append(vs, v.Value) // one value per tag and DataSetMessage
+				}
+			}
+			return vs
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg()
+			cfg.MQTT.MaxPacketSize = limit
+			f, err := newFormat(payload.FromConfig(cfg), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b collectors.Batch
+			for i := range 500 {
+				b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"})
+			}
+			b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: "String", Status: "Good"})
+			var values, messages, over int
+			f.Encode(b, true, func(topic string, record []byte) {
+				vs := tc.values(t, topic, record)
+				if vs == nil {
+					return
+				}
+				messages++
+				record = f.Outgoing(topic, record)
+				if size := payload.PacketSize(topic, len(record), 1); size > limit {
+					if len(vs) != 1 {
+						t.Errorf("packet of %d bytes with %d values, over the limit", size, len(vs))
+					}
+					over++
+				}
+				for _, v := range vs {
+					if n, ok := v.(float64); ok && int(n) != values {
+						t.Fatalf("value %v in place %d", v, values)
+					}
+					values++
+				}
+			})
+			if values != len(b) || messages < 2 || over != 1 {
+				t.Errorf("%d values in %d messages (%d over the limit), want %d in several, 1 over", values, messages, over, len(b))
+			}
+		})
+	}
+}

@@ -5,24 +5,22 @@ package publish
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/payload"
+	"github.com/tagbridge/tagbridge/payload/sparkplug"
+	"github.com/tagbridge/tagbridge/payload/uajson"
 	"github.com/tagbridge/tagbridge/spool"
 )
 
@@ -139,10 +137,9 @@ type Publisher struct {
 	handed      uint64    // messages put in paho's store (QoS 1, 2), numbered as store.acked counts them
 	pending     []pending // spooled records in paho's store, awaiting acknowledgement, oldest first
 	goodTopics  map[string]struct{}
-}
 
-// pending is a spooled record handed to paho, n-th in paho's store.
-type pending struct{ n, seq uint64 }
+	cmds *commands // write-back, when SetCommands gave a handler (commands.go)
+}
 
 // Stats counts the Publisher's messages since New.
 type Stats struct {
@@ -181,7 +178,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		return nil, fmt.Errorf("url: %w", err)
 	}
 	formatOpts := payload.FromConfig(cfg)
-	format, err := payload.New(formatOpts, time.Now())
+	format, err := newFormat(formatOpts, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -282,47 +279,29 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 // status) and checks them as New does, without touching the broker or the
 // spool: validate and a reload refuse what run would.
 func CheckTopics(cfg *config.Config) error {
-	if err := payload.Check(payload.FromConfig(cfg)); err != nil {
+	if _, err := newFormat(payload.FromConfig(cfg), time.Time{}); err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 	return nil
 }
 
-// tlsConfig loads the TLS files through g, which checks each file actually
-// opened against the allowed directories (a symlink swapped after the
-// configuration was loaded cannot lead outside them).
-func tlsConfig(c config.TLS, g certs.Guard) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         c.ServerName,
-		InsecureSkipVerify: c.InsecureSkipVerify, // #nosec G402 -- an explicit, logged choice
+// newFormat builds the format o asks for, once its tags' topics pass;
+// started is the agent's start time, which the json status reports. The
+// format's state files are not opened (see payload.Format.Open).
+func newFormat(o payload.Options, started time.Time) (payload.Format, error) {
+	if err := payload.CheckTopics(o); err != nil {
+		return nil, err
 	}
-	if c.CAFile != "" {
-		pem, err := g.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificate found", c.CAFile)
-		}
+	switch o.Format {
+	case "", config.PayloadJSON:
+		return payload.NewJSON(o, started)
+	case config.PayloadSparkplugB:
+		return sparkplug.New(o)
+	case config.PayloadOPCUAJSON:
+		return uajson.New(o)
+	default:
+		return nil, fmt.Errorf("payload %q is not supported yet", o.Format)
 	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		certPEM, err := g.ReadFile(c.CertFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file: %w", err)
-		}
-		keyPEM, err := g.ReadKeyFile(c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("key_file: %w", err)
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // Stats returns the counters; safe to call from any goroutine.
@@ -370,6 +349,12 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 		defer close(taken)
 		p.intake(intakeCtx, in, wake)
 	}()
+	commandsDone := make(chan struct{})
+	go func() {
+		defer close(commandsDone)
+		p.runCommands(intakeCtx)
+	}()
+	defer func() { stopIntake(); <-commandsDone }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -391,57 +376,6 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 			p.keepAlive()
 		}
 		p.fence()
-	}
-}
-
-// newConnection, on Run's goroutine with the link up, notices a new
-// connection: with fences, the spool is read again from the first record
-// the broker has not confirmed (records written to the broken connection
-// may never have reached it).
-func (p *Publisher) newConnection() {
-	c := p.conn.Load()
-	if !p.fenced || c == p.readConn {
-		return
-	}
-	p.readConn, p.handedSeq, p.fenceAt = c, 0, 0
-	if err := p.spool.Rewind(); err != nil {
-		p.log.Error().Err(err).Msg("cannot read the spool again from the first record the broker has not confirmed")
-	}
-}
-
-// fence asks the broker to confirm the records written to the connection
-// so far, unless a fence is awaiting its answer.
-func (p *Publisher) fence() {
-	if !p.fenced || p.fenceAt != 0 || p.handedSeq <= p.fencedTo || p.readConn == nil {
-		return
-	}
-	upTo := p.handedSeq
-	ok := p.readConn.fence(func() {
-		for {
-			old := p.confirmed.Load()
-			if old >= upTo || p.confirmed.CompareAndSwap(old, upTo) {
-				break
-			}
-		}
-		select {
-		case p.fenceWake <- struct{}{}:
-		default:
-		}
-	})
-	if ok {
-		p.fenceAt = upTo
-	}
-}
-
-// fenceAnswered acknowledges to the spool what the broker has confirmed.
-func (p *Publisher) fenceAnswered() {
-	c := p.confirmed.Load()
-	if c > p.fencedTo {
-		p.fencedTo = c
-		p.spool.Ack(c - 1)
-	}
-	if p.fenceAt <= c {
-		p.fenceAt = 0
 	}
 }
 
@@ -517,12 +451,6 @@ func (p *Publisher) takeStatuses() {
 		}
 		p.mu.Unlock()
 	}
-}
-
-func (p *Publisher) linkUp() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.isUp
 }
 
 // announceable is ready when the link is up and the format has messages to
@@ -609,520 +537,4 @@ func (p *Publisher) sync() {
 	if err := p.spool.Sync(); err != nil {
 		p.log.Error().Err(err).Msg("cannot sync the spool")
 	}
-}
-
-// sendable is ready when spooled records can go out: the link is up and
-// the window has room. It is nil otherwise.
-func (p *Publisher) sendable() <-chan struct{} {
-	if !p.spool.Unread() || p.inflight.full() {
-		return nil
-	}
-	return p.upChan()
-}
-
-// pumpBatch bounds the records pump hands over before Run looks at its
-// other channels again.
-const pumpBatch = 64
-
-// pump hands spooled records to paho in order while the link is up and the
-// window has room. This is the one way out to the broker.
-func (p *Publisher) pump() {
-	p.newConnection()
-	if p.announceable() != nil {
-		p.announce() // births and status before any record on a new connection
-	}
-	for range pumpBatch {
-		if p.inflight.full() {
-			p.reap()
-			if p.inflight.full() {
-				break
-			}
-		}
-		topic, payload, seq, ok := p.spool.Peek()
-		if !ok {
-			break
-		}
-		if reason := p.unsendable(topic, len(payload)); reason != "" {
-			p.setAsideRecord(topic, payload, seq, reason)
-			continue
-		}
-		if !p.publishPrelude(topic) {
-			break // the link went down
-		}
-		if payload = p.format.Outgoing(topic, payload); payload == nil {
-			p.skipRecord(topic, seq)
-			continue
-		}
-		tok := p.publish(topic, payload) // a copy of its own, which paho keeps until acknowledged
-		if tok == nil {
-			break // the link went down: the record stays next in the spool
-		}
-		// false if the spool, full, dropped it meanwhile: it went out anyway
-		_ = p.spool.Advance(seq)
-		p.inflight.push(inflight{tok, topic, seq, p.readConn})
-		if p.qos > 0 && tok.(*mqtt.PublishToken).MessageID() != 0 {
-			// In paho's store now: it is through once the store has
-			// counted p.handed acknowledgements.
-			p.handed++
-			p.pending = append(p.pending, pending{p.handed, seq})
-		}
-	}
-	p.acknowledge()
-}
-
-// publishPrelude publishes what the format sends before a record (see
-// preluder); false if the link is down.
-func (p *Publisher) publishPrelude(topic string) bool {
-	for _, m := range p.format.Prelude(topic) {
-		if p.publishMessage(m) == nil {
-			return false
-		}
-	}
-	return true
-}
-
-// unsendable says why a record can never reach the broker, or "" if it
-// can: a topic the broker would refuse (a spool written under an older
-// configuration), or a packet larger than mqtt.max_packet_size.
-func (p *Publisher) unsendable(topic string, payloadLen int) string {
-	if size := payload.PacketSize(topic, payloadLen, p.qos); size > p.maxPacket {
-		return fmt.Sprintf("packet of %d bytes, over mqtt.max_packet_size (%d)", size, p.maxPacket)
-	}
-	if _, ok := p.goodTopics[topic]; ok {
-		return ""
-	}
-	if err := payload.CheckTopic(topic); err != nil {
-		return "topic " + err.Error()
-	}
-	if len(p.goodTopics) < maxGoodTopics {
-		p.goodTopics[topic] = struct{}{}
-	}
-	return ""
-}
-
-// setAsideRecord moves the record at the spool's reader to the dead-letter
-// file instead of handing it to paho; it is acknowledged to the spool in
-// its turn, after the records handed over before it.
-func (p *Publisher) setAsideRecord(topic string, payload []byte, seq uint64, reason string) {
-	p.deadLetter(topic, payload, reason)
-	_ = p.spool.Advance(seq)
-	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
-	if p.qos > 0 {
-		p.pending = append(p.pending, pending{p.handed, seq})
-	}
-}
-
-// deadLetter writes a message the broker cannot take to the spool's
-// dead-letter file, counts it, and logs the first one.
-func (p *Publisher) deadLetter(topic string, payload []byte, reason string) {
-	p.setAside.Add(1)
-	err := p.spool.DeadLetter(topic, payload)
-	p.mu.Lock()
-	first := !p.asideLog
-	p.asideLog = true
-	p.mu.Unlock()
-	switch {
-	case err != nil:
-		p.log.Error().Err(err).Str("topic", topic).Str("reason", reason).Msg("cannot write a message the broker cannot take to the dead-letter file: dropped")
-	case first:
-		p.log.Error().Str("topic", topic).Str("reason", reason).Str("file", p.spool.DeadLetterPath()).
-			Msg("set a message the broker cannot take aside in the dead-letter file, so that the rest flows; later ones are counted (set_aside), not logged")
-	}
-}
-
-// skipRecord passes over a record the format says need not go out; it is
-// acknowledged to the spool in its turn, as one set aside is.
-func (p *Publisher) skipRecord(topic string, seq uint64) {
-	_ = p.spool.Advance(seq)
-	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
-	if p.qos > 0 {
-		p.pending = append(p.pending, pending{p.handed, seq})
-	}
-}
-
-// doneToken is the completed token of a record set aside, never handed to paho.
-type doneToken struct{}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (doneToken) Wait() bool                     { return true }
-func (doneToken) WaitTimeout(time.Duration) bool { return true }
-func (doneToken) Done() <-chan struct{}          { return closedChan }
-func (doneToken) Error() error                   { return nil }
-
-// acknowledge tells the spool which records the broker has (QoS 1, 2).
-func (p *Publisher) acknowledge() {
-	acked := p.store.acked.Load()
-	i := 0
-	for i < len(p.pending) && p.pending[i].n <= acked {
-		i++
-	}
-	if i == 0 {
-		return
-	}
-	p.spool.Ack(p.pending[i-1].seq)
-	p.pending = append(p.pending[:0], p.pending[i:]...)
-}
-
-// publish hands a spooled record to paho if the link is still up, and
-// returns nil if not.
-func (p *Publisher) publish(topic string, payload []byte) mqtt.Token {
-	return p.handOver(topic, p.qos, p.retain, payload)
-}
-
-// handOver calls paho if the link is still up, and returns nil if not; a
-// reconnect attempt waits while it is inside Publish (see notify).
-func (p *Publisher) handOver(topic string, qos byte, retain bool, payload []byte) mqtt.Token {
-	p.mu.Lock()
-	if !p.isUp {
-		p.mu.Unlock()
-		return nil
-	}
-	p.publishing = true
-	p.mu.Unlock()
-	tok := p.client.Publish(topic, qos, retain, payload)
-	p.mu.Lock()
-	p.publishing = false
-	p.idle.Broadcast()
-	p.mu.Unlock()
-	return tok
-}
-
-// reap takes the completed publishes off the front of the window; tokens
-// complete in order, so the front is the one to wait for.
-//
-// For QoS 1 and 2 a token tells little: an error after the message got its
-// packet id (a write on a dying connection) leaves it in the store, to be
-// resent after reconnecting, and a resent message's token completes before
-// the broker acknowledges it. So the store counts acknowledgements, and only
-// a message that never reached the store (no packet id) has failed.
-func (p *Publisher) reap() {
-	for p.inflight.n > 0 {
-		f := *p.inflight.front()
-		select {
-		case <-f.token.Done():
-		default:
-			return
-		}
-		p.inflight.pop()
-		err := f.token.Error()
-		if p.fenced {
-			// Acknowledged to the spool by a fence; a record the link
-			// lost is read again on the next connection.
-			if err == nil && f.conn == p.readConn {
-				p.handedSeq = max(p.handedSeq, f.seq+1)
-				if _, aside := f.token.(doneToken); !aside {
-					p.published.Add(1)
-				}
-			}
-			continue
-		}
-		if p.qos == 0 {
-			p.spool.Ack(f.seq) // at most once: handed to the connection, or lost
-		}
-		if _, aside := f.token.(doneToken); aside {
-			continue
-		}
-		switch {
-		case err == nil:
-			if p.qos == 0 {
-				p.published.Add(1)
-			}
-		case p.qos > 0 && f.token.(*mqtt.PublishToken).MessageID() != 0:
-			// Still in the store: paho resends it.
-		default:
-			p.failed.Add(1)
-			if !p.failing {
-				p.failing = true
-				p.log.Error().Err(err).Str("topic", f.topic).Msg("publish failed")
-			}
-			continue
-		}
-		if p.failing {
-			p.failing = false
-			p.log.Info().Str("topic", f.topic).Msg("publishing again")
-		}
-	}
-}
-
-// drain sends what is left in the spool and waits for every message to be
-// acknowledged, then disconnects. tick is Run's sync ticker.
-func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
-	for p.spool.Unread() || p.inflight.n > 0 || p.fencedTo < p.handedSeq {
-		p.newConnection() // a rewind makes records unread again
-		select {
-		case <-p.sendable():
-			p.pump()
-		case <-p.inflight.frontDone():
-			p.reap()
-		case <-p.fenceWake:
-			p.fenceAnswered()
-		case <-tick:
-			p.sync()
-		case <-ctx.Done():
-			return p.stop(ctx)
-		}
-		p.fence()
-	}
-	// Tokens of messages resent after a reconnect complete before the
-	// broker acknowledges them; the store knows.
-	for {
-		_, out, changed := p.store.state()
-		if out == 0 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-tick:
-			p.sync()
-		case <-ctx.Done():
-			return p.stop(ctx)
-		}
-	}
-	p.acknowledge()
-	p.closeSpool()
-	p.farewell()
-	p.store.resumeAll()
-	p.client.Disconnect(quiesce)
-	st := p.Stats()
-	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
-	return nil
-}
-
-// stop is the hard stop: disconnect now. What the broker has not
-// acknowledged stays in the spool and is sent after the next start.
-func (p *Publisher) stop(ctx context.Context) error {
-	p.reap()
-	p.acknowledge()
-	p.closeSpool()
-	p.farewell()
-	p.store.resumeAll()
-	p.client.Disconnect(0)
-	if st := p.spool.Stats(); st.Values > 0 {
-		p.log.Info().Uint64("values", st.Values).Err(context.Cause(ctx)).
-			Msg("stopped before the broker had everything; the spool keeps it for the next start")
-	}
-	return nil
-}
-
-func (p *Publisher) closeSpool() {
-	if err := p.spool.Close(); err != nil {
-		p.log.Error().Err(err).Msg("cannot close the spool")
-	}
-}
-
-// notify follows the connection. paho calls it synchronously for connecting
-// and failed attempts, in a new goroutine for connected and lost.
-func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
-	select {
-	case <-p.done:
-		return // an abandoned attempt finishing after Run: nothing to tell
-	default:
-	}
-	switch n := n.(type) {
-	case mqtt.ConnectionNotificationConnecting:
-		// Hold the attempt until Run is out of Publish: a message handed
-		// over now would go out first on the new connection, ahead of the
-		// resent ones.
-		p.mu.Lock()
-		p.down()
-		for p.publishing {
-			p.idle.Wait()
-		}
-		p.lists, p.stored, _ = p.store.state()
-		p.mu.Unlock()
-		p.log.Debug().Int("attempt", n.Attempt).Bool("reconnect", n.IsReconnect).Msg("connecting to broker")
-	case mqtt.ConnectionNotificationFailed:
-		p.mu.Lock()
-		first := n.Reason.Error() != p.lastErr
-		p.lastErr = n.Reason.Error()
-		p.mu.Unlock()
-		switch {
-		case !first:
-		case errors.Is(n.Reason, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(n.Reason, packets.ErrorRefusedNotAuthorised):
-			p.log.Warn().Err(n.Reason).Msg("broker refused the credentials (mqtt.username and password); retrying")
-		default:
-			p.log.Warn().Err(n.Reason).Msg("cannot connect to broker; retrying")
-		}
-	case mqtt.ConnectionNotificationConnected:
-		p.mu.Lock()
-		p.lastErr = ""
-		p.resent.Add(uint64(p.stored))
-		p.mu.Unlock()
-		p.log.Info().Msg("connected to broker")
-		if err := p.format.SessionStarted(); err != nil {
-			p.log.Error().Err(err).Msg("cannot store the session state: the next start may repeat it")
-		}
-		p.subscribeCommands(c)
-		p.resumed(c)
-	case mqtt.ConnectionNotificationLost:
-		p.store.resumeAll()
-		p.mu.Lock()
-		if !c.IsConnectionOpen() {
-			p.down()
-		}
-		p.mu.Unlock()
-		p.log.Warn().Err(n.Reason).Msg("connection to broker lost; reconnecting")
-	}
-}
-
-// refused, before a reconnect attempt, sets aside the oldest message in
-// paho's store if refusals connections have ended without the broker
-// acknowledging it: a message it will never take (too large for it, a
-// topic it refuses), which paho would otherwise resend first on every
-// connection, for ever. A broker that takes a message acknowledges it
-// within milliseconds. It reports whether the oldest message now stored
-// has been through a connection that ended without its acknowledgement.
-// p.mu is held.
-func (p *Publisher) refused() (suspect bool) {
-	if lists, _, _ := p.store.state(); lists <= p.lists {
-		return false // not connected since the last attempt began: resume() did not read the store
-	}
-	order, strikes, ok := p.store.strike()
-	if !ok || strikes < refusals {
-		return ok
-	}
-	topic, payload, ok := p.store.setAside(order)
-	if !ok {
-		return false
-	}
-	p.asideAcked.Add(1)
-	p.mu.Unlock()
-	p.deadLetter(topic, payload, fmt.Sprintf("%d connections ended without the broker acknowledging it", strikes))
-	p.mu.Lock()
-	return false
-}
-
-func (p *Publisher) subscribeCommands(c mqtt.Client) {
-	cmd := p.format
-	if len(cmd.CommandTopics()) == 0 {
-		return
-	}
-	filters := map[string]byte{}
-	for _, t := range cmd.CommandTopics() {
-		filters[t] = 1
-	}
-	topic := strings.Join(cmd.CommandTopics(), " ")
-	tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
-		rebirth := cmd.Command(m.Topic(), m.Payload())
-		p.checkGate()
-		if !rebirth {
-			return
-		}
-		p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")
-		p.mu.Lock()
-		p.announced = false
-		p.mu.Unlock()
-		// Run looks at announceable again whenever the intake wakes it.
-		select {
-		case p.statusWake <- struct{}{}:
-		default:
-		}
-	})
-	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
-		p.log.Warn().Err(tok.Error()).Str("topic", topic).Msg("cannot subscribe to commands")
-	}
-}
-
-func (p *Publisher) gate() (open bool, changed <-chan struct{}) {
-	return p.format.Gate()
-}
-
-var errHostOffline = errors.New("primary host offline: session ended")
-
-// checkGate, after a command, ends a connection whose format's gate has
-// shut while the link was up: the broker sends the will, and the next
-// connection waits for the gate (see resumed).
-func (p *Publisher) checkGate() {
-	if open, _ := p.gate(); open {
-		return
-	}
-	p.mu.Lock()
-	up := p.isUp
-	p.mu.Unlock()
-	if c := p.conn.Load(); up && c != nil {
-		p.log.Warn().Msg("primary host offline: ending the MQTT session; values wait in the spool")
-		c.abort(errHostOffline)
-	}
-}
-
-// resumed marks the link up once paho's resume() has read the store (after
-// the latest attempt began), the broker has acknowledged all it resent and
-// the format's gate is open. QoS 0 stores nothing and, on a clean session,
-// paho skips resume().
-func (p *Publisher) resumed(c mqtt.Client) {
-	for {
-		lists, out, changed := p.store.state()
-		open, gateChanged := p.gate()
-		p.mu.Lock()
-		if out == 0 && (lists > p.lists || p.qos == 0) && open {
-			if !p.isUp && c.IsConnectionOpen() {
-				p.isUp = true
-				close(p.up)
-			}
-			p.mu.Unlock()
-			return
-		}
-		p.mu.Unlock()
-		select {
-		case <-changed:
-		case <-gateChanged:
-		case <-p.done:
-			return
-		}
-	}
-}
-
-// down marks the link down; p.mu is held.
-func (p *Publisher) down() {
-	if p.isUp {
-		p.isUp = false
-		p.up = make(chan struct{})
-	}
-	p.announced = false
-}
-
-func (p *Publisher) upChan() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.up
-}
-
-// inflight is a publish awaiting completion.
-type inflight struct {
-	token mqtt.Token
-	topic string
-	seq   uint64          // in the spool
-	conn  *coalescingConn // it was handed to, with fences
-}
-
-// ring is a fixed-size FIFO of inflight publishes.
-type ring struct {
-	buf     []inflight
-	head, n int
-	shown   atomic.Int64 // n, for Stats on other goroutines
-}
-
-func (r *ring) full() bool       { return r.n == len(r.buf) }
-func (r *ring) front() *inflight { return &r.buf[r.head] }
-
-func (r *ring) push(f inflight) {
-	r.buf[(r.head+r.n)%len(r.buf)] = f
-	r.n++
-	r.shown.Store(int64(r.n))
-}
-
-func (r *ring) pop() {
-	r.buf[r.head] = inflight{}
-	r.head = (r.head + 1) % len(r.buf)
-	r.n--
-	r.shown.Store(int64(r.n))
-}
-
-// frontDone is the oldest publish's completion, or nil when there is none.
-func (r *ring) frontDone() <-chan struct{} {
-	if r.n == 0 {
-		return nil
-	}
-	return r.front().token.Done()
 }

@@ -95,13 +95,13 @@ func TestSilenceReachesFormats(t *testing.T) {
 	var frame []byte
 	var status []payload.Message
 	synctest.Test(t, func(t *testing.T) {
-		ua, err := payload.New(payload.FromConfig(cfg), time.Now())
+		ua, err := newFormat(payload.FromConfig(cfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		jsCfg := *cfg
 		jsCfg.MQTT.Payload = config.PayloadJSON
-		js, err := payload.New(payload.FromConfig(&jsCfg), time.Now())
+		js, err := newFormat(payload.FromConfig(&jsCfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

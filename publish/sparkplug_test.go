@@ -706,7 +706,7 @@ func TestSparkplugConfig(t *testing.T) {
 		return testkit.MetricNamed(t, testkit.DecodeSparkplug(t, w.Payload), spBDSeq).GetLongValue()
 	}
 	for _, want := range []uint64{254, 254} { // two starts, no session
-		f, err := payload.New(payload.FromConfig(cfg), time.Now())
+		f, err := newFormat(payload.FromConfig(cfg), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -718,7 +718,7 @@ func TestSparkplugConfig(t *testing.T) {
 			t.Errorf("will bdSeq %d, want %d", got, want)
 		}
 	}
-	f, err := payload.New(payload.FromConfig(cfg), time.Now())
+	f, err := newFormat(payload.FromConfig(cfg), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,9 @@
-package payload
+package uajson
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"math"
@@ -24,175 +23,61 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// uaCase is a sample, the DataValue Part 6 JSON tagbridge writes for it (in
-// testdata/uajson/datavalues.golden) and what node-opcua-json 2.182.2
-// decodes from that: built-in type, status code and value in decode.js's
-// canonical form (64-bit integers and non-finite numbers as strings,
-// ByteStrings as "b64:…", dates in ISO form).
-type uaCase struct {
-	name   string
-	s      collectors.Sample
-	typ    int    // decoded Variant's built-in type
-	status uint32 // decoded status code
-	value  string // decoded value, canonical JSON
-}
-
-func uaCases() []uaCase {
-	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
-	smp := func(typ string, v any) collectors.Sample {
-		return collectors.Sample{Type: typ, Value: v, Status: "Good"}
-	}
-	bad := collectors.Sample{Type: "Null", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: ts}
-	uncertain := collectors.Sample{Type: "Double", Value: 1.25, Status: "UncertainLastUsableValue", StatusCode: 0x40900000, SourceTime: ts, ServerTime: ts.Add(time.Millisecond)}
-	unknown := collectors.Sample{Type: "Double", Value: 1.0, Status: "Bad (0x80FF0000)", StatusCode: 0x80FF0000}
-	return []uaCase{
-		{"boolean", smp("Boolean", true), 1, 0, `true`},
-		{"boolean false", smp("Boolean", false), 1, 0, `false`},
-		{"boolean array", smp("Boolean", []any{true, false, nil}), 1, 0, `[true,false,null]`},
-		{"sbyte", smp("SByte", int8(-128)), 2, 0, `-128`},
-		{"byte", smp("Byte", uint8(255)), 3, 0, `255`},
-		{"byte array", smp("Byte", []any{uint8(0), uint8(7)}), 3, 0, `[0,7]`},
-		{"int16", smp("Int16", int16(-32768)), 4, 0, `-32768`},
-		{"uint16", smp("UInt16", uint16(65535)), 5, 0, `65535`},
-		{"int32 zero", smp("Int32", int32(0)), 6, 0, `0`},
-		{"int32 array", smp("Int32", []any{int32(math.MinInt32), int32(math.MaxInt32)}), 6, 0, `[-2147483648,2147483647]`},
-		{"uint32", smp("UInt32", uint32(math.MaxUint32)), 7, 0, `4294967295`},
-		{"int64 past 2^53", smp("Int64", int64(1<<53+1)), 8, 0, `"9007199254740993"`},
-		{"int64 min", smp("Int64", int64(math.MinInt64)), 8, 0, `"-9223372036854775808"`},
-		{"int64 array", smp("Int64", []any{int64(-(1<<53 + 1)), int64(math.MaxInt64)}), 8, 0, `["-9007199254740993","9223372036854775807"]`},
-		{"uint64 max", smp("UInt64", uint64(math.MaxUint64)), 9, 0, `"18446744073709551615"`},
-		{"uint64 array", smp("UInt64", []any{uint64(1<<53 + 1), uint64(0)}), 9, 0, `["9007199254740993","0"]`},
-		{"float", smp("Float", float32(1.5)), 10, 0, `1.5`},
-		{"float -inf", smp("Float", float32(math.Inf(-1))), 10, 0, `"-Infinity"`},
-		{"double", smp("Double", 21.5), 11, 0, `21.5`},
-		{"double nan", smp("Double", math.NaN()), 11, 0, `"NaN"`},
-		{"double +inf", smp("Double", math.Inf(1)), 11, 0, `"Infinity"`},
-		{"double array with nan", smp("Double", []any{1.5, math.NaN(), math.Inf(-1)}), 11, 0, `[1.5,"NaN","-Infinity"]`},
-		{"string", smp("String", "a\"b\nü"), 12, 0, `"a\"b\nü"`},
-		{"string array", smp("String", []any{"x", ""}), 12, 0, `["x",""]`},
-		{"datetime", smp("DateTime", ts), 13, 0, `"2026-11-22T10:15:30.123Z"`},
-		{"datetime min", smp("DateTime", nil), 13, 0, `"0001-01-01T00:00:00.000Z"`},
-		{"datetime array", smp("DateTime", []any{ts, nil}), 13, 0, `["2026-11-22T10:15:30.123Z","0001-01-01T00:00:00.000Z"]`},
-		{"guid", smp("Guid", "72962B91-FA75-4AE6-8D28-B404DC7DAF63"), 14, 0, `"72962B91-FA75-4AE6-8D28-B404DC7DAF63"`},
-		{"bytestring", smp("ByteString", []byte{1, 2, 3}), 15, 0, `"b64:AQID"`},
-		{"bytestring empty", smp("ByteString", []byte{}), 15, 0, `null`},
-		{"bytestring null", smp("ByteString", nil), 15, 0, `null`},
-		{"nodeid", smp("NodeId", "ns=2;s=Line1.Temp"), 17, 0, `"ns=2;s=Line1.Temp"`},
-		{"expandednodeid", smp("ExpandedNodeId", "ns=2;i=5"), 18, 0, `"ns=2;i=5"`},
-		{"statuscode", smp("StatusCode", "BadTimeout"), 19, 0, `2148139008`},
-		{"statuscode good", smp("StatusCode", "Good"), 19, 0, `0`},
-		// node-opcua-json keeps only the severity of a code it does not know.
-		{"statuscode unknown", smp("StatusCode", "Bad (0x80FF0000)"), 19, 0, `2147483648`},
-		{"qualifiedname", smp("QualifiedName", "2:Foo"), 20, 0, `"2:Foo"`},
-		{"qualifiedname ns0", smp("QualifiedName", "Bar"), 20, 0, `"0:Bar"`},
-		{"localizedtext", smp("LocalizedText", "Hallo"), 21, 0, `{"text":"Hallo","locale":null}`},
-		{"localizedtext array", smp("LocalizedText", []any{"a", "b"}), 21, 0, `[{"text":"a","locale":null},{"text":"b","locale":null}]`},
-		{"structure", smp("ExtensionObject", collectors.Structure{TypeID: "i=884", Fields: []collectors.Field{{Name: "Low", Value: -1.5}, {Name: "High", Value: 99.0}}}), 22, 0, `{"low":-1.5,"high":99}`},
-		{"variant", smp("Variant", int32(5)), 24, 0, `{"type":6,"value":5}`},
-		{"matrix", smp("Int16", []any{[]any{int16(1), int16(2), int16(3)}, []any{int16(4), int16(5), int16(6)}}), 4, 0, `[1,2,3,4,5,6]`},
-		{"bad, no value", bad, 0, 0x80050000, `null`},
-		{"uncertain with value", uncertain, 11, 0x40900000, `1.25`},
-		{"bad, unknown code", unknown, 11, 0x80000000, `1`},
-	}
-}
-
-// uaExtraCases have no decoder expectation: node-opcua-json 2.182.2 does
-// not decode XmlElement ("Unsupported yet"), nor an ExtensionObject of a
-// type it has no schema for.
-func uaExtraCases() []uaCase {
-	return []uaCase{
-		{name: "xmlelement", s: collectors.Sample{Type: "XmlElement", Value: "<a/>"}},
-		{name: "structure undecoded", s: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"type_id": "ns=2;i=5001", "encoding": "binary", "body": []byte{1, 2}}}},
-		{name: "structure without type", s: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"b": int32(2), "a": "x"}}},
-		{name: "datavalue", s: collectors.Sample{Type: "DataValue", Value: map[string]any{"value": int64(7), "type": "Int64", "status": "BadTimeout", "status_code": uint32(0x800A0000)}}},
-	}
-}
 
 // TestUADataValueGolden holds the Part 6 JSON of every case to the golden
 // file and to the schema.
 func TestUADataValueGolden(t *testing.T) {
 	data, _ := testkit.UASchemas(t)
 	var out bytes.Buffer
-	for _, c := range append(uaCases(), uaExtraCases()...) {
-		dv := appendUADataValue(nil, &c.s)
+	for _, c := range append(testkit.ValueCases(), testkit.ExtraValueCases()...) {
+		dv := appendUADataValue(nil, &c.Sample)
 		msg := fmt.Appendf(nil, `{"MessageId":"x-1","MessageType":"ua-data","PublisherId":"a1","WriterGroupName":"g","Messages":[`+
 			`{"DataSetWriterId":1,"DataSetWriterName":"p","SequenceNumber":1,"Timestamp":"2026-11-22T10:15:30Z","MessageType":"ua-deltaframe","Payload":{"v":%s}}]}`, dv)
 		if err := testkit.SchemaErr(data, msg); err != nil {
-			t.Errorf("%s: %s does not match the schema: %v", c.name, dv, err)
+			t.Errorf("%s: %s does not match the schema: %v", c.Name, dv, err)
 		}
-		fmt.Fprintf(&out, "%s\t%s\n", c.name, dv)
+		fmt.Fprintf(&out, "%s\t%s\n", c.Name, dv)
 	}
-	golden(t, "testdata/uajson/datavalues.golden", out.Bytes())
-}
-
-// golden compares got with the file, or rewrites it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := range max(len(gl), len(wl)) {
-			g, w := "", ""
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Errorf("%s line %d:\n got  %s\n want %s", path, i+1, g, w)
-			}
-		}
-	}
+	testkit.Golden(t, "testdata/uajson/datavalues.golden", out.Bytes())
 }
 
 // TestUADataValueNodeOPCUA: what node-opcua-json decodes from tagbridge's
 // DataValues is the sample: every built-in type and arrays, 64-bit
 // integers past 2^53, NaN and ±Inf, Bad and Uncertain statuses.
 func TestUADataValueNodeOPCUA(t *testing.T) {
-	cases := uaCases()
+	cases := testkit.ValueCases()
 	fields := map[string][]byte{}
 	var order []string
 	for _, c := range cases {
-		fields[c.name] = appendUADataValue(nil, &c.s)
-		order = append(order, c.name)
+		fields[c.Name] = appendUADataValue(nil, &c.Sample)
+		order = append(order, c.Name)
 	}
 	got := testkit.DecodeWithNode(t, fields, order)
 	for _, c := range cases {
-		r, ok := got[c.name]
+		r, ok := got[c.Name]
 		switch {
 		case !ok:
-			t.Errorf("%s: not decoded", c.name)
+			t.Errorf("%s: not decoded", c.Name)
 			continue
 		case r.Error != "":
-			t.Errorf("%s: node-opcua-json: %s\n  from %s", c.name, r.Error, fields[c.name])
+			t.Errorf("%s: node-opcua-json: %s\n  from %s", c.Name, r.Error, fields[c.Name])
 			continue
 		}
 		var gv, wv any
 		if err := json.Unmarshal(r.Value, &gv); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal([]byte(c.value), &wv); err != nil {
-			t.Fatalf("%s: expectation: %v", c.name, err)
+		if err := json.Unmarshal([]byte(c.Value), &wv); err != nil {
+			t.Fatalf("%s: expectation: %v", c.Name, err)
 		}
-		if r.Type != c.typ || r.Status != c.status || !reflect.DeepEqual(gv, wv) {
+		if r.Type != c.Type || r.Status != c.Status || !reflect.DeepEqual(gv, wv) {
 			t.Errorf("%s: decoded type %d status 0x%08X value %s, want type %d status 0x%08X value %s\n  from %s",
-				c.name, r.Type, r.Status, r.Value, c.typ, c.status, c.value, fields[c.name])
+				c.Name, r.Type, r.Status, r.Value, c.Type, c.Status, c.Value, fields[c.Name])
 		}
-		if !c.s.SourceTime.IsZero() && (r.Source == nil || *r.Source != c.s.SourceTime.Format("2006-01-02T15:04:05.000Z")) {
-			t.Errorf("%s: decoded source timestamp %v, want %v", c.name, r.Source, c.s.SourceTime)
+		if !c.Sample.SourceTime.IsZero() && (r.Source == nil || *r.Source != c.Sample.SourceTime.Format("2006-01-02T15:04:05.000Z")) {
+			t.Errorf("%s: decoded source timestamp %v, want %v", c.Name, r.Source, c.Sample.SourceTime)
 		}
 	}
 }
@@ -202,7 +87,7 @@ func TestUADataValueNodeOPCUA(t *testing.T) {
 func TestUAJSONEncode(t *testing.T) {
 	data, _ := testkit.UASchemas(t)
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
-	f, err := newUAJSONFormat(FromConfig(cfg))
+	f, err := newUAJSONFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +227,7 @@ func TestUAJSONMetadata(t *testing.T) {
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	meta := func() map[string]uaMetadata {
-		f, err := newUAJSONFormat(FromConfig(cfg))
+		f, err := newUAJSONFormat(payload.FromConfig(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +293,7 @@ func TestUAJSONMetadata(t *testing.T) {
 
 func BenchmarkUAJSONEncode(b *testing.B) {
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
-	f, err := newUAJSONFormat(FromConfig(cfg))
+	f, err := newUAJSONFormat(payload.FromConfig(cfg))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -435,7 +320,7 @@ func FuzzUAJSONEncode(f *testing.F) {
 	f.Add("", "", math.NaN(), int64(0), uint32(0x40000000), "Uncertain (0x40000000)")
 	data, _ := testkit.UASchemas(f)
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
-	fm, err := newUAJSONFormat(FromConfig(cfg))
+	fm, err := newUAJSONFormat(payload.FromConfig(cfg))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -471,7 +356,7 @@ func TestUAJSONKeepAlive(t *testing.T) {
 		cfg.PLCs[i].PublishingInterval = config.Duration(time.Second)
 		cfg.PLCs[i].WatchdogIntervals = 10
 	}
-	f, err := newUAJSONFormat(FromConfig(cfg))
+	f, err := newUAJSONFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +391,7 @@ func TestUAJSONKeepAlive(t *testing.T) {
 func TestUAJSONMessagesGolden(t *testing.T) {
 	data, status := testkit.UASchemas(t)
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
-	f, err := newUAJSONFormat(FromConfig(cfg))
+	f, err := newUAJSONFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +428,7 @@ func TestUAJSONMessagesGolden(t *testing.T) {
 	masked := regexp.MustCompile(`"MessageId":"[0-9a-f]{32}-[0-9]+"`).ReplaceAll(out.Bytes(), []byte(`"MessageId":"…"`))
 	masked = regexp.MustCompile(`"Timestamp":"[^"]*"`).ReplaceAll(masked, []byte(`"Timestamp":"…"`))
 	masked = regexp.MustCompile(`"(Major|Minor)Version":[0-9]+`).ReplaceAll(masked, []byte(`"${1}Version":…`))
-	golden(t, "testdata/uajson/messages.golden", masked)
+	testkit.Golden(t, "testdata/uajson/messages.golden", masked)
 }
 
 // SequenceNumber goes on across restarts: exactly after a clean stop,
@@ -552,14 +437,14 @@ func TestUAJSONSequenceAcrossRestarts(t *testing.T) {
 	data, _ := testkit.UASchemas(t)
 	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
-	if err := Check(FromConfig(cfg)); err != nil {
+	if _, err := New(payload.FromConfig(cfg)); err != nil { // what validate does
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Agent.SpoolDir, seqFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("validate left %s: %v", seqFile, err)
 	}
 	start := func() *uaJSONFormat {
-		f, err := newUAJSONFormat(FromConfig(cfg))
+		f, err := newUAJSONFormat(payload.FromConfig(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package payload
+package sparkplug
 
 import (
 	"encoding/binary"
@@ -13,6 +13,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload"
 	"github.com/tagbridge/tagbridge/payload/sparkplugb"
 )
 
@@ -54,7 +55,7 @@ func TestSparkplugEncode(t *testing.T) {
 		}
 		samples[i].SourceTime = ts.Add(time.Duration(i) * time.Millisecond)
 	}
-	f, err := newSparkplugFormat(FromConfig(cfg))
+	f, err := newSparkplugFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func quality(m *sparkplugb.Payload_Metric) int {
 func TestSparkplugTimeOrder(t *testing.T) {
 	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
-	f, err := newSparkplugFormat(FromConfig(cfg))
+	f, err := newSparkplugFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func FuzzSparkplugCommand(f *testing.F) {
 func TestSparkplugOutgoing(t *testing.T) {
 	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
-	f, err := newSparkplugFormat(FromConfig(cfg))
+	f, err := newSparkplugFormat(payload.FromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ func FuzzSparkplugEncode(f *testing.F) {
 		}
 		cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 		cfg.Agent.SpoolDir = t.TempDir()
-		sf, err := newSparkplugFormat(FromConfig(cfg))
+		sf, err := newSparkplugFormat(payload.FromConfig(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,130 @@
+package testkit
+
+import (
+	"bytes"
+	"flag"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+)
+
+// update, with go test -update, rewrites the golden files.
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// ValueCase is a sample, the DataValue Part 6 JSON tagbridge writes for it (in
+// testdata/uajson/datavalues.golden) and what node-opcua-json 2.182.2
+// decodes from that: built-in type, status code and value in decode.js's
+// canonical form (64-bit integers and non-finite numbers as strings,
+// ByteStrings as "b64:…", dates in ISO form).
+type ValueCase struct {
+	Name   string
+	Sample collectors.Sample
+	Type   int    // decoded Variant's built-in type
+	Status uint32 // decoded status code
+	Value  string // decoded value, canonical JSON
+}
+
+// ValueCases are samples of every value type the collectors produce.
+func ValueCases() []ValueCase {
+	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
+	smp := func(typ string, v any) collectors.Sample {
+		return collectors.Sample{Type: typ, Value: v, Status: "Good"}
+	}
+	bad := collectors.Sample{Type: "Null", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: ts}
+	uncertain := collectors.Sample{Type: "Double", Value: 1.25, Status: "UncertainLastUsableValue", StatusCode: 0x40900000, SourceTime: ts, ServerTime: ts.Add(time.Millisecond)}
+	unknown := collectors.Sample{Type: "Double", Value: 1.0, Status: "Bad (0x80FF0000)", StatusCode: 0x80FF0000}
+	return []ValueCase{
+		{"boolean", smp("Boolean", true), 1, 0, `true`},
+		{"boolean false", smp("Boolean", false), 1, 0, `false`},
+		{"boolean array", smp("Boolean", []any{true, false, nil}), 1, 0, `[true,false,null]`},
+		{"sbyte", smp("SByte", int8(-128)), 2, 0, `-128`},
+		{"byte", smp("Byte", uint8(255)), 3, 0, `255`},
+		{"byte array", smp("Byte", []any{uint8(0), uint8(7)}), 3, 0, `[0,7]`},
+		{"int16", smp("Int16", int16(-32768)), 4, 0, `-32768`},
+		{"uint16", smp("UInt16", uint16(65535)), 5, 0, `65535`},
+		{"int32 zero", smp("Int32", int32(0)), 6, 0, `0`},
+		{"int32 array", smp("Int32", []any{int32(math.MinInt32), int32(math.MaxInt32)}), 6, 0, `[-2147483648,2147483647]`},
+		{"uint32", smp("UInt32", uint32(math.MaxUint32)), 7, 0, `4294967295`},
+		{"int64 past 2^53", smp("Int64", int64(1<<53+1)), 8, 0, `"9007199254740993"`},
+		{"int64 min", smp("Int64", int64(math.MinInt64)), 8, 0, `"-9223372036854775808"`},
+		{"int64 array", smp("Int64", []any{int64(-(1<<53 + 1)), int64(math.MaxInt64)}), 8, 0, `["-9007199254740993","9223372036854775807"]`},
+		{"uint64 max", smp("UInt64", uint64(math.MaxUint64)), 9, 0, `"18446744073709551615"`},
+		{"uint64 array", smp("UInt64", []any{uint64(1<<53 + 1), uint64(0)}), 9, 0, `["9007199254740993","0"]`},
+		{"float", smp("Float", float32(1.5)), 10, 0, `1.5`},
+		{"float -inf", smp("Float", float32(math.Inf(-1))), 10, 0, `"-Infinity"`},
+		{"double", smp("Double", 21.5), 11, 0, `21.5`},
+		{"double nan", smp("Double", math.NaN()), 11, 0, `"NaN"`},
+		{"double +inf", smp("Double", math.Inf(1)), 11, 0, `"Infinity"`},
+		{"double array with nan", smp("Double", []any{1.5, math.NaN(), math.Inf(-1)}), 11, 0, `[1.5,"NaN","-Infinity"]`},
+		{"string", smp("String", "a\"b\nü"), 12, 0, `"a\"b\nü"`},
+		{"string array", smp("String", []any{"x", ""}), 12, 0, `["x",""]`},
+		{"datetime", smp("DateTime", ts), 13, 0, `"2026-11-22T10:15:30.123Z"`},
+		{"datetime min", smp("DateTime", nil), 13, 0, `"0001-01-01T00:00:00.000Z"`},
+		{"datetime array", smp("DateTime", []any{ts, nil}), 13, 0, `["2026-11-22T10:15:30.123Z","0001-01-01T00:00:00.000Z"]`},
+		{"guid", smp("Guid", "72962B91-FA75-4AE6-8D28-B404DC7DAF63"), 14, 0, `"72962B91-FA75-4AE6-8D28-B404DC7DAF63"`},
+		{"bytestring", smp("ByteString", []byte{1, 2, 3}), 15, 0, `"b64:AQID"`},
+		{"bytestring empty", smp("ByteString", []byte{}), 15, 0, `null`},
+		{"bytestring null", smp("ByteString", nil), 15, 0, `null`},
+		{"nodeid", smp("NodeId", "ns=2;s=Line1.Temp"), 17, 0, `"ns=2;s=Line1.Temp"`},
+		{"expandednodeid", smp("ExpandedNodeId", "ns=2;i=5"), 18, 0, `"ns=2;i=5"`},
+		{"statuscode", smp("StatusCode", "BadTimeout"), 19, 0, `2148139008`},
+		{"statuscode good", smp("StatusCode", "Good"), 19, 0, `0`},
+		// node-opcua-json keeps only the severity of a code it does not know.
+		{"statuscode unknown", smp("StatusCode", "Bad (0x80FF0000)"), 19, 0, `2147483648`},
+		{"qualifiedname", smp("QualifiedName", "2:Foo"), 20, 0, `"2:Foo"`},
+		{"qualifiedname ns0", smp("QualifiedName", "Bar"), 20, 0, `"0:Bar"`},
+		{"localizedtext", smp("LocalizedText", "Hallo"), 21, 0, `{"text":"Hallo","locale":null}`},
+		{"localizedtext array", smp("LocalizedText", []any{"a", "b"}), 21, 0, `[{"text":"a","locale":null},{"text":"b","locale":null}]`},
+		{"structure", smp("ExtensionObject", collectors.Structure{TypeID: "i=884", Fields: []collectors.Field{{Name: "Low", Value: -1.5}, {Name: "High", Value: 99.0}}}), 22, 0, `{"low":-1.5,"high":99}`},
+		{"variant", smp("Variant", int32(5)), 24, 0, `{"type":6,"value":5}`},
+		{"matrix", smp("Int16", []any{[]any{int16(1), int16(2), int16(3)}, []any{int16(4), int16(5), int16(6)}}), 4, 0, `[1,2,3,4,5,6]`},
+		{"bad, no value", bad, 0, 0x80050000, `null`},
+		{"uncertain with value", uncertain, 11, 0x40900000, `1.25`},
+		{"bad, unknown code", unknown, 11, 0x80000000, `1`},
+	}
+}
+
+// ExtraValueCases have no decoder expectation: node-opcua-json 2.182.2 does
+// not decode XmlElement ("Unsupported yet"), nor an ExtensionObject of a
+// type it has no schema for.
+func ExtraValueCases() []ValueCase {
+	return []ValueCase{
+		{Name: "xmlelement", Sample: collectors.Sample{Type: "XmlElement", Value: "<a/>"}},
+		{Name: "structure undecoded", Sample: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"type_id": "ns=2;i=5001", "encoding": "binary", "body": []byte{1, 2}}}},
+		{Name: "structure without type", Sample: collectors.Sample{Type: "ExtensionObject", Value: map[string]any{"b": int32(2), "a": "x"}}},
+		{Name: "datavalue", Sample: collectors.Sample{Type: "DataValue", Value: map[string]any{"value": int64(7), "type": "Int64", "status": "BadTimeout", "status_code": uint32(0x800A0000)}}},
+	}
+}
+
+// Golden compares got with the file, or rewrites it with -update.
+func Golden(t testing.TB, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := range max(len(gl), len(wl)) {
+			g, w := "", ""
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Errorf("%s line %d:\n got  %s\n want %s", path, i+1, g, w)
+			}
+		}
+	}
+}

@@ -1,0 +1,482 @@
+package uajson
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/payload"
+)
+
+// appendStatusCode writes a StatusCode as Part 6 (v1.05.04) 5.4.2.12 does
+// in the VerboseEncoding: {"Code":n,"Symbol":"BadXxx"}, the Symbol left
+// out when it is not known.
+func appendStatusCode(dst []byte, code uint32, symbol string) []byte {
+	dst = append(dst, `{"Code":`...)
+	dst = strconv.AppendUint(dst, uint64(code), 10)
+	if isSymbol(symbol) {
+		dst = append(dst, `,"Symbol":`...)
+		dst = payload.AppendString(dst, symbol)
+	}
+	return append(dst, '}')
+}
+
+// isSymbol reports whether s reads like a status code's symbolic name
+// ("BadTimeout"); the collectors write others, such as "Bad (0x80FF0000)",
+// for codes they do not know.
+func isSymbol(s string) bool {
+	rest, ok := strings.CutPrefix(s, "Good")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "Uncertain"); !ok {
+			if rest, ok = strings.CutPrefix(s, "Bad"); !ok {
+				return false
+			}
+		}
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// uaTypeIDs maps the collectors' type names to built-in type ids.
+var uaTypeIDs = map[string]int{
+	"Boolean": 1, "SByte": 2, "Byte": 3, "Int16": 4, "UInt16": 5, "Int32": 6,
+	"UInt32": 7, "Int64": 8, "UInt64": 9, "Float": 10, "Double": 11,
+	"String": 12, "DateTime": 13, "Guid": 14, "ByteString": 15,
+	"XmlElement": 16, "NodeId": 17, "ExpandedNodeId": 18, "StatusCode": 19,
+	"QualifiedName": 20, "LocalizedText": 21, "ExtensionObject": 22,
+	"DataValue": 23, "Variant": 24, "DiagnosticInfo": 25,
+}
+
+// uaMinDateTime is DateTime.MinValue in Part 6 JSON (5.4.2.6); the
+// collectors pass a null DateTime on as nil.
+const uaMinDateTime = `"0001-01-01T00:00:00Z"`
+
+// appendUADataValue writes a sample as a DataValue in the Part 6 (v1.05.04)
+// JSON encoding, 5.4.2.18, as a Part 14 DataSet field with RawData false
+// (7.2.5.4.3): the Variant's fields, then the status and timestamps:
+//
+//	{"UaType":11,"Value":21.5,
+//	 "Status":{"Code":2147811328,"Symbol":"BadCommunicationError"},
+//	 "StatusCode":{"Code":2147811328,"Symbol":"BadCommunicationError"},
+//	 "SourceTimestamp":"…","ServerTimestamp":"…"}
+//
+// The status goes under both keys: Part 6 names it Status, while
+// node-opcua-json and OPC Publisher read StatusCode, and a decoder that
+// finds neither takes the value as Good. Both are left out for Good (0),
+// a timestamp the server did not send is left out. See appendUAVariant for
+// the value.
+func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
+	dst = append(dst, '{')
+	n := len(dst)
+	dst = appendUAVariant(dst, s.Type, s.Value)
+	sep := func() {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+	}
+	if s.StatusCode != 0 {
+		sep()
+		dst = append(dst, `"Status":`...)
+		dst = appendStatusCode(dst, s.StatusCode, s.Status)
+		dst = append(dst, `,"StatusCode":`...)
+		dst = appendStatusCode(dst, s.StatusCode, s.Status)
+	}
+	if !s.SourceTime.IsZero() {
+		sep()
+		dst = append(dst, `"SourceTimestamp":`...)
+		dst = payload.AppendTime(dst, s.SourceTime)
+	}
+	if !s.ServerTime.IsZero() {
+		sep()
+		dst = append(dst, `"ServerTimestamp":`...)
+		dst = payload.AppendTime(dst, s.ServerTime)
+	}
+	return append(dst, '}')
+}
+
+// appendUAVariant writes the fields of a Variant (Part 6, 5.4.2.17) of the
+// type named typeName, without braces: "UaType":t,"Value":…, and for a
+// matrix, flattened, its dimensions under both Dimensions (Part 6) and
+// UaDimensions (node-opcua-json). A Null Variant writes nothing; a null
+// value of a known type writes only UaType, except DateTime, whose null is
+// DateTime.MinValue. A value that does not fit typeName (which the
+// collectors never send) gets the type its Go value has.
+func appendUAVariant(dst []byte, typeName string, v any) []byte {
+	t, ok := uaTypeIDs[typeName]
+	if !ok && v == nil {
+		return dst
+	}
+	var dims []int
+	if arr, isArr := v.([]any); isArr {
+		if d, flat, matrix := flatten(arr); matrix {
+			v, dims = flat, d
+		}
+	}
+	if !ok || !typeFits(t, v) {
+		if t = goUAType(v); t == 0 {
+			return dst
+		}
+	}
+	dst = append(dst, `"UaType":`...)
+	dst = strconv.AppendInt(dst, int64(t), 10)
+	if v == nil {
+		if t == uaDateTime {
+			dst = append(dst, `,"Value":`...)
+			dst = append(dst, uaMinDateTime...)
+		}
+		return dst
+	}
+	dst = append(dst, `,"Value":`...)
+	dst = appendUAValue(dst, v, t)
+	if dims != nil {
+		for _, key := range []string{`,"Dimensions":[`, `,"UaDimensions":[`} {
+			dst = append(dst, key...)
+			for i, d := range dims {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = strconv.AppendInt(dst, int64(d), 10)
+			}
+			dst = append(dst, ']')
+		}
+	}
+	return dst
+}
+
+// goUAType is the built-in type that a Go value from the collectors is in,
+// for a nested Variant, whose type they do not pass on; 0 for nil.
+func goUAType(v any) int {
+	switch v := v.(type) {
+	case bool:
+		return 1
+	case int8:
+		return 2
+	case uint8:
+		return 3
+	case int16:
+		return 4
+	case uint16:
+		return 5
+	case int32:
+		return 6
+	case uint32:
+		return 7
+	case int64, int:
+		return uaInt64
+	case uint64, uint:
+		return uaUInt64
+	case float32:
+		return uaFloat
+	case float64:
+		return uaDouble
+	case string:
+		return uaString
+	case time.Time:
+		return uaDateTime
+	case []byte:
+		return uaByteString
+	case map[string]any, collectors.Structure:
+		return uaExtensionObject
+	case []any:
+		t := 0
+		for _, e := range v {
+			if et := goUAType(e); et != 0 {
+				if t != 0 && et != t {
+					return uaVariant // mixed elements: an array of Variants
+				}
+				t = et
+			}
+		}
+		return cmp.Or(t, uaVariant)
+	}
+	return 0
+}
+
+// typeFits reports whether v (a scalar or a one-dimensional array) holds
+// what the built-in type t says, so that UaType never lies.
+func typeFits(t int, v any) bool {
+	if arr, ok := v.([]any); ok {
+		for _, e := range arr {
+			if e != nil && !scalarFits(t, e) {
+				return false
+			}
+		}
+		return true
+	}
+	return v == nil || scalarFits(t, v)
+}
+
+func scalarFits(t int, v any) bool {
+	switch t {
+	case uaVariant:
+		return true
+	case uaDataValue, uaDiagnosticInfo:
+		_, ok := v.(map[string]any)
+		return ok
+	case uaExtensionObject:
+		switch v.(type) {
+		case map[string]any, collectors.Structure:
+			return true
+		}
+		return false
+	}
+	switch v.(type) {
+	case bool:
+		return t == uaBoolean
+	case int8, uint8, int16, uint16, int32, uint32:
+		return t >= 2 && t <= 7
+	case int64, uint64, int, uint:
+		return t == uaInt64 || t == uaUInt64
+	case float32, float64:
+		return t == uaFloat || t == uaDouble
+	case string:
+		return t == uaString || t == 14 || t >= 16 && t <= 18 || t >= uaStatusCode && t <= uaLocalizedText
+	case time.Time:
+		return t == uaDateTime
+	case []byte:
+		return t == uaByteString
+	}
+	return false
+}
+
+// appendUAValue writes v, a scalar or an array of scalars of built-in
+// type t, in Part 6 (v1.05.04) JSON: Int64 and UInt64 as strings; NaN and
+// ±Infinity as "NaN", "Infinity", "-Infinity"; ByteString base64; StatusCode
+// {"Code","Symbol"}; QualifiedName "<ns index>:<name>"; LocalizedText
+// {"Text"}; an ExtensionObject {"UaTypeId","UaBody"} (UaEncoding 1 or 2 for
+// a body the agent could not decode); a nested DataValue or Variant with its
+// own UaType. A null array element is null, a null DateTime element
+// DateTime.MinValue.
+func appendUAValue(dst []byte, v any, t int) []byte {
+	switch v := v.(type) {
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if e == nil && t == uaDateTime {
+				dst = append(dst, uaMinDateTime...)
+				continue
+			}
+			dst = appendUAValue(dst, e, t)
+		}
+		return append(dst, ']')
+	case nil:
+		return append(dst, "null"...)
+	case int64:
+		return payload.AppendQuotedInt(dst, v)
+	case uint64:
+		return payload.AppendQuotedUint(dst, v)
+	case int:
+		return payload.AppendQuotedInt(dst, int64(v))
+	case uint:
+		return payload.AppendQuotedUint(dst, uint64(v))
+	case string:
+		switch t {
+		case uaLocalizedText:
+			dst = append(dst, `{"Text":`...)
+			dst = payload.AppendString(dst, v)
+			return append(dst, '}')
+		case uaStatusCode:
+			code, ok := statusCodeOf(v)
+			if !ok {
+				return append(dst, "null"...)
+			}
+			if code == 0 {
+				return append(dst, "{}"...)
+			}
+			return appendStatusCode(dst, code, v)
+		}
+	case collectors.Structure:
+		return appendUAStructure(dst, v)
+	case map[string]any:
+		switch t {
+		case uaExtensionObject:
+			return appendUAExtensionObject(dst, v)
+		case uaDataValue:
+			return appendUANestedDataValue(dst, v)
+		}
+	}
+	if t == uaVariant {
+		dst = append(dst, '{')
+		dst = appendUAVariant(dst, "", v)
+		return append(dst, '}')
+	}
+	return payload.AppendValue(dst, v)
+}
+
+// appendUAStructure writes a structure whose DataType the collector knows:
+// {"UaTypeId":"<DataType node id>","UaBody":{fields in the DataType's order}}.
+func appendUAStructure(dst []byte, st collectors.Structure) []byte {
+	dst = append(dst, '{')
+	if st.TypeID != "" {
+		dst = append(dst, `"UaTypeId":`...)
+		dst = payload.AppendString(dst, st.TypeID)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"UaBody":{`...)
+	for i, f := range st.Fields {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = payload.AppendString(dst, f.Name)
+		dst = append(dst, ':')
+		dst = appendUAFieldValue(dst, f.Value)
+	}
+	return append(dst, "}}"...)
+}
+
+// appendUAFieldValue writes a structure field: its value in the form of
+// the built-in type its Go value has (a field is not a Variant).
+func appendUAFieldValue(dst []byte, v any) []byte {
+	t := goUAType(v)
+	if t == 0 {
+		return append(dst, "null"...)
+	}
+	return appendUAValue(dst, v, t)
+}
+
+// appendUAExtensionObject writes an ExtensionObject from the collectors'
+// map: one whose body they could not decode ({"type_id","encoding","body"})
+// keeps its type id and body (UaEncoding 1 for binary, base64; 2 for XML);
+// a decoded one, whose DataType they do not pass on, has its fields as
+// UaBody without UaTypeId.
+func appendUAExtensionObject(dst []byte, m map[string]any) []byte {
+	typeID, hasID := m["type_id"].(string)
+	enc, hasEnc := m["encoding"].(string)
+	if hasID && hasEnc && len(m) == 3 {
+		dst = append(dst, `{"UaTypeId":`...)
+		dst = payload.AppendString(dst, typeID)
+		switch enc {
+		case "binary":
+			dst = append(dst, `,"UaEncoding":1`...)
+		case "xml":
+			dst = append(dst, `,"UaEncoding":2`...)
+		}
+		if body := m["body"]; body != nil {
+			dst = append(dst, `,"UaBody":`...)
+			dst = payload.AppendValue(dst, body)
+		}
+		return append(dst, '}')
+	}
+	dst = append(dst, `{"UaBody":{`...)
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = payload.AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = appendUAFieldValue(dst, m[k])
+	}
+	return append(dst, "}}"...)
+}
+
+// appendUANestedDataValue writes a DataValue inside a Variant, from the
+// collectors' map {"value","type","status","status_code","source_time","server_time"}.
+func appendUANestedDataValue(dst []byte, m map[string]any) []byte {
+	var s collectors.Sample
+	s.Value = m["value"]
+	s.Type, _ = m["type"].(string)
+	s.Status, _ = m["status"].(string)
+	s.StatusCode, _ = m["status_code"].(uint32)
+	s.SourceTime, _ = m["source_time"].(time.Time)
+	s.ServerTime, _ = m["server_time"].(time.Time)
+	return appendUADataValue(dst, &s)
+}
+
+// statusCodes maps status code symbols to their codes, for StatusCode
+// values, which the collectors pass on by name.
+var statusCodes = sync.OnceValue(func() map[string]uint32 {
+	undo := strings.NewReplacer("ID", "Id", "URI", "Uri", "URL", "Url", "TCP", "Tcp")
+	m := make(map[string]uint32, len(ua.StatusCodes))
+	for c, d := range ua.StatusCodes {
+		m[undo.Replace(strings.TrimPrefix(d.Name, "Status"))] = uint32(c)
+	}
+	m["Good"] = 0
+	return m
+})
+
+// statusCodeOf reads a status code from its symbol, or from the collectors'
+// form for an unknown code, "Bad (0x80AB0000)".
+func statusCodeOf(name string) (uint32, bool) {
+	if c, ok := statusCodes()[name]; ok {
+		return c, true
+	}
+	if i := strings.Index(name, "(0x"); i >= 0 && strings.HasSuffix(name, ")") {
+		c, err := strconv.ParseUint(name[i+3:len(name)-1], 16, 32)
+		return uint32(c), err == nil
+	}
+	return 0, false
+}
+
+// flatten turns a matrix (nested []any, outer dimension first, every row of
+// a level the same length) into its elements in row-major order and its
+// dimensions, as Part 6 (5.2.2.16, 5.4.2.17) wants. matrix is false for a
+// one-dimensional array or a ragged one.
+func flatten(arr []any) (dims []int, flat []any, matrix bool) {
+	if len(arr) == 0 {
+		return nil, nil, false
+	}
+	if _, ok := arr[0].([]any); !ok {
+		return nil, nil, false
+	}
+	dims = []int{len(arr)}
+	level := arr
+	for {
+		first, ok := level[0].([]any)
+		if !ok {
+			break
+		}
+		n := len(first)
+		var next []any
+		for _, e := range level {
+			row, ok := e.([]any)
+			if !ok || len(row) != n {
+				return nil, nil, false
+			}
+			next = append(next, row...)
+		}
+		dims = append(dims, n)
+		level = next
+		if n == 0 {
+			break
+		}
+	}
+	for _, e := range level {
+		if _, nested := e.([]any); nested {
+			return nil, nil, false
+		}
+	}
+	return dims, level, true
+}
+
+// Built-in type ids (Part 6, Table 1) that the encoder treats apart.
+const (
+	uaBoolean         = 1
+	uaInt64           = 8
+	uaUInt64          = 9
+	uaFloat           = 10
+	uaDouble          = 11
+	uaString          = 12
+	uaDateTime        = 13
+	uaByteString      = 15
+	uaStatusCode      = 19
+	uaQualifiedName   = 20
+	uaLocalizedText   = 21
+	uaExtensionObject = 22
+	uaDataValue       = 23
+	uaVariant         = 24
+	uaDiagnosticInfo  = 25
+)

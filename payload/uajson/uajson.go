@@ -1,0 +1,470 @@
+package uajson
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/payload"
+)
+
+// uaJSONFormat is mqtt.payload opcua_json: OPC UA Part 14 (v1.05) PubSub
+// JSON network messages over MQTT (Part 14, 7.2.5 and 7.3.4).
+//
+// The agent is one Publisher (PublisherId = agent.id) with one WriterGroup
+// (uaWriterGroup) holding one DataSetWriter per PLC entry: DataSetWriterName
+// is the PLC's name, DataSetWriterId its position in plcs: counting from 1.
+// Each publish cycle of a PLC entry becomes one ua-data NetworkMessage on
+// opcua/json/data/<agent id>/<writer group>/<plc>, holding one ua-deltaframe
+// DataSetMessage (a tag that changed twice within the cycle starts another,
+// since a Payload names each field once) whose Payload maps tag names to
+// DataValues; see appendUADataValue for the encoding. SequenceNumber counts
+// a writer's DataSetMessages from 1, assigned as values enter the spool, so
+// a consumer sees a gap only where values were dropped (or, by up to
+// seqReserve, after a crash); it goes on across restarts (seqFile). A
+// writer quiet for its KeepAliveTime sends a ua-keepalive (keepAlives), and
+// every connect publishes each writer's retained ua-metadata (metadata).
+//
+// A PLC entry that goes disconnected (which includes recovering for longer
+// than the watchdog, see silence) or stopped gets a ua-keyframe with
+// Status Bad_NoCommunication (Bad_OutOfService when stopped) and every
+// configured tag as a DataValue with that status and no value: the
+// DataSetMessage Status applies to all of its values (Part 14, 7.2.5.4),
+// and a key frame reaches consumers that look only at the fields. Fresh
+// values follow once the PLC streams again. There is no per-writer status
+// message in Part 14, and the ua-status message belongs to the Publisher.
+//
+// The Publisher's ua-status (7.2.5.5.5) is retained on
+// opcua/json/status/<agent id> with IsCyclic false, as the broker reports
+// the agent's loss through the will: Status Operational after every
+// connect, Error as the will, Disabled on a clean stop.
+type uaJSONFormat struct {
+	payload.None
+	publisher   string
+	statusTopic string
+	writers     map[string]*uaWriter // plc -> its writer
+	nextID      int                  // for PLC entries missing from the configuration
+	header      []byte               // the NetworkMessage's fields after MessageId
+
+	idPrefix string        // random per process; MessageIds are idPrefix-<n>
+	ids      atomic.Uint64 // intake and Run's goroutine both make messages
+
+	buf       []byte              // intake goroutine only
+	value     []byte              // intake goroutine only
+	maxPacket int                 // mqtt.max_packet_size: a NetworkMessage is split to fit
+	seen      map[string]struct{} // tags in the DataSetMessage being written
+
+	// mu guards writers and their seq, reserved and last: the intake
+	// numbers DataSetMessages, Run's goroutine sends keep-alives.
+	mu     sync.Mutex
+	dir    string // agent.spool_dir, where open keeps seqFile
+	opened bool   // by run, not validate: seqFile may be written
+}
+
+// uaWriter is one PLC entry's DataSetWriter.
+type uaWriter struct {
+	id    int
+	plc   string
+	name  string // DataSetWriterName, JSON-encoded
+	topic string
+	tags  []string
+	seq   uint32 // last SequenceNumber assigned
+	bad   bool   // its last DataSetMessage was the Bad key frame
+
+	// reserved is the SequenceNumber up to which seqFile lets a restart
+	// after a crash go on: seq never passes it unsaved.
+	reserved  uint64
+	keepAlive time.Duration // KeepAliveTime
+	last      time.Time     // its latest DataSetMessage, keep-alives included
+
+	version uint32 // ConfigurationVersion of its DataSetMetaData (a VersionTime)
+}
+
+// seqFile, in agent.spool_dir, holds each writer's SequenceNumber, so that
+// numbering goes on across restarts. It is written exactly on a clean
+// stop; while running, seqReserve numbers ahead of the last one written,
+// so that after a crash numbering goes on past every number used (a jump
+// of up to seqReserve).
+const (
+	seqFile    = "opcua_json_seq"
+	seqReserve = 4096
+)
+
+// uaWriterGroup is the WriterGroupName of every NetworkMessage and the
+// writer group level of the data topics.
+const uaWriterGroup = "tagbridge"
+
+// PubSubState values (Part 14, 6.2.1), written as numbers: ua-status uses
+// the CompactEncoding (7.2.5.5.5).
+const (
+	pubSubDisabled    = 0
+	pubSubOperational = 2
+	pubSubError       = 3
+)
+
+// Status codes of the Bad key frame (Part 6, A.2).
+const (
+	badNoCommunication = 0x80310000
+	badOutOfService    = 0x808D0000
+)
+
+// New builds the format from o; it opens no file (see Open).
+func New(o payload.Options) (payload.Format, error) {
+	f, err := newUAJSONFormat(o)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func newUAJSONFormat(o payload.Options) (*uaJSONFormat, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, fmt.Errorf("message id prefix: %w", err)
+	}
+	f := &uaJSONFormat{
+		dir:         o.StateDir,
+		publisher:   o.AgentID,
+		statusTopic: "opcua/json/status/" + o.AgentID,
+		writers:     map[string]*uaWriter{},
+		idPrefix:    fmt.Sprintf("%x", r),
+		seen:        map[string]struct{}{},
+		maxPacket:   o.MaxPacketSize,
+	}
+	if err := payload.CheckTopic(f.statusTopic); err != nil {
+		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
+	}
+	f.header = append(f.header, `,"MessageType":"ua-data","PublisherId":`...)
+	f.header = payload.AppendString(f.header, f.publisher)
+	f.header = append(f.header, `,"WriterGroupName":`...)
+	f.header = payload.AppendString(f.header, uaWriterGroup)
+	f.header = append(f.header, `,"Messages":[`...)
+	for i, plc := range o.PLCs {
+		if i+1 > 0xFFFF {
+			return nil, fmt.Errorf("plc %q: more than 65535 PLC entries do not fit DataSetWriterId (UInt16)", plc.Name)
+		}
+		w := f.newWriter(i+1, plc.Name)
+		w.keepAlive = plc.Silence
+		if err := payload.CheckTopic(w.topic); err != nil {
+			return nil, fmt.Errorf("plc %q: topic %q: %w", plc.Name, w.topic, err)
+		}
+		for _, t := range plc.Tags {
+			w.tags = append(w.tags, t.Name)
+		}
+		w.version = versionTime(time.Now())
+		f.writers[plc.Name] = w
+	}
+	f.nextID = len(o.PLCs) + 1
+	return f, nil
+}
+
+func (f *uaJSONFormat) newWriter(id int, plc string) *uaWriter {
+	return &uaWriter{
+		id:        id,
+		plc:       plc,
+		name:      string(payload.AppendString(nil, plc)),
+		topic:     "opcua/json/data/" + f.publisher + "/" + uaWriterGroup + "/" + payload.Level(plc),
+		keepAlive: payload.MinSilence,
+		last:      time.Now(),
+	}
+}
+
+// writer returns plc's writer, making one for an entry the configuration
+// does not have (which the agent's sessions never send).
+func (f *uaJSONFormat) writer(plc string) *uaWriter {
+	w, ok := f.writers[plc]
+	if !ok {
+		w = f.newWriter(f.nextID, plc)
+		f.nextID++
+		f.writers[plc] = w
+	}
+	return w
+}
+
+// appendHeader starts a NetworkMessage, up to the opening of Messages.
+func (f *uaJSONFormat) appendHeader(dst []byte) []byte {
+	dst = f.appendMessageID(dst)
+	return append(dst, f.header...)
+}
+
+func (f *uaJSONFormat) appendMessageID(dst []byte) []byte {
+	dst = append(dst, `{"MessageId":"`...)
+	dst = append(dst, f.idPrefix...)
+	dst = append(dst, '-')
+	dst = strconv.AppendUint(dst, f.ids.Add(1), 10)
+	return append(dst, '"')
+}
+
+// appendDataSetMessage starts w's next DataSetMessage, up to the opening of
+// its Payload; status 0 leaves Status out. f.mu is held.
+func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string) []byte {
+	w.seq++
+	if w.seq == 0 { // UInt32 wraps; 0 stays unused so that numbering starts at 1
+		w.seq = 1
+		w.reserved = 0
+	}
+	if uint64(w.seq) > w.reserved {
+		w.reserved = uint64(w.seq) + seqReserve
+		f.saveSeqs()
+	}
+	w.last = now
+	dst = append(dst, `{"DataSetWriterId":`...)
+	dst = strconv.AppendInt(dst, int64(w.id), 10)
+	dst = append(dst, `,"DataSetWriterName":`...)
+	dst = append(dst, w.name...)
+	dst = append(dst, `,"SequenceNumber":`...)
+	dst = strconv.AppendUint(dst, uint64(w.seq), 10)
+	dst = append(dst, `,"Timestamp":`...)
+	dst = payload.AppendTime(dst, now)
+	if status != 0 {
+		dst = append(dst, `,"Status":`...)
+		dst = appendStatusCode(dst, status, symbol)
+	}
+	dst = append(dst, `,"MessageType":"`...)
+	dst = append(dst, kind...)
+	return append(dst, `","Payload":{`...)
+}
+
+func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string, payload []byte)) {
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// One NetworkMessage per PLC entry, in order of first appearance: a
+	// shared session's batch may hold several.
+	for i := range b {
+		if !payload.FirstOfPLC(b, i) {
+			continue
+		}
+		plc := b[i].PLC
+		w := f.writer(plc)
+		f.buf = f.appendHeader(f.buf[:0])
+		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+		clear(f.seen)
+		first, values := true, false
+		// Room for a DataSetMessage's header, which a repeated tag starts.
+		dsm := 256 + len(w.name)
+		for j := i; j < len(b); j++ {
+			s := &b[j]
+			if s.PLC != plc {
+				continue
+			}
+			f.value = payload.AppendString(f.value[:0], s.Tag)
+			f.value = append(f.value, ':')
+			f.value = appendUADataValue(f.value, s)
+			_, dup := f.seen[s.Tag]
+			if values && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
+				// This value starts the next NetworkMessage.
+				add(w.topic, append(f.buf, "}}]}"...))
+				f.buf = f.appendHeader(f.buf[:0])
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				clear(f.seen)
+				first, values, dup = true, false, false
+			}
+			if dup {
+				f.buf = append(f.buf, "}},"...)
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				clear(f.seen)
+				first = true
+			}
+			f.seen[s.Tag] = struct{}{}
+			if !first {
+				f.buf = append(f.buf, ',')
+			}
+			first, values = false, true
+			f.buf = append(f.buf, f.value...)
+		}
+		f.buf = append(f.buf, "}}]}"...)
+		w.bad = false
+		add(w.topic, f.buf)
+	}
+}
+
+func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []payload.Message {
+	var code uint32
+	var symbol string
+	switch st.State {
+	case collectors.StateDisconnected:
+		code, symbol = badNoCommunication, "BadNoCommunication"
+	case collectors.StateStopped:
+		code, symbol = badOutOfService, "BadOutOfService"
+	default:
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.writer(st.PLC)
+	if w.bad {
+		return nil // consumers hold every value Bad already
+	}
+	w.bad = true
+	f.buf = f.appendHeader(f.buf[:0])
+	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
+	for i, tag := range w.tags {
+		if i > 0 {
+			f.buf = append(f.buf, ',')
+		}
+		f.buf = payload.AppendString(f.buf, tag)
+		f.buf = append(f.buf, ':')
+		f.buf = appendUADataValue(f.buf, &collectors.Sample{Status: symbol, StatusCode: code})
+	}
+	f.buf = append(f.buf, "}}]}"...)
+	add(w.topic, f.buf)
+	return nil
+}
+
+func (f *uaJSONFormat) Outgoing(_ string, payload []byte) []byte { return payload }
+
+func (f *uaJSONFormat) Will() (payload.Message, bool) {
+	return f.status(pubSubError), true
+}
+
+// reconnecting gives each connection attempt a will of its own: a
+// MessageId names one publication (Part 14, 7.2.5.3).
+func (f *uaJSONFormat) Reconnecting() payload.Message {
+	return f.status(pubSubError)
+}
+
+// connected publishes the ua-status, then every writer's ua-metadata.
+func (f *uaJSONFormat) Connected() []payload.Message {
+	msgs := []payload.Message{f.status(pubSubOperational)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := slices.SortedFunc(maps.Values(f.writers), func(a, b *uaWriter) int { return a.id - b.id })
+	now := time.Now()
+	for _, w := range ws {
+		msgs = append(msgs, f.metadata(w, now))
+	}
+	return msgs
+}
+
+// metadata is w's retained ua-metadata message (Part 14, 7.2.5.5.2) on
+// opcua/json/metadata/<publisher>/<writer group>/<writer>: a field per
+// configured tag, in configuration order, each of BaseDataType (i=24,
+// BuiltInType 0, ValueRank -2, any) since the DataValues carry their own
+// UaType; and the ConfigurationVersion, which changes when the writer's
+// tags do (see open). Fields are in the VerboseEncoding, defaults left out.
+func (f *uaJSONFormat) metadata(w *uaWriter, now time.Time) payload.Message {
+	b := f.appendMessageID(nil)
+	b = append(b, `,"MessageType":"ua-metadata","PublisherId":`...)
+	b = payload.AppendString(b, f.publisher)
+	b = append(b, `,"DataSetWriterId":`...)
+	b = strconv.AppendInt(b, int64(w.id), 10)
+	b = append(b, `,"WriterGroupName":`...)
+	b = payload.AppendString(b, uaWriterGroup)
+	b = append(b, `,"DataSetWriterName":`...)
+	b = append(b, w.name...)
+	b = append(b, `,"Timestamp":`...)
+	b = payload.AppendTime(b, now)
+	b = append(b, `,"MetaData":{"Name":`...)
+	b = append(b, w.name...)
+	b = append(b, `,"Fields":[`...)
+	for i, tag := range w.tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"Name":`...)
+		b = payload.AppendString(b, tag)
+		b = append(b, `,"DataType":"i=24","ValueRank":-2,"DataSetFieldId":"`...)
+		b = append(b, fieldID(f.publisher, w.plc, tag)...)
+		b = append(b, `"}`...)
+	}
+	b = append(b, `],"ConfigurationVersion":{"MajorVersion":`...)
+	b = strconv.AppendUint(b, uint64(w.version), 10)
+	b = append(b, `,"MinorVersion":`...)
+	b = strconv.AppendUint(b, uint64(w.version), 10)
+	b = append(b, "}}}"...)
+	return payload.Message{Topic: "opcua/json/metadata/" + f.publisher + "/" + uaWriterGroup + "/" + payload.Level(w.plc), Payload: b, Retain: true}
+}
+
+// fieldID is a field's DataSetFieldId: a Guid made from the names that
+// identify it (an RFC 9562 version 8 UUID of their SHA-256), the same on
+// every start.
+func fieldID(publisher, plc, tag string) string {
+	h := sha256.Sum256([]byte(publisher + "\x00" + plc + "\x00" + tag))
+	h[6] = h[6]&0x0f | 0x80
+	h[8] = h[8]&0x3f | 0x80
+	x := fmt.Sprintf("%x", h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+// versionTime is a VersionTime (Part 14, 6.2.3.2.2 / Part 3): seconds
+// since 2000-01-01 UTC.
+func versionTime(t time.Time) uint32 {
+	return uint32(max(t.Unix()-946684800, 1))
+}
+
+// tagsHash identifies a writer's field list, to tell when it changed.
+func tagsHash(tags []string) string {
+	h := sha256.New()
+	for _, t := range tags {
+		h.Write([]byte(t))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// stopping saves every writer's exact SequenceNumber, so that a restart
+// after a clean stop numbers on without a jump.
+func (f *uaJSONFormat) Stopping() []payload.Message {
+	f.mu.Lock()
+	for _, w := range f.writers {
+		w.reserved = uint64(w.seq)
+	}
+	f.saveSeqs()
+	f.mu.Unlock()
+	return []payload.Message{f.status(pubSubDisabled)}
+}
+
+// keepAlives returns a ua-keepalive DataSetMessage (Part 14, 7.2.5.4: no
+// Payload; the SequenceNumber the writer's next DataSetMessage will have)
+// for every writer that has sent nothing for its KeepAliveTime, the
+// session's watchdog (see watchdogBound). They go out directly, at QoS 0,
+// only while the link is up: a late keep-alive says nothing.
+func (f *uaJSONFormat) KeepAlives(now time.Time) []payload.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var msgs []payload.Message
+	for _, w := range f.writers {
+		if now.Sub(w.last) < w.keepAlive {
+			continue
+		}
+		w.last = now
+		next := w.seq + 1
+		if next == 0 {
+			next = 1
+		}
+		b := f.appendHeader(nil)
+		b = append(b, `{"DataSetWriterId":`...)
+		b = strconv.AppendInt(b, int64(w.id), 10)
+		b = append(b, `,"DataSetWriterName":`...)
+		b = append(b, w.name...)
+		b = append(b, `,"SequenceNumber":`...)
+		b = strconv.AppendUint(b, uint64(next), 10)
+		b = append(b, `,"Timestamp":`...)
+		b = payload.AppendTime(b, now)
+		b = append(b, `,"MessageType":"ua-keepalive"}]}`...)
+		msgs = append(msgs, payload.Message{Topic: w.topic, Payload: b})
+	}
+	slices.SortFunc(msgs, func(a, b payload.Message) int { return strings.Compare(a.Topic, b.Topic) })
+	return msgs
+}
+
+// status is the Publisher's retained ua-status message. IsCyclic is false,
+// so Timestamp and NextReportTime are left out (Part 14, 7.2.5.5.5).
+func (f *uaJSONFormat) status(state int) payload.Message {
+	b := f.appendMessageID(nil)
+	b = append(b, `,"MessageType":"ua-status","PublisherId":`...)
+	b = payload.AppendString(b, f.publisher)
+	b = append(b, `,"IsCyclic":false,"Status":`...)
+	b = strconv.AppendInt(b, int64(state), 10)
+	b = append(b, '}')
+	return payload.Message{Topic: f.statusTopic, Payload: b, Retain: true}
+}
