@@ -11,7 +11,8 @@
 // cases (doubling, the point at infinity) and so no branches; scalar
 // multiplication is a fixed 4-bit window (for the base point, a table of
 // every nibble's multiples, built once) that reads every table entry
-// through masks. Only public values are compared or branched on: a public
+// through masks. Signature verification, whose inputs are all public, reads
+// the tables by index. Only public values are compared or branched on: a public
 // key's validity, a result at infinity, a signature's range. Rejection
 // sampling of random scalars leaks only how many draws were rejected.
 //
@@ -219,7 +220,10 @@ const bitsUint = 32 << (^uint(0) >> 63)
 // scalarMult returns k·p for a big-endian scalar k of any value, in time
 // that depends only on len(k): a fixed 4-bit window, most significant
 // nibble first, every table entry read through masks.
-func (c *Curve) scalarMult(p point, k []byte) point {
+//
+// With secret false (signature verification: every input public) the
+// tables are read by index instead, which is faster and not constant time.
+func (c *Curve) scalarMult(p point, k []byte, secret bool) point {
 	var table [16]point
 	table[0] = c.infinity()
 	table[1] = p
@@ -232,14 +236,7 @@ func (c *Curve) scalarMult(p point, k []byte) point {
 			for range 4 {
 				acc = c.addPoints(acc, acc)
 			}
-			t := c.infinity()
-			for i := range table {
-				on := ctEq(uint(i), nibble)
-				selectInto(t.x, table[i].x, on)
-				selectInto(t.y, table[i].y, on)
-				selectInto(t.z, table[i].z, on)
-			}
-			acc = c.addPoints(acc, t)
+			acc = c.addPoints(acc, c.lookup(table[:], nibble, secret))
 		}
 	}
 	return acc
@@ -248,7 +245,7 @@ func (c *Curve) scalarMult(p point, k []byte) point {
 // scalarBaseMult returns k·G for a big-endian scalar of Size bytes: one
 // masked table read and one complete addition per nibble, so its time
 // depends only on len(k).
-func (c *Curve) scalarBaseMult(k []byte) point {
+func (c *Curve) scalarBaseMult(k []byte, secret bool) point {
 	c.baseOnce.Do(c.buildBaseTable)
 	acc := c.infinity()
 	for j := range 2 * len(k) {
@@ -256,16 +253,25 @@ func (c *Curve) scalarBaseMult(k []byte) point {
 		if j%2 == 1 {
 			nibble = uint(k[j/2] & 15)
 		}
-		t := c.infinity()
-		for i := range c.baseTable[j] {
-			on := ctEq(uint(i), nibble)
-			selectInto(t.x, c.baseTable[j][i].x, on)
-			selectInto(t.y, c.baseTable[j][i].y, on)
-			selectInto(t.z, c.baseTable[j][i].z, on)
-		}
-		acc = c.addPoints(acc, t)
+		acc = c.addPoints(acc, c.lookup(c.baseTable[j][:], nibble, secret))
 	}
 	return acc
+}
+
+// lookup returns table[i]: for a secret index, read through masks from
+// every entry.
+func (c *Curve) lookup(table []point, i uint, secret bool) point {
+	if !secret {
+		return table[i]
+	}
+	t := c.infinity()
+	for j := range table {
+		on := ctEq(uint(j), i)
+		selectInto(t.x, table[j].x, on)
+		selectInto(t.y, table[j].y, on)
+		selectInto(t.z, table[j].z, on)
+	}
+	return t
 }
 
 func (c *Curve) buildBaseTable() {
@@ -364,7 +370,7 @@ func (c *Curve) NewPrivateKey(d []byte) (*PrivateKey, error) {
 	if err != nil || s.IsZero() == 1 {
 		return nil, fmt.Errorf("%s: private key out of range", c.name)
 	}
-	x, y, ok := c.affine(c.scalarBaseMult(d))
+	x, y, ok := c.affine(c.scalarBaseMult(d, true))
 	if !ok {
 		return nil, fmt.Errorf("%s: private key out of range", c.name)
 	}
@@ -419,7 +425,7 @@ func (k *PrivateKey) ECDH(peer *PublicKey) ([]byte, error) {
 	if peer.curve != k.curve {
 		return nil, fmt.Errorf("ECDH: peer key on %s, ours on %s", peer.curve.name, k.curve.name)
 	}
-	x, _, ok := k.curve.affine(k.curve.scalarMult(peer.point(), k.d))
+	x, _, ok := k.curve.affine(k.curve.scalarMult(peer.point(), k.d, true))
 	if !ok {
 		return nil, errors.New("ECDH: shared point at infinity")
 	}
@@ -453,7 +459,7 @@ func (k *PrivateKey) SignRaw(rand io.Reader, digest []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		x, _, ok := c.affine(c.scalarBaseMult(nonce.Bytes(c.n)))
+		x, _, ok := c.affine(c.scalarBaseMult(nonce.Bytes(c.n), true))
 		if !ok {
 			continue
 		}
@@ -522,7 +528,7 @@ func verify(pub *PublicKey, digest, rb, sb []byte) bool {
 	u2 := bigmod.NewNat().ExpandFor(c.n)
 	copy(u2.Bits(), r.Bits())
 	u2.Mul(sInv, c.n)
-	sum := c.addPoints(c.scalarBaseMult(u1.Bytes(c.n)), c.scalarMult(pub.point(), u2.Bytes(c.n)))
+	sum := c.addPoints(c.scalarBaseMult(u1.Bytes(c.n), false), c.scalarMult(pub.point(), u2.Bytes(c.n), false))
 	x, _, ok := c.affine(sum)
 	if !ok {
 		return false

@@ -131,6 +131,7 @@ func TestWycheproofECDSA(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(f.curve.Name(), func(t *testing.T) {
+			t.Parallel()
 			data, err := os.ReadFile("testdata/" + f.file)
 			if err != nil {
 				t.Fatal(err)
