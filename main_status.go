@@ -177,6 +177,22 @@ func printStatus(w io.Writer, s statusapi.Status) {
 	}
 	fmt.Fprintf(w, "\nbroker: %s; in flight %d; spool %d values, %s; dropped %d; published %d, failed %d, resent %d\n",
 		conn, b.InFlight, b.SpoolValues, bytesIEC(b.SpoolBytes), b.Dropped, b.Published, b.Failed, b.Resent)
+	printCommands(w, s)
+}
+
+// printCommands lists the latest commands taken from MQTT, newest first.
+func printCommands(w io.Writer, s statusapi.Status) {
+	if s.Commands == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ncommands (latest first):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tPLC\tKIND\tTARGET\tID\tRESULT\tLATENCY")
+	for i := len(s.Commands.Recent) - 1; i >= 0; i-- {
+		c := s.Commands.Recent[i]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ago(s.Time, c.Time), c.PLC, c.Kind, c.Target, c.ID, c.Status, c.Latency.Round(time.Millisecond))
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {

@@ -75,6 +75,8 @@ type Agent struct {
 	mu     sync.Mutex // guards groups and pub for status readers
 	groups []*group   // in configuration order
 	pub    publisher
+
+	commands *commandSwitch // write-back from MQTT to the sessions (commands.go)
 }
 
 // group is one collector and the PLC entries it serves (one ShareKey).
@@ -112,7 +114,8 @@ type reloadRequest struct {
 func New(cfg *config.Config, log zerolog.Logger) *Agent {
 	opcuaLog := log.With().Str("component", "opcua").Logger()
 	mqttLog := log.With().Str("component", "mqtt").Logger()
-	return &Agent{
+	var a *Agent
+	a = &Agent{
 		log:     log,
 		cfg:     cfg,
 		reloads: make(chan reloadRequest),
@@ -122,10 +125,13 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 			if err != nil {
 				return nil, fmt.Errorf("mqtt: %w", err)
 			}
+			p.SetCommands(a.commands)
 			return p, nil
 		},
 		newCollector: func(plcs []config.PLC) collector { return opcua.NewSharedSession(plcs, opcuaLog) },
 	}
+	a.commands = newCommandSwitch(a, cfg, log.With().Str("component", "command").Logger())
+	return a
 }
 
 // Run is New(cfg, log).Run(ctx).
@@ -388,6 +394,9 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 	a.groups = groups
 	a.mu.Unlock()
 	a.cfg = cfg
+	if a.commands != nil {
+		a.commands.set(cfg)
+	}
 
 	a.log.Info().Int("unchanged", len(kept)).Int("restarted", restarted).Int("started", added).Int("stopped", stopped).
 		Bool("publisher_reconnected", switched).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/command"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -34,6 +35,9 @@ func (s statusSource) Broker() statusapi.Broker {
 		Resent:      st.Resent,
 	}
 }
+
+// Commands are the commands taken from MQTT, for /status and /metrics.
+func (s statusSource) Commands() ([]command.Record, map[string]uint64) { return s.a.Commands() }
 
 // startStatus serves agent.status_listen, when set, until the returned stop
 // is called: it outlives ctx so the stop sequence stays observable. A

@@ -463,3 +463,42 @@ func (h *Handler) covered(topic string) bool {
 	_, ok := h.match(topic)
 	return ok
 }
+
+// Inherit takes over old's memory, so that a reload does not forget the
+// ids seen (a redelivery after a reload is still a duplicate), the
+// counts or the recent commands. Call it before h handles anything.
+func (h *Handler) Inherit(old *Handler) {
+	if old == nil || old == h {
+		return
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = old.seen
+	h.counts = old.counts
+	h.recent = old.recent
+	if old.sp != nil && h.sp != nil {
+		h.sp.aliases.Store(old.sp.aliases.Load())
+	}
+}
+
+// ByPLC is an Executor that hands each command to the executor of its
+// PLC entry; an entry without one is down.
+type ByPLC func(plc string) Executor
+
+func (f ByPLC) Write(ctx context.Context, plc, tag string, value any, named string) (Outcome, error) {
+	e := f(plc)
+	if e == nil {
+		return Outcome{}, refuse(PLCDown, "plc %q has no session", plc)
+	}
+	return e.Write(ctx, plc, tag, value, named)
+}
+
+func (f ByPLC) Call(ctx context.Context, plc, method string, args []any) (Outcome, error) {
+	e := f(plc)
+	if e == nil {
+		return Outcome{}, refuse(PLCDown, "plc %q has no session", plc)
+	}
+	return e.Call(ctx, plc, method, args)
+}

@@ -49,6 +49,8 @@ var (
 	descFailed    = desc("failed_values_total", "Values lost before reaching the broker's session.")
 	descResent    = desc("resent_values_total", "Values sent again after a reconnect or restart (at least once delivery).")
 
+	descCommands = desc("commands_total", "Commands taken from MQTT, by result status (Good, a Bad status from the PLC, or tagbridge's own refusal).", "result")
+
 	descStatusRefused = desc("status_connections_refused_total", "Connections to the status server closed on accept: too many open at once.")
 )
 
@@ -66,6 +68,11 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	gauge(descUp, bool01(st.Healthy))
+	if st.Commands != nil {
+		for result, n := range st.Commands.Results {
+			counter(descCommands, float64(n), result)
+		}
+	}
 	for _, p := range st.PLCs {
 		gauge(descPLCUp, bool01(p.State == collectors.StateStreaming), p.PLC)
 		for _, s := range states {

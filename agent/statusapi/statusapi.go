@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/command"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -39,6 +40,18 @@ import (
 type Source interface {
 	PLCs() []collectors.PLCStatus
 	Broker() Broker
+}
+
+// CommandSource is a Source that also reports the commands taken from
+// MQTT: the latest, and the count of each result.
+type CommandSource interface {
+	Commands() (recent []command.Record, results map[string]uint64)
+}
+
+// Commands is the write-back part of the status.
+type Commands struct {
+	Results map[string]uint64 `json:"results"` // by result status name
+	Recent  []command.Record  `json:"recent"`  // the latest, oldest first
 }
 
 // Broker is the MQTT side of the status.
@@ -61,6 +74,7 @@ type Status struct {
 	Problems []string               `json:"problems,omitempty"` // the reasons /healthz gives
 	PLCs     []collectors.PLCStatus `json:"plcs"`
 	Broker   Broker                 `json:"broker"`
+	Commands *Commands              `json:"commands,omitempty"` // none taken: omitted
 }
 
 // dropWindow is how long values dropped from the spool keep the agent
@@ -243,6 +257,11 @@ func (s *Server) Snapshot() Status {
 	st := Status{Agent: s.agent, Time: now, PLCs: s.src.PLCs(), Broker: s.src.Broker()}
 	if st.PLCs == nil {
 		st.PLCs = []collectors.PLCStatus{}
+	}
+	if cs, ok := s.src.(CommandSource); ok {
+		if recent, results := cs.Commands(); len(results) > 0 {
+			st.Commands = &Commands{Results: results, Recent: recent}
+		}
 	}
 	st.Problems = Problems(st.PLCs, st.Broker, s.droppingSince(st.Broker.Dropped, now))
 	st.Healthy = len(st.Problems) == 0
