@@ -7,7 +7,8 @@ import (
 
 // FuzzOpen feeds symmetric and asymmetric Open whatever a hostile server
 // might send: it must return an error or a body inside the chunk, never
-// panic. Seeds are valid chunks of each kind.
+// panic. Seeds are valid chunks of each kind, ECC OpenSecureChannel chunks
+// (ECDSA on P-256 and brainpoolP256r1, Ed448) included.
 func FuzzOpen(f *testing.F) {
 	pairs := []pair{
 		symPair(f, Basic256Sha256, sign),
@@ -16,6 +17,9 @@ func FuzzOpen(f *testing.F) {
 		asymPair(f, Basic256Sha256, encrypt, 2048, 2048),
 		asymPair(f, Basic256Sha256, encrypt, 2048, 4096),
 		asymPair(f, Aes256Sha256RsaPss, encrypt, 2048, 2048),
+		eccAsymPair(f, EccNistP256, "client-p256"),
+		eccAsymPair(f, EccBrainpoolP256r1, "client-bp256"),
+		eccAsymPair(f, EccCurve448, "client-ed448"),
 	}
 	for i, pr := range pairs {
 		for _, n := range []int{8, 100} {
@@ -34,6 +38,22 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("a body of %d bytes from a chunk of %d", len(body), len(chunk))
 		}
 	})
+}
+
+// eccAsymPair is the OPN crypto of an ECC policy between the key named
+// and its "-server" sibling: signed chunks, verified on Open.
+func eccAsymPair(t testing.TB, p Policy, key string) pair {
+	t.Helper()
+	ckp, skp := keyPair(t, key), keyPair(t, key+"-server")
+	client, err := p.Asymmetric(sign, ckp, skp.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := p.Asymmetric(sign, skp, ckp.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair{name: p.Name() + "/OPN", client: client, server: server, hdrLen: asymHdrLen(p, ckp.Certificate), msgType: "OPN", signed: true}
 }
 
 // FuzzStripPadding reaches the padding checks the signature guards in
