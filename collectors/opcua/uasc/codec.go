@@ -27,6 +27,10 @@ func encodeRequest(req ua.Request) (b []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s type id: %w", typeName(req), err)
 	}
+	// The requests sent all the time or once per tag skip reflection.
+	if body, ok := uafast.EncodeRequest(req); ok {
+		return append(typeID, body...), nil
+	}
 	body, err := ua.Encode(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typeName(req), err)
