@@ -381,7 +381,7 @@ func (s *Store) revocation(chain []*x509.Certificate, opts VerifyOptions) error 
 		var current []*x509.RevocationList
 		stale := false
 		for _, crl := range crls {
-			if !bytes.Equal(crl.RawIssuer, ca.RawSubject) || crl.CheckSignatureFrom(ca) != nil {
+			if !bytes.Equal(crl.RawIssuer, ca.RawSubject) || x509ecc.CheckCRLSignature(crl, ca) != nil {
 				continue
 			}
 			if !crl.NextUpdate.IsZero() && opts.Now.After(crl.NextUpdate) {

@@ -262,42 +262,74 @@ func ParseCertificate(der []byte) (*x509.Certificate, error) {
 // SHA-384 for a brainpool key, Ed448 for an Ed448 key, x509's
 // CheckSignature for any other.
 func CheckSignature(c, parent *x509.Certificate) error {
-	switch pub := parent.PublicKey.(type) {
+	switch parent.PublicKey.(type) {
 	case *brainpool.PublicKey, ed448.PublicKey:
-		parts, err := splitCertificate(c.Raw)
-		if err != nil {
-			return err
+		return checkSigned(c.Raw, parent.PublicKey)
+	}
+	return parent.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature)
+}
+
+// CheckCRLSignature checks that issuer's key signed crl, as CheckSignature
+// does for certificates.
+func CheckCRLSignature(crl *x509.RevocationList, issuer *x509.Certificate) error {
+	switch issuer.PublicKey.(type) {
+	case *brainpool.PublicKey, ed448.PublicKey:
+		return checkSigned(crl.Raw, issuer.PublicKey)
+	}
+	return crl.CheckSignatureFrom(issuer)
+}
+
+// splitSigned splits a signed structure (certificate, CRL): to-be-signed
+// part, signature algorithm, signature.
+func splitSigned(der []byte) (tbs, sigAlg, sig []byte, err error) {
+	input := cryptobyte.String(der)
+	var outer, t, a cryptobyte.String
+	var bits asn1.BitString
+	if !input.ReadASN1(&outer, cbasn1.SEQUENCE) || !input.Empty() || !outer.ReadASN1Element(&t, cbasn1.SEQUENCE) ||
+		!outer.ReadASN1Element(&a, cbasn1.SEQUENCE) || !outer.ReadASN1BitString(&bits) || !outer.Empty() || bits.BitLength%8 != 0 {
+		return nil, nil, nil, errMalformed
+	}
+	return t, a, bits.Bytes, nil
+}
+
+// checkSigned verifies the signature of a signed structure with a
+// brainpool or Ed448 key.
+func checkSigned(der []byte, key crypto.PublicKey) error {
+	tbs, sigAlg, sig, err := splitSigned(der)
+	if err != nil {
+		return err
+	}
+	oid, _, ok := algorithm(sigAlg)
+	if !ok {
+		return errMalformed
+	}
+	switch pub := key.(type) {
+	case *brainpool.PublicKey:
+		var digest []byte
+		switch {
+		case oid.Equal(oidECDSAWithSHA256):
+			d := sha256.Sum256(tbs)
+			digest = d[:]
+		case oid.Equal(oidECDSAWithSHA384):
+			d := sha512.Sum384(tbs)
+			digest = d[:]
+		default:
+			return fmt.Errorf("x509ecc: signature algorithm %v does not go with a %s key", oid, pub.Curve().Name())
 		}
-		oid, _, ok := algorithm(parts.sigAlg)
-		if !ok {
-			return errMalformed
+		if !brainpool.VerifyASN1(pub, digest, sig) {
+			return errors.New("x509ecc: ECDSA signature does not verify")
 		}
-		if bp, ok := pub.(*brainpool.PublicKey); ok {
-			var digest []byte
-			switch {
-			case oid.Equal(oidECDSAWithSHA256):
-				d := sha256.Sum256(parts.tbs)
-				digest = d[:]
-			case oid.Equal(oidECDSAWithSHA384):
-				d := sha512.Sum384(parts.tbs)
-				digest = d[:]
-			default:
-				return fmt.Errorf("x509ecc: signature algorithm %v does not go with a %s key", oid, bp.Curve().Name())
-			}
-			if !brainpool.VerifyASN1(bp, digest, parts.sig) {
-				return errors.New("x509ecc: ECDSA signature does not verify")
-			}
-			return nil
-		}
+		return nil
+	case ed448.PublicKey:
 		if !oid.Equal(oidEd448) {
 			return fmt.Errorf("x509ecc: signature algorithm %v does not go with an Ed448 key", oid)
 		}
-		if !ed448.Verify(pub.(ed448.PublicKey), parts.tbs, parts.sig, "") {
+		if !ed448.Verify(pub, tbs, sig, "") {
 			return errors.New("x509ecc: Ed448 signature does not verify")
 		}
 		return nil
 	}
-	return parent.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature)
+	return fmt.Errorf("x509ecc: key of type %T is neither brainpool nor Ed448", key)
 }
 
 // CreateSelfSigned makes a self-signed certificate of template for a

@@ -172,3 +172,38 @@ func FuzzParseCertificate(f *testing.F) {
 		_ = CheckSignature(cert, cert)
 	})
 }
+
+// TestCRLSignature checks CRLs OpenSSL's `openssl ca -gencrl` signed with a
+// brainpoolP256r1 and an Ed448 CA (testdata): they verify with their CA,
+// not with the other one, and not once changed.
+func TestCRLSignature(t *testing.T) {
+	cas := map[string]*x509.Certificate{}
+	for _, name := range []string{"brainpoolP256r1-ca", "ed448-ca"} {
+		ca, err := ParseCertificate(pemFile(t, name+".pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckSignature(ca, ca); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cas[name] = ca
+	}
+	for name, other := range map[string]string{"brainpoolP256r1-ca": "ed448-ca", "ed448-ca": "brainpoolP256r1-ca"} {
+		der := pemFile(t, name+".crl.pem")
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckCRLSignature(crl, cas[name]); err != nil {
+			t.Errorf("%s CRL: %v", name, err)
+		}
+		if err := CheckCRLSignature(crl, cas[other]); err == nil {
+			t.Errorf("%s CRL verifies with %s", name, other)
+		}
+		bad := bytes.Clone(der)
+		bad[len(bad)-70] ^= 1 // inside the signed part or the signature
+		if crl, err := x509.ParseRevocationList(bad); err == nil && CheckCRLSignature(crl, cas[name]) == nil {
+			t.Errorf("%s: a changed CRL verifies", name)
+		}
+	}
+}
