@@ -162,7 +162,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopStatus() // after the stop sequence, which it shows
-	defer a.startExpiryWatch(ctx)() // certificates running out: a Warn 30 days ahead
 	a.log.Info().Str("agent", a.cfg.Agent.ID).Int("plcs", len(a.cfg.PLCs)).Int("tags", a.cfg.TagCount()).Msg("agent starting")
 	err = a.run(ctx)
 	a.log.Info().Msg("agent stopped")

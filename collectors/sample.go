@@ -7,8 +7,10 @@ import "time"
 //
 // Value is already converted to a JSON-friendly Go value: bool, int64, uint64,
 // float64, float32, string, []byte (encoded as base64), time.Time, []any (arrays
-// and matrices as nested arrays), Structure (a structure whose DataType is
-// known) or map[string]any (other structures).
+// and matrices as nested arrays), LocalizedText, Structure (a structure whose
+// DataType is known), map[string]any (other structures), and inside nested
+// Variants and structure fields Typed where the Go value does not say the
+// protocol type, and Enum for an enumeration field.
 type Sample struct {
 	PLC  string // PLC name from the config
 	Tag  string // tag name from the config
@@ -27,6 +29,10 @@ type Sample struct {
 	// tag's heartbeat period (or with a Bad status while the PLC is away),
 	// not because it changed.
 	Heartbeat bool
+
+	// Historical marks a value read back from the PLC's history to fill a
+	// gap after a reconnect, not received live.
+	Historical bool
 }
 
 // Batch is the samples of one publish cycle of one session, in the order the
@@ -46,4 +52,28 @@ type Structure struct {
 type Field struct {
 	Name  string
 	Value any
+}
+
+// LocalizedText is a text with the locale it is in ("" when the server
+// sent none).
+type LocalizedText struct {
+	Locale string
+	Text   string
+}
+
+// Typed is a value nested in a Variant or a structure field whose Go form
+// does not say its protocol type: a NodeId, ExpandedNodeId, Guid,
+// StatusCode, QualifiedName or XmlElement as a string, a null DateTime as
+// nil. Type is the protocol type name ("QualifiedName"). Encoders that do
+// not carry types write Value.
+type Typed struct {
+	Type  string
+	Value any
+}
+
+// Enum is a value of an enumeration inside a structure: its number and
+// the name the DataType's definition gives it ("" when it gives none).
+type Enum struct {
+	Value int32
+	Name  string
 }

@@ -29,8 +29,10 @@ import (
 //
 // time is always present: the source timestamp, else the server's, else
 // the time the agent took the value, so a consumer can always key on it. A
-// zero source_time or server_time is left out. Scalar values are written
-// without allocating when dst has room.
+// zero source_time or server_time is left out; "heartbeat":true ends a
+// value sent again because it did not change (or, Bad, because the PLC is
+// away). A LocalizedText is its text, an enumeration field the name of its
+// value. Scalar values are written without allocating when dst has room.
 func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, `{"plc":`...)
 	dst = AppendString(dst, s.PLC)
@@ -67,6 +69,9 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	}
 	if s.Historical {
 		dst = append(dst, `,"historical":true`...) // read back from the PLC's history
+	}
+	if s.Heartbeat {
+		dst = append(dst, `,"heartbeat":true`...) // unchanged, sent again (or Bad: the PLC is away)
 	}
 	return append(dst, '}')
 }
@@ -120,6 +125,8 @@ func appendPlainValue(dst []byte, v any) []byte {
 		return appendObject(dst, v, appendPlainValue)
 	case collectors.Structure:
 		return appendStructure(dst, v, appendPlainValue)
+	case collectors.Typed:
+		return appendPlainValue(dst, v.Value)
 	}
 	return AppendValue(dst, v)
 }
@@ -226,6 +233,17 @@ func AppendValue(dst []byte, v any) []byte {
 		return appendObject(dst, v, AppendValue)
 	case collectors.Structure:
 		return appendStructure(dst, v, AppendValue)
+	case collectors.LocalizedText:
+		return AppendString(dst, v.Text)
+	case collectors.Typed:
+		return AppendValue(dst, v.Value)
+	case collectors.Enum:
+		if v.Name != "" {
+			return AppendString(dst, v.Name)
+		}
+		dst = append(dst, '"')
+		dst = strconv.AppendInt(dst, int64(v.Value), 10)
+		return append(dst, '"')
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

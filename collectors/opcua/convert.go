@@ -69,7 +69,9 @@ func builtinName(t ua.TypeID) string {
 // Scalars keep their exact Go type (int8 ... uint64, float32, float64), so
 // the common path allocates nothing. ByteString is a copy (gopcua's slice
 // aliases the whole received message); Guid, NodeId, ExpandedNodeId,
-// QualifiedName, LocalizedText, StatusCode and XmlElement become strings;
+// QualifiedName, StatusCode and XmlElement become strings (inside a nested
+// Variant wrapped in collectors.Typed with their type name), LocalizedText
+// a collectors.LocalizedText;
 // DateTime becomes a UTC time.Time, or nil for the null DateTime. Arrays are
 // []any (nil for a null array), matrices nested []any, outer dimension first.
 // A DataValue is a map with value, type, status, status_code and the
@@ -122,7 +124,7 @@ func convert(val any, depth int) any {
 		if x == nil {
 			return nil
 		}
-		return x.Text
+		return collectors.LocalizedText{Locale: x.Locale, Text: x.Text}
 	case *ua.QualifiedName:
 		if x == nil {
 			return nil
@@ -177,6 +179,21 @@ func convert(val any, depth int) any {
 	return convertSlow(val, depth)
 }
 
+// typed wraps a nested Variant's value in collectors.Typed when its Go
+// form does not say its built-in type (see stringTyped), so that encoders
+// that carry types keep it.
+func typed(v any, typeName string) any {
+	if stringTyped[typeName] || typeName == "DateTime" && v == nil {
+		return collectors.Typed{Type: typeName, Value: v}
+	}
+	return v
+}
+
+// stringTyped are the built-in types that convert writes as strings.
+var stringTyped = map[string]bool{
+	"Guid": true, "XmlElement": true, "NodeId": true, "ExpandedNodeId": true, "StatusCode": true, "QualifiedName": true,
+}
+
 // convertSlice converts a one-dimensional array element by element; a nil
 // slice is OPC UA's null array and stays nil.
 func convertSlice[T any](s []T, depth int) any {
@@ -208,11 +225,9 @@ func convertSlow(val any, depth int) (out any) {
 
 	switch x := val.(type) {
 	case *ua.Variant:
-		v, _ := convertVariant(x, depth+1)
-		return v
+		return typed(convertVariant(x, depth+1))
 	case ua.Variant:
-		v, _ := convertVariant(&x, depth+1)
-		return v
+		return typed(convertVariant(&x, depth+1))
 	case *ua.DataValue:
 		if x == nil {
 			return nil
@@ -256,7 +271,7 @@ func convertSlow(val any, depth int) (out any) {
 	case ua.QualifiedName:
 		return qualifiedNameString(&x)
 	case ua.LocalizedText:
-		return x.Text
+		return collectors.LocalizedText{Locale: x.Locale, Text: x.Text}
 	case *ua.XMLElement:
 		if x == nil {
 			return nil

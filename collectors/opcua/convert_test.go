@@ -122,8 +122,8 @@ func variantCases(tb testing.TB) []variantCase {
 		{"QualifiedName", v(&ua.QualifiedName{NamespaceIndex: 2, Name: "Temp"}), "QualifiedName", "2:Temp"},
 		{"QualifiedName ns 0", v(&ua.QualifiedName{Name: "Temp"}), "QualifiedName", "Temp"},
 		{"QualifiedName array", v([]*ua.QualifiedName{{NamespaceIndex: 1, Name: "a"}}), "QualifiedName", []any{"1:a"}},
-		{"LocalizedText", v(ua.NewLocalizedTextWithLocale("Hallo", "de-DE")), "LocalizedText", "Hallo"},
-		{"LocalizedText array", v([]*ua.LocalizedText{ua.NewLocalizedText("a"), ua.NewLocalizedText("")}), "LocalizedText", []any{"a", ""}},
+		{"LocalizedText", v(ua.NewLocalizedTextWithLocale("Hallo", "de-DE")), "LocalizedText", collectors.LocalizedText{Locale: "de-DE", Text: "Hallo"}},
+		{"LocalizedText array", v([]*ua.LocalizedText{ua.NewLocalizedText("a"), ua.NewLocalizedText("")}), "LocalizedText", []any{collectors.LocalizedText{Text: "a"}, collectors.LocalizedText{}}},
 
 		{"ExtensionObject known nested", v(ua.NewExtensionObject(&ua.ServerStatusDataType{
 			StartTime:   ts1,
@@ -144,7 +144,7 @@ func variantCases(tb testing.TB) []variantCase {
 				"SoftwareVersion": "1.2.3", "BuildNumber": "42", "BuildDate": ts1,
 			},
 			"SecondsTillShutdown": uint32(30),
-			"ShutdownReason":      "maintenance",
+			"ShutdownReason":      collectors.LocalizedText{Text: "maintenance"},
 		}},
 		{"ExtensionObject known with node id and name", v(ua.NewExtensionObject(&ua.ReadValueID{
 			NodeID: ua.NewStringNodeID(2, "Temp"), AttributeID: ua.AttributeIDValue,
@@ -160,7 +160,7 @@ func variantCases(tb testing.TB) []variantCase {
 			ua.NewExtensionObject(&ua.EUInformation{UnitID: 4408652, DisplayName: ua.NewLocalizedText("°C"), Description: ua.NewLocalizedText("")}),
 		}), "ExtensionObject", []any{
 			map[string]any{"Low": -10.0, "High": 10.0},
-			map[string]any{"NamespaceURI": "", "UnitID": int32(4408652), "DisplayName": "°C", "Description": ""},
+			map[string]any{"NamespaceURI": "", "UnitID": int32(4408652), "DisplayName": collectors.LocalizedText{Text: "°C"}, "Description": collectors.LocalizedText{}},
 		}},
 		{"ExtensionObject unknown type: gopcua drops the body", v(&ua.ExtensionObject{
 			EncodingMask: ua.ExtensionObjectBinary,
@@ -196,6 +196,10 @@ func variantCases(tb testing.TB) []variantCase {
 		{"Variant of array", v(ua.MustVariant([]string{"a"})), "Variant", []any{"a"}},
 		{"Variant array", v([]*ua.Variant{ua.MustVariant(int32(1)), ua.MustVariant("x"), ua.MustVariant(nil)}), "Variant",
 			[]any{int32(1), "x", nil}},
+		{"Variant array of string-formed types", v([]*ua.Variant{ua.MustVariant(ua.NewStringNodeID(2, "T")), ua.MustVariant(&ua.QualifiedName{NamespaceIndex: 1, Name: "Q"}),
+			ua.MustVariant(ua.StatusBadTimeout), ua.MustVariant(time.Time{}), ua.MustVariant(ua.NewLocalizedTextWithLocale("x", "en"))}), "Variant",
+			[]any{collectors.Typed{Type: "NodeId", Value: "ns=2;s=T"}, collectors.Typed{Type: "QualifiedName", Value: "1:Q"},
+				collectors.Typed{Type: "StatusCode", Value: "BadTimeout"}, collectors.Typed{Type: "DateTime"}, collectors.LocalizedText{Locale: "en", Text: "x"}}},
 		{"DiagnosticInfo", v(&ua.DiagnosticInfo{
 			EncodingMask: ua.DiagnosticInfoSymbolicID | ua.DiagnosticInfoAdditionalInfo |
 				ua.DiagnosticInfoInnerStatusCode | ua.DiagnosticInfoInnerDiagnosticInfo,
@@ -1030,6 +1034,16 @@ func checkJSONFriendly(t *testing.T, path string, v any) {
 	case map[string]any:
 		for k, e := range x {
 			checkJSONFriendly(t, path+"."+k, e)
+		}
+	case collectors.LocalizedText, collectors.Enum:
+	case collectors.Typed:
+		if x.Type == "" {
+			t.Errorf("%s: Typed without a type", path)
+		}
+		checkJSONFriendly(t, path+"("+x.Type+")", x.Value)
+	case collectors.Structure:
+		for _, f := range x.Fields {
+			checkJSONFriendly(t, path+"."+f.Name, f.Value)
 		}
 	default:
 		t.Errorf("%s: %T is not a Sample value type", path, v)

@@ -40,8 +40,33 @@ func (t *structTypes) registry() *typedef.Registry {
 }
 
 // convertField converts the complex built-in values inside a structure
-// (NodeId, LocalizedText, Variant, ...) as convertValue does.
-func convertField(v any) any { return convert(v, 1) }
+// (NodeId, LocalizedText, Variant, ...) as convertValue does; those that
+// become strings are wrapped in collectors.Typed with their type name.
+func convertField(v any) any {
+	out := convert(v, 1)
+	if out == nil {
+		return nil
+	}
+	switch v.(type) {
+	case *ua.GUID:
+		return collectors.Typed{Type: "Guid", Value: out}
+	case ua.XMLElement, *ua.XMLElement:
+		return collectors.Typed{Type: "XmlElement", Value: out}
+	case *ua.NodeID:
+		return collectors.Typed{Type: "NodeId", Value: out}
+	case *ua.ExpandedNodeID:
+		return collectors.Typed{Type: "ExpandedNodeId", Value: out}
+	case ua.StatusCode:
+		return collectors.Typed{Type: "StatusCode", Value: out}
+	case *ua.QualifiedName:
+		return collectors.Typed{Type: "QualifiedName", Value: out}
+	case *ua.ExtensionObject: // a field of an abstract type: Structure
+		return collectors.Typed{Type: "ExtensionObject", Value: out}
+	case *ua.Variant: // a field of an abstract type: BaseDataType, Number...
+		return collectors.Typed{Type: "Variant", Value: out}
+	}
+	return out
+}
 
 // reset forgets every type and warning, for a new connection.
 func (t *structTypes) reset() {

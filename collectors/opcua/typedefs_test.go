@@ -52,8 +52,11 @@ func TestSessionDecodesStructuresByDefinition(t *testing.T) {
 		default:
 			t.Fatalf("recipe fields %v", got)
 		}
-		if st.Fields[1].Value != "Manual" {
+		if st.Fields[1].Value != (collectors.Enum{Value: 5, Name: "Manual"}) {
 			t.Errorf("Mode %#v, want Manual", st.Fields[1].Value)
+		}
+		if title := st.Fields[len(st.Fields)-1].Value; title != (collectors.LocalizedText{Locale: "de-DE", Text: "Brot"}) {
+			t.Errorf("Title %#v, want the text with its locale", title)
 		}
 		sps, _ := st.Fields[2].Value.([]any)
 		if len(sps) != 2 {
@@ -85,7 +88,7 @@ func TestSessionDecodesStructuresByDefinition(t *testing.T) {
 	if !ok || st.TypeID != "i=862" || !slices.Equal(fieldNames(st), []string{"StartTime", "CurrentTime", "State", "BuildInfo", "SecondsTillShutdown", "ShutdownReason"}) {
 		t.Fatalf("ServerStatus %#v, want a Structure of i=862 by its definition", status.Value)
 	}
-	if st.Fields[2].Value != "Running" {
+	if st.Fields[2].Value != (collectors.Enum{Value: 0, Name: "Running"}) {
 		t.Errorf("ServerStatus.State %#v, want Running", st.Fields[2].Value)
 	}
 	if bi, _ := st.Fields[3].Value.(collectors.Structure); len(bi.Fields) < 2 || bi.Fields[0].Name != "ProductUri" || bi.Fields[0].Value != "urn:tagbridge:opcua-peer" {

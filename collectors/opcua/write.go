@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -34,8 +33,7 @@ type writeLink struct {
 	mu      sync.Mutex
 	c       *uaclient.Client // nil while the PLC is down
 	types   map[uint32]nodeType
-	waiters map[string][]chan collectors.Sample // by PLC entry and tag (waitKey)
-	waiting atomic.Int32                        // len(waiters): the value path looks at this alone
+	waiters map[uint32][]chan collectors.Sample
 
 	entries map[string]config.PLC // PLC entries by name: read-back mode, methods
 }
@@ -62,50 +60,39 @@ func (l *writeLink) client() *uaclient.Client {
 	return l.c
 }
 
-func waitKey(plc, tag string) string { return plc + "\x00" + tag }
-
-// delivered hands a batch's samples to the commands waiting for their
-// read-back; without a waiter it costs one atomic load.
-func (l *writeLink) delivered(batch collectors.Batch) {
-	if l.waiting.Load() == 0 {
-		return
-	}
+// delivered hands a sample to a command waiting for its read-back.
+func (l *writeLink) delivered(handle uint32, smp collectors.Sample) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, smp := range batch {
-		for _, ch := range l.waiters[waitKey(smp.PLC, smp.Tag)] {
-			select {
-			case ch <- smp:
-			default:
-			}
+	for _, ch := range l.waiters[handle] {
+		select {
+		case ch <- smp:
+		default:
 		}
 	}
 }
 
-func (l *writeLink) wait(plc, tag string) (<-chan collectors.Sample, func()) {
-	key := waitKey(plc, tag)
+func (l *writeLink) wait(handle uint32) (<-chan collectors.Sample, func()) {
 	ch := make(chan collectors.Sample, 16)
 	l.mu.Lock()
 	if l.waiters == nil {
-		l.waiters = map[string][]chan collectors.Sample{}
+		l.waiters = map[uint32][]chan collectors.Sample{}
 	}
-	l.waiters[key] = append(l.waiters[key], ch)
-	l.waiting.Store(int32(len(l.waiters)))
+	l.waiters[handle] = append(l.waiters[handle], ch)
 	l.mu.Unlock()
 	return ch, func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		ws := l.waiters[key]
+		ws := l.waiters[handle]
 		for i, w := range ws {
 			if w == ch {
-				l.waiters[key] = append(ws[:i], ws[i+1:]...)
+				l.waiters[handle] = append(ws[:i], ws[i+1:]...)
 				break
 			}
 		}
-		if len(l.waiters[key]) == 0 {
-			delete(l.waiters, key)
+		if len(l.waiters[handle]) == 0 {
+			delete(l.waiters, handle)
 		}
-		l.waiting.Store(int32(len(l.waiters)))
 	}
 }
 
@@ -151,7 +138,7 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 	mode := s.link.entries[plc].Commands.ReadBack
 	var delivered <-chan collectors.Sample
 	if mode == config.ReadBackSubscription {
-		ch, stop := s.link.wait(plc, tag)
+		ch, stop := s.link.wait(h)
 		defer stop()
 		delivered = ch
 	}

@@ -328,8 +328,11 @@ func appendSpValue(b []byte, dt uint32, v any) []byte {
 		return protowire.AppendBytes(b, v.([]byte))
 	}
 	b = protowire.AppendTag(b, spMetricString, protowire.BytesType)
-	if s, ok := v.(string); ok {
-		return protowire.AppendString(b, s)
+	switch x := v.(type) {
+	case string:
+		return protowire.AppendString(b, x)
+	case collectors.LocalizedText:
+		return protowire.AppendString(b, x.Text)
 	}
 	return protowire.AppendBytes(b, payload.AppendValue(nil, v))
 }

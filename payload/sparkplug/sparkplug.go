@@ -275,21 +275,7 @@ func (f *sparkplugFormat) device(plc string) *spDevice {
 	return d
 }
 
-// TagOfAlias names the tag of a metric alias of a PLC entry's device.
-func (f *sparkplugFormat) TagOfAlias(plc string, alias uint64) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	d, ok := f.devices[plc]
-	if !ok {
-		return "", false
-	}
-	for _, m := range d.metrics {
-		if m.alias == alias {
-			return m.name, true
-		}
-	}
-	return "", false
-}
+func isHeartbeat(s collectors.Sample) bool { return s.Heartbeat }
 
 func (f *sparkplugFormat) metric(d *spDevice, tag string) *spMetric {
 	if m, ok := d.byTag[tag]; ok {
@@ -303,6 +289,11 @@ func (f *sparkplugFormat) metric(d *spDevice, tag string) *spMetric {
 }
 
 func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic string, payload []byte)) {
+	if slices.ContainsFunc(b, isHeartbeat) {
+		// Heartbeats are not sent: the births carry every value, and a PLC
+		// that is away is a DDEATH, after which a DDATA must not come.
+		b = slices.DeleteFunc(slices.Clone(b), isHeartbeat)
+	}
 	now := time.Now()
 	// One DDATA per device, in order of first appearance: a shared
 	// session's batch may hold several.

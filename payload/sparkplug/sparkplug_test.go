@@ -370,3 +370,35 @@ func TestSparkplugDeclaredType(t *testing.T) {
 		}
 	}
 }
+
+// Heartbeats are not sent in Sparkplug (the birth carries every value, a
+// PLC away is a DDEATH); a LocalizedText is a String metric of its text.
+func TestSparkplugHeartbeatsAndLocalizedText(t *testing.T) {
+	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
+	cfg.Agent.SpoolDir = t.TempDir()
+	cfg.PLCs[0].Tags = []config.Tag{{Name: "title"}, {Name: "level"}}
+	f, err := newSparkplugFormat(payload.FromConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var topics []string
+	var last []byte
+	add := func(topic string, p []byte) { topics, last = append(topics, topic), slices.Clone(p) }
+	title := collectors.Sample{PLC: "press1", Tag: "title", Type: "LocalizedText", Value: collectors.LocalizedText{Locale: "de-DE", Text: "Brot"}, Status: "Good"}
+	level := collectors.Sample{PLC: "press1", Tag: "level", Type: "Double", Value: 1.5, Status: "Good"}
+	f.Encode(collectors.Batch{title, level}, true, add)
+	if len(topics) != 2 {
+		t.Fatalf("topics %v, want DBIRTH and DDATA", topics)
+	}
+	data := testkit.DecodeSparkplug(t, last)
+	if !slices.ContainsFunc(data.Metrics, func(m *sparkplugb.Payload_Metric) bool { return m.GetStringValue() == "Brot" }) {
+		t.Errorf("DDATA %v, want the LocalizedText as the String Brot", data.Metrics)
+	}
+	topics = nil
+	hb := level
+	hb.Heartbeat, hb.Status, hb.StatusCode = true, "BadNoCommunication", 0x80310000
+	f.Encode(collectors.Batch{hb}, true, add)
+	if len(topics) != 0 {
+		t.Errorf("a heartbeat went out on %v", topics)
+	}
+}

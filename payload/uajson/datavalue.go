@@ -188,6 +188,12 @@ func goUAType(v any) int {
 		return uaByteString
 	case map[string]any, collectors.Structure:
 		return uaExtensionObject
+	case collectors.LocalizedText:
+		return uaLocalizedText
+	case collectors.Typed:
+		return uaTypeIDs[v.Type]
+	case collectors.Enum:
+		return uaInt32
 	case []any:
 		t := 0
 		for _, e := range v {
@@ -231,7 +237,7 @@ func scalarFits(t int, v any) bool {
 		}
 		return false
 	}
-	switch v.(type) {
+	switch v := v.(type) {
 	case bool:
 		return t == uaBoolean
 	case int8, uint8, int16, uint16, int32, uint32:
@@ -246,6 +252,12 @@ func scalarFits(t int, v any) bool {
 		return t == uaDateTime
 	case []byte:
 		return t == uaByteString
+	case collectors.LocalizedText:
+		return t == uaLocalizedText
+	case collectors.Typed:
+		return uaTypeIDs[v.Type] == t
+	case collectors.Enum:
+		return t == uaInt32
 	}
 	return false
 }
@@ -254,7 +266,8 @@ func scalarFits(t int, v any) bool {
 // type t, in Part 6 (v1.05.04) JSON: Int64 and UInt64 as strings; NaN and
 // ±Infinity as "NaN", "Infinity", "-Infinity"; ByteString base64; StatusCode
 // {"Code","Symbol"}; QualifiedName "<ns index>:<name>"; LocalizedText
-// {"Text"}; an ExtensionObject {"UaTypeId","UaBody"} (UaEncoding 1 or 2 for
+// {"Locale","Text"}; an enumeration field its Int32; a collectors.Typed in
+// the form of its type; an ExtensionObject {"UaTypeId","UaBody"} (UaEncoding 1 or 2 for
 // a body the agent could not decode); a nested DataValue or Variant with its
 // own UaType. A null array element is null, a null DateTime element
 // DateTime.MinValue.
@@ -301,6 +314,24 @@ func appendUAValue(dst []byte, v any, t int) []byte {
 		}
 	case collectors.Structure:
 		return appendUAStructure(dst, v)
+	case collectors.LocalizedText:
+		if t != uaVariant {
+			return appendUALocalizedText(dst, v)
+		}
+	case collectors.Typed:
+		if t != uaVariant {
+			if tt := uaTypeIDs[v.Type]; tt != 0 {
+				t = tt
+			}
+			if v.Value == nil && t == uaDateTime {
+				return append(dst, uaMinDateTime...)
+			}
+			return appendUAValue(dst, v.Value, t)
+		}
+	case collectors.Enum:
+		if t != uaVariant {
+			return strconv.AppendInt(dst, int64(v.Value), 10)
+		}
 	case map[string]any:
 		switch t {
 		case uaExtensionObject:
@@ -317,8 +348,23 @@ func appendUAValue(dst []byte, v any, t int) []byte {
 	return payload.AppendValue(dst, v)
 }
 
-// appendUAStructure writes a structure whose DataType the collector knows:
-// {"UaTypeId":"<DataType node id>","UaBody":{fields in the DataType's order}}.
+// appendUALocalizedText writes {"Locale":…,"Text":…} (Part 6, 5.4.2.14),
+// without a Locale the server did not send.
+func appendUALocalizedText(dst []byte, lt collectors.LocalizedText) []byte {
+	dst = append(dst, '{')
+	if lt.Locale != "" {
+		dst = append(dst, `"Locale":`...)
+		dst = payload.AppendString(dst, lt.Locale)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"Text":`...)
+	dst = payload.AppendString(dst, lt.Text)
+	return append(dst, '}')
+}
+
+// appendUAStructure writes a structure whose DataType the collector knows
+// as an ExtensionObject (a Variant's value, an array element, a field of an
+// abstract type): {"UaTypeId":"<DataType node id>","UaBody":{fields}}.
 func appendUAStructure(dst []byte, st collectors.Structure) []byte {
 	dst = append(dst, '{')
 	if st.TypeID != "" {
@@ -326,7 +372,16 @@ func appendUAStructure(dst []byte, st collectors.Structure) []byte {
 		dst = payload.AppendString(dst, st.TypeID)
 		dst = append(dst, ',')
 	}
-	dst = append(dst, `"UaBody":{`...)
+	dst = append(dst, `"UaBody":`...)
+	dst = appendUAStructureBody(dst, st)
+	return append(dst, '}')
+}
+
+// appendUAStructureBody writes a structure's fields in the DataType's
+// order (Part 6, 5.4.6): {"Name":value,…}. A field of a structured
+// DataType is its own body, not an ExtensionObject.
+func appendUAStructureBody(dst []byte, st collectors.Structure) []byte {
+	dst = append(dst, '{')
 	for i, f := range st.Fields {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -335,12 +390,44 @@ func appendUAStructure(dst []byte, st collectors.Structure) []byte {
 		dst = append(dst, ':')
 		dst = appendUAFieldValue(dst, f.Value)
 	}
-	return append(dst, "}}"...)
+	return append(dst, '}')
 }
 
 // appendUAFieldValue writes a structure field: its value in the form of
-// the built-in type its Go value has (a field is not a Variant).
+// the built-in type its Go value has (a field is not a Variant). A nested
+// structure is its body; a field of an abstract type comes as
+// collectors.Typed: "ExtensionObject" with UaTypeId, "Variant" with UaType.
 func appendUAFieldValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case collectors.Structure:
+		return appendUAStructureBody(dst, x)
+	case collectors.Typed:
+		switch x.Type {
+		case "ExtensionObject":
+			if st, ok := x.Value.(collectors.Structure); ok {
+				return appendUAStructure(dst, st)
+			}
+			if x.Value == nil {
+				return append(dst, "null"...)
+			}
+			return appendUAValue(dst, x.Value, uaExtensionObject)
+		case "Variant":
+			dst = append(dst, '{')
+			dst = appendUAVariant(dst, "", x.Value)
+			return append(dst, '}')
+		}
+	case []any:
+		if slices.ContainsFunc(x, func(e any) bool { _, ok := e.(collectors.Structure); return ok }) {
+			dst = append(dst, '[')
+			for i, e := range x {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendUAFieldValue(dst, e)
+			}
+			return append(dst, ']')
+		}
+	}
 	t := goUAType(v)
 	if t == 0 {
 		return append(dst, "null"...)
@@ -465,6 +552,7 @@ func flatten(arr []any) (dims []int, flat []any, matrix bool) {
 // Built-in type ids (Part 6, Table 1) that the encoder treats apart.
 const (
 	uaBoolean         = 1
+	uaInt32           = 6
 	uaInt64           = 8
 	uaUInt64          = 9
 	uaFloat           = 10

@@ -28,10 +28,11 @@ const maxElements = 1 << 24
 // field for the null union). The body must be used up exactly.
 //
 // Field values are the collectors' neutral values: Go numbers of the field's
-// width, string, []byte, time.Time (nil for the null DateTime), nested
+// width, string, []byte, time.Time (collectors.Typed{Type: "DateTime"} for
+// the null DateTime), nested
 // Structure, []any for arrays (nested for more dimensions), an enumeration
-// as the name of its value (its Int32 when the definition has no name for
-// it), and Convert's result for the other built-in types.
+// as a collectors.Enum (its Int32 and the definition's name for it), and
+// Convert's result for the other built-in types.
 func (r *Registry) Decode(encoding *ua.NodeID, body []byte) (collectors.Structure, error) {
 	t, err := r.lookup(encoding)
 	if err != nil {
@@ -158,6 +159,10 @@ func (d *decoder) array(dt *ua.NodeID, n, depth int) []any {
 	return out
 }
 
+// maxEmptyRows bounds the rows of a matrix with a zero dimension, which
+// take no bytes of the body.
+const maxEmptyRows = 1024
+
 // matrix decodes a multi-dimensional array field (Part 6, 5.2.2.16): its
 // dimensions as an Int32 array, then the elements, last index fastest. It
 // comes out as nested []any, outer dimension first.
@@ -171,14 +176,17 @@ func (d *decoder) matrix(f Field, depth int) any {
 		return nil
 	}
 	dims := make([]int, n)
-	total := 1
+	total, nonZero := 1, 1
 	for i := range dims {
 		dims[i] = int(int32(d.u32()))
-		if dims[i] < 0 || dims[i] > maxElements || total*max(dims[i], 1) > maxElements {
+		// nonZero bounds the rows nest makes even when a later dimension
+		// is 0 (no element, so no byte, stands for them).
+		if dims[i] < 0 || dims[i] > maxElements || nonZero*max(dims[i], 1) > len(d.b)-d.pos+maxEmptyRows {
 			d.fail("field %s: dimension %d", f.Name, dims[i])
 			return nil
 		}
 		total *= dims[i]
+		nonZero *= max(dims[i], 1)
 	}
 	flat := d.array(f.DataType, total, depth)
 	if d.err != nil {
@@ -223,10 +231,7 @@ func (d *decoder) value(dt *ua.NodeID, depth int) any {
 		return d.builtin(t.Builtin)
 	case KindEnum:
 		v := int32(d.u32())
-		if name, ok := t.Names[int64(v)]; ok {
-			return name
-		}
-		return v
+		return collectors.Enum{Value: v, Name: t.Names[int64(v)]}
 	}
 	return d.structure(t, depth)
 }
@@ -312,11 +317,11 @@ func (d *decoder) bytes() []byte {
 // ticksTo1970 is the number of 100 ns ticks from 1601 to 1970.
 const ticksTo1970 = 116444736000000000
 
-// dateTime converts a DateTime; the null DateTime (0) and the maximum one
-// are nil and far future as in Part 6, 5.2.2.5.
+// dateTime converts a DateTime; the null DateTime (0 or less) keeps its
+// type, as collectors.Typed{Type: "DateTime"} with a nil value.
 func dateTime(ticks int64) any {
 	if ticks <= 0 {
-		return nil
+		return collectors.Typed{Type: "DateTime"}
 	}
 	return time.Unix(0, 0).UTC().Add(time.Duration(ticks-ticksTo1970) * 100)
 }

@@ -110,7 +110,7 @@ func TestDecode(t *testing.T) {
 			body: sp(sp(body{}.u32(1).u32(42).i32(5).i32(2), "feed", 1.5, 0, 3), "heat", 180.25).str("batch 1").raw(title),
 			want: collectors.Structure{TypeID: "ns=2;i=3003", Fields: []collectors.Field{
 				{Name: "RecipeId", Value: uint32(42)},
-				{Name: "Mode", Value: "Manual"},
+				{Name: "Mode", Value: collectors.Enum{Value: 5, Name: "Manual"}},
 				{Name: "Setpoints", Value: []any{setpoint("feed", 1.5, 0.0, 3.0), setpoint("heat", 180.25)}},
 				{Name: "Comment", Value: "batch 1"},
 				{Name: "Title", Value: &ua.LocalizedText{EncodingMask: ua.LocalizedTextLocale | ua.LocalizedTextText, Locale: "de-DE", Text: "Brot"}},
@@ -122,7 +122,7 @@ func TestDecode(t *testing.T) {
 			body: sp(body{}.u32(2).u32(7).i32(9).i32(-1), "t", 2).raw(title),
 			want: collectors.Structure{TypeID: "ns=2;i=3003", Fields: []collectors.Field{
 				{Name: "RecipeId", Value: uint32(7)},
-				{Name: "Mode", Value: int32(9)},
+				{Name: "Mode", Value: collectors.Enum{Value: 9}},
 				{Name: "Setpoints", Value: nil},
 				{Name: "Target", Value: setpoint("t", 2)},
 				{Name: "Title", Value: &ua.LocalizedText{EncodingMask: ua.LocalizedTextLocale | ua.LocalizedTextText, Locale: "de-DE", Text: "Brot"}},
@@ -204,6 +204,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"array longer than the body", recipeEnc, body{}.u32(0).u32(1).i32(0).i32(1 << 30), "array of 1073741824 elements"},
 		{"matrix dimensions wrap", gridEnc, body{}.i32(2).i32(1 << 16).i32(1 << 16), "dimension 65536"},
 		{"matrix of the wrong rank", gridEnc, body{}.i32(3), "3 dimensions, value rank 2"},
+		{"matrix of empty rows past the body", gridEnc, body{}.i32(2).i32(1 << 24).i32(0), "dimension 16777216"},
 		{"bad variant", gridEnc, body{}.i32(2).i32(0).i32(0).raw(make([]byte, 8)).raw([]byte{0x86, 0xfe, 0xff, 0xff, 0xff}), "Variant"},
 	}
 	for _, tc := range tests {

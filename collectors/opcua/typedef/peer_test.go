@@ -84,7 +84,7 @@ func TestLearnFromNodeOPCUA(t *testing.T) {
 	if got := names(st); !slices.Equal(got, want) {
 		t.Fatalf("Recipe %d fields %v, want %v", id, got, want)
 	}
-	if st.Fields[1].Value != "Manual" {
+	if st.Fields[1].Value != (collectors.Enum{Value: 5, Name: "Manual"}) {
 		t.Errorf("Mode %#v, want Manual", st.Fields[1].Value)
 	}
 	sps, _ := st.Fields[2].Value.([]any)
