@@ -136,11 +136,9 @@ func (e *encoder) nodeID(n *ua.NodeID) {
 	e.b = append(e.b, b...)
 }
 
+// extensionObject uses gopcua's encoder, which writes nil as the empty
+// ExtensionObject.
 func (e *encoder) extensionObject(x *ua.ExtensionObject) {
-	if x == nil {
-		e.bad = true
-		return
-	}
 	b, err := x.Encode()
 	if err != nil {
 		e.bad = true

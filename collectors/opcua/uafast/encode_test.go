@@ -28,10 +28,11 @@ func TestEncodeRequest(t *testing.T) {
 		}
 		items := make([]*ua.MonitoredItemCreateRequest, rng.IntN(5))
 		for i := range items {
-			var filter *ua.ExtensionObject
-			if rng.IntN(2) == 0 {
+			var filter *ua.ExtensionObject // nil: the empty one, as newItemRequest leaves it
+			switch rng.IntN(3) {
+			case 0:
 				filter = ua.NewExtensionObject(&ua.DataChangeFilter{Trigger: ua.DataChangeTriggerStatusValue, DeadbandType: 1, DeadbandValue: rng.Float64()})
-			} else {
+			case 1:
 				filter = ua.NewExtensionObject(nil)
 			}
 			items[i] = &ua.MonitoredItemCreateRequest{
