@@ -160,9 +160,9 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 		p.mu.Lock()
 		p.announced = false
 		p.mu.Unlock()
-		// Run looks at announceable again.
+		// Run looks at announceable again whenever the intake wakes it.
 		select {
-		case p.rebirth <- struct{}{}:
+		case p.statusWake <- struct{}{}:
 		default:
 		}
 	})

@@ -16,29 +16,19 @@ import (
 // consumer can wait (the channel's own timeouts, then its backoff) before
 // it gives up: the bound is the session's watchdog, watchdog_intervals
 // times the slowest publishing interval, at least 5 s.
-//
-// The intake notes every state change and expires what fired, so that a
-// timer firing as a state change arrives is decided in the stream's order.
 type silence struct {
 	bounds map[string]time.Duration // plc -> its bound
-	fired  func(*armed)             // called on the timer's goroutine
 
 	mu     sync.Mutex
 	timers map[string]*armed // plc -> its timer, while recovering
+	queue  func(collectors.PLCStatus)
 }
 
-// armed is one arming of a timer for a recovering entry.
-type armed struct {
-	timer *time.Timer
-	st    collectors.PLCStatus // the state that armed it
-	bound time.Duration
-}
-
-func newSilence(plcs []payload.PLC, fired func(*armed)) *silence {
+func newSilence(plcs []payload.PLC, queue func(collectors.PLCStatus)) *silence {
 	s := &silence{
 		bounds: map[string]time.Duration{},
 		timers: map[string]*armed{},
-		fired:  fired,
+		queue:  queue,
 	}
 	for _, plc := range plcs {
 		s.bounds[plc.Name] = plc.Silence
@@ -46,8 +36,8 @@ func newSilence(plcs []payload.PLC, fired func(*armed)) *silence {
 	return s
 }
 
-// note arms or disarms st.PLC's timer. A change of reason while
-// recovering keeps the timer running.
+// note passes st on to queue, and arms or disarms st.PLC's timer. A
+// change of reason while recovering keeps the timer running.
 func (s *silence) note(st collectors.PLCStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,6 +45,7 @@ func (s *silence) note(st collectors.PLCStatus) {
 		a.timer.Stop()
 		delete(s.timers, st.PLC)
 	}
+	s.queue(st)
 	if st.State != collectors.StateRecovering || s.timers[st.PLC] != nil {
 		return
 	}
@@ -62,25 +53,27 @@ func (s *silence) note(st collectors.PLCStatus) {
 	if !ok {
 		bound = payload.MinSilence
 	}
-	a := &armed{st: st, bound: bound}
-	a.timer = time.AfterFunc(bound, func() { s.fired(a) })
+	a := &armed{}
+	a.timer = time.AfterFunc(bound, func() { s.expire(st, a, bound) })
 	s.timers[st.PLC] = a
 }
 
-// expire returns the disconnected state a fired timer reports, false if a
-// was disarmed since (a timer that fires as it is stopped may still run).
-func (s *silence) expire(a *armed) (collectors.PLCStatus, bool) {
+// armed is one arming of a timer: a timer that fires as it is stopped may
+// still run its function, which then finds itself replaced.
+type armed struct{ timer *time.Timer }
+
+// expire reports st's entry disconnected, unless a was disarmed since.
+func (s *silence) expire(st collectors.PLCStatus, a *armed, bound time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timers[a.st.PLC] != a {
-		return collectors.PLCStatus{}, false
+	if s.timers[st.PLC] != a {
+		return
 	}
-	delete(s.timers, a.st.PLC)
-	st := a.st
+	delete(s.timers, st.PLC)
 	st.State = collectors.StateDisconnected
-	st.Reason = fmt.Sprintf("no values for %s while recovering", a.bound)
+	st.Reason = fmt.Sprintf("no values for %s while recovering", bound)
 	st.Since = time.Now()
-	return st, true
+	s.queue(st)
 }
 
 // stop disarms every timer.
