@@ -177,6 +177,7 @@ func printStatus(w io.Writer, s statusapi.Status) {
 	}
 	fmt.Fprintf(w, "\nbroker: %s; in flight %d; spool %d values, %s; dropped %d; published %d, failed %d, resent %d\n",
 		conn, b.InFlight, b.SpoolValues, bytesIEC(b.SpoolBytes), b.Dropped, b.Published, b.Failed, b.Resent)
+	printCertificates(w, s)
 	printCommands(w, s)
 }
 

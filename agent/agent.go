@@ -162,6 +162,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopStatus() // after the stop sequence, which it shows
+	// Certificates running out: a Warn 30 days ahead.
+	defer a.startExpiryWatch(ctx)()
 	a.log.Info().Str("agent", a.cfg.Agent.ID).Int("plcs", len(a.cfg.PLCs)).Int("tags", a.cfg.TagCount()).Msg("agent starting")
 	err = a.run(ctx)
 	a.log.Info().Msg("agent stopped")

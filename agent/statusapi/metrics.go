@@ -104,6 +104,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descFailed, float64(b.Failed))
 	counter(descResent, float64(b.Resent))
 	counter(descStatusRefused, float64(m.s.ln.refused.Load()))
+	collectCertificates(ch, st.Certificates)
 }
 
 func bool01(b bool) float64 {

@@ -75,6 +75,8 @@ type Status struct {
 	PLCs     []collectors.PLCStatus `json:"plcs"`
 	Broker   Broker                 `json:"broker"`
 	Commands *Commands              `json:"commands,omitempty"` // none taken: omitted
+
+	Certificates []Certificate `json:"certificates,omitempty"`
 }
 
 // dropWindow is how long values dropped from the spool keep the agent
@@ -262,6 +264,9 @@ func (s *Server) Snapshot() Status {
 		if recent, results := cs.Commands(); len(results) > 0 {
 			st.Commands = &Commands{Results: results, Recent: recent}
 		}
+	}
+	if cs, ok := s.src.(CertificateSource); ok {
+		st.Certificates = cs.Certificates()
 	}
 	st.Problems = Problems(st.PLCs, st.Broker, s.droppingSince(st.Broker.Dropped, now))
 	st.Healthy = len(st.Problems) == 0
