@@ -12,15 +12,15 @@
 // The whole sequence is bounded by ShutdownTimeout.
 //
 // Reload, while Run runs, applies a new configuration in this order:
-//  1. when the publisher's settings changed (mqtt, agent.id, agent.spool_dir,
-//     the PLC entries' names, which have status topics, or tag topics), the
-//     publisher is stopped at once: every batch it took
-//     from the sample channel is in its spool, and what the broker has not
-//     acknowledged stays there; a new publisher opens the same spool and
-//     sends it first. The channel is not closed: the sessions keep filling
-//     it meanwhile;
-//  2. sessions whose PLC entries changed or went away are stopped and
-//     awaited;
+//  1. when the publisher says the new configuration needs a new publisher
+//     (publish.Publisher.NeedsRestart), it is stopped at once: every event
+//     it took from the event channel is in its spool, and what the broker
+//     has not acknowledged stays there; a new publisher, given the sessions'
+//     current states, opens the same spool and sends it first. The channel
+//     is not closed: the sessions keep filling it meanwhile;
+//  2. sessions that say the new entries need a new session
+//     (opcua.Session.NeedsRestart), or whose entries went away, are stopped
+//     and awaited;
 //  3. sessions for changed and new entries start. Sessions whose entries
 //     did not change keep running untouched.
 package agent
@@ -29,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -45,20 +44,26 @@ import (
 // ShutdownTimeout bounds the stop sequence after cancellation.
 const ShutdownTimeout = 9 * time.Second
 
-// sampleBuffer, in batches (one per publish cycle and session), decouples
-// collectors from short publisher hiccups, and from a publisher switch.
-const sampleBuffer = 1024
+// eventBuffer, in events (a batch per publish cycle and session, or a state
+// change), decouples collectors from short publisher hiccups, and from a
+// publisher switch.
+const eventBuffer = 1024
 
 // collector is what the agent needs from a PLC session.
 type collector interface {
-	Run(ctx context.Context, out chan<- collectors.Batch) error
+	// Collect sends batches and state changes to out until ctx ends.
+	Collect(ctx context.Context, out chan<- collectors.Event) error
 	Status() *collectors.Tracker
+	// NeedsRestart reports whether serving next needs a new collector.
+	NeedsRestart(next []config.PLC) bool
 }
 
 // publisher is what the agent needs from the MQTT side.
 type publisher interface {
-	Run(ctx context.Context, in <-chan collectors.Batch) error
+	Run(ctx context.Context, in <-chan collectors.Event) error
 	Stats() publish.Stats
+	// NeedsRestart reports whether next needs a new publisher.
+	NeedsRestart(next *config.Config) bool
 }
 
 // Agent runs the collectors and the publisher of one configuration at a
@@ -69,7 +74,7 @@ type Agent struct {
 	reloads chan reloadRequest
 	exited  chan struct{} // closed once Run takes no more reloads
 
-	newPublisher func(*config.Config) (publisher, error)
+	newPublisher func(*config.Config, []collectors.PLCStatus) (publisher, error)
 	newCollector func([]config.PLC) collector
 
 	mu     sync.Mutex // guards groups and pub for status readers
@@ -120,8 +125,8 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 		cfg:     cfg,
 		reloads: make(chan reloadRequest),
 		exited:  make(chan struct{}),
-		newPublisher: func(c *config.Config) (publisher, error) {
-			p, err := publish.New(c, mqttLog)
+		newPublisher: func(c *config.Config, states []collectors.PLCStatus) (publisher, error) {
+			p, err := publish.New(c, mqttLog, states)
 			if err != nil {
 				return nil, fmt.Errorf("mqtt: %w", err)
 			}
@@ -143,16 +148,15 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 // an error only when something fails that stops the whole agent. Run is
 // called once.
 func (a *Agent) Run(ctx context.Context) error {
-	pub, err := a.newPublisher(a.cfg)
+	groups := a.plan(a.cfg)
+	pub, err := a.newPublisher(a.cfg, states(groups))
 	if err != nil {
 		close(a.exited)
 		return err
 	}
-	groups := a.plan(a.cfg)
 	a.mu.Lock()
 	a.pub, a.groups = pub, groups
 	a.mu.Unlock()
-	a.announceAll(pub, groups)
 	for _, g := range groups {
 		a.logShared(g)
 	}
@@ -224,19 +228,19 @@ type pubRun struct {
 	done   chan error
 }
 
-func startPublisher(ctx context.Context, pub publisher, samples <-chan collectors.Batch) *pubRun {
+func startPublisher(ctx context.Context, pub publisher, events <-chan collectors.Event) *pubRun {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &pubRun{pub: pub, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- pub.Run(ctx, samples) }()
+	go func() { r.done <- pub.Run(ctx, events) }()
 	return r
 }
 
-func startGroup(ctx context.Context, g *group, samples chan<- collectors.Batch) {
+func startGroup(ctx context.Context, g *group, events chan<- collectors.Event) {
 	ctx, g.cancel = context.WithCancel(ctx)
 	g.done = make(chan struct{})
 	go func() {
 		defer close(g.done)
-		g.err = g.c.Run(ctx, samples)
+		g.err = g.c.Collect(ctx, events)
 	}()
 }
 
@@ -257,10 +261,10 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 	}()
 
-	samples := make(chan collectors.Batch, sampleBuffer)
-	pub := startPublisher(publishCtx, a.pub, samples)
+	events := make(chan collectors.Event, eventBuffer)
+	pub := startPublisher(publishCtx, a.pub, events)
 	for _, g := range a.groups {
-		startGroup(collectCtx, g, samples)
+		startGroup(collectCtx, g, events)
 	}
 
 	var pubErr error
@@ -274,7 +278,7 @@ loop:
 			pubDone = true
 			break loop
 		case req := <-a.reloads:
-			next, err, fatal := a.apply(collectCtx, publishCtx, req.cfg, samples, pub)
+			next, err, fatal := a.apply(collectCtx, publishCtx, req.cfg, events, pub)
 			req.result <- err
 			pub = next
 			if fatal != nil {
@@ -291,7 +295,7 @@ loop:
 		<-g.done
 		errs = append(errs, g.err)
 	}
-	close(samples)
+	close(events)
 	if !pubDone {
 		pubErr = <-pub.done
 	}
@@ -304,7 +308,7 @@ loop:
 // apply switches to cfg in the order written at the top. It returns the
 // publisher now running (nil with fatal, when none could be started), the
 // reload's error, and fatal when the agent cannot go on.
-func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config, samples chan collectors.Batch, pub *pubRun) (next *pubRun, err, fatal error) {
+func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config, events chan collectors.Event, pub *pubRun) (next *pubRun, err, fatal error) {
 	started := time.Now()
 	if cfg.Agent.LogLevel != a.cfg.Agent.LogLevel || cfg.Agent.LogFormat != a.cfg.Agent.LogFormat {
 		a.log.Warn().Msg("reload: agent.log_level and agent.log_format take effect at the next start")
@@ -314,22 +318,22 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 	}
 
 	switched := false
-	if !reflect.DeepEqual(publisherSettings(a.cfg), publisherSettings(cfg)) {
+	if pub.pub.NeedsRestart(cfg) {
 		a.log.Info().Msg("reload: MQTT settings or the list of PLC entries changed; reconnecting the publisher")
 		pub.cancel()
 		if err := <-pub.done; err != nil {
 			a.log.Error().Err(err).Msg("reload: the old publisher failed while stopping")
 		}
-		p, err := a.newPublisher(cfg)
+		p, err := a.newPublisher(cfg, states(a.groups))
 		if err != nil {
 			a.log.Error().Err(err).Msg("reload: cannot start the publisher with the new settings; keeping the old configuration")
-			old, oldErr := a.newPublisher(a.cfg)
+			old, oldErr := a.newPublisher(a.cfg, states(a.groups))
 			if oldErr != nil {
 				fatal = fmt.Errorf("reload: cannot restart the publisher with the old settings either: %w", oldErr)
 				return pub, err, fatal
 			}
 			a.setPublisher(old)
-			return startPublisher(publishCtx, old, samples), fmt.Errorf("reload refused: %w", err), nil
+			return startPublisher(publishCtx, old, events), fmt.Errorf("reload refused: %w", err), nil
 		}
 		if cfg.Agent.SpoolDir != a.cfg.Agent.SpoolDir {
 			if n := pub.pub.Stats().Spooled; n > 0 {
@@ -338,7 +342,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 			}
 		}
 		a.setPublisher(p)
-		pub = startPublisher(publishCtx, p, samples)
+		pub = startPublisher(publishCtx, p, events)
 		switched = true
 	}
 
@@ -351,7 +355,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 	kept := map[string]bool{}
 	groups := make([]*group, 0, len(planned))
 	for _, g := range planned {
-		if o, ok := old[g.key]; ok && reflect.DeepEqual(o.plcs, g.plcs) {
+		if o, ok := old[g.key]; ok && !o.c.NeedsRestart(g.plcs) {
 			kept[g.key] = true
 			groups = append(groups, o)
 			continue
@@ -390,7 +394,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 			a.log.Info().Str("plc", g.names()).Str("endpoint", g.endpoint()).Msg("reload: new plc; session starting")
 		}
 		a.logShared(g)
-		startGroup(collectCtx, g, samples)
+		startGroup(collectCtx, g, events)
 	}
 	a.mu.Lock()
 	a.groups = groups
@@ -409,9 +413,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 func (a *Agent) setPublisher(p publisher) {
 	a.mu.Lock()
 	a.pub = p
-	groups := a.groups
 	a.mu.Unlock()
-	a.announceAll(p, groups)
 }
 
 // plan groups cfg's PLC entries into sessions, not yet started.
@@ -419,38 +421,19 @@ func (a *Agent) plan(cfg *config.Config) []*group {
 	var groups []*group
 	for _, plcs := range shareSessions(cfg.PLCs) {
 		c := a.newCollector(plcs)
-		c.Status().OnChange(a.plcStatus) // status topics, births and deaths
 		groups = append(groups, &group{key: opcua.ShareKey(plcs[0]), plcs: plcs, c: c})
 	}
 	return groups
 }
 
-// statusSink is a publisher that announces PLC state changes.
-type statusSink interface {
-	PLCStatus(collectors.PLCStatus)
-}
-
-// plcStatus hands a session's state change to the current publisher.
-func (a *Agent) plcStatus(st collectors.PLCStatus) {
-	a.mu.Lock()
-	p := a.pub
-	a.mu.Unlock()
-	if s, ok := p.(statusSink); ok {
-		s.PLCStatus(st)
-	}
-}
-
-// announceAll tells a new publisher every session's current state.
-func (a *Agent) announceAll(p publisher, groups []*group) {
-	s, ok := p.(statusSink)
-	if !ok {
-		return
-	}
+// states are the current states of the groups' PLC entries, for a new
+// publisher; the state changes that follow come on the event channel.
+func states(groups []*group) []collectors.PLCStatus {
+	var out []collectors.PLCStatus
 	for _, g := range groups {
-		for _, st := range g.c.Status().Snapshot() {
-			s.PLCStatus(st)
-		}
+		out = append(out, g.c.Status().Snapshot()...)
 	}
+	return out
 }
 
 func (a *Agent) logShared(g *group) {
@@ -467,28 +450,6 @@ func indexOf(groups []*group, key string) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// pubSettings is what a publisher is built from: a change needs a new one.
-type pubSettings struct {
-	AgentID  string
-	SpoolDir string
-	MQTT     config.MQTT
-	PLCs     []string          // entry names: the formats' status topics, devices and writers
-	Topics   map[string]string // plc/tag -> a tag's own topic template
-}
-
-func publisherSettings(cfg *config.Config) pubSettings {
-	s := pubSettings{AgentID: cfg.Agent.ID, SpoolDir: cfg.Agent.SpoolDir, MQTT: cfg.MQTT, Topics: map[string]string{}}
-	for _, p := range cfg.PLCs {
-		s.PLCs = append(s.PLCs, p.Name)
-		for _, t := range p.Tags {
-			if t.Topic != "" {
-				s.Topics[p.Name+"/"+t.Name] = t.Topic
-			}
-		}
-	}
-	return s
 }
 
 // shareSessions groups PLC entries that may share one OPC UA session, in

@@ -201,7 +201,7 @@ func startAgent(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
 	logs := &logBuffer{}
 	log := zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	pub, err := publish.New(cfg, log.With().Str("component", "mqtt").Logger())
+	pub, err := publish.New(cfg, log.With().Str("component", "mqtt").Logger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

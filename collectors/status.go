@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -196,6 +197,13 @@ func (t *Tracker) Collected(b Batch) {
 		p.windowCount++
 	}
 	t.mu.Unlock()
+}
+
+// Names returns the entries' names, in configuration order.
+func (t *Tracker) Names() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.order)
 }
 
 // Snapshot returns the status of every entry, in configuration order.

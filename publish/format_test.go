@@ -21,7 +21,7 @@ func TestStatusTopicClash(t *testing.T) {
 	cfg := testkit.Config("tcp://127.0.0.1:1", 1)
 	cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "status"})
 	cfg.Agent.SpoolDir = t.TempDir()
-	_, err := New(cfg, newNopLog())
+	_, err := New(cfg, newNopLog(), nil)
 	if err == nil || !strings.Contains(err.Error(), `status topic "tagbridge/a1/press1/status" is also the topic of a tag`) {
 		t.Fatalf("New with a tag named status: %v", err)
 	}
@@ -36,7 +36,7 @@ func TestStatusTopics(t *testing.T) {
 	log, _ := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "tagbridge/a1/#", 1)
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
 	online := receive(t, msgs, 1)[0]
@@ -48,14 +48,14 @@ func TestStatusTopics(t *testing.T) {
 		t.Fatalf("online message: %s %s", online.Topic, online.Payload)
 	}
 
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()})
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 	m := receive(t, msgs, 1)[0]
 	if m.Topic != "tagbridge/a1/press1/status" || !strings.Contains(string(m.Payload), `"state":"disconnected","reason":"connection refused"`) {
 		t.Fatalf("plc status: %s %s", m.Topic, m.Payload)
 	}
 	// A value after the state change, then streaming again.
-	in <- collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}}
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}}}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	got := receive(t, msgs, 2)
 	topics := got[0].Topic + " " + got[1].Topic
 	if !strings.Contains(topics, "tagbridge/a1/press1/temperature") || !strings.Contains(topics, "tagbridge/a1/press1/status") {
@@ -92,16 +92,16 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "#", 1)
-	in := make(chan collectors.Batch, 16)
+	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 	t.Cleanup(func() { close(in); result(t, done) })
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	receive(t, msgs, 2) // online, streaming
 
 	proxy.Refuse(true)
 	proxy.Cut()
 	sink.waitFor(t, "connection to broker lost")
-	in <- collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}}
 	proxy.Refuse(false)
 	var seen []string
 	for {

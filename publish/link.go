@@ -160,9 +160,9 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 		p.mu.Lock()
 		p.announced = false
 		p.mu.Unlock()
-		// Run looks at announceable again whenever the intake wakes it.
+		// Run looks at announceable again.
 		select {
-		case p.statusWake <- struct{}{}:
+		case p.rebirth <- struct{}{}:
 		default:
 		}
 	})

@@ -40,7 +40,7 @@ func TestSpoolOutageOrderStress(t *testing.T) {
 	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
 	log, _ := newLog(t)
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log.Level(zerolog.InfoLevel))
-	in := make(chan collectors.Batch, 64)
+	in := make(chan collectors.Event, 64)
 	done := start(t, p, in)
 
 	var sent [tags]int64
@@ -58,7 +58,7 @@ func TestSpoolOutageOrderStress(t *testing.T) {
 			}
 			for i := range perTick {
 				tag := i % tags
-				in <- collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}
+				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}}
 				sent[tag]++
 				total.Add(1)
 			}

@@ -110,10 +110,16 @@ type Publisher struct {
 	done       chan struct{}     // closed when Run returns
 	announced  bool              // the format's connected messages went out on this link
 	direct     []payload.Message // the format's messages waiting for Run's goroutine
-	statuses   []collectors.PLCStatus
-	statusWake chan struct{} // statuses has entries for the intake
-	asideLog   bool          // a record set aside has been logged
+	asideLog   bool              // a record set aside has been logged
 	silence    *silence
+	expired    chan *armed   // silence timers that fired, for the intake
+	rebirth    chan struct{} // a command asked for the connected messages again
+
+	settings settings // what it was built from (see NeedsRestart)
+
+	// Owned by the intake goroutine.
+	states []collectors.PLCStatus // the states New was given, taken first
+	since  map[string]time.Time   // per entry, the Since of the state New was given
 
 	// fenced (Sparkplug, QoS 0): a record handed to the connection stays
 	// in the spool until the broker has answered a PINGREQ written after
@@ -164,8 +170,10 @@ type Stats struct {
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
-// prepares a client; it does not connect.
-func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
+// prepares a client; it does not connect. states are the PLC entries'
+// current states (a publisher started by a reload takes over running
+// sessions), handed to the format before any event from Run's channel.
+func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) (*Publisher, error) {
 	m := &cfg.MQTT
 	if m.QoS < 0 || m.QoS > 2 {
 		return nil, fmt.Errorf("qos %d: must be 0, 1 or 2", m.QoS)
@@ -199,13 +207,22 @@ func New(cfg *config.Config, log zerolog.Logger) (*Publisher, error) {
 		goodTopics: map[string]struct{}{},
 		up:         make(chan struct{}),
 		done:       make(chan struct{}),
-		statusWake: make(chan struct{}, 1),
+		expired:    make(chan *armed, len(cfg.PLCs)+1),
+		rebirth:    make(chan struct{}, 1),
+		states:     states,
+		settings:   settingsOf(cfg),
+		since:      map[string]time.Time{},
 		inflight:   ring{buf: make([]inflight, window)},
 		fenced:     cfg.MQTT.Payload == config.PayloadSparkplugB,
 		fenceWake:  make(chan struct{}, 1),
 	}
 	p.idle.L = &p.mu
-	p.silence = newSilence(formatOpts.PLCs, p.queueStatus)
+	p.silence = newSilence(formatOpts.PLCs, func(a *armed) {
+		select {
+		case p.expired <- a:
+		case <-p.done:
+		}
+	})
 
 	opts := mqtt.NewClientOptions().
 		AddBroker(m.URL).
@@ -325,13 +342,13 @@ func (p *Publisher) Stats() Stats {
 	}
 }
 
-// Run connects and publishes every sample from in, in order, until in is
-// closed; then it waits until the broker has acknowledged everything,
-// disconnects and returns nil. Every sample goes through the spool, so a
-// broker outage never blocks in. Cancelling ctx stops it at once; what the
+// Run connects and publishes every event from in (samples and PLC state
+// changes), in order, until in is closed; then it waits until the broker
+// has acknowledged everything, disconnects and returns nil. Every sample
+// goes through the spool, so a broker outage never blocks in. Cancelling ctx stops it at once; what the
 // broker has not acknowledged stays in the spool, for the next start. Run
 // is called once; it closes the spool when it returns.
-func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
+func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Event) error {
 	defer close(p.done)
 	defer p.silence.stop()
 	p.log.Info().Msg("connecting to broker")
@@ -363,6 +380,7 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 		case <-taken:
 			return p.drain(ctx, tick.C)
 		case <-wake: // records appended: look at sendable again
+		case <-p.rebirth: // look at announceable again
 		case <-p.announceable():
 			p.announce()
 		case <-p.inflight.frontDone():
@@ -379,33 +397,35 @@ func (p *Publisher) Run(ctx context.Context, in <-chan collectors.Batch) error {
 	}
 }
 
-// intake encodes every sample of every batch from in and appends it to the spool, until
-// in is closed or ctx ends. It writes to the spool whenever in is empty.
-func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake chan<- struct{}) {
+// intake hands every event from in to the format, in order, and appends
+// the records it makes to the spool, until in is closed or ctx ends. It
+// writes to the spool whenever in is empty. The states New was given go
+// first; an event older than one of them is stale, and passed over.
+func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake chan<- struct{}) {
 	defer p.spoolFlush()
-	take := func(batch collectors.Batch) {
-		p.format.Encode(batch, p.linkUp(), p.spoolAppend)
+	for _, st := range p.states {
+		p.since[st.PLC] = st.Since
+		p.takeState(st)
 	}
+	p.states = nil
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case batch, ok := <-in:
+		case ev, ok := <-in:
 			if !ok {
 				return
 			}
-			take(batch)
-		case <-p.statusWake:
-			// A state change comes after the batches its session sent
-			// before it, which are in the channel by now.
-			for n := len(in); n > 0; n-- {
-				batch, ok := <-in
-				if !ok {
-					break
-				}
-				take(batch)
+			if ev.Batch != nil {
+				p.format.Encode(ev.Batch, p.linkUp(), p.spoolAppend)
 			}
-			p.takeStatuses()
+			if st := ev.State; st != nil && !p.stale(*st) {
+				p.takeState(*st)
+			}
+		case a := <-p.expired:
+			if st, ok := p.silence.expire(a); ok {
+				p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
+			}
 		}
 		if len(in) == 0 {
 			p.spoolFlush()
@@ -417,40 +437,38 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Batch, wake
 	}
 }
 
-// PLCStatus tells the publisher of a PLC entry's state change, for the
-// payload format's status, birth or death messages. Safe from any goroutine.
-func (p *Publisher) PLCStatus(st collectors.PLCStatus) {
-	p.silence.note(st) // reports a long recovery as disconnected, through queueStatus
+// stale reports whether st is older than the state New was given for its
+// entry: an event sent before a reload, which the old publisher did not take.
+func (p *Publisher) stale(st collectors.PLCStatus) bool {
+	given, ok := p.since[st.PLC]
+	if !ok {
+		return false
+	}
+	if st.Since.After(given) {
+		delete(p.since, st.PLC) // what follows is newer still
+		return false
+	}
+	return true
 }
 
-// queueStatus hands a state change to the intake.
-func (p *Publisher) queueStatus(st collectors.PLCStatus) {
-	p.mu.Lock()
-	p.statuses = append(p.statuses, st)
-	p.mu.Unlock()
-	select {
-	case p.statusWake <- struct{}{}:
-	default:
-	}
+// takeState hands a PLC entry's state change to the format, on the intake;
+// silence hears of it first, to report a long recovery as disconnected.
+func (p *Publisher) takeState(st collectors.PLCStatus) {
+	p.silence.note(st)
+	p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
 }
 
-// takeStatuses hands queued state changes to the format, on the intake.
-func (p *Publisher) takeStatuses() {
-	p.mu.Lock()
-	sts := p.statuses
-	p.statuses = nil
-	p.mu.Unlock()
-	for _, st := range sts {
-		msgs := p.format.PLCStatus(st, p.spoolAppend)
-		if len(msgs) == 0 {
-			continue
-		}
-		p.mu.Lock()
-		if p.isUp { // while down, the next connect announces the state anyway
-			p.direct = append(p.direct, msgs...)
-		}
-		p.mu.Unlock()
+// queueDirect has Run's goroutine publish a format's messages while the
+// link is up; while it is down, the next connect announces the state anyway.
+func (p *Publisher) queueDirect(msgs []payload.Message) {
+	if len(msgs) == 0 {
+		return
 	}
+	p.mu.Lock()
+	if p.isUp {
+		p.direct = append(p.direct, msgs...)
+	}
+	p.mu.Unlock()
 }
 
 // announceable is ready when the link is up and the format has messages to

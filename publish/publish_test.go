@@ -90,7 +90,7 @@ func containsAll(s string, parts []string) bool {
 }
 
 // start runs p until the test ends; the returned channel gives Run's result.
-func start(t *testing.T, p *Publisher, in <-chan collectors.Batch) <-chan error {
+func start(t *testing.T, p *Publisher, in <-chan collectors.Event) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(t.Context(), in) }()
 	return done
@@ -128,7 +128,7 @@ func newPublisher(t *testing.T, cfg *config.Config, log zerolog.Logger) *Publish
 	if cfg.Agent.SpoolDir == "" {
 		cfg.Agent.SpoolDir = t.TempDir()
 	}
-	p, err := New(cfg, log)
+	p, err := New(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,10 +160,10 @@ func TestPublishQoS(t *testing.T) {
 			msgs := brokertest.Subscribe(t, b.URL(), "#", byte(qos))
 			log, _ := newLog(t)
 			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
-			in := make(chan collectors.Batch)
+			in := make(chan collectors.Event)
 			done := start(t, p, in)
 			for _, s := range samples {
-				in <- collectors.Batch{s}
+				in <- collectors.Event{Batch: collectors.Batch{s}}
 			}
 			close(in)
 			if err := result(t, done); err != nil {
@@ -190,9 +190,9 @@ func TestPublishRetain(t *testing.T) {
 			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.Retain = retain
 			p := newPublisher(t, cfg, log)
-			in := make(chan collectors.Batch, 1)
+			in := make(chan collectors.Event, 1)
 			s := collectors.Sample{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}
-			in <- collectors.Batch{s}
+			in <- collectors.Event{Batch: collectors.Batch{s}}
 			close(in)
 			if err := result(t, start(t, p, in)); err != nil {
 				t.Fatalf("Run: %v", err)
@@ -290,11 +290,11 @@ func TestPublishOrder(t *testing.T) {
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, _ := newLog(t)
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
-	in := make(chan collectors.Batch, 256)
+	in := make(chan collectors.Event, 256)
 	done := start(t, p, in)
 	go func() {
 		for i := range n {
-			in <- collectors.Batch{seqSample(i)}
+			in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 		}
 		close(in)
 	}()
@@ -321,8 +321,8 @@ func TestPublishPassword(t *testing.T) {
 		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "s3cret"
 		p := newPublisher(t, cfg, log)
-		in := make(chan collectors.Batch, 1)
-		in <- collectors.Batch{seqSample(1)}
+		in := make(chan collectors.Event, 1)
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(1)}}
 		close(in)
 		if err := result(t, start(t, p, in)); err != nil {
 			t.Fatalf("Run: %v", err)
@@ -337,8 +337,8 @@ func TestPublishPassword(t *testing.T) {
 		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "wr0ng-pa55"
 		p := newPublisher(t, cfg, log)
-		in := make(chan collectors.Batch, 1)
-		in <- collectors.Batch{seqSample(1)}
+		in := make(chan collectors.Event, 1)
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(1)}}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx, in) }()
@@ -369,12 +369,12 @@ func TestPublishOutage(t *testing.T) {
 	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	log, logs := newLog(t)
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
-	in := make(chan collectors.Batch, 2000) // room for all sent during the outage
+	in := make(chan collectors.Event, 2000) // room for all sent during the outage
 	done := start(t, p, in)
 	next := 0
 	send := func(n int) {
 		for range n {
-			in <- collectors.Batch{seqSample(next)}
+			in <- collectors.Event{Batch: collectors.Batch{seqSample(next)}}
 			next++
 		}
 	}
@@ -451,10 +451,10 @@ func TestPublishBrokerDownAtStart(t *testing.T) {
 			b.Stop()
 			log, logs := newLog(t)
 			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
-			in := make(chan collectors.Batch, 10)
+			in := make(chan collectors.Event, 10)
 			done := start(t, p, in)
 			for i := range 10 {
-				in <- collectors.Batch{seqSample(i)}
+				in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 			}
 			close(in)
 			logs.waitFor(t, "cannot connect to broker", "connection refused")
@@ -487,7 +487,7 @@ func TestPublishHardStop(t *testing.T) {
 	l.Close() // nothing listens there now
 	log, logs := newLog(t)
 	p := newPublisher(t, testkit.Config(url, 1), log)
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
@@ -519,7 +519,7 @@ func TestNewErrors(t *testing.T) {
 			cfg := testkit.Config("tcp://127.0.0.1:1883", 1)
 			cfg.Agent.AllowedCertDirs = []string{"/nonexistent"}
 			tt.change(cfg)
-			_, err := New(cfg, zerolog.Nop())
+			_, err := New(cfg, zerolog.Nop(), nil)
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("New = %v\nwant %s", err, tt.want)
 			}
@@ -554,7 +554,7 @@ func TestNewSpoolDir(t *testing.T) {
 	}
 	cfg := testkit.Config("tcp://127.0.0.1:1883", 1)
 	cfg.Agent.SpoolDir = filepath.Join(file, "spool")
-	_, err := New(cfg, zerolog.Nop())
+	_, err := New(cfg, zerolog.Nop(), nil)
 	if want := "spool directory " + cfg.Agent.SpoolDir + ": mkdir " + file + ": not a directory"; err == nil || err.Error() != want {
 		t.Errorf("New = %v\nwant %s", err, want)
 	}
@@ -562,7 +562,7 @@ func TestNewSpoolDir(t *testing.T) {
 	cfg.Agent.SpoolDir = t.TempDir()
 	p := newPublisher(t, cfg, zerolog.Nop())
 	defer p.spool.Close()
-	_, err = New(cfg, zerolog.Nop())
+	_, err = New(cfg, zerolog.Nop(), nil)
 	if want := "spool directory " + cfg.Agent.SpoolDir + ": in use by another process"; err == nil || err.Error() != want {
 		t.Errorf("second New = %v\nwant %s", err, want)
 	}

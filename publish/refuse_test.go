@@ -74,15 +74,15 @@ func TestPublishRefused(t *testing.T) {
 			}
 			log, sink := newLog(t)
 			p := newPublisher(t, cfg, log)
-			in := make(chan collectors.Batch, n+1)
+			in := make(chan collectors.Event, n+1)
 			for i := range n {
 				if i < 5 && tc.spooled != "" {
 					continue
 				}
 				if i == 5 && tc.spooled == "" {
-					in <- collectors.Batch{tc.bad}
+					in <- collectors.Event{Batch: collectors.Batch{tc.bad}}
 				}
-				in <- collectors.Batch{seqSample(i)}
+				in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 			}
 			close(in)
 			done := start(t, p, in)
@@ -152,7 +152,7 @@ func TestPublishHugePacketFromBroker(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()

@@ -16,19 +16,29 @@ import (
 // consumer can wait (the channel's own timeouts, then its backoff) before
 // it gives up: the bound is the session's watchdog, watchdog_intervals
 // times the slowest publishing interval, at least 5 s.
+//
+// The intake notes every state change and expires what fired, so that a
+// timer firing as a state change arrives is decided in the stream's order.
 type silence struct {
 	bounds map[string]time.Duration // plc -> its bound
+	fired  func(*armed)             // called on the timer's goroutine
 
 	mu     sync.Mutex
 	timers map[string]*armed // plc -> its timer, while recovering
-	queue  func(collectors.PLCStatus)
 }
 
-func newSilence(plcs []payload.PLC, queue func(collectors.PLCStatus)) *silence {
+// armed is one arming of a timer for a recovering entry.
+type armed struct {
+	timer *time.Timer
+	st    collectors.PLCStatus // the state that armed it
+	bound time.Duration
+}
+
+func newSilence(plcs []payload.PLC, fired func(*armed)) *silence {
 	s := &silence{
 		bounds: map[string]time.Duration{},
 		timers: map[string]*armed{},
-		queue:  queue,
+		fired:  fired,
 	}
 	for _, plc := range plcs {
 		s.bounds[plc.Name] = plc.Silence
@@ -36,8 +46,8 @@ func newSilence(plcs []payload.PLC, queue func(collectors.PLCStatus)) *silence {
 	return s
 }
 
-// note passes st on to queue, and arms or disarms st.PLC's timer. A
-// change of reason while recovering keeps the timer running.
+// note arms or disarms st.PLC's timer. A change of reason while
+// recovering keeps the timer running.
 func (s *silence) note(st collectors.PLCStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -45,7 +55,6 @@ func (s *silence) note(st collectors.PLCStatus) {
 		a.timer.Stop()
 		delete(s.timers, st.PLC)
 	}
-	s.queue(st)
 	if st.State != collectors.StateRecovering || s.timers[st.PLC] != nil {
 		return
 	}
@@ -53,27 +62,25 @@ func (s *silence) note(st collectors.PLCStatus) {
 	if !ok {
 		bound = payload.MinSilence
 	}
-	a := &armed{}
-	a.timer = time.AfterFunc(bound, func() { s.expire(st, a, bound) })
+	a := &armed{st: st, bound: bound}
+	a.timer = time.AfterFunc(bound, func() { s.fired(a) })
 	s.timers[st.PLC] = a
 }
 
-// armed is one arming of a timer: a timer that fires as it is stopped may
-// still run its function, which then finds itself replaced.
-type armed struct{ timer *time.Timer }
-
-// expire reports st's entry disconnected, unless a was disarmed since.
-func (s *silence) expire(st collectors.PLCStatus, a *armed, bound time.Duration) {
+// expire returns the disconnected state a fired timer reports, false if a
+// was disarmed since (a timer that fires as it is stopped may still run).
+func (s *silence) expire(a *armed) (collectors.PLCStatus, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timers[st.PLC] != a {
-		return
+	if s.timers[a.st.PLC] != a {
+		return collectors.PLCStatus{}, false
 	}
-	delete(s.timers, st.PLC)
+	delete(s.timers, a.st.PLC)
+	st := a.st
 	st.State = collectors.StateDisconnected
-	st.Reason = fmt.Sprintf("no values for %s while recovering", bound)
+	st.Reason = fmt.Sprintf("no values for %s while recovering", a.bound)
 	st.Since = time.Now()
-	s.queue(st)
+	return st, true
 }
 
 // stop disarms every timer.

@@ -54,7 +54,7 @@ func TestSilence(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var mu sync.Mutex
 				var got []string
-				s := newSilence(payload.FromConfig(cfg).PLCs, func(st collectors.PLCStatus) {
+				queue := func(st collectors.PLCStatus) {
 					mu.Lock()
 					defer mu.Unlock()
 					g := st.PLC + " " + st.State
@@ -62,6 +62,12 @@ func TestSilence(t *testing.T) {
 						g += " " + st.Reason
 					}
 					got = append(got, g)
+				}
+				var s *silence
+				s = newSilence(payload.FromConfig(cfg).PLCs, func(a *armed) {
+					if st, ok := s.expire(a); ok {
+						queue(st)
+					}
 				})
 				defer s.stop()
 				for i, step := range tt.steps {
@@ -69,6 +75,7 @@ func TestSilence(t *testing.T) {
 						time.Sleep(time.Second)
 					}
 					s.note(step)
+					queue(step)
 				}
 				time.Sleep(tt.wait)
 				synctest.Wait()
@@ -106,14 +113,22 @@ func TestSilenceReachesFormats(t *testing.T) {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
-		s := newSilence(payload.FromConfig(cfg).PLCs, func(st collectors.PLCStatus) {
+		queue := func(st collectors.PLCStatus) {
 			mu.Lock()
 			defer mu.Unlock()
 			ua.PLCStatus(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
 			status = append(status, js.PLCStatus(st, nil)...)
+		}
+		var s *silence
+		s = newSilence(payload.FromConfig(cfg).PLCs, func(a *armed) {
+			if st, ok := s.expire(a); ok {
+				queue(st)
+			}
 		})
 		defer s.stop()
-		s.note(collectors.PLCStatus{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"})
+		recovering := collectors.PLCStatus{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"}
+		s.note(recovering)
+		queue(recovering)
 		time.Sleep(10*time.Second - time.Millisecond)
 		synctest.Wait()
 		mu.Lock()

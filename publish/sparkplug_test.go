@@ -266,7 +266,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
-	in := make(chan collectors.Batch, 16)
+	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 	if opts := p.client.OptionsReader(); !opts.CleanSession() {
 		t.Errorf("mqtt.qos %d: CONNECT without Clean Session", qos)
@@ -285,8 +285,8 @@ func testSparkplugSession(t *testing.T, qos int) {
 	}
 
 	// Streaming, datatypes unknown: the DBIRTH waits for the first values.
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{testkit.Sample("temperature", 21.5, "Double"), testkit.Sample("pressure", int64(-3), "Int32"), testkit.Sample("temperature", 22.5, "Double")}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 21.5, "Double"), testkit.Sample("pressure", int64(-3), "Int32"), testkit.Sample("temperature", 22.5, "Double")}}
 	db := s.expect("DBIRTH", "press1").p
 	if m := testkit.MetricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 22.5 {
 		t.Errorf("DBIRTH temperature: %v, want the latest, 22.5", m)
@@ -301,15 +301,15 @@ func testSparkplugSession(t *testing.T, qos int) {
 	}
 
 	// PLC lost and back: DDEATH, then DBIRTH at once (datatypes known).
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()})
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 	s.expect("DDEATH", "press1")
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	s.expect("DBIRTH", "press1")
 
 	// seq wraps from 255 to 0 (spStream checks). One at a time: QoS 0
 	// may lose what floods a subscriber.
 	for i := range 300 {
-		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
 		if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != float64(i) {
 			t.Fatalf("DDATA %d: %v", i, m)
 		}
@@ -324,10 +324,10 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Errorf("will NDEATH at QoS %d: %v, want bdSeq %d at QoS 1", nd.qos, nd.p, bdSeq0)
 	}
 	sink.waitFor(t, "connection to broker lost")
-	in <- collectors.Batch{testkit.Sample("temperature", 98.0, "Double")}
-	in <- collectors.Batch{testkit.Sample("pressure", int64(6), "Int32")}
-	in <- collectors.Batch{testkit.Sample("temperature", 99.0, "Double")}
-	in <- collectors.Batch{testkit.Sample("pressure", int64(7), "Int32")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 98.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(6), "Int32")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 99.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(7), "Int32")}}
 	sink.waitFor(t, `"attempt":1`) // a refused reconnect uses no bdSeq up
 	proxy.Refuse(false)
 	nb = s.expect("NBIRTH", "").p
@@ -364,7 +364,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Errorf("rebirth NBIRTH bdSeq %d, want %d (same connection)", got, bdSeq1)
 	}
 	s.expect("DBIRTH", "press1")
-	in <- collectors.Batch{testkit.Sample("pressure", int64(8), "Int32")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(8), "Int32")}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || int32(m.GetIntValue()) != 8 {
 		t.Errorf("DDATA after the rebirth: %v", m)
 	}
@@ -392,14 +392,14 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
-	in := make(chan collectors.Batch, 16)
+	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 
 	bdSeq0 := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}}
 	s.expect("DBIRTH", "press1") // holds 1: no DDATA repeats it
-	in <- collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 {
 		t.Errorf("DDATA: %v, want 2", m)
 	}
@@ -408,7 +408,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	b.Stop()
 	sink.waitFor(t, "connection to broker lost")
 	for i := range 3 {
-		in <- collectors.Batch{testkit.Sample("temperature", float64(10+i), "Double")}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(10+i), "Double")}}
 	}
 	b.Restart()
 	// A probe through the broker shows the subscriber connected again.
@@ -439,7 +439,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 			t.Errorf("spooled DDATA %d: %v, want %d, historical", i, m, 10+i)
 		}
 	}
-	in <- collectors.Batch{testkit.Sample("temperature", 20.0, "Double")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 20.0, "Double")}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 20 {
 		t.Errorf("DDATA after the restart: %v", m)
 	}
@@ -463,7 +463,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	ctx, crash := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
@@ -471,8 +471,8 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
 		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
 	}
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{testkit.Sample("temperature", -1.0, "Double"), testkit.Sample("pressure", int64(5), "Int32")}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", -1.0, "Double"), testkit.Sample("pressure", int64(5), "Int32")}}
 	s.expect("DBIRTH", "press1") // and no DDATA: it would repeat the DBIRTH's values
 
 	proxy.Refuse(true)
@@ -481,7 +481,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	sink.waitFor(t, "connection to broker lost")
 	const n = 3000
 	for i := range n {
-		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
 	}
 	sink.waitFor(t, "spool full")
 	crash()
@@ -496,7 +496,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	proxy.Refuse(false)
 	cfg.MQTT.ClientID += "-restarted"
 	p2 := newPublisher(t, cfg, log)
-	in2 := make(chan collectors.Batch)
+	in2 := make(chan collectors.Event)
 	done2 := start(t, p2, in2)
 	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
 		t.Errorf("NBIRTH after the crash: bdSeq %d, want 1", bd)
@@ -523,8 +523,8 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	}
 	// The new run's first values: a DBIRTH with the latest as it is sent
 	// (42 or 43), then the other in DDATA.
-	in2 <- collectors.Batch{testkit.Sample("temperature", 42.0, "Double")}
-	in2 <- collectors.Batch{testkit.Sample("temperature", 43.0, "Double")}
+	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 42.0, "Double")}}
+	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 43.0, "Double")}}
 	born := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue()
 	if born != 42 && born != 43 {
 		t.Errorf("DBIRTH of the new run: temperature %v, want 42 or 43", born)
@@ -549,19 +549,19 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
 	s.expect("NBIRTH", "")
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{testkit.Sample("temperature", 0.0, "Double")}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.0, "Double")}}
 	s.expect("DBIRTH", "press1") // the DDATA is left out: it repeats the DBIRTH
 	waitStats(t, p, "the first value confirmed", wait, func(st Stats) bool { return st.Spooled == 0 })
 
 	proxy.Freeze()
 	const n = 20
 	for i := 1; i <= n; i++ {
-		in <- collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
 	}
 	// Handed to the connection (QoS 0 is done there), not confirmed.
 	st := waitStats(t, p, "the frozen values written", wait, func(st Stats) bool { return st.Published >= n+1 && st.InFlight == 0 })
@@ -617,13 +617,13 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 			t.Fatalf("host STATE: %v", tok.Error())
 		}
 	}
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
 	sink.waitFor(t, "connected to broker")
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()})
-	in <- collectors.Batch{testkit.Sample("temperature", 0.5, "Double")}
-	in <- collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.5, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}}
 	waitStats(t, p, "the values spooled", wait, func(st Stats) bool { return st.Spooled >= 3 }) // DBIRTH, DDATA, DDATA
 	// A probe through the broker: whatever the node sent before it came first.
 	publishRaw(t, b.URL(), "spBv1.0/plant1/PROBE/a1", nil)
@@ -642,7 +642,7 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 0.5 || !m.GetIsHistorical() {
 		t.Errorf("DDATA taken while the host was offline: %v, want 0.5, historical", m)
 	}
-	in <- collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 || m.GetIsHistorical() {
 		t.Errorf("DDATA with the host online: %v", m)
 	}
@@ -651,8 +651,8 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	if nd := s.expect("NDEATH", ""); testkit.MetricNamed(t, nd.p, spBDSeq).GetLongValue() != 0 || nd.qos != 1 {
 		t.Errorf("NDEATH when the host went offline: %v at QoS %d, want the will (bdSeq 0, QoS 1)", nd.p, nd.qos)
 	}
-	in <- collectors.Batch{testkit.Sample("temperature", 2.5, "Double")}
-	in <- collectors.Batch{testkit.Sample("temperature", 3.0, "Double")}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.5, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 3.0, "Double")}}
 	state(true)
 	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
 		t.Errorf("NBIRTH after the host came back: bdSeq %d, want 1", bd)
@@ -672,13 +672,13 @@ func TestSparkplugConfig(t *testing.T) {
 	cfg := testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.MQTT.Retain = true
-	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), "mqtt.retain") {
+	if _, err := New(cfg, newNopLog(), nil); err == nil || !strings.Contains(err.Error(), "mqtt.retain") {
 		t.Errorf("retain with sparkplug_b: %v", err)
 	}
 	cfg = testkit.SparkplugConfig("tcp://127.0.0.1:1")
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.PLCs = append(cfg.PLCs, config.PLC{Name: "press/1"}, config.PLC{Name: "press+1"})
-	if _, err := New(cfg, newNopLog()); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
+	if _, err := New(cfg, newNopLog(), nil); err == nil || !strings.Contains(err.Error(), `plc "press+1": sparkplug device id "press_1"`) {
 		t.Errorf("two PLCs with one device id: %v", err)
 	}
 	// Ids and metric names that differ only in case, refused by validate.
@@ -772,7 +772,7 @@ func TestSparkplugValidateWritesNothing(t *testing.T) {
 		t.Fatalf("validate made the spool directory: %v", err)
 	}
 	// run makes them, as the user that runs; bdSeq once a session began.
-	if _, err := New(cfg, newNopLog()); err != nil {
+	if _, err := New(cfg, newNopLog(), nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(cfg.Agent.SpoolDir)

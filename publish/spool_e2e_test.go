@@ -150,7 +150,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 	log, _ := newLog(t)
 	cfg := testkit.Config(b.URL(), 1)
 	p := newPublisher(t, cfg, log.Level(zerolog.InfoLevel))
-	in := make(chan collectors.Batch, 64)
+	in := make(chan collectors.Event, 64)
 	done := start(t, p, in)
 
 	// The feeder stands for the OPC UA side: it must never wait long.
@@ -165,7 +165,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 			t0 := time.Now()
 			for i := range perTick {
 				tag := i % tags
-				in <- collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}
+				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}}
 				sent[tag]++
 			}
 			slowest[phase] = max(slowest[phase], time.Since(t0))
@@ -262,11 +262,11 @@ func TestSpoolFullPublisher(t *testing.T) {
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.MQTT.Spool.MaxBytes = 64 << 10
 	p := newPublisher(t, cfg, log)
-	in := make(chan collectors.Batch)
+	in := make(chan collectors.Event)
 	done := start(t, p, in)
 	const n = 5000
 	for i := range n {
-		in <- collectors.Batch{seqSample(i)} // an unbuffered channel: Run takes each one
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}} // an unbuffered channel: Run takes each one
 	}
 	logs.waitFor(t, `"level":"error"`, "spool full")
 	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), wait, func(st Stats) bool { return st.Spooled+st.Dropped == n })
@@ -309,12 +309,12 @@ func TestSpoolRestartPublisher(t *testing.T) {
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.SpoolDir = dir
 	p := newPublisher(t, cfg, log)
-	in := make(chan collectors.Batch) // each one taken and spooled before the next
+	in := make(chan collectors.Event) // each one taken and spooled before the next
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
 	for i := range 100 {
-		in <- collectors.Batch{seqSample(i)}
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 	}
 	logs.waitFor(t, "cannot connect to broker")
 	cancel()
@@ -328,7 +328,7 @@ func TestSpoolRestartPublisher(t *testing.T) {
 	b.Restart()
 	cfg.MQTT.ClientID += "-2"
 	p = newPublisher(t, cfg, log)
-	in = make(chan collectors.Batch)
+	in = make(chan collectors.Event)
 	close(in)
 	if err := result(t, start(t, p, in)); err != nil {
 		t.Fatalf("Run: %v", err)

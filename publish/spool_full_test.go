@@ -28,11 +28,11 @@ func TestDiskFullPublisher(t *testing.T) {
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.SpoolDir = filepath.Join(disk, "spool")
 	p := newPublisher(t, cfg, log)
-	in := make(chan collectors.Batch) // each one taken and spooled before the next
+	in := make(chan collectors.Event) // each one taken and spooled before the next
 	done := start(t, p, in)
 	const n = 30000 // some 4 MB of JSON
 	for i := range n {
-		in <- collectors.Batch{seqSample(i)}
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 	}
 	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), wait, func(st Stats) bool { return st.Spooled+st.Dropped == n })
 	t.Logf("broker down, %d values on a 2 MiB disk: %+v", n, st)
@@ -47,7 +47,7 @@ func TestDiskFullPublisher(t *testing.T) {
 	topic := "tagbridge/a1/press1/temperature"
 	got.waitUntil(t, "the kept values", wait, func() bool { return len(got.seen[topic]) >= kept })
 	for i := n; i < n+1000; i++ {
-		in <- collectors.Batch{seqSample(i)}
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 	}
 	close(in)
 	if err := result(t, done); err != nil {
@@ -71,12 +71,12 @@ func TestDiskFullPublisher(t *testing.T) {
 	b.Stop()
 	cfg.MQTT.ClientID += "-2"
 	p = newPublisher(t, cfg, log)
-	in = make(chan collectors.Batch)
+	in = make(chan collectors.Event)
 	ctx, cancel := context.WithCancel(t.Context())
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Run(ctx, in) }()
 	for i := n + 1000; i < 2*n; i++ {
-		in <- collectors.Batch{seqSample(i)}
+		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 	}
 	waitStats(t, p, "all spooled or dropped", wait, func(st Stats) bool { return st.Spooled+st.Dropped == n-1000 })
 	cancel()
@@ -88,7 +88,7 @@ func TestDiskFullPublisher(t *testing.T) {
 	b.Restart()
 	cfg.MQTT.ClientID += "-3"
 	p = newPublisher(t, cfg, log)
-	in = make(chan collectors.Batch)
+	in = make(chan collectors.Event)
 	done = start(t, p, in)
 	got.waitUntil(t, "the newest value after a restart on the full disk", wait, func() bool { return got.seen[topic][2*n-1] })
 	close(in)

@@ -113,12 +113,12 @@ func TestPublishTLS(t *testing.T) {
 			cfg.MQTT.TLS = tt.tls
 			cfg.Agent.AllowedCertDirs = []string{ca.dir, other.dir}
 			p := newPublisher(t, cfg, log)
-			in := make(chan collectors.Batch, 1)
+			in := make(chan collectors.Event, 1)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx, in) }()
 			if tt.want == "" {
-				in <- collectors.Batch{seqSample(1)}
+				in <- collectors.Event{Batch: collectors.Batch{seqSample(1)}}
 				close(in)
 				if err := result(t, done); err != nil {
 					t.Fatalf("Run: %v", err)

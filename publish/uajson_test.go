@@ -83,20 +83,20 @@ func TestUAJSONOnBroker(t *testing.T) {
 	log, _ := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/#", 1)
-	in := make(chan collectors.Batch, 64)
+	in := make(chan collectors.Event, 64)
 	done := start(t, p, in)
 
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
 
 	const n = 20
 	for i := range n {
-		in <- collectors.Batch{
+		in <- collectors.Event{Batch: collectors.Batch{
 			{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32", Status: "Good"},
 			{PLC: "press2", Tag: "t", Value: int64(i), Type: "Int64", Status: "Good"},
-		}
+		}}
 	}
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "EOF", Since: time.Now()})
-	p.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()})
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "EOF", Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 
 	seqs := map[string][]uint32{}
 	badAt := -1
@@ -134,7 +134,7 @@ func TestUAJSONOnBroker(t *testing.T) {
 		t.Errorf("Bad key frame is message %d of press1, want %d (after the data taken before it)", badAt, n+1)
 	}
 	// The same loss again with another reason adds nothing; values go on.
-	in <- collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(n), Type: "Int32", Status: "Good"}}
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(n), Type: "Int32", Status: "Good"}}}
 	take()
 	for plc, s := range seqs {
 		for i, q := range s {
@@ -165,7 +165,7 @@ func TestUAJSONOnBroker(t *testing.T) {
 
 // runUA runs p until the test ends, and waits for Run to return before the
 // spool's directory is removed.
-func runUA(t *testing.T, p *Publisher, in <-chan collectors.Batch) {
+func runUA(t *testing.T, p *Publisher, in <-chan collectors.Event) {
 	done := start(t, p, in)
 	t.Cleanup(func() {
 		if err := result(t, done); err != nil {
@@ -184,7 +184,7 @@ func TestUAJSONWill(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
-	runUA(t, p, make(chan collectors.Batch))
+	runUA(t, p, make(chan collectors.Event))
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
 
 	px.Refuse(true)
@@ -229,13 +229,13 @@ func TestUAJSONBrokerRestart(t *testing.T) {
 	log, sink := newLog(t)
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/#", 1) // a persistent session
-	in := make(chan collectors.Batch, 16)
+	in := make(chan collectors.Event, 16)
 	runUA(t, p, in)
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
 	batch := func(i int) collectors.Batch {
 		return collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32", Status: "Good"}}
 	}
-	in <- batch(1)
+	in <- collectors.Event{Batch: batch(1)}
 	if m := receiveUA(t, msgs, data, status); testkit.DecodeUA[testkit.UANetworkMessage](t, m.Payload).Messages[0].SequenceNumber != 1 {
 		t.Fatalf("first value: %s", m.Payload)
 	}
@@ -244,7 +244,7 @@ func TestUAJSONBrokerRestart(t *testing.T) {
 	b.Stop()
 	sink.waitFor(t, "connection to broker lost")
 	for i := 2; i <= 4; i++ {
-		in <- batch(i)
+		in <- collectors.Event{Batch: batch(i)}
 	}
 	b.Restart()
 	// The subscriber subscribes again when it reconnects, and gets the
@@ -299,7 +299,7 @@ func TestUAJSONKeepAliveOnBroker(t *testing.T) {
 	p := newPublisher(t, cfg, log)
 	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/data/#", 1)
 	started := time.Now()
-	runUA(t, p, make(chan collectors.Batch))
+	runUA(t, p, make(chan collectors.Event))
 	seen := map[string]bool{}
 	for len(seen) < 2 {
 		m := receive(t, msgs, 1)[0]
