@@ -16,8 +16,9 @@ type commandSwitch struct {
 	a   *Agent
 	log zerolog.Logger
 
-	mu sync.Mutex
-	h  *command.Handler
+	mu      sync.Mutex
+	h       *command.Handler
+	aliases command.AliasFunc // the publisher's, for handlers made later
 }
 
 func newCommandSwitch(a *Agent, cfg *config.Config, log zerolog.Logger) *commandSwitch {
@@ -33,7 +34,18 @@ func (s *commandSwitch) set(cfg *config.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h.Inherit(s.h)
+	if s.aliases != nil {
+		h.SetAliases(s.aliases)
+	}
 	s.h = h
+}
+
+// SetAliases takes the publisher's alias lookup (Sparkplug DCMD by alias).
+func (s *commandSwitch) SetAliases(f command.AliasFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aliases = f
+	s.h.SetAliases(f)
 }
 
 func (s *commandSwitch) current() *command.Handler {

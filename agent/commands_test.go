@@ -18,10 +18,12 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tagbridge/tagbridge/command"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
+	"github.com/tagbridge/tagbridge/payload/sparkplugb"
 	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
@@ -327,7 +329,9 @@ func TestWriteLatency(t *testing.T) {
 	plc := simproc.Start(t, "-tags", "4", "-interval", "1s", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
 	hmi := newCommander(t, broker.URL())
+	values := brokertest.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/counter", 1)
 	runAgent(t, cfg, zerolog.Nop())
+	waitForValue(t, values, "tagbridge/e2e/sim/counter", nil)
 	hmi.exchange("tagbridge/e2e/sim/double/set", `{"id":"warm","value":0}`, "warm")
 	const n = 1000
 	lat := make([]time.Duration, n)
@@ -343,4 +347,81 @@ func TestWriteLatency(t *testing.T) {
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[int(math.Ceil(q*n))-1] }
 	t.Logf("LATENCY writes=%d median=%v p99=%v min=%v max=%v", n, p(0.5), p(0.99), lat[0], lat[n-1])
+}
+
+// TestSparkplugDCMDEndToEnd writes through Sparkplug DCMDs, by metric name
+// and by the alias of the DBIRTH: the new values come as DDATA, every
+// result also as JSON, and a stale DCMD is refused.
+func TestSparkplugDCMDEndToEnd(t *testing.T) {
+	broker := brokertest.Start(t)
+	plc := simproc.Start(t, "-tags", "4", "-interval", "500ms", "-writable")
+	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadSparkplugB)
+	sp := brokertest.SubscribeAll(t, broker.URL(), "spBv1.0/plant/+/e2e/sim", 1)
+	hmi := newCommander(t, broker.URL())
+	log, _ := testkit.NewLogger(t, "agent")
+	runAgent(t, cfg, log)
+
+	aliases := map[string]uint64{}
+	deadline := time.After(15 * time.Second)
+	for len(aliases) == 0 {
+		select {
+		case m := <-sp:
+			if strings.Contains(m.Topic, "/DBIRTH/") {
+				for _, mt := range testkit.DecodeSparkplug(t, m.Payload).Metrics {
+					aliases[mt.GetName()] = mt.GetAlias()
+				}
+			}
+		case <-deadline:
+			t.Fatal("no DBIRTH of device sim within 15 s")
+		}
+	}
+	dcmd := func(ts time.Time, seq uint64, metrics ...*sparkplugb.Payload_Metric) {
+		b, err := proto.Marshal(&sparkplugb.Payload{Timestamp: proto.Uint64(uint64(ts.UnixMilli())), Seq: proto.Uint64(seq), Metrics: metrics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hmi.send("spBv1.0/plant/DCMD/e2e/sim", string(b), false)
+	}
+	now := time.Now()
+	dcmd(now, 0,
+		&sparkplugb.Payload_Metric{Name: proto.String("int32"), Datatype: proto.Uint32(3), Value: &sparkplugb.Payload_Metric_IntValue{IntValue: uint32(0xFFFFFFF9)}}, // -7
+		&sparkplugb.Payload_Metric{Alias: proto.Uint64(aliases["double"]), Datatype: proto.Uint32(10), Value: &sparkplugb.Payload_Metric_DoubleValue{DoubleValue: 2.5}},
+	)
+	ms := fmt.Sprint(now.UnixMilli())
+	for tag, want := range map[string]string{
+		"int32":  `{"id":"dcmd/` + ms + `/0/int32","status":"Good","status_code":0,"value":-7,"read_back":"read"}`,
+		"double": `{"id":"dcmd/` + ms + `/0/double","status":"Good","status_code":0,"value":2.5,"read_back":"read"}`,
+	} {
+		if topic, raw, _ := hmi.result("dcmd/" + ms + "/0/" + tag); raw != want || topic != "tagbridge/e2e/sim/"+tag+"/set/result" {
+			t.Errorf("%s: %s on %s, want %s", tag, raw, topic, want)
+		}
+	}
+	// The written values come back as DDATA, by alias.
+	seen := map[string]bool{}
+	deadline = time.After(15 * time.Second)
+	for !seen["int32"] || !seen["double"] {
+		select {
+		case m := <-sp:
+			if !strings.Contains(m.Topic, "/DDATA/") {
+				continue
+			}
+			for _, mt := range testkit.DecodeSparkplug(t, m.Payload).Metrics {
+				switch mt.GetAlias() {
+				case aliases["int32"]:
+					seen["int32"] = seen["int32"] || int32(mt.GetIntValue()) == -7
+				case aliases["double"]:
+					seen["double"] = seen["double"] || mt.GetDoubleValue() == 2.5
+				}
+			}
+		case <-deadline:
+			t.Fatalf("written values not in DDATA within 15 s: %v", seen)
+		}
+	}
+	// Sent 6 s ago: stale under the default 5 s expiry.
+	old := now.Add(-6 * time.Second)
+	dcmd(old, 1, &sparkplugb.Payload_Metric{Name: proto.String("int32"), Datatype: proto.Uint32(3), Value: &sparkplugb.Payload_Metric_IntValue{IntValue: 1}})
+	id := "dcmd/" + fmt.Sprint(old.UnixMilli()) + "/1/int32"
+	if _, raw, _ := hmi.result(id); !strings.HasPrefix(raw, `{"id":"`+id+`","status":"TagbridgeExpired"`) {
+		t.Errorf("stale DCMD: %s", raw)
+	}
 }

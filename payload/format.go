@@ -76,6 +76,9 @@ type Format interface {
 	// KeepAlives returns keep-alive messages for writers that have been
 	// quiet (Part 14's ua-keepalive), published at QoS 0 while the link is up.
 	KeepAlives(now time.Time) []Message
+	// TagOfAlias names the tag of a metric alias the format gave in a
+	// birth (Sparkplug), for commands that address metrics by alias.
+	TagOfAlias(plc string, alias uint64) (tag string, ok bool)
 }
 
 // None is the no-op of every capability a format may lack.
@@ -88,6 +91,7 @@ func (None) CommandTopics() []string                    { return nil }
 func (None) Command(string, []byte) bool                { return false }
 func (None) Gate() (open bool, changed <-chan struct{}) { return true, nil }
 func (None) KeepAlives(time.Time) []Message             { return nil }
+func (None) TagOfAlias(string, uint64) (string, bool)   { return "", false }
 
 // CheckTopics renders the tags' topics and checks them as the broker
 // would; a format is built only from options that pass it.

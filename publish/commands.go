@@ -15,6 +15,8 @@ import (
 type Commander interface {
 	Filters() []string
 	Handle(ctx context.Context, topic string, payload []byte, retained bool) []command.Message
+	// SetAliases tells it how to name the tags of Sparkplug metric aliases.
+	SetAliases(command.AliasFunc)
 }
 
 const (
@@ -42,6 +44,7 @@ func (p *Publisher) SetCommands(c Commander) {
 		return
 	}
 	p.cmds = &commands{handler: c, queue: make(chan mqtt.Message, commandQueue)}
+	c.SetAliases(p.format.TagOfAlias)
 	// Routes before connecting: a persistent session delivers queued
 	// commands right after CONNACK, before any SUBSCRIBE is answered, and
 	// paho drops a message no route takes.

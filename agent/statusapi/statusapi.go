@@ -268,6 +268,11 @@ func (s *Server) Snapshot() Status {
 	if cs, ok := s.src.(CertificateSource); ok {
 		st.Certificates = cs.Certificates()
 	}
+	if cs, ok := s.src.(CommandSource); ok {
+		if recent, results := cs.Commands(); len(results) > 0 {
+			st.Commands = &Commands{Results: results, Recent: recent}
+		}
+	}
 	st.Problems = Problems(st.PLCs, st.Broker, s.droppingSince(st.Broker.Dropped, now))
 	st.Healthy = len(st.Problems) == 0
 	return st

@@ -30,6 +30,7 @@ func (s *Session) handleItems(ctx context.Context, n *uafast.DataChange, out cha
 		return
 	}
 	s.status.Collected(batch)
+	s.link.delivered(batch) // read-back of writes (write.go)
 	select {
 	case out <- batch:
 	case <-ctx.Done():

@@ -599,13 +599,13 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
 		}
-		s.link.delivered(item.ClientHandle, smp)
 		batch = append(batch, smp)
 	}
 	if len(batch) == 0 {
 		return
 	}
 	s.status.Collected(batch)
+	s.link.delivered(batch) // read-back of writes (write.go)
 	select {
 	case out <- batch:
 	case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -33,7 +34,8 @@ type writeLink struct {
 	mu      sync.Mutex
 	c       *uaclient.Client // nil while the PLC is down
 	types   map[uint32]nodeType
-	waiters map[uint32][]chan collectors.Sample
+	waiters map[string][]chan collectors.Sample // by PLC entry and tag (waitKey)
+	waiting atomic.Int32                        // len(waiters): the value path looks at this alone
 
 	entries map[string]config.PLC // PLC entries by name: read-back mode, methods
 }
@@ -60,39 +62,50 @@ func (l *writeLink) client() *uaclient.Client {
 	return l.c
 }
 
-// delivered hands a sample to a command waiting for its read-back.
-func (l *writeLink) delivered(handle uint32, smp collectors.Sample) {
+func waitKey(plc, tag string) string { return plc + "\x00" + tag }
+
+// delivered hands a batch's samples to the commands waiting for their
+// read-back; without a waiter it costs one atomic load.
+func (l *writeLink) delivered(batch collectors.Batch) {
+	if l.waiting.Load() == 0 {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, ch := range l.waiters[handle] {
-		select {
-		case ch <- smp:
-		default:
+	for _, smp := range batch {
+		for _, ch := range l.waiters[waitKey(smp.PLC, smp.Tag)] {
+			select {
+			case ch <- smp:
+			default:
+			}
 		}
 	}
 }
 
-func (l *writeLink) wait(handle uint32) (<-chan collectors.Sample, func()) {
+func (l *writeLink) wait(plc, tag string) (<-chan collectors.Sample, func()) {
+	key := waitKey(plc, tag)
 	ch := make(chan collectors.Sample, 16)
 	l.mu.Lock()
 	if l.waiters == nil {
-		l.waiters = map[uint32][]chan collectors.Sample{}
+		l.waiters = map[string][]chan collectors.Sample{}
 	}
-	l.waiters[handle] = append(l.waiters[handle], ch)
+	l.waiters[key] = append(l.waiters[key], ch)
+	l.waiting.Store(int32(len(l.waiters)))
 	l.mu.Unlock()
 	return ch, func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		ws := l.waiters[handle]
+		ws := l.waiters[key]
 		for i, w := range ws {
 			if w == ch {
-				l.waiters[handle] = append(ws[:i], ws[i+1:]...)
+				l.waiters[key] = append(ws[:i], ws[i+1:]...)
 				break
 			}
 		}
-		if len(l.waiters[handle]) == 0 {
-			delete(l.waiters, handle)
+		if len(l.waiters[key]) == 0 {
+			delete(l.waiters, key)
 		}
+		l.waiting.Store(int32(len(l.waiters)))
 	}
 }
 
@@ -138,7 +151,7 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 	mode := s.link.entries[plc].Commands.ReadBack
 	var delivered <-chan collectors.Sample
 	if mode == config.ReadBackSubscription {
-		ch, stop := s.link.wait(h)
+		ch, stop := s.link.wait(plc, tag)
 		defer stop()
 		delivered = ch
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/command"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -124,4 +126,88 @@ func TestSessionWriteAndCall(t *testing.T) {
 func isRefusal(err error, s command.Status) bool {
 	var r *command.Refusal
 	return errors.As(err, &r) && r.Status == s
+}
+
+// TestSessionWriteOpen62541 writes the open62541 server's tags, whose values
+// change only every hour here, and reads each back.
+func TestSessionWriteOpen62541(t *testing.T) {
+	srv := o62proc.Start(t, o62proc.Options{Tags: 4, Interval: time.Hour, Policies: []string{"None"}})
+	cfg := plcConfig(t, srv.Endpoint, `tags:
+  - {name: d, node: "ns=1;s=Tag0001", writable: true}
+  - {name: i, node: "ns=1;s=Tag0002", writable: true}
+  - {name: b, node: "ns=1;s=Tag0003", writable: true}
+  - {name: s, node: "ns=1;s=Tag0004", writable: true}`)
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "values", 10*time.Second, func() bool { return r.tagsSeen() == 4 })
+	for _, c := range []struct {
+		tag      string
+		in, want any
+	}{
+		{"d", json.Number("-1.25"), -1.25},
+		{"i", json.Number("2147483647"), int32(2147483647)},
+		{"b", true, true},
+		{"s", "set by tagbridge", "set by tagbridge"},
+	} {
+		out, err := s.Write(t.Context(), "sim", c.tag, c.in, "")
+		if err != nil || out.Status != command.Good || !reflect.DeepEqual(out.Value, c.want) {
+			t.Errorf("write %s = %+v, %v; want Good, read back %v", c.tag, out, err, c.want)
+		}
+	}
+	if _, err := s.Write(t.Context(), "sim", "i", json.Number("2147483648"), ""); !isRefusal(err, command.OutOfRange) {
+		t.Errorf("write 2^31 to an Int32: %v, want OutOfRange", err)
+	}
+}
+
+// TestSessionWriteNodeOPCUA writes node-opcua's writable variables over a
+// secured channel and calls its method.
+func TestSessionWriteNodeOPCUA(t *testing.T) {
+	p := peerproc.Start(t, peerproc.Options{Tags: 4, Args: []string{"-writable"}})
+	cfg := plcConfig(t, p.Endpoint, `tags:
+  - {name: i32, node: "ns=1;s=W.Int32", writable: true}
+  - {name: u16, node: "ns=1;s=W.UInt16", writable: true}
+  - {name: f, node: "ns=1;s=W.Float", writable: true}
+  - {name: s, node: "ns=1;s=W.String", writable: true}
+  - {name: dt, node: "ns=1;s=W.DateTime", writable: true}
+  - {name: arr, node: "ns=1;s=W.DoubleArray", writable: true}
+commands:
+  methods:
+    - {name: scale, object: "ns=1;s=Machine", method: "ns=1;s=Machine.Scale", args: [Double, Int32]}`)
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "values", 15*time.Second, func() bool { return r.tagsSeen() == 6 })
+	for _, c := range []struct {
+		tag      string
+		in, want any
+	}{
+		{"i32", json.Number("-5"), int32(-5)},
+		{"u16", json.Number("65535"), uint16(65535)},
+		{"f", json.Number("0.5"), float32(0.5)},
+		{"s", "node-opcua", "node-opcua"},
+		{"dt", "2026-01-02T03:04:05Z", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		{"arr", []any{json.Number("1.5"), json.Number("-2")}, []any{1.5, -2.0}},
+	} {
+		out, err := s.Write(t.Context(), "sim", c.tag, c.in, "")
+		if err != nil || out.Status != command.Good || !reflect.DeepEqual(out.Value, c.want) {
+			t.Errorf("write %s = %+v (%T), %v; want Good, read back %v", c.tag, out, out.Value, err, c.want)
+		}
+	}
+	out, err := s.Call(t.Context(), "sim", "scale", []any{json.Number("1.5"), json.Number("-3")})
+	if err != nil || out.Status != command.Good || !reflect.DeepEqual(out.Outputs, []any{-4.5}) {
+		t.Errorf("call scale(1.5, -3) = %+v, %v; want Good [-4.5]", out, err)
+	}
+}
+
+// TestSessionWriteSubscriptionReadBack confirms a write by the value the
+// subscription delivers.
+func TestSessionWriteSubscriptionReadBack(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "4", "-interval", "200ms", "-writable")
+	cfg := plcConfig(t, plc.Endpoint, `commands: {read_back: subscription}
+tags:
+  - {name: int32, node: "ns=1;s=W.Int32", writable: true}
+  - {name: none, node: "ns=1;s=W.Int16", writable: true}`)
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "values", 10*time.Second, func() bool { return r.tagsSeen() == 2 })
+	out, err := s.Write(t.Context(), "sim", "int32", json.Number("-42"), "")
+	if err != nil || out.Status != command.Good || out.ReadBack != "subscription" || out.Value != int32(-42) {
+		t.Errorf("write = %+v, %v; want Good, -42 from the subscription", out, err)
+	}
 }

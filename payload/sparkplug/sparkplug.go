@@ -277,6 +277,22 @@ func (f *sparkplugFormat) device(plc string) *spDevice {
 
 func isHeartbeat(s collectors.Sample) bool { return s.Heartbeat }
 
+// TagOfAlias names the tag of a metric alias of a PLC entry's device.
+func (f *sparkplugFormat) TagOfAlias(plc string, alias uint64) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.devices[plc]
+	if !ok {
+		return "", false
+	}
+	for _, m := range d.metrics {
+		if m.alias == alias {
+			return m.name, true
+		}
+	}
+	return "", false
+}
+
 func (f *sparkplugFormat) metric(d *spDevice, tag string) *spMetric {
 	if m, ok := d.byTag[tag]; ok {
 		return m

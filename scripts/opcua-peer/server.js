@@ -69,6 +69,7 @@ const flags = {
 	reverse: { kind: "string", def: "", help: "reverse connect: dial this client listener (opc.tcp://HOST:PORT) and send ReverseHello, again whenever the channel ends" },
 	"reverse-delay": { kind: "duration", def: 200, help: "time before the reverse connection is dialled again" },
 	historize: { kind: "bool", def: false, help: "historize the Int32 counters in memory (HistoryRead raw, Historizing true)" },
+	writable: { kind: "bool", def: false, help: "also serve ns=1;s=W.<Type> variables (Boolean, Int32, UInt16, Float, Double, String, DateTime, DoubleArray) that hold what is written, and the method ns=1;s=Machine.Scale(Double x, Int32 factor) -> Double" },
 	structures: { kind: "bool", def: false, help: "also serve structured values (structures.xml's types, with DataTypeDefinition): ns=1;s=Struct.Recipe, Struct.Setpoints, Struct.Reading, Struct.Mode" },
 };
 const policyNames = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
@@ -298,6 +299,8 @@ async function main() {
 	refuseServices();
 	const server = new OPCUAServer(serverOptions);
 	await server.initialize();
+	// OPCUAServer does not hand historyServerCapabilities to its engine.
+	server.engine.historyServerCapabilities.accessHistoryDataCapability = opts.historize;
 
 	// Offer only the user token types asked for: node-opcua offers user
 	// name and certificate tokens on every endpoint.
@@ -425,7 +428,47 @@ function addVariables(server) {
 		variables.push({ index: i, kind: k, node: v });
 	}
 	if (opts.structures) addStructures(addressSpace, ns, folder);
+	if (opts.writable) addWritable(ns, folder);
 	setValues(opts.start, new Date());
+}
+
+// addWritable serves variables that keep what a client writes (node-opcua
+// refuses a value of another type with BadTypeMismatch) and a method with
+// arguments (issue 17).
+function addWritable(ns, folder) {
+	const types = [["Boolean", false], ["Int32", 0], ["UInt16", 0], ["Float", 0], ["Double", 0], ["String", ""], ["DateTime", new Date(0)]];
+	const add = (name, dataType, value, valueRank) => {
+		const v = ns.addVariable({
+			componentOf: folder,
+			nodeId: `s=W.${name}`,
+			browseName: `W.${name}`,
+			dataType,
+			valueRank,
+			arrayDimensions: valueRank === 1 ? [0] : undefined,
+			minimumSamplingInterval: 0,
+			accessLevel: "CurrentRead | CurrentWrite",
+			userAccessLevel: "CurrentRead | CurrentWrite",
+		});
+		v.setValueFromSource(new Variant({ dataType: DataType[dataType], value, arrayType: valueRank === 1 ? opcua.VariantArrayType.Array : undefined }));
+	};
+	for (const [name, value] of types) add(name, name, value, -1);
+	add("DoubleArray", "Double", new Float64Array([]), 1);
+
+	const machine = ns.addObject({ organizedBy: folder, nodeId: "s=Machine", browseName: "Machine" });
+	const scale = ns.addMethod(machine, {
+		nodeId: "s=Machine.Scale",
+		browseName: "Scale",
+		inputArguments: [
+			{ name: "x", dataType: DataType.Double },
+			{ name: "factor", dataType: DataType.Int32 },
+		],
+		outputArguments: [{ name: "result", dataType: DataType.Double }],
+	});
+	scale.bindMethod((inputs, context, callback) => {
+		const result = inputs[0].value * inputs[1].value;
+		log(`Machine.Scale(${inputs[0].value}, ${inputs[1].value}) = ${result}`);
+		callback(null, { statusCode: StatusCodes.Good, outputArguments: [{ dataType: DataType.Double, value: result }] });
+	});
 }
 
 let structured = null;
