@@ -75,6 +75,7 @@ type MQTT struct {
 	Batch      bool      `yaml:"batch"`       // json: one array per PLC and publish cycle
 	BatchTopic string    `yaml:"batch_topic"` // topic template of batches: {agent}, {plc}
 	Sparkplug  Sparkplug `yaml:"sparkplug"`
+	UAJSON     UAJSON    `yaml:"opcua_json"`
 
 	// Password is resolved from PasswordEnv or PasswordFile at load time.
 	Password Secret `yaml:"-"`
@@ -86,6 +87,13 @@ const (
 	PayloadSparkplugB = "sparkplug_b"
 	PayloadOPCUAJSON  = "opcua_json"
 )
+
+// UAJSON holds the opcua_json (OPC UA Part 14) settings.
+type UAJSON struct {
+	// KeyFrameCount makes every KeyFrameCount-th DataSetMessage of a PLC
+	// entry a key frame with every tag's last value (0: delta frames only).
+	KeyFrameCount int `yaml:"keyframe_count"`
+}
 
 // Sparkplug holds the Sparkplug B settings; the edge node id is agent.id.
 type Sparkplug struct {

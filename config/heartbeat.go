@@ -28,3 +28,11 @@ func (v *validator) heartbeat(path string, p *PLC) {
 		}
 	}
 }
+
+// keyFrames checks mqtt.opcua_json: the Part 14 key frames that repeat
+// every value, as heartbeats repeat one.
+func (v *validator) keyFrames(m *MQTT) {
+	if m.UAJSON.KeyFrameCount < 0 {
+		v.add("mqtt.opcua_json.keyframe_count", "must not be negative")
+	}
+}

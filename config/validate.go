@@ -97,6 +97,7 @@ func (v *validator) agent(a *Agent) {
 }
 
 func (v *validator) mqtt(m *MQTT) {
+	v.keyFrames(m)
 	if msg := brokerURLError(m.URL); msg != "" {
 		v.add("mqtt.url", "%s", msg)
 	}

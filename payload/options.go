@@ -22,6 +22,7 @@ type Options struct {
 
 	SparkplugGroupID     string // mqtt.sparkplug.group_id
 	SparkplugPrimaryHost string // mqtt.sparkplug.primary_host_id
+	UAKeyFrameCount      int    // mqtt.opcua_json.keyframe_count
 
 	// StateDir holds the formats' state files (Sparkplug's bdSeq and
 	// datatypes, opcua_json's sequence numbers): agent.spool_dir.
@@ -62,6 +63,7 @@ func FromConfig(cfg *config.Config) Options {
 		MaxPacketSize:        int(cmp.Or(m.MaxPacketSize, config.DefaultMaxPacketSize)),
 		SparkplugGroupID:     m.Sparkplug.GroupID,
 		SparkplugPrimaryHost: m.Sparkplug.PrimaryHostID,
+		UAKeyFrameCount:      m.UAJSON.KeyFrameCount,
 		StateDir:             cfg.Agent.SpoolDir,
 		PLCs:                 make([]PLC, 0, len(cfg.PLCs)),
 	}

@@ -60,6 +60,7 @@ type uaJSONFormat struct {
 	buf       []byte              // intake goroutine only
 	value     []byte              // intake goroutine only
 	maxPacket int                 // mqtt.max_packet_size: a NetworkMessage is split to fit
+	keyFrames int                 // mqtt.opcua_json.keyframe_count: every n-th DataSetMessage a key frame; 0: none
 	seen      map[string]struct{} // tags in the DataSetMessage being written
 
 	// mu guards writers and their seq, reserved and last: the intake
@@ -83,7 +84,11 @@ type uaWriter struct {
 	// after a crash go on: seq never passes it unsaved.
 	reserved  uint64
 	keepAlive time.Duration // KeepAliveTime
-	last      time.Time     // its latest DataSetMessage, keep-alives included
+	// values holds each tag's last DataValue, sinceKey the DataSetMessages
+	// since the last key frame (with keyframe_count only).
+	values   map[string][]byte
+	sinceKey int
+	last     time.Time // its latest DataSetMessage, keep-alives included
 
 	version uint32 // ConfigurationVersion of its DataSetMetaData (a VersionTime)
 }
@@ -138,6 +143,7 @@ func newUAJSONFormat(o payload.Options) (*uaJSONFormat, error) {
 		idPrefix:    fmt.Sprintf("%x", r),
 		seen:        map[string]struct{}{},
 		maxPacket:   o.MaxPacketSize,
+		keyFrames:   o.UAKeyFrameCount,
 	}
 	if err := payload.CheckTopic(f.statusTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
@@ -216,6 +222,7 @@ func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Ti
 		f.saveSeqs()
 	}
 	w.last = now
+	w.sinceKey++
 	dst = append(dst, `{"DataSetWriterId":`...)
 	dst = strconv.AppendInt(dst, int64(w.id), 10)
 	dst = append(dst, `,"DataSetWriterName":`...)
@@ -258,7 +265,11 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 			}
 			f.value = payload.AppendString(f.value[:0], s.Tag)
 			f.value = append(f.value, ':')
+			dv := len(f.value)
 			f.value = appendUADataValue(f.value, s)
+			if f.keyFrames > 0 {
+				w.keep(s.Tag, f.value[dv:])
+			}
 			_, dup := f.seen[s.Tag]
 			if values && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
 				// This value starts the next NetworkMessage.
@@ -284,7 +295,56 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 		f.buf = append(f.buf, "}}]}"...)
 		w.bad = false
 		add(w.topic, f.buf)
+		if f.keyFrames > 0 && w.sinceKey >= f.keyFrames {
+			f.keyFrame(w, now, add)
+		}
 	}
+}
+
+// keep remembers a tag's last DataValue for the key frames.
+func (w *uaWriter) keep(tag string, dv []byte) {
+	if w.values == nil {
+		w.values = map[string][]byte{}
+	}
+	w.values[tag] = append(w.values[tag][:0], dv...)
+}
+
+// keyFrame sends w's key frame (Part 14, 7.2.5.4: MessageType
+// ua-keyframe): every tag's last DataValue, the configured tags first in
+// their order, split over NetworkMessages as deltas are. f.mu is held.
+func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic string, payload []byte)) {
+	tags := slices.Clone(w.tags)
+	for _, t := range slices.Sorted(maps.Keys(w.values)) {
+		if !slices.Contains(w.tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	f.buf = f.appendHeader(f.buf[:0])
+	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe")
+	first := true
+	dsm := 256 + len(w.name)
+	for _, t := range tags {
+		dv, ok := w.values[t]
+		if !ok {
+			continue
+		}
+		f.value = payload.AppendString(f.value[:0], t)
+		f.value = append(f.value, ':')
+		f.value = append(f.value, dv...)
+		if !first && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
+			add(w.topic, append(f.buf, "}}]}"...))
+			f.buf = f.appendHeader(f.buf[:0])
+			f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe")
+			first = true
+		}
+		if !first {
+			f.buf = append(f.buf, ',')
+		}
+		first = false
+		f.buf = append(f.buf, f.value...)
+	}
+	add(w.topic, append(f.buf, "}}]}"...))
+	w.sinceKey = 0
 }
 
 func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []payload.Message {
@@ -305,6 +365,7 @@ func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string,
 		return nil // consumers hold every value Bad already
 	}
 	w.bad = true
+	clear(w.values) // a key frame must not repeat values from before the loss as Good
 	f.buf = f.appendHeader(f.buf[:0])
 	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
 	for i, tag := range w.tags {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -482,4 +483,63 @@ func TestUAJSONSequenceAcrossRestarts(t *testing.T) {
 	if got[0] <= 6 || got[0] > 6+2*seqReserve {
 		t.Fatalf("after a second crash: %v, want past 6 by at most the reservation", got)
 	}
+}
+
+// With keyframe_count 3 every third DataSetMessage of a writer is followed
+// by a ua-keyframe holding every tag's last DataValue, the configured tags
+// first; after the Bad key frame of a lost PLC no old value is repeated.
+func TestUAJSONKeyFrameCount(t *testing.T) {
+	data, _ := testkit.UASchemas(t)
+	cfg := testkit.UAJSONConfig("tcp://127.0.0.1:1")
+	cfg.MQTT.UAJSON.KeyFrameCount = 3
+	f, err := newUAJSONFormat(payload.FromConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []testkit.UANetworkMessage
+	add := func(topic string, p []byte) {
+		testkit.SchemaCheck(t, data, p)
+		if topic == "opcua/json/data/a1/tagbridge/press1" {
+			got = append(got, testkit.DecodeUA[testkit.UANetworkMessage](t, p))
+		}
+	}
+	tags := cfg.PLCs[0].Tags
+	for i := range 3 {
+		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[i%len(tags)].Name, Value: int32(i), Type: "Int32"}}, true, add)
+	}
+	if len(got) != 4 {
+		t.Fatalf("%d messages, want 3 deltas and a key frame", len(got))
+	}
+	key := got[3].Messages[0]
+	if key.MessageType != "ua-keyframe" || key.SequenceNumber != 4 {
+		t.Fatalf("fourth message %+v, want the key frame with SequenceNumber 4", key)
+	}
+	var names []string
+	for _, tg := range tags {
+		if _, ok := key.Payload[tg.Name]; ok {
+			names = append(names, tg.Name)
+		}
+	}
+	if len(names) != min(3, len(tags)) || len(key.Payload) != len(names) {
+		t.Errorf("key frame fields %v, want the %d tags that have values", slices.Collect(maps.Keys(key.Payload)), min(3, len(tags)))
+	}
+	last := tags[2%len(tags)].Name
+	if dv := string(key.Payload[last]); dv != `{"UaType":6,"Value":2}` {
+		t.Errorf("key frame %s: %s, want its last value", last, dv)
+	}
+
+	got = nil
+	f.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add)
+	for i := range 3 {
+		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[0].Name, Value: int32(10 + i), Type: "Int32", Heartbeat: true}}, true, add)
+	}
+	for _, m := range got[1:] {
+		if m.Messages[0].MessageType == "ua-keyframe" {
+			if len(m.Messages[0].Payload) != 1 {
+				t.Errorf("key frame after the loss %v, want only the value since", m.Messages[0].Payload)
+			}
+			return
+		}
+	}
+	t.Errorf("no key frame after 3 more messages: %+v", got)
 }
