@@ -1,9 +1,10 @@
-// Package agent wires collectors to the publisher and owns their lifecycle.
+// Package agent wires collectors to the publisher and owns their lifecycle
+// (docs/architecture.md tells the whole path).
 //
 // Stop order, on cancellation of Run's context:
 //  1. every collector session stops collecting, forwards what it already
 //     received, closes its OPC UA session and returns;
-//  2. the agent, owner of the sample channel, closes it;
+//  2. the agent, owner of the event channel, closes it;
 //  3. the publisher drains the channel into its disk spool, sends what the
 //     spool holds while the broker is reachable, waits for in-flight
 //     publishes and disconnects from the broker; what the broker has not
