@@ -107,7 +107,6 @@ func (c *Config) applyDefaults() {
 		orDuration(&p.ClockSkewWarning, DefaultClockSkewWarning)
 		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
 		p.CertGuard = certs.Guard{Dirs: a.AllowedCertDirs}
-		p.Commands.applyDefaults()
 		p.applyModeDefaults()
 		p.applyHeartbeatDefaults()
 		p.Commands.applyDefaults()

@@ -212,7 +212,6 @@ func (v *validator) plc(path string, p *PLC) {
 	for j := range p.Tags {
 		v.tag(path, j, &p.Tags[j], names)
 	}
-	v.commands(path, p)
 	v.plcModes(path, p)
 	v.heartbeat(path, p)
 	v.commands(path, p)
