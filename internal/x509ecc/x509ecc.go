@@ -345,7 +345,7 @@ func CreateSelfSigned(template *x509.Certificate, key crypto.Signer) ([]byte, er
 	t := *template
 	var throwaway crypto.Signer
 	var sigAlg []byte
-	sign := func(tbs []byte) ([]byte, error) { return nil, nil }
+	var sign func(tbs []byte) ([]byte, error)
 	switch k := key.(type) {
 	case *brainpool.PrivateKey:
 		if throwaway, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {

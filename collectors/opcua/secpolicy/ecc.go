@@ -27,7 +27,8 @@ import (
 )
 
 // eccPolicy is one of the ECC policies of Part 7 whose chunks are secured
-// like the RSA policies' (HMAC, AES-CBC): ECC_nistP256 and ECC_nistP384.
+// like the RSA policies' (HMAC, AES-CBC): ECC_nistP256, ECC_nistP384 and
+// the brainpool pair; or, with aead set, the others.
 // What differs (Part 6 6.7.4, 6.8.1):
 //   - OpenSecureChannel chunks are signed with ECDSA (raw r‖s, each of the
 //     curve's coordinate size) and not encrypted, so they carry no padding;

@@ -187,9 +187,9 @@ type ephemeral interface {
 // stdExchange is ECDH of crypto/ecdh: the NIST curves (uncompressed
 // points) or X25519.
 type stdExchange struct {
-	curve    ecdh.Curve
-	size     int
-	weierstr bool
+	curve      ecdh.Curve
+	size       int
+	dropPrefix bool // NIST curves: X‖Y travel without the 0x04 of the uncompressed form
 }
 
 type stdEphemeral struct {
@@ -206,14 +206,14 @@ func (x stdExchange) generate() (ephemeral, error) {
 	return stdEphemeral{x, priv}, nil
 }
 func (e stdEphemeral) nonce() []byte {
-	if e.x.weierstr {
+	if e.x.dropPrefix {
 		return e.priv.PublicKey().Bytes()[1:]
 	}
 	return e.priv.PublicKey().Bytes()
 }
 func (e stdEphemeral) shared(peer []byte) ([]byte, error) {
 	raw := peer
-	if e.x.weierstr {
+	if e.x.dropPrefix {
 		raw = append([]byte{4}, peer...)
 	}
 	pub, err := e.x.curve.NewPublicKey(raw)
