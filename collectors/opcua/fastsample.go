@@ -56,9 +56,14 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 		}
 		tag := &s.tags[it.ClientHandle]
 		smp := &batch[k] // filled in place: a Sample is 150 bytes
-		k++
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
 		fillSample(smp, it, &words[i], &names)
+		if s.fencedAt(it.ClientHandle, smp.SourceTime) {
+			*smp = collectors.Sample{}
+			continue // handed on from the PLC's history already (history.go)
+		}
+		k++
+		s.noteSent(it.ClientHandle, smp.SourceTime)
 		if smp.Value == nil && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != "" {
 			smp.Type = s.declared[it.ClientHandle] // no value: say what the node holds
 		}

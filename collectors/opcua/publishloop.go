@@ -126,6 +126,9 @@ func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream)
 	for {
 		created, err := s.createSubscriptions(ctx, c, st, maxSubs)
 		if code, ok := statusCode(err); !ok || code != ua.StatusBadTooManySubscriptions {
+			if err == nil {
+				s.learnHistorizing(ctx, c)
+			}
 			return err
 		}
 		if len(created) > 0 {

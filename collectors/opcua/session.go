@@ -73,6 +73,7 @@ type Session struct {
 	sha1Warned     bool         // the allow_sha1 warning is given once
 
 	reverse *reverseListener // with reverse connect, while Run runs
+	gaps    gapState         // the gap fill from the PLC's history (history.go)
 
 	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 
@@ -223,6 +224,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	s.link.attach(c)
 	s.log.Info().Str("state", collectors.StateConnecting).Int("tags", len(s.tags)).Int("subscriptions", st.Len()).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
+	s.fillGaps(ctx, c, out)
 	s.reportTags()
 	s.await(st, collectors.StateConnecting, "subscribed; waiting for the first notification")
 
@@ -244,6 +246,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			}
 			s.reportTags()
 			s.await(st, collectors.StateRecovering, "subscriptions recreated; waiting for the first notification")
+			s.fillGaps(ctx, c, out)
 			continue
 		}
 		s.status.NoteError(err)
@@ -258,6 +261,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 		if err != nil {
 			return healthy, err
 		}
+		s.fillGaps(ctx, c, out)
 		s.link.attach(c)
 		started = time.Now()
 	}
@@ -591,11 +595,15 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 			s.log.Warn().Msg("notification for an unknown monitored item; ignored")
 			continue
 		}
+		if s.fenced(item.ClientHandle, item.Value) {
+			continue // handed on from the PLC's history already
+		}
 		tag := s.tags[item.ClientHandle]
 		if item.Value != nil {
 			s.types.resolve(item.Value.Value, s.log)
 		}
 		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
+		s.noteSent(item.ClientHandle, smp.SourceTime)
 		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
 		}

@@ -358,7 +358,7 @@ func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic
 			if m.announced == spUnknown {
 				continue // a null value of a tag never typed: not in the birth, so no alias to send
 			}
-			f.mbuf = f.appendDataMetric(f.mbuf[:0], m.alias, s, now, !online)
+			f.mbuf = f.appendDataMetric(f.mbuf[:0], m.alias, s, now, !online || s.Historical)
 			end := len(f.buf)
 			f.buf = protowire.AppendTag(f.buf, spPayloadMetrics, protowire.BytesType)
 			f.buf = protowire.AppendBytes(f.buf, f.mbuf)

@@ -1,0 +1,270 @@
+package opcua
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
+)
+
+// Gaps filled from the PLC's history. When the agent was away from a PLC
+// longer than the server's queue covers (a long cut, a PLC that lost the
+// session, subscriptions recreated), the values of that time are gone from
+// the subscription but not from a server that historizes the tag. After
+// every recovery and every subscription created anew, tags whose node is
+// Historizing, on a server with AccessHistoryDataCapability, are read back
+// with HistoryReadRawModified from the last value handed on (at most
+// history.max_window back) and handed on in order, marked historical,
+// before the live values resume. Live values the history already carried
+// (same source time or older) are dropped once, so that each tag sees
+// every value once and in order.
+
+const (
+	// historyValuesPerRequest is NumValuesPerNode: a longer gap is read on
+	// with continuation points.
+	historyValuesPerRequest = 1000
+	// maxHistoryValues bounds the values read for one tag in one fill.
+	maxHistoryValues = 1_000_000
+	// historyBatch is how many historical values go out in one batch.
+	historyBatch = 1000
+)
+
+// gapState is what the gap fill knows of each tag, by handle.
+type gapState struct {
+	last        []time.Time // source time of the last value handed on
+	fence       []time.Time // live values up to this source time came from history already
+	historizing []bool      // the node's Historizing attribute, read at subscribe
+}
+
+func (g *gapState) size(n int) {
+	if len(g.last) != n {
+		g.last = make([]time.Time, n)
+		g.fence = make([]time.Time, n)
+	}
+}
+
+// noteSent records the source time of a live value handed on.
+func (s *Session) noteSent(h uint32, t time.Time) {
+	s.gaps.size(len(s.tags))
+	if t.After(s.gaps.last[h]) {
+		s.gaps.last[h] = t
+	}
+}
+
+// fenced tells a live value the history fill already handed on: the first
+// live value past the fence lifts it, so a PLC clock set back later does
+// not hold values up.
+func (s *Session) fenced(h uint32, dv *ua.DataValue) bool {
+	return dv != nil && s.fencedAt(h, dv.SourceTimestamp)
+}
+
+// fencedAt is fenced for a value of that source time.
+func (s *Session) fencedAt(h uint32, source time.Time) bool {
+	if int(h) >= len(s.gaps.fence) || s.gaps.fence[h].IsZero() || source.IsZero() {
+		return false
+	}
+	if !source.After(s.gaps.fence[h]) {
+		return true
+	}
+	s.gaps.fence[h] = time.Time{}
+	return false
+}
+
+// learnHistorizing reads the Historizing attribute of the subscribed tags,
+// when the server offers history at all.
+func (s *Session) learnHistorizing(ctx context.Context, c *uaclient.Client) {
+	s.gaps.historizing = nil
+	if !s.plc.History.Enabled() || !s.limits.historyRead {
+		return
+	}
+	var nodes []*ua.ReadValueID
+	var handles []int
+	for h := range s.tags {
+		if s.tags[h].Polled() {
+			continue
+		}
+		if id, err := resolveNodeID(s.tags[h].Node, c.Namespaces()); err == nil {
+			nodes = append(nodes, &ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDHistorizing})
+			handles = append(handles, h)
+		}
+	}
+	res, err := s.readAttrs(ctx, c, nodes)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("reading Historizing; gaps are not filled from history")
+		return
+	}
+	s.gaps.historizing = make([]bool, len(s.tags))
+	n := 0
+	for i, h := range handles {
+		if on, _ := res[i].Value.Value().(bool); res[i].Status == ua.StatusOK && on {
+			s.gaps.historizing[h] = true
+			n++
+		}
+	}
+	s.log.Debug().Int("tags", n).Msg("tags the PLC historizes; their gaps are filled from history")
+}
+
+// fillGaps reads the history of every historizing tag since its last value
+// handed on and hands it on, marked historical. Failures cost only the
+// fill: the live values go on.
+func (s *Session) fillGaps(ctx context.Context, c *uaclient.Client, out chan<- collectors.Batch) {
+	if len(s.gaps.historizing) == 0 || len(s.gaps.last) == 0 {
+		return
+	}
+	now := time.Now().Add(s.ClockOffset()) // the PLC's clock
+	var handles []uint32
+	for h, on := range s.gaps.historizing {
+		if on && !s.gaps.last[h].IsZero() {
+			handles = append(handles, uint32(h))
+		}
+	}
+	s.log.Debug().Int("tags", len(handles)).Msg("filling the gap from history")
+	total, tags := 0, 0
+	for part := range slices.Chunk(handles, s.limits.perHistoryRead()) {
+		n, err := s.fillPart(ctx, c, out, part, now)
+		total += n
+		if err != nil {
+			s.log.Warn().Err(err).Int("tags", len(part)).Msg("reading the gap from the PLC's history; values of the gap may be missing")
+			continue
+		}
+		tags += len(part)
+	}
+	if total > 0 {
+		s.log.Info().Int("values", total).Int("tags", tags).Msg("gap filled from the PLC's history")
+	}
+}
+
+// fillPart reads and hands on the history of a few tags, following
+// continuation points.
+func (s *Session) fillPart(ctx context.Context, c *uaclient.Client, out chan<- collectors.Batch, handles []uint32, now time.Time) (int, error) {
+	earliest := now.Add(-s.plc.History.MaxWindow.Duration())
+	start := now
+	nodes := make([]*ua.HistoryReadValueID, 0, len(handles))
+	for _, h := range handles {
+		id, err := resolveNodeID(s.tags[h].Node, c.Namespaces())
+		if err != nil {
+			return 0, err
+		}
+		from := s.gaps.last[h]
+		if from.Before(earliest) {
+			from = earliest
+		}
+		if from.Before(start) {
+			start = from
+		}
+		nodes = append(nodes, &ua.HistoryReadValueID{NodeID: id, DataEncoding: &ua.QualifiedName{}})
+	}
+	// One window for all: values a tag already handed on are skipped.
+	details := &ua.ReadRawModifiedDetails{StartTime: start, EndTime: now.Add(time.Minute), NumValuesPerNode: historyValuesPerRequest}
+	type pendingRead struct {
+		h    uint32
+		read int
+		node *ua.HistoryReadValueID
+	}
+	pending := make([]*pendingRead, len(handles))
+	for i, h := range handles {
+		pending[i] = &pendingRead{h: h, node: nodes[i]}
+	}
+	total := 0
+	for len(pending) > 0 {
+		toRead := make([]*ua.HistoryReadValueID, len(pending))
+		for i, p := range pending {
+			toRead[i] = p.node
+		}
+		res, err := call[*ua.HistoryReadResponse](ctx, c, &ua.HistoryReadRequest{
+			HistoryReadDetails: ua.NewExtensionObject(details),
+			TimestampsToReturn: ua.TimestampsToReturnBoth,
+			NodesToRead:        toRead,
+		})
+		if err != nil {
+			return total, fmt.Errorf("history read of %d tags: %w", len(toRead), err)
+		}
+		if len(res.Results) != len(toRead) {
+			return total, fmt.Errorf("history read of %d tags: server returned %d results", len(toRead), len(res.Results))
+		}
+		var next, release []*pendingRead
+		for i, r := range res.Results {
+			p := pending[i]
+			if r == nil || ua.StatusCode(uint32(r.StatusCode)&0xC0000000) == ua.StatusBad {
+				code := ua.StatusBadUnexpectedError
+				if r != nil {
+					code = r.StatusCode
+				}
+				s.tagLog(p.h).Debug().Str("status", statusName(code)).Msg("no history for the gap")
+				continue
+			}
+			var values []*ua.DataValue
+			if r.HistoryData != nil {
+				if hd, ok := r.HistoryData.Value.(*ua.HistoryData); ok {
+					values = hd.DataValues
+				}
+			}
+			sent := s.sendHistory(ctx, out, p.h, values)
+			total += sent
+			s.tagLog(p.h).Debug().Int("values", len(values)).Int("new", sent).Bool("more", len(r.ContinuationPoint) > 0).
+				Time("from", details.StartTime).Msg("history read for the gap")
+			p.read += len(values)
+			if len(r.ContinuationPoint) == 0 {
+				continue
+			}
+			p.node = &ua.HistoryReadValueID{NodeID: p.node.NodeID, DataEncoding: &ua.QualifiedName{}, ContinuationPoint: r.ContinuationPoint}
+			if p.read >= maxHistoryValues {
+				s.tagLog(p.h).Warn().Int("values", p.read).Msg("gap longer than the agent reads from history; the rest is left out")
+				release = append(release, p)
+				continue
+			}
+			next = append(next, p)
+		}
+		if len(release) > 0 {
+			nodes := make([]*ua.HistoryReadValueID, len(release))
+			for i, p := range release {
+				nodes[i] = p.node
+			}
+			_, _ = c.Send(ctx, &ua.HistoryReadRequest{HistoryReadDetails: ua.NewExtensionObject(details),
+				TimestampsToReturn: ua.TimestampsToReturnNeither, ReleaseContinuationPoints: true, NodesToRead: nodes})
+		}
+		pending = next
+	}
+	return total, nil
+}
+
+// sendHistory hands on one tag's historical values newer than the last
+// value handed on, in source time order, marked historical, and fences the
+// live values they cover.
+func (s *Session) sendHistory(ctx context.Context, out chan<- collectors.Batch, h uint32, values []*ua.DataValue) int {
+	tag := s.tags[h]
+	batch := make(collectors.Batch, 0, min(len(values), historyBatch))
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		s.status.Collected(batch)
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+		}
+		batch = make(collectors.Batch, 0, historyBatch)
+	}
+	sent := 0
+	for _, dv := range values {
+		if dv == nil || dv.SourceTimestamp.IsZero() || !dv.SourceTimestamp.After(s.gaps.last[h]) {
+			continue
+		}
+		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), dv)
+		smp.Historical = true
+		batch = append(batch, smp)
+		s.gaps.last[h] = dv.SourceTimestamp
+		s.gaps.fence[h] = dv.SourceTimestamp
+		sent++
+		if len(batch) == historyBatch {
+			flush()
+		}
+	}
+	flush()
+	return sent
+}

@@ -1,0 +1,80 @@
+package opcua
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagbridge/tagbridge/scripts/faultproxy"
+	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+)
+
+// A cut far longer than the server's queue covers (5 values per item,
+// 100 ms apart; the cut lasts 6 s, TAGBRIDGE_GAP_CUT to change it): the
+// PLC (node-opcua historizing its counters in memory) keeps the values,
+// the agent reads the gap back from its history after the session
+// recovered, hands it on in order marked historical, and then the live
+// values: every counter value exactly once, in order.
+func TestSessionFillsGapFromHistory(t *testing.T) {
+	cut := 6 * time.Second
+	if v := os.Getenv("TAGBRIDGE_GAP_CUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut = d
+	}
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-historize"}})
+	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
+	plc := exceptionBased(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), ""))
+	plc.QueueSize = 5
+	for i := range plc.Tags {
+		plc.Tags[i].QueueSize = 5
+	}
+	r, s := startSessionValue(t, plc)
+	r.waitValues(t, "first values", 10, 30*time.Second)
+
+	proxy.Refuse(true)
+	proxy.Cut()
+	time.Sleep(cut) // the outage itself, not a synchronisation
+	proxy.Refuse(false)
+	waitUntil(t, "the gap filled", 60*time.Second+cut, func() bool {
+		return strings.Contains(r.logs.String(), "gap filled from the PLC's history")
+	})
+	r.waitValues(t, "live values after the gap", 20, 30*time.Second)
+	r.shutdown(t)
+
+	min := int(cut/(100*time.Millisecond)) + 30
+	for _, tag := range []string{"int32_0001", "int32_0005"} {
+		vs := r.counterValues(tag)
+		if len(vs) < min {
+			t.Errorf("%s: %d values, want at least %d", tag, len(vs), min)
+		}
+		for i := 1; i < len(vs); i++ {
+			if vs[i] != vs[i-1]+1 {
+				t.Fatalf("%s: value %d after %d at index %d: gap, duplicate or reordering (%s)", tag, vs[i], vs[i-1], i, r.around(tag, i))
+			}
+		}
+	}
+	r.mu.Lock()
+	historical, liveAfter, order := 0, 0, ""
+	for _, smp := range r.samples["int32_0001"] {
+		switch {
+		case smp.Historical:
+			historical++
+			if liveAfter > 0 {
+				order = "a historical value after live ones"
+			}
+		case historical > 0:
+			liveAfter++
+		}
+	}
+	r.mu.Unlock()
+	// The cut loses at least cut/100ms values beyond the 5 queued.
+	if want := int(cut/(100*time.Millisecond)) - 10; historical < want || order != "" {
+		t.Errorf("%d historical values (want at least %d) %s", historical, want, order)
+	}
+	st := s.Status().Snapshot()[0]
+	t.Logf("GAP cut=%v values=%d historical=%d recoveries=%d reconnects=%d", cut, len(r.counterValues("int32_0001")), historical, st.Recoveries, st.Reconnects)
+}
