@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	stdlog "log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"strings"
 	"syscall"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/agent"
@@ -414,47 +412,6 @@ func printConfigError(w io.Writer, err error) {
 		msg = "tagbridge: " + msg
 	}
 	fmt.Fprintln(w, msg)
-}
-
-func newLogger(a config.Agent, w io.Writer) zerolog.Logger {
-	if a.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
-	}
-	level, err := zerolog.ParseLevel(a.LogLevel)
-	if err != nil {
-		level = zerolog.InfoLevel
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-// bridgeLibraryLoggers sends the standard logger's output (libraries that
-// use it) and paho's package-level output through our logger.
-func bridgeLibraryLoggers(log zerolog.Logger) {
-	stdlog.SetFlags(0)
-	stdlog.SetOutput(lineWriter{log.With().Str("component", "library").Logger()})
-	mqtt.ERROR = pahoLogger{log, zerolog.ErrorLevel}
-	mqtt.CRITICAL = pahoLogger{log, zerolog.ErrorLevel}
-	mqtt.WARN = pahoLogger{log, zerolog.WarnLevel}
-}
-
-type lineWriter struct{ log zerolog.Logger }
-
-func (w lineWriter) Write(p []byte) (int, error) {
-	w.log.Warn().Msg(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-type pahoLogger struct {
-	log   zerolog.Logger
-	level zerolog.Level
-}
-
-func (l pahoLogger) Println(v ...any) {
-	l.log.WithLevel(l.level).Str("component", "mqtt-lib").Msg(strings.TrimSpace(fmt.Sprintln(v...)))
-}
-
-func (l pahoLogger) Printf(format string, v ...any) {
-	l.log.WithLevel(l.level).Str("component", "mqtt-lib").Msgf(format, v...)
 }
 
 func plural(n int, noun string) string {
