@@ -196,11 +196,15 @@ func reload(a *agent.Agent, file string, log zerolog.Logger) {
 			log.Error().Str("file", e.File).Int("line", e.Line).Str("path", e.Path).Msg(e.Error())
 		}
 		log.Error().Int("errors", len(list)).Msg("configuration refused; still running on the previous one")
+		a.NoteReload(false)
 		return
 	}
 	if err := a.Reload(cfg); err != nil {
 		log.Error().Err(err).Msg("configuration not applied; still running on the previous one")
+		a.NoteReload(false)
+		return
 	}
+	a.NoteReload(true)
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {

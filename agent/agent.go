@@ -83,6 +83,8 @@ type Agent struct {
 	pub    publisher
 
 	commands *commandSwitch // write-back from MQTT to the sessions (commands.go)
+
+	reload reloadState // how the latest configuration load went (reloadstate.go)
 }
 
 // group is one collector and the PLC entries it serves (one ShareKey).

@@ -54,6 +54,7 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	srv.SetVersion(c.Version)
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

@@ -105,6 +105,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descResent, float64(b.Resent))
 	counter(descStatusRefused, float64(m.s.ln.refused.Load()))
 	collectCertificates(ch, st.Certificates)
+	m.collectBuild(ch)
 }
 
 func bool01(b bool) float64 {

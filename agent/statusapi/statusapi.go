@@ -108,6 +108,10 @@ type Server struct {
 	src   Source
 	log   zerolog.Logger
 
+	// version and started, for build_info and the reload metrics.
+	version string
+	started time.Time
+
 	mu          sync.Mutex
 	seenDropped uint64    // Broker.Dropped at the latest look
 	droppedAt   time.Time // when it was last seen growing
@@ -127,6 +131,7 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 		src:   src,
 		log:   log,
 	}
+	s.started = time.Now()
 	var ln net.Listener
 	var err error
 	if s.sock {
