@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
@@ -246,7 +247,7 @@ func TestBrowseSilentServer(t *testing.T) {
 	}
 
 	// The real binary and a real SIGINT, with the default timeout of 30 s.
-	var stderr lockedBuffer
+	var stderr testkit.Log
 	cmd := exec.Command(buildBinary(t), "browse", endpoint)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 	"github.com/tagbridge/tagbridge/spool"
 )
@@ -40,10 +40,10 @@ func TestKill9DuringBrokerOutage(t *testing.T) {
 	// values (it keeps only an item's latest value between publishes).
 	const tags = 40
 	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	got := &counterSet{seen: map[string]map[int64]int{}, changed: make(chan struct{})}
 	go func() {
-		for m := range brokertest.Subscribe(t, broker.URL(), "tagbridge/kill/#", 1) {
+		for m := range testkit.Subscribe(t, broker.URL(), "tagbridge/kill/#", 1) {
 			got.add(t, m)
 		}
 	}()
@@ -132,7 +132,7 @@ type counterSet struct {
 	changed chan struct{}
 }
 
-func (c *counterSet) add(t *testing.T, m brokertest.Message) {
+func (c *counterSet) add(t *testing.T, m testkit.Message) {
 	var p struct {
 		Type  string          `json:"type"`
 		Value json.RawMessage `json:"value"`
@@ -209,13 +209,13 @@ func (c *counterSet) waitUntil(t *testing.T, what string, d time.Duration, cond 
 // agentProc is the tagbridge binary running.
 type agentProc struct {
 	cmd    *exec.Cmd
-	logs   *lockedBuffer
+	logs   *testkit.Log
 	exited chan struct{}
 }
 
 func runAgent(t *testing.T, bin, cfg string) *agentProc {
 	t.Helper()
-	a := &agentProc{cmd: exec.Command(bin, "run", "-c", cfg), logs: &lockedBuffer{}, exited: make(chan struct{})}
+	a := &agentProc{cmd: exec.Command(bin, "run", "-c", cfg), logs: &testkit.Log{}, exited: make(chan struct{})}
 	a.cmd.Stderr = a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

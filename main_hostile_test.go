@@ -50,7 +50,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/hostileua"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
@@ -73,7 +73,7 @@ func TestHostilePLC(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	stopWithin := unitStopTimeout(t)
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	// Two Int32 counters changing every 100 ms.
 	good := simproc.Start(t, "-tags", "8", "-interval", "250ms") // plcsim keeps one value per item per publish: 250 ms leaves room on a loaded machine
 	goodTags := indent(simproc.Tags(t, 8), "    ")
@@ -119,7 +119,7 @@ plcs:
 `, id, filepath.Join(dir, "spool"), sock, tokenFile, broker.URL(), good.Endpoint, goodTags, evil.Endpoint))
 			seen := newCounterRun()
 			go func() {
-				for m := range brokertest.Subscribe(t, broker.URL(), "tagbridge/"+id+"/good/#", 1) {
+				for m := range testkit.Subscribe(t, broker.URL(), "tagbridge/"+id+"/good/#", 1) {
 					seen.add(m)
 				}
 			}()
@@ -190,7 +190,7 @@ func TestHostileSequenceJump(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	stopWithin := unitStopTimeout(t)
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	good := simproc.Start(t, "-tags", "8", "-interval", "250ms") // plcsim keeps one value per item per publish: 250 ms leaves room on a loaded machine
 	evil := hostileua.Start(t, hostileua.SequenceJump)
 	cfg := writeConfig(t, fmt.Sprintf(`agent: {id: jump, log_level: debug, spool_dir: %q}
@@ -210,7 +210,7 @@ plcs:
 `, t.TempDir(), broker.URL(), good.Endpoint, indent(simproc.Tags(t, 8), "    "), evil.Endpoint))
 	seen := newCounterRun()
 	go func() {
-		for m := range brokertest.Subscribe(t, broker.URL(), "tagbridge/jump/#", 1) {
+		for m := range testkit.Subscribe(t, broker.URL(), "tagbridge/jump/#", 1) {
 			seen.add(m)
 		}
 	}()
@@ -275,7 +275,7 @@ func TestHostileReloadSilentPLC(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	stopWithin := unitStopTimeout(t)
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	good := simproc.Start(t, "-tags", "8", "-interval", "250ms") // plcsim keeps one value per item per publish: 250 ms leaves room on a loaded machine
 	silent := hostileua.Start(t, hostileua.Silent)
 	spool := t.TempDir()
@@ -290,7 +290,7 @@ func TestHostileReloadSilentPLC(t *testing.T) {
 	cfg := writeConfig(t, configWith("ns=1;s=Int32.0001", 4))
 	seen := newCounterRun()
 	go func() {
-		for m := range brokertest.Subscribe(t, broker.URL(), "tagbridge/reload/good/#", 1) {
+		for m := range testkit.Subscribe(t, broker.URL(), "tagbridge/reload/good/#", 1) {
 			seen.add(m)
 		}
 	}()
@@ -351,7 +351,7 @@ func runCappedAgent(t *testing.T, bin, cfg string, limit int64) *agentProc {
 	t.Helper()
 	a := &agentProc{
 		cmd:    exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$0" run -c "$1"`, limit>>10), bin, cfg),
-		logs:   &lockedBuffer{},
+		logs:   &testkit.Log{},
 		exited: make(chan struct{}),
 	}
 	a.cmd.Stderr = a.logs
@@ -486,7 +486,7 @@ func newCounterRun() *counterRun {
 	return &counterRun{vals: map[string][]int64{}, tags: map[string]bool{}}
 }
 
-func (c *counterRun) add(m brokertest.Message) {
+func (c *counterRun) add(m testkit.Message) {
 	var p struct {
 		Tag   string `json:"tag"`
 		Type  string `json:"type"`

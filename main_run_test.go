@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
@@ -59,23 +58,6 @@ func buildBinary(t *testing.T) string {
 	return binary.path
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The real binary: values flow; SIGHUP with an invalid file logs every
 // error with its line and changes nothing; SIGHUP with a valid one applies
 // it; SIGTERM stops it in order within 10 s with exit code 0.
@@ -84,7 +66,7 @@ func TestRunBinarySignals(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "8", "-interval", "100ms")
 	tagLines := func(n int) string {
 		var tags strings.Builder
@@ -99,9 +81,9 @@ func TestRunBinarySignals(t *testing.T) {
 			agentID, spool, broker.URL(), plc.Endpoint, tags)
 	}
 	cfg := writeConfig(t, configFor("bin", tagLines(4)))
-	msgs := brokertest.Subscribe(t, broker.URL(), "tagbridge/bin/#", 1)
+	msgs := testkit.Subscribe(t, broker.URL(), "tagbridge/bin/#", 1)
 
-	var logs lockedBuffer
+	var logs testkit.Log
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -229,7 +211,7 @@ func TestRunLogsNoSecrets(t *testing.T) {
 	const password = "Tr0ub4dor&3-secret"
 	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
 		Users: map[string]string{"operator": password}})
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 
 	dir := t.TempDir()
 	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "secret", Hostname: "localhost"})
@@ -256,9 +238,9 @@ plcs:
     security: {policy: Basic256Sha256, mode: SignAndEncrypt, certificate_file: %[4]s, key_file: %[5]s, trust: fingerprint, auto_accept: true}
     auth: {username: operator, password_env: PEER_PASSWORD}
 %[6]s`, dir, broker.URL(), peer.Endpoint, certFile, keyFile, tags.String()))
-	msgs := brokertest.Subscribe(t, broker.URL(), "tagbridge/secret/#", 1)
+	msgs := testkit.Subscribe(t, broker.URL(), "tagbridge/secret/#", 1)
 
-	var logs lockedBuffer
+	var logs testkit.Log
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	cmd.Env = append(os.Environ(), "PEER_PASSWORD="+password)
 	cmd.Stderr = &logs

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -42,7 +42,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "100ms")
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "status.sock")
@@ -70,7 +70,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	// The agent needs the MQTT password from its environment; status does not.
-	var logs lockedBuffer
+	var logs testkit.Log
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	cmd.Env = append(os.Environ(), "TAGBRIDGE_TEST_STATUS_MQTT_PASS=unused-by-mosquitto")
 	cmd.Stderr = &logs

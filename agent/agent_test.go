@@ -14,7 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/config"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -88,7 +88,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	// a simulator starved of CPU under the race detector on a loaded 2-core
 	// machine merged values at 100 ms, so the values change every 250 ms.
 	const interval, perSecond = "250ms", 4
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plcs := []*simproc.PLC{
 		simproc.Start(t, "-tags", fmt.Sprint(tagsPerPLC), "-interval", interval),
 		simproc.Start(t, "-tags", fmt.Sprint(tagsPerPLC), "-interval", interval),
@@ -116,7 +116,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	}
 
 	got := &received{byTag: map[string][]payload{}, topics: map[string]string{}, raw: map[string][]byte{}}
-	msgs := brokertest.Subscribe(t, broker.URL(), "tagbridge/e2e/#", 1)
+	msgs := testkit.Subscribe(t, broker.URL(), "tagbridge/e2e/#", 1)
 	subDone := make(chan struct{})
 	go func() {
 		defer close(subDone)

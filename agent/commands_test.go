@@ -24,7 +24,6 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload/sparkplugb"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -98,7 +97,7 @@ func runAgent(t *testing.T, cfg *config.Config, log zerolog.Logger) (*Agent, fun
 type commander struct {
 	t       *testing.T
 	client  mqtt.Client
-	results <-chan brokertest.Message
+	results <-chan testkit.Message
 }
 
 func newCommander(t *testing.T, url string) *commander {
@@ -108,7 +107,7 @@ func newCommander(t *testing.T, url string) *commander {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
-	return &commander{t: t, client: c, results: brokertest.SubscribeAll(t, url, "tagbridge/e2e/+/+/+/result", 1)}
+	return &commander{t: t, client: c, results: testkit.SubscribeAll(t, url, "tagbridge/e2e/+/+/+/result", 1)}
 }
 
 func (c *commander) send(topic, payload string, retain bool) {
@@ -160,10 +159,10 @@ func hmacOf(topic, id, value, expires string) string {
 // Mosquitto to plcsim and reads them back, calls a method, and checks each
 // refusal's exact result, with values flowing throughout.
 func TestCommandsEndToEnd(t *testing.T) {
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "200ms", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
-	values := brokertest.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/+", 1)
+	values := testkit.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/+", 1)
 	hmi := newCommander(t, broker.URL())
 	// Retained before the agent subscribes: delivered to it as retained.
 	hmi.send("tagbridge/e2e/sim/int16/set", `{"id":"ret1","value":99}`, true)
@@ -262,11 +261,11 @@ func TestCommandsEndToEnd(t *testing.T) {
 // wait at the broker past its expiry, and starts the agent again: the
 // command is refused, the PLC not written.
 func TestCommandQueuedDuringOutageExpires(t *testing.T) {
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "200ms", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
 	hmi := newCommander(t, broker.URL())
-	values := brokertest.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/+", 1)
+	values := testkit.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/+", 1)
 	log, _ := testkit.NewLogger(t, "agent")
 	_, stopFirst := runAgent(t, cfg, log)
 	waitForValue(t, values, "tagbridge/e2e/sim/counter", nil)
@@ -299,7 +298,7 @@ func TestCommandQueuedDuringOutageExpires(t *testing.T) {
 
 // waitForValue waits for a value message on topic whose value passes ok
 // (nil: any).
-func waitForValue(t *testing.T, values <-chan brokertest.Message, topic string, ok func(any) bool) {
+func waitForValue(t *testing.T, values <-chan testkit.Message, topic string, ok func(any) bool) {
 	t.Helper()
 	deadline := time.After(15 * time.Second)
 	for {
@@ -325,11 +324,11 @@ func TestWriteLatency(t *testing.T) {
 	if os.Getenv("TAGBRIDGE_WRITE_LATENCY") == "" {
 		t.Skip("set TAGBRIDGE_WRITE_LATENCY=1 to measure")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "1s", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
 	hmi := newCommander(t, broker.URL())
-	values := brokertest.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/counter", 1)
+	values := testkit.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/counter", 1)
 	runAgent(t, cfg, zerolog.Nop())
 	waitForValue(t, values, "tagbridge/e2e/sim/counter", nil)
 	hmi.exchange("tagbridge/e2e/sim/double/set", `{"id":"warm","value":0}`, "warm")
@@ -353,10 +352,10 @@ func TestWriteLatency(t *testing.T) {
 // and by the alias of the DBIRTH: the new values come as DDATA, every
 // result also as JSON, and a stale DCMD is refused.
 func TestSparkplugDCMDEndToEnd(t *testing.T) {
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "500ms", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadSparkplugB)
-	sp := brokertest.SubscribeAll(t, broker.URL(), "spBv1.0/plant/+/e2e/sim", 1)
+	sp := testkit.SubscribeAll(t, broker.URL(), "spBv1.0/plant/+/e2e/sim", 1)
 	hmi := newCommander(t, broker.URL())
 	log, _ := testkit.NewLogger(t, "agent")
 	runAgent(t, cfg, log)

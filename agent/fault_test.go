@@ -13,7 +13,6 @@ package agent
 // milliseconds before it shows.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,8 +28,8 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/publish"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -55,7 +54,7 @@ func newCounters() *counters {
 }
 
 // consume reads msgs until the channel closes at the end of the test.
-func (c *counters) consume(msgs <-chan brokertest.Message) {
+func (c *counters) consume(msgs <-chan testkit.Message) {
 	go func() {
 		for m := range msgs {
 			c.add(m.Topic, m.Payload)
@@ -169,28 +168,10 @@ func faultConfig(t *testing.T, brokerURL, mqttExtra, reconnect string, plcs ...p
 	return cfg
 }
 
-// logBuffer keeps the agent's log for assertions and for failed tests.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // running is an agent started by startAgent.
 type running struct {
 	pub  *publish.Publisher
-	logs *logBuffer
+	logs *testkit.Log
 	stop func() error // cancels and waits for the stop sequence
 	done <-chan error // Run's result, should it end by itself
 }
@@ -199,7 +180,7 @@ type running struct {
 // its Stats can be checked.
 func startAgent(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.Log{}
 	log := zerolog.New(logs).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	pub, err := publish.New(cfg, log.With().Str("component", "mqtt").Logger(), nil)
 	if err != nil {
@@ -279,10 +260,10 @@ func TestFaultBrokerOutage(t *testing.T) {
 		t.Skip("30 s broker outage")
 	}
 	const tags, interval, outage = 400, 400 * time.Millisecond, 30 * time.Second
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", interval.String())
 	got := newCounters()
-	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
+	got.consume(testkit.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	a := startAgent(t, faultConfig(t, broker.URL(), "", "{min: 200ms, max: 1s}", plcEntry{"plc", plc.Endpoint, tags}))
 
 	got.waitUntil(t, "every counter streaming", 30*time.Second, func() bool {
@@ -344,9 +325,9 @@ func TestFaultSpoolFull(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	const tags, interval = 400, 200 * time.Millisecond // 2,000 values/s of some 250 bytes: 1 MiB in 2 s
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	got := newCounters()
-	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
+	got.consume(testkit.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	broker.Stop()
 	launched := time.Now()
 	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", interval.String(), "-start", "0")
@@ -425,11 +406,11 @@ func TestFaultPLCRestart(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	const tags, reconnectMin = 20, time.Second
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc1 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
 	plc2 := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "200ms")
 	got := newCounters()
-	got.consume(brokertest.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
+	got.consume(testkit.Subscribe(t, broker.URL(), "tagbridge/fault/#", 1))
 	a := startAgent(t, faultConfig(t, broker.URL(), "", fmt.Sprintf("{min: %v, max: 60s}", reconnectMin),
 		plcEntry{"plc1", plc1.Endpoint, tags}, plcEntry{"plc2", plc2.Endpoint, tags}))
 

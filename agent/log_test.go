@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -21,7 +21,7 @@ func TestLogPLCDownAndUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	sim := simproc.Start(t, "-tags", "4", "-interval", "100ms")
 	got := collect(t, broker.URL())
 	cfg := writeReloadConfig(t, filepath.Join(t.TempDir(), "config.yaml"), t.TempDir(),

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -52,7 +52,7 @@ func writeReloadConfig(t *testing.T, file, spool, mqtt string, entries ...simEnt
 // collect feeds what a subscription receives into a new received.
 func collect(t *testing.T, url string) *received {
 	got := &received{byTag: map[string][]payload{}, topics: map[string]string{}, raw: map[string][]byte{}}
-	msgs := brokertest.Subscribe(t, url, "tagbridge/rl/#", 1)
+	msgs := testkit.Subscribe(t, url, "tagbridge/rl/#", 1)
 	go func() {
 		for m := range msgs {
 			got.add(m.Topic, m.Payload)
@@ -64,13 +64,13 @@ func collect(t *testing.T, url string) *received {
 // agentRun is an Agent started by startReloadAgent.
 type agentRun struct {
 	a    *Agent
-	logs *logBuffer
+	logs *testkit.Log
 	stop func() // cancels and waits for Run, which must succeed
 }
 
 func startReloadAgent(t *testing.T, cfg *config.Config, level zerolog.Level) *agentRun {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.Log{}
 	a := New(cfg, zerolog.New(logs).Level(level).With().Timestamp().Logger())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -223,7 +223,7 @@ func TestReloadPLCs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	sims := map[string]*simproc.PLC{}
 	for _, name := range []string{"keep", "change", "drop", "add"} {
 		sims[name] = simproc.Start(t, "-tags", "8", "-interval", "100ms")
@@ -335,7 +335,7 @@ func TestReloadMQTT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	b1, b2 := brokertest.Start(t), brokertest.Start(t)
+	b1, b2 := testkit.StartBroker(t), testkit.StartBroker(t)
 	sim := simproc.Start(t, "-tags", "8", "-interval", "100ms")
 	got1, got2 := collect(t, b1.URL()), collect(t, b2.URL())
 	file, spool := filepath.Join(t.TempDir(), "config.yaml"), t.TempDir()
@@ -407,7 +407,7 @@ func TestReloadRefusedKeepsOld(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	sim := simproc.Start(t, "-tags", "8", "-interval", "100ms")
 	got := collect(t, broker.URL())
 	dir := t.TempDir()
@@ -455,7 +455,7 @@ func TestReloadTagAdded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	simA, simB := simproc.Start(t, "-tags", "8", "-interval", "100ms"), simproc.Start(t, "-tags", "8", "-interval", "100ms")
 	got := collect(t, broker.URL())
 	file, spool := filepath.Join(t.TempDir(), "config.yaml"), t.TempDir()

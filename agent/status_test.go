@@ -20,7 +20,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/config"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -120,7 +120,7 @@ func TestStatusListener(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	const tags = 6
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "status-token")
@@ -143,7 +143,7 @@ func TestStatusListener(t *testing.T) {
 		t.Fatalf("config:\n%v\n%s", err, yml.String())
 	}
 
-	logs := &logBuffer{}
+	logs := &testkit.Log{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("agent log:\n%s", logs)

@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/config"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -21,7 +21,7 @@ import (
 // streaming, disconnected with the reason while the PLC is down, streaming
 // again after it is back; retained, so a late subscriber sees the latest.
 func TestStatusTopicsFollowSessions(t *testing.T) {
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "3", "-interval", "100ms")
 	yml := fmt.Sprintf(`agent: {id: st, spool_dir: %s}
 mqtt: {url: %s, qos: 1}
@@ -40,14 +40,14 @@ plcs:
 		t.Fatal(err)
 	}
 	cfg.Agent.Version = "test-version"
-	msgs := brokertest.SubscribeAll(t, broker.URL(), "tagbridge/st/+/status", 1)
-	agentMsgs := brokertest.SubscribeAll(t, broker.URL(), "tagbridge/st/status", 1)
+	msgs := testkit.SubscribeAll(t, broker.URL(), "tagbridge/st/+/status", 1)
+	agentMsgs := testkit.SubscribeAll(t, broker.URL(), "tagbridge/st/status", 1)
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() { done <- Run(ctx, cfg, zerolog.Nop()) }()
 
-	next := func(ch <-chan brokertest.Message, want ...string) map[string]any {
+	next := func(ch <-chan testkit.Message, want ...string) map[string]any {
 		t.Helper()
 		deadline := time.After(20 * time.Second)
 		var seen []string
@@ -82,7 +82,7 @@ plcs:
 	plc.Restart()
 	next(msgs, "streaming")
 
-	late := brokertest.SubscribeAll(t, broker.URL(), "tagbridge/st/press1/status", 1)
+	late := testkit.SubscribeAll(t, broker.URL(), "tagbridge/st/press1/status", 1)
 	if m := <-late; !m.Retained || !strings.Contains(string(m.Payload), `"state":"streaming"`) {
 		t.Errorf("late subscriber got %+v %s", m, m.Payload)
 	}

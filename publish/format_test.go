@@ -13,7 +13,6 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
 
@@ -30,12 +29,12 @@ func TestStatusTopicClash(t *testing.T) {
 // Status topics on a real broker: online with version on connect, each PLC
 // entry's state as it changes, all retained, and offline on a clean stop.
 func TestStatusTopics(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.Version = "1.2.3-test"
-	log, _ := newLog(t)
+	log, _ := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "tagbridge/a1/#", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "tagbridge/a1/#", 1)
 	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
@@ -63,7 +62,7 @@ func TestStatusTopics(t *testing.T) {
 	}
 
 	// A late subscriber sees the retained state.
-	late := brokertest.Subscribe(t, b.URL(), "tagbridge/a1/+/status", 1)
+	late := testkit.Subscribe(t, b.URL(), "tagbridge/a1/+/status", 1)
 	r := receive(t, late, 1)[0]
 	if !r.Retained || !strings.Contains(string(r.Payload), `"state":"streaming"`) {
 		t.Fatalf("retained plc status: %+v %s", r, r.Payload)
@@ -86,12 +85,12 @@ func TestStatusTopics(t *testing.T) {
 // published again, before any spooled value. The link is cut at a proxy, so
 // the subscriber, connected straight to the broker, misses nothing.
 func TestStatusTopicsAfterReconnect(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.Config("tcp://"+proxy.Addr(), 1)
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "#", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "#", 1)
 	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 	t.Cleanup(func() { close(in); result(t, done) })
@@ -100,7 +99,7 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 
 	proxy.Refuse(true)
 	proxy.Cut()
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}}
 	proxy.Refuse(false)
 	var seen []string

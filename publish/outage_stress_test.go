@@ -13,7 +13,6 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/internal/testkit"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 // TestSpoolOutageOrderStress stops and restarts the broker again and again,
@@ -35,10 +34,10 @@ func TestSpoolOutageOrderStress(t *testing.T) {
 		run = min(d, time.Minute)
 	}
 	const tags, perTick, tick = 10, 10, 10 * time.Millisecond
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	got := newArrivals()
-	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
-	log, _ := newLog(t)
+	got.consume(t, testkit.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
+	log, _ := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log.Level(zerolog.InfoLevel))
 	in := make(chan collectors.Event, 64)
 	done := start(t, p, in)

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,63 +21,9 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 const wait = 20 * time.Second
-
-// logSink is a zerolog writer that tests can wait on.
-type logSink struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLog(t *testing.T) (zerolog.Logger, *logSink) {
-	l := &logSink{changed: make(chan struct{})}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("publisher log:\n%s", l.String())
-		}
-	})
-	return zerolog.New(l).Level(zerolog.DebugLevel), l
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitFor waits until the log has a line containing all of parts.
-func (l *logSink) waitFor(t *testing.T, parts ...string) {
-	t.Helper()
-	timeout := time.After(wait)
-	for {
-		l.mu.Lock()
-		changed := l.changed
-		for line := range strings.Lines(l.buf.String()) {
-			if containsAll(line, parts) {
-				l.mu.Unlock()
-				return
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case <-changed:
-		case <-timeout:
-			t.Fatalf("no log line with %q within %v", parts, wait)
-		}
-	}
-}
 
 func containsAll(s string, parts []string) bool {
 	for _, p := range parts {
@@ -107,9 +52,9 @@ func result(t *testing.T, done <-chan error) error {
 	}
 }
 
-func receive(t *testing.T, msgs <-chan brokertest.Message, n int) []brokertest.Message {
+func receive(t *testing.T, msgs <-chan testkit.Message, n int) []testkit.Message {
 	t.Helper()
-	got := make([]brokertest.Message, 0, n)
+	got := make([]testkit.Message, 0, n)
 	timeout := time.After(wait)
 	for len(got) < n {
 		select {
@@ -156,9 +101,9 @@ func TestPublishQoS(t *testing.T) {
 	}
 	for _, qos := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
-			b := brokertest.Start(t)
-			msgs := brokertest.Subscribe(t, b.URL(), "#", byte(qos))
-			log, _ := newLog(t)
+			b := testkit.StartBroker(t)
+			msgs := testkit.Subscribe(t, b.URL(), "#", byte(qos))
+			log, _ := testkit.NewLogger(t, "publisher")
 			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
 			in := make(chan collectors.Event)
 			done := start(t, p, in)
@@ -185,8 +130,8 @@ func TestPublishQoS(t *testing.T) {
 func TestPublishRetain(t *testing.T) {
 	for _, retain := range []bool{true, false} {
 		t.Run(fmt.Sprintf("retain=%v", retain), func(t *testing.T) {
-			b := brokertest.Start(t)
-			log, _ := newLog(t)
+			b := testkit.StartBroker(t)
+			log, _ := testkit.NewLogger(t, "publisher")
 			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.Retain = retain
 			p := newPublisher(t, cfg, log)
@@ -200,7 +145,7 @@ func TestPublishRetain(t *testing.T) {
 			// A retained marker, published after the value: on subscribing,
 			// the broker sends every retained message before live ones.
 			sendRaw(t, b.URL(), "marker", true)
-			msgs := brokertest.Subscribe(t, b.URL(), "#", 1)
+			msgs := testkit.Subscribe(t, b.URL(), "#", 1)
 			sendRaw(t, b.URL(), "live", false)
 			var got []string
 			for len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "live ") {
@@ -268,7 +213,7 @@ func seqSample(i int) collectors.Sample {
 	return collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"}
 }
 
-func seqOf(t *testing.T, m brokertest.Message) int {
+func seqOf(t *testing.T, m testkit.Message) int {
 	t.Helper()
 	const key = `"value":`
 	i := bytes.Index(m.Payload, []byte(key))
@@ -286,9 +231,9 @@ func seqOf(t *testing.T, m brokertest.Message) int {
 
 func TestPublishOrder(t *testing.T) {
 	const n = 10000
-	b := brokertest.Start(t)
-	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
-	log, _ := newLog(t)
+	b := testkit.StartBroker(t)
+	msgs := testkit.Subscribe(t, b.URL(), "tagbridge/#", 1)
+	log, _ := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
 	in := make(chan collectors.Event, 256)
 	done := start(t, p, in)
@@ -312,12 +257,12 @@ func TestPublishOrder(t *testing.T) {
 }
 
 func TestPublishPassword(t *testing.T) {
-	b := brokertest.Start(t, brokertest.WithUser("tagbridge", "s3cret"))
+	b := testkit.StartBroker(t, testkit.WithUser("tagbridge", "s3cret"))
 	url := strings.Replace(b.URL(), "tcp://", "tcp://tagbridge:s3cret@", 1)
 
 	t.Run("right", func(t *testing.T) {
-		msgs := brokertest.Subscribe(t, url, "#", 1)
-		log, _ := newLog(t)
+		msgs := testkit.Subscribe(t, url, "#", 1)
+		log, _ := testkit.NewLogger(t, "publisher")
 		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "s3cret"
 		p := newPublisher(t, cfg, log)
@@ -333,7 +278,7 @@ func TestPublishPassword(t *testing.T) {
 	})
 
 	t.Run("wrong", func(t *testing.T) {
-		log, logs := newLog(t)
+		log, logs := testkit.NewLogger(t, "publisher")
 		cfg := testkit.Config(b.URL(), 1)
 		cfg.MQTT.Username, cfg.MQTT.Password = "tagbridge", "wr0ng-pa55"
 		p := newPublisher(t, cfg, log)
@@ -342,7 +287,7 @@ func TestPublishPassword(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx, in) }()
-		logs.waitFor(t, `"level":"warn"`, "broker refused the credentials", "not Authorized")
+		logs.WaitFor(t, wait, `"level":"warn"`, "broker refused the credentials", "not Authorized")
 		if p.Stats().Connected {
 			t.Error("connected with a wrong password")
 		}
@@ -365,9 +310,9 @@ func TestPublishPassword(t *testing.T) {
 // TestPublishOutage stops the broker mid-stream: what is sent meanwhile
 // arrives after it restarts, in order.
 func TestPublishOutage(t *testing.T) {
-	b := brokertest.Start(t)
-	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
-	log, logs := newLog(t)
+	b := testkit.StartBroker(t)
+	msgs := testkit.Subscribe(t, b.URL(), "tagbridge/#", 1)
+	log, logs := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, testkit.Config(b.URL(), 1), log)
 	in := make(chan collectors.Event, 2000) // room for all sent during the outage
 	done := start(t, p, in)
@@ -384,12 +329,12 @@ func TestPublishOutage(t *testing.T) {
 	// Stop while messages are in flight, then keep sending.
 	send(900)
 	b.Stop()
-	logs.waitFor(t, "connection to broker lost")
+	logs.WaitFor(t, wait, "connection to broker lost")
 	send(200)
 	// A few seconds down: restart once the second attempt has begun; the
 	// third comes 2 s later.
-	logs.waitFor(t, "cannot connect to broker", "connection refused")
-	logs.waitFor(t, `"attempt":1`, `"reconnect":true`)
+	logs.WaitFor(t, wait, "cannot connect to broker", "connection refused")
+	logs.WaitFor(t, wait, `"attempt":1`, `"reconnect":true`)
 	if p.Stats().Connected {
 		t.Error("Stats().Connected while the broker is down")
 	}
@@ -410,7 +355,7 @@ func TestPublishOutage(t *testing.T) {
 			t.Logf("arrival runs: %s", runs(order))
 		}
 	}()
-	check := func(m brokertest.Message) {
+	check := func(m testkit.Message) {
 		n := seqOf(t, m)
 		order = append(order, n)
 		if seen[n] {
@@ -445,11 +390,11 @@ func TestPublishOutage(t *testing.T) {
 func TestPublishBrokerDownAtStart(t *testing.T) {
 	for _, qos := range []int{0, 1} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
-			b := brokertest.Start(t)
+			b := testkit.StartBroker(t)
 			// The subscriber's session outlives the broker's restart.
-			msgs := brokertest.Subscribe(t, b.URL(), "#", 1)
+			msgs := testkit.Subscribe(t, b.URL(), "#", 1)
 			b.Stop()
-			log, logs := newLog(t)
+			log, logs := testkit.NewLogger(t, "publisher")
 			p := newPublisher(t, testkit.Config(b.URL(), qos), log)
 			in := make(chan collectors.Event, 10)
 			done := start(t, p, in)
@@ -457,7 +402,7 @@ func TestPublishBrokerDownAtStart(t *testing.T) {
 				in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 			}
 			close(in)
-			logs.waitFor(t, "cannot connect to broker", "connection refused")
+			logs.WaitFor(t, wait, "cannot connect to broker", "connection refused")
 			b.Restart()
 			if err := result(t, done); err != nil {
 				t.Fatalf("Run: %v", err)
@@ -485,13 +430,13 @@ func TestPublishHardStop(t *testing.T) {
 	}
 	url := "tcp://" + l.Addr().String()
 	l.Close() // nothing listens there now
-	log, logs := newLog(t)
+	log, logs := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, testkit.Config(url, 1), log)
 	in := make(chan collectors.Event)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
-	logs.waitFor(t, "cannot connect to broker")
+	logs.WaitFor(t, wait, "cannot connect to broker")
 	cancel()
 	if err := result(t, done); err != nil {
 		t.Errorf("Run = %v, want nil: nothing was pending", err)

@@ -17,7 +17,6 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/spool"
 )
 
@@ -47,8 +46,8 @@ func TestPublishRefused(t *testing.T) {
 			if err := os.WriteFile(acl, []byte("topic readwrite #\ntopic deny tagbridge/a1/press1/denied\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			b := brokertest.Start(t, brokertest.WithConfig("max_packet_size 4096", "acl_file "+acl))
-			msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+			b := testkit.StartBroker(t, testkit.WithConfig("max_packet_size 4096", "acl_file "+acl))
+			msgs := testkit.Subscribe(t, b.URL(), "tagbridge/#", 1)
 			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.MaxPacketSize = tc.maxPacket
 			cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: "big"}, config.Tag{Name: "denied"})
@@ -72,7 +71,7 @@ func TestPublishRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			log, sink := newLog(t)
+			log, sink := testkit.NewLogger(t, "publisher")
 			p := newPublisher(t, cfg, log)
 			in := make(chan collectors.Event, n+1)
 			for i := range n {
@@ -146,8 +145,8 @@ func TestPublishRefused(t *testing.T) {
 // A broker that sends a 256 MB PUBLISH is cut off at its fixed header:
 // paho, which has no limit, would allocate the whole packet.
 func TestPublishHugePacketFromBroker(t *testing.T) {
-	h := brokertest.StartHostile(t, brokertest.HugePublish)
-	log, sink := newLog(t)
+	h := testkit.StartHostileBroker(t, testkit.HugePublish)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, testkit.Config(h.URL(), 1), log)
 	var before runtime.MemStats
 	runtime.GC()
@@ -156,7 +155,7 @@ func TestPublishHugePacketFromBroker(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, in) }()
-	sink.waitFor(t, "connection to broker lost", "larger than mqtt.max_packet_size")
+	sink.WaitFor(t, wait, "connection to broker lost", "larger than mqtt.max_packet_size")
 	select {
 	case <-h.Closed():
 	case <-time.After(wait):

@@ -18,8 +18,8 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload/sparkplugb"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -29,7 +29,7 @@ func TestSparkplugAgentPLCLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", "5", "-interval", "100ms")
 	yml := fmt.Sprintf(`agent: {id: edge1, spool_dir: %s}
 mqtt:
@@ -52,7 +52,7 @@ plcs:
 	if err != nil {
 		t.Fatalf("config:\n%v\n%s", err, yml)
 	}
-	msgs := brokertest.SubscribeAll(t, broker.URL(), "spBv1.0/line1/#", 1)
+	msgs := testkit.SubscribeAll(t, broker.URL(), "spBv1.0/line1/#", 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)

@@ -25,7 +25,6 @@ import (
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload"
 	"github.com/tagbridge/tagbridge/payload/sparkplugb"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
 
@@ -46,7 +45,7 @@ type spMsg struct {
 type spStream struct {
 	t     *testing.T
 	tahu  *tahuDecoder // started with the first message
-	msgs  <-chan brokertest.Message
+	msgs  <-chan testkit.Message
 	seq   uint64
 	birth bool            // an NBIRTH was seen
 	born  map[string]bool // devices born since the latest NBIRTH
@@ -118,7 +117,7 @@ func (s *spStream) next() spMsg {
 // would, and compares its values with the generated decoder's: a DDATA
 // whose device was not born since the NBIRTH, or a metric Tahu reads as
 // null while it has a value, fails.
-func (s *spStream) checkTahu(msg spMsg, m brokertest.Message) {
+func (s *spStream) checkTahu(msg spMsg, m testkit.Message) {
 	s.t.Helper()
 	if s.tahu == nil {
 		s.tahu = startTahu(s.t)
@@ -258,14 +257,14 @@ func TestSparkplugSession(t *testing.T) {
 }
 
 func testSparkplugSession(t *testing.T, qos int) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	cfg.MQTT.QoS = qos
 	cfg.Agent.SpoolDir = t.TempDir()
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 	if opts := p.client.OptionsReader(); !opts.CleanSession() {
@@ -323,12 +322,12 @@ func testSparkplugSession(t *testing.T, qos int) {
 	if nd := s.expect("NDEATH", ""); testkit.MetricNamed(t, nd.p, "bdSeq").GetLongValue() != bdSeq0 || nd.qos != 1 {
 		t.Errorf("will NDEATH at QoS %d: %v, want bdSeq %d at QoS 1", nd.qos, nd.p, bdSeq0)
 	}
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 98.0, "Double")}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(6), "Int32")}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 99.0, "Double")}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(7), "Int32")}}
-	sink.waitFor(t, `"attempt":1`) // a refused reconnect uses no bdSeq up
+	sink.WaitFor(t, wait, `"attempt":1`) // a refused reconnect uses no bdSeq up
 	proxy.Refuse(false)
 	nb = s.expect("NBIRTH", "").p
 	bdSeq1 := testkit.MetricNamed(t, nb, "bdSeq").GetLongValue()
@@ -384,14 +383,14 @@ func testSparkplugSession(t *testing.T, qos int) {
 // the streaming device before any of its DDATA, seq from 0 again, and the
 // values spooled while the broker was down marked historical.
 func TestSparkplugBrokerRestart(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	// The proxy holds the publisher back until the subscriber is back:
 	// NBIRTH goes out at QoS 0, which Mosquitto does not queue.
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 
@@ -406,7 +405,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 
 	proxy.Refuse(true)
 	b.Stop()
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	for i := range 3 {
 		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(10+i), "Double")}}
 	}
@@ -455,14 +454,14 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 // datatypes announced before the crash, then the kept values, historical
 // and in order, then new values after the intake's own DBIRTH.
 func TestSparkplugCrashFullSpool(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
 	cfg.Agent.SpoolDir = t.TempDir()
 	cfg.MQTT.Spool.MaxBytes = 64 << 10
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Event)
 	ctx, crash := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -478,12 +477,12 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	proxy.Refuse(true)
 	proxy.Cut()
 	s.expect("NDEATH", "")
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	const n = 3000
 	for i := range n {
 		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
 	}
-	sink.waitFor(t, "spool full")
+	sink.WaitFor(t, wait, "spool full")
 	crash()
 	if err := result(t, done); err != nil {
 		t.Fatal(err)
@@ -543,12 +542,12 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 // the broker confirms them, and go out again after the next NBIRTH and
 // DBIRTH: none is lost.
 func TestSparkplugFenceKeepsValues(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.SparkplugConfig("tcp://" + proxy.Addr())
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	s := &spStream{t: t, msgs: brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
+	s := &spStream{t: t, msgs: testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
@@ -571,7 +570,7 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	proxy.Cut()
 	proxy.Thaw()
 	s.expect("NDEATH", "")
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	s.expect("NBIRTH", "")
 	if v := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue(); v != n {
 		t.Errorf("DBIRTH after the break: temperature %v, want the latest, %d", v, n)
@@ -598,12 +597,12 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 // host going offline ends the session (the broker sends the NDEATH will),
 // and the node is born again, with the next bdSeq, once it is back.
 func TestSparkplugPrimaryHost(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	cfg := testkit.SparkplugConfig(b.URL())
 	cfg.MQTT.Sparkplug.PrimaryHostID = "scada1"
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)
 	s := &spStream{t: t, msgs: msgs}
 	state := func(online bool) {
 		t.Helper()
@@ -620,7 +619,7 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	in := make(chan collectors.Event)
 	done := start(t, p, in)
 
-	sink.waitFor(t, "connected to broker")
+	sink.WaitFor(t, wait, "connected to broker")
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.5, "Double")}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}}

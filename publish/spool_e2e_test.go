@@ -1,18 +1,13 @@
 package publish
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +15,6 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/internal/testkit"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
-	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
-	"github.com/tagbridge/tagbridge/spool"
 )
 
 // arrivals collects per-topic counter values as they arrive, and checks
@@ -85,7 +77,7 @@ func (a *arrivals) waitUntil(t *testing.T, what string, d time.Duration, cond fu
 	}
 }
 
-func (a *arrivals) consume(t *testing.T, msgs <-chan brokertest.Message, strict bool) {
+func (a *arrivals) consume(t *testing.T, msgs <-chan testkit.Message, strict bool) {
 	go func() {
 		for m := range msgs {
 			v, ok, err := counterValue(m.Payload)
@@ -143,11 +135,11 @@ func TestSpoolBrokerOutage(t *testing.T) {
 		outage = d
 	}
 	const tags, perTick, tick = 10, 10, 10 * time.Millisecond // 1,000 values/s
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	got := newArrivals()
-	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
+	got.consume(t, testkit.Subscribe(t, b.URL(), "tagbridge/#", 1), true)
 
-	log, _ := newLog(t)
+	log, _ := testkit.NewLogger(t, "publisher")
 	cfg := testkit.Config(b.URL(), 1)
 	p := newPublisher(t, cfg, log.Level(zerolog.InfoLevel))
 	in := make(chan collectors.Event, 64)
@@ -253,12 +245,12 @@ func waitStats(t *testing.T, p *Publisher, what string, d time.Duration, cond fu
 // TestSpoolFullPublisher: with the broker down and a small spool, Run keeps
 // taking values, drops the oldest and counts them; the rest arrives in order.
 func TestSpoolFullPublisher(t *testing.T) {
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	got := newArrivals()
-	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), false)
+	got.consume(t, testkit.Subscribe(t, b.URL(), "tagbridge/#", 1), false)
 	b.Stop()
 
-	log, logs := newLog(t)
+	log, logs := testkit.NewLogger(t, "publisher")
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.MQTT.Spool.MaxBytes = 64 << 10
 	p := newPublisher(t, cfg, log)
@@ -268,7 +260,7 @@ func TestSpoolFullPublisher(t *testing.T) {
 	for i := range n {
 		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}} // an unbuffered channel: Run takes each one
 	}
-	logs.waitFor(t, `"level":"error"`, "spool full")
+	logs.WaitFor(t, wait, `"level":"error"`, "spool full")
 	st := waitStats(t, p, fmt.Sprintf("spooled + dropped = %d", n), wait, func(st Stats) bool { return st.Spooled+st.Dropped == n })
 	if st.Dropped == 0 || st.SpoolBytes > 64<<10 {
 		t.Fatalf("Stats = %+v, want some dropped, the spool within 64 KiB", st)
@@ -300,12 +292,12 @@ func TestSpoolFullPublisher(t *testing.T) {
 // TestSpoolRestartPublisher: values spooled while the broker was down are
 // sent by the next Publisher on the same spool.
 func TestSpoolRestartPublisher(t *testing.T) {
-	b := brokertest.Start(t)
-	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+	b := testkit.StartBroker(t)
+	msgs := testkit.Subscribe(t, b.URL(), "tagbridge/#", 1)
 	b.Stop()
 	dir := t.TempDir()
 
-	log, logs := newLog(t)
+	log, logs := testkit.NewLogger(t, "publisher")
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.SpoolDir = dir
 	p := newPublisher(t, cfg, log)
@@ -316,7 +308,7 @@ func TestSpoolRestartPublisher(t *testing.T) {
 	for i := range 100 {
 		in <- collectors.Event{Batch: collectors.Batch{seqSample(i)}}
 	}
-	logs.waitFor(t, "cannot connect to broker")
+	logs.WaitFor(t, wait, "cannot connect to broker")
 	cancel()
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -340,197 +332,5 @@ func TestSpoolRestartPublisher(t *testing.T) {
 	}
 	if st := p.Stats(); st.Spooled != 0 || st.Published != 100 {
 		t.Errorf("Stats = %+v, want 100 published", st)
-	}
-}
-
-// TestSpoolAgentKilled runs the tagbridge binary against a simulated PLC
-// with the broker down, kills it with SIGKILL once it has spooled values,
-// and starts it again with the broker up: every counter value the spool
-// had accepted arrives.
-func TestSpoolAgentKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	bin := filepath.Join(t.TempDir(), "tagbridge")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build tagbridge: %v\n%s", err, out)
-	}
-	const tags = 40 // 10 Int32 counters, 400 values/s
-	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
-	b := brokertest.Start(t)
-	got := newArrivals()
-	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/kill9/plc/#", 1), false)
-	b.Stop()
-
-	spool := t.TempDir()
-	var yml strings.Builder
-	fmt.Fprintf(&yml, "agent: {id: kill9, spool_dir: %s}\nmqtt: {url: %s, qos: 1, spool: {sync_interval: 50ms}}\nplcs:\n", spool, b.URL())
-	fmt.Fprintf(&yml, "  - name: plc\n    endpoint: %s\n    publishing_interval: 20ms\n    sampling_interval: 0s\n    reconnect: {min: 200ms, max: 1s}\n", plc.Endpoint)
-	for line := range strings.Lines(simproc.Tags(t, tags)) {
-		fmt.Fprintf(&yml, "    %s", line)
-	}
-	conf := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(conf, []byte(yml.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	agent := startAgent(t, bin, conf)
-	// About 3 s of values: 400 values/s of some 250 bytes.
-	waitSpool(t, spool, 300_000)
-	agent.kill()
-
-	accepted := spooledCounters(t, spool)
-	total := 0
-	for topic, vals := range accepted {
-		for i := 1; i < len(vals); i++ {
-			if vals[i] != vals[i-1]+1 {
-				t.Fatalf("%s: spooled %d after %d", topic, vals[i], vals[i-1])
-			}
-		}
-		total += len(vals)
-	}
-	if len(accepted) != tags/4 || total < 100 {
-		t.Fatalf("spool holds %d values on %d counters, want some on each of %d", total, len(accepted), tags/4)
-	}
-
-	b.Restart()
-	agent = startAgent(t, bin, conf)
-	got.waitUntil(t, "every spooled value", 2*wait, func() bool {
-		for topic, vals := range accepted {
-			if !got.seen[topic][vals[len(vals)-1]] {
-				return false
-			}
-		}
-		return true
-	})
-	agent.stop(t)
-
-	got.mu.Lock()
-	defer got.mu.Unlock()
-	missing := 0
-	for topic, vals := range accepted {
-		for _, v := range vals {
-			if !got.seen[topic][v] {
-				if missing++; missing < 10 {
-					t.Errorf("%s: spooled value %d never arrived", topic, v)
-				}
-			}
-		}
-	}
-	t.Logf("%d values spooled before kill -9 on %d counters, %d missing after the restart; %d duplicates", total, len(accepted), missing, got.dups)
-}
-
-type agentProc struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	exited chan struct{}
-}
-
-func startAgent(t *testing.T, bin, conf string) *agentProc {
-	t.Helper()
-	a := &agentProc{cmd: exec.Command(bin, "run", "-c", conf), stderr: &bytes.Buffer{}, exited: make(chan struct{})}
-	var mu sync.Mutex
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.cmd.Stderr = pw
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			mu.Lock()
-			a.stderr.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-		}
-		a.cmd.Wait()
-		close(a.exited)
-	}()
-	t.Cleanup(func() {
-		a.kill()
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("tagbridge log:\n%s", a.stderr.String())
-			mu.Unlock()
-		}
-	})
-	return a
-}
-
-func (a *agentProc) kill() {
-	select {
-	case <-a.exited:
-		return
-	default:
-	}
-	a.cmd.Process.Signal(syscall.SIGKILL)
-	<-a.exited
-}
-
-func (a *agentProc) stop(t *testing.T) {
-	t.Helper()
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(15 * time.Second):
-		t.Error("tagbridge did not stop within 15 s of SIGTERM")
-	}
-}
-
-// waitSpool waits until the spool's segments hold at least n bytes.
-func waitSpool(t *testing.T, dir string, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tk := time.NewTicker(50 * time.Millisecond)
-	defer tk.Stop()
-	for {
-		var size int64
-		segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range segs {
-			if fi, err := os.Stat(f); err == nil {
-				size += fi.Size()
-			}
-		}
-		if size >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spool holds %d bytes after 30 s, want %d", size, n)
-		}
-		<-tk.C
-	}
-}
-
-// spooledCounters reads the spool the way the agent will on its restart and
-// returns the Int32 counter values in it, per topic in spool order.
-func spooledCounters(t *testing.T, dir string) map[string][]int64 {
-	t.Helper()
-	s, err := spool.Open(dir, 1<<30, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Abandon() // read only: no cursor written
-	out := map[string][]int64{}
-	for {
-		topic, payload, seq, ok := s.Peek()
-		if !ok {
-			return out
-		}
-		v, ok, err := counterValue(payload)
-		if err != nil {
-			t.Fatalf("spooled %s %q: %v", topic, payload, err)
-		}
-		if ok {
-			out[topic] = append(out[topic], v)
-		}
-		s.Advance(seq)
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/internal/testkit"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 // The publisher on a 2 MiB disk with the broker down: the newest values
@@ -19,12 +18,12 @@ import (
 // a restart delivered none.
 func TestDiskFullPublisher(t *testing.T) {
 	disk := testkit.SmallDisk(t, 2<<20)
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	got := newArrivals()
-	got.consume(t, brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1), false)
+	got.consume(t, testkit.Subscribe(t, b.URL(), "tagbridge/#", 1), false)
 	b.Stop()
 
-	log, _ := newLog(t)
+	log, _ := testkit.NewLogger(t, "publisher")
 	cfg := testkit.Config(b.URL(), 1)
 	cfg.Agent.SpoolDir = filepath.Join(disk, "spool")
 	p := newPublisher(t, cfg, log)

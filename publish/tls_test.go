@@ -19,7 +19,6 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 )
 
 // pki writes a CA, and certificates and keys it signed, as PEM files in dir.
@@ -93,7 +92,7 @@ func TestPublishTLS(t *testing.T) {
 	serverCert, serverKey := ca.issue("server", "broker.test", x509.ExtKeyUsageServerAuth)
 	clientCert, clientKey := ca.issue("client", "tagbridge", x509.ExtKeyUsageClientAuth)
 	// The certificate names broker.test only, so the address does not match.
-	b := brokertest.Start(t, brokertest.WithTLS(serverCert, serverKey, ca.file))
+	b := testkit.StartBroker(t, testkit.WithTLS(serverCert, serverKey, ca.file))
 
 	tests := []struct {
 		name string
@@ -108,7 +107,7 @@ func TestPublishTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log, logs := newLog(t)
+			log, logs := testkit.NewLogger(t, "publisher")
 			cfg := testkit.Config(b.URL(), 1)
 			cfg.MQTT.TLS = tt.tls
 			cfg.Agent.AllowedCertDirs = []string{ca.dir, other.dir}
@@ -129,7 +128,7 @@ func TestPublishTLS(t *testing.T) {
 				cancel()
 				return
 			}
-			logs.waitFor(t, "cannot connect to broker", tt.want)
+			logs.WaitFor(t, wait, "cannot connect to broker", tt.want)
 			cancel()
 			if err := result(t, done); err != nil {
 				t.Errorf("Run = %v", err)

@@ -12,7 +12,6 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/payload"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 )
 
@@ -37,7 +36,7 @@ const (
 	badNoCommunication = 0x80310000
 )
 
-func receiveUA(t *testing.T, msgs <-chan brokertest.Message, data, status *jsonschema.Schema) brokertest.Message {
+func receiveUA(t *testing.T, msgs <-chan testkit.Message, data, status *jsonschema.Schema) testkit.Message {
 	t.Helper()
 	for {
 		m := receive(t, msgs, 1)[0]
@@ -62,7 +61,7 @@ func receiveUA(t *testing.T, msgs <-chan brokertest.Message, data, status *jsons
 	}
 }
 
-func wantStatus(t *testing.T, m brokertest.Message, state int) {
+func wantStatus(t *testing.T, m testkit.Message, state int) {
 	t.Helper()
 	if m.Topic != "opcua/json/status/a1" {
 		t.Fatalf("want the status on opcua/json/status/a1, got %s %s", m.Topic, m.Payload)
@@ -78,11 +77,11 @@ func wantStatus(t *testing.T, m brokertest.Message, state int) {
 // frame in order with the data when a PLC is lost, Disabled on a clean stop.
 func TestUAJSONOnBroker(t *testing.T) {
 	data, status := testkit.UASchemas(t)
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	cfg := testkit.UAJSONConfig(b.URL())
-	log, _ := newLog(t)
+	log, _ := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/#", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "opcua/json/#", 1)
 	in := make(chan collectors.Event, 64)
 	done := start(t, p, in)
 
@@ -147,7 +146,7 @@ func TestUAJSONOnBroker(t *testing.T) {
 		t.Fatalf("messages per writer: %v", seqs)
 	}
 
-	late := brokertest.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
+	late := testkit.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
 	r := receiveUA(t, late, data, status)
 	if !r.Retained {
 		t.Fatalf("status not retained: %+v", r)
@@ -159,7 +158,7 @@ func TestUAJSONOnBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubDisabled)
-	late = brokertest.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
+	late = testkit.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
 	wantStatus(t, receiveUA(t, late, data, status), pubSubDisabled)
 }
 
@@ -178,21 +177,21 @@ func runUA(t *testing.T, p *Publisher, in <-chan collectors.Event) {
 // Error, retained; after the reconnect the agent is Operational again.
 func TestUAJSONWill(t *testing.T) {
 	data, status := testkit.UASchemas(t)
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	px := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.UAJSONConfig("tcp://" + px.Addr())
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
 	runUA(t, p, make(chan collectors.Event))
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
 
 	px.Refuse(true)
 	px.Cut()
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	will := receiveUA(t, msgs, data, status)
 	wantStatus(t, will, pubSubError)
-	late := brokertest.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
+	late := testkit.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
 	r := receiveUA(t, late, data, status)
 	if !r.Retained || !bytes.Equal(r.Payload, will.Payload) {
 		t.Fatalf("retained after the loss: %+v %s", r, r.Payload)
@@ -203,7 +202,7 @@ func TestUAJSONWill(t *testing.T) {
 
 	// The next loss publishes a will with a MessageId of its own.
 	px.Cut()
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	m := receiveUA(t, msgs, data, status)
 	for ; m.Retained; m = receiveUA(t, msgs, data, status) {
 	}
@@ -220,15 +219,15 @@ func TestUAJSONWill(t *testing.T) {
 // paho ahead of it; that is why the values are taken after the loss.)
 func TestUAJSONBrokerRestart(t *testing.T) {
 	data, status := testkit.UASchemas(t)
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	// The agent connects through a proxy, so that the test can hold it off
 	// until the subscriber is back: a QoS 0 status published while the
 	// subscriber is away is not queued for it.
 	px := faultproxy.Start(t, strings.TrimPrefix(b.URL(), "tcp://"))
 	cfg := testkit.UAJSONConfig("tcp://" + px.Addr())
-	log, sink := newLog(t)
+	log, sink := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/#", 1) // a persistent session
+	msgs := testkit.SubscribeAll(t, b.URL(), "opcua/#", 1) // a persistent session
 	in := make(chan collectors.Event, 16)
 	runUA(t, p, in)
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
@@ -242,7 +241,7 @@ func TestUAJSONBrokerRestart(t *testing.T) {
 
 	px.Refuse(true)
 	b.Stop()
-	sink.waitFor(t, "connection to broker lost")
+	sink.WaitFor(t, wait, "connection to broker lost")
 	for i := 2; i <= 4; i++ {
 		in <- collectors.Event{Batch: batch(i)}
 	}
@@ -292,12 +291,12 @@ func TestUAJSONBrokerRestart(t *testing.T) {
 // the floor) sends a ua-keepalive, whose SequenceNumber is the next one.
 func TestUAJSONKeepAliveOnBroker(t *testing.T) {
 	data, _ := testkit.UASchemas(t)
-	b := brokertest.Start(t)
+	b := testkit.StartBroker(t)
 	cfg := testkit.UAJSONConfig(b.URL())
 	cfg.Agent.SpoolDir = t.TempDir()
-	log, _ := newLog(t)
+	log, _ := testkit.NewLogger(t, "publisher")
 	p := newPublisher(t, cfg, log)
-	msgs := brokertest.SubscribeAll(t, b.URL(), "opcua/json/data/#", 1)
+	msgs := testkit.SubscribeAll(t, b.URL(), "opcua/json/data/#", 1)
 	started := time.Now()
 	runUA(t, p, make(chan collectors.Event))
 	seen := map[string]bool{}

@@ -313,15 +313,6 @@ func (s *Spool) Close() error {
 	return err
 }
 
-// Abandon closes the files without syncing or saving the cursor, as a
-// killed process would: a reader that must leave the spool as it found it
-// (a test reading a killed agent's spool) closes it this way.
-func (s *Spool) Abandon() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closeFiles()
-}
-
 // closeFiles closes the files without syncing, as a killed process would.
 func (s *Spool) closeFiles() {
 	s.bg.Wait()

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-
-	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
 
 // UASchemas are the ua-data and ua-status schemas, written from the Part
@@ -101,7 +99,7 @@ func DecodeWithNode(t testing.TB, fields map[string][]byte, order []string) map[
 	if err != nil {
 		t.Fatalf("node is not on PATH (%v): run scripts/test, which installs Node.js and node-opcua", err)
 	}
-	mods := filepath.Join(peerproc.Dir(), "node_modules")
+	mods := filepath.Join(filepath.Join(RepoDir(), "scripts", "opcua-peer"), "node_modules")
 	pkg, err := os.ReadFile(filepath.Join(mods, "node-opcua-json", "package.json"))
 	if err != nil {
 		t.Fatalf("node-opcua-json is not installed in %s (%v): run scripts/test (or npm ci in scripts/opcua-peer)", mods, err)

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/certs"
-	"github.com/tagbridge/tagbridge/publish/brokertest"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
@@ -144,7 +144,7 @@ type counters struct {
 
 func subscribe(t *testing.T, url, topic string) *counters {
 	c := &counters{seen: map[string]map[int64]int{}}
-	msgs := brokertest.Subscribe(t, url, topic, 1)
+	msgs := testkit.Subscribe(t, url, topic, 1)
 	go func() {
 		for m := range msgs {
 			c.add(m)
@@ -153,7 +153,7 @@ func subscribe(t *testing.T, url, topic string) *counters {
 	return c
 }
 
-func (c *counters) add(m brokertest.Message) {
+func (c *counters) add(m testkit.Message) {
 	// The payload's keys come in a fixed order; decoding only what is
 	// needed keeps the subscriber up with 10,000 values/s.
 	var p struct {
@@ -308,7 +308,7 @@ func secureTokens(t *testing.T, name string, d, offset time.Duration) {
 	const tags = 40
 	peer := peerproc.Start(t, peerproc.Options{Tags: tags, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
 		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second, ClockOffset: offset})
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	dir := t.TempDir()
 	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "soak", Hostname: "localhost"})
 	if err != nil {
@@ -369,7 +369,7 @@ func TestSoakClockBehind(t *testing.T) {
 func TestSoakBrokerOutage(t *testing.T) {
 	outage := duration(t, 30*time.Second)
 	const tags = 1000
-	broker := brokertest.Start(t)
+	broker := testkit.StartBroker(t)
 	plc := simproc.Start(t, "-tags", fmt.Sprint(tags), "-interval", "100ms")
 	got := subscribe(t, broker.URL(), "tagbridge/soak/#")
 	a := startAgent(t, fmt.Sprintf(`agent: {id: soak, spool_dir: %s}

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tagbridge/tagbridge/scripts/proclog"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 // ReadyTimeout bounds the wait for the peer's READY line. node-opcua loads
@@ -102,7 +102,7 @@ type Peer struct {
 	opts   Options
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr proclog.Buffer
+	stderr testkit.Log
 	// Endpoint is the URL the peer printed: opc.tcp://HOST:PORT.
 	Endpoint string
 	// PKIDir is the peer's PKI folder.

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tagbridge/tagbridge/scripts/proclog"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 // EnvBinary names the environment variable that points at o62server.
@@ -87,7 +87,7 @@ type Server struct {
 	opts   Options
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    proclog.Buffer
+	log    testkit.Log
 
 	// Endpoint is the URL the server printed: opc.tcp://127.0.0.1:PORT.
 	Endpoint string

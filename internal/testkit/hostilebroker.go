@@ -1,4 +1,4 @@
-package brokertest
+package testkit
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 // Hostile is an MQTT broker of our own that misbehaves on purpose: it
 // speaks just enough MQTT 3.1.1 (CONNECT, CONNACK) for a client to connect,
 // then does what its mode says.
-type Hostile struct {
+type HostileBroker struct {
 	l     net.Listener
 	mode  HostileMode
 	conns atomic.Int64 // connections accepted
@@ -38,13 +38,13 @@ const (
 const HugeSize = 268435455
 
 // StartHostile listens on a free loopback port until the test ends.
-func StartHostile(t testing.TB, mode HostileMode) *Hostile {
+func StartHostileBroker(t testing.TB, mode HostileMode) *HostileBroker {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("brokertest: hostile broker: %v", err)
+		t.Fatalf("broker: hostile broker: %v", err)
 	}
-	h := &Hostile{l: l, mode: mode, closed: make(chan struct{}, 16)}
+	h := &HostileBroker{l: l, mode: mode, closed: make(chan struct{}, 16)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -65,20 +65,20 @@ func StartHostile(t testing.TB, mode HostileMode) *Hostile {
 }
 
 // URL is the broker's address, "tcp://127.0.0.1:PORT".
-func (h *Hostile) URL() string {
+func (h *HostileBroker) URL() string {
 	return "tcp://127.0.0.1:" + strconv.Itoa(h.l.Addr().(*net.TCPAddr).Port)
 }
 
 // Conns returns the number of connections accepted so far.
-func (h *Hostile) Conns() int64 { return h.conns.Load() }
+func (h *HostileBroker) Conns() int64 { return h.conns.Load() }
 
 // Sent returns the bytes of hostile packets written so far.
-func (h *Hostile) Sent() int64 { return h.sent.Load() }
+func (h *HostileBroker) Sent() int64 { return h.sent.Load() }
 
 // Closed receives a value each time a client hangs up on a hostile packet.
-func (h *Hostile) Closed() <-chan struct{} { return h.closed }
+func (h *HostileBroker) Closed() <-chan struct{} { return h.closed }
 
-func (h *Hostile) serve(c net.Conn) {
+func (h *HostileBroker) serve(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Minute))
 	if err := readConnect(c); err != nil {
@@ -111,7 +111,7 @@ func (h *Hostile) serve(c net.Conn) {
 	}
 }
 
-func (h *Hostile) hungUp() {
+func (h *HostileBroker) hungUp() {
 	select {
 	case h.closed <- struct{}{}:
 	default:

@@ -1,4 +1,4 @@
-package brokertest
+package testkit
 
 import (
 	"fmt"
@@ -11,11 +11,11 @@ import (
 func publish(t *testing.T, url, topic, payload string, retain bool) {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("pub-%d", time.Now().UnixNano())))
-	if err := wait(c.Connect()); err != nil {
+	if err := waitToken(c.Connect()); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Disconnect(100)
-	if err := wait(c.Publish(topic, 1, retain, payload)); err != nil {
+	if err := waitToken(c.Publish(topic, 1, retain, payload)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -32,7 +32,7 @@ func receive(t *testing.T, msgs <-chan Message) Message {
 }
 
 func TestSubscribeAcrossRestart(t *testing.T) {
-	b := Start(t)
+	b := StartBroker(t)
 	msgs := Subscribe(t, b.URL(), "a/#", 1)
 	publish(t, b.URL(), "a/b", "one", false)
 	if m := receive(t, msgs); m.Topic != "a/b" || string(m.Payload) != "one" || m.Retained {
@@ -54,9 +54,9 @@ func TestSubscribeAcrossRestart(t *testing.T) {
 }
 
 func TestWithUser(t *testing.T) {
-	b := Start(t, WithUser("alice", "s3cret"))
+	b := StartBroker(t, WithUser("alice", "s3cret"))
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetProtocolVersion(4))
-	if err := wait(c.Connect()); err == nil {
+	if err := waitToken(c.Connect()); err == nil {
 		c.Disconnect(0)
 		t.Fatal("anonymous connect accepted")
 	}

@@ -1,19 +1,19 @@
-// Package brokertest runs a real Mosquitto broker for tests, and subscribes
-// to it.
+// The broker harness runs a real Mosquitto broker for tests, and
+// subscribes to it.
 //
-//	b := brokertest.Start(t)
-//	msgs := brokertest.Subscribe(t, b.URL(), "tagbridge/#", 1)
+//	b := testkit.StartBroker(t)
+//	msgs := testkit.Subscribe(t, b.URL(), "tagbridge/#", 1)
 //	// ... publish to b.URL() ...
 //	m := <-msgs
 //
 // The broker is /usr/sbin/mosquitto from the Debian package, run as a child
 // process on a free loopback port. It keeps sessions, subscriptions and
 // queued messages across Restart, like a production broker with persistence.
-package brokertest
+
+package testkit
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -43,16 +43,16 @@ type Broker struct {
 	dir  string
 	port int
 	tls  bool
-	log  lockedBuffer // stderr of every run, shown when the test fails
+	log  Log // stderr of every run, shown when the test fails
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
 }
 
 // Option changes how Start configures the broker.
-type Option func(*settings)
+type BrokerOption func(*brokerSettings)
 
-type settings struct {
+type brokerSettings struct {
 	users                       [][2]string
 	certFile, keyFile, clientCA string
 	extra                       []string
@@ -60,35 +60,35 @@ type settings struct {
 
 // WithConfig adds lines to mosquitto.conf (max_packet_size 4096, acl_file
 // FILE, ...).
-func WithConfig(lines ...string) Option {
-	return func(s *settings) { s.extra = append(s.extra, lines...) }
+func WithConfig(lines ...string) BrokerOption {
+	return func(s *brokerSettings) { s.extra = append(s.extra, lines...) }
 }
 
 // WithUser turns anonymous access off and adds a user with this password.
 // The test is skipped if mosquitto_passwd is not installed.
-func WithUser(name, password string) Option {
-	return func(s *settings) { s.users = append(s.users, [2]string{name, password}) }
+func WithUser(name, password string) BrokerOption {
+	return func(s *brokerSettings) { s.users = append(s.users, [2]string{name, password}) }
 }
 
 // WithTLS makes the listener TLS only, with this certificate and key (PEM
 // files); URL then starts with ssl://. A non-empty clientCAFile makes the
 // broker require client certificates signed by it.
-func WithTLS(certFile, keyFile, clientCAFile string) Option {
-	return func(s *settings) { s.certFile, s.keyFile, s.clientCA = certFile, keyFile, clientCAFile }
+func WithTLS(certFile, keyFile, clientCAFile string) BrokerOption {
+	return func(s *brokerSettings) { s.certFile, s.keyFile, s.clientCA = certFile, keyFile, clientCAFile }
 }
 
 // Start runs Mosquitto until the test ends. It fails the test if Mosquitto
 // is not installed or does not accept connections within 10 s.
-func Start(t testing.TB, opts ...Option) *Broker {
+func StartBroker(t testing.TB, opts ...BrokerOption) *Broker {
 	t.Helper()
 	if _, err := os.Stat(mosquitto); err != nil {
-		t.Fatalf("brokertest: %v: the tests need Mosquitto (Debian package mosquitto); run them through scripts/test, which installs it", err)
+		t.Fatalf("broker: %v: the tests need Mosquitto (Debian package mosquitto); run them through scripts/test, which installs it", err)
 	}
-	var s settings
+	var s brokerSettings
 	for _, o := range opts {
 		o(&s)
 	}
-	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), tls: s.certFile != ""}
+	b := &Broker{t: t, dir: t.TempDir(), port: Port(t), tls: s.certFile != ""}
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
 persistence true
 persistence_location %s/
@@ -119,10 +119,10 @@ log_type information
 				args = append([]string{"-c"}, args...)
 			}
 			if _, err := os.Stat(passwd); err != nil {
-				t.Skipf("brokertest: %v: cannot create users without mosquitto_passwd", err)
+				t.Skipf("broker: %v: cannot create users without mosquitto_passwd", err)
 			}
 			if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
-				t.Fatalf("brokertest: mosquitto_passwd: %v\n%s", err, out)
+				t.Fatalf("broker: mosquitto_passwd: %v\n%s", err, out)
 			}
 		}
 		conf += "allow_anonymous false\npassword_file " + file + "\n"
@@ -158,12 +158,12 @@ func (b *Broker) Stop() {
 		return
 	}
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		b.t.Fatalf("brokertest: stop: %v", err)
+		b.t.Fatalf("broker: stop: %v", err)
 	}
 	select {
 	case <-b.exited:
 	case <-time.After(deadline):
-		b.t.Fatalf("brokertest: mosquitto did not stop within %v", deadline)
+		b.t.Fatalf("broker: mosquitto did not stop within %v", deadline)
 	}
 	b.cmd = nil
 }
@@ -184,7 +184,7 @@ func (b *Broker) start() {
 		b.t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("brokertest: %v", err)
+		b.t.Fatalf("broker: %v", err)
 	}
 	running := make(chan struct{})
 	exited := make(chan struct{})
@@ -193,7 +193,7 @@ func (b *Broker) start() {
 		sc := bufio.NewScanner(stderr)
 		seen := false
 		for sc.Scan() {
-			b.log.WriteLine(sc.Text())
+			b.log.Write([]byte(sc.Text() + "\n"))
 			if !seen && strings.Contains(sc.Text(), " running") {
 				seen = true
 				close(running)
@@ -208,13 +208,13 @@ func (b *Broker) start() {
 	select {
 	case <-running:
 	case <-exited:
-		b.t.Fatalf("brokertest: mosquitto exited at start:\n%s", b.log.String())
+		b.t.Fatalf("broker: mosquitto exited at start:\n%s", b.log.String())
 	case <-timeout:
-		b.t.Fatalf("brokertest: mosquitto not running within %v:\n%s", deadline, b.log.String())
+		b.t.Fatalf("broker: mosquitto not running within %v:\n%s", deadline, b.log.String())
 	}
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(b.port), deadline)
 	if err != nil {
-		b.t.Fatalf("brokertest: mosquitto running but not accepting connections: %v\n%s", err, b.log.String())
+		b.t.Fatalf("broker: mosquitto running but not accepting connections: %v\n%s", err, b.log.String())
 	}
 	conn.Close()
 }
@@ -228,17 +228,6 @@ func (b *Broker) kill() {
 	b.cmd = nil
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Message is one message received by Subscribe.
 type Message struct {
 	Topic    string
@@ -247,7 +236,7 @@ type Message struct {
 	QoS      byte // as delivered: the lower of the publisher's and the subscription's
 }
 
-var clients atomic.Int64
+var brokerClients atomic.Int64
 
 // Subscribe connects to the broker at url (user:password@ in the URL is
 // used) and subscribes to topic. It returns once the broker has confirmed
@@ -280,7 +269,7 @@ func subscribe(t testing.TB, url, topic string, qos byte, valuesOnly bool) <-cha
 	)
 	opts := mqtt.NewClientOptions().
 		AddBroker(url).
-		SetClientID(fmt.Sprintf("brokertest-%d-%d", os.Getpid(), clients.Add(1))).
+		SetClientID(fmt.Sprintf("testkit-%d-%d", os.Getpid(), brokerClients.Add(1))).
 		SetProtocolVersion(4).
 		SetCleanSession(false).
 		SetAutoReconnect(true).
@@ -307,8 +296,8 @@ func subscribe(t testing.TB, url, topic string, qos byte, valuesOnly bool) <-cha
 			}
 		})
 	c := mqtt.NewClient(opts)
-	if err := wait(c.Connect()); err != nil {
-		t.Fatalf("brokertest: subscriber connect to %s: %v", url, err)
+	if err := waitToken(c.Connect()); err != nil {
+		t.Fatalf("broker: subscriber connect to %s: %v", url, err)
 	}
 	t.Cleanup(func() {
 		close(done)
@@ -319,37 +308,18 @@ func subscribe(t testing.TB, url, topic string, qos byte, valuesOnly bool) <-cha
 		mu.Unlock()
 	})
 	tok := c.Subscribe(topic, qos, nil)
-	if err := wait(tok); err != nil {
-		t.Fatalf("brokertest: subscribe %q: %v", topic, err)
+	if err := waitToken(tok); err != nil {
+		t.Fatalf("broker: subscribe %q: %v", topic, err)
 	}
 	if granted := tok.(*mqtt.SubscribeToken).Result()[topic]; granted > 2 {
-		t.Fatalf("brokertest: subscribe %q: refused by the broker (code %#x)", topic, granted)
+		t.Fatalf("broker: subscribe %q: refused by the broker (code %#x)", topic, granted)
 	}
 	return ch
 }
 
-func wait(tok mqtt.Token) error {
+func waitToken(tok mqtt.Token) error {
 	if !tok.WaitTimeout(deadline) {
 		return errors.New("timed out")
 	}
 	return tok.Error()
-}
-
-// lockedBuffer collects log lines from a goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) WriteLine(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.WriteString(s)
-	l.buf.WriteByte('\n')
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
