@@ -46,12 +46,15 @@ type stream struct {
 	// awaiting is set while the session is subscribed (or moved) but no
 	// PublishResponse came yet: the state says streaming only after one.
 	awaiting bool
+	// out is where values go; poll reads the polled tags (nil: none).
+	out  chan<- collectors.Batch
+	poll *poller
 }
 
 // newStream prepares the subscription engine of one connection attempt,
 // handing its values to out.
 func (s *Session) newStream(out chan<- collectors.Batch) *stream {
-	st := &stream{dog: s.newWatchdog()}
+	st := &stream{dog: s.newWatchdog(), out: out, poll: s.newPoller()}
 	st.Engine = subscription.New(subscription.Config{
 		Log: s.log,
 		Deliver: func(ctx context.Context, n *ua.DataChangeNotification) {
@@ -91,7 +94,7 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 	// A failed renewal ends the channel: its last counters reach status
 	// before the session moves on.
 	defer s.watchChannel(c)
-	return st.Run(ctx, c, func(ctx context.Context) error {
+	check := func(ctx context.Context) error {
 		if err := st.dog.check(); err != nil {
 			return err
 		}
@@ -108,7 +111,8 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 		s.retryRejected(ctx, c, st)
 		s.types.learnPending(ctx, c, s.log)
 		return nil
-	})
+	}
+	return s.runStream(ctx, c, st, check) // with the polled tags (poll.go)
 }
 
 // subscribe creates the subscriptions, one per publishing interval or

@@ -231,10 +231,10 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	started := time.Now()
 	moved := false // the session moved to a new channel
 	for {
-		got := st.Received()
+		got := st.progress()
 		err := s.stream(ctx, c, st)
 		// A session that delivered nothing is not healthy however long it lasted.
-		healthy = healthy || (time.Since(started) >= healthyAfter && st.Received() > got)
+		healthy = healthy || (time.Since(started) >= healthyAfter && st.progress() > got)
 		if ctx.Err() != nil {
 			return healthy, nil
 		}
@@ -250,7 +250,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			continue
 		}
 		s.status.NoteError(err)
-		if moved && st.Received() == got {
+		if moved && st.progress() == got {
 			// Nothing came on the new channel: some servers (gopcua's)
 			// reactivate a session but not its subscriptions.
 			return healthy, fmt.Errorf("%w; nothing arrived since the session moved to a new channel", err)
@@ -509,6 +509,9 @@ func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *str
 	defer s.reportTags()
 	byInterval := map[time.Duration][]uint32{}
 	for h := range s.rejected {
+		if s.tags[h].Polled() {
+			continue // read by polling, which reports it
+		}
 		iv := s.intervalOf(h)
 		if into, ok := s.merged[iv]; ok {
 			iv = into
@@ -545,7 +548,9 @@ func (s *Session) learnLimits(ctx context.Context, c *uaclient.Client) {
 func (s *Session) subscribedHandles() []uint32 {
 	handles := make([]uint32, 0, len(s.tags))
 	for h := range s.tags {
-		handles = append(handles, uint32(h))
+		if !s.tags[h].Polled() {
+			handles = append(handles, uint32(h))
+		}
 	}
 	return handles
 }
