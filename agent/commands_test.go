@@ -324,7 +324,11 @@ func TestWriteLatency(t *testing.T) {
 	if os.Getenv("TAGBRIDGE_WRITE_LATENCY") == "" {
 		t.Skip("set TAGBRIDGE_WRITE_LATENCY=1 to measure")
 	}
-	broker := testkit.StartBroker(t)
+	var opts []testkit.BrokerOption
+	if os.Getenv("TAGBRIDGE_WRITE_LATENCY") == "nodelay" {
+		opts = append(opts, testkit.WithConfig("set_tcp_nodelay true"))
+	}
+	broker := testkit.StartBroker(t, opts...)
 	plc := simproc.Start(t, "-tags", "4", "-interval", "1s", "-writable")
 	cfg := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
 	hmi := newCommander(t, broker.URL())
