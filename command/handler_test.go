@@ -364,3 +364,20 @@ func TestSparkplugDCMD(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestInheritKeepsIDs: a handler built for a reloaded configuration still
+// knows the ids taken before, so a redelivery after the reload is refused.
+func TestInheritKeepsIDs(t *testing.T) {
+	old, _ := newTestHandler(t, "json", "")
+	msg := []byte(`{"id":"r1","value":1,"expires":"2026-12-03T15:00:03Z"}`)
+	old.Handle(t.Context(), speedSet, msg, false)
+	h, rec := newTestHandler(t, "json", "")
+	h.Inherit(old)
+	out := h.Handle(t.Context(), speedSet, msg, false)
+	if !strings.Contains(string(out[0].Payload), "TagbridgeDuplicate") || len(rec.calls) != 0 {
+		t.Errorf("after reload: %s, executor %q", out[0].Payload, rec.calls)
+	}
+	if c := h.Counts(); c["Good"] != 1 || c["TagbridgeDuplicate"] != 1 {
+		t.Errorf("counts after reload %v", c)
+	}
+}
