@@ -67,18 +67,6 @@ func (r *received) count(plc string) int {
 	return n
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestEndToEndThreePLCs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -132,17 +120,17 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	go func() { done <- Run(ctx, cfg, log) }()
 
 	// Every tag of every PLC delivers.
-	waitFor(t, "first values of every tag", 30*time.Second, func() bool {
+	testkit.WaitUntil(t, "first values of every tag", 30*time.Second, func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
 		return len(got.byTag) == 3*tagsPerPLC
 	})
-	waitFor(t, "2 s of data", 10*time.Second, func() bool { return got.count("plc3") >= 2*perSecond*tagsPerPLC })
+	testkit.WaitUntil(t, "2 s of data", 10*time.Second, func() bool { return got.count("plc3") >= 2*perSecond*tagsPerPLC })
 
 	// plc2 loses power; the others must not notice.
 	plcs[1].Kill()
 	before1, before2 := got.count("plc1"), got.count("plc2")
-	waitFor(t, "plc1 streaming while plc2 is down", 10*time.Second, func() bool {
+	testkit.WaitUntil(t, "plc1 streaming while plc2 is down", 10*time.Second, func() bool {
 		return got.count("plc1") >= before1+2*perSecond*tagsPerPLC
 	})
 	if n := got.count("plc2") - before2; n > tagsPerPLC {
@@ -151,7 +139,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	// It comes back on the same port with counters from 100000, so its two
 	// lives are told apart.
 	plcs[1].Restart("-tags", fmt.Sprint(tagsPerPLC), "-interval", interval, "-start", "100000")
-	waitFor(t, "plc2 values after its restart", 30*time.Second, func() bool {
+	testkit.WaitUntil(t, "plc2 values after its restart", 30*time.Second, func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
 		for k, v := range got.byTag {
@@ -161,7 +149,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "2 more s of data", 10*time.Second, func() bool { return got.count("plc1") >= before1+5*perSecond*tagsPerPLC })
+	testkit.WaitUntil(t, "2 more s of data", 10*time.Second, func() bool { return got.count("plc1") >= before1+5*perSecond*tagsPerPLC })
 
 	stopAt := time.Now()
 	cancel()
@@ -176,7 +164,7 @@ func TestEndToEndThreePLCs(t *testing.T) {
 	t.Logf("agent stopped in %v", time.Since(stopAt).Round(time.Millisecond))
 	// Messages published before Run returned are on their way to us.
 	last := -1
-	waitFor(t, "subscriber to go quiet", 10*time.Second, func() bool {
+	testkit.WaitUntil(t, "subscriber to go quiet", 10*time.Second, func() bool {
 		n := got.count("plc1") + got.count("plc2") + got.count("plc3")
 		quiet := n == last
 		last = n

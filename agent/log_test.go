@@ -28,11 +28,11 @@ func TestLogPLCDownAndUp(t *testing.T) {
 		fmt.Sprintf("{url: %s, qos: 1}", broker.URL()), simEntry{"plc", sim.Endpoint, 4})
 	r := startReloadAgent(t, cfg, zerolog.DebugLevel)
 	r.waitStreaming(t, "plc")
-	waitFor(t, "values", 10*time.Second, func() bool { return got.count("plc") >= 4 })
+	testkit.WaitUntil(t, "values", 10*time.Second, func() bool { return got.count("plc") >= 4 })
 
 	sim.Kill()
 	// reconnect is 100 ms to 300 ms: a dozen retries within a few seconds.
-	waitFor(t, "12 retries", 20*time.Second, func() bool { return len(retries(parseLog(t, r.logs.String()), "plc")) >= 12 })
+	testkit.WaitUntil(t, "12 retries", 20*time.Second, func() bool { return len(retries(parseLog(t, r.logs.String()), "plc")) >= 12 })
 	sim.Restart("-tags", "4", "-interval", "100ms")
 	r.waitStreaming(t, "plc")
 	r.stop()

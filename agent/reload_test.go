@@ -114,7 +114,7 @@ func (r *agentRun) tracker(plc string) *collectors.Tracker {
 func (r *agentRun) waitStreaming(t *testing.T, plc string) collectors.PLCStatus {
 	t.Helper()
 	var st collectors.PLCStatus
-	waitFor(t, plc+" streaming", 20*time.Second, func() bool {
+	testkit.WaitUntil(t, plc+" streaming", 20*time.Second, func() bool {
 		tr := r.tracker(plc)
 		if tr == nil {
 			return false
@@ -151,7 +151,7 @@ func (g *received) last(key string) int64 {
 func (g *received) quiet(t *testing.T, plcs ...string) {
 	t.Helper()
 	last := -1
-	waitFor(t, "subscriber to go quiet", 15*time.Second, func() bool {
+	testkit.WaitUntil(t, "subscriber to go quiet", 15*time.Second, func() bool {
 		n := 0
 		for _, p := range plcs {
 			n += g.count(p)
@@ -239,7 +239,7 @@ func TestReloadPLCs(t *testing.T) {
 	r.waitStreaming(t, "change")
 	r.waitStreaming(t, "drop")
 	keepTracker, changeTracker := r.tracker("keep"), r.tracker("change")
-	waitFor(t, "values of keep, change and drop", 20*time.Second, func() bool {
+	testkit.WaitUntil(t, "values of keep, change and drop", 20*time.Second, func() bool {
 		return got.last("keep/int32_0005") >= 0 && got.has("change/int32_0001") && got.count("drop") >= 40
 	})
 
@@ -249,13 +249,13 @@ func TestReloadPLCs(t *testing.T) {
 		t.Fatalf("Reload: %v", err)
 	}
 	reloaded := time.Now()
-	waitFor(t, "the new tag of change and the values of add", 20*time.Second, func() bool {
+	testkit.WaitUntil(t, "the new tag of change and the values of add", 20*time.Second, func() bool {
 		return got.has("change/int32_0005") && got.count("add") >= 40
 	})
 	// Values flow through one FIFO spool: once keep has 1 s of values taken
 	// after the reload, anything drop sent before it has arrived.
 	mark := got.last("keep/int32_0005")
-	waitFor(t, "1 s more of keep", 10*time.Second, func() bool { return got.last("keep/int32_0005") >= mark+10 })
+	testkit.WaitUntil(t, "1 s more of keep", 10*time.Second, func() bool { return got.last("keep/int32_0005") >= mark+10 })
 	keepAfter, changeAfter, addAfter, dropAfter := r.tracker("keep"), r.tracker("change"), r.tracker("add"), r.tracker("drop")
 	keepSt := keepTracker.Snapshot()[0]
 	r.stop()
@@ -343,17 +343,17 @@ func TestReloadMQTT(t *testing.T) {
 	r := startReloadAgent(t, cfg, zerolog.InfoLevel)
 	before := r.waitStreaming(t, "plc")
 	tracker := r.tracker("plc")
-	waitFor(t, "1 s of values on the first broker", 20*time.Second, func() bool { return got1.count("plc") >= 80 })
+	testkit.WaitUntil(t, "1 s of values on the first broker", 20*time.Second, func() bool { return got1.count("plc") >= 80 })
 	// The first broker goes away, leaving a backlog in the spool, which
 	// the new publisher must send to the second.
 	b1.Stop()
-	waitFor(t, "a backlog of 1 s", 20*time.Second, func() bool { return r.a.PublisherStats().Spooled >= 80 })
+	testkit.WaitUntil(t, "a backlog of 1 s", 20*time.Second, func() bool { return r.a.PublisherStats().Spooled >= 80 })
 
 	next := writeReloadConfig(t, file, spool, fmt.Sprintf("{url: %s, client_id: other, qos: 1}", b2.URL()), simEntry{"plc", sim.Endpoint, 8})
 	if err := r.a.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	waitFor(t, "the backlog and 1 s of values on the second broker", 20*time.Second, func() bool { return got2.count("plc") >= 160 })
+	testkit.WaitUntil(t, "the backlog and 1 s of values on the second broker", 20*time.Second, func() bool { return got2.count("plc") >= 160 })
 	if st := r.a.PublisherStats(); !st.Connected {
 		t.Errorf("publisher stats after the reload: %+v, want connected", st)
 	}
@@ -417,7 +417,7 @@ func TestReloadRefusedKeepsOld(t *testing.T) {
 	r := startReloadAgent(t, cfg, zerolog.InfoLevel)
 	r.waitStreaming(t, "plc")
 	tracker := r.tracker("plc")
-	waitFor(t, "values", 20*time.Second, func() bool { return got.count("plc") >= 40 })
+	testkit.WaitUntil(t, "values", 20*time.Second, func() bool { return got.count("plc") >= 40 })
 
 	// A spool directory below a regular file; the PLC list changes too.
 	next := writeReloadConfig(t, file, filepath.Join(file, "spool"), mqtt, simEntry{"plc", sim.Endpoint, 4})
@@ -426,7 +426,7 @@ func TestReloadRefusedKeepsOld(t *testing.T) {
 		t.Fatalf("Reload: %v, want an error about the spool", err)
 	}
 	mark := got.last("plc/int32_0005")
-	waitFor(t, "1 s more of values", 10*time.Second, func() bool { return got.last("plc/int32_0005") >= mark+10 })
+	testkit.WaitUntil(t, "1 s more of values", 10*time.Second, func() bool { return got.last("plc/int32_0005") >= mark+10 })
 	if r.tracker("plc") != tracker {
 		t.Errorf("the PLC session was replaced by a refused reload")
 	}
@@ -465,15 +465,15 @@ func TestReloadTagAdded(t *testing.T) {
 	r.waitStreaming(t, "a")
 	r.waitStreaming(t, "b")
 	trackerA := r.tracker("a")
-	waitFor(t, "values of a and b", 20*time.Second, func() bool { return got.count("a") >= 40 && got.has("b/int32_0001") })
+	testkit.WaitUntil(t, "values of a and b", 20*time.Second, func() bool { return got.count("a") >= 40 && got.has("b/int32_0001") })
 
 	next := writeReloadConfig(t, file, spool, mqtt, simEntry{"a", simA.Endpoint, 8}, simEntry{"b", simB.Endpoint, 8})
 	if err := r.a.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	waitFor(t, "the new tag of b", 20*time.Second, func() bool { return got.has("b/int32_0005") })
+	testkit.WaitUntil(t, "the new tag of b", 20*time.Second, func() bool { return got.has("b/int32_0005") })
 	mark := got.last("a/int32_0005")
-	waitFor(t, "1 s more of a", 10*time.Second, func() bool { return got.last("a/int32_0005") >= mark+10 })
+	testkit.WaitUntil(t, "1 s more of a", 10*time.Second, func() bool { return got.last("a/int32_0005") >= mark+10 })
 	sameA := r.tracker("a") == trackerA
 	r.stop()
 	got.quiet(t, "a", "b")

@@ -26,18 +26,6 @@ import (
 
 const statusToken = "agent-status-token-5f0e1d2c3b4a"
 
-// freeAddr returns a loopback host:port that was free a moment ago:
-// agent.status_listen takes no port 0.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // statusClient asks the agent's status listener at addr.
 type statusClient struct {
 	t    *testing.T
@@ -127,7 +115,7 @@ func TestStatusListener(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(statusToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testkit.Addr(t)
 	var yml strings.Builder
 	fmt.Fprintf(&yml, "agent: {id: st, spool_dir: %s, status_listen: %q, status_token_file: %s}\n", t.TempDir(), addr, tokenFile)
 	fmt.Fprintf(&yml, "mqtt: {url: %s}\nplcs:\n  - name: press1\n    endpoint: %s\n    publishing_interval: 50ms\n    reconnect: {min: 100ms, max: 500ms}\n", broker.URL(), plc.Endpoint)
@@ -160,7 +148,7 @@ func TestStatusListener(t *testing.T) {
 		t.Helper()
 		var code int
 		var body string
-		waitFor(t, fmt.Sprintf("/healthz %d %q", wantCode, wantBody), 30*time.Second, func() bool {
+		testkit.WaitUntil(t, fmt.Sprintf("/healthz %d %q", wantCode, wantBody), 30*time.Second, func() bool {
 			code, body = c.get("/healthz", statusToken)
 			return code == wantCode && strings.Contains(body, wantBody)
 		})
@@ -178,7 +166,7 @@ func TestStatusListener(t *testing.T) {
 
 	// /status: the PLC streams all its tags, values flow, the broker is up.
 	var st statusapi.Status
-	waitFor(t, "values counted in /status", 10*time.Second, func() bool {
+	testkit.WaitUntil(t, "values counted in /status", 10*time.Second, func() bool {
 		code, body := c.get("/status", statusToken)
 		if code != http.StatusOK {
 			t.Fatalf("/status: %d %s", code, body)

@@ -2,7 +2,6 @@ package statusapi
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 const token = "s3cret-status-token-0123456789"
@@ -56,28 +56,11 @@ func healthySource() *fixed {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serve runs a Server on addr until stop is called or the test ends, and
 // returns it, its log, and stop, which returns Run's result.
-func serve(t *testing.T, addr string, src Source) (*Server, *lockedBuffer, func() error) {
+func serve(t *testing.T, addr string, src Source) (*Server, *testkit.Log, func() error) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testkit.Log{}
 	s, err := New(addr, config.Secret(token), "ipc01", src, zerolog.New(logs).Level(zerolog.DebugLevel))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -18,7 +19,7 @@ import (
 // adjusted before it runs.
 func startTweakedSession(t *testing.T, plc config.PLC, tweak func(*Session)) (*runSession, *Session) {
 	t.Helper()
-	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &testkit.Log{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
 	out := make(chan collectors.Batch, 1024)

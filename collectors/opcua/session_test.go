@@ -14,6 +14,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
@@ -32,29 +33,11 @@ func plcConfig(t *testing.T, endpoint, tagsYAML string) config.PLC {
 	return cfg.PLCs[0]
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runSession runs a session in the background and collects its samples.
 type runSession struct {
 	mu      sync.Mutex
 	samples map[string][]collectors.Sample
-	logs    *syncBuffer
+	logs    *testkit.Log
 	stop    context.CancelFunc
 	done    chan error
 	stopped bool
@@ -75,7 +58,7 @@ func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 // than one).
 func startSessions(t *testing.T, plcs []config.PLC) (*runSession, *Session) {
 	t.Helper()
-	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &testkit.Log{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
 	out := make(chan collectors.Batch, 1024)

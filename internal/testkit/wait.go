@@ -42,10 +42,11 @@ func Until(changed func() <-chan struct{}, timeout time.Duration, cond func() bo
 	}
 }
 
-// WaitUntil fails the test unless cond holds within timeout; see Until.
-func WaitUntil(t testing.TB, what string, changed func() <-chan struct{}, timeout time.Duration, cond func() bool) {
+// WaitUntil fails the test unless cond holds within d, naming what it
+// waited for; cond is evaluated every 10 ms (see Until to wake on change).
+func WaitUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	if !Until(changed, timeout, cond) {
-		t.Fatalf("%s: not within %v", what, timeout)
+	if !Until(nil, d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }

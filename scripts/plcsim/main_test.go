@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 // bin is the plcsim binary built by TestMain, with -race when the tests run
@@ -165,7 +166,7 @@ func TestBadFlags(t *testing.T) {
 type plcsim struct {
 	url     string
 	cmd     *exec.Cmd
-	stderr  syncBuffer
+	stderr  testkit.Log
 	extra   chan string   // a stdout line after READY, if any
 	eof     chan struct{} // closed when stdout is at EOF, i.e. plcsim has exited
 	stopped bool
@@ -635,23 +636,4 @@ func TestStopWithClientConnected(t *testing.T) {
 	defer cancel()
 	waitForData(ctx, t, 0, notes)
 	sim.stop(t, 5*time.Second)
-}
-
-// syncBuffer is a bytes.Buffer safe for a child process's writer goroutine
-// and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -273,25 +273,13 @@ func report(t *testing.T, name string, c *counters, extra string) {
 func (c *counters) quiet(t *testing.T) int {
 	t.Helper()
 	last, _ := c.total()
-	waitFor(t, "the subscriber to go quiet", 30*time.Second, func() bool {
+	testkit.WaitUntil(t, "the subscriber to go quiet", 30*time.Second, func() bool {
 		time.Sleep(time.Second)
 		n, _ := c.total()
 		defer func() { last = n }()
 		return n == last
 	})
 	return last
-}
-
-// waitFor polls cond every 100 ms until it holds.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func indent(tags string) string {
@@ -334,7 +322,7 @@ plcs:
     security: {policy: Basic256Sha256, mode: SignAndEncrypt, certificate_file: %[4]s, key_file: %[5]s, trust: fingerprint, auto_accept: true}
 %[6]s`, dir, broker.URL(), peer.Endpoint, certFile, keyFile, indent(simproc.Tags(t, tags))))
 
-	waitFor(t, "every counter", 60*time.Second, func() bool {
+	testkit.WaitUntil(t, "every counter", 60*time.Second, func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
 		return len(got.seen) == tags/4
@@ -382,7 +370,7 @@ plcs:
     reconnect: {min: 1s, max: 10s}
 %s`, t.TempDir(), broker.URL(), plc.Endpoint, indent(simproc.Tags(t, tags))))
 
-	waitFor(t, "every counter", 60*time.Second, func() bool {
+	testkit.WaitUntil(t, "every counter", 60*time.Second, func() bool {
 		got.mu.Lock()
 		defer got.mu.Unlock()
 		return len(got.seen) == tags/4
@@ -398,7 +386,7 @@ plcs:
 	// Caught up: the counters deliver again at the PLC's rate, with the
 	// whole outage's values in between.
 	want := before + int(time.Since(stopped)/(100*time.Millisecond))*tags/4
-	waitFor(t, "the backlog", 5*time.Minute, func() bool { _, n := got.total(); return n >= want })
+	testkit.WaitUntil(t, "the backlog", 5*time.Minute, func() bool { _, n := got.total(); return n >= want })
 	caughtUp := time.Since(restarted)
 	time.Sleep(3 * time.Second) // and live again
 	a.stop(t)

@@ -21,6 +21,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uastatus"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
@@ -448,7 +449,7 @@ func TestRenewalNodeOPCUA(t *testing.T) {
 func TestShortLifetime(t *testing.T) {
 	const lifetime = 600 * time.Millisecond
 	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None"}, Modes: []string{"None"}, TokenLifetime: lifetime, MinTokenLifetime: lifetime})
-	var logBuf syncBuffer
+	var logBuf testkit.Log
 	cfg := Config{Endpoint: peer.Endpoint, Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Lifetime: lifetime, Log: zerolog.New(&logBuf)}
 	ch, err := Open(stepContext(t), cfg)
 	if err != nil {
@@ -464,23 +465,6 @@ func TestShortLifetime(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "tokens under 1s"); n != 1 {
 		t.Errorf("%d warnings about short tokens, want 1", n)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestServerClockSkew: servers whose clocks are 2 h behind or ahead
@@ -550,7 +534,7 @@ func TestRenewalFailure(t *testing.T) {
 	const lifetime = 2 * time.Second
 	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None"}, TokenLifetime: lifetime})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(o62.Endpoint, "opc.tcp://"))
-	var logBuf syncBuffer
+	var logBuf testkit.Log
 	ch, err := Open(stepContext(t), Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone,
 		Lifetime: lifetime, RequestTimeout: time.Minute, Log: zerolog.New(&logBuf)})
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,7 +200,7 @@ func (s *Server) start() {
 	}
 	port := s.opts.Port
 	if port == 0 {
-		port = freePort(s.t)
+		port = testkit.Port(s.t)
 	}
 	args := Args(s.opts, port)
 	name := bin
@@ -253,17 +252,6 @@ func (s *Server) start() {
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
-
-// freePort returns a loopback port nothing listens on. o62server refuses a
-// port in use, so a lost race fails loudly rather than sharing a port.
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // Port is the TCP port the server listens on.
 func (s *Server) Port() int { return s.opts.Port }

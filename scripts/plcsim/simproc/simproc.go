@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/testkit"
 )
 
 // binary builds plcsim once per test binary.
@@ -38,29 +40,8 @@ type PLC struct {
 	t        testing.TB
 	cmd      *exec.Cmd
 	exited   chan struct{}
-	stderr   syncBuffer
+	stderr   testkit.Log
 	Endpoint string // opc.tcp://127.0.0.1:PORT
-}
-
-// syncBuffer collects the simulator's log for failed tests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		return len(p), nil // enough to diagnose; don't grow without bound
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Start runs plcsim with args and waits for its READY line. The process is
