@@ -139,7 +139,14 @@ func (v *validator) commands(path string, p *PLC) {
 	} else if c.SecretEnv != "" {
 		c.Secret = v.fromEnv(cp+".secret_env", c.SecretEnv)
 	} else if c.SecretFile != "" {
-		c.Secret = v.fromFile(cp+".secret_file", c.SecretFile)
+		key, err := readSecret(c.SecretFile)
+		switch {
+		case err != nil:
+			v.add(cp+".secret_file", "cannot read key file %q: %s", c.SecretFile, reason(err))
+		case key == "":
+			v.add(cp+".secret_file", "key file %q is empty", c.SecretFile)
+		}
+		c.Secret = Secret(key)
 	}
 	if c.Secret != "" && len(c.Secret) < MinCommandSecret {
 		key := cp + ".secret_file"
