@@ -52,6 +52,7 @@ Usage:
   tagbridge browse ENDPOINT [flags]
                                  print a plcs: entry listing the server's variables
   tagbridge completion bash|zsh  print the shell completion script
+  tagbridge schema               print the configuration's JSON Schema
   tagbridge man DIR              write the man pages into DIR
 
 Run "tagbridge COMMAND -h" for a command's options.
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
+	case "schema":
+		return cmdSchema(args[1:], stdout, stderr)
 	case "man":
 		return cmdMan(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -54,10 +54,11 @@ var contents = []entry{
 	{"/usr/share/bash-completion/completions/tagbridge", "-rw-r--r--", "root/root"},
 	{"/usr/share/zsh/vendor-completions/_tagbridge", "-rw-r--r--", "root/root"},
 	{"/usr/share/man/man1/tagbridge.1.gz", "-rw-r--r--", "root/root"},
+	{"/usr/share/tagbridge/config.schema.json", "-rw-r--r--", "root/root"},
 }
 
 // manPages are the commands with a page tagbridge-NAME(1) besides tagbridge(1).
-var manPages = []string{"run", "validate", "status", "version", "certs-create", "certs-renew", "browse", "completion", "man"}
+var manPages = []string{"run", "validate", "status", "version", "certs-create", "certs-renew", "browse", "completion", "schema", "man"}
 
 var wantConffiles = []string{envPath, configPath}
 

@@ -103,6 +103,7 @@ run "$work/host/tagbridge" man "$docs/man"
 gzip -9n "$docs"/man/*.1
 "$work/host/tagbridge" completion bash >"$docs/tagbridge.bash"
 "$work/host/tagbridge" completion zsh >"$docs/_tagbridge"
+"$work/host/tagbridge" schema >"$docs/config.schema.json"
 
 # The Debian changelog: one entry for this build, pointing at the history.
 changed=$(git log -1 --format=%cI HEAD)
