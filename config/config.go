@@ -151,7 +151,9 @@ type PLC struct {
 	// a tag may set its own. HeartbeatValue is last or last_good.
 	Heartbeat      Duration `yaml:"heartbeat"`
 	HeartbeatValue string   `yaml:"heartbeat_value"`
-	Tags           []Tag    `yaml:"tags"`
+	// Events are event subscriptions (alarms and conditions among them).
+	Events []EventStream `yaml:"events"`
+	Tags   []Tag         `yaml:"tags"`
 
 	// CertGuard confines the certificate and key files of this PLC to
 	// agent.allowed_cert_dirs when they are opened: load them with

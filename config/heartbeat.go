@@ -12,6 +12,7 @@ const (
 // its own.
 func (p *PLC) applyHeartbeatDefaults() {
 	orString(&p.HeartbeatValue, HeartbeatLast)
+	p.applyEventDefaults()
 	for j := range p.Tags {
 		orDuration(&p.Tags[j].Heartbeat, p.Heartbeat.Duration())
 	}
@@ -19,6 +20,7 @@ func (p *PLC) applyHeartbeatDefaults() {
 
 func (v *validator) heartbeat(path string, p *PLC) {
 	v.oneOf(path+".heartbeat_value", p.HeartbeatValue, "heartbeat value", []string{HeartbeatLast, HeartbeatLastGood})
+	v.events(path, p)
 	if p.Heartbeat < 0 {
 		v.add(path+".heartbeat", "must not be negative")
 	}

@@ -72,6 +72,9 @@ func FromConfig(cfg *config.Config) Options {
 		for _, t := range p.Tags {
 			plc.Tags = append(plc.Tags, Tag{Name: t.Name, Topic: t.Topic})
 		}
+		for _, e := range p.Events { // an event stream is published like a tag of its name
+			plc.Tags = append(plc.Tags, Tag{Name: e.Name, Topic: e.Topic})
+		}
 		o.PLCs = append(o.PLCs, plc)
 	}
 	return o

@@ -63,6 +63,9 @@ func (s *Session) newStream(out chan<- collectors.Batch) *stream {
 		DeliverItems: func(ctx context.Context, n *uafast.DataChange) {
 			s.handleItems(ctx, n, out, st.dog)
 		},
+		DeliverEvents: func(ctx context.Context, n *ua.EventNotificationList) {
+			s.handleEvents(ctx, n, out)
+		},
 		Alive: func() {
 			st.dog.activity()
 			if st.awaiting {
@@ -132,6 +135,9 @@ func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream)
 		if code, ok := statusCode(err); !ok || code != ua.StatusBadTooManySubscriptions {
 			if err == nil {
 				s.learnHistorizing(ctx, c)
+			}
+			if err == nil {
+				s.subscribeEvents(ctx, c, st) // after every (re)creation: ConditionRefresh
 			}
 			return err
 		}

@@ -81,8 +81,9 @@ type Session struct {
 
 	link writeLink // the client commands use (write.go)
 
-	types structTypes // the PLC's structure types, by their definitions (typedefs.go)
-	beats *heartbeats // republish unchanged values (heartbeat.go); nil: no tag has a heartbeat
+	types  structTypes // the PLC's structure types, by their definitions (typedefs.go)
+	beats  *heartbeats // republish unchanged values (heartbeat.go); nil: no tag has a heartbeat
+	events []eventRef  // event streams (events.go); handle eventHandle+i is events[i]
 
 	limits       serverLimits                    // the server's, read at every session start
 	subsAllowed  int                             // subscriptions the server took before BadTooManySubscriptions; 0: not seen
@@ -137,6 +138,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 		s.link.entries[p.Name] = p
 	}
 	s.beats = heartbeatsFor(plc, tags)
+	s.events = eventsOf(plcs)
 	return s
 }
 

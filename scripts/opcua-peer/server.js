@@ -70,6 +70,8 @@ const flags = {
 	"reverse-delay": { kind: "duration", def: 200, help: "time before the reverse connection is dialled again" },
 	historize: { kind: "bool", def: false, help: "historize the Int32 counters in memory (HistoryRead raw, Historizing true)" },
 	writable: { kind: "bool", def: false, help: "also serve ns=1;s=W.<Type> variables (Boolean, Int32, UInt16, Float, Double, String, DateTime, DoubleArray) that hold what is written, and the method ns=1;s=Machine.Scale(Double x, Int32 factor) -> Double" },
+	alarms: { kind: "bool", def: false, help: "also raise alarms: ns=1;s=Tank (an event source of the Server) with LevelHigh (AlarmConditionType, active and unacknowledged from the start, severity 700) and Pump (raised, acknowledged and cleared again every -alarm-cycle)" },
+	"alarm-cycle": { kind: "duration", def: 3000, help: "with -alarms: Pump is raised at the start of each cycle, acknowledged after a third, cleared after two thirds" },
 	structures: { kind: "bool", def: false, help: "also serve structured values (structures.xml's types, with DataTypeDefinition): ns=1;s=Struct.Recipe, Struct.Setpoints, Struct.Reading, Struct.Mode" },
 };
 const policyNames = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
@@ -342,6 +344,7 @@ async function main() {
 		stopping = true;
 		log(`${sig}: stopping`);
 		clearInterval(ticker);
+		if (alarmTimer) clearInterval(alarmTimer);
 		const timer = setTimeout(() => {
 			log("shutdown took longer than 5s; exiting");
 			cleanup();
@@ -428,6 +431,7 @@ function addVariables(server) {
 		variables.push({ index: i, kind: k, node: v });
 	}
 	if (opts.structures) addStructures(addressSpace, ns, folder);
+	if (opts.alarms) addAlarms(addressSpace, ns);
 	if (opts.writable) addWritable(ns, folder);
 	setValues(opts.start, new Date());
 }
@@ -470,6 +474,47 @@ function addWritable(ns, folder) {
 		callback(null, { statusCode: StatusCodes.Good, outputArguments: [{ dataType: DataType.Double, value: result }] });
 	});
 }
+
+// addAlarms makes ns=1;s=Tank an event source of the Server object with
+// two alarms: LevelHigh, active and unacknowledged from the start (so only
+// a ConditionRefresh reports it to a client that subscribes later), and
+// Pump, raised, acknowledged and cleared in every -alarm-cycle.
+function addAlarms(addressSpace, ns) {
+	addressSpace.installAlarmsAndConditionsService(); // binds ConditionRefresh, Acknowledge, ...
+	const server = addressSpace.rootFolder.objects.server;
+	const tank = ns.addObject({ browseName: "Tank", nodeId: "s=Tank", organizedBy: addressSpace.rootFolder.objects, eventNotifier: 1, eventSourceOf: server });
+	const alarm = (name) =>
+		ns.instantiateAlarmCondition("AlarmConditionType", {
+			browseName: name,
+			nodeId: `s=Tank.${name}`,
+			componentOf: tank,
+			conditionSource: tank,
+			conditionName: name,
+			inputNode: opcua.NodeId.nullNodeId,
+		});
+	const level = alarm("LevelHigh");
+	level.activateAlarm();
+	level.raiseNewCondition({ message: "level high", severity: 700, retain: true });
+	const pump = alarm("Pump");
+	const cycle = opts["alarm-cycle"];
+	const run = () => {
+		pump.activateAlarm();
+		pump.raiseNewCondition({ message: "pump fault", severity: 500, retain: true });
+		log("alarm Pump raised");
+		setTimeout(() => {
+			pump.acknowledgeAndAutoConfirmBranch(pump.currentBranch(), "acknowledged by the peer");
+			log("alarm Pump acknowledged");
+		}, cycle / 3);
+		setTimeout(() => {
+			pump.deactivateAlarm(false);
+			pump.raiseNewCondition({ message: "pump ok", severity: 100, retain: false });
+			log("alarm Pump cleared");
+		}, (2 * cycle) / 3);
+	};
+	alarmTimer = setInterval(run, cycle);
+}
+
+let alarmTimer = null;
 
 let structured = null;
 

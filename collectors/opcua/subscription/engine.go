@@ -88,6 +88,9 @@ type Config struct {
 	// notifications the fast decoder read (uafast), in the same way;
 	// without it they are decoded again for Deliver.
 	DeliverItems func(ctx context.Context, n *uafast.DataChange)
+	// DeliverEvents, when set, hands on event notifications as Deliver
+	// does data changes; without it they are acknowledged and dropped.
+	DeliverEvents func(ctx context.Context, n *ua.EventNotificationList)
 	// Alive, when set, hears of every PublishResponse that carries a
 	// notification message, keep-alives included.
 	Alive func()

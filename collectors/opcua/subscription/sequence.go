@@ -295,6 +295,10 @@ func (e *Engine) deliver(ctx context.Context, s *sub, msg *ua.NotificationMessag
 			e.cfg.Deliver(ctx, dn)
 		case *ua.DataChangeNotification:
 			e.cfg.Deliver(ctx, n)
+		case *ua.EventNotificationList:
+			if e.cfg.DeliverEvents != nil {
+				e.cfg.DeliverEvents(ctx, n)
+			}
 		case *ua.StatusChangeNotification:
 			if n.Status == ua.StatusBadTimeout {
 				return fmt.Errorf("subscription %d expired: %w", s.id, ErrGone)
