@@ -62,8 +62,13 @@ type Tracker struct {
 
 type plcTrack struct {
 	PLCStatus
+	// The rate window: values counted since windowStart, the latest at
+	// lastValue; lastRate is the rate of the window before. Collected, the
+	// writer, starts a new window once one is complete; readers only read.
 	windowStart time.Time
 	windowCount uint64
+	lastValue   time.Time
+	lastRate    float64
 }
 
 // NewTracker starts every entry in StateConnecting.
@@ -184,6 +189,7 @@ func (t *Tracker) Collected(b Batch) {
 	if len(b) == 0 {
 		return
 	}
+	now := time.Now()
 	t.mu.Lock()
 	var p *plcTrack
 	for i := range b {
@@ -192,6 +198,7 @@ func (t *Tracker) Collected(b Batch) {
 			if p == nil {
 				continue
 			}
+			p.roll(now)
 		}
 		p.Values++
 		p.windowCount++
@@ -218,18 +225,31 @@ func (t *Tracker) Snapshot() []PLCStatus {
 	return out
 }
 
-// snapshot computes the rate over the window so far, and starts a new
-// window once one is complete. Called with the lock held.
-func (p *plcTrack) snapshot(now time.Time) PLCStatus {
-	if el := now.Sub(p.windowStart); el > 0 {
-		if el >= time.Second {
-			p.ValuesPerSec = float64(p.windowCount) / el.Seconds()
-		}
-		if el >= rateWindow {
-			p.windowStart, p.windowCount = now, 0
-		}
+// roll starts a new rate window once the current one is complete, keeping
+// its rate. Called with the lock held, for a value taken at now.
+func (p *plcTrack) roll(now time.Time) {
+	if el := now.Sub(p.windowStart); el >= rateWindow {
+		p.lastRate = float64(p.windowCount) / el.Seconds()
+		p.windowStart, p.windowCount = now, 0
 	}
+	p.lastValue = now
+}
+
+// snapshot is the entry's status at now, with the rate over the current
+// window (the one before while the current is under a second old, 0 once
+// a whole window passed without a value); it changes nothing. Called with
+// the lock held.
+func (p *plcTrack) snapshot(now time.Time) PLCStatus {
 	s := p.PLCStatus
+	el := now.Sub(p.windowStart)
+	switch {
+	case p.windowCount > 0 && now.Sub(p.lastValue) >= rateWindow, p.windowCount == 0 && el >= rateWindow:
+		s.ValuesPerSec = 0
+	case el >= time.Second:
+		s.ValuesPerSec = float64(p.windowCount) / el.Seconds()
+	default:
+		s.ValuesPerSec = p.lastRate
+	}
 	s.ClockOffsetSeconds = s.ClockOffset.Seconds()
 	return s
 }

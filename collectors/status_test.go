@@ -71,3 +71,26 @@ func TestTrackerValues(t *testing.T) {
 		}
 	})
 }
+
+// Snapshot only reads: a tracker read in between shows the same rate as
+// one that was not; a window without any value shows 0.
+func TestTrackerSnapshotReadsOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		read, unread := NewTracker("e", "a"), NewTracker("e", "a")
+		for range 5 {
+			for _, tr := range []*Tracker{read, unread} {
+				tr.Collected(Batch{{PLC: "a"}, {PLC: "a"}, {PLC: "a"}, {PLC: "a"}})
+			}
+			time.Sleep(time.Second)
+		}
+		read.Snapshot()
+		time.Sleep(1500 * time.Millisecond)
+		if r, u := read.Snapshot()[0].ValuesPerSec, unread.Snapshot()[0].ValuesPerSec; r != u || r <= 0 {
+			t.Fatalf("rate %v after a read in between, %v without: a read changed the rate", r, u)
+		}
+		time.Sleep(rateWindow)
+		if r := read.Snapshot()[0].ValuesPerSec; r != 0 {
+			t.Errorf("rate %v after a window without values, want 0", r)
+		}
+	})
+}
