@@ -43,7 +43,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 	// One word per item holds its number, boxed in place (see boxed): one
 	// allocation for the batch instead of one per value.
 	words := make([]uint64, len(n.Items))
-	var names statusNames
+	var seen itemCache
 	k, unknown := 0, 0
 	for i := range n.Items {
 		it := &n.Items[i]
@@ -57,7 +57,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 		tag := &s.tags[it.ClientHandle]
 		smp := &batch[k] // filled in place: a Sample is 150 bytes
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
-		fillSample(smp, it, &words[i], &names)
+		fillSample(smp, it, &words[i], &seen)
 		if s.fencedAt(it.ClientHandle, smp.SourceTime) {
 			*smp = collectors.Sample{}
 			continue // handed on from the PLC's history already (history.go)
@@ -74,31 +74,44 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 	return batch[:k]
 }
 
-// statusNames remembers the last status code named: the items of one
-// notification mostly share theirs.
-type statusNames struct {
-	code ua.StatusCode
-	name string
+// itemCache remembers the last status code named and the last timestamps
+// converted: the items of one notification mostly share them (a PLC stamps
+// a scan's changes alike).
+type itemCache struct {
+	code     ua.StatusCode
+	name     string
+	src, srv stampCache
 }
 
-func (c *statusNames) of(code ua.StatusCode) string {
+func (c *itemCache) status(code ua.StatusCode) string {
 	if c.name == "" || c.code != code {
 		c.code, c.name = code, statusName(code)
 	}
 	return c.name
 }
 
-// sampleFromItem is sampleFrom for an item of the fast decoder; word is
-// where a numeric scalar is kept.
-func sampleFromItem(plc, tag, node string, it *uafast.Item, word *uint64) collectors.Sample {
-	s := collectors.Sample{PLC: plc, Tag: tag, Node: node}
-	fillSample(&s, it, word, &statusNames{})
-	return s
+type stampCache struct {
+	ticks uint64
+	picos uint16 // 0xffff: not sent
+	t     time.Time
+	valid bool
+}
+
+// of is itemTime of ticks and picos, converted once per distinct pair.
+func (c *stampCache) of(ticks uint64, withPicos bool, picos uint16) time.Time {
+	if !withPicos {
+		picos = 0xffff
+	}
+	if !c.valid || c.ticks != ticks || c.picos != picos {
+		c.ticks, c.picos, c.valid = ticks, picos, true
+		c.t = itemTime(uafast.DateTime(ticks), withPicos, picos)
+	}
+	return c.t
 }
 
 // fillSample fills the value, type, status and timestamps of s from it,
 // as sampleFrom does from a DataValue.
-func fillSample(s *collectors.Sample, it *uafast.Item, word *uint64, names *statusNames) {
+func fillSample(s *collectors.Sample, it *uafast.Item, word *uint64, seen *itemCache) {
 	s.Value, s.Type = nil, "Null"
 	if it.Mask&ua.DataValueValue != 0 {
 		s.Value, s.Type = itemValue(it, word)
@@ -107,12 +120,12 @@ func fillSample(s *collectors.Sample, it *uafast.Item, word *uint64, names *stat
 	if it.Mask&ua.DataValueStatusCode != 0 {
 		status = it.Status
 	}
-	s.Status, s.StatusCode = names.of(status), uint32(status)
+	s.Status, s.StatusCode = seen.status(status), uint32(status)
 	if it.Mask&ua.DataValueSourceTimestamp != 0 {
-		s.SourceTime = itemTime(it.SourceTime(), it.Mask&ua.DataValueSourcePicoseconds != 0, it.SourcePicos)
+		s.SourceTime = seen.src.of(it.SourceTicks(), it.Mask&ua.DataValueSourcePicoseconds != 0, it.SourcePicos)
 	}
 	if it.Mask&ua.DataValueServerTimestamp != 0 {
-		s.ServerTime = itemTime(it.ServerTime(), it.Mask&ua.DataValueServerPicoseconds != 0, it.ServerPicos)
+		s.ServerTime = seen.srv.of(it.ServerTicks(), it.Mask&ua.DataValueServerPicoseconds != 0, it.ServerPicos)
 	}
 }
 

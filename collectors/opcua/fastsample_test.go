@@ -30,8 +30,22 @@ func fastSeeds(tb testing.TB) [][]byte {
 		uafasttest.Message(tb, uafasttest.Publish(uafasttest.Doubles(5)...)),
 		uafasttest.Message(tb, uafasttest.Publish(&ua.DataValue{}, &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueSourceTimestamp, Status: ua.StatusBadNoCommunication})),
 		uafasttest.WithVariant(tb, uafasttest.ByteStrings()),
+		uafasttest.Message(tb, uafasttest.Publish(stamped(0, 0, false), stamped(1, 0, false), stamped(1, 0, true), stamped(1, 50, true), stamped(1, 50, false), stamped(0, 50, true))),
 	)
 	return msgs
+}
+
+// stamped is a DataValue whose timestamps are offset by sec seconds, with
+// picoseconds when withPicos: consecutive items that differ only there.
+func stamped(sec int, picos uint16, withPicos bool) *ua.DataValue {
+	dv := uafasttest.Full(ua.MustVariant(int32(sec)))
+	dv.SourceTimestamp = dv.SourceTimestamp.Add(time.Duration(sec) * time.Second)
+	dv.ServerTimestamp = dv.ServerTimestamp.Add(time.Duration(sec) * time.Second)
+	dv.SourcePicoseconds, dv.ServerPicoseconds = picos, picos
+	if !withPicos {
+		dv.EncodingMask &^= ua.DataValueSourcePicoseconds | ua.DataValueServerPicoseconds
+	}
+	return dv
 }
 
 // TestSamplesFromItems: the fast path's samples are those of the
@@ -43,8 +57,8 @@ func TestSamplesFromItems(t *testing.T) {
 			fast++
 		}
 	}
-	if fast != 4 {
-		t.Errorf("%d of 5 messages took the fast path, want 4", fast)
+	if fast != 5 {
+		t.Errorf("%d of 6 messages took the fast path, want 5", fast)
 	}
 }
 
@@ -77,8 +91,10 @@ func requireSameSamples(t *testing.T, msg []byte) bool {
 		items := eo.Value.(*uafast.DataChange).Items
 		wantItems := want.NotificationMessage.NotificationData[i].Value.(*ua.DataChangeNotification).MonitoredItems
 		words := make([]uint64, len(items))
+		var seen itemCache // shared by the items, as in samplesFromItems
 		for j := range items {
-			got := sampleFromItem("plc", "tag", "ns=1;s=x", &items[j], &words[j])
+			got := collectors.Sample{PLC: "plc", Tag: "tag", Node: "ns=1;s=x"}
+			fillSample(&got, &items[j], &words[j], &seen)
 			w := sampleFrom("plc", "tag", "ns=1;s=x", wantItems[j].Value)
 			if !sameSample(got, w) {
 				t.Fatalf("item %d:\nfast:   %#v\nuadecode: %#v", j, got, w)

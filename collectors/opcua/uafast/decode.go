@@ -106,6 +106,13 @@ func (it *Item) Bits() uint64 { return it.bits }
 func (it *Item) SourceTime() time.Time { return dateTime(it.sourceTicks) }
 func (it *Item) ServerTime() time.Time { return dateTime(it.serverTicks) }
 
+// SourceTicks and ServerTicks are the timestamps as sent, in DateTime ticks.
+func (it *Item) SourceTicks() uint64 { return it.sourceTicks }
+func (it *Item) ServerTicks() uint64 { return it.serverTicks }
+
+// DateTime converts DateTime ticks as gopcua does (SourceTime, ServerTime).
+func DateTime(ticks uint64) time.Time { return dateTime(ticks) }
+
 const (
 	variantTypeMask = 0x3f
 	// ExpandedNodeId flags in the NodeId's mask: a namespace URI and a
