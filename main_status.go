@@ -26,13 +26,16 @@ const exitUnhealthy = 3
 const statusTimeout = 10 * time.Second
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", `status [-c FILE] [--json]
+	fs := newFlagSet("status", `status [-c FILE] [--wide | --json]
 
 Asks the running agent for its status, at agent.status_listen with the
 token from agent.status_token_file, and prints it as a table. Exit status:
-0 healthy, 1 the agent cannot be reached, 2 bad configuration, 3 unhealthy.`, stderr)
+0 healthy, 1 the agent cannot be reached, 2 bad configuration, 3 unhealthy.
+The table fits 80 columns; --wide adds the endpoint, security, channel and
+token renewals.`, stderr)
 	file := fs.String("c", defaultConfig, "configuration `file` naming the listener and the token file")
 	asJSON := fs.Bool("json", false, "print the agent's JSON status document as it is")
+	wide := fs.Bool("wide", false, "print every column, wider than 80 columns")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -60,7 +63,7 @@ token from agent.status_token_file, and prints it as a table. Exit status:
 	if *asJSON {
 		stdout.Write(body)
 	} else {
-		printStatus(stdout, s)
+		printStatus(stdout, s, *wide)
 	}
 	if !s.Healthy {
 		return exitUnhealthy
@@ -128,7 +131,7 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-func printStatus(w io.Writer, s statusapi.Status) {
+func printStatus(w io.Writer, s statusapi.Status, wide bool) {
 	health := "healthy"
 	if !s.Healthy {
 		health = "UNHEALTHY"
@@ -139,23 +142,17 @@ func printStatus(w io.Writer, s statusapi.Status) {
 	}
 	fmt.Fprintln(w)
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tENDPOINT\tSECURITY\tCHANNEL/TOKEN\tRENEWALS (FAILED)\tLAST RENEWAL\tRECONNECTS\tTAGS OK/FAILED\tVALUES/S\tCLOCK OFFSET")
-	for _, p := range s.PLCs {
-		security := dash(strings.TrimSpace(p.Policy + " " + p.Mode))
-		channel := "-"
-		if p.ChannelID != 0 {
-			channel = fmt.Sprintf("%d/%d", p.ChannelID, p.TokenID)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d (%d)\t%s\t%d\t%d/%d\t%.1f\t%+.3fs\n",
-			p.PLC, p.State, ago(s.Time, p.Since), p.Endpoint, security, channel,
-			p.TokenRenewals, p.TokenRenewalFailures, ago(s.Time, p.LastRenewal), p.Reconnects,
-			p.TagsOK, p.TagsFailed, p.ValuesPerSec, p.ClockOffsetSeconds)
+	if wide {
+		printPLCsWide(w, s)
+	} else {
+		printPLCsNarrow(w, s)
 	}
-	tw.Flush()
 
 	var details []string
 	for _, p := range s.PLCs {
+		if !wide {
+			details = append(details, fmt.Sprintf("%s: %s, %s", p.PLC, p.Endpoint, dash(strings.TrimSpace(p.Policy+" "+p.Mode))))
+		}
 		if p.ServerFingerprint != "" {
 			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, p.ServerFingerprint))
 		}

@@ -89,7 +89,7 @@ func TestStatusCommand(t *testing.T) {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, out, errOut = runStatus(t, bin, "-c", cfg)
+		code, out, errOut = runStatus(t, bin, "-c", cfg, "--wide")
 		if code == exitOK {
 			break
 		}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/tagbridge/tagbridge/agent/statusapi"
+	"github.com/tagbridge/tagbridge/collectors"
+)
+
+// printPLCsNarrow is the PLC table in 80 columns: what an operator looks
+// at first. The endpoint and security follow it, one line per PLC.
+func printPLCsNarrow(w io.Writer, s statusapi.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tTAGS OK/FAILED\tVALUES/S\tRECONNECTS\tCLOCK")
+	for _, p := range s.PLCs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.1f\t%d\t%s\n",
+			p.PLC, p.State, ago(s.Time, p.Since), p.TagsOK, p.TagsFailed, p.ValuesPerSec, p.Reconnects, clockOffset(p))
+	}
+	tw.Flush()
+}
+
+// printPLCsWide is every column, for --wide.
+func printPLCsWide(w io.Writer, s statusapi.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tENDPOINT\tSECURITY\tCHANNEL/TOKEN\tRENEWALS (FAILED)\tLAST RENEWAL\tRECONNECTS\tTAGS OK/FAILED\tVALUES/S\tCLOCK OFFSET")
+	for _, p := range s.PLCs {
+		security := dash(strings.TrimSpace(p.Policy + " " + p.Mode))
+		channel := "-"
+		if p.ChannelID != 0 {
+			channel = fmt.Sprintf("%d/%d", p.ChannelID, p.TokenID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d (%d)\t%s\t%d\t%d/%d\t%.1f\t%s\n",
+			p.PLC, p.State, ago(s.Time, p.Since), p.Endpoint, security, channel,
+			p.TokenRenewals, p.TokenRenewalFailures, ago(s.Time, p.LastRenewal), p.Reconnects,
+			p.TagsOK, p.TagsFailed, p.ValuesPerSec, clockOffset(p))
+	}
+	tw.Flush()
+}
+
+// clockOffset is "-" for a PLC whose clock was never read (never
+// connected: an offset of 0 would be a claim).
+func clockOffset(p collectors.PLCStatus) string {
+	if p.ClockOffsetSeconds == 0 && (p.State != collectors.StateStreaming || p.ChannelID == 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%+.3fs", p.ClockOffsetSeconds)
+}
