@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -154,22 +155,28 @@ func (s *Session) handleEvents(ctx context.Context, n *ua.EventNotificationList,
 func eventSample(e eventRef, fields []*ua.Variant) (collectors.Sample, bool) {
 	st := collectors.Structure{Fields: make([]collectors.Field, 0, len(e.Select))}
 	smp := collectors.Sample{PLC: e.plc, Tag: e.Name, Node: e.Notifier.String(), Type: "Event", Status: "Good"}
-	for i, name := range e.Select {
-		var v *ua.Variant
+	field := func(i int) *ua.Variant {
 		if i < len(fields) {
-			v = fields[i]
+			return fields[i]
 		}
-		val, _ := convertValue(v)
+		return nil
+	}
+	// After the selected fields come EventType, when not selected, and
+	// the ConditionId of condition events (eventFilter).
+	extra := len(e.Select)
+	typeAt := slices.Index(e.Select, "EventType")
+	if typeAt < 0 {
+		typeAt, extra = extra, extra+1
+	}
+	if id, ok := field(typeAt).Value().(*ua.NodeID); ok {
+		if n := id.IntID(); id.Namespace() == 0 && (n == refreshStartEventType || n == refreshEndEventType) {
+			return smp, false
+		}
+		st.TypeID = nodeIDString(id)
+	}
+	for i, name := range e.Select {
+		val, _ := convertValue(field(i))
 		switch name {
-		case "EventType":
-			if id, ok := v.Value().(*ua.NodeID); ok && id.Namespace() == 0 {
-				if n := id.IntID(); n == refreshStartEventType || n == refreshEndEventType {
-					return smp, false
-				}
-			}
-			if s, ok := val.(string); ok {
-				st.TypeID = s
-			}
 		case "Time":
 			smp.SourceTime, _ = val.(time.Time)
 		case "ReceiveTime":
@@ -177,8 +184,8 @@ func eventSample(e eventRef, fields []*ua.Variant) (collectors.Sample, bool) {
 		}
 		st.Fields = append(st.Fields, collectors.Field{Name: name, Value: val})
 	}
-	if len(fields) > len(e.Select) { // the ConditionId asked for after the selected fields
-		if val, _ := convertValue(fields[len(e.Select)]); val != nil {
+	if e.IsConditionType() {
+		if val, _ := convertValue(field(extra)); val != nil {
 			st.Fields = append(st.Fields, collectors.Field{Name: "ConditionId", Value: val})
 		}
 	}
@@ -196,6 +203,9 @@ func eventFilter(e config.EventStream, namespaces []string) (*ua.EventFilter, er
 	f := &ua.EventFilter{WhereClause: &ua.ContentFilter{}}
 	for _, path := range e.Select {
 		f.SelectClauses = append(f.SelectClauses, fieldOperand(typ, path))
+	}
+	if !slices.Contains(e.Select, "EventType") { // to tell the refresh bracket events, not published
+		f.SelectClauses = append(f.SelectClauses, fieldOperand(typ, "EventType"))
 	}
 	if e.IsConditionType() {
 		f.SelectClauses = append(f.SelectClauses, &ua.SimpleAttributeOperand{
