@@ -183,10 +183,12 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	}
 }
 
-// More tags than one CreateMonitoredItems call may carry.
+// More tags than one CreateMonitoredItems call may carry: plcsim advertises
+// MaxMonitoredItemsPerCall 300 (below the default 500 the session uses when
+// a server says nothing) and refuses a call with more.
 func TestSessionMonitorsLargeTagMapsInBatches(t *testing.T) {
 	const n = 1234
-	plc := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "200ms")
+	plc := simproc.Start(t, "-tags", fmt.Sprint(n), "-interval", "200ms", "-max-monitored-items-per-call", "300")
 	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, n)))
 	waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == n })
 }

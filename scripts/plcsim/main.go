@@ -87,6 +87,10 @@ type options struct {
 	writable    bool          // also serve variables that hold written values, and a method (writable.go)
 	freezeAfter time.Duration // stop all notifications after this long (0: never)
 	clockOffset time.Duration // added to the server's CurrentTime, like a wrong PLC clock
+	// maxItemsPerCall, when not 0, is advertised as the server's
+	// MaxMonitoredItemsPerCall, and a CreateMonitoredItems with more items
+	// is refused with BadTooManyOperations, as a real PLC does.
+	maxItemsPerCall int
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -185,6 +189,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.structTag, "struct", false, "also serve ns=1;s=Struct.Sample, a structure of a data type of the simulator's own")
 	fs.DurationVar(&o.freezeAfter, "freeze-after", 0, "stop sending notifications after this long while still answering requests: a silent stall (0: never)")
 	fs.DurationVar(&o.clockOffset, "clock-offset", 0, "offset of the server's CurrentTime from the real time, e.g. -2h")
+	fs.IntVar(&o.maxItemsPerCall, "max-monitored-items-per-call", 0, "advertise this MaxMonitoredItemsPerCall and refuse a CreateMonitoredItems with more items (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: plcsim [flags]\n\nA simulated PLC: an OPC UA server on opc.tcp://HOST:PORT (security None,\nanonymous) whose variables change every interval. Prints \"READY <endpoint>\"\nto stdout once it listens.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -367,6 +372,19 @@ func (s *sim) newServer(port int) (*server.Server, error) {
 	if s.opts.writable {
 		srv.RegisterHandler(id.WriteRequest_Encoding_DefaultBinary, s.write(srv))
 		srv.RegisterHandler(id.CallRequest_Encoding_DefaultBinary, s.call(srv))
+	}
+
+	if n := s.opts.maxItemsPerCall; n > 0 {
+		ns0, err := srv.Namespace(0)
+		if err != nil {
+			return nil, err
+		}
+		ns0.AddNode(server.NewNode(ua.NewNumericNodeID(0, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall),
+			server.Attributes{
+				ua.AttributeIDNodeClass:  server.DataValueFromValue(int32(ua.NodeClassVariable)),
+				ua.AttributeIDBrowseName: server.DataValueFromValue(&ua.QualifiedName{Name: "MaxMonitoredItemsPerCall"}),
+				ua.AttributeIDDataType:   server.DataValueFromValue(ua.NewNumericNodeID(0, id.UInt32)),
+			}, nil, func() *ua.DataValue { return server.DataValueFromValue(uint32(n)) }))
 	}
 
 	ns := server.NewNodeNameSpace(srv, namespaceURI)
@@ -747,6 +765,10 @@ func (s *sim) createMonitoredItems(srv *server.Server) server.Handler {
 		sess := srv.Session(req.RequestHeader)
 		if sub == nil || sub == s.placeholder || sub.Session == nil || sess == nil || !sub.Session.AuthTokenID.Equal(sess.AuthTokenID) {
 			return nil, ua.StatusBadSubscriptionIDInvalid
+		}
+		if n := s.opts.maxItemsPerCall; n > 0 && len(req.ItemsToCreate) > n {
+			s.log.Warn().Int("items", len(req.ItemsToCreate)).Int("max", n).Msg("CreateMonitoredItems over MaxMonitoredItemsPerCall: refused")
+			return nil, ua.StatusBadTooManyOperations
 		}
 
 		results := make([]*ua.MonitoredItemCreateResult, len(req.ItemsToCreate))
