@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -107,26 +106,11 @@ func (r *runSession) tagsSeen() int {
 	return len(r.samples)
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitUntil and freePort are testkit's, under the names this package's
+// tests use.
+var waitUntil = testkit.WaitUntil
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t testing.TB) string { return fmt.Sprint(testkit.Port(t)) }
 
 // gopcua's own reconnect gives up on "connection refused"; ours must not.
 func TestSessionRetriesRefusedConnectionUntilPLCAppears(t *testing.T) {
