@@ -194,7 +194,8 @@ func eventSample(e eventRef, fields []*ua.Variant) (collectors.Sample, bool) {
 }
 
 // eventFilter is the EventFilter of a stream: its fields from its event
-// type (and the ConditionId of condition events, last), and its where.
+// type (then EventType if not selected, and the ConditionId of condition
+// events), and its where, with "type = <event_type>" unless it has a type.
 func eventFilter(e config.EventStream, namespaces []string) (*ua.EventFilter, error) {
 	typ, err := resolveNodeID(e.EventType, namespaces)
 	if err != nil {
@@ -215,6 +216,11 @@ func eventFilter(e config.EventStream, namespaces []string) (*ua.EventFilter, er
 	clauses, err := config.ParseWhere(e.Where)
 	if err != nil {
 		return nil, err
+	}
+	if e.EventType.Raw != config.BaseEventType && !slices.ContainsFunc(clauses, func(c config.Clause) bool { return c.Field == "type" }) {
+		// Only events of the stream's type: a notifier reports others too
+		// (audit events of an acknowledgement, say).
+		clauses = append(clauses, config.Clause{Field: "type", Op: "=", Value: e.EventType})
 	}
 	var elems []*ua.ContentFilterElement
 	for i, c := range clauses {

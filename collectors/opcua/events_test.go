@@ -75,6 +75,9 @@ events:
 		if sev, _ := field(s, "Severity").(uint16); sev < 100 {
 			t.Errorf("event of severity %v passed the where clause", field(s, "Severity"))
 		}
+		if st, _ := s.Value.(collectors.Structure); st.TypeID != "i=2915" {
+			t.Errorf("event of type %s, want only AlarmConditionType (i=2915)", st.TypeID)
+		}
 	}
 }
 
