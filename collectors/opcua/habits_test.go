@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,25 @@ func resignSHA1(t *testing.T, der []byte, key *rsa.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// A program download renumbers the PLC's namespaces while the session
+// lives (the peer moves its variables to a new index that takes over
+// their namespace URI): nsu= node ids are resolved again and the values
+// go on from the moved variables, without a reconnect.
+func TestSessionFollowsRenumberedNamespaces(t *testing.T) {
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-renumber-after", "3s"}})
+	tags := strings.ReplaceAll(simprocTags(8), "ns=1;", "nsu=urn:tagbridge:plcsim;")
+	r, s := startSessionValue(t, recoveryPLCTags(t, peer.Endpoint, "", tags))
+	r.waitValues(t, "first values", 10, 30*time.Second)
+	peer.WaitLog(regexp.MustCompile(`namespaces renumbered`), 1, 30*time.Second)
+	// The old variables stop changing: values go on only from the new index.
+	r.waitValues(t, "values from the renumbered namespace", 20, 30*time.Second)
+	r.shutdown(t)
+	if !strings.Contains(r.logs.String(), "namespace table changed") {
+		t.Errorf("the change is not logged:\n%s", r.logs)
+	}
+	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
+		t.Errorf("%d reconnects, want the items made again on the same session", st.Reconnects)
+	}
 }

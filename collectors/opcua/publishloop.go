@@ -111,6 +111,9 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 		if err := s.checkHealth(ctx, c); err != nil {
 			return err
 		}
+		if err := s.checkNamespaces(ctx, c); err != nil {
+			return err
+		}
 		s.retryRejected(ctx, c, st)
 		s.types.learnPending(ctx, c, s.log)
 		return nil
@@ -134,6 +137,7 @@ func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream)
 		created, err := s.createSubscriptions(ctx, c, st, maxSubs)
 		if code, ok := statusCode(err); !ok || code != ua.StatusBadTooManySubscriptions {
 			if err == nil {
+				s.subIDs, s.nsSubscribed = created, c.Namespaces()
 				s.learnHistorizing(ctx, c)
 			}
 			if err == nil {

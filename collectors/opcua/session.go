@@ -74,6 +74,9 @@ type Session struct {
 
 	reverse *reverseListener // with reverse connect, while Run runs
 	gaps    gapState         // the gap fill from the PLC's history (history.go)
+	subIDs  []uint32         // the subscriptions created last (namespaces.go)
+	// nsSubscribed is the NamespaceArray the monitored items were resolved with.
+	nsSubscribed []string
 
 	chanWatch chanWatch // the secure channel's tokens, as last reported to status
 

@@ -69,6 +69,7 @@ const flags = {
 	reverse: { kind: "string", def: "", help: "reverse connect: dial this client listener (opc.tcp://HOST:PORT) and send ReverseHello, again whenever the channel ends" },
 	"reverse-delay": { kind: "duration", def: 200, help: "time before the reverse connection is dialled again" },
 	historize: { kind: "bool", def: false, help: "historize the Int32 counters in memory (HistoryRead raw, Historizing true)" },
+	"renumber-after": { kind: "duration", def: 0, help: "after this time, act as a program download that renumbers namespaces: the variables move to a new namespace index that takes over urn:tagbridge:plcsim (0: never)" },
 	writable: { kind: "bool", def: false, help: "also serve ns=1;s=W.<Type> variables (Boolean, Int32, UInt16, Float, Double, String, DateTime, DoubleArray) that hold what is written, and the method ns=1;s=Machine.Scale(Double x, Int32 factor) -> Double" },
 	alarms: { kind: "bool", def: false, help: "also raise alarms: ns=1;s=Tank (an event source of the Server) with LevelHigh (AlarmConditionType, active and unacknowledged from the start, severity 700) and Pump (raised, acknowledged and cleared again every -alarm-cycle)" },
 	"alarm-cycle": { kind: "duration", def: 3000, help: "with -alarms: Pump is raised at the start of each cycle, acknowledged after a third, cleared after two thirds" },
@@ -317,6 +318,7 @@ async function main() {
 	}
 
 	addVariables(server);
+	renumberLater(server);
 
 	await server.start();
 
@@ -565,6 +567,35 @@ function setStructures(counter, now) {
 	set(structured.setpoints, DataType.ExtensionObject, setpoints, opcua.VariantArrayType.Array);
 	set(structured.reading, DataType.ExtensionObject, reading);
 	set(structured.mode, DataType.Int32, even ? 1 : 5);
+}
+
+// renumberLater moves the variables, after -renumber-after, to a new
+// namespace that takes over the URI of theirs, as a PLC program download
+// may renumber namespaces: ns=1 keeps its old variables, which no longer
+// change; the same node ids under the URI now live at another index.
+function renumberLater(server) {
+	if (!(opts["renumber-after"] > 0)) return;
+	setTimeout(() => {
+		const as = server.engine.addressSpace;
+		const old = as.getNamespace(namespaceURI);
+		const moved = as.registerNamespace("urn:tagbridge:plcsim:renumbered");
+		const folder = moved.addFolder(as.rootFolder.objects, { browseName: "PLCSimRenumbered" });
+		variables = variables.map((t) => ({
+			...t,
+			node: moved.addVariable({
+				componentOf: folder,
+				nodeId: `s=${t.node.nodeId.value}`,
+				browseName: t.node.browseName.name,
+				dataType: t.kind.name,
+				minimumSamplingInterval: 0,
+				accessLevel: "CurrentRead",
+				userAccessLevel: "CurrentRead",
+			}),
+		}));
+		old.namespaceUri = "urn:tagbridge:plcsim:before-download";
+		moved.namespaceUri = namespaceURI;
+		log(`namespaces renumbered: ${namespaceURI} is index ${moved.index} now`);
+	}, opts["renumber-after"]);
 }
 
 // setValues gives every variable its value for the counter, as plcsim does.

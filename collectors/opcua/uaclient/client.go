@@ -201,7 +201,11 @@ func (c *Client) Send(ctx context.Context, req ua.Request) (ua.Response, error) 
 
 // Namespaces is the server's NamespaceArray, read at activation: index i is
 // the URI of namespace i.
-func (c *Client) Namespaces() []string { return c.namespaces }
+func (c *Client) Namespaces() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.namespaces
+}
 
 // Channel is the secure channel the session is activated on.
 func (c *Client) Channel() *uasc.Channel { return c.ch }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -302,6 +303,19 @@ func (c *Client) readNamespaces(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("%s: value of type %T, want an array of strings", step, dv.Value.Value())
 	}
+	c.mu.Lock()
 	c.namespaces = ns
+	c.mu.Unlock()
 	return nil
+}
+
+// RefreshNamespaces reads the NamespaceArray again and reports whether it
+// changed: a PLC program download can renumber namespaces while the
+// session lives.
+func (c *Client) RefreshNamespaces(ctx context.Context) (changed bool, err error) {
+	old := c.Namespaces()
+	if err := c.readNamespaces(ctx); err != nil {
+		return false, err
+	}
+	return !slices.Equal(old, c.Namespaces()), nil
 }
