@@ -225,7 +225,7 @@ func TestSessionECC(t *testing.T) {
 // and logs values read and renewals per combination. Not part of the
 // suite: without the variable it says so and returns.
 //
-//	TAGBRIDGE_ECC_SOAK=1m go test -run TestECCSoak -v ./collectors/opcua
+//	TAGBRIDGE_ECC_SOAK=1m go test -run TestECCSoak -v -parallel 6 -timeout 30m ./collectors/opcua
 func TestECCSoak(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("TAGBRIDGE_ECC_SOAK"))
 	if err != nil || d <= 0 {
