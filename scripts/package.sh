@@ -129,7 +129,7 @@ for arch in "${archs[@]}"; do
 	say "build linux/$arch"
 	# PIE: address space layout randomisation for the whole binary, as
 	# Debian builds its programs (and lintian expects of a dynamic ELF).
-	run env CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -buildmode=pie \
+	run env CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -buildmode=pie -buildvcs=true \
 		-ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.date=$date" \
 		-o "$bin" .
 	for format in "${formats[@]}"; do
