@@ -184,26 +184,10 @@ func (c *counterSet) max(topic string) int64 {
 	return m
 }
 
-// waitUntil checks cond whenever a value arrives, and every 50 ms.
+// waitUntil checks cond whenever a value arrives, and every 100 ms.
 func (c *counterSet) waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	timeout := time.After(d)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		c.mu.Lock()
-		ok, changed := cond(), c.changed
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-changed:
-		case <-tick.C:
-		case <-timeout:
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-	}
+	testkit.WaitLocked(t, what, d, &c.mu, &c.changed, cond)
 }
 
 // agentProc is the tagbridge binary running.

@@ -96,23 +96,8 @@ func (c *counters) add(topic string, b []byte) {
 // and at least every 100 ms; it returns when cond first held.
 func (c *counters) waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) time.Time {
 	t.Helper()
-	timeout := time.After(d)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		c.mu.Lock()
-		ok, changed := cond(), c.changed
-		c.mu.Unlock()
-		if ok {
-			return time.Now()
-		}
-		select {
-		case <-changed:
-		case <-tick.C:
-		case <-timeout:
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-	}
+	testkit.WaitLocked(t, what, d, &c.mu, &c.changed, cond)
+	return time.Now()
 }
 
 // keys returns the counters seen whose key starts with prefix, sorted.

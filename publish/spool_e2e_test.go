@@ -61,20 +61,7 @@ func (a *arrivals) add(topic string, v int64, strict bool) {
 // waitUntil waits until cond holds, re-checking whenever values arrive.
 func (a *arrivals) waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	timeout := time.After(d)
-	for {
-		a.mu.Lock()
-		ok, changed := cond(), a.changed
-		a.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-	}
+	testkit.WaitLocked(t, what, d, &a.mu, &a.changed, cond)
 }
 
 func (a *arrivals) consume(t *testing.T, msgs <-chan testkit.Message, strict bool) {
