@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
@@ -46,6 +49,9 @@ func (r *Registry) Learn(ctx context.Context, c Client, encodings []*ua.NodeID) 
 	var types []*ua.NodeID
 	r.mu.Lock()
 	for i, e := range todo {
+		if owners[i] == nil {
+			owners[i] = standardOwner(e)
+		}
 		if owners[i] == nil {
 			r.failed[idString(e)] = fmt.Errorf("encoding %s: no data type has it (inverse HasEncoding)", idString(e))
 			continue
@@ -309,3 +315,35 @@ func browseOne(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, di
 	}
 	return out, nil
 }
+
+// standardOwner is the DataType of a namespace 0 binary encoding by the
+// specification's names ("ServerStatusDataType_Encoding_DefaultBinary"
+// belongs to "ServerStatusDataType"), for servers whose reduced namespace
+// 0 lacks the encoding nodes' references (open62541's default build).
+func standardOwner(enc *ua.NodeID) *ua.NodeID {
+	if enc == nil || enc.Namespace() != 0 || enc.Type() > ua.NodeIDTypeNumeric {
+		return nil
+	}
+	name, ok := strings.CutSuffix(id.Name(enc.IntID()), "_Encoding_DefaultBinary")
+	if !ok {
+		return nil
+	}
+	if n, ok := standardIDs()[name]; ok {
+		return ua.NewNumericNodeID(0, n)
+	}
+	return nil
+}
+
+// standardIDs maps the names of namespace 0 nodes to their ids; gopcua's
+// id package has only the other direction.
+var standardIDs = sync.OnceValue(func() map[string]uint32 {
+	m := map[string]uint32{}
+	for n := uint32(1); n < 40000; n++ {
+		if name := id.Name(n); name != "" && name != strconv.FormatUint(uint64(n), 10) {
+			if _, dup := m[name]; !dup {
+				m[name] = n
+			}
+		}
+	}
+	return m
+})

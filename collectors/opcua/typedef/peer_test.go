@@ -17,6 +17,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 )
 
 // keptBody keeps an extension object's body, as the agent's rawBody does,
@@ -37,19 +38,7 @@ func TestLearnFromNodeOPCUA(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c, err := uaclient.Connect(ctx, uaclient.Config{
-		Channel: uasc.Config{
-			Endpoint: p.Endpoint, Policy: secpolicy.None, Mode: ua.MessageSecurityModeNone,
-			Lifetime: 10 * time.Minute, RequestTimeout: 10 * time.Second, Limits: uatcp.DefaultLimits(),
-			Log: zerolog.New(t.Output()).Level(zerolog.WarnLevel),
-		},
-		ApplicationURI: "urn:tagbridge:typedef-test", ApplicationName: "typedef test", ProductURI: "urn:tagbridge",
-		SessionName: t.Name(), SessionTimeout: time.Minute,
-	})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer c.Close(context.WithoutCancel(ctx))
+	c := connect(ctx, t, p.Endpoint)
 
 	res, err := c.Send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
 		{NodeID: ua.MustParseNodeID("ns=1;s=Struct.Recipe"), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
@@ -126,4 +115,66 @@ func names(st collectors.Structure) []string {
 		out = append(out, f.Name)
 	}
 	return out
+}
+
+// connect opens an unsecured session, closed at the test's end.
+func connect(ctx context.Context, t *testing.T, endpoint string) *uaclient.Client {
+	t.Helper()
+	c, err := uaclient.Connect(ctx, uaclient.Config{
+		Channel: uasc.Config{
+			Endpoint: endpoint, Policy: secpolicy.None, Mode: ua.MessageSecurityModeNone,
+			Lifetime: 10 * time.Minute, RequestTimeout: 10 * time.Second, Limits: uatcp.DefaultLimits(),
+			Log: zerolog.New(t.Output()).Level(zerolog.WarnLevel),
+		},
+		ApplicationURI: "urn:tagbridge:typedef-test", ApplicationName: "typedef test", ProductURI: "urn:tagbridge",
+		SessionName: t.Name(), SessionTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.WithoutCancel(ctx)) })
+	return c
+}
+
+// open62541 serves the DataTypeDefinitions of namespace 0: ServerStatus,
+// which gopcua decodes into its Go type, encoded again and decoded by the
+// server's definition has the specification's field names, a nested
+// BuildInfo, the ServerState enumeration by name and a LocalizedText.
+func TestLearnFromOpen62541(t *testing.T) {
+	srv := o62proc.Start(t, o62proc.Options{Tags: 1, Policies: []string{"None"}})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c := connect(ctx, t, srv.Endpoint)
+	res, err := c.Send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
+		{NodeID: ua.NewNumericNodeID(0, 2256), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+	}})
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	eo := res.(*ua.ReadResponse).Results[0].Value.Value().(*ua.ExtensionObject)
+	body, err := ua.Encode(eo.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := typedef.NewRegistry(nil)
+	if err := r.Learn(ctx, c, []*ua.NodeID{eo.TypeID.NodeID}); err != nil {
+		t.Fatalf("Learn: %v", err)
+	}
+	st, err := r.Decode(eo.TypeID.NodeID, body)
+	if err != nil {
+		t.Fatalf("decode ServerStatus: %v", err)
+	}
+	if want := []string{"StartTime", "CurrentTime", "State", "BuildInfo", "SecondsTillShutdown", "ShutdownReason"}; st.TypeID != "i=862" || !slices.Equal(names(st), want) {
+		t.Fatalf("ServerStatus %s %v, want i=862 %v", st.TypeID, names(st), want)
+	}
+	if st.Fields[2].Value != (collectors.Enum{Value: 0, Name: "Running"}) {
+		t.Errorf("State %#v, want Running", st.Fields[2].Value)
+	}
+	bi, _ := st.Fields[3].Value.(collectors.Structure)
+	if want := []string{"ProductUri", "ManufacturerName", "ProductName", "SoftwareVersion", "BuildNumber", "BuildDate"}; !slices.Equal(names(bi), want) {
+		t.Errorf("BuildInfo %v, want %v", names(bi), want)
+	}
+	if _, ok := st.Fields[5].Value.(*ua.LocalizedText); !ok {
+		t.Errorf("ShutdownReason %#v, want a LocalizedText", st.Fields[5].Value)
+	}
 }
