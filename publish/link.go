@@ -189,7 +189,7 @@ func (p *Publisher) checkGate() {
 	p.mu.Unlock()
 	if c := p.conn.Load(); up && c != nil {
 		p.log.Warn().Msg("primary host offline: ending the MQTT session; values wait in the spool")
-		c.abort(errHostOffline)
+		c.Abort(errHostOffline)
 	}
 }
 

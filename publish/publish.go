@@ -21,6 +21,7 @@ import (
 	"github.com/tagbridge/tagbridge/payload"
 	"github.com/tagbridge/tagbridge/payload/sparkplug"
 	"github.com/tagbridge/tagbridge/payload/uajson"
+	"github.com/tagbridge/tagbridge/publish/mqttconn"
 	"github.com/tagbridge/tagbridge/spool"
 )
 
@@ -123,18 +124,18 @@ type Publisher struct {
 
 	// fenced (Sparkplug, QoS 0): a record handed to the connection stays
 	// in the spool until the broker has answered a PINGREQ written after
-	// it (see coalescingConn.fence); a connection that breaks first has
+	// it (see mqttconn.Conn.Fence); a connection that breaks first has
 	// the spool read again from the first record not confirmed.
 	fenced    bool
-	conn      atomic.Pointer[coalescingConn] // the latest connection made
-	confirmed atomic.Uint64                  // records before this spool seq are confirmed
-	fenceWake chan struct{}                  // a fence was answered
+	conn      atomic.Pointer[mqttconn.Conn] // the latest connection made
+	confirmed atomic.Uint64                 // records before this spool seq are confirmed
+	fenceWake chan struct{}                 // a fence was answered
 
 	// Owned by Run's goroutine.
-	readConn    *coalescingConn // the connection records are handed to
-	handedSeq   uint64          // records before this spool seq were written to readConn
-	fenceAt     uint64          // handedSeq of the fence awaiting its answer, 0 if none
-	fencedTo    uint64          // records before this spool seq are acknowledged to the spool
+	readConn    *mqttconn.Conn // the connection records are handed to
+	handedSeq   uint64         // records before this spool seq were written to readConn
+	fenceAt     uint64         // handedSeq of the fence awaiting its answer, 0 if none
+	fencedTo    uint64         // records before this spool seq are acknowledged to the spool
 	inflight    ring
 	failing     bool
 	spoolBroken bool // the latest spool write failed
@@ -242,7 +243,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify).
-		SetCustomOpenConnectionFn(openConn(p.maxPacket, p.store.resumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
+		SetCustomOpenConnectionFn(mqttconn.Open(p.maxPacket, p.store.resumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
 	if w, ok := format.Will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}

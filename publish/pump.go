@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tagbridge/tagbridge/payload"
+	"github.com/tagbridge/tagbridge/publish/mqttconn"
 )
 
 // pending is a spooled record handed to paho, n-th in paho's store.
@@ -36,7 +37,7 @@ func (p *Publisher) fence() {
 		return
 	}
 	upTo := p.handedSeq
-	ok := p.readConn.fence(func() {
+	ok := p.readConn.Fence(func() {
 		for {
 			old := p.confirmed.Load()
 			if old >= upTo || p.confirmed.CompareAndSwap(old, upTo) {
@@ -306,8 +307,8 @@ func (p *Publisher) reap() {
 type inflight struct {
 	token mqtt.Token
 	topic string
-	seq   uint64          // in the spool
-	conn  *coalescingConn // it was handed to, with fences
+	seq   uint64         // in the spool
+	conn  *mqttconn.Conn // it was handed to, with fences
 }
 
 // ring is a fixed-size FIFO of inflight publishes.

@@ -1,4 +1,7 @@
-package publish
+// Package mqttconn is the connection paho writes to and reads from: writes
+// coalesced, reads buffered and bounded by mqtt.max_packet_size, and fences
+// (a PINGREQ whose answer confirms every packet written before it).
+package mqttconn
 
 import (
 	"bufio"
@@ -28,7 +31,7 @@ import (
 // from the broker larger than maxPacket is read. broken is called when a
 // read fails: the connection is lost. opened, if not nil, is given each
 // connection made.
-func openConn(maxPacket int, broken func(), opened func(*coalescingConn)) mqtt.OpenConnectionFunc {
+func Open(maxPacket int, broken func(), opened func(*Conn)) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		conn, err := dial(uri, o)
 		if err != nil {
@@ -108,7 +111,7 @@ const (
 // acknowledged (QoS 1, 2), as it does after any broken connection. The
 // write timeout applies to each write of gathered bytes; paho's own
 // SetWriteDeadline, which bounds one packet, is ignored.
-type coalescingConn struct {
+type Conn struct {
 	net.Conn
 	r       *bufio.Reader
 	timeout time.Duration
@@ -138,11 +141,11 @@ type coalescingConn struct {
 	aborted   error // set by abort: what reads fail with
 }
 
-func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
+func newCoalescingConn(c net.Conn, timeout time.Duration) *Conn {
 	if timeout <= 0 {
 		timeout = defaultWriteTimeout
 	}
-	cc := &coalescingConn{
+	cc := &Conn{
 		Conn:    c,
 		r:       bufio.NewReaderSize(c, readBuffer),
 		timeout: timeout,
@@ -156,7 +159,7 @@ func newCoalescingConn(c net.Conn, timeout time.Duration) *coalescingConn {
 
 // Read reads through the buffer, one packet at most, and fails on a packet
 // over maxPacket before paho has seen its length.
-func (c *coalescingConn) Read(p []byte) (int, error) {
+func (c *Conn) Read(p []byte) (int, error) {
 	if c.maxPacket > 0 {
 		if c.left == 0 {
 			if err := c.nextPacket(); err != nil {
@@ -180,7 +183,7 @@ var ErrPacketTooLarge = errors.New("packet larger than mqtt.max_packet_size")
 // nextPacket peeks at the fixed header of the next packet (a type byte and
 // a remaining length of one to four bytes) and sets left to the packet's
 // size, or fails if it is over maxPacket or malformed.
-func (c *coalescingConn) nextPacket() error {
+func (c *Conn) nextPacket() error {
 	if c.readErr != nil {
 		return c.readErr
 	}
@@ -212,7 +215,7 @@ func (c *coalescingConn) nextPacket() error {
 // as a plain connection would after Close: the broker may close its end
 // once it has our DISCONNECT, before Close has flushed and closed ours, and
 // paho logs an EOF it did not expect as an error.
-func (c *coalescingConn) readFailed(err error) error {
+func (c *Conn) readFailed(err error) error {
 	if c.broken != nil {
 		c.broken()
 	}
@@ -230,14 +233,14 @@ func (c *coalescingConn) readFailed(err error) error {
 // abort drops the connection under paho, which reads it as lost (with
 // reason) and reconnects: paho takes a read error that says the
 // connection is closed for its own Close, and does nothing.
-func (c *coalescingConn) abort(reason error) {
+func (c *Conn) Abort(reason error) {
 	c.mu.Lock()
 	c.aborted = reason
 	c.mu.Unlock()
 	c.Conn.Close()
 }
 
-func (c *coalescingConn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	for c.err == nil && !c.closing && len(c.pending) > 0 && len(c.pending)+len(p) > maxPending {
 		c.room.Wait()
@@ -276,7 +279,7 @@ const (
 // then it has taken every PUBLISH written before, QoS 0 ones included.
 // It returns false, and done is never called, if the connection is not
 // established (no CONNACK yet) or is closed or broken.
-func (c *coalescingConn) fence(done func()) bool {
+func (c *Conn) Fence(done func()) bool {
 	c.mu.Lock()
 	if c.err != nil || c.closing || !c.connacked {
 		c.mu.Unlock()
@@ -293,7 +296,7 @@ func (c *coalescingConn) fence(done func()) bool {
 }
 
 // seen notes a packet from the broker, by its type, as Read starts on it.
-func (c *coalescingConn) seen(typ byte) {
+func (c *Conn) seen(typ byte) {
 	switch typ {
 	case connack:
 		c.mu.Lock()
@@ -314,7 +317,7 @@ func (c *coalescingConn) seen(typ byte) {
 }
 
 // writer writes the pending bytes, all that gathered, in one call each.
-func (c *coalescingConn) writer() {
+func (c *Conn) writer() {
 	defer close(c.done)
 	for range c.wake {
 		for {
@@ -350,14 +353,14 @@ func (c *coalescingConn) writer() {
 }
 
 // SetWriteDeadline is a no-op: see coalescingConn.
-func (c *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
 
 // SetDeadline sets the read deadline only: see coalescingConn.
-func (c *coalescingConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 // Close writes what is pending, waiting at most flushOnClose, and closes
 // the connection.
-func (c *coalescingConn) Close() error {
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
