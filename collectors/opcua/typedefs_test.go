@@ -8,6 +8,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
 // Structures arrive as collectors.Structure with their DataType's field
@@ -128,4 +129,22 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// A structure whose type has no definition (plcsim's gopcua server has no
+// DataTypeDefinition) still arrives with its type id and body, with a
+// warning that names the type (once per type: warnOnce).
+func TestSessionWarnsOnceForUndecodableStructure(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "1", "-interval", "100ms", "-struct")
+	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 1)+"  - {name: recipe, node: \"ns=1;s=Struct.Sample\"}\n"))
+	waitUntil(t, "the structure", 15*time.Second, func() bool { return r.count("recipe") >= 1 })
+	r.mu.Lock()
+	m, _ := r.samples["recipe"][0].Value.(map[string]any)
+	r.mu.Unlock()
+	if body, _ := m["body"].([]byte); m["type_id"] != "ns=1;i=5001" || len(body) == 0 {
+		t.Errorf("structure %#v, want type_id and body", r.samples["recipe"][0].Value)
+	}
+	if n := strings.Count(r.logs.String(), `"encoding":"ns=1;i=5001"`+`,"message":"structure`); n != 1 {
+		t.Errorf("%d warnings for the type, want 1; log:\n%s", n, r.logs)
+	}
 }
