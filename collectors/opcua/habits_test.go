@@ -172,7 +172,7 @@ func resignSHA1(t *testing.T, der []byte, key *rsa.PrivateKey) []byte {
 // their namespace URI): nsu= node ids are resolved again and the values
 // go on from the moved variables, without a reconnect.
 func TestSessionFollowsRenumberedNamespaces(t *testing.T) {
-	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-renumber-after", "3s"}})
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-renumber-after", "2s"}})
 	tags := strings.ReplaceAll(simprocTags(8), "ns=1;", "nsu=urn:tagbridge:plcsim;")
 	r, s := startSessionValue(t, recoveryPLCTags(t, peer.Endpoint, "", tags))
 	r.waitValues(t, "first values", 10, 30*time.Second)

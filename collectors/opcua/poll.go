@@ -32,7 +32,9 @@ type poller struct {
 	s      *Session
 	groups []*pollGroup
 	last   map[uint32]pollValue // by handle: what was handed on last
-	reads  atomic.Int64         // successful reads, for the session's progress
+	// unresolved are the tags whose nsu= namespace the server lacks, logged once.
+	unresolved map[uint32]bool
+	reads      atomic.Int64 // successful reads, for the session's progress
 }
 
 // pollGroup is the tags of one poll interval.
@@ -69,7 +71,7 @@ func (s *Session) newPoller() *poller {
 	if len(byEvery) == 0 {
 		return nil
 	}
-	p := &poller{s: s, last: map[uint32]pollValue{}}
+	p := &poller{s: s, last: map[uint32]pollValue{}, unresolved: map[uint32]bool{}}
 	now := time.Now()
 	for every, hs := range byEvery {
 		p.groups = append(p.groups, &pollGroup{every: every, handles: hs, next: now})
@@ -121,9 +123,15 @@ func (p *poller) read(ctx context.Context, c *uaclient.Client, out chan<- collec
 		for _, h := range part {
 			id, err := resolveNodeID(s.tags[h].Node, c.Namespaces())
 			if err != nil {
-				s.noteRejected(h, ua.StatusBadNodeIDUnknown, err)
+				// Logged here, once: the session's rejection list belongs
+				// to its own goroutine, and polls may run beside it.
+				if !p.unresolved[h] {
+					p.unresolved[h] = true
+					s.tagLog(h).Warn().Err(err).Msg("polled tag not resolved; retried at every poll")
+				}
 				continue
 			}
+			delete(p.unresolved, h)
 			nodes = append(nodes, &ua.ReadValueID{NodeID: id, AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
 			hs = append(hs, h)
 		}

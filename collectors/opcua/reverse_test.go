@@ -23,7 +23,7 @@ func TestSessionReverseConnect(t *testing.T) {
 	listen := "127.0.0.1:" + freePort(t)
 	proxy := faultproxy.Start(t, listen)
 	peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-reverse", "opc.tcp://" + proxy.Addr(), "-reverse-delay", "200ms"}})
-	plc := recoveryPLC(t, "opc.tcp://127.0.0.1:1", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint_and_expiry, auto_accept: true, verify_hostname: false")
+	plc := exceptionBased(recoveryPLC(t, "opc.tcp://127.0.0.1:1", "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint_and_expiry, auto_accept: true, verify_hostname: false"))
 	plc.Reverse = &config.Reverse{Listen: listen, ServerURI: "urn:tagbridge:opcua-peer"}
 	r, s := startSessionValue(t, plc)
 	r.waitValues(t, "values over the reverse connection", 10, 30*time.Second)
