@@ -17,8 +17,7 @@ import (
 // last_good repeat the last Good value.
 func TestHeartbeats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tags := []tagRef{{plc: "p"}, {plc: "p"}, {plc: "p"}}
-		tags[0].Name, tags[1].Name, tags[2].Name = "a", "b", "c"
+		tags := []tagRef{{plc: "p", Tag: &config.Tag{Name: "a"}}, {plc: "p", Tag: &config.Tag{Name: "b"}}, {plc: "p", Tag: &config.Tag{Name: "c"}}}
 		h := newHeartbeats(tags, []time.Duration{3 * time.Second, 0, 5 * time.Second}, false)
 		out := make(chan collectors.Batch, 16)
 		var up atomic.Bool
@@ -90,7 +89,7 @@ func TestHeartbeats(t *testing.T) {
 
 func TestHeartbeatsLastGood(t *testing.T) {
 	now := time.Now()
-	h := newHeartbeats([]tagRef{{plc: "p"}}, []time.Duration{time.Second}, true)
+	h := newHeartbeats([]tagRef{{plc: "p", Tag: &config.Tag{}}}, []time.Duration{time.Second}, true)
 	h.note(0, collectors.Sample{Value: 1.0, Status: "Good"}, now)
 	h.note(0, collectors.Sample{Value: 2.0, Status: "BadSensorFailure", StatusCode: 0x808B0000}, now.Add(500*time.Millisecond))
 	if b, _ := h.due(now.Add(time.Second), true); len(b) != 0 {
