@@ -55,6 +55,7 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	srv.SetVersion(c.Version)
+	srv.SetMaxBacklogAge(c.StatusMaxBacklogAge.Duration())
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

@@ -43,6 +43,9 @@ type Agent struct {
 	StatusListen      string `yaml:"status_listen"`
 	StatusAllowRemote bool   `yaml:"status_allow_remote"`
 	StatusTokenFile   string `yaml:"status_token_file"`
+	// StatusMaxBacklogAge: health fails while the oldest value not yet
+	// acknowledged by the broker is older (0: never on that ground).
+	StatusMaxBacklogAge Duration `yaml:"status_max_backlog_age"`
 	// StatusToken is read from StatusTokenFile at load time.
 	StatusToken Secret `yaml:"-"`
 

@@ -42,6 +42,9 @@ const (
 	DefaultTokenLifetime      = time.Hour
 )
 
+// DefaultStatusMaxBacklogAge is agent.status_max_backlog_age's default.
+const DefaultStatusMaxBacklogAge = time.Minute
+
 // applyDefaults fills every unset field, and gives each tag the effective
 // values it inherits from its PLC. Tag.Topic stays "" (publish then uses mqtt.topic).
 func (c *Config) applyDefaults() {
@@ -53,6 +56,9 @@ func (c *Config) applyDefaults() {
 	}
 	orString(&a.PKIDir, DefaultPKIDir)
 	orString(&a.SpoolDir, DefaultSpoolDir)
+	if a.StatusMaxBacklogAge == 0 && !c.isSet("agent.status_max_backlog_age") { // 0s turns it off
+		a.StatusMaxBacklogAge = Duration(DefaultStatusMaxBacklogAge)
+	}
 
 	m := &c.MQTT
 	orString(&m.URL, DefaultMQTTURL)

@@ -106,6 +106,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descStatusRefused, float64(m.s.ln.refused.Load()))
 	collectCertificates(ch, st.Certificates)
 	m.collectBuild(ch)
+	collectBacklog(ch, st.Broker)
 }
 
 func bool01(b bool) float64 {

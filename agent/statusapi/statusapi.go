@@ -64,6 +64,10 @@ type Broker struct {
 	Published   uint64 `json:"published"`
 	Failed      uint64 `json:"failed"`
 	Resent      uint64 `json:"resent"`
+
+	// OldestUnsentSeconds is how long the oldest value not yet
+	// acknowledged has waited (backlog.go).
+	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
 }
 
 // Status is the document served at /status.
@@ -111,6 +115,9 @@ type Server struct {
 	// version and started, for build_info and the reload metrics.
 	version string
 	started time.Time
+
+	backlog       backlog       // the oldest waiting value's age (backlog.go)
+	maxBacklogAge time.Duration // health fails beyond it; 0: never
 
 	mu          sync.Mutex
 	seenDropped uint64    // Broker.Dropped at the latest look
@@ -185,6 +192,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info().Str("listen", s.Addr()).Msg("serving /healthz, /status and /metrics")
 	served := make(chan error, 1)
 	go func() { served <- s.srv.Serve(s.ln) }()
+	sampled := make(chan struct{})
+	sctx, stopSampling := context.WithCancel(ctx)
+	go func() { defer close(sampled); s.sampleBacklog(sctx) }()
+	defer func() { stopSampling(); <-sampled }()
 	var err error
 	select {
 	case err = <-served:
@@ -278,7 +289,11 @@ func (s *Server) Snapshot() Status {
 			st.Commands = &Commands{Results: results, Recent: recent}
 		}
 	}
+	st.Broker.OldestUnsentSeconds = s.backlog.observe(now, st.Broker).Seconds()
 	st.Problems = Problems(st.PLCs, st.Broker, s.droppingSince(st.Broker.Dropped, now))
+	if p := s.backlogProblem(time.Duration(st.Broker.OldestUnsentSeconds * float64(time.Second))); p != "" {
+		st.Problems = append(st.Problems, p)
+	}
 	st.Healthy = len(st.Problems) == 0
 	return st
 }
