@@ -68,12 +68,13 @@ func convertField(v any) any {
 	return out
 }
 
-// reset forgets every type and warning, for a new connection.
+// reset forgets every type, for a new connection; the warnings stay
+// given, so that a type is warned about once however often the PLC
+// reconnects.
 func (t *structTypes) reset() {
 	reg := t.registry()
 	reg.Reset()
 	t.mu.Lock()
-	clear(t.warned)
 	clear(t.pending)
 	t.mu.Unlock()
 }
