@@ -14,7 +14,9 @@ import (
 // Structures arrive as collectors.Structure with their DataType's field
 // names and order, learned from the node-opcua peer's DataTypeDefinitions;
 // the types are first seen after a reconnect (the PLC the session first
-// reached had none of them, as after a program download).
+// reached had none of them, as after a program download). The second peer
+// also raises alarms, which checkAlarms (events_test.go) checks on the same
+// session.
 func TestSessionDecodesStructuresByDefinition(t *testing.T) {
 	first := peerproc.Start(t, peerproc.Options{Tags: 2, Policies: []string{"None"}, Modes: []string{"None"}})
 	port := first.Port()
@@ -24,14 +26,18 @@ func TestSessionDecodesStructuresByDefinition(t *testing.T) {
   - {name: setpoints, node: "ns=1;s=Struct.Setpoints"}
   - {name: reading, node: "ns=1;s=Struct.Reading"}
   - {name: status, node: "i=2256"}
+events:
+  - {name: alarms, event_type: "i=2915", where: "Severity >= 100"}
 `
 	r := startSession(t, plcConfig(t, first.Endpoint, tags))
 	waitUntil(t, "values from the first PLC", 20*time.Second, func() bool { return r.count("counter") > 0 })
 	first.Stop()
-	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-structures"}})
+	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-structures", "-alarms", "-alarm-cycle", "1500ms"}})
 	waitUntil(t, "decoded structures after the reconnect", 40*time.Second, func() bool {
 		return r.count("recipe") >= 2 && r.count("reading") >= 2 && r.count("setpoints") > 0 && r.count("status") > 1
 	})
+
+	checkAlarms(t, r)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
