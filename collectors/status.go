@@ -47,6 +47,8 @@ type PLCStatus struct {
 
 	ClockOffset        time.Duration `json:"-"` // PLC clock minus ours
 	ClockOffsetSeconds float64       `json:"clock_offset_seconds"`
+
+	LastValueAt time.Time `json:"last_value_at,omitzero"` // when the latest value was collected
 }
 
 // Tracker keeps the live status of the PLC entries one collector serves.
@@ -251,5 +253,6 @@ func (p *plcTrack) snapshot(now time.Time) PLCStatus {
 		s.ValuesPerSec = p.lastRate
 	}
 	s.ClockOffsetSeconds = s.ClockOffset.Seconds()
+	s.LastValueAt = p.lastValue
 	return s
 }

@@ -49,3 +49,5 @@ func (m metrics) collectBuild(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloadOK, prometheus.GaugeValue, bool01(!failed))
 	ch <- prometheus.MustNewConstMetric(descReloadAt, prometheus.GaugeValue, unix(at))
 }
+
+var descLastValue = desc("plc_last_value_timestamp_seconds", "When the PLC entry's latest value was collected (0: none yet).", "plc")

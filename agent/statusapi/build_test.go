@@ -76,3 +76,22 @@ tagbridge_config_last_reload_successful ` + c.ok + `
 		t.Errorf("reload timestamp at start: %v, want the server's start %v", got, s.started)
 	}
 }
+
+func TestLastValueMetric(t *testing.T) {
+	src := healthySource()
+	src.plcs[0].LastValueAt = time.Unix(1798761600, 0)
+	s, err := New("127.0.0.1:0", config.Secret(token), "ipc01", src, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	want := `
+# HELP tagbridge_plc_last_value_timestamp_seconds When the PLC entry's latest value was collected (0: none yet).
+# TYPE tagbridge_plc_last_value_timestamp_seconds gauge
+tagbridge_plc_last_value_timestamp_seconds{plc="oven2"} 0
+tagbridge_plc_last_value_timestamp_seconds{plc="press1"} 1.7987616e+09
+`
+	if err := testutil.CollectAndCompare(metrics{s}, strings.NewReader(want), "tagbridge_plc_last_value_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+}

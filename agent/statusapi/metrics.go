@@ -93,6 +93,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRate, p.ValuesPerSec, p.PLC)
 		gauge(descClock, p.ClockOffset.Seconds(), p.PLC)
 		gauge(descSince, unix(p.Since), p.PLC)
+		gauge(descLastValue, unix(p.LastValueAt), p.PLC)
 	}
 	b := st.Broker
 	gauge(descConnected, bool01(b.Connected))
