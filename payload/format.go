@@ -192,6 +192,11 @@ func newJSONFormat(o Options, t *topics, started time.Time) (*jsonFormat, error)
 			data[topic] = plc.Name
 		}
 	}
+	if f.batch {
+		// Values go out on the batch topics: the tags' topics were only to
+		// be checked (15 MB kept with 100,000 tags otherwise).
+		f.topics = &topics{agent: t.agent, template: t.template}
+	}
 	for _, plc := range o.PLCs {
 		f.order = append(f.order, plc.Name)
 		st := prefix + "/" + Level(plc.Name) + "/status"

@@ -307,12 +307,15 @@ func CheckTopics(cfg *config.Config) error {
 // started is the agent's start time, which the json status reports. The
 // format's state files are not opened (see payload.Format.Open).
 func newFormat(o payload.Options, started time.Time) (payload.Format, error) {
+	if o.Format == "" || o.Format == config.PayloadJSON {
+		// NewJSON renders and checks the topics itself: rendering them
+		// twice is a second table of every tag (100,000 at start-up).
+		return payload.NewJSON(o, started)
+	}
 	if err := payload.CheckTopics(o); err != nil {
 		return nil, err
 	}
 	switch o.Format {
-	case "", config.PayloadJSON:
-		return payload.NewJSON(o, started)
 	case config.PayloadSparkplugB:
 		return sparkplug.New(o)
 	case config.PayloadOPCUAJSON:
