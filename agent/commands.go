@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -19,10 +20,11 @@ type commandSwitch struct {
 	mu      sync.Mutex
 	h       *command.Handler
 	aliases command.AliasFunc // the publisher's, for handlers made later
+	changed chan struct{}     // closed and replaced when the filters change
 }
 
 func newCommandSwitch(a *Agent, cfg *config.Config, log zerolog.Logger) *commandSwitch {
-	s := &commandSwitch{a: a, log: log}
+	s := &commandSwitch{a: a, log: log, changed: make(chan struct{})}
 	s.set(cfg)
 	return s
 }
@@ -37,7 +39,19 @@ func (s *commandSwitch) set(cfg *config.Config) {
 	if s.aliases != nil {
 		h.SetAliases(s.aliases)
 	}
+	if s.h != nil && !slices.Equal(s.h.Filters(), h.Filters()) {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
 	s.h = h
+}
+
+// Changed is closed when a reload changes the filters: the publisher
+// subscribes to the new ones at once.
+func (s *commandSwitch) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // SetAliases takes the publisher's alias lookup (Sparkplug DCMD by alias).

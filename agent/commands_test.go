@@ -428,3 +428,50 @@ func TestSparkplugDCMDEndToEnd(t *testing.T) {
 		t.Errorf("stale DCMD: %s", raw)
 	}
 }
+
+// TestCommandsFollowReload starts with nothing writable, then reloads a
+// configuration with writable tags: the agent takes commands at once, on
+// the same broker connection, and answers at QoS 1.
+func TestCommandsFollowReload(t *testing.T) {
+	broker := testkit.StartBroker(t)
+	plc := simproc.Start(t, "-tags", "4", "-interval", "200ms", "-writable")
+	writable := commandConfig(t, broker.URL(), plc.Endpoint, config.PayloadJSON)
+	readOnly := *writable
+	readOnly.PLCs = slices.Clone(writable.PLCs)
+	for i := range readOnly.PLCs {
+		p := &readOnly.PLCs[i]
+		p.Commands.Methods = nil
+		p.Tags = slices.Clone(p.Tags)
+		for j := range p.Tags {
+			p.Tags[j].Writable = false
+		}
+	}
+	values := testkit.Subscribe(t, broker.URL(), "tagbridge/e2e/sim/+", 1)
+	hmi := newCommander(t, broker.URL())
+	log, logs := testkit.NewLogger(t, "agent")
+	a, _ := runAgent(t, &readOnly, log)
+	waitForValue(t, values, "tagbridge/e2e/sim/counter", nil)
+	if err := a.Reload(writable); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	logs.WaitFor(t, 10*time.Second, "subscribed to the commands the new configuration allows")
+	if n := strings.Count(logs.String(), `"message":"connected to broker"`); n != 1 {
+		t.Errorf("%d broker connections; the reload should keep the one", n)
+	}
+	hmi.send("tagbridge/e2e/sim/int32/set", `{"id":"after-reload","value":42}`, false)
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-hmi.results:
+			if !strings.Contains(string(m.Payload), `"after-reload"`) {
+				continue
+			}
+			if !strings.Contains(string(m.Payload), `"status":"Good"`) || m.QoS != 1 {
+				t.Errorf("result at QoS %d: %s; want Good at QoS 1", m.QoS, m.Payload)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no result within 15 s of the reload")
+		}
+	}
+}

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,6 +15,8 @@ import (
 // the results to publish (command.Handler).
 type Commander interface {
 	Filters() []string
+	// Changed is closed when Filters changes (a reload).
+	Changed() <-chan struct{}
 	Handle(ctx context.Context, topic string, payload []byte, retained bool) []command.Message
 	// SetAliases tells it how to name the tags of Sparkplug metric aliases.
 	SetAliases(command.AliasFunc)
@@ -30,20 +33,25 @@ const (
 
 // commands is the Publisher's side of write-back: subscriptions on the
 // same connection as the values, a queue, workers, and results published
-// at QoS 0, never through the spool.
+// at QoS 1, never through the spool.
 type commands struct {
 	handler Commander
 	queue   chan mqtt.Message
 	dropped sync.Once
+
+	subMu      sync.Mutex          // one subscribing at a time: connect and reload
+	subscribed map[string]struct{} // filters subscribed on the connection now
 }
 
 // SetCommands makes the publisher subscribe to c's filters, at QoS 1,
-// after every connect, and run what arrives; call it before Run.
+// after every connect and whenever they change, and run what arrives;
+// call it before Run. A c without filters yet may gain some on reload.
 func (p *Publisher) SetCommands(c Commander) {
-	if c == nil || len(c.Filters()) == 0 {
+	if c == nil {
 		return
 	}
 	p.cmds = &commands{handler: c, queue: make(chan mqtt.Message, commandQueue)}
+	p.store.isResult = isResultTopic
 	c.SetAliases(p.format.TagOfAlias)
 	// Routes before connecting: a persistent session delivers queued
 	// commands right after CONNACK, before any SUBSCRIBE is answered, and
@@ -52,6 +60,11 @@ func (p *Publisher) SetCommands(c Commander) {
 		p.client.AddRoute(f, p.queueCommand)
 	}
 }
+
+// isResultTopic tells the store which messages are command results (every
+// result topic ends so, command.Handler): they are resent like the values
+// but not counted with them.
+func isResultTopic(topic string) bool { return strings.HasSuffix(topic, "/result") }
 
 // queueCommand runs on paho's goroutine: it only queues.
 func (p *Publisher) queueCommand(_ mqtt.Client, m mqtt.Message) {
@@ -70,6 +83,7 @@ func (p *Publisher) runCommands(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
+	wg.Go(func() { p.followCommandFilters(ctx) })
 	for range commandWorkers {
 		wg.Go(func() {
 			for {
@@ -87,8 +101,25 @@ func (p *Publisher) runCommands(ctx context.Context) {
 	wg.Wait()
 }
 
-// publishResult sends a command's result at QoS 0 if the link is up: a
-// result is an answer to a live sender and is never kept for later.
+// followCommandFilters subscribes to the filters a reload brings, and
+// unsubscribes from those it drops, at once on the open connection.
+func (p *Publisher) followCommandFilters(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.cmds.handler.Changed():
+			if p.client.IsConnectionOpen() {
+				p.syncCommandFilters(p.client, false)
+			}
+		}
+	}
+}
+
+// publishResult sends a command's result at QoS 1 if the connection is
+// up: a lost result leaves the sender guessing. paho resends it after a
+// reconnect; it is never spooled, since a result is an answer to a live
+// sender.
 func (p *Publisher) publishResult(r command.Message) {
 	// The connection, not the link: right after a connect, queued commands
 	// are answered before the spool has caught up.
@@ -96,21 +127,60 @@ func (p *Publisher) publishResult(r command.Message) {
 		p.log.Debug().Str("topic", r.Topic).Msg("broker not connected; command result not sent")
 		return
 	}
-	p.client.Publish(r.Topic, 0, false, r.Payload)
+	p.client.Publish(r.Topic, 1, false, r.Payload)
 }
 
-// subscribeWrites subscribes to the command filters; paho's goroutine
-// only queues what arrives.
+// subscribeWrites subscribes to the command filters after a connect;
+// paho's goroutine only queues what arrives.
 func (p *Publisher) subscribeWrites(c mqtt.Client) {
 	if p.cmds == nil {
 		return
 	}
-	filters := map[string]byte{}
-	for _, f := range p.cmds.handler.Filters() {
-		filters[f] = 1
+	p.syncCommandFilters(c, true)
+}
+
+// syncCommandFilters makes the connection's command subscriptions the
+// handler's filters: all of them after a connect (fresh), otherwise those
+// not subscribed yet, and it unsubscribes from those no longer listed.
+func (p *Publisher) syncCommandFilters(c mqtt.Client, fresh bool) {
+	p.cmds.subMu.Lock()
+	defer p.cmds.subMu.Unlock()
+	if fresh {
+		p.cmds.subscribed = nil
 	}
-	tok := c.SubscribeMultiple(filters, p.queueCommand)
-	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
-		p.log.Warn().Err(tok.Error()).Str("topic", strings.Join(p.cmds.handler.Filters(), " ")).Msg("cannot subscribe to commands")
+	want := p.cmds.handler.Filters()
+	add := map[string]byte{}
+	for _, f := range want {
+		if _, ok := p.cmds.subscribed[f]; !ok {
+			add[f] = 1
+			c.AddRoute(f, p.queueCommand)
+		}
 	}
+	var drop []string
+	for f := range p.cmds.subscribed {
+		if !slices.Contains(want, f) {
+			drop = append(drop, f)
+		}
+	}
+	if len(drop) > 0 {
+		tok := c.Unsubscribe(drop...)
+		if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+			p.log.Warn().Err(tok.Error()).Str("topic", strings.Join(drop, " ")).Msg("cannot unsubscribe from commands")
+		}
+	}
+	next := make(map[string]struct{}, len(want))
+	for _, f := range want {
+		next[f] = struct{}{}
+	}
+	if len(add) > 0 {
+		tok := c.SubscribeMultiple(add, p.queueCommand)
+		if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
+			p.log.Warn().Err(tok.Error()).Str("topic", strings.Join(want, " ")).Msg("cannot subscribe to commands")
+			return // tried again on the next change or connect
+		}
+		if !fresh {
+			p.log.Info().Int("filters", len(add)).Msg("subscribed to the commands the new configuration allows")
+		}
+	}
+	p.cmds.subscribed = next
 }

@@ -37,12 +37,18 @@ type store struct {
 	oneByOne bool
 	release  chan struct{}
 	deleted  chan struct{} // closed and replaced when an outgoing entry is deleted
+
+	// isResult picks the command results (commands.go): resent like the
+	// rest, but outside out, acked, strikes and the one-by-one order, which
+	// number and pace the spool's messages.
+	isResult func(topic string) bool
 }
 
 type stored struct {
 	seq     uint64
 	p       packets.ControlPacket
 	strikes int // connections that ended without its acknowledgement
+	result  bool
 }
 
 var _ mqtt.Store = (*store)(nil)
@@ -60,10 +66,14 @@ func (s *store) Put(key string, p packets.ControlPacket) {
 	defer s.mu.Unlock()
 	if old, ok := s.msgs[key]; ok {
 		// A PUBREL replacing its PUBLISH (QoS 2) keeps its place.
-		s.msgs[key] = stored{old.seq, p, old.strikes}
+		s.msgs[key] = stored{old.seq, p, old.strikes, old.result}
 		return
 	}
 	s.seq++
+	if pub, ok := p.(*packets.PublishPacket); ok && outgoing(key) && s.isResult != nil && s.isResult(pub.TopicName) {
+		s.msgs[key] = stored{seq: s.seq, p: p, result: true}
+		return
+	}
 	s.msgs[key] = stored{seq: s.seq, p: p}
 	if outgoing(key) {
 		s.out++
@@ -76,7 +86,7 @@ func (s *store) Get(key string) packets.ControlPacket {
 		s.mu.Lock()
 		m, ok := s.msgs[key]
 		_, isPub := m.p.(*packets.PublishPacket)
-		if !ok || !s.oneByOne || !isPub || !outgoing(key) || s.oldestPublish() == m.seq {
+		if !ok || !s.oneByOne || !isPub || !outgoing(key) || m.result || s.oldestPublish() == m.seq {
 			s.mu.Unlock()
 			return m.p
 		}
@@ -122,7 +132,7 @@ func (s *store) resumeAll() {
 // none; s.mu is held.
 func (s *store) oldestPublish() (order uint64) {
 	for k, m := range s.msgs {
-		if _, isPub := m.p.(*packets.PublishPacket); isPub && outgoing(k) && (order == 0 || m.seq < order) {
+		if _, isPub := m.p.(*packets.PublishPacket); isPub && outgoing(k) && !m.result && (order == 0 || m.seq < order) {
 			order = m.seq
 		}
 	}
@@ -146,11 +156,12 @@ func (s *store) All() []string {
 func (s *store) Del(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.msgs[key]; !ok {
+	m, ok := s.msgs[key]
+	if !ok {
 		return
 	}
 	delete(s.msgs, key)
-	if outgoing(key) {
+	if outgoing(key) && !m.result {
 		close(s.deleted)
 		s.deleted = make(chan struct{})
 		s.acked.Add(1)
