@@ -114,6 +114,7 @@ func (c *Config) applyDefaults() {
 		orDuration(&p.TokenLifetime, DefaultTokenLifetime)
 		p.CertGuard = certs.Guard{Dirs: a.AllowedCertDirs}
 		p.applyModeDefaults()
+		p.History.StateDir = a.SpoolDir
 		p.applyHeartbeatDefaults()
 		p.Commands.applyDefaults()
 		for j := range p.Tags {

@@ -34,6 +34,10 @@ type Reverse struct {
 type History struct {
 	FillGaps  *bool    `yaml:"fill_gaps"` // default true
 	MaxWindow Duration `yaml:"max_window"`
+
+	// StateDir keeps the time of each tag's last value handed on, so that
+	// a gap across a restart of the agent is filled too: agent.spool_dir.
+	StateDir string `yaml:"-"`
 }
 
 // Enabled reports whether gaps are filled.

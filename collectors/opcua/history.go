@@ -2,8 +2,14 @@ package opcua
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -39,6 +45,8 @@ type gapState struct {
 	last        []time.Time // source time of the last value handed on
 	fence       []time.Time // live values up to this source time came from history already
 	historizing []bool      // the node's Historizing attribute, read at subscribe
+	saved       time.Time   // when last kept on disk
+	saveWarned  bool
 }
 
 func (g *gapState) size(n int) {
@@ -267,4 +275,85 @@ func (s *Session) sendHistory(ctx context.Context, out chan<- collectors.Batch, 
 	}
 	flush()
 	return sent
+}
+
+// gapStateEvery bounds how often the last source times go to disk.
+const gapStateEvery = 5 * time.Second
+
+// gapStateFile is where the session keeps its tags' last source times
+// across restarts of the agent; "" when the fill is off.
+func (s *Session) gapStateFile() string {
+	h := s.plc.History
+	if h.StateDir == "" || !h.Enabled() {
+		return ""
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s.plc.Name)
+	return filepath.Join(h.StateDir, "history-"+name+".json")
+}
+
+// loadGapState reads the last source times the agent kept when it stopped,
+// so that the first connection fills the time it was away.
+func (s *Session) loadGapState() {
+	file := s.gapStateFile()
+	if file == "" {
+		return
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn().Err(err).Msg("reading the last values handed on; a gap across the agent's restart is not filled")
+		}
+		return
+	}
+	var saved map[string]map[string]time.Time // PLC entry -> tag -> source time
+	if err := json.Unmarshal(b, &saved); err != nil {
+		s.log.Warn().Err(err).Str("file", file).Msg("reading the last values handed on; a gap across the agent's restart is not filled")
+		return
+	}
+	s.gaps.size(len(s.tags))
+	for h, t := range s.tags {
+		if at, ok := saved[t.plc][t.Name]; ok && at.After(s.gaps.last[h]) {
+			s.gaps.last[h] = at
+		}
+	}
+}
+
+// saveGapState writes the last source times, at most every gapStateEvery
+// unless final; atomically, so a crash leaves the previous file.
+func (s *Session) saveGapState(final bool) {
+	file := s.gapStateFile()
+	if file == "" || len(s.gaps.last) == 0 || (!final && time.Since(s.gaps.saved) < gapStateEvery) {
+		return
+	}
+	s.gaps.saved = time.Now()
+	if _, err := os.Stat(s.plc.History.StateDir); err != nil {
+		return // no spool directory (yet): the publisher makes it
+	}
+	out := map[string]map[string]time.Time{}
+	for h, at := range s.gaps.last {
+		if at.IsZero() {
+			continue
+		}
+		t := s.tags[h]
+		if out[t.plc] == nil {
+			out[t.plc] = map[string]time.Time{}
+		}
+		out[t.plc][t.Name] = at
+	}
+	b, err := json.Marshal(out)
+	if err == nil {
+		tmp := file + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, file)
+		}
+	}
+	if err != nil && !s.gaps.saveWarned {
+		s.gaps.saveWarned = true
+		s.log.Warn().Err(err).Msg("keeping the last values handed on; a gap across the agent's restart will not be filled")
+	}
 }

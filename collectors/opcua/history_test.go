@@ -15,7 +15,9 @@ import (
 // PLC (node-opcua historizing its counters in memory) keeps the values,
 // the agent reads the gap back from its history after the session
 // recovered, hands it on in order marked historical, and then the live
-// values: every counter value exactly once, in order.
+// values: every counter value exactly once, in order. Then the agent stops
+// for 3 s: the last values handed on were kept beside the spool, and the
+// next start fills the time it was away the same way.
 func TestSessionFillsGapFromHistory(t *testing.T) {
 	cut := 6 * time.Second
 	if v := os.Getenv("TAGBRIDGE_GAP_CUT"); v != "" {
@@ -32,6 +34,7 @@ func TestSessionFillsGapFromHistory(t *testing.T) {
 	for i := range plc.Tags {
 		plc.Tags[i].QueueSize = 5
 	}
+	plc.History.StateDir = t.TempDir()
 	r, s := startSessionValue(t, plc)
 	r.waitValues(t, "first values", 10, 30*time.Second)
 
@@ -78,4 +81,33 @@ func TestSessionFillsGapFromHistory(t *testing.T) {
 	}
 	st := s.Status().Snapshot()[0]
 	t.Logf("GAP cut=%v values=%d historical=%d recoveries=%d reconnects=%d", cut, len(r.counterValues("int32_0001")), historical, st.Recoveries, st.Reconnects)
+
+	time.Sleep(3 * time.Second) // the agent is away
+	after, _ := startSessionValue(t, plc)
+	waitUntil(t, "the gap across the restart filled", 30*time.Second, func() bool {
+		return strings.Contains(after.logs.String(), "gap filled from the PLC's history")
+	})
+	after.waitValues(t, "live values after the restart", 10, 30*time.Second)
+	after.shutdown(t)
+	for _, tag := range []string{"int32_0001", "int32_0005"} {
+		vs := append(r.counterValues(tag), after.counterValues(tag)...)
+		for i := 1; i < len(vs); i++ {
+			if vs[i] != vs[i-1]+1 {
+				t.Fatalf("%s: value %d after %d at index %d (%d before the restart): gap or duplicate", tag, vs[i], vs[i-1], i, len(r.counterValues(tag)))
+			}
+		}
+	}
+	after.mu.Lock()
+	restored := 0
+	for _, smp := range after.samples["int32_0001"] {
+		if smp.Historical {
+			restored++
+		}
+	}
+	after.mu.Unlock()
+	if restored < 20 {
+		t.Errorf("%d historical values after a 3 s stop at 10 values a second, want at least 20", restored)
+	}
+	t.Logf("GAP agent restart after 3 s: historical=%d", restored)
 }
+

@@ -114,6 +114,7 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 		if err := s.checkNamespaces(ctx, c); err != nil {
 			return err
 		}
+		s.saveGapState(false)
 		s.retryRejected(ctx, c, st)
 		s.types.learnPending(ctx, c, s.log)
 		return nil

@@ -172,6 +172,8 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
 	defer s.status.SetState(collectors.StateStopped, "")
 	defer s.unlisten()
+	s.loadGapState() // a gap across the agent's restart is filled too (history.go)
+	defer s.saveGapState(true)
 	out, stopBeats := s.withHeartbeats(ctx, out)
 	defer stopBeats()
 	var lastErr string
@@ -407,11 +409,10 @@ func (s *Session) itemRequest(c *uaclient.Client, handle uint32) (*ua.MonitoredI
 	}
 	req := newItemRequest(nodeID, handle)
 	p := req.RequestedParameters
-	sampling := tag.SamplingInterval.Duration()
-	if sampling > 0 && sampling < s.limits.minSampleRate {
-		sampling = s.limits.minSampleRate // the server would revise it so
-	}
-	p.SamplingInterval = float64(sampling) / float64(time.Millisecond)
+	// As configured, also below the server's MinSupportedSampleRate: the
+	// server revises it, and node-opcua for one samples exception-based
+	// variables faster than it advertises.
+	p.SamplingInterval = float64(tag.SamplingInterval.Duration()) / float64(time.Millisecond)
 	p.QueueSize = tag.QueueSize
 	p.DiscardOldest = true
 	if db := tag.Deadband; db != nil {
