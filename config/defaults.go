@@ -130,11 +130,16 @@ func (c *Config) applyDefaults() {
 }
 
 // defaultTagName is a node id's identifier without its type prefix, made
-// safe for one MQTT topic level: ns=2;s=Line1.Temp -> Line1.Temp.
+// safe for one MQTT topic level: ns=2;s=Line1.Temp -> Line1.Temp. Siemens
+// TIA Portal quotes each part of its string ids ("DB_Press"."Temp"): the
+// quotes go, DB_Press.Temp.
 func defaultTagName(n NodeID) string {
 	id := n.Identifier()
 	if len(id) < 2 || id[1] != '=' {
 		return ""
+	}
+	if id[0] == 's' {
+		id = strings.ReplaceAll(id, `"`, "")
 	}
 	return strings.Map(func(r rune) rune {
 		if r == '/' || r == '+' || r == '#' || r == 0 || unicode.IsSpace(r) {
