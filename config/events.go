@@ -1,6 +1,9 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // EventStream is one event subscription of a PLC (plcs[].events): the
 // events of EventType and its subtypes that Notifier reports, with the
@@ -70,7 +73,7 @@ func (v *validator) events(path string, p *PLC) {
 			}
 		}
 		if _, err := ParseWhere(e.Where); err != nil {
-			v.add(ep+".where", "%v", err)
+			v.add(ep+".where", "%s", strings.TrimPrefix(err.Error(), "where: "))
 		}
 	}
 }
