@@ -10,7 +10,6 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,63 +22,51 @@ import (
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
 
-const habitSecurity = "policy: Basic256Sha256, mode: SignAndEncrypt, trust: fingerprint_and_expiry, auto_accept: true"
-
-// A PLC that advertises another host than the one it is reached by (the
-// peer advertises plc.invalid, which does not resolve) and whose
-// certificate names that host, not the address configured: the agent
-// connects to the configured address, the host-name check refuses the
-// certificate, and accepted_hostnames lets it pass without turning the
-// check off.
-func TestSessionAdvertisedHostAndAcceptedNames(t *testing.T) {
-	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Hostname: "plc.invalid"})
-	port := peer.Endpoint[strings.LastIndex(peer.Endpoint, ":")+1:]
-	endpoint := "opc.tcp://127.0.0.1:" + port
+// A PLC with an older firmware's habits, on one peer: it advertises
+// another host than the one it is reached by (plc.invalid, which does not
+// resolve), its certificate names only that host, not the address
+// configured, and is signed with SHA-1. The agent connects to the
+// configured address; the host-name check refuses the certificate until
+// accepted_hostnames names plc.invalid (the check is not turned off); trust
+// full refuses the SHA-1 signature until allow_sha1, and then warns once,
+// naming the certificate.
+func TestSessionServerHabits(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, fingerprint := sha1ServerCert(t, dir, "urn:tagbridge:opcua-peer", "plc.invalid")
+	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Hostname: "plc.invalid", CertFile: certFile, KeyFile: keyFile})
+	endpoint := "opc.tcp://127.0.0.1:" + peer.Endpoint[strings.LastIndex(peer.Endpoint, ":")+1:]
 	f := newSecureFixture(t)
+	trust := "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full, trusted_fingerprints: [" + fingerprint + "]"
+	accepted := ", accepted_hostnames: [plc1.example, plc.invalid]"
 
-	refused, _ := startSessionValue(t, f.config(t, endpoint, habitSecurity, ""))
-	waitUntil(t, "the host-name check to refuse", 30*time.Second, func() bool {
-		return strings.Contains(refused.logs.String(), `not \"127.0.0.1\"`)
-	})
-	refused.shutdown(t)
+	for _, tc := range []struct{ security, want string }{
+		{trust + ", allow_sha1: true", `not \"127.0.0.1\"`},
+		{trust + accepted, "allow_sha1 permits it"},
+	} {
+		refused, _ := startSessionValue(t, f.config(t, endpoint, tc.security, ""))
+		waitUntil(t, "the refusal "+tc.want, 30*time.Second, func() bool { return strings.Contains(refused.logs.String(), tc.want) })
+		refused.shutdown(t)
+	}
 
-	r, s := startSessionValue(t, f.config(t, endpoint, habitSecurity+", accepted_hostnames: [plc1.example, plc.invalid]", ""))
+	r, s := startSessionValue(t, f.config(t, endpoint, trust+accepted+", allow_sha1: true", ""))
 	waitUntil(t, "values", 30*time.Second, func() bool { return len(r.counterValues("int32_0001")) >= 5 })
+	r.shutdown(t)
+	logs := r.logs.String()
 	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
 		t.Errorf("%d reconnects, want values on the first connection", st.Reconnects)
 	}
-	if strings.Contains(r.logs.String(), "verify_hostname is false") || strings.Contains(r.logs.String(), "does not name the configured host") {
-		t.Errorf("the host-name check was turned off:\n%s", r.logs)
+	if strings.Contains(logs, "verify_hostname is false") || strings.Contains(logs, "does not name the configured host") {
+		t.Errorf("the host-name check was turned off:\n%s", logs)
+	}
+	if got := countLines(logs, `"level":"warn"`, "SHA-1 peer", "is signed with SHA-1, accepted because allow_sha1 is true"); got != 1 {
+		t.Errorf("%d warnings naming the SHA-1 certificate, want 1:\n%s", got, logs)
 	}
 }
 
-// A server certificate signed with SHA-1 (older Siemens firmware) is
-// refused by trust full, and with allow_sha1 accepted with a warning that
-// names it.
-func TestSessionSHA1CertificateWarns(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, fingerprint := sha1ServerCert(t, dir, "urn:tagbridge:opcua-peer")
-	peer := peerproc.Start(t, peerproc.Options{Tags: 4, CertFile: certFile, KeyFile: keyFile})
-	f := newSecureFixture(t)
-	security := "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full, trusted_fingerprints: [" + fingerprint + "]"
-
-	refused, _ := startSessionValue(t, f.config(t, peer.Endpoint, security, ""))
-	waitUntil(t, "the SHA-1 certificate refused", 30*time.Second, func() bool {
-		return strings.Contains(refused.logs.String(), "allow_sha1 permits it")
-	})
-	refused.shutdown(t)
-
-	r, _ := startSessionValue(t, f.config(t, peer.Endpoint, security+", allow_sha1: true", ""))
-	waitUntil(t, "values", 30*time.Second, func() bool { return len(r.counterValues("int32_0001")) >= 5 })
-	if got := countLines(r.logs.String(), `"level":"warn"`, "SHA-1 peer", "is signed with SHA-1, accepted because allow_sha1 is true"); got != 1 {
-		t.Errorf("%d warnings naming the SHA-1 certificate, want 1:\n%s", got, r.logs)
-	}
-}
-
-// sha1ServerCert writes a self-signed RSA server certificate for 127.0.0.1
-// and uri signed with SHA-1, which crypto/x509 no longer signs: it is made
-// with SHA-256 and its signature replaced.
-func sha1ServerCert(t *testing.T, dir, uri string) (certFile, keyFile, fingerprint string) {
+// sha1ServerCert writes a self-signed RSA server certificate for host and
+// uri signed with SHA-1, which crypto/x509 no longer signs: it is made with
+// SHA-256 and its signature replaced.
+func sha1ServerCert(t *testing.T, dir, uri, host string) (certFile, keyFile, fingerprint string) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -93,8 +80,7 @@ func sha1ServerCert(t *testing.T, dir, uri string) (certFile, keyFile, fingerpri
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:              []string{"localhost"},
+		DNSNames:              []string{host},
 		URIs:                  []*url.URL{u},
 		BasicConstraintsValid: true,
 	}
