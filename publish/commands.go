@@ -51,7 +51,6 @@ func (p *Publisher) SetCommands(c Commander) {
 		return
 	}
 	p.cmds = &commands{handler: c, queue: make(chan mqtt.Message, commandQueue)}
-	p.store.isResult = isResultTopic
 	c.SetAliases(p.format.TagOfAlias)
 	// Routes before connecting: a persistent session delivers queued
 	// commands right after CONNACK, before any SUBSCRIBE is answered, and
@@ -60,11 +59,6 @@ func (p *Publisher) SetCommands(c Commander) {
 		p.client.AddRoute(f, p.queueCommand)
 	}
 }
-
-// isResultTopic tells the store which messages are command results (every
-// result topic ends so, command.Handler): they are resent like the values
-// but not counted with them.
-func isResultTopic(topic string) bool { return strings.HasSuffix(topic, "/result") }
 
 // queueCommand runs on paho's goroutine: it only queues.
 func (p *Publisher) queueCommand(_ mqtt.Client, m mqtt.Message) {
@@ -127,6 +121,9 @@ func (p *Publisher) publishResult(r command.Message) {
 		p.log.Debug().Str("topic", r.Topic).Msg("broker not connected; command result not sent")
 		return
 	}
+	// The store resends it like the values but counts it apart.
+	done := p.store.publishingResult(r.Topic)
+	defer done()
 	p.client.Publish(r.Topic, 1, false, r.Payload)
 }
 

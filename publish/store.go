@@ -38,10 +38,11 @@ type store struct {
 	release  chan struct{}
 	deleted  chan struct{} // closed and replaced when an outgoing entry is deleted
 
-	// isResult picks the command results (commands.go): resent like the
-	// rest, but outside out, acked, strikes and the one-by-one order, which
-	// number and pace the spool's messages.
-	isResult func(topic string) bool
+	// results are the topics of command results being published now
+	// (commands.go): those are resent like the rest, but kept outside out,
+	// acked, strikes and the one-by-one order, which number and pace the
+	// spool's messages.
+	results map[string]int
 }
 
 type stored struct {
@@ -70,13 +71,31 @@ func (s *store) Put(key string, p packets.ControlPacket) {
 		return
 	}
 	s.seq++
-	if pub, ok := p.(*packets.PublishPacket); ok && outgoing(key) && s.isResult != nil && s.isResult(pub.TopicName) {
+	if pub, ok := p.(*packets.PublishPacket); ok && outgoing(key) && s.results[pub.TopicName] > 0 {
 		s.msgs[key] = stored{seq: s.seq, p: p, result: true}
 		return
 	}
 	s.msgs[key] = stored{seq: s.seq, p: p}
 	if outgoing(key) {
 		s.out++
+	}
+}
+
+// publishingResult marks what is stored for topic until done is called
+// as a command result; paho stores a PUBLISH within its Publish call.
+func (s *store) publishingResult(topic string) (done func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.results == nil {
+		s.results = map[string]int{}
+	}
+	s.results[topic]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.results[topic]--; s.results[topic] == 0 {
+			delete(s.results, topic)
+		}
 	}
 }
 
