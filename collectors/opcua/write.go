@@ -45,6 +45,9 @@ type nodeType struct {
 	builtin string // e.g. "Int32"; "" for a type that is not writable here
 	rank    int32  // ValueRank: -1 scalar, 1 array, ...
 	length  uint32 // fixed array length from ArrayDimensions; 0: any
+
+	dataType *ua.NodeID // the DataType: a structure's is learned (writestruct.go)
+	dims     []uint32   // ArrayDimensions of a matrix; 0: any length
 }
 
 // attach gives commands a new client (nil: the PLC is down); the type
@@ -144,7 +147,7 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 			return command.Outcome{}, command.Refuse(command.WrongType, "value sent as %s; the node holds %s", named, nt.builtin)
 		}
 	}
-	v, err := toVariant(value, nt)
+	v, want, err := s.writeVariant(ctx, c, value, nt)
 	if err != nil {
 		return command.Outcome{}, err
 	}
@@ -180,13 +183,13 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 		if err != nil {
 			return outcomeOf(err)
 		}
+		s.types.resolve(dv[0].Value, s.log)
 		out.Value, _ = convertValue(dv[0].Value)
 		out.ReadBack = config.ReadBackRead
 		if uastatus.IsBad(dv[0].Status) {
 			out.Status, out.Value, out.ReadBack = statusOf(dv[0].Status), nil, ""
 		}
 	case config.ReadBackSubscription:
-		want, _ := convertValue(v)
 		wait := time.NewTimer(s.tags[h].PublishingInterval.Duration() + subscriptionReadBack)
 		defer wait.Stop()
 		for out.ReadBack == "" {
@@ -310,6 +313,7 @@ func (l *writeLink) nodeType(ctx context.Context, c sender, h uint32, node *ua.N
 	dt, _ := res[0].Value.Value().(*ua.NodeID)
 	if dt != nil {
 		nt.builtin = strings.TrimSuffix(declaredType(dt, false), "[]")
+		nt.dataType = dt
 	}
 	nt.rank = -1
 	if r, ok := res[1].Value.Value().(int32); ok && res[1].Status == ua.StatusOK {
@@ -317,6 +321,9 @@ func (l *writeLink) nodeType(ctx context.Context, c sender, h uint32, node *ua.N
 	}
 	if dims, ok := res[2].Value.Value().([]uint32); ok && len(dims) == 1 && res[2].Status == ua.StatusOK {
 		nt.length = dims[0]
+	}
+	if dims, ok := res[2].Value.Value().([]uint32); ok && res[2].Status == ua.StatusOK {
+		nt.dims = dims
 	}
 	l.mu.Lock()
 	if l.c == c {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/command"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
@@ -209,5 +210,55 @@ tags:
 	out, err := s.Write(t.Context(), "sim", "int32", json.Number("-42"), "")
 	if err != nil || out.Status != command.Good || out.ReadBack != "subscription" || out.Value != int32(-42) {
 		t.Errorf("write = %+v, %v; want Good, -42 from the subscription", out, err)
+	}
+}
+
+// TestSessionWriteStructuresNodeOPCUA writes a structure, an array of
+// structures (encoded by the DataTypeDefinition the peer serves) and a
+// matrix, reads each back, and refuses what does not fit the definition
+// or the shape.
+func TestSessionWriteStructuresNodeOPCUA(t *testing.T) {
+	p := peerproc.Start(t, peerproc.Options{Tags: 1, Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-writable", "-structures"}})
+	cfg := plcConfig(t, p.Endpoint, `tags:
+  - {name: sp, node: "ns=1;s=W.Setpoint", writable: true}
+  - {name: sps, node: "ns=1;s=W.SetpointArray", writable: true}
+  - {name: m, node: "ns=1;s=W.DoubleMatrix", writable: true}`)
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "values", 15*time.Second, func() bool { return r.tagsSeen() == 3 })
+	num := func(s string) any { return json.Number(s) }
+	setpoint := func(name string, value float64, limits []any) collectors.Structure {
+		return collectors.Structure{TypeID: "ns=1;i=3002", Fields: []collectors.Field{{Name: "Name", Value: name}, {Name: "Value", Value: value}, {Name: "Limits", Value: limits}}}
+	}
+	for _, c := range []struct {
+		tag      string
+		in, want any
+	}{
+		{"sp", map[string]any{"Name": "feed", "Value": num("2.5"), "Limits": []any{num("0"), num("5")}}, setpoint("feed", 2.5, []any{0.0, 5.0})},
+		{"sps", []any{map[string]any{"Name": "a", "Value": num("1"), "Limits": []any{}}, map[string]any{"Name": "b", "Value": num("-1"), "Limits": []any{num("3")}}},
+			[]any{setpoint("a", 1, []any{}), setpoint("b", -1, []any{3.0})}},
+		{"m", []any{[]any{num("1"), num("2"), num("3")}, []any{num("4"), num("5"), num("6.5")}}, []any{[]any{1.0, 2.0, 3.0}, []any{4.0, 5.0, 6.5}}},
+	} {
+		out, err := s.Write(t.Context(), "sim", c.tag, c.in, "")
+		if err != nil || out.Status != command.Good || out.ReadBack != "read" || !reflect.DeepEqual(out.Value, c.want) {
+			t.Errorf("write %s = %+v (%T), %v\nwant Good, read back %#v", c.tag, out, out.Value, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name, tag string
+		in        any
+		status    command.Status
+		reason    string
+	}{
+		{"missing field", "sp", map[string]any{"Name": "x", "Value": num("1")}, command.WrongType, `field "Limits": missing`},
+		{"extra field", "sp", map[string]any{"Name": "x", "Value": num("1"), "Limits": []any{}, "Unit": "K"}, command.WrongType, `ns=1;i=3002 has no field "Unit" (fields: Name, Value, Limits)`},
+		{"array element", "sps", []any{map[string]any{"Name": 1, "Value": num("1"), "Limits": []any{}}}, command.WrongType, `element 0: field "Name": a number for a String`},
+		{"matrix shape", "m", []any{[]any{num("1"), num("2")}, []any{num("3"), num("4")}}, command.WrongType, `a 2x2 matrix; the node holds 2x3`},
+		{"ragged matrix", "m", []any{[]any{num("1"), num("2"), num("3")}, []any{num("4")}}, command.WrongType, `rows of 3 and 1 elements at depth 2: a matrix is rectangular`},
+	} {
+		_, err := s.Write(t.Context(), "sim", c.tag, c.in, "")
+		var ref *command.Refusal
+		if !errors.As(err, &ref) || ref.Status != c.status || ref.Reason != c.reason {
+			t.Errorf("%s: %v\nwant %s: %s", c.name, err, c.status.Name, c.reason)
+		}
 	}
 }

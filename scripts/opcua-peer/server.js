@@ -70,7 +70,7 @@ const flags = {
 	"reverse-delay": { kind: "duration", def: 200, help: "time before the reverse connection is dialled again" },
 	historize: { kind: "bool", def: false, help: "historize the Int32 counters in memory (HistoryRead raw, Historizing true)" },
 	"renumber-after": { kind: "duration", def: 0, help: "after this time, act as a program download that renumbers namespaces: the variables move to a new namespace index that takes over urn:tagbridge:plcsim (0: never)" },
-	writable: { kind: "bool", def: false, help: "also serve ns=1;s=W.<Type> variables (Boolean, Int32, UInt16, Float, Double, String, DateTime, DoubleArray) that hold what is written, and the method ns=1;s=Machine.Scale(Double x, Int32 factor) -> Double" },
+	writable: { kind: "bool", def: false, help: "also serve ns=1;s=W.<Type> variables (Boolean, Int32, UInt16, Float, Double, String, DateTime, DoubleArray, DoubleMatrix 2x3; with -structures Setpoint and SetpointArray) that hold what is written, and the method ns=1;s=Machine.Scale(Double x, Int32 factor) -> Double" },
 	alarms: { kind: "bool", def: false, help: "also raise alarms: ns=1;s=Tank (an event source of the Server) with LevelHigh (AlarmConditionType, active and unacknowledged from the start, severity 700) and Pump (raised, acknowledged and cleared again every -alarm-cycle)" },
 	"alarm-cycle": { kind: "duration", def: 3000, help: "with -alarms: Pump is raised at the start of each cycle, acknowledged after a third, cleared after two thirds" },
 	structures: { kind: "bool", def: false, help: "also serve structured values (structures.xml's types, with DataTypeDefinition): ns=1;s=Struct.Recipe, Struct.Setpoints, Struct.Reading, Struct.Mode" },
@@ -459,6 +459,38 @@ function addWritable(ns, folder) {
 	};
 	for (const [name, value] of types) add(name, name, value, -1);
 	add("DoubleArray", "Double", new Float64Array([]), 1);
+	// A matrix, and with -structures a Setpoint and an array of them.
+	const matrix = ns.addVariable({
+		componentOf: folder,
+		nodeId: "s=W.DoubleMatrix",
+		browseName: "W.DoubleMatrix",
+		dataType: "Double",
+		valueRank: 2,
+		arrayDimensions: [2, 3],
+		minimumSamplingInterval: 0,
+		accessLevel: "CurrentRead | CurrentWrite",
+		userAccessLevel: "CurrentRead | CurrentWrite",
+	});
+	matrix.setValueFromSource(new Variant({ dataType: DataType.Double, arrayType: opcua.VariantArrayType.Matrix, dimensions: [2, 3], value: new Float64Array(6) }));
+	if (structured) {
+		const as = folder.addressSpace;
+		const setpointType = structured.types.setpoint;
+		const zero = () => as.constructExtensionObject(setpointType, { name: "", value: 0, limits: [] });
+		for (const [name, valueRank] of [["Setpoint", -1], ["SetpointArray", 1]]) {
+			const v = ns.addVariable({
+				componentOf: folder,
+				nodeId: `s=W.${name}`,
+				browseName: `W.${name}`,
+				dataType: setpointType,
+				valueRank,
+				minimumSamplingInterval: 0,
+				accessLevel: "CurrentRead | CurrentWrite",
+				userAccessLevel: "CurrentRead | CurrentWrite",
+			});
+			const value = valueRank === 1 ? [zero()] : zero();
+			v.setValueFromSource(new Variant({ dataType: DataType.ExtensionObject, value, arrayType: valueRank === 1 ? opcua.VariantArrayType.Array : undefined }));
+		}
+	}
 
 	const machine = ns.addObject({ organizedBy: folder, nodeId: "s=Machine", browseName: "Machine" });
 	const scale = ns.addMethod(machine, {

@@ -221,7 +221,7 @@ func typeOf(dt *ua.NodeID, dv *ua.DataValue) (*Type, []*ua.NodeID, error) {
 	}
 	switch def := eo.Value.(type) {
 	case *ua.StructureDefinition:
-		t := &Type{ID: dt}
+		t := &Type{ID: dt, Encoding: def.DefaultEncodingID}
 		switch def.StructureType {
 		case ua.StructureTypeStructure:
 			t.Kind = KindStructure

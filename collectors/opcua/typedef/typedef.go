@@ -54,6 +54,8 @@ type Type struct {
 	Fields  []Field          // KindStructure, KindOptional, KindUnion
 	Names   map[int64]string // KindEnum: value -> name
 	Builtin ua.TypeID        // KindBuiltin
+	// Encoding is a structure's binary encoding id (DefaultEncodingId), for Encode's callers.
+	Encoding *ua.NodeID
 }
 
 // ErrUnknown is returned by Decode for an encoding id the registry has not
