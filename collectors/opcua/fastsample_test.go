@@ -14,6 +14,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/uadecode"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uafast"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uafast/uafasttest"
+	"github.com/tagbridge/tagbridge/config"
 )
 
 // fastSeeds are PublishResponses with a value of every built-in type in
@@ -117,7 +118,7 @@ func TestBoxedSurvivesCollection(t *testing.T) {
 	if !ok {
 		t.Fatal("declined")
 	}
-	s := &Session{tags: make([]tagRef, 100)}
+	s := &Session{tags: testTags(100)}
 	batch := s.samplesFromItems(res.NotificationMessage.NotificationData[0].Value.(*uafast.DataChange))
 	res = nil
 	for range 3 {
@@ -130,13 +131,24 @@ func TestBoxedSurvivesCollection(t *testing.T) {
 	}
 }
 
+// testTags is a tag table of n tags of one PLC entry.
+func testTags(n int) []tagRef {
+	cfg := make([]config.Tag, n)
+	tags := make([]tagRef, n)
+	for i := range tags {
+		cfg[i] = config.Tag{Name: fmt.Sprintf("Tag%05d", i), Node: config.NodeID{Raw: fmt.Sprintf("ns=1;s=Tag%05d", i)}}
+		tags[i] = tagRef{plc: "plc", Tag: &cfg[i]}
+	}
+	return tags
+}
+
 // BenchmarkDecodeSamples: a PublishResponse of 1,000 Doubles with status
 // and timestamps, from the bytes to the batch of samples, on the fast
 // path and on the reflective one (uadecode, then sampleFrom).
 func BenchmarkDecodeSamples(b *testing.B) {
 	const n = 1000
 	msg := uafasttest.Message(b, uafasttest.Publish(uafasttest.Doubles(n)...))
-	s := &Session{tags: make([]tagRef, n)}
+	s := &Session{tags: testTags(n)}
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		m := startPerValue()
