@@ -156,6 +156,9 @@ func printStatus(w io.Writer, s statusapi.Status, wide bool) {
 		if p.ServerFingerprint != "" {
 			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, p.ServerFingerprint))
 		}
+		for _, f := range p.FailedTags {
+			details = append(details, fmt.Sprintf("%s: tag %s (%s) refused by the PLC: %s", p.PLC, f.Tag, f.Node, f.Status))
+		}
 		if p.LastError != "" {
 			details = append(details, fmt.Sprintf("%s: last error %s ago: %s", p.PLC, ago(s.Time, p.LastErrorAt), p.LastError))
 		}

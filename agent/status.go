@@ -56,6 +56,7 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 	}
 	srv.SetVersion(c.Version)
 	srv.SetMaxBacklogAge(c.StatusMaxBacklogAge.Duration())
+	srv.SetRequireAllTags(c.StatusRequireAllTags)
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

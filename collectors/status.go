@@ -49,6 +49,25 @@ type PLCStatus struct {
 	ClockOffsetSeconds float64       `json:"clock_offset_seconds"`
 
 	LastValueAt time.Time `json:"last_value_at,omitzero"` // when the latest value was collected
+
+	FailedTags []FailedTag `json:"failed_tags,omitempty"` // the tags the server refused, with why
+}
+
+// FailedTag is a tag the server refused (e.g. BadNodeIdUnknown after a
+// PLC program change); the session asks for it again now and then.
+type FailedTag struct {
+	Tag    string `json:"tag"`
+	Node   string `json:"node"`
+	Status string `json:"status"`
+}
+
+// SetFailedTags records the tags of an entry the server refuses now.
+func (t *Tracker) SetFailedTags(plc string, failed []FailedTag) {
+	t.mu.Lock()
+	if p := t.plcs[plc]; p != nil {
+		p.FailedTags = failed
+	}
+	t.mu.Unlock()
 }
 
 // Tracker keeps the live status of the PLC entries one collector serves.
@@ -254,5 +273,6 @@ func (p *plcTrack) snapshot(now time.Time) PLCStatus {
 	}
 	s.ClockOffsetSeconds = s.ClockOffset.Seconds()
 	s.LastValueAt = p.lastValue
+	s.FailedTags = slices.Clone(p.FailedTags)
 	return s
 }

@@ -46,6 +46,8 @@ type Agent struct {
 	// StatusMaxBacklogAge: health fails while the oldest value not yet
 	// acknowledged by the broker is older (0: never on that ground).
 	StatusMaxBacklogAge Duration `yaml:"status_max_backlog_age"`
+	// StatusRequireAllTags: health fails while the PLC refuses any tag.
+	StatusRequireAllTags bool `yaml:"status_require_all_tags"`
 	// StatusToken is read from StatusTokenFile at load time.
 	StatusToken Secret `yaml:"-"`
 

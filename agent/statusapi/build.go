@@ -51,3 +51,5 @@ func (m metrics) collectBuild(ch chan<- prometheus.Metric) {
 }
 
 var descLastValue = desc("plc_last_value_timestamp_seconds", "When the PLC entry's latest value was collected (0: none yet).", "plc")
+
+var descTagFailed = desc("tag_failed", "1 for each tag the PLC refuses, with the status it gave (e.g. BadNodeIdUnknown).", "plc", "tag", "status")

@@ -94,6 +94,9 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descClock, p.ClockOffset.Seconds(), p.PLC)
 		gauge(descSince, unix(p.Since), p.PLC)
 		gauge(descLastValue, unix(p.LastValueAt), p.PLC)
+		for _, f := range p.FailedTags {
+			gauge(descTagFailed, 1, p.PLC, f.Tag, f.Status)
+		}
 	}
 	b := st.Broker
 	gauge(descConnected, bool01(b.Connected))

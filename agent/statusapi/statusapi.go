@@ -118,6 +118,7 @@ type Server struct {
 
 	backlog       backlog       // the oldest waiting value's age (backlog.go)
 	maxBacklogAge time.Duration // health fails beyond it; 0: never
+	allTags       bool          // health fails while a tag is refused
 
 	mu          sync.Mutex
 	seenDropped uint64    // Broker.Dropped at the latest look
@@ -294,6 +295,7 @@ func (s *Server) Snapshot() Status {
 	if p := s.backlogProblem(time.Duration(st.Broker.OldestUnsentSeconds * float64(time.Second))); p != "" {
 		st.Problems = append(st.Problems, p)
 	}
+	st.Problems = append(st.Problems, s.tagProblems(st.PLCs)...)
 	st.Healthy = len(st.Problems) == 0
 	return st
 }

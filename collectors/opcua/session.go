@@ -501,14 +501,17 @@ func (s *Session) reportTags() {
 	s.logRejections()
 	failed := map[string]int{}
 	total := map[string]int{}
+	named := map[string][]collectors.FailedTag{}
 	for h, t := range s.tags {
 		total[t.plc]++
-		if _, bad := s.rejected[uint32(h)]; bad {
+		if code, bad := s.rejected[uint32(h)]; bad {
 			failed[t.plc]++
+			named[t.plc] = append(named[t.plc], collectors.FailedTag{Tag: t.Name, Node: t.Node.String(), Status: statusName(code)})
 		}
 	}
 	for plc, n := range total {
 		s.status.SetTags(plc, n-failed[plc], failed[plc])
+		s.status.SetFailedTags(plc, named[plc])
 	}
 }
 

@@ -134,8 +134,12 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	// gopcua's server accepts an unknown node and reports BadNodeIdUnknown
 	// in its values; an unknown namespace URI is refused on our side.
 	tags := simproc.Tags(t, 4) + "  - {name: ghost, node: \"ns=1;s=DoesNotExist\"}\n  - {name: alien, node: \"nsu=urn:nowhere;s=X\"}\n"
-	r := startSession(t, plcConfig(t, plc.Endpoint, tags))
+	r, s := startSessionValue(t, plcConfig(t, plc.Endpoint, tags))
 	waitUntil(t, "values from the four real tags and the ghost", 15*time.Second, func() bool { return r.tagsSeen() == 5 })
+	// The refused tag is named in the status, with the reason.
+	if f := s.Status().Snapshot()[0].FailedTags; len(f) != 1 || f[0].Tag != "alien" || f[0].Node != "nsu=urn:nowhere;s=X" || f[0].Status != "BadNodeIdUnknown" {
+		t.Errorf("failed tags %+v, want alien (nsu=urn:nowhere;s=X) BadNodeIdUnknown", f)
+	}
 	// Two retry rounds of the rejected tag must not log it again.
 	time.Sleep(2*healthInterval + time.Second)
 	logs := r.logs.String()
