@@ -98,6 +98,7 @@ type commander struct {
 	t       *testing.T
 	client  mqtt.Client
 	results <-chan testkit.Message
+	early   map[string]testkit.Message // results that came while waiting for another
 }
 
 func newCommander(t *testing.T, url string) *commander {
@@ -120,18 +121,32 @@ func (c *commander) send(topic, payload string, retain bool) {
 // result waits for the result of command id.
 func (c *commander) result(id string) (topic string, raw string, res map[string]any) {
 	c.t.Helper()
+	decode := func(m testkit.Message) map[string]any {
+		var r map[string]any
+		d := json.NewDecoder(strings.NewReader(string(m.Payload)))
+		d.UseNumber()
+		if err := d.Decode(&r); err != nil {
+			c.t.Fatalf("result on %s is not JSON: %s", m.Topic, m.Payload)
+		}
+		return r
+	}
+	if m, ok := c.early[id]; ok {
+		delete(c.early, id)
+		return m.Topic, string(m.Payload), decode(m)
+	}
 	deadline := time.After(15 * time.Second)
 	for {
 		select {
 		case m := <-c.results:
-			var r map[string]any
-			d := json.NewDecoder(strings.NewReader(string(m.Payload)))
-			d.UseNumber()
-			if err := d.Decode(&r); err != nil {
-				c.t.Fatalf("result on %s is not JSON: %s", m.Topic, m.Payload)
-			}
+			r := decode(m)
 			if r["id"] == id {
 				return m.Topic, string(m.Payload), r
+			}
+			if other, ok := r["id"].(string); ok {
+				if c.early == nil {
+					c.early = map[string]testkit.Message{}
+				}
+				c.early[other] = m
 			}
 		case <-deadline:
 			c.t.Fatalf("no result for command %q within 15 s", id)
@@ -426,6 +441,44 @@ func TestSparkplugDCMDEndToEnd(t *testing.T) {
 	id := "dcmd/" + fmt.Sprint(old.UnixMilli()) + "/1/int32"
 	if _, raw, _ := hmi.result(id); !strings.HasPrefix(raw, `{"id":"`+id+`","status":"TagbridgeExpired"`) {
 		t.Errorf("stale DCMD: %s", raw)
+	}
+
+	// NCMD: a metric named device/tag writes it, Reboot is refused on the
+	// node's result topic, and Rebirth still brings new births.
+	nodeResults := testkit.SubscribeAll(t, broker.URL(), command.NodeCommandResults("e2e"), 1)
+	for len(sp) > 0 {
+		<-sp
+	}
+	now = time.Now()
+	b, err := proto.Marshal(&sparkplugb.Payload{Timestamp: proto.Uint64(uint64(now.UnixMilli())), Seq: proto.Uint64(2), Metrics: []*sparkplugb.Payload_Metric{
+		{Name: proto.String("sim/int16"), Datatype: proto.Uint32(2), Value: &sparkplugb.Payload_Metric_IntValue{IntValue: 77}},
+		{Name: proto.String("Node Control/Reboot"), Datatype: proto.Uint32(11), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}},
+		{Name: proto.String("Node Control/Rebirth"), Datatype: proto.Uint32(11), Value: &sparkplugb.Payload_Metric_BooleanValue{BooleanValue: true}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmi.send("spBv1.0/plant/NCMD/e2e", string(b), false)
+	ms = fmt.Sprint(now.UnixMilli())
+	if _, raw, _ := hmi.result("ncmd/" + ms + "/2/sim/int16"); !strings.Contains(raw, `"status":"Good","status_code":0,"value":77`) {
+		t.Errorf("NCMD write: %s", raw)
+	}
+	select {
+	case m := <-nodeResults:
+		if want := `{"id":"ncmd/` + ms + `/2/Node Control/Reboot","status":"TagbridgeNotAllowed"`; !strings.HasPrefix(string(m.Payload), want) {
+			t.Errorf("Reboot: %s, want %s...", m.Payload, want)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("no result of Node Control/Reboot within 15 s")
+	}
+	deadline = time.After(15 * time.Second)
+	for reborn := false; !reborn; {
+		select {
+		case m := <-sp:
+			reborn = strings.Contains(m.Topic, "/DBIRTH/")
+		case <-deadline:
+			t.Fatal("no DBIRTH after the NCMD's Rebirth within 15 s")
+		}
 	}
 }
 

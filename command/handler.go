@@ -144,7 +144,7 @@ func (h *Handler) Filters() []string {
 	slices.Sort(out)
 	out = slices.Compact(out)
 	if h.sp != nil && len(out) > 0 {
-		out = append(out, h.sp.filter)
+		out = append(out, h.sp.filter, h.sp.ncmd)
 	}
 	return out
 }
@@ -166,6 +166,12 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte, reta
 		ps, err := h.sp.decode(topic, payload)
 		if err != nil {
 			ps = []pending{{Request{PLC: h.sp.devices[topic[len(h.sp.prefix):]]}, err}}
+		}
+		items = ps
+	} else if h.sp != nil && topic == h.sp.ncmd {
+		ps, err := h.sp.decodeNCMD(topic, payload)
+		if err != nil {
+			ps = []pending{{Request{Reply: h.sp.nodeAck}, err}}
 		}
 		items = ps
 	} else {
@@ -299,7 +305,7 @@ func (h *Handler) check(req Request) error {
 	}
 	if len(r.secret) > 0 {
 		if req.MAC == nil && req.Format == config.PayloadSparkplugB {
-			return refuse(BadSignature, "this PLC entry requires an hmac, which a Sparkplug DCMD cannot carry")
+			return refuse(BadSignature, "hmac required (the metric's property \"hmac\")")
 		}
 		if req.MAC == nil {
 			return refuse(BadSignature, "hmac required")

@@ -258,7 +258,7 @@ func TestFilters(t *testing.T) {
 		t.Errorf("filters %q, want %q", got, want)
 	}
 	sp, _ := newTestHandler(t, "sparkplug_b", "")
-	if got, want := strings.Join(sp.Filters(), " "), "tagbridge/ipc1/+/+/call tagbridge/ipc1/+/+/set spBv1.0/plant/DCMD/ipc1/+"; got != want {
+	if got, want := strings.Join(sp.Filters(), " "), "tagbridge/ipc1/+/+/call tagbridge/ipc1/+/+/set spBv1.0/plant/DCMD/ipc1/+ spBv1.0/plant/NCMD/ipc1"; got != want {
 		t.Errorf("sparkplug filters %q, want %q", got, want)
 	}
 }
@@ -379,5 +379,105 @@ func TestInheritKeepsIDs(t *testing.T) {
 	}
 	if c := h.Counts(); c["Good"] != 1 || c["TagbridgeDuplicate"] != 1 {
 		t.Errorf("counts after reload %v", c)
+	}
+}
+
+// TestSparkplugNCMD: an NCMD metric named <device>/<tag> writes that
+// device's tag; node controls other than Rebirth are refused on the node's
+// result topic; Rebirth is left to the format.
+func TestSparkplugNCMD(t *testing.T) {
+	h, rec := newTestHandler(t, "sparkplug_b", "")
+	const topic = "spBv1.0/plant/NCMD/ipc1"
+	ms := uint64(now.UnixMilli())
+	boolean := func(m []byte) []byte {
+		m = protowire.AppendTag(m, spMetricBool, protowire.VarintType)
+		return protowire.AppendVarint(m, 1)
+	}
+	out := h.Handle(t.Context(), topic, dcmd(ms, 1,
+		metric("press1/speed", 0, 10, double(12.5)),
+		metric("Node Control/Rebirth", 0, 11, boolean),
+		metric("Node Control/Reboot", 0, 11, boolean),
+		metric("press9/speed", 0, 10, double(1)),
+		metric("", 3, 10, double(1)),
+	), false)
+	want := []Message{
+		{speedSet + "/result", []byte(`{"id":"ncmd/` + itoa(ms) + `/1/press1/speed","status":"Good","status_code":0,"value":42,"read_back":"read"}`)},
+		{"tagbridge/ipc1/ncmd/result", []byte(`{"id":"ncmd/` + itoa(ms) + `/1/Node Control/Reboot","status":"TagbridgeNotAllowed","status_code":2149515264,"error":"Node Control/Reboot is not supported: tagbridge takes Node Control/Rebirth only (it restarts through its service manager)"}`)},
+		{"tagbridge/ipc1/ncmd/result", []byte(`{"id":"ncmd/` + itoa(ms) + `/1/press9/speed","status":"TagbridgeNotAllowed","status_code":2149515264,"error":"metric \"press9/speed\" names no device/tag of this node"}`)},
+		{"tagbridge/ipc1/ncmd/result", []byte(`{"id":"ncmd/` + itoa(ms) + `/1/","status":"TagbridgeBadRequest","status_code":2147942400,"error":"an NCMD metric is named device/tag or Node Control/...; aliases are a device's (DCMD)"}`)},
+	}
+	if len(out) != len(want) {
+		t.Fatalf("%d results, want %d: %v", len(out), len(want), out)
+	}
+	for i := range want {
+		if out[i].Topic != want[i].Topic || string(out[i].Payload) != string(want[i].Payload) {
+			t.Errorf("result %d: %s on %s\nwant %s on %s", i, out[i].Payload, out[i].Topic, want[i].Payload, want[i].Topic)
+		}
+	}
+	if got := strings.Join(rec.calls, "|"); got != "write press1/speed 12.5 Double" {
+		t.Errorf("executor saw %q", got)
+	}
+	if out := h.Handle(t.Context(), topic, dcmd(ms, 2, metric("Node Control/Rebirth", 0, 11, boolean)), false); len(out) != 0 {
+		t.Errorf("rebirth answered by write-back: %v", out)
+	}
+}
+
+// withHMAC adds the "hmac" property to a metric, computed over the metric
+// as it is (without properties), as a sender does.
+func withHMAC(topic, id, key string, m []byte) []byte {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write(SignedBytes(topic, id, m, ""))
+	var value []byte
+	value = protowire.AppendTag(value, 1, protowire.VarintType) // type String
+	value = protowire.AppendVarint(value, 12)
+	value = protowire.AppendTag(value, spPropertyString, protowire.BytesType)
+	value = protowire.AppendString(value, hex.EncodeToString(mac.Sum(nil)))
+	var set []byte
+	set = protowire.AppendTag(set, spPropertyKeys, protowire.BytesType)
+	set = protowire.AppendString(set, "hmac")
+	set = protowire.AppendTag(set, spPropertyValues, protowire.BytesType)
+	set = protowire.AppendBytes(set, value)
+	// Properties (9) before the value (13), as protobuf orders fields.
+	name := metric("speed", 0, 10, func(m []byte) []byte { return m })
+	out := append([]byte{}, name...)
+	out = protowire.AppendTag(out, spMetricProperties, protowire.BytesType)
+	out = protowire.AppendBytes(out, set)
+	return append(out, m[len(name):]...)
+}
+
+// TestSparkplugHMAC: a PLC entry with a key takes a DCMD whose metric
+// carries the right "hmac" property, and refuses one without or with a
+// wrong one.
+func TestSparkplugHMAC(t *testing.T) {
+	t.Setenv("SP_KEY", "sparkplug-key-0123")
+	h, rec := newTestHandler(t, "sparkplug_b", "SP_KEY")
+	const topic = "spBv1.0/plant/DCMD/ipc1/press1"
+	ms := uint64(now.UnixMilli())
+	plain := metric("speed", 0, 10, double(12.5))
+	id := func(seq int) string { return "dcmd/" + itoa(ms) + "/" + strconv.Itoa(seq) + "/speed" }
+	for _, c := range []struct {
+		name   string
+		seq    uint64
+		metric []byte
+		want   string
+	}{
+		{"signed", 1, withHMAC(topic, id(1), "sparkplug-key-0123", plain), `"status":"Good"`},
+		{"unsigned", 2, plain, `"error":"hmac required (the metric's property \"hmac\")"`},
+		{"wrong key", 3, withHMAC(topic, id(3), "another-key", plain), `"error":"hmac does not match"`},
+		{"signed for another id", 4, withHMAC(topic, id(1), "sparkplug-key-0123", plain), `"error":"hmac does not match"`},
+		{"value changed after signing", 5, withHMAC(topic, id(5), "sparkplug-key-0123", metric("speed", 0, 10, double(99))), `"status":"Good"`},
+	} {
+		m := c.metric
+		if c.name == "value changed after signing" {
+			m = append(m[:len(m)-8:len(m)-8], protowire.AppendFixed64(nil, math.Float64bits(50))...)
+			c.want = `"error":"hmac does not match"`
+		}
+		out := h.Handle(t.Context(), topic, dcmd(ms, c.seq, m), false)
+		if len(out) != 1 || !strings.Contains(string(out[0].Payload), c.want) {
+			t.Errorf("%s: %v, want %s", c.name, out, c.want)
+		}
+	}
+	if got := strings.Join(rec.calls, "|"); got != "write press1/speed 12.5 Double" {
+		t.Errorf("executor saw %q, want the signed write alone", got)
 	}
 }

@@ -3,6 +3,7 @@ package command
 import (
 	"cmp"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -31,6 +32,10 @@ const (
 	spMetricTimestamp  = 3
 	spMetricDatatype   = 4
 	spMetricNull       = 7
+	spMetricProperties = 9
+	spPropertyKeys     = 1
+	spPropertyValues   = 2
+	spPropertyString   = 8
 	spMetricInt        = 10
 	spMetricLong       = 11
 	spMetricFloat      = 12
@@ -44,10 +49,13 @@ const (
 type AliasFunc func(plc string, alias uint64) (tag string, ok bool)
 
 // sparkplugRoutes maps DCMD topics (spBv1.0/<group>/DCMD/<node>/<device>)
-// to PLC entries; a device is a PLC entry, a metric a tag.
+// to PLC entries; a device is a PLC entry, a metric a tag. The node's NCMD
+// writes a device's tag by a metric named <device>/<tag>.
 type sparkplugRoutes struct {
 	prefix   string                       // spBv1.0/<group>/DCMD/<node>/
 	filter   string                       // prefix + "+"
+	ncmd     string                       // spBv1.0/<group>/NCMD/<node>
+	nodeAck  string                       // where node-level NCMD results go
 	devices  map[string]string            // device id -> PLC entry
 	replies  map[string]map[string]string // result topics by PLC entry and tag
 	agent    string
@@ -58,7 +66,8 @@ type sparkplugRoutes struct {
 func newSparkplugRoutes(cfg *config.Config) *sparkplugRoutes {
 	prefix := "spBv1.0/" + cfg.MQTT.Sparkplug.GroupID + "/DCMD/" + cfg.Agent.ID + "/"
 	sp := &sparkplugRoutes{prefix: prefix, filter: prefix + "+", devices: map[string]string{}, replies: map[string]map[string]string{},
-		agent: cfg.Agent.ID, template: cfg.MQTT.Topic}
+		agent: cfg.Agent.ID, template: cfg.MQTT.Topic,
+		ncmd: "spBv1.0/" + cfg.MQTT.Sparkplug.GroupID + "/NCMD/" + cfg.Agent.ID, nodeAck: NodeCommandResults(cfg.Agent.ID)}
 	for _, p := range cfg.PLCs {
 		sp.devices[p.Name] = p.Name
 		sp.replies[p.Name] = map[string]string{}
@@ -94,16 +103,12 @@ func (sp *sparkplugRoutes) matches(topic string) bool {
 	return strings.HasPrefix(topic, sp.prefix) && !strings.Contains(topic[len(sp.prefix):], "/")
 }
 
-// decode turns a DCMD into one write per metric. The id of each is the
-// payload's timestamp and seq with the metric, so a redelivered DCMD is a
-// duplicate; the payload's timestamp is the time it was sent.
-func (sp *sparkplugRoutes) decode(topic string, payload []byte) ([]pending, error) {
-	plc, ok := sp.devices[topic[len(sp.prefix):]]
-	if !ok {
-		return nil, refuse(NotAllowed, "device %q is not a PLC entry", topic[len(sp.prefix):])
-	}
-	var ts, seq uint64
-	var metrics [][]byte
+// NodeCommandResults is where the results of NCMD node controls other
+// than Rebirth go (Node Control/Reboot, ...): tagbridge takes none of them.
+func NodeCommandResults(agent string) string { return "tagbridge/" + agent + "/ncmd/result" }
+
+// spPayload is a DCMD or NCMD payload's timestamp, seq and metrics.
+func spPayload(payload []byte) (ts, seq uint64, metrics [][]byte, err error) {
 	if !walk(payload, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) bool {
 		switch {
 		case num == spPayloadTimestamp && typ == protowire.VarintType:
@@ -115,30 +120,111 @@ func (sp *sparkplugRoutes) decode(topic string, payload []byte) ([]pending, erro
 		}
 		return true
 	}) {
-		return nil, refuse(BadRequest, "not a Sparkplug B payload")
+		return 0, 0, nil, refuse(BadRequest, "not a Sparkplug B payload")
 	}
 	if len(metrics) == 0 {
-		return nil, refuse(BadRequest, "DCMD without metrics")
+		return 0, 0, nil, refuse(BadRequest, "command without metrics")
+	}
+	return ts, seq, metrics, nil
+}
+
+// decode turns a DCMD into one write per metric. The id of each is the
+// payload's timestamp and seq with the metric, so a redelivered DCMD is a
+// duplicate; the payload's timestamp is the time it was sent.
+func (sp *sparkplugRoutes) decode(topic string, payload []byte) ([]pending, error) {
+	plc, ok := sp.devices[topic[len(sp.prefix):]]
+	if !ok {
+		return nil, refuse(NotAllowed, "device %q is not a PLC entry", topic[len(sp.prefix):])
+	}
+	ts, seq, metrics, err := spPayload(payload)
+	if err != nil {
+		return nil, err
 	}
 	var out []pending
 	for _, m := range metrics {
 		sm, err := sp.metric(plc, m)
 		req := sm.Request
 		req.PLC, req.Kind = plc, Write
-		stamp := cmp.Or(ts, sm.stamp)
-		req.ID = fmt.Sprintf("dcmd/%d/%d/%s", stamp, seq, req.Target)
-		if stamp > 0 && stamp < math.MaxInt64 {
-			req.Sent = time.UnixMilli(int64(stamp))
-		}
+		sp.identify(&req, topic, "dcmd", cmp.Or(ts, sm.stamp), seq, req.Target, sm.signed)
 		req.Reply = sp.reply(plc, req.Target)
 		out = append(out, pending{req, err})
 	}
 	return out, nil
 }
 
+// identify gives a Sparkplug write its id, sent time and signed bytes.
+func (sp *sparkplugRoutes) identify(req *Request, topic, kind string, stamp, seq uint64, name string, signed []byte) {
+	req.ID = fmt.Sprintf("%s/%d/%d/%s", kind, stamp, seq, name)
+	if stamp > 0 && stamp < math.MaxInt64 {
+		req.Sent = time.UnixMilli(int64(stamp))
+	}
+	if req.MAC != nil {
+		req.Signed = SignedBytes(topic, req.ID, signed, "")
+	}
+}
+
+// spRebirth is the node control the publisher's format answers itself.
+const spRebirth = "Node Control/Rebirth"
+
+// decodeNCMD turns an NCMD into writes of metrics named <device>/<tag>,
+// and refusals of the node controls tagbridge does not take; Rebirth is
+// left to the format, which answers it with new births.
+func (sp *sparkplugRoutes) decodeNCMD(topic string, payload []byte) ([]pending, error) {
+	ts, seq, metrics, err := spPayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	var out []pending
+	for _, m := range metrics {
+		name := spName(m)
+		stamp := ts
+		switch {
+		case name == spRebirth:
+			continue
+		case strings.HasPrefix(name, "Node Control/"):
+			req := Request{Kind: Write, Target: name, Reply: sp.nodeAck}
+			sp.identify(&req, topic, "ncmd", stamp, seq, name, nil)
+			out = append(out, pending{req, refuse(NotAllowed, "%s is not supported: tagbridge takes Node Control/Rebirth only (it restarts through its service manager)", name)})
+			continue
+		case name == "":
+			req := Request{Kind: Write, Reply: sp.nodeAck}
+			sp.identify(&req, topic, "ncmd", stamp, seq, "", nil)
+			out = append(out, pending{req, refuse(BadRequest, "an NCMD metric is named device/tag or Node Control/...; aliases are a device's (DCMD)")})
+			continue
+		}
+		device, tag, _ := strings.Cut(name, "/")
+		plc, ok := sp.devices[device]
+		if !ok || tag == "" {
+			req := Request{Kind: Write, Target: name, Reply: sp.nodeAck}
+			sp.identify(&req, topic, "ncmd", stamp, seq, name, nil)
+			out = append(out, pending{req, refuse(NotAllowed, "metric %q names no device/tag of this node", name)})
+			continue
+		}
+		sm, err := sp.metric(plc, m)
+		req := sm.Request
+		req.PLC, req.Kind, req.Target = plc, Write, tag
+		sp.identify(&req, topic, "ncmd", cmp.Or(ts, sm.stamp), seq, name, sm.signed)
+		req.Reply = sp.reply(plc, tag)
+		out = append(out, pending{req, err})
+	}
+	return out, nil
+}
+
+// spName is a metric's name, "" when it has none.
+func spName(b []byte) (name string) {
+	walk(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
+		if num == spMetricName && typ == protowire.BytesType {
+			name = string(v)
+		}
+		return true
+	})
+	return name
+}
+
 type spMetric struct {
 	Request
-	stamp uint64 // the metric's own timestamp
+	stamp  uint64 // the metric's own timestamp
+	signed []byte // the metric without its properties: what its hmac covers
 }
 
 func (sp *sparkplugRoutes) metric(plc string, b []byte) (spMetric, error) {
@@ -172,11 +258,21 @@ func (sp *sparkplugRoutes) metric(plc string, b []byte) (spMetric, error) {
 			value = string(v)
 		case num == spMetricBytes && typ == protowire.BytesType:
 			raw = v
+		case num == spMetricProperties && typ == protowire.BytesType:
+			mac, err := spHMAC(v)
+			if err != nil {
+				m.MAC = []byte{} // signed, badly: never matches
+				return true
+			}
+			m.MAC = mac
 		}
 		return true
 	})
 	if !ok {
 		return m, refuse(BadRequest, "malformed metric")
+	}
+	if m.MAC != nil {
+		m.signed = withoutField(b, spMetricProperties)
 	}
 	if m.Target == "" && hasAlias {
 		if f := sp.aliases.Load(); f != nil {
@@ -329,4 +425,55 @@ func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, 
 		}
 	}
 	return true
+}
+
+// spHMAC reads the "hmac" property (a string of hex) of a metric's
+// PropertySet; nil when there is none.
+func spHMAC(set []byte) ([]byte, error) {
+	var keys []string
+	var values [][]byte
+	walk(set, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
+		switch {
+		case num == spPropertyKeys && typ == protowire.BytesType:
+			keys = append(keys, string(v))
+		case num == spPropertyValues && typ == protowire.BytesType:
+			values = append(values, v)
+		}
+		return true
+	})
+	for i, k := range keys {
+		if k != "hmac" || i >= len(values) {
+			continue
+		}
+		var text string
+		walk(values[i], func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
+			if num == spPropertyString && typ == protowire.BytesType {
+				text = string(v)
+			}
+			return true
+		})
+		return hex.DecodeString(text)
+	}
+	return nil, nil
+}
+
+// withoutField is a message's bytes with every occurrence of field num
+// left out, the others as they came.
+func withoutField(b []byte, skip protowire.Number) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil
+		}
+		if num != skip {
+			out = append(out, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	return out
 }

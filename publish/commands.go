@@ -56,8 +56,17 @@ func (p *Publisher) SetCommands(c Commander) {
 	// commands right after CONNACK, before any SUBSCRIBE is answered, and
 	// paho drops a message no route takes.
 	for _, f := range c.Filters() {
-		p.client.AddRoute(f, p.queueCommand)
+		p.client.AddRoute(f, p.commandRoute(f))
 	}
+}
+
+// commandRoute is the route of a command filter: the format's own for its
+// command topics (Sparkplug NCMD and DCMD), which passes them on.
+func (p *Publisher) commandRoute(filter string) mqtt.MessageHandler {
+	if slices.Contains(p.format.CommandTopics(), filter) {
+		return p.formatCommand
+	}
+	return p.queueCommand
 }
 
 // queueCommand runs on paho's goroutine: it only queues.
@@ -145,7 +154,8 @@ func (p *Publisher) syncCommandFilters(c mqtt.Client, fresh bool) {
 	if fresh {
 		p.cmds.subscribed = nil
 	}
-	want := p.cmds.handler.Filters()
+	// The format subscribes to its own command topics on every connect.
+	want := slices.DeleteFunc(p.cmds.handler.Filters(), func(f string) bool { return slices.Contains(p.format.CommandTopics(), f) })
 	add := map[string]byte{}
 	for _, f := range want {
 		if _, ok := p.cmds.subscribed[f]; !ok {

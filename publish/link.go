@@ -150,24 +150,31 @@ func (p *Publisher) subscribeCommands(c mqtt.Client) {
 		filters[t] = 1
 	}
 	topic := strings.Join(cmd.CommandTopics(), " ")
-	tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
-		rebirth := cmd.Command(m.Topic(), m.Payload())
-		p.checkGate()
-		if !rebirth {
-			return
-		}
-		p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")
-		p.mu.Lock()
-		p.announced = false
-		p.mu.Unlock()
-		// Run looks at announceable again.
-		select {
-		case p.rebirth <- struct{}{}:
-		default:
-		}
-	})
+	tok := c.SubscribeMultiple(filters, p.formatCommand)
 	if !tok.WaitTimeout(connectTimeout) || tok.Error() != nil {
 		p.log.Warn().Err(tok.Error()).Str("topic", topic).Msg("cannot subscribe to commands")
+	}
+}
+
+// formatCommand takes a message on one of the format's command topics;
+// write-back sees it too (paho keeps one route per filter).
+func (p *Publisher) formatCommand(c mqtt.Client, m mqtt.Message) {
+	rebirth := p.format.Command(m.Topic(), m.Payload())
+	p.checkGate()
+	if p.cmds != nil {
+		p.queueCommand(c, m)
+	}
+	if !rebirth {
+		return
+	}
+	p.log.Info().Str("topic", m.Topic()).Msg("rebirth requested")
+	p.mu.Lock()
+	p.announced = false
+	p.mu.Unlock()
+	// Run looks at announceable again.
+	select {
+	case p.rebirth <- struct{}{}:
+	default:
 	}
 }
 
