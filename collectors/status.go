@@ -51,6 +51,8 @@ type PLCStatus struct {
 	LastValueAt time.Time `json:"last_value_at,omitzero"` // when the latest value was collected
 
 	FailedTags []FailedTag `json:"failed_tags,omitempty"` // the tags the server refused, with why
+
+	ConnectFailures uint64 `json:"connect_failures"` // connection attempts that failed before streaming
 }
 
 // FailedTag is a tag the server refused (e.g. BadNodeIdUnknown after a
@@ -164,6 +166,10 @@ func (t *Tracker) NoteError(err error) {
 	now := time.Now()
 	t.update(func(p *plcTrack) { p.LastError, p.LastErrorAt = err.Error(), now })
 }
+
+// NoteConnectFailure counts a connection attempt that failed before the
+// entry streamed (refused, timed out, security rejected).
+func (t *Tracker) NoteConnectFailure() { t.update(func(p *plcTrack) { p.ConnectFailures++ }) }
 
 // NoteRecovery counts a session reactivated on a new channel.
 func (t *Tracker) NoteRecovery() { t.update(func(p *plcTrack) { p.Recoveries++ }) }

@@ -53,3 +53,5 @@ func (m metrics) collectBuild(ch chan<- prometheus.Metric) {
 var descLastValue = desc("plc_last_value_timestamp_seconds", "When the PLC entry's latest value was collected (0: none yet).", "plc")
 
 var descTagFailed = desc("tag_failed", "1 for each tag the PLC refuses, with the status it gave (e.g. BadNodeIdUnknown).", "plc", "tag", "status")
+
+var descConnectFailures = desc("plc_connect_failures_total", "Connection attempts to the PLC that failed before it streamed (refused, timed out, security or certificate rejected).", "plc")

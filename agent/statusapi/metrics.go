@@ -94,6 +94,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descClock, p.ClockOffset.Seconds(), p.PLC)
 		gauge(descSince, unix(p.Since), p.PLC)
 		gauge(descLastValue, unix(p.LastValueAt), p.PLC)
+		counter(descConnectFailures, float64(p.ConnectFailures), p.PLC)
 		for _, f := range p.FailedTags {
 			gauge(descTagFailed, 1, p.PLC, f.Tag, f.Status)
 		}

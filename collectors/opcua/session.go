@@ -183,6 +183,9 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 			return nil
 		}
 		s.status.NoteError(err)
+		if !healthy {
+			s.status.NoteConnectFailure()
+		}
 		s.status.SetState(collectors.StateDisconnected, err.Error())
 		if healthy {
 			attempt = 0

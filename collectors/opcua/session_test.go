@@ -115,10 +115,13 @@ func freePort(t testing.TB) string { return fmt.Sprint(testkit.Port(t)) }
 // gopcua's own reconnect gives up on "connection refused"; ours must not.
 func TestSessionRetriesRefusedConnectionUntilPLCAppears(t *testing.T) {
 	port := freePort(t)
-	r := startSession(t, plcConfig(t, "opc.tcp://127.0.0.1:"+port, simproc.Tags(t, 8)))
+	r, s := startSessionValue(t, plcConfig(t, "opc.tcp://127.0.0.1:"+port, simproc.Tags(t, 8)))
 	waitUntil(t, "three refused attempts", 10*time.Second, func() bool {
 		return strings.Count(r.logs.String(), "connection refused") >= 3
 	})
+	if n := s.Status().Snapshot()[0].ConnectFailures; n < 3 {
+		t.Errorf("%d failed connection attempts counted, want at least the 3 logged", n)
+	}
 	if r.tagsSeen() != 0 {
 		t.Fatal("samples before the PLC exists")
 	}
