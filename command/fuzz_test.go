@@ -62,3 +62,23 @@ func FuzzDecodeDCMD(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeNCMD does the same for NCMD payloads: every accepted write
+// names a device's tag.
+func FuzzDecodeNCMD(f *testing.F) {
+	f.Add(dcmd(1, 2, metric("press1/speed", 0, 10, double(1.5))))
+	f.Add(dcmd(1, 2, metric("Node Control/Reboot", 0, 11, func(m []byte) []byte { return append(m, 0x70, 1) })))
+	f.Add(dcmd(1, 2, withHMAC("t", "i", "k", metric("speed", 0, 10, double(2)))))
+	sp := &sparkplugRoutes{prefix: "spBv1.0/g/DCMD/n/", ncmd: "spBv1.0/g/NCMD/n", devices: map[string]string{"press1": "press1"}}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		items, err := sp.decodeNCMD(sp.ncmd, payload)
+		if err != nil {
+			return
+		}
+		for _, it := range items {
+			if it.err == nil && (it.req.PLC != "press1" || it.req.Target == "" || it.req.Value == nil) {
+				t.Fatalf("accepted a metric without device, tag or value: %+v", it.req)
+			}
+		}
+	})
+}
