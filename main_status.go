@@ -156,6 +156,9 @@ func printStatus(w io.Writer, s statusapi.Status, wide bool) {
 		if p.ServerFingerprint != "" {
 			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, p.ServerFingerprint))
 		}
+		if l := nextAttempt(s.Time, p); l != "" {
+			details = append(details, l)
+		}
 		for _, f := range p.FailedTags {
 			details = append(details, fmt.Sprintf("%s: tag %s (%s) refused by the PLC: %s", p.PLC, f.Tag, f.Node, f.Status))
 		}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
@@ -14,7 +15,7 @@ import (
 // at first. The endpoint and security follow it, one line per PLC.
 func printPLCsNarrow(w io.Writer, s statusapi.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tTAGS OK/FAILED\tVALUES/S\tRECONNECTS\tCLOCK")
+	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tTAGS OK/BAD\tVALUES/S\tRECONNECTS\tCLOCK")
 	for _, p := range s.PLCs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.1f\t%d\t%s\n",
 			p.PLC, p.State, ago(s.Time, p.Since), p.TagsOK, p.TagsFailed, p.ValuesPerSec, p.Reconnects, clockOffset(p))
@@ -47,4 +48,16 @@ func clockOffset(p collectors.PLCStatus) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.3fs", p.ClockOffsetSeconds)
+}
+
+// nextAttempt says when a PLC not streaming is tried again, or "".
+func nextAttempt(now time.Time, p collectors.PLCStatus) string {
+	if p.NextAttempt.IsZero() || p.State == collectors.StateStreaming {
+		return ""
+	}
+	d := p.NextAttempt.Sub(now).Round(time.Second)
+	if d <= 0 {
+		return p.PLC + ": connecting now"
+	}
+	return fmt.Sprintf("%s: next attempt in %s", p.PLC, d)
 }

@@ -17,7 +17,7 @@ func TestStatusNarrow(t *testing.T) {
 	s := statusapi.Status{Agent: "line1-ipc01", Time: now, Healthy: false, PLCs: []collectors.PLCStatus{
 		{PLC: "press-line-1", State: collectors.StateStreaming, Since: now.Add(-3 * time.Hour), Endpoint: "opc.tcp://press-line-1.plant.example:4840",
 			Policy: "Basic256Sha256", Mode: "SignAndEncrypt", ChannelID: 7, TokenID: 3, TagsOK: 120, TagsFailed: 2, ValuesPerSec: 1234.5, Reconnects: 12, ClockOffsetSeconds: -0.25},
-		{PLC: "oven2", State: collectors.StateConnecting, Since: now.Add(-40 * time.Second), Endpoint: "opc.tcp://10.0.0.6:4840"},
+		{PLC: "oven2", State: collectors.StateDisconnected, Since: now.Add(-40 * time.Second), Endpoint: "opc.tcp://10.0.0.6:4840", NextAttempt: now.Add(12 * time.Second)},
 	}}
 	var b bytes.Buffer
 	printStatus(&b, s, false)
@@ -29,7 +29,8 @@ func TestStatusNarrow(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"oven2         connecting  40s",
+		"oven2         disconnected  40s",
+		"oven2: next attempt in 12s",
 		"press-line-1: opc.tcp://press-line-1.plant.example:4840, Basic256Sha256 SignAndEncrypt",
 		"-0.250s",
 	} {

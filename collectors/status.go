@@ -53,6 +53,8 @@ type PLCStatus struct {
 	FailedTags []FailedTag `json:"failed_tags,omitempty"` // the tags the server refused, with why
 
 	ConnectFailures uint64 `json:"connect_failures"` // connection attempts that failed before streaming
+
+	NextAttempt time.Time `json:"next_attempt,omitzero"` // while disconnected: when the session tries again
 }
 
 // FailedTag is a tag the server refused (e.g. BadNodeIdUnknown after a
@@ -166,6 +168,10 @@ func (t *Tracker) NoteError(err error) {
 	now := time.Now()
 	t.update(func(p *plcTrack) { p.LastError, p.LastErrorAt = err.Error(), now })
 }
+
+// SetNextAttempt records when a disconnected entry is tried again (zero:
+// not waiting).
+func (t *Tracker) SetNextAttempt(at time.Time) { t.update(func(p *plcTrack) { p.NextAttempt = at }) }
 
 // NoteConnectFailure counts a connection attempt that failed before the
 // entry streamed (refused, timed out, security rejected).

@@ -206,6 +206,7 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 		}
 		lastErr = err.Error()
 		ev.Err(err).Int("attempt", attempt+1).Dur("backoff", wait).Str("state", "disconnected").Msg("plc session down; retrying")
+		s.status.SetNextAttempt(time.Now().Add(wait))
 
 		select {
 		case <-time.After(wait):
