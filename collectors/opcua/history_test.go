@@ -110,4 +110,3 @@ func TestSessionFillsGapFromHistory(t *testing.T) {
 	}
 	t.Logf("GAP agent restart after 3 s: historical=%d", restored)
 }
-
