@@ -210,8 +210,9 @@ func (f *uaJSONFormat) appendMessageID(dst []byte) []byte {
 }
 
 // appendDataSetMessage starts w's next DataSetMessage, up to the opening of
-// its Payload; status 0 leaves Status out. f.mu is held.
-func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string) []byte {
+// its Payload; status 0 leaves Status out. historical adds "Historical":true
+// (see Encode). f.mu is held.
+func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string, historical bool) []byte {
 	w.seq++
 	if w.seq == 0 { // UInt32 wraps; 0 stays unused so that numbering starts at 1
 		w.seq = 1
@@ -237,6 +238,9 @@ func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Ti
 	}
 	dst = append(dst, `,"MessageType":"`...)
 	dst = append(dst, kind...)
+	if historical {
+		return append(dst, `","Historical":true,"Payload":{`...)
+	}
 	return append(dst, `","Payload":{`...)
 }
 
@@ -252,8 +256,9 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 		}
 		plc := b[i].PLC
 		w := f.writer(plc)
+		hist := b[i].Historical
 		f.buf = f.appendHeader(f.buf[:0])
-		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
 		clear(f.seen)
 		first, values := true, false
 		// Room for a DataSetMessage's header, which a repeated tag starts.
@@ -271,17 +276,22 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 				w.keep(s.Tag, f.value[dv:])
 			}
 			_, dup := f.seen[s.Tag]
+			// Part 14 has no mark for values read back from the PLC's
+			// history: they go in DataSetMessages of their own that say
+			// "Historical":true, which decoders of the standard ignore.
+			dup = dup || s.Historical != hist
+			hist = s.Historical
 			if values && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
 				// This value starts the next NetworkMessage.
 				add(w.topic, append(f.buf, "}}]}"...))
 				f.buf = f.appendHeader(f.buf[:0])
-				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
 				clear(f.seen)
 				first, values, dup = true, false, false
 			}
 			if dup {
 				f.buf = append(f.buf, "}},"...)
-				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe")
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
 				clear(f.seen)
 				first = true
 			}
@@ -320,7 +330,7 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 		}
 	}
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe")
+	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe", false)
 	first := true
 	dsm := 256 + len(w.name)
 	for _, t := range tags {
@@ -334,7 +344,7 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 		if !first && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
 			add(w.topic, append(f.buf, "}}]}"...))
 			f.buf = f.appendHeader(f.buf[:0])
-			f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe")
+			f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe", false)
 			first = true
 		}
 		if !first {
@@ -367,7 +377,7 @@ func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string,
 	w.bad = true
 	clear(w.values) // a key frame must not repeat values from before the loss as Good
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe")
+	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe", false)
 	for i, tag := range w.tags {
 		if i > 0 {
 			f.buf = append(f.buf, ',')
