@@ -49,7 +49,7 @@ const (
 // so that conditions already active (at start, or during an outage) are
 // reported again. It runs after every subscription (re)creation. Failures
 // are logged: values flow without events.
-func (s *Session) subscribeEvents(ctx context.Context, c *uaclient.Client, st *stream) {
+func (s *Session) subscribeEvents(ctx context.Context, c *uaclient.Client, st *feed) {
 	if len(s.events) == 0 {
 		return
 	}

@@ -239,7 +239,7 @@ func (p *poller) pollBeside(ctx context.Context, c *uaclient.Client, out chan<- 
 
 // runStream streams the subscriptions and polls the polled tags until ctx
 // ends (nil) or either fails.
-func (s *Session) runStream(ctx context.Context, c *uaclient.Client, st *stream, check func(context.Context) error) error {
+func (s *Session) runStream(ctx context.Context, c *uaclient.Client, st *feed, check func(context.Context) error) error {
 	if st.poll == nil {
 		return st.Run(ctx, c, check)
 	}
@@ -271,7 +271,7 @@ func (s *Session) runStream(ctx context.Context, c *uaclient.Client, st *stream,
 
 // pollAlive is the subscription engine's Alive for a session that only
 // polls: values came, so the session streams.
-func (s *Session) pollAlive(st *stream) {
+func (s *Session) pollAlive(st *feed) {
 	st.dog.activity()
 	if st.awaiting {
 		st.awaiting = false
@@ -281,7 +281,7 @@ func (s *Session) pollAlive(st *stream) {
 }
 
 // progress counts what the session received: PublishResponses and polls.
-func (st *stream) progress() int {
+func (st *feed) progress() int {
 	n := st.Received()
 	if st.poll != nil {
 		n += int(st.poll.reads.Load())

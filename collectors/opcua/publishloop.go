@@ -38,9 +38,9 @@ const (
 	defaultItemsPerSubscription = 10_000
 )
 
-// stream is the subscription engine of one session and what its
-// deliveries feed; it outlives the channels the session moves across.
-type stream struct {
+// feed is the subscription engine of one session and where its
+// deliveries go; it outlives the channels the session moves across.
+type feed struct {
 	*subscription.Engine
 	dog *watchdog
 	// awaiting is set while the session is subscribed (or moved) but no
@@ -51,12 +51,13 @@ type stream struct {
 	poll *poller
 }
 
-// newStream prepares the subscription engine of one connection attempt,
+// newFeed prepares the subscription engine of one connection attempt,
 // handing its values to out.
-func (s *Session) newStream(out chan<- collectors.Batch) *stream {
-	st := &stream{dog: s.newWatchdog(), out: out, poll: s.newPoller()}
+func (s *Session) newFeed(out chan<- collectors.Batch) *feed {
+	st := &feed{dog: s.newWatchdog(), out: out, poll: s.newPoller()}
 	st.Engine = subscription.New(subscription.Config{
-		Log: s.log,
+		Log:             s.log,
+		PublishRequests: s.plc.PublishRequests,
 		Deliver: func(ctx context.Context, n *ua.DataChangeNotification) {
 			s.handle(ctx, n, out, st.dog)
 		},
@@ -81,14 +82,14 @@ func (s *Session) newStream(out chan<- collectors.Batch) *stream {
 // await records that the session is subscribed in state (connecting or
 // recovering) and waits for its first PublishResponse: a session that
 // delivers nothing is never reported streaming.
-func (s *Session) await(st *stream, state, reason string) {
+func (s *Session) await(st *feed, state, reason string) {
 	st.awaiting = true
 	s.status.SetState(state, reason)
 }
 
 // stream publishes on c until ctx ends (nil) or the channel, session or
 // subscriptions fail; it also watches the channel and the server's health.
-func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) error {
+func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *feed) error {
 	if err := s.watchChannel(c); err != nil {
 		return err
 	}
@@ -127,7 +128,7 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *stream) er
 // server accepts, into st. The server's limits are read first; a server
 // that refuses a subscription with BadTooManySubscriptions gets the tags
 // in as many subscriptions as it took.
-func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream) error {
+func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *feed) error {
 	s.learnLimits(ctx, c)
 	s.learnStructures(ctx, c)
 	maxSubs := s.limits.subsPerSession
@@ -163,7 +164,7 @@ func (s *Session) subscribe(ctx context.Context, c *uaclient.Client, st *stream)
 // createSubscriptions creates the subscriptions of the plan for at most
 // maxSubs subscriptions (0: no limit) and returns their ids, also those
 // created before a failure.
-func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, st *stream, maxSubs int) ([]uint32, error) {
+func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, st *feed, maxSubs int) ([]uint32, error) {
 	perCall := s.limits.perCall()
 	perSub := s.itemsPerSubscription()
 	plans, merged, left := planSubscriptions(s.subscribedHandles(), s.intervalOf, perSub, maxSubs)

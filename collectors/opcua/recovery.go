@@ -27,7 +27,7 @@ import (
 // Step 1 is retried for as long as the server keeps the subscriptions. old
 // is closed without closing its session. An error means the session is
 // given up; Run starts afresh after backoff.
-func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *stream, cause error) (*uaclient.Client, error) {
+func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *feed, cause error) (*uaclient.Client, error) {
 	s.status.SetState(collectors.StateRecovering, cause.Error())
 	s.log.Warn().Err(cause).Str("state", collectors.StateRecovering).Msg("plc channel lost; recovering the session on a new channel")
 	sess := detach(ctx, old)
@@ -87,7 +87,7 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 
 // recovered counts a recovery; the state says streaming again once the
 // first PublishResponse arrives on the new channel.
-func (s *Session) recovered(st *stream, how string, attempts int) {
+func (s *Session) recovered(st *feed, how string, attempts int) {
 	s.status.NoteRecovery()
 	s.await(st, collectors.StateRecovering, how+"; waiting for the first notification")
 	s.log.Info().Str("state", collectors.StateRecovering).Int("attempt", attempts).Msg("plc session recovered: " + how)

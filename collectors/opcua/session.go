@@ -234,7 +234,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	}
 	defer func() { closeClient(ctx, c) }() // c changes as the session moves
 	defer s.link.attach(nil)               // commands: the PLC is down from here
-	st := s.newStream(out)
+	st := s.newFeed(out)
 	if err := s.subscribe(ctx, c, st); err != nil {
 		return false, err
 	}
@@ -521,7 +521,7 @@ func (s *Session) reportTags() {
 
 // retryRejected asks again for tags the server refused, e.g. node ids that
 // come back after a PLC program download.
-func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *stream) {
+func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *feed) {
 	if len(s.rejected) == 0 {
 		return
 	}

@@ -79,6 +79,9 @@ var (
 // Config is what an Engine hands its results to.
 type Config struct {
 	Log zerolog.Logger
+	// PublishRequests is how many PublishRequests Run starts with (up to
+	// maxPublishesInFlight); 0: wantInFlight's choice by subscriptions.
+	PublishRequests int
 	// Deliver hands on one data change notification and returns once it
 	// was handed on or ctx ended; it is acknowledged to the server only in
 	// the first case. Called from Run's goroutine, in sequence order per
@@ -271,6 +274,9 @@ func (e *Engine) Transfer(ctx context.Context, snd Sender) error {
 
 // wantInFlight is how many PublishRequests to keep at the server.
 func (e *Engine) wantInFlight() int {
+	if e.cfg.PublishRequests > 0 {
+		return min(e.cfg.PublishRequests, maxPublishesInFlight)
+	}
 	return min(max(publishesInFlight, len(e.subs)+1), maxPublishesInFlight)
 }
 
@@ -291,15 +297,15 @@ type publishResult struct {
 	acks []*ua.SubscriptionAcknowledgement
 }
 
-// publisher keeps PublishRequests in flight; answers arrive on results in
-// whatever order the server sends them.
-type publisher struct {
+// publishRequester keeps PublishRequests in flight; answers arrive on
+// results in whatever order the server sends them.
+type publishRequester struct {
 	snd      Sender
 	results  chan publishResult // buffered for every request in flight
 	inflight int
 }
 
-func (p *publisher) send(ctx context.Context, acks []*ua.SubscriptionAcknowledgement) {
+func (p *publishRequester) send(ctx context.Context, acks []*ua.SubscriptionAcknowledgement) {
 	p.inflight++
 	if acks == nil {
 		acks = []*ua.SubscriptionAcknowledgement{}
@@ -321,7 +327,7 @@ func (e *Engine) Run(ctx context.Context, snd Sender, check func(context.Context
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.want = e.wantInFlight()
-	p := &publisher{snd: snd, results: make(chan publishResult, maxPublishesInFlight)}
+	p := &publishRequester{snd: snd, results: make(chan publishResult, maxPublishesInFlight)}
 	for p.inflight < e.want {
 		p.send(pctx, e.takeAcks())
 	}

@@ -317,7 +317,7 @@ func (e *Engine) deliver(ctx context.Context, s *sub, msg *ua.NotificationMessag
 // drain hands on what already arrived before the stream stops, so a
 // shutdown loses nothing that was received: answers already in, then what
 // waited behind a gap, in order.
-func (e *Engine) drain(ctx context.Context, p *publisher) {
+func (e *Engine) drain(ctx context.Context, p *publishRequester) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
 	for done := false; !done; {
