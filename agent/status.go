@@ -33,6 +33,10 @@ func (s statusSource) Broker() statusapi.Broker {
 		Published:   st.Published,
 		Failed:      st.Failed,
 		Resent:      st.Resent,
+
+		SpoolMaxBytes:   st.SpoolMaxBytes,
+		ConnectAttempts: st.ConnectAttempts,
+		Reconnects:      st.Reconnects,
 	}
 }
 

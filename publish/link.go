@@ -67,6 +67,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 	}
 	switch n := n.(type) {
 	case mqtt.ConnectionNotificationConnecting:
+		p.connectAttempts.Add(1)
 		// Hold the attempt until Run is out of Publish: a message handed
 		// over now would go out first on the new connection, ahead of the
 		// resent ones.
@@ -91,6 +92,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 			p.log.Warn().Err(n.Reason).Msg("cannot connect to broker; retrying")
 		}
 	case mqtt.ConnectionNotificationConnected:
+		p.connects.Add(1)
 		p.mu.Lock()
 		p.lastErr = ""
 		p.resent.Add(uint64(p.stored))

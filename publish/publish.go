@@ -95,6 +95,10 @@ type Publisher struct {
 	maxPacket int
 
 	published, failed, resent atomic.Uint64
+	// connectAttempts counts CONNECTs tried, connects those the broker
+	// accepted: the first is the start, the others reconnects.
+	connectAttempts, connects atomic.Uint64
+	spoolMax                  int64 // mqtt.spool.max_bytes in force
 	// setAside counts records moved to the dead-letter file; asideAcked
 	// those of them taken out of paho's store, which the store counts as
 	// acknowledged once the broker answers their PUBREL.
@@ -168,6 +172,11 @@ type Stats struct {
 	Resent uint64
 	// InFlight counts publishes handed to the broker and not yet acknowledged.
 	InFlight int
+	// ConnectAttempts counts connections to the broker tried; Reconnects
+	// those established after the first.
+	ConnectAttempts uint64
+	Reconnects      uint64
+	SpoolMaxBytes   int64 // the spool's bound (mqtt.spool.max_bytes)
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
@@ -286,6 +295,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		return nil, errors.New("spool: agent.spool_dir must be set")
 	}
 	maxBytes := int64(cmp.Or(m.Spool.MaxBytes, config.DefaultSpoolMaxBytes))
+	p.spoolMax = maxBytes
 	p.syncEach = cmp.Or(m.Spool.SyncInterval.Duration(), config.DefaultSpoolSyncInterval)
 	if p.spool, err = spool.Open(cfg.Agent.SpoolDir, maxBytes, p.log); err != nil { // p.log names the component (mqtt); the spool prefixes its messages
 		return nil, err
@@ -343,6 +353,10 @@ func (p *Publisher) Stats() Stats {
 		SetAside:   aside,
 		Resent:     sp.Resent + p.resent.Load(),
 		InFlight:   int(p.inflight.shown.Load()),
+
+		ConnectAttempts: p.connectAttempts.Load(),
+		Reconnects:      max(p.connects.Load(), 1) - 1,
+		SpoolMaxBytes:   p.spoolMax,
 	}
 }
 

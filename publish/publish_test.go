@@ -335,8 +335,8 @@ func TestPublishOutage(t *testing.T) {
 	// third comes 2 s later.
 	logs.WaitFor(t, wait, "cannot connect to broker", "connection refused")
 	logs.WaitFor(t, wait, `"attempt":1`, `"reconnect":true`)
-	if p.Stats().Connected {
-		t.Error("Stats().Connected while the broker is down")
+	if st := p.Stats(); st.Connected || st.ConnectAttempts < 2 || st.Reconnects != 0 {
+		t.Errorf("broker down: Stats = %+v, want not connected, at least 2 attempts, no reconnect yet", st)
 	}
 	b.Restart()
 	send(100)
@@ -382,6 +382,10 @@ func TestPublishOutage(t *testing.T) {
 	if st := p.Stats(); st.Published != uint64(next) || st.Failed != 0 {
 		t.Errorf("Stats = %+v, want %d published", st, next)
 	}
+	// The start, at least one refused attempt, the reconnect.
+	if st := p.Stats(); st.ConnectAttempts < 3 || st.Reconnects != 1 {
+		t.Errorf("Stats = %+v, want at least 3 connection attempts and 1 reconnect", st)
+	}
 	t.Logf("%d messages in order, %d duplicates", next, dups)
 }
 
@@ -409,6 +413,10 @@ func TestPublishBrokerDownAtStart(t *testing.T) {
 			}
 			if st := p.Stats(); st.Published != 10 || st.Failed != 0 {
 				t.Errorf("Stats = %+v, want 10 published", st)
+			}
+			// A connection refused at start is no reconnect.
+			if st := p.Stats(); st.ConnectAttempts < 2 || st.Reconnects != 0 || st.SpoolMaxBytes != config.DefaultSpoolMaxBytes {
+				t.Errorf("Stats = %+v, want at least 2 connection attempts, no reconnect, spool bound %d", st, config.DefaultSpoolMaxBytes)
 			}
 			if qos == 0 {
 				return // the broker does not queue QoS 0 for a subscriber still reconnecting

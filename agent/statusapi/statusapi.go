@@ -65,6 +65,14 @@ type Broker struct {
 	Failed      uint64 `json:"failed"`
 	Resent      uint64 `json:"resent"`
 
+	// SpoolMaxBytes is the spool's bound: older values are dropped
+	// beyond it.
+	SpoolMaxBytes int64 `json:"spool_max_bytes"`
+	// ConnectAttempts counts connections to the broker tried; Reconnects
+	// those established after the first.
+	ConnectAttempts uint64 `json:"connect_attempts"`
+	Reconnects      uint64 `json:"reconnects"`
+
 	// OldestUnsentSeconds is how long the oldest value not yet
 	// acknowledged has waited (backlog.go).
 	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`

@@ -439,3 +439,34 @@ func TestHTTPErrorLog(t *testing.T) {
 		t.Errorf("logged %v", line)
 	}
 }
+
+// TestBrokerMetrics: the broker's connection counters and the spool's
+// bound are exported as the source reports them, and the per-PLC rate
+// gauge, which rate(tagbridge_plc_values_total) gives, is not.
+func TestBrokerMetrics(t *testing.T) {
+	src := healthySource()
+	src.broker = Broker{Connected: true, SpoolBytes: 4096, SpoolMaxBytes: 1 << 20, ConnectAttempts: 5, Reconnects: 2}
+	s, err := New("127.0.0.1:0", config.Secret(token), "ipc01", src, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	want := `
+# HELP tagbridge_broker_connection_attempts_total Connections to the broker tried, failed ones included.
+# TYPE tagbridge_broker_connection_attempts_total counter
+tagbridge_broker_connection_attempts_total 5
+# HELP tagbridge_broker_reconnects_total Connections to the broker established after the first.
+# TYPE tagbridge_broker_reconnects_total counter
+tagbridge_broker_reconnects_total 2
+# HELP tagbridge_spool_max_bytes The spool's bound (mqtt.spool.max_bytes): beyond it the oldest values are dropped.
+# TYPE tagbridge_spool_max_bytes gauge
+tagbridge_spool_max_bytes 1.048576e+06
+`
+	names := []string{"tagbridge_broker_connection_attempts_total", "tagbridge_broker_reconnects_total", "tagbridge_spool_max_bytes"}
+	if err := testutil.CollectAndCompare(metrics{s}, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(metrics{s}, "tagbridge_plc_values_per_second"); n != 0 {
+		t.Errorf("%d tagbridge_plc_values_per_second series, want none", n)
+	}
+}
