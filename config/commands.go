@@ -29,9 +29,10 @@ const (
 var readBacks = []string{ReadBackRead, ReadBackSubscription, ReadBackNone}
 
 // BuiltinTypes are the OPC UA built-in type names a method argument may
-// have; "[]" after one is an array of it.
+// have; "[]" after one is an array of it. LocalizedText is there for the
+// comment of a condition's Acknowledge and Confirm (Part 9).
 var BuiltinTypes = []string{"Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
-	"Float", "Double", "String", "DateTime", "ByteString"}
+	"Float", "Double", "String", "DateTime", "ByteString", "LocalizedText"}
 
 // Commands are the writes and method calls a PLC entry takes from MQTT.
 // Nothing is written unless a tag says writable: true or a method is

@@ -384,6 +384,7 @@ var writableTypes = map[string]reflect.Type{
 	"UInt32": reflect.TypeFor[uint32](), "Int64": reflect.TypeFor[int64](), "UInt64": reflect.TypeFor[uint64](),
 	"Float": reflect.TypeFor[float32](), "Double": reflect.TypeFor[float64](), "String": reflect.TypeFor[string](),
 	"DateTime": reflect.TypeFor[time.Time](), "ByteString": reflect.TypeFor[[]byte](),
+	"LocalizedText": reflect.TypeFor[*ua.LocalizedText](),
 }
 
 // numericBits are the integer types with their width and signedness.
@@ -421,6 +422,11 @@ func toScalar(v any, typ string) (any, error) {
 	case "String":
 		if s, ok := v.(string); ok {
 			return s, nil
+		}
+	case "LocalizedText":
+		// A plain string is the text without a locale (an alarm's comment).
+		if s, ok := v.(string); ok {
+			return &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: s}, nil
 		}
 	case "DateTime":
 		switch x := v.(type) {
