@@ -124,6 +124,18 @@ type TLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
+// MaxPublishRequests bounds plcs[].publish_requests: each answer carries
+// one subscription's data, and the engine keeps at most this many.
+const MaxPublishRequests = 10
+
+// StartPublishRequests is publish_requests, 0 when left out.
+func (p *PLC) StartPublishRequests() int {
+	if p.PublishRequests == nil {
+		return 0
+	}
+	return *p.PublishRequests
+}
+
 // PLC is one OPC UA server and the tags read from it.
 type PLC struct {
 	Name               string    `yaml:"name"`
@@ -137,6 +149,10 @@ type PLC struct {
 	// WatchdogIntervals is how many publishing intervals (at least 5 s) a
 	// session may stay silent, heartbeat included, before it is rebuilt.
 	WatchdogIntervals int `yaml:"watchdog_intervals"`
+	// PublishRequests is how many PublishRequests are kept in flight at
+	// start, fewer after BadTooManyPublishRequests (Rockwell, Beckhoff);
+	// nil: one per subscription plus one, 3 to 10 (StartPublishRequests).
+	PublishRequests *int `yaml:"publish_requests"`
 	// TokenLifetime is the secure channel token lifetime requested; the
 	// token is renewed at 75 % of what the server grants.
 	TokenLifetime Duration `yaml:"token_lifetime"`

@@ -195,6 +195,9 @@ func (v *validator) plc(path string, p *PLC) {
 	if p.QueueSize < 1 {
 		v.add(path+".queue_size", "must be at least 1")
 	}
+	if n := p.PublishRequests; n != nil && (*n < 1 || *n > MaxPublishRequests) {
+		v.add(path+".publish_requests", "must be between 1 and %d (leave it out for the default)", MaxPublishRequests)
+	}
 	if p.WatchdogIntervals < 2 {
 		v.add(path+".watchdog_intervals", "must be at least 2")
 	}

@@ -57,7 +57,7 @@ func (s *Session) newFeed(out chan<- collectors.Batch) *feed {
 	st := &feed{dog: s.newWatchdog(), out: out, poll: s.newPoller()}
 	st.Engine = subscription.New(subscription.Config{
 		Log:             s.log,
-		PublishRequests: s.plc.PublishRequests,
+		PublishRequests: s.plc.StartPublishRequests(),
 		Deliver: func(ctx context.Context, n *ua.DataChangeNotification) {
 			s.handle(ctx, n, out, st.dog)
 		},
