@@ -74,16 +74,6 @@ func orList(s []string) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
-// topicLevel checks that s can stand as one MQTT topic level.
-func (v *validator) topicLevel(path, s string) {
-	switch {
-	case s == "":
-		v.add(path, "required")
-	case strings.ContainsAny(s, "/+#\x00"):
-		v.add(path, `%q is not a valid MQTT topic level (no "/", "+", "#" or NUL)`, s)
-	}
-}
-
 func (v *validator) agent(a *Agent) {
 	v.topicLevel("agent.id", a.ID)
 	v.oneOf("agent.log_level", a.LogLevel, "log level", logLevels)
@@ -135,10 +125,10 @@ func (v *validator) mqtt(m *MQTT) {
 		switch {
 		case m.Sparkplug.GroupID == "":
 			v.add("mqtt.sparkplug.group_id", "required with payload sparkplug_b")
-		case strings.ContainsAny(m.Sparkplug.GroupID, "/+#") || strings.ContainsRune(m.Sparkplug.GroupID, 0):
+		case strings.ContainsFunc(m.Sparkplug.GroupID, BreaksTopicLevel):
 			v.add("mqtt.sparkplug.group_id", "%q: must be one topic level, without / + #", m.Sparkplug.GroupID)
 		}
-		if id := m.Sparkplug.PrimaryHostID; strings.ContainsAny(id, "/+#") || strings.ContainsRune(id, 0) {
+		if id := m.Sparkplug.PrimaryHostID; strings.ContainsFunc(id, BreaksTopicLevel) {
 			v.add("mqtt.sparkplug.primary_host_id", "%q: must be one topic level, without / + #", id)
 		}
 	case PayloadOPCUAJSON:
@@ -390,35 +380,4 @@ func parseURL(raw, instead string) (*url.URL, string) {
 		return nil, "credentials in the URL are not allowed (use " + instead + ")"
 	}
 	return u, ""
-}
-
-var placeholders = []string{"{agent}", "{plc}", "{tag}"}
-
-// topicError returns what is wrong with a topic template, or "".
-func topicError(t string) string {
-	if t == "" {
-		return "topic template must not be empty"
-	}
-	if i := strings.IndexAny(t, "+#\x00"); i >= 0 {
-		return fmt.Sprintf("%q is not allowed in a topic template", t[i:i+1])
-	}
-	for rest := t; rest != ""; {
-		open := strings.IndexAny(rest, "{}")
-		if open < 0 {
-			break
-		}
-		if rest[open] == '}' {
-			return fmt.Sprintf("unbalanced \"}\" in topic template %q", t)
-		}
-		end := strings.IndexAny(rest[open+1:], "{}")
-		if end < 0 || rest[open+1+end] == '{' {
-			return fmt.Sprintf("unbalanced \"{\" in topic template %q", t)
-		}
-		ph := rest[open : open+2+end]
-		if !slices.Contains(placeholders, ph) {
-			return fmt.Sprintf("unknown placeholder %q in topic template (use {agent}, {plc}, {tag})", ph)
-		}
-		rest = rest[open+2+end:]
-	}
-	return ""
 }

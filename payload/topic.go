@@ -4,7 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/tagbridge/tagbridge/config"
 )
 
 // topics maps every configured (plc, tag) to its rendered topic, so that
@@ -72,42 +73,19 @@ func render(tmpl, agent, plc, tag string) string {
 }
 
 // Level makes s usable as one topic level (strings.Map also turns invalid
-// UTF-8 into U+FFFD, which unpublishable then leaves alone).
+// UTF-8 into U+FFFD, which the topic rules leave alone).
 func Level(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '/' || r == '+' || r == '#' || unpublishable(r) {
+		if config.BreaksTopicLevel(r) {
 			return '_'
 		}
 		return r
 	}, s)
 }
 
-// unpublishable reports whether a broker may refuse r in a topic, by
-// dropping the connection: NUL, the control characters and the
-// noncharacters (MQTT 3.1.1, 1.5.3; Mosquitto refuses them all).
-func unpublishable(r rune) bool {
-	return r <= 0x1f || r >= 0x7f && r <= 0x9f ||
-		r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe
-}
-
-// CheckTopic rejects what the broker would refuse in a PUBLISH topic.
-func CheckTopic(topic string) error {
-	switch {
-	case topic == "":
-		return fmt.Errorf("renders empty")
-	case strings.ContainsAny(topic, "+#"):
-		return fmt.Errorf("renders to %q: wildcards + and # are not allowed when publishing", topic)
-	case !utf8.ValidString(topic):
-		return fmt.Errorf("renders to %q: must be valid UTF-8", topic)
-	case strings.ContainsFunc(topic, unpublishable):
-		return fmt.Errorf("renders to %q: control characters and noncharacters (such as U+FFFF) are not allowed", topic)
-	case topic[0] == '$':
-		return fmt.Errorf("renders to %q: topics starting with $ are the broker's ($SYS)", topic)
-	case len(topic) > 65535:
-		return fmt.Errorf("renders longer than 65535 bytes")
-	}
-	return nil
-}
+// CheckTopic rejects what the broker would refuse in a PUBLISH topic (the
+// rules are config's, which also checks the templates with them).
+func CheckTopic(topic string) error { return config.CheckTopic(topic) }
 
 // PacketSize is the size of the PUBLISH packet of a message.
 func PacketSize(topic string, payloadLen int, qos byte) int {
