@@ -50,6 +50,8 @@ type uaJSONFormat struct {
 	payload.None
 	publisher   string
 	statusTopic string
+	keyTopic    string               // a message here asks for key frames (see Command)
+	wantKey     bool                 // a key frame was asked for; f.mu guards it
 	writers     map[string]*uaWriter // plc -> its writer
 	nextID      int                  // for PLC entries missing from the configuration
 	header      []byte               // the NetworkMessage's fields after MessageId
@@ -84,8 +86,8 @@ type uaWriter struct {
 	// after a crash go on: seq never passes it unsaved.
 	reserved  uint64
 	keepAlive time.Duration // KeepAliveTime
-	// values holds each tag's last DataValue, sinceKey the DataSetMessages
-	// since the last key frame (with keyframe_count only).
+	// values holds each tag's last DataValue (for key frames), sinceKey
+	// the DataSetMessages since the last key frame.
 	values   map[string][]byte
 	sinceKey int
 	last     time.Time // its latest DataSetMessage, keep-alives included
@@ -139,6 +141,7 @@ func newUAJSONFormat(o payload.Options) (*uaJSONFormat, error) {
 		dir:         o.StateDir,
 		publisher:   o.AgentID,
 		statusTopic: "opcua/json/status/" + o.AgentID,
+		keyTopic:    "opcua/json/keyframe/" + o.AgentID,
 		writers:     map[string]*uaWriter{},
 		idPrefix:    fmt.Sprintf("%x", r),
 		seen:        map[string]struct{}{},
@@ -248,6 +251,16 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var events collectors.Batch
+	if slices.ContainsFunc(b, isEvent) {
+		events = slices.DeleteFunc(slices.Clone(b), func(s collectors.Sample) bool { return !isEvent(s) })
+		b = slices.DeleteFunc(slices.Clone(b), isEvent)
+	}
+	defer func() {
+		for i := range events {
+			f.event(&events[i], now, add)
+		}
+	}()
 	// One NetworkMessage per PLC entry, in order of first appearance: a
 	// shared session's batch may hold several.
 	for i := range b {
@@ -272,9 +285,8 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 			f.value = append(f.value, ':')
 			dv := len(f.value)
 			f.value = appendUADataValue(f.value, s)
-			if f.keyFrames > 0 {
-				w.keep(s.Tag, f.value[dv:])
-			}
+			// Kept for keyframe_count and for key frames on demand.
+			w.keep(s.Tag, f.value[dv:])
 			_, dup := f.seen[s.Tag]
 			// Part 14 has no mark for values read back from the PLC's
 			// history: they go in DataSetMessages of their own that say
@@ -309,6 +321,43 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 			f.keyFrame(w, now, add)
 		}
 	}
+}
+
+func isEvent(s collectors.Sample) bool { return s.Type == eventType }
+
+// eventType is the Sample.Type of an event from the collectors.
+const eventType = "Event"
+
+// event sends one event as its own NetworkMessage holding a ua-event
+// DataSetMessage (Part 14, 7.2.5.4) of its PLC's writer: the Payload maps
+// each selected field to a Variant, as Part 14 encodes event fields. The
+// stream is named by the DataSetMessage's "EventStream" (the tag name of
+// the other formats), which decoders of the standard ignore. f.mu is held.
+func (f *uaJSONFormat) event(s *collectors.Sample, now time.Time, add func(topic string, payload []byte)) {
+	w := f.writer(s.PLC)
+	f.buf = f.appendHeader(f.buf[:0])
+	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-event", s.Historical)
+	f.buf = f.buf[:len(f.buf)-len(`"Payload":{`)]
+	f.buf = append(f.buf, `"EventStream":`...)
+	f.buf = payload.AppendString(f.buf, s.Tag)
+	f.buf = append(f.buf, `,"Payload":{`...)
+	st, _ := s.Value.(collectors.Structure)
+	for i, fld := range st.Fields {
+		if i > 0 {
+			f.buf = append(f.buf, ',')
+		}
+		f.buf = payload.AppendString(f.buf, fld.Name)
+		f.buf = append(f.buf, ":{"...)
+		v := fld.Value
+		if t, ok := v.(collectors.Typed); ok && t.Type == "Variant" {
+			v = t.Value
+		}
+		f.buf = appendUAVariant(f.buf, "", v)
+		f.buf = append(f.buf, '}')
+	}
+	f.buf = append(f.buf, "}}]}"...)
+	w.bad = false
+	add(w.topic, f.buf)
 }
 
 // keep remembers a tag's last DataValue for the key frames.
@@ -413,7 +462,35 @@ func (f *uaJSONFormat) Connected() []payload.Message {
 	for _, w := range ws {
 		msgs = append(msgs, f.metadata(w, now))
 	}
+	if f.wantKey {
+		f.wantKey = false
+		for _, w := range ws {
+			if len(w.values) > 0 && !w.bad { // a PLC away had its Bad key frame
+				f.keyFrame(w, now, func(topic string, p []byte) {
+					msgs = append(msgs, payload.Message{Topic: topic, Payload: slices.Clone(p)})
+				})
+			}
+		}
+	}
 	return msgs
+}
+
+// CommandTopics is the key frame trigger: opcua/json/keyframe/<agent id>.
+func (f *uaJSONFormat) CommandTopics() []string { return []string{f.keyTopic} }
+
+// Command takes any message on the trigger topic (a consumer that starts,
+// or lost track) as a request for every writer's key frame: the
+// Connected messages go out again (ua-status, ua-metadata), followed by a
+// ua-keyframe per writer with each tag's last DataValue. A retained
+// trigger asks again on every connect.
+func (f *uaJSONFormat) Command(topic string, _ []byte) bool {
+	if topic != f.keyTopic {
+		return false
+	}
+	f.mu.Lock()
+	f.wantKey = true
+	f.mu.Unlock()
+	return true
 }
 
 // metadata is w's retained ua-metadata message (Part 14, 7.2.5.5.2) on
