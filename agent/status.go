@@ -37,6 +37,7 @@ func (s statusSource) Broker() statusapi.Broker {
 		SpoolMaxBytes:   st.SpoolMaxBytes,
 		ConnectAttempts: st.ConnectAttempts,
 		Reconnects:      st.Reconnects,
+		PublishLatency:  statusapi.Histogram(st.PublishLatency),
 	}
 }
 

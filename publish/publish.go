@@ -98,7 +98,8 @@ type Publisher struct {
 	// connectAttempts counts CONNECTs tried, connects those the broker
 	// accepted: the first is the start, the others reconnects.
 	connectAttempts, connects atomic.Uint64
-	spoolMax                  int64 // mqtt.spool.max_bytes in force
+	latency                   latency // intake to acknowledgement (latency.go)
+	spoolMax                  int64   // mqtt.spool.max_bytes in force
 	// setAside counts records moved to the dead-letter file; asideAcked
 	// those of them taken out of paho's store, which the store counts as
 	// acknowledged once the broker answers their PUBREL.
@@ -177,6 +178,9 @@ type Stats struct {
 	ConnectAttempts uint64
 	Reconnects      uint64
 	SpoolMaxBytes   int64 // the spool's bound (mqtt.spool.max_bytes)
+	// PublishLatency is how long records took from the intake to the
+	// broker's acknowledgement.
+	PublishLatency Histogram
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
@@ -357,6 +361,7 @@ func (p *Publisher) Stats() Stats {
 		ConnectAttempts: p.connectAttempts.Load(),
 		Reconnects:      max(p.connects.Load(), 1) - 1,
 		SpoolMaxBytes:   p.spoolMax,
+		PublishLatency:  p.latency.histogram(),
 	}
 }
 
@@ -434,12 +439,14 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 			if !ok {
 				return
 			}
+			at, from := time.Now(), p.spool.Next()
 			if ev.Batch != nil {
 				p.format.Encode(ev.Batch, p.linkUp(), p.spoolAppend)
 			}
 			if st := ev.State; st != nil && !p.stale(*st) {
 				p.takeState(*st)
 			}
+			p.latency.taken(from, p.spool.Next(), at)
 		case a := <-p.expired:
 			if st, ok := p.silence.expire(a); ok {
 				p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))

@@ -386,6 +386,11 @@ func TestPublishOutage(t *testing.T) {
 	if st := p.Stats(); st.ConnectAttempts < 3 || st.Reconnects != 1 {
 		t.Errorf("Stats = %+v, want at least 3 connection attempts and 1 reconnect", st)
 	}
+	// Every value is measured once; the 200 sent during the outage
+	// waited for the broker's restart.
+	if h := p.Stats().PublishLatency; h.Count != uint64(next) || h.Buckets[0.1] > uint64(next-200) || h.Sum <= 0 {
+		t.Errorf("publish latency %+v, want %d values measured, at least 200 over 0.1 s", h, next)
+	}
 	t.Logf("%d messages in order, %d duplicates", next, dups)
 }
 

@@ -59,7 +59,7 @@ func (p *Publisher) fenceAnswered() {
 	c := p.confirmed.Load()
 	if c > p.fencedTo {
 		p.fencedTo = c
-		p.spool.Ack(c - 1)
+		p.ackSpool(c - 1)
 	}
 	if p.fenceAt <= c {
 		p.fenceAt = 0
@@ -218,8 +218,15 @@ func (p *Publisher) acknowledge() {
 	if i == 0 {
 		return
 	}
-	p.spool.Ack(p.pending[i-1].seq)
+	p.ackSpool(p.pending[i-1].seq)
 	p.pending = append(p.pending[:0], p.pending[i:]...)
+}
+
+// ackSpool tells the spool the broker has the records up to seq, and the
+// latency histogram when they got there.
+func (p *Publisher) ackSpool(seq uint64) {
+	p.spool.Ack(seq)
+	p.latency.acked(seq, time.Now())
 }
 
 // publish hands a spooled record to paho if the link is still up, and
@@ -276,7 +283,7 @@ func (p *Publisher) reap() {
 			continue
 		}
 		if p.qos == 0 {
-			p.spool.Ack(f.seq) // at most once: handed to the connection, or lost
+			p.ackSpool(f.seq) // at most once: handed to the connection, or lost
 		}
 		if _, aside := f.token.(doneToken); aside {
 			continue

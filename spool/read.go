@@ -15,6 +15,13 @@ func (s *Spool) Buffered() bool {
 	return len(s.wbuf) > 0
 }
 
+// Next is the sequence number the next record appended gets.
+func (s *Spool) Next() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
 // Unread reports whether records wait to be read.
 func (s *Spool) Unread() bool {
 	s.mu.Lock()

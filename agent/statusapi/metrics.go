@@ -46,6 +46,7 @@ var (
 	descSpoolMax  = desc("spool_max_bytes", "The spool's bound (mqtt.spool.max_bytes): beyond it the oldest values are dropped.")
 	descAttempts  = desc("broker_connection_attempts_total", "Connections to the broker tried, failed ones included.")
 	descBrokerRe  = desc("broker_reconnects_total", "Connections to the broker established after the first.")
+	descLatency   = desc("publish_latency_seconds", "Time from the agent taking a value to the broker acknowledging it (QoS 0: handing it to the connection).")
 	descDropped   = desc("dropped_values_total", "Values deleted from the spool unsent (spool full or corrupt).")
 	descPublished = desc("published_values_total", "Values acknowledged by the broker.")
 	descFailed    = desc("failed_values_total", "Values lost before reaching the broker's session.")
@@ -108,6 +109,9 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolMax, float64(b.SpoolMaxBytes))
 	counter(descAttempts, float64(b.ConnectAttempts))
 	counter(descBrokerRe, float64(b.Reconnects))
+	if h := b.PublishLatency; h.Buckets != nil {
+		ch <- prometheus.MustNewConstHistogram(descLatency, h.Count, h.Sum, h.Buckets)
+	}
 	counter(descDropped, float64(b.Dropped))
 	counter(descPublished, float64(b.Published))
 	counter(descFailed, float64(b.Failed))

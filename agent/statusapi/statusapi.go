@@ -72,10 +72,21 @@ type Broker struct {
 	// those established after the first.
 	ConnectAttempts uint64 `json:"connect_attempts"`
 	Reconnects      uint64 `json:"reconnects"`
+	// PublishLatency is how long values took from the intake to the
+	// broker's acknowledgement; /metrics only.
+	PublishLatency Histogram `json:"-"`
 
 	// OldestUnsentSeconds is how long the oldest value not yet
 	// acknowledged has waited (backlog.go).
 	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
+}
+
+// Histogram is a distribution of durations in seconds: cumulative
+// counts by upper bound, with their count and sum.
+type Histogram struct {
+	Buckets map[float64]uint64
+	Count   uint64
+	Sum     float64
 }
 
 // Status is the document served at /status.

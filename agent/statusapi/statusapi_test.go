@@ -440,12 +440,13 @@ func TestHTTPErrorLog(t *testing.T) {
 	}
 }
 
-// TestBrokerMetrics: the broker's connection counters and the spool's
-// bound are exported as the source reports them, and the per-PLC rate
+// TestBrokerMetrics: the broker's connection counters, the spool's
+// bound and the publish latency histogram are exported as the source reports them, and the per-PLC rate
 // gauge, which rate(tagbridge_plc_values_total) gives, is not.
 func TestBrokerMetrics(t *testing.T) {
 	src := healthySource()
-	src.broker = Broker{Connected: true, SpoolBytes: 4096, SpoolMaxBytes: 1 << 20, ConnectAttempts: 5, Reconnects: 2}
+	src.broker = Broker{Connected: true, SpoolBytes: 4096, SpoolMaxBytes: 1 << 20, ConnectAttempts: 5, Reconnects: 2,
+		PublishLatency: Histogram{Buckets: map[float64]uint64{0.1: 3, 1: 7}, Count: 8, Sum: 4.5}}
 	s, err := New("127.0.0.1:0", config.Secret(token), "ipc01", src, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -458,11 +459,18 @@ tagbridge_broker_connection_attempts_total 5
 # HELP tagbridge_broker_reconnects_total Connections to the broker established after the first.
 # TYPE tagbridge_broker_reconnects_total counter
 tagbridge_broker_reconnects_total 2
+# HELP tagbridge_publish_latency_seconds Time from the agent taking a value to the broker acknowledging it (QoS 0: handing it to the connection).
+# TYPE tagbridge_publish_latency_seconds histogram
+tagbridge_publish_latency_seconds_bucket{le="0.1"} 3
+tagbridge_publish_latency_seconds_bucket{le="1"} 7
+tagbridge_publish_latency_seconds_bucket{le="+Inf"} 8
+tagbridge_publish_latency_seconds_sum 4.5
+tagbridge_publish_latency_seconds_count 8
 # HELP tagbridge_spool_max_bytes The spool's bound (mqtt.spool.max_bytes): beyond it the oldest values are dropped.
 # TYPE tagbridge_spool_max_bytes gauge
 tagbridge_spool_max_bytes 1.048576e+06
 `
-	names := []string{"tagbridge_broker_connection_attempts_total", "tagbridge_broker_reconnects_total", "tagbridge_spool_max_bytes"}
+	names := []string{"tagbridge_broker_connection_attempts_total", "tagbridge_broker_reconnects_total", "tagbridge_spool_max_bytes", "tagbridge_publish_latency_seconds"}
 	if err := testutil.CollectAndCompare(metrics{s}, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
