@@ -62,6 +62,10 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 	srv.SetVersion(c.Version)
 	srv.SetMaxBacklogAge(c.StatusMaxBacklogAge.Duration())
 	srv.SetRequireAllTags(c.StatusRequireAllTags)
+	if err := srv.SetWebConfig(c.StatusWebConfig); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
@@ -77,5 +81,6 @@ func (a *Agent) startStatus(ctx context.Context) (stop func(), err error) {
 // status settings, which apply only at start.
 func statusChanged(old, next config.Agent) bool {
 	return old.StatusListen != next.StatusListen || old.StatusAllowRemote != next.StatusAllowRemote ||
-		old.StatusTokenFile != next.StatusTokenFile || old.StatusToken != next.StatusToken
+		old.StatusTokenFile != next.StatusTokenFile || old.StatusToken != next.StatusToken ||
+		old.StatusWebConfig != next.StatusWebConfig
 }

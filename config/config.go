@@ -43,6 +43,10 @@ type Agent struct {
 	StatusListen      string `yaml:"status_listen"`
 	StatusAllowRemote bool   `yaml:"status_allow_remote"`
 	StatusTokenFile   string `yaml:"status_token_file"`
+	// StatusWebConfig is a web configuration file in the Prometheus
+	// exporter convention (tls_server_config, basic_auth_users): TLS and
+	// basic authentication on a TCP status_listen.
+	StatusWebConfig string `yaml:"status_web_config"`
 	// StatusMaxBacklogAge: health fails while the oldest value not yet
 	// acknowledged by the broker is older (0: never on that ground).
 	StatusMaxBacklogAge Duration `yaml:"status_max_backlog_age"`

@@ -130,6 +130,9 @@ type Server struct {
 	token [sha256.Size]byte // the token's hash: compared at a fixed length, it does not leak its length
 	src   Source
 	log   zerolog.Logger
+	mux   *http.ServeMux // the handlers without the bearer token check
+	// webConfig is the exporter-toolkit web config file, if any (webconfig.go).
+	webConfig string
 
 	// version and started, for build_info and the reload metrics.
 	version string
@@ -183,6 +186,7 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /status", s.status)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLog{log}}))
+	s.mux = mux
 	s.srv = &http.Server{
 		Handler:           s.auth(mux),
 		ReadHeaderTimeout: headerTimeout,
@@ -211,7 +215,7 @@ func (s *Server) Addr() string {
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info().Str("listen", s.Addr()).Msg("serving /healthz, /status and /metrics")
 	served := make(chan error, 1)
-	go func() { served <- s.srv.Serve(s.ln) }()
+	go func() { served <- s.serve() }()
 	sampled := make(chan struct{})
 	sctx, stopSampling := context.WithCancel(ctx)
 	go func() { defer close(sampled); s.sampleBacklog(sctx) }()
