@@ -19,8 +19,10 @@ import (
 // from the PLC's history (-historize): every counter value once, in order,
 // and nothing logged at Error for what the server legitimately lacks.
 func TestRecoveryWithoutTransferRecreates(t *testing.T) {
+	// A certificate made here: node-opcua makes one in JavaScript, seconds.
+	certFile, keyFile, _ := serverCert(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "urn:tagbridge:opcua-peer")
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Policies: []string{"Basic256Sha256"}, Modes: []string{"Sign"},
-		X509Users: true, Args: []string{"-no-transfer", "-historize"}})
+		X509Users: true, CertFile: certFile, KeyFile: keyFile, Args: []string{"-no-transfer", "-historize"}})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
 	f := newSecureFixture(t)
 	var b strings.Builder
