@@ -48,7 +48,7 @@ func TestRecoveryWithoutTransferRecreates(t *testing.T) {
 	r.shutdown(t)
 
 	logs := r.logs.String()
-	for _, want := range []string{"server refused to reactivate the session", "subscriptions not transferable", "BadServiceUnsupported"} {
+	for _, want := range []string{"server refused to reactivate the session", "subscriptions not transferable", "the server does not transfer subscriptions, subscriptions recreated"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q: the recovery did not go through TransferSubscriptions", want)
 		}

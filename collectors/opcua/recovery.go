@@ -73,7 +73,12 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 		return c, nil
 	}
 	s.log.Debug().Err(terr).Msg("subscriptions not transferable; recreating them")
-	s.status.SetState(collectors.StateConnecting, "server lost the session")
+	// Siemens and B&R PLCs lack TransferSubscriptions: no fault, say so.
+	why := "the server had lost it"
+	if errors.Is(terr, ua.StatusBadServiceUnsupported) {
+		why = "the server does not transfer subscriptions"
+	}
+	s.status.SetState(collectors.StateConnecting, why)
 	if err := s.subscribe(ctx, c, st); err != nil {
 		closeClient(ctx, c)
 		return nil, err
@@ -81,7 +86,7 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 	s.reportTags()
 	s.await(st, collectors.StateConnecting, "subscriptions recreated; waiting for the first notification")
 	s.log.Info().Str("state", collectors.StateConnecting).Int("subscriptions", st.Len()).
-		Msg("plc session re-established; the server had lost it, subscriptions recreated")
+		Msg("plc session re-established; " + why + ", subscriptions recreated")
 	return c, nil
 }
 
