@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
@@ -40,6 +41,9 @@ func (s statusSource) Broker() statusapi.Broker {
 		PublishLatency:  statusapi.Histogram(st.PublishLatency),
 	}
 }
+
+// Reconnect makes the session of entry plc, waiting to reconnect, try now.
+func (s statusSource) Reconnect(plc string) error { return s.a.Reconnect(plc) }
 
 // Commands are the commands taken from MQTT, for /status and /metrics.
 func (s statusSource) Commands() ([]command.Record, map[string]uint64) { return s.a.Commands() }
@@ -83,4 +87,28 @@ func statusChanged(old, next config.Agent) bool {
 	return old.StatusListen != next.StatusListen || old.StatusAllowRemote != next.StatusAllowRemote ||
 		old.StatusTokenFile != next.StatusTokenFile || old.StatusToken != next.StatusToken ||
 		old.StatusWebConfig != next.StatusWebConfig
+}
+
+// retrier is a collector that can cut its reconnect wait short.
+type retrier interface{ RetryNow() bool }
+
+// Reconnect makes the session serving entry plc try to connect now, if it
+// waits to reconnect (statusapi.ErrNotWaiting if not).
+func (a *Agent) Reconnect(plc string) error {
+	a.mu.Lock()
+	var found collector
+	for _, g := range a.groups {
+		if slices.Contains(g.c.Status().Names(), plc) {
+			found = g.c
+		}
+	}
+	a.mu.Unlock()
+	if found == nil {
+		return statusapi.ErrUnknownPLC
+	}
+	r, ok := found.(retrier)
+	if !ok || !r.RetryNow() {
+		return statusapi.ErrNotWaiting
+	}
+	return nil
 }

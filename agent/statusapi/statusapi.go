@@ -185,6 +185,7 @@ func New(addr string, token config.Secret, agentID string, src Source, log zerol
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("POST /reconnect/{plc}", s.reconnect)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLog{log}}))
 	s.mux = mux
 	s.srv = &http.Server{

@@ -67,6 +67,11 @@ type Session struct {
 
 	status *collectors.Tracker // what status, health and metrics show
 
+	// retry cuts the wait before the next connection attempt short
+	// (RetryNow); waiting is true during that wait.
+	retry   chan struct{}
+	waiting atomic.Bool
+
 	clockOffset    atomic.Int64 // PLC clock minus ours, in ns, from the heartbeat
 	skewWarned     bool         // the clock offset warning is given once
 	hostnameWarned bool         // the verify_hostname: false warning is given once
@@ -141,6 +146,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 			Max: plc.Reconnect.Max.Duration(),
 		},
 		rejected: map[uint32]ua.StatusCode{},
+		retry:    make(chan struct{}, 1),
 	}
 	s.link.entries = map[string]config.PLC{}
 	for _, p := range plcs {
@@ -206,14 +212,36 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 		}
 		lastErr = err.Error()
 		ev.Err(err).Int("attempt", attempt+1).Dur("backoff", wait).Str("state", "disconnected").Msg("plc session down; retrying")
+		select {
+		case <-s.retry: // asked before this wait: stale
+		default:
+		}
 		s.status.SetNextAttempt(time.Now().Add(wait))
 
+		s.waiting.Store(true)
 		select {
 		case <-time.After(wait):
+		case <-s.retry:
+			s.log.Info().Msg("retrying now, as asked")
 		case <-ctx.Done():
+			s.waiting.Store(false)
 			return nil
 		}
+		s.waiting.Store(false)
 	}
+}
+
+// RetryNow makes a session waiting to reconnect try at once; false when
+// it is not waiting (connecting, streaming or stopped).
+func (s *Session) RetryNow() bool {
+	if !s.waiting.Load() {
+		return false
+	}
+	select {
+	case s.retry <- struct{}{}:
+	default: // already asked
+	}
+	return true
 }
 
 // connectAndStream runs one session from dial to loss. A lost channel is
