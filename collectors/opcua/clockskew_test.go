@@ -68,7 +68,7 @@ func TestClockSkewCutKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, ClockOffset: -2 * time.Hour,
 		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
-	r, s := startSessionValue(t, shortTokens(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust)))
+	r, s := startSessionValue(t, exceptionBased(shortTokens(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust))))
 	renewals := func() uint64 { return s.Status().Snapshot()[0].TokenRenewals }
 	for i := uint64(1); i <= 2; i++ {
 		from := renewals()

@@ -134,7 +134,7 @@ func shortTokens(plc config.PLC) config.PLC {
 // Tokens of 3 s are renewed every 2 s or so; values flow on without a gap.
 func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
-	r, s := startSessionValue(t, shortTokens(recoveryPLC(t, peer.Endpoint, "")))
+	r, s := startSessionValue(t, exceptionBased(shortTokens(recoveryPLC(t, peer.Endpoint, ""))))
 	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 8 })
 	r.shutdown(t)
 	st := s.Status().Snapshot()[0]
@@ -149,7 +149,7 @@ func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
 func TestRecoveryFreezeKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
-	r, s := startSessionValue(t, recoveryPLC(t, "opc.tcp://"+proxy.Addr(), ""))
+	r, s := startSessionValue(t, exceptionBased(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "")))
 	r.waitValues(t, "first values", 20, 30*time.Second)
 	proxy.Freeze()
 	deadline := time.Now().Add(10 * time.Second)
@@ -170,7 +170,7 @@ func TestRecoveryFreezeKeepsValues(t *testing.T) {
 func TestRecoveryCutKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
-	r, s := startSessionValue(t, recoveryPLC(t, "opc.tcp://"+proxy.Addr(), ""))
+	r, s := startSessionValue(t, exceptionBased(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "")))
 	r.waitValues(t, "first values", 20, 30*time.Second)
 	for i := 1; i <= 3; i++ {
 		proxy.Cut()
