@@ -46,6 +46,8 @@ Usage:
   tagbridge run      [-c FILE]   run until SIGINT/SIGTERM
   tagbridge validate [-c FILE]   check the configuration and start nothing
   tagbridge status   [-c FILE]   print the running agent's status (agent.status_listen)
+  tagbridge reconnect [-c FILE] PLC
+                                 make the running agent connect to PLC now
   tagbridge version              print version information
   tagbridge certs create [flags] write the agent's OPC UA certificate and key
   tagbridge certs renew [flags]  renew that certificate before it expires
@@ -79,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBrowse(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "reconnect":
+		return cmdReconnect(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "schema":

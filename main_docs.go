@@ -15,7 +15,7 @@ import (
 // commands lists every subcommand, in usage order: each answers --help with
 // its synopsis, description and flags, and gets a man page tagbridge-NAME(1)
 // (spaces become dashes) and completion.
-var commands = []string{"run", "validate", "status", "version", "certs create", "certs renew", "browse", "completion", "schema", "man"}
+var commands = []string{"run", "validate", "status", "reconnect", "version", "certs create", "certs renew", "browse", "completion", "schema", "man"}
 
 // help is a command's --help output taken apart.
 type help struct {

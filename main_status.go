@@ -73,9 +73,23 @@ token renewals.`, stderr)
 
 // fetchStatus GETs /status from the agent over TCP or its unix socket.
 func fetchStatus(ctx context.Context, st config.Status) ([]byte, error) {
-	network, addr, url := "tcp", st.Listen, "http://"+st.Listen+"/status"
+	code, status, body, err := askAgent(ctx, st, http.MethodGet, "/status")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("the agent at %s answered %s: %s", st.Listen, status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// askAgent sends method path to the agent over TCP or its unix socket
+// with the token, and returns the answer's code, status line and body; a
+// refused token is an error.
+func askAgent(ctx context.Context, st config.Status, method, path string) (code int, status string, body []byte, err error) {
+	network, addr, url := "tcp", st.Listen, "http://"+st.Listen+path
 	if config.StatusSocket(st.Listen) {
-		network, addr, url = "unix", st.Listen, "http://tagbridge/status"
+		network, addr, url = "unix", st.Listen, "http://tagbridge"+path
 	}
 	var d net.Dialer
 	trusted := newTrustedListeners(st.TokenFile)
@@ -93,33 +107,30 @@ func fetchStatus(ctx context.Context, st config.Status) ([]byte, error) {
 		},
 		Proxy: nil, // a loopback agent is never behind the user's proxy
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return nil, err
+		return 0, "", nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+st.Token.Reveal())
 	resp, err := client.Do(req)
 	if err != nil {
 		if le, ok := errors.AsType[*untrustedListener](err); ok {
-			return nil, le
+			return 0, "", nil, le
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no agent answers at %s (agent.status_listen): is tagbridge running? (%v)", st.Listen, unwrapURLError(err))
+			return 0, "", nil, fmt.Errorf("no agent answers at %s (agent.status_listen): is tagbridge running? (%v)", st.Listen, unwrapURLError(err))
 		}
-		return nil, fmt.Errorf("ask the agent at %s: %v", st.Listen, unwrapURLError(err))
+		return 0, "", nil, fmt.Errorf("ask the agent at %s: %v", st.Listen, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read the status from %s: %w", st.Listen, err)
+		return 0, "", nil, fmt.Errorf("read the answer from %s: %w", st.Listen, err)
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return body, nil
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("the agent at %s refused the token from agent.status_token_file (changed since the agent started? it reads it at start)", st.Listen)
+	if resp.StatusCode == http.StatusUnauthorized {
+		return 0, "", nil, fmt.Errorf("the agent at %s refused the token from agent.status_token_file (changed since the agent started? it reads it at start)", st.Listen)
 	}
-	return nil, fmt.Errorf("the agent at %s answered %s: %s", st.Listen, resp.Status, strings.TrimSpace(string(body)))
+	return resp.StatusCode, resp.Status, body, nil
 }
 
 // unwrapURLError drops the "Get URL:" prefix, which names a made-up host

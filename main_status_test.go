@@ -137,6 +137,18 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("status --json: exit %d, %v:\n%s", code, err, out)
 	}
 
+	// reconnect over the same socket: a streaming entry is not waiting,
+	// an unknown one is named (the retry itself: collectors/opcua TestRetryNow).
+	for _, c := range []struct{ plc, want string }{{"press1", "409 Conflict: plc press1: not waiting to reconnect"}, {"nosuch", "404 Not Found: plc nosuch: no such plc entry"}} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, "reconnect", "-c", cfg, c.plc)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitRuntime || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("reconnect %s: %v, stdout %q, stderr %q, want exit %d and %q", c.plc, err, stdout.String(), stderr.String(), exitRuntime, c.want)
+		}
+	}
+
 	// The broker goes away: exit 3 and the reason.
 	broker.Stop()
 	deadline = time.Now().Add(30 * time.Second)
