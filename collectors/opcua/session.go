@@ -64,6 +64,9 @@ type Session struct {
 	// newRejections are the tags refused since the last summary, for one
 	// warning per subscribe or retry round.
 	newRejections []string
+	// refusedToSend are the tags refused with a new status, whose failure
+	// goes out on their own topics (publishRefused).
+	refusedToSend []uint32
 
 	status *collectors.Tracker // what status, health and metrics show
 
@@ -270,6 +273,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	s.log.Info().Str("state", collectors.StateConnecting).Int("tags", len(s.tags)).Int("subscriptions", st.Len()).
 		Int("rejected", len(s.rejected)).Msg("plc session established")
 	s.fillGaps(ctx, c, out)
+	s.publishRefused(ctx, out)
 	s.reportTags()
 	s.await(st, collectors.StateConnecting, "subscribed; waiting for the first notification")
 
@@ -292,6 +296,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			s.reportTags()
 			s.await(st, collectors.StateRecovering, "subscriptions recreated; waiting for the first notification")
 			s.fillGaps(ctx, c, out)
+			s.publishRefused(ctx, out)
 			continue
 		}
 		s.status.NoteError(err)
@@ -474,6 +479,41 @@ func resolveNodeID(n config.NodeID, namespaces []string) (*ua.NodeID, error) {
 	return id.NodeID, nil
 }
 
+// publishRefused sends, once per new status, a sample without a value and
+// with the refusal's status for each tag the PLC refused, so consumers of
+// the tag's topic see it fail (a tag refused after a program change would
+// otherwise just fall silent).
+func (s *Session) publishRefused(ctx context.Context, out chan<- collectors.Batch) {
+	if len(s.refusedToSend) == 0 {
+		return
+	}
+	now := time.Now()
+	batch := make(collectors.Batch, 0, len(s.refusedToSend))
+	for _, h := range s.refusedToSend {
+		code, still := s.rejected[h]
+		if !still {
+			continue
+		}
+		tag := s.tags[h]
+		smp := collectors.Sample{
+			PLC: tag.plc, Tag: tag.Name, Node: tag.Node.String(),
+			Status: statusName(code), StatusCode: uint32(code), ServerTime: now,
+		}
+		if int(h) < len(s.declared) {
+			smp.Type = s.declared[h]
+		}
+		batch = append(batch, smp)
+	}
+	s.refusedToSend = s.refusedToSend[:0]
+	if len(batch) == 0 {
+		return
+	}
+	select {
+	case out <- batch:
+	case <-ctx.Done():
+	}
+}
+
 func (s *Session) noteResult(handle uint32, code ua.StatusCode) {
 	if code == ua.StatusOK || ua.StatusCode(uint32(code)&0xC0000000) != ua.StatusBad {
 		if _, was := s.rejected[handle]; was {
@@ -490,6 +530,7 @@ func (s *Session) noteRejected(handle uint32, code ua.StatusCode, cause error) {
 		return
 	}
 	s.rejected[handle] = code
+	s.refusedToSend = append(s.refusedToSend, handle)
 	what := s.tags[handle].Name + " (" + statusName(code)
 	if cause != nil {
 		what += ": " + cause.Error()
