@@ -105,6 +105,15 @@ func (r *Registry) learnTypes(ctx context.Context, c Client, types []*ua.NodeID)
 			}
 		}
 		if len(simple) > 0 {
+			// No definition: a legacy dictionary may describe it.
+			var needs []*ua.NodeID
+			var err error
+			if simple, needs, err = r.learnDictionaries(ctx, c, simple); err != nil {
+				return fmt.Errorf("look up legacy type dictionaries: %w", err)
+			}
+			next = append(next, needs...)
+		}
+		if len(simple) > 0 {
 			supers, err := browseOne(ctx, c, simple, id.HasSubtype, ua.BrowseDirectionInverse)
 			if err != nil {
 				return fmt.Errorf("find the supertypes of %d data types: %w", len(simple), err)

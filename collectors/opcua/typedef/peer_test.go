@@ -107,6 +107,7 @@ func TestLearnFromNodeOPCUA(t *testing.T) {
 	if mode := r.Type(ua.NewNumericNodeID(1, 3001)); mode == nil || mode.Kind != typedef.KindEnum || mode.Names[5] != "Manual" {
 		t.Errorf("Mode type %#v", mode)
 	}
+	t.Run("LegacyDictionary", func(t *testing.T) { learnFromDictionary(ctx, t, c) })
 }
 
 func names(st collectors.Structure) []string {
