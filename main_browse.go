@@ -17,10 +17,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/collectors/opcua/browse"
+	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -28,7 +33,8 @@ import (
 const passwordEnv = "TAGBRIDGE_PASSWORD"
 
 const browseSynopsis = `browse ENDPOINT [--security POLICY/MODE --cert F --key F --user U] [--root NODE]
-                  [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [--timeout D] [-c FILE]
+                  [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [--ns0] [--tags-only]
+                  [--timeout D] [-c FILE]
 
 Walks the server's address space from the Objects folder (or --root) along
 hierarchical references and prints a plcs: entry for the configuration
@@ -37,7 +43,12 @@ It connects as run does: the same endpoint selection, trust store
 (agent.pki_dir) and allowed directories (agent.allowed_cert_dirs), both
 taken from -c FILE when it exists. The password for --user comes from the
 environment variable ` + passwordEnv + `. The standard Server object is passed
-by unless --root names it. Progress goes to stderr on long walks. Connecting
+by unless --root names it, and variables of namespace 0 (the standard's
+own nodes) are left out unless --ns0. The entry holds the security policy
+and mode the session used (what auto chose). --tags-only prints only the
+tags: list, indented to go under an existing entry. When the server
+refuses the connection asked for, its endpoints are listed with the flags
+that would select them. Progress goes to stderr on long walks. Connecting
 and each request give up after --timeout; Ctrl-C stops at once.`
 
 type browseFlags struct {
@@ -46,7 +57,7 @@ type browseFlags struct {
 	depth                               int
 	maxRefs                             uint
 	timeout                             time.Duration
-	nsu, configSet                      bool
+	nsu, ns0, tagsOnly, configSet       bool
 }
 
 func cmdBrowse(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +72,8 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.filter, "filter", "", "keep only tags whose name matches this `glob` (e.g. 'Line1.*')")
 	fs.StringVar(&f.plc, "plc", "", "`name` of the PLC entry (default the endpoint's host)")
 	fs.BoolVar(&f.nsu, "nsu", false, "write node ids with namespace URIs (nsu=...) instead of indexes (ns=...)")
+	fs.BoolVar(&f.ns0, "ns0", false, "keep variables of namespace 0 (the OPC UA standard's own nodes)")
+	fs.BoolVar(&f.tagsOnly, "tags-only", false, "print only the tags: list, to paste under an existing plcs: entry")
 	fs.StringVar(&f.configFile, "c", defaultConfig, "configuration `file` to take agent.pki_dir and agent.allowed_cert_dirs from, when it exists")
 	fs.UintVar(&f.maxRefs, "max-refs", uint(browse.DefaultMaxReferencesPerNode), "references to ask for per node in one Browse; more come by BrowseNext")
 	fs.DurationVar(&f.timeout, "timeout", browse.DefaultRequestTimeout, "give up on connecting, and on each request, after this `duration`")
@@ -94,6 +107,9 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	cancelDial()
 	if err != nil {
 		fmt.Fprintf(stderr, "tagbridge browse: %s\n", interrupted(ctx, err))
+		if ctx.Err() == nil && (errors.Is(err, opcua.ErrNoEndpoint) || f.security == "None" && f.user == "") {
+			suggestEndpoints(ctx, plc.Endpoint, f.timeout, log, stderr)
+		}
 		return exitRuntime
 	}
 	defer func() {
@@ -103,8 +119,11 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	client := c
+	// The entry holds what the session used, not "auto".
+	plc.Security.Policy = c.Channel().Policy().Name()
+	plc.Security.Mode = strings.TrimPrefix(c.Channel().Mode().String(), "MessageSecurityMode")
 
-	opts := browse.Options{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu, RequestTimeout: f.timeout}
+	opts := browse.Options{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu, Namespace0: f.ns0, RequestTimeout: f.timeout}
 	if f.root != "" {
 		if opts.Root, err = browse.ParseNodeID(f.root, client.Namespaces()); err != nil {
 			fmt.Fprintf(stderr, "tagbridge browse: --root: %v\n", err)
@@ -124,7 +143,11 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tagbridge browse: the server would not browse %s, e.g. %s\n", plural(n, "node"), strings.Join(stats.Skipped[:min(n, 3)], "; "))
 	}
 	if len(vars) == 0 {
-		fmt.Fprintf(stderr, "tagbridge browse: no variables found (%s browsed)\n", plural(stats.Visited, "node"))
+		var ns0 string
+		if stats.Namespace0 > 0 {
+			ns0 = fmt.Sprintf("; %s of namespace 0 left out, --ns0 keeps them", plural(stats.Namespace0, "variable"))
+		}
+		fmt.Fprintf(stderr, "tagbridge browse: no variables found (%s browsed%s)\n", plural(stats.Visited, "node"), ns0)
 		return exitRuntime
 	}
 	fmt.Fprintf(stderr, "tagbridge browse: %s found, %s browsed\n", plural(len(vars), "variable"), plural(stats.Visited, "node"))
@@ -314,21 +337,8 @@ func progress(w io.Writer, visited *atomic.Int64) (stop func()) {
 // tag per variable, with its data type and access level as a comment.
 func plcEntry(plc config.PLC, f browseFlags, vars []browse.Variable) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "plcs:\n  - name: %s\n    endpoint: %s\n", quote(plc.Name), quote(plc.Endpoint))
-	if sec := plc.Security; sec.Policy != "None" {
-		fmt.Fprintf(&b, "    security:\n      policy: %s\n", quote(sec.Policy))
-		if sec.Mode != "" {
-			fmt.Fprintf(&b, "      mode: %s\n", quote(sec.Mode))
-		}
-		if f.cert != "" {
-			fmt.Fprintf(&b, "      certificate_file: %s\n", quote(f.cert))
-		}
-		if f.key != "" {
-			fmt.Fprintf(&b, "      key_file: %s\n", quote(f.key))
-		}
-	}
-	if plc.Auth.Username != "" {
-		fmt.Fprintf(&b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), passwordEnv)
+	if !f.tagsOnly {
+		plcHeader(&b, plc, f)
 	}
 	b.WriteString("    tags:\n")
 	for _, v := range vars {
@@ -352,6 +362,90 @@ func plcEntry(plc config.PLC, f browseFlags, vars []browse.Variable) []byte {
 		b.WriteString("\n")
 	}
 	return b.Bytes()
+}
+
+// plcHeader writes the entry's connection settings, all but its tags.
+func plcHeader(b *bytes.Buffer, plc config.PLC, f browseFlags) {
+	fmt.Fprintf(b, "plcs:\n  - name: %s\n    endpoint: %s\n", quote(plc.Name), quote(plc.Endpoint))
+	if sec := plc.Security; sec.Policy != "None" {
+		fmt.Fprintf(b, "    security:\n      policy: %s\n", quote(sec.Policy))
+		if sec.Mode != "" {
+			fmt.Fprintf(b, "      mode: %s\n", quote(sec.Mode))
+		}
+		if f.cert != "" {
+			fmt.Fprintf(b, "      certificate_file: %s\n", quote(f.cert))
+		}
+		if f.key != "" {
+			fmt.Fprintf(b, "      key_file: %s\n", quote(f.key))
+		}
+	}
+	if plc.Auth.Username != "" {
+		fmt.Fprintf(b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), passwordEnv)
+	}
+}
+
+// suggestEndpoints lists the server's endpoints with the browse flags that
+// select each, after the connection asked for was refused. A server that
+// does not answer GetEndpoints either adds nothing.
+func suggestEndpoints(ctx context.Context, endpoint string, timeout time.Duration, log zerolog.Logger, w io.Writer) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	eps, err := uaclient.GetEndpoints(ctx, endpoint, uatcp.DefaultLimits(), log)
+	if err != nil || len(eps) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	var lines []string
+	for _, ep := range eps {
+		if ep == nil {
+			continue
+		}
+		policy, err := secpolicy.ByURI(ep.SecurityPolicyURI)
+		if err != nil {
+			continue // a policy tagbridge does not speak
+		}
+		line := "--security " + policy.Name()
+		if ep.SecurityMode != ua.MessageSecurityModeNone {
+			line += "/" + strings.TrimPrefix(ep.SecurityMode.String(), "MessageSecurityMode")
+		}
+		var anonymous, user, cert bool
+		for _, t := range ep.UserIdentityTokens {
+			if t == nil {
+				continue
+			}
+			switch t.TokenType {
+			case ua.UserTokenTypeAnonymous:
+				anonymous = true
+			case ua.UserTokenTypeUserName:
+				user = true
+			case ua.UserTokenTypeCertificate:
+				cert = true
+			}
+		}
+		var logins []string
+		if anonymous {
+			logins = append(logins, line)
+		}
+		if user {
+			logins = append(logins, line+" --user NAME")
+		}
+		if cert && !anonymous && !user {
+			logins = append(logins, line+"  (user certificate only: auth.certificate_file in the configuration)")
+		}
+		for _, l := range logins {
+			if !seen[l] {
+				seen[l] = true
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "tagbridge browse: the server offers:\n")
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 }
 
 // quote writes s as a YAML double-quoted scalar (JSON's escapes are YAML's).

@@ -92,6 +92,29 @@ func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	if code != exitRuntime || !strings.Contains(errOut, "no variables found") {
 		t.Errorf("depth 1: exit %d, want %d with no variables found:\n%s", code, exitRuntime, errOut)
 	}
+
+	// --tags-only prints the tags: list alone, ready to go under an entry.
+	code, out, errOut = runBrowse(t, sim.Endpoint, "--tags-only", "--filter", "PLCSim.String.*")
+	if code != exitOK {
+		t.Fatalf("--tags-only: exit %d\n%s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "    tags:\n      - name: ") || strings.Contains(out, "plcs:") || strings.Contains(out, "endpoint:") {
+		t.Errorf("--tags-only output is not a bare tags: list:\n%.300s", out)
+	}
+	entry := fmt.Sprintf("plcs:\n  - name: press1\n    endpoint: %q\n", sim.Endpoint) + out
+	if got, want := validateEntry(t, "agent: {id: line1}\n", entry), fmt.Sprintf("config OK: 1 PLC, %d tags", n/4); got != want {
+		t.Errorf("--tags-only under an entry: validate %q, want %q", got, want)
+	}
+
+	// The Server object's variables are namespace 0: left out unless --ns0.
+	code, out, errOut = runBrowse(t, sim.Endpoint, "--root", "i=2253", "--depth", "1")
+	if code != exitRuntime || out != "" || !regexp.MustCompile(`no variables found \(1 node browsed; \d+ variables? of namespace 0 left out, --ns0 keeps them\)`).MatchString(errOut) {
+		t.Errorf("root Server without --ns0: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+	code, out, errOut = runBrowse(t, sim.Endpoint, "--root", "i=2253", "--depth", "1", "--ns0")
+	if code != exitOK || !strings.Contains(out, `node: "i=2255"`) {
+		t.Errorf("root Server with --ns0: exit %d, want NamespaceArray (i=2255) among the tags:\n%s\n%.600s", code, errOut, out)
+	}
 }
 
 func TestBrowseUsage(t *testing.T) {
@@ -152,7 +175,14 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	t.Setenv(passwordEnv, "correct horse")
 	args := []string{peer.Endpoint, "-c", cfg, "--security", "Basic256Sha256/SignAndEncrypt", "--cert", cert, "--key", key, "--user", "operator"}
 
-	code, out, errOut := runBrowse(t, args...)
+	// The default (None, anonymous) is refused: the endpoints are listed
+	// with the flags that select them.
+	code, out, errOut := runBrowse(t, peer.Endpoint, "-c", cfg)
+	if code != exitRuntime || out != "" || !strings.Contains(errOut, "the server offers:\n") || !strings.Contains(errOut, "\n  --security Basic256Sha256/SignAndEncrypt --user NAME\n") {
+		t.Fatalf("default refused: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+
+	code, out, errOut = runBrowse(t, args...)
 	if code != exitRuntime || out != "" || !strings.Contains(errOut, "is not trusted") || !strings.Contains(errOut, "mv ") {
 		t.Fatalf("untrusted server: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
@@ -186,6 +216,16 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	got := validateEntry(t, agent, out)
 	if !strings.HasPrefix(got, "config OK: 1 PLC, ") {
 		t.Errorf("validate: %q", got)
+	}
+
+	// auto is written as the policy and mode the session used.
+	args[4] = "auto"
+	code, out, errOut = runBrowse(t, args...)
+	if code != exitOK {
+		t.Fatalf("auto: exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(out, want) || strings.Contains(out, `"auto"`) {
+		t.Errorf("auto: output lacks\n%s\n%.600s", want, out)
 	}
 }
 

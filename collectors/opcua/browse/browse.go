@@ -54,9 +54,12 @@ type Options struct {
 	Filter string     // glob (path.Match) over tag names; "": every variable
 	// MaxReferencesPerNode is asked for per node; 0: DefaultMaxReferencesPerNode.
 	MaxReferencesPerNode uint32
-	InFlight             int           // concurrent requests; 0: DefaultInFlight
-	NamespaceURIs        bool          // write node ids as nsu=<uri>;... instead of ns=<index>;...
-	RequestTimeout       time.Duration // bound of each request; 0: DefaultRequestTimeout
+	InFlight             int  // concurrent requests; 0: DefaultInFlight
+	NamespaceURIs        bool // write node ids as nsu=<uri>;... instead of ns=<index>;...
+	// Namespace0 keeps variables of namespace 0 (the OPC UA standard's own
+	// nodes, not PLC tags); by default the walk passes through them.
+	Namespace0     bool
+	RequestTimeout time.Duration // bound of each request; 0: DefaultRequestTimeout
 	// OnVisit, when set, is called with the number of nodes each Browse
 	// covered, from several goroutines at once.
 	OnVisit func(n int)
@@ -102,6 +105,7 @@ type Stats struct {
 	Browses     int      // Browse requests
 	BrowseNexts int      // BrowseNext requests
 	Retried     int      // nodes browsed again when the server had no continuation point left
+	Namespace0  int      // variables of namespace 0 left out (Options.Namespace0 unset)
 	Skipped     []string // nodes the server would not browse, with the reason
 }
 
@@ -118,9 +122,9 @@ type browser struct {
 	namespaces []string
 	nsIndex    map[string]uint16
 
-	browses, nexts, retried atomic.Int64
-	mu                      sync.Mutex
-	skipped                 []string
+	browses, nexts, retried, ns0 atomic.Int64
+	mu                           sync.Mutex
+	skipped                      []string
 }
 
 // walkNode is a node waiting to be browsed.
@@ -165,7 +169,7 @@ func Walk(ctx context.Context, c Client, opts Options) ([]Variable, Stats, error
 	}
 
 	vars, visited, err := b.walk(ctx)
-	stats := Stats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load()), Retried: int(b.retried.Load())}
+	stats := Stats{Visited: visited, Browses: int(b.browses.Load()), BrowseNexts: int(b.nexts.Load()), Retried: int(b.retried.Load()), Namespace0: int(b.ns0.Load())}
 	if err != nil {
 		return nil, stats, err
 	}
@@ -275,6 +279,10 @@ func (b *browser) walk(ctx context.Context) ([]Variable, int, error) {
 				}
 				next = append(next, walkNode{id: nid, path: p})
 				if r.NodeClass != ua.NodeClassVariable {
+					continue
+				}
+				if nid.Namespace() == 0 && !b.opts.Namespace0 {
+					b.ns0.Add(1)
 					continue
 				}
 				tag := TagName(p)
