@@ -409,7 +409,7 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 
 	a.log.Info().Int("unchanged", len(kept)).Int("restarted", restarted).Int("started", added).Int("stopped", stopped).
 		Bool("publisher_reconnected", switched).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).
-		Dur("took", time.Since(started)).Msg("configuration reloaded")
+		Dur("took_ms", time.Since(started)).Msg("configuration reloaded")
 	return pub, nil, nil
 }
 

@@ -259,7 +259,7 @@ func (h *Handler) finish(req Request, res Result) Result {
 	}
 	h.mu.Unlock()
 	ev := h.log.Info().Str("plc", req.PLC).Str("kind", req.Kind.String()).Str("target", req.Target).
-		Str("id", req.ID).Str("topic", req.Topic).Str("result", res.Status.Name).Dur("latency", latency)
+		Str("id", req.ID).Str("topic", req.Topic).Str("result", res.Status.Name).Dur("latency_ms", latency)
 	if req.Kind == Call {
 		ev = ev.Interface("args", req.Args)
 	} else {

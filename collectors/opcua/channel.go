@@ -38,7 +38,7 @@ func (s *Session) watchChannel(c *uaclient.Client) error {
 	if st.TokenID != w.tokenID {
 		w.tokenID = st.TokenID
 		s.status.SetChannel(st.ChannelID, st.TokenID)
-		s.log.Debug().Uint32("channel", st.ChannelID).Uint32("token", st.TokenID).Dur("lifetime", st.Lifetime).Msg("secure channel token renewed")
+		s.log.Debug().Uint32("channel", st.ChannelID).Uint32("token", st.TokenID).Dur("lifetime_ms", st.Lifetime).Msg("secure channel token renewed")
 	}
 	select {
 	case <-ch.Done():
@@ -56,6 +56,6 @@ func (s *Session) noteTokenClock(st uasc.Stats) {
 		return
 	}
 	s.chanWatch.skewWarned = true
-	s.log.Info().Dur("clock_offset", st.ServerClockOffset).Str("offset", st.ServerClockOffset.Round(time.Second).String()).
+	s.log.Info().Dur("clock_offset_ms", st.ServerClockOffset).Str("offset", st.ServerClockOffset.Round(time.Second).String()).
 		Msg("the PLC's secure channel tokens carry a clock that differs from ours; renewals follow our own clock")
 }

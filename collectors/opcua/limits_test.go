@@ -123,7 +123,7 @@ func TestSessionFitsServerLimits(t *testing.T) {
 		return strings.Contains(second.logs.String(), "the PLC allows no more sessions (BadTooManySessions)")
 	})
 	// The longest backoff (1 s here), not the first (100 ms).
-	if countLines(second.logs.String(), "BadTooManySessions", `"backoff":1000,`) == 0 {
+	if countLines(second.logs.String(), "BadTooManySessions", `"backoff_ms":1000,`) == 0 {
 		t.Errorf("want the full PLC retried after the longest backoff:\n%s", second.logs)
 	}
 }

@@ -54,7 +54,7 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 				return nil, fmt.Errorf("recover session: %w", err)
 			}
 			wait := min(s.backoff.Next(attempt), left)
-			s.log.Debug().Err(err).Int("attempt", attempt+1).Dur("backoff", wait).Msg("reactivating the session")
+			s.log.Debug().Err(err).Int("attempt", attempt+1).Dur("backoff_ms", wait).Msg("reactivating the session")
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():

@@ -214,7 +214,7 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 			ev = s.log.Debug() // same failure again: once per state change
 		}
 		lastErr = err.Error()
-		ev.Err(err).Int("attempt", attempt+1).Dur("backoff", wait).Str("state", "disconnected").Msg("plc session down; retrying")
+		ev.Err(err).Int("attempt", attempt+1).Dur("backoff_ms", wait).Str("state", "disconnected").Msg("plc session down; retrying")
 		select {
 		case <-s.retry: // asked before this wait: stale
 		default:
@@ -390,7 +390,7 @@ func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
 	s.status.SetClockOffset(offset)
 	if !s.skewWarned && offset.Abs() > s.plc.ClockSkewWarning.Duration() {
 		s.skewWarned = true
-		s.log.Warn().Dur("clock_offset", offset).Str("offset", offset.Round(time.Millisecond).String()).
+		s.log.Warn().Dur("clock_offset_ms", offset).Str("offset", offset.Round(time.Millisecond).String()).
 			Msg("PLC clock differs from ours; payloads keep the PLC's timestamps")
 	}
 }
@@ -626,7 +626,7 @@ func (s *Session) learnLimits(ctx context.Context, c *uaclient.Client) {
 	if l != s.limits {
 		s.log.Debug().Int("max_nodes_per_read", l.nodesPerRead).Int("max_monitored_items_per_call", l.itemsPerCall).
 			Int("max_monitored_items_per_subscription", l.itemsPerSub).Int("max_subscriptions_per_session", l.subsPerSession).
-			Int("max_nodes_per_history_read", l.nodesPerHistoryRead).Dur("min_supported_sample_rate", l.minSampleRate).
+			Int("max_nodes_per_history_read", l.nodesPerHistoryRead).Dur("min_supported_sample_rate_ms", l.minSampleRate).
 			Bool("history_read", l.historyRead).Msg("server limits")
 	}
 	s.limits = l

@@ -153,7 +153,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		s.srv.Close()
 		return 1
 	}
-	log.Info().Str("endpoint", url).Int("tags", len(tags)).Dur("interval", opts.interval).Msg("listening")
+	log.Info().Str("endpoint", url).Int("tags", len(tags)).Dur("interval_ms", opts.interval).Msg("listening")
 
 	s.run(ctx)
 
@@ -522,9 +522,9 @@ func (s *sim) run(ctx context.Context) {
 			if late := took > s.opts.interval; late != slow {
 				slow = late
 				if slow {
-					s.log.Warn().Dur("took", took).Msg("a change takes longer than -interval; changes come late")
+					s.log.Warn().Dur("took_ms", took).Msg("a change takes longer than -interval; changes come late")
 				} else {
-					s.log.Info().Dur("took", took).Msg("changes are on time again")
+					s.log.Info().Dur("took_ms", took).Msg("changes are on time again")
 				}
 			}
 		}

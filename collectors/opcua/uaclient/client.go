@@ -158,7 +158,7 @@ func establish(ctx context.Context, cfg Config, ch *uasc.Channel) (*Client, erro
 		c.closeSession(ctx)
 		return nil, err
 	}
-	c.log.Debug().Str("session_id", s.id.String()).Dur("session_timeout", s.timeout).Msg("session activated")
+	c.log.Debug().Str("session_id", s.id.String()).Dur("session_timeout_ms", s.timeout).Msg("session activated")
 	return c, nil
 }
 

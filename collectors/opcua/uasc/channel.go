@@ -207,7 +207,7 @@ func open(ctx context.Context, cfg Config) (*Channel, error) {
 		}
 		return nil, cause // what broke the channel, not that it broke: an ERR, not EOF
 	}
-	ev := ch.log.Debug().Uint32("channel_id", ch.channelID).Uint32("token_id", tok.id).Dur("lifetime", tok.lifetime).
+	ev := ch.log.Debug().Uint32("channel_id", ch.channelID).Uint32("token_id", tok.id).Dur("lifetime_ms", tok.lifetime).
 		Str("policy", cfg.Policy.Name()).Stringer("mode", cfg.Mode)
 	if s := secpolicy.SupersededBy(cfg.Policy); s != "" {
 		ev = ev.Str("note", "Part 7 deprecates this policy in favour of "+s)
@@ -302,7 +302,7 @@ func (ch *Channel) renewLoop(base context.Context, first *token) {
 			if lifetime < minRenewInterval {
 				msg += ", too late for tokens this short: expect the server to drop the channel"
 			}
-			ch.log.Warn().Dur("lifetime", lifetime).Dur("renew_every", delay).Msg(msg)
+			ch.log.Warn().Dur("lifetime_ms", lifetime).Dur("renew_every_ms", delay).Msg(msg)
 		}
 	}
 	renew := func() (grant, error) {
@@ -321,7 +321,7 @@ func (ch *Channel) renewLoop(base context.Context, first *token) {
 		ch.stats.Renewals++
 		ch.stats.LastRenewal = tok.arrived
 		ch.mu.Unlock()
-		ch.log.Debug().Uint32("token_id", tok.id).Dur("lifetime", tok.lifetime).Msg("secure channel renewed")
+		ch.log.Debug().Uint32("token_id", tok.id).Dur("lifetime_ms", tok.lifetime).Msg("secure channel renewed")
 		return grant{arrived: tok.arrived, lifetime: tok.lifetime}, nil
 	}
 	err := renewSchedule(ch.done, grant{arrived: first.arrived, lifetime: first.lifetime}, renew, warn)
