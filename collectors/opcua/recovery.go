@@ -28,6 +28,7 @@ import (
 // is closed without closing its session. An error means the session is
 // given up; Run starts afresh after backoff.
 func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *feed, cause error) (*uaclient.Client, error) {
+	cause = serverSide(cause)
 	s.status.SetState(collectors.StateRecovering, cause.Error())
 	s.log.Warn().Err(cause).Str("state", collectors.StateRecovering).Msg("plc channel lost; recovering the session on a new channel")
 	sess := detach(ctx, old)

@@ -191,6 +191,7 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		err = serverSide(err)
 		s.status.NoteError(err)
 		if !healthy {
 			s.status.NoteConnectFailure()
