@@ -25,7 +25,7 @@ func serverSide(err error) error {
 		return nil
 	}
 	for code, text := range serverSideTexts {
-		if errors.Is(err, code) && strings.Contains(err.Error(), code.Error()) {
+		if errors.Is(err, code) {
 			return &reworded{err: err, code: code, text: text}
 		}
 	}
@@ -38,9 +38,15 @@ type reworded struct {
 	text string
 }
 
+// Error replaces the standard text where the message holds it, and
+// otherwise puts the server's doing first.
 func (r *reworded) Error() string {
-	name := strings.TrimPrefix(ua.StatusCodes[r.code].Name, "Status")
-	return strings.Replace(r.err.Error(), r.code.Error(), fmt.Sprintf("%s (%s, 0x%08X)", r.text, name, uint32(r.code)), 1)
+	msg := r.err.Error()
+	if strings.Contains(msg, r.code.Error()) {
+		name := strings.TrimPrefix(ua.StatusCodes[r.code].Name, "Status")
+		return strings.Replace(msg, r.code.Error(), fmt.Sprintf("%s (%s, 0x%08X)", r.text, name, uint32(r.code)), 1)
+	}
+	return r.text + ": " + msg
 }
 
 func (r *reworded) Unwrap() error { return r.err }

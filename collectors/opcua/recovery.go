@@ -30,7 +30,11 @@ import (
 func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *feed, cause error) (*uaclient.Client, error) {
 	cause = serverSide(cause)
 	s.status.SetState(collectors.StateRecovering, cause.Error())
-	s.log.Warn().Err(cause).Str("state", collectors.StateRecovering).Msg("plc channel lost; recovering the session on a new channel")
+	msg := "plc channel lost; recovering the session on a new channel"
+	if _, byServer := cause.(*reworded); byServer {
+		msg = "the plc ended the session; recovering the subscriptions on a new one"
+	}
+	s.log.Warn().Err(cause).Str("state", collectors.StateRecovering).Msg(msg)
 	sess := detach(ctx, old)
 
 	deadline := time.Now().Add(st.Window(minRecoveryWindow))
