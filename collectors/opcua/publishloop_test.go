@@ -32,7 +32,9 @@ func startTweakedSession(t *testing.T, plc config.PLC, tweak func(*Session)) (*r
 			r.mu.Unlock()
 		}
 	}()
-	s := NewSession(plc, zerolog.New(r.logs).Level(zerolog.DebugLevel))
+	plcs := []config.PLC{plc}
+	keepStateInTemp(t, plcs)
+	s := NewSession(plcs[0], zerolog.New(r.logs).Level(zerolog.DebugLevel))
 	tweak(s)
 	go func() { r.done <- s.Run(ctx, out); close(out) }()
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,7 @@ func startSessionValue(t *testing.T, plc config.PLC) (*runSession, *Session) {
 // than one).
 func startSessions(t *testing.T, plcs []config.PLC) (*runSession, *Session) {
 	t.Helper()
+	keepStateInTemp(t, plcs)
 	r := &runSession{samples: map[string][]collectors.Sample{}, logs: &testkit.Log{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	r.stop = cancel
@@ -263,5 +265,18 @@ func TestSessionDeliversUnknownStructureBodies(t *testing.T) {
 	body, isBytes := m["body"].([]byte) // []byte: the payload encoder writes base64
 	if m["type_id"] != "ns=1;i=5001" || m["encoding"] != "binary" || !isBytes || !bytes.Equal(body, want) {
 		t.Errorf("structure %#v, want type_id ns=1;i=5001, binary body %v", m, want)
+	}
+}
+
+// keepStateInTemp moves the sessions' state files (the history gap state,
+// by default under /var/lib/tagbridge/spool) into the test's own directory:
+// a test run as root must not write into the system's state directory,
+// where the package test, running beside it, finds them owned by root.
+func keepStateInTemp(t *testing.T, plcs []config.PLC) {
+	t.Helper()
+	for i := range plcs {
+		if !strings.HasPrefix(plcs[i].History.StateDir, os.TempDir()) {
+			plcs[i].History.StateDir = t.TempDir()
+		}
 	}
 }
