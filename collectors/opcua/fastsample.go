@@ -3,7 +3,6 @@ package opcua
 import (
 	"context"
 	"time"
-	"unsafe"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -40,9 +39,6 @@ func (s *Session) handleItems(ctx context.Context, n *uafast.DataChange, out cha
 // samplesFromItems is the batch of n's items that belong to tags.
 func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 	batch := make(collectors.Batch, len(n.Items))
-	// One word per item holds its number, boxed in place (see boxed): one
-	// allocation for the batch instead of one per value.
-	words := make([]uint64, len(n.Items))
 	var seen itemCache
 	k, unknown := 0, 0
 	for i := range n.Items {
@@ -57,7 +53,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 		tag := &s.tags[it.ClientHandle]
 		smp := &batch[k] // filled in place: a Sample is 150 bytes
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
-		fillSample(smp, it, &words[i], &seen)
+		fillSample(smp, it, &seen)
 		if s.fencedAt(it.ClientHandle, smp.SourceTime) {
 			*smp = collectors.Sample{}
 			continue // handed on from the PLC's history already (history.go)
@@ -111,10 +107,10 @@ func (c *stampCache) of(ticks uint64, withPicos bool, picos uint16) time.Time {
 
 // fillSample fills the value, type, status and timestamps of s from it,
 // as sampleFrom does from a DataValue.
-func fillSample(s *collectors.Sample, it *uafast.Item, word *uint64, seen *itemCache) {
+func fillSample(s *collectors.Sample, it *uafast.Item, seen *itemCache) {
 	s.Value, s.Type = nil, "Null"
 	if it.Mask&ua.DataValueValue != 0 {
-		s.Value, s.Type = itemValue(it, word)
+		s.Value, s.Type = itemValue(it)
 	}
 	var status ua.StatusCode
 	if it.Mask&ua.DataValueStatusCode != 0 {
@@ -141,9 +137,9 @@ func itemTime(t time.Time, withPicos bool, picos uint16) time.Time {
 	return t
 }
 
-// itemValue is convertValue for an item: numeric scalars boxed in word,
+// itemValue is convertValue for an item: numeric scalars from their bits,
 // everything else converted from the value gopcua would have decoded.
-func itemValue(it *uafast.Item, word *uint64) (any, string) {
+func itemValue(it *uafast.Item) (any, string) {
 	typ := it.Type()
 	if typ == ua.TypeIDNull {
 		return nil, "Null"
@@ -161,19 +157,21 @@ func itemValue(it *uafast.Item, word *uint64) (any, string) {
 	case ua.TypeIDByte:
 		return uint8(bits), name
 	case ua.TypeIDInt16:
-		*(*int16)(unsafe.Pointer(word)) = int16(bits)
+		return int16(bits), name
 	case ua.TypeIDUint16:
-		*(*uint16)(unsafe.Pointer(word)) = uint16(bits)
+		return uint16(bits), name
 	case ua.TypeIDInt32:
-		*(*int32)(unsafe.Pointer(word)) = int32(bits)
+		return int32(bits), name
 	case ua.TypeIDUint32:
-		*(*uint32)(unsafe.Pointer(word)) = uint32(bits)
+		return uint32(bits), name
 	case ua.TypeIDFloat:
-		*(*float32)(unsafe.Pointer(word)) = uafast.Float32(bits)
-	case ua.TypeIDInt64, ua.TypeIDUint64:
-		*word = bits
+		return uafast.Float32(bits), name
+	case ua.TypeIDInt64:
+		return int64(bits), name
+	case ua.TypeIDUint64:
+		return bits, name
 	case ua.TypeIDDouble:
-		*(*float64)(unsafe.Pointer(word)) = uafast.Float64(bits)
+		return uafast.Float64(bits), name
 	case ua.TypeIDStatusCode:
 		return statusName(ua.StatusCode(bits)), name
 	case ua.TypeIDString:
@@ -181,27 +179,6 @@ func itemValue(it *uafast.Item, word *uint64) (any, string) {
 	default:
 		return convert(it.Value(), 0), name
 	}
-	return boxed(typ, word), name
-}
-
-// zeros hold one value of each numeric type; boxed copies the type half
-// of their interface values.
-var zeros = [...]any{
-	ua.TypeIDInt16: int16(0), ua.TypeIDUint16: uint16(0),
-	ua.TypeIDInt32: int32(0), ua.TypeIDUint32: uint32(0), ua.TypeIDFloat: float32(0),
-	ua.TypeIDInt64: int64(0), ua.TypeIDUint64: uint64(0), ua.TypeIDDouble: float64(0),
-}
-
-// boxed is the number in word as an interface value of typ's Go type,
-// pointing at word instead of a copy: what any(x) would allocate for
-// each value, one []uint64 per batch holds for all (Go boxes a non-pointer
-// value as a pointer to an immutable copy, which word is: nothing writes
-// to it after). The garbage collector keeps the batch's words alive
-// through the interior pointer.
-func boxed(typ ua.TypeID, word *uint64) any {
-	v := zeros[typ]
-	(*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1] = unsafe.Pointer(word)
-	return v
 }
 
 // itemDataValue is a heartbeat item as a gopcua DataValue, for

@@ -91,11 +91,10 @@ func requireSameSamples(t *testing.T, msg []byte) bool {
 	for i, eo := range res.NotificationMessage.NotificationData {
 		items := eo.Value.(*uafast.DataChange).Items
 		wantItems := want.NotificationMessage.NotificationData[i].Value.(*ua.DataChangeNotification).MonitoredItems
-		words := make([]uint64, len(items))
 		var seen itemCache // shared by the items, as in samplesFromItems
 		for j := range items {
 			got := collectors.Sample{PLC: "plc", Tag: "tag", Node: "ns=1;s=x"}
-			fillSample(&got, &items[j], &words[j], &seen)
+			fillSample(&got, &items[j], &seen)
 			w := sampleFrom("plc", "tag", "ns=1;s=x", wantItems[j].Value)
 			if !sameSample(got, w) {
 				t.Fatalf("item %d:\nfast:   %#v\nuadecode: %#v", j, got, w)
@@ -110,8 +109,8 @@ func sameSample(a, b collectors.Sample) bool {
 	return reflect.DeepEqual(a, b) || fmt.Sprintf("%T %#v", a.Value, a) == fmt.Sprintf("%T %#v", b.Value, b)
 }
 
-// TestBoxedSurvivesCollection: numbers boxed in a batch's words keep
-// their values and types after the words are otherwise unreachable.
+// TestBoxedSurvivesCollection: a batch's numbers keep their values and
+// types after the decoded message is unreachable and collected.
 func TestBoxedSurvivesCollection(t *testing.T) {
 	msg := uafasttest.Message(t, uafasttest.Publish(uafasttest.Doubles(100)...))
 	res, ok := uafast.Decode(msg)
