@@ -55,11 +55,33 @@ func TestClockSkewKeepsValues(t *testing.T) {
 					t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
 				}
 				checkNoGap(t, r, 40)
+				checkServerClockShifted(t, r, tc.offset)
 				t.Logf("SKEW %s %s values=%d renewals=%d recoveries=%d reconnects=%d", peerName, tc.name,
 					len(r.counterValues("int32_0001")), st.TokenRenewals, st.Recoveries, st.Reconnects)
 			})
 		}
 	}
+}
+
+// checkServerClockShifted fails unless the peer's server timestamps are off
+// by about offset: the test proves nothing if the clock was not shifted.
+func checkServerClockShifted(t *testing.T, r *runSession, offset time.Duration) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	samples := r.samples["int32_0001"]
+	for i := len(samples) - 1; i >= 0; i-- {
+		st := samples[i].ServerTime
+		if st.IsZero() {
+			continue
+		}
+		// The last value came in during the last seconds of the test.
+		if off := time.Until(st); (off - offset).Abs() > time.Minute {
+			t.Errorf("the peer's last server timestamp %s is %s from now, want about %s (is libfaketime applied?)", st, off.Round(time.Second), offset)
+		}
+		return
+	}
+	t.Errorf("no server timestamp from the peer to check its clock offset")
 }
 
 // The PLC clock 2 h behind, and the connection cut twice: the session is

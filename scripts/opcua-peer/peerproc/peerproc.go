@@ -141,8 +141,8 @@ func Start(t testing.TB, opts Options) *Peer {
 		opts.PKIDir = filepath.Join(t.TempDir(), "pki")
 	}
 	if opts.ClockOffset != 0 {
-		if _, err := exec.LookPath("faketime"); err != nil {
-			t.Fatalf("opcua-peer: ClockOffset needs faketime (Debian package faketime): run scripts/test, which installs it")
+		if _, err := testkit.FakeTimeEnv(opts.ClockOffset, true); err != nil {
+			t.Fatalf("opcua-peer: ClockOffset: %v", err)
 		}
 	}
 	p := &Peer{t: t, opts: opts, PKIDir: opts.PKIDir}
@@ -219,13 +219,6 @@ func Args(opts Options) []string {
 		args = append(args, "-debug")
 	}
 	args = append(args, opts.Args...)
-	if opts.ClockOffset != 0 {
-		// libfaketime's relative offset, in seconds: "-7200". -m: the
-		// variant for multi-threaded programs such as node.
-		// --exclude-monotonic keeps node's timers on the real clock.
-		offset := fmt.Sprintf("%+d", int64(opts.ClockOffset.Round(time.Second)/time.Second))
-		args = append([]string{"-m", "--exclude-monotonic", "-f", offset, "node"}, args...)
-	}
 	return args
 }
 
@@ -234,16 +227,20 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 func (p *Peer) start() {
 	p.t.Helper()
 	args := Args(p.opts)
-	name := "node"
-	if p.opts.ClockOffset != 0 {
-		name = "faketime"
-	}
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command("node", args...)
 	cmd.Dir = Dir()
-	cmd.Env = append(os.Environ(), "FAKETIME_DONT_FAKE_MONOTONIC=1")
+	cmd.Env = os.Environ()
+	if p.opts.ClockOffset != 0 {
+		// The multi-threaded variant: node runs threads; its timers stay
+		// on the real, monotonic clock.
+		env, err := testkit.FakeTimeEnv(p.opts.ClockOffset, true)
+		if err != nil {
+			p.t.Fatalf("opcua-peer: %v", err)
+		}
+		cmd.Env = append(cmd.Env, env...)
+	}
 	cmd.Stderr = &p.stderr
-	// Own process group: faketime runs node as its child, and signals go
-	// to both.
+	// Own process group: signals reach whatever node started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Wait returns this long after the process exited even when a
 	// grandchild still holds stdout or stderr.
@@ -331,8 +328,7 @@ func (p *Peer) kill() {
 	p.cmd = nil
 }
 
-// signal signals the peer's process group: node, and faketime when it runs
-// under it.
+// signal signals the peer's process group.
 func (p *Peer) signal(sig syscall.Signal) {
 	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
 		p.cmd.Process.Signal(sig)

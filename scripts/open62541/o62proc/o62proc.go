@@ -122,8 +122,8 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.PKIDir = filepath.Join(t.TempDir(), "o62pki")
 	}
 	if opts.ClockOffset != 0 {
-		if _, err := exec.LookPath("faketime"); err != nil {
-			t.Fatal("o62proc: ClockOffset needs faketime (Debian package faketime): run scripts/test, which installs it")
+		if _, err := testkit.FakeTimeEnv(opts.ClockOffset, false); err != nil {
+			t.Fatalf("o62proc: ClockOffset: %v", err)
 		}
 	}
 	s := &Server{t: t, opts: opts, PKIDir: opts.PKIDir}
@@ -203,14 +203,15 @@ func (s *Server) start() {
 		port = testkit.Port(s.t)
 	}
 	args := Args(s.opts, port)
-	name := bin
+	cmd := exec.Command(bin, args...)
+	cmd.Env = os.Environ()
 	if s.opts.ClockOffset != 0 {
-		offset := fmt.Sprintf("%+d", int64(s.opts.ClockOffset.Round(time.Second)/time.Second))
-		args = append([]string{"-f", offset, bin}, args...)
-		name = "faketime"
+		env, err := testkit.FakeTimeEnv(s.opts.ClockOffset, false)
+		if err != nil {
+			s.t.Fatalf("o62proc: %v", err)
+		}
+		cmd.Env = append(cmd.Env, env...)
 	}
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "FAKETIME_DONT_FAKE_MONOTONIC=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
