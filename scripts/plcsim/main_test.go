@@ -538,9 +538,12 @@ collect:
 	minChanges := int(window/changeInterval) / 2
 	for h, name := range names {
 		vs := values[h]
-		// vs[0] is the initial value sent when the item was created; it may
-		// be repeated once by the first change notification.
-		if len(vs) > 1 && vs[1] == vs[0] {
+		// vs[0] is the initial value sent when the item was created. The
+		// first change can repeat it, or be overwritten by the next one
+		// before the first publish: creating a thousand items under -race
+		// on a loaded machine can outlast a change interval, and gopcua's
+		// server keeps one value per item. The counting starts after it.
+		if len(vs) > 1 {
 			vs = vs[1:]
 		}
 		if len(vs)-1 < minChanges {
