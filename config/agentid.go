@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"os"
+
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // ReadAgentID returns agent.id from the file at path without loading or
@@ -18,13 +20,13 @@ func ReadAgentID(path string) (string, error) {
 			ID string `yaml:"id"`
 		} `yaml:"agent"`
 	}
-	_, root, perrs := parseTree(path, data)
+	_, root, perrs := yamlfile.Parse(path, data)
 	if perrs != nil {
 		return "", perrs
 	}
 	if root.Kind != 0 {
 		if err := root.Decode(&c); err != nil {
-			return "", Errors{syntaxError(path, data, err)}
+			return "", Errors{yamlfile.SyntaxError(path, data, err)}
 		}
 	}
 	if c.Agent.ID == "" {

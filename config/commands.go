@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // Defaults of a PLC's commands; config.example.yaml shows each of them.
@@ -78,23 +80,23 @@ type Scalar struct {
 // UnmarshalYAML takes a YAML scalar as a number, boolean or string.
 func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return scalarError(n, "expected a number, string or boolean, got %s", describeNode(n))
+		return yamlfile.ScalarError(n, "expected a number, string or boolean, got %s", yamlfile.DescribeNode(n))
 	}
 	switch n.ShortTag() {
 	case "!!int", "!!float":
 		var f float64
 		if err := n.Decode(&f); err != nil {
-			return scalarError(n, "%q is not a number", n.Value)
+			return yamlfile.ScalarError(n, "%q is not a number", n.Value)
 		}
 		s.Value = f
 	case "!!bool":
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			return scalarError(n, "%q is not a boolean", n.Value)
+			return yamlfile.ScalarError(n, "%q is not a boolean", n.Value)
 		}
 		s.Value = b
 	case "!!null":
-		return scalarError(n, "expected a number, string or boolean, got null")
+		return yamlfile.ScalarError(n, "expected a number, string or boolean, got null")
 	default:
 		s.Value = n.Value
 	}

@@ -9,9 +9,11 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
-// decodeTree reports what a Decoder with KnownFields(true) reports, from
+// DecodeNode reports what a Decoder with KnownFields(true) reports, from
 // one parse: the same messages for unknown keys, wrong types and
 // duplicate keys, wherever they stand.
 func TestDecodeTreeMatchesKnownFields(t *testing.T) {
@@ -38,12 +40,12 @@ func TestDecodeTreeMatchesKnownFields(t *testing.T) {
 			if te, ok := errors.AsType[*yaml.TypeError](dec.Decode(&Config{})); ok {
 				want = te.Errors
 			}
-			_, root, perrs := parseTree("c.yaml", []byte(doc))
+			_, root, perrs := yamlfile.Parse("c.yaml", []byte(doc))
 			if perrs != nil {
 				t.Fatal(perrs)
 			}
 			var got []string
-			te, err := decodeTree(root, &Config{})
+			te, err := yamlfile.DecodeNode(root, &Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,11 +66,11 @@ func TestDecodeTreeMatchesKnownFields(t *testing.T) {
 func TestOversizedMapping(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("agent:\n  id: ipc01\nmqtt:\n")
-	for i := range maxMappingKeys + 1 {
+	for i := range yamlfile.MaxMappingKeys + 1 {
 		fmt.Fprintf(&b, "  k%d: 1\n", i)
 	}
 	_, err := Parse("c.yaml", []byte(b.String()))
-	want := fmt.Sprintf("c.yaml:4: a mapping of %d keys: no section of the configuration takes more than %d", maxMappingKeys+1, maxMappingKeys)
+	want := fmt.Sprintf("c.yaml:4: a mapping of %d keys: no section of the configuration takes more than %d", yamlfile.MaxMappingKeys+1, yamlfile.MaxMappingKeys)
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
 	}

@@ -2,14 +2,12 @@ package config
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // Defaults; config.example.yaml shows each of them.
@@ -150,29 +148,7 @@ func defaultTagName(n NodeID) string {
 }
 
 // isSet reports whether path is written in the file with a non-null value.
-func (c *Config) isSet(path string) bool {
-	n := c.root
-	if n == nil {
-		return false
-	}
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for key := range strings.SplitSeq(strings.ReplaceAll(path, "[", ".["), ".") {
-		if idx, ok := strings.CutPrefix(key, "["); ok {
-			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
-			if n = unalias(n); err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
-				return false
-			}
-			n = n.Content[i]
-			continue
-		}
-		if _, n = lookupKey(n, key); n == nil {
-			return false
-		}
-	}
-	return n.ShortTag() != "!!null"
-}
+func (c *Config) isSet(path string) bool { return yamlfile.IsSet(c.root, path) }
 
 func orString(s *string, def string) {
 	if *s == "" {

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // AutoAccept is security.auto_accept: "false", "true" (trust on first use)
@@ -28,7 +29,7 @@ func (a *AutoAccept) UnmarshalYAML(n *yaml.Node) error {
 			return nil
 		}
 	}
-	return scalarError(n, "%q is not a valid auto_accept (false, true or force)", n.Value)
+	return yamlfile.ScalarError(n, "%q is not a valid auto_accept (false, true or force)", n.Value)
 }
 
 // Mode returns a as the certs package's AutoAccept.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // MinStatusToken is the shortest status token accepted, so a guessable
@@ -117,7 +118,7 @@ func ReadStatus(path string) (Status, error) {
 	var part struct {
 		Agent Agent `yaml:"agent"`
 	}
-	_, root, perrs := parseTree(path, data)
+	_, root, perrs := yamlfile.Parse(path, data)
 	if perrs != nil {
 		return Status{}, perrs
 	}

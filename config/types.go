@@ -9,6 +9,8 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 // Duration is a time.Duration written as a Go duration string ("500ms", "1s").
@@ -25,14 +27,14 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 // UnmarshalYAML parses a Go duration string; negative durations are rejected.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return scalarError(n, "expected a duration (e.g. 500ms, 1s, 2m), got %s", describeNode(n))
+		return yamlfile.ScalarError(n, "expected a duration (e.g. 500ms, 1s, 2m), got %s", yamlfile.DescribeNode(n))
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return scalarError(n, "%q is not a valid duration (e.g. 500ms, 1s, 2m)", n.Value)
+		return yamlfile.ScalarError(n, "%q is not a valid duration (e.g. 500ms, 1s, 2m)", n.Value)
 	}
 	if v < 0 {
-		return scalarError(n, "%q must not be negative", n.Value)
+		return yamlfile.ScalarError(n, "%q must not be negative", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -100,7 +102,7 @@ func (n NodeID) MarshalYAML() (any, error) { return n.Raw, nil }
 // that Validate reports it as missing.
 func (n *NodeID) UnmarshalYAML(node *yaml.Node) error {
 	if node.Kind != yaml.ScalarNode {
-		return scalarError(node, "expected a node id (e.g. ns=2;s=Line1.Temp), got %s", describeNode(node))
+		return yamlfile.ScalarError(node, "expected a node id (e.g. ns=2;s=Line1.Temp), got %s", yamlfile.DescribeNode(node))
 	}
 	if node.Value == "" {
 		*n = NodeID{}
@@ -108,29 +110,10 @@ func (n *NodeID) UnmarshalYAML(node *yaml.Node) error {
 	}
 	id, err := ParseNodeID(node.Value)
 	if err != nil {
-		return scalarError(node, "%s", err)
+		return yamlfile.ScalarError(node, "%s", err)
 	}
 	*n = id
 	return nil
-}
-
-// scalarError is returned by UnmarshalYAML methods. A *yaml.TypeError lets the
-// decoder carry on and report the other problems too; any other error stops it.
-func scalarError(n *yaml.Node, format string, args ...any) error {
-	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
-}
-
-// describeNode names what a node holds, for "expected X, got Y" messages.
-func describeNode(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return fmt.Sprintf("%q", n.Value)
 }
 
 // Size is a number of bytes, written as an integer (268435456) or with a
@@ -158,11 +141,11 @@ func (s Size) MarshalYAML() (any, error) { return s.String(), nil }
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	const want = "an integer number of bytes or a size such as 512KiB, 256MiB, 1GiB"
 	if n.Kind != yaml.ScalarNode {
-		return scalarError(n, "expected %s, got %s", want, describeNode(n))
+		return yamlfile.ScalarError(n, "expected %s, got %s", want, yamlfile.DescribeNode(n))
 	}
 	v, err := parseSize(n.Value)
 	if err != nil {
-		return scalarError(n, "%q is not a valid size (%s)", n.Value, want)
+		return yamlfile.ScalarError(n, "%q is not a valid size (%s)", n.Value, want)
 	}
 	*s = v
 	return nil

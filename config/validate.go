@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
 var (
@@ -46,7 +48,7 @@ func (c *Config) Validate() error {
 	if len(v.errs) == 0 {
 		return nil
 	}
-	v.errs.sortByLine()
+	v.errs.SortByLine()
 	return v.errs
 }
 
@@ -59,7 +61,7 @@ func (v *validator) add(path, format string, args ...any) {
 	v.errs = append(v.errs, Error{File: v.c.File, Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) line(path string) int { return lineOf(v.c.root, path) }
+func (v *validator) line(path string) int { return yamlfile.LineOf(v.c.root, path) }
 
 // oneOf reports value at path unless it is one of allowed.
 func (v *validator) oneOf(path, value, what string, allowed []string) bool {

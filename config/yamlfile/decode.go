@@ -1,4 +1,8 @@
-package config
+// Package yamlfile reads a YAML file strictly and says where its problems
+// are: one parse gives both the values and the node tree, a key that names
+// no field is an error, and every problem reads FILE:LINE: path: message,
+// the path in the form plcs[2].tags[5].node. It knows no particular file.
+package yamlfile
 
 import (
 	"bytes"
@@ -13,26 +17,53 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxMappingKeys bounds the keys of one mapping. No section of the
+// MaxMappingKeys bounds the keys of one mapping. No section of the
 // configuration has more than a few dozen, and the decoder compares a
 // mapping's keys pairwise for duplicates: 20,000 keys took 2 s.
-const maxMappingKeys = 256
+const MaxMappingKeys = 256
 
-// parseTree parses the first document of data into a node tree, once: it
+// Decode decodes the one document of data into v strictly (as a Decoder
+// with KnownFields(true) would) and returns the node tree, for LineOf and
+// IsSet, with every problem placed at its path, and the paths whose values
+// a problem left unset: checking them as well would only repeat it. A nil
+// root means nothing could be decoded; errs says why.
+func Decode(file string, data []byte, v any) (root *yaml.Node, errs Errors, moot PathSet) {
+	dec, root, perrs := Parse(file, data)
+	if perrs != nil {
+		return nil, perrs, nil
+	}
+	typeErr, err := DecodeNode(root, v)
+	if err != nil {
+		return nil, Errors{SyntaxError(file, data, err)}, nil
+	}
+	if typeErr != nil {
+		errs, moot = decodeErrors(file, root, typeErr)
+	}
+	// Decode reads one document; a second one would be ignored without a word.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		errs = append(errs, Error{File: file, Line: extra.Line, Msg: "only one YAML document is allowed"})
+	} else if err != io.EOF {
+		errs = append(errs, SyntaxError(file, data, err))
+	}
+	return root, errs, moot
+}
+
+// Parse parses the first document of data into a node tree, once: it
 // gives the line numbers, and the structs are decoded from it. dec reads
 // the documents after it. A syntax error or an oversized mapping is
 // returned as Errors; an empty file is an empty node.
-func parseTree(file string, data []byte) (*yaml.Decoder, *yaml.Node, Errors) {
+func Parse(file string, data []byte) (*yaml.Decoder, *yaml.Node, Errors) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	root := &yaml.Node{}
 	if err := dec.Decode(root); err != nil && err != io.EOF {
-		return nil, nil, Errors{syntaxError(file, data, err)}
+		return nil, nil, Errors{SyntaxError(file, data, err)}
 	}
 	var errs Errors
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode && len(n.Content)/2 > maxMappingKeys {
-			errs = append(errs, Error{File: file, Line: n.Line, Msg: fmt.Sprintf("a mapping of %d keys: no section of the configuration takes more than %d", len(n.Content)/2, maxMappingKeys)})
+		if n.Kind == yaml.MappingNode && len(n.Content)/2 > MaxMappingKeys {
+			errs = append(errs, Error{File: file, Line: n.Line, Msg: fmt.Sprintf("a mapping of %d keys: no section of the configuration takes more than %d", len(n.Content)/2, MaxMappingKeys)})
 			return
 		}
 		for _, c := range n.Content { // aliases are not followed: their targets are walked where they stand
@@ -46,13 +77,13 @@ func parseTree(file string, data []byte) (*yaml.Decoder, *yaml.Node, Errors) {
 	return dec, root, nil
 }
 
-// decodeTree decodes root into v, with the decoder's errors plus one
+// DecodeNode decodes root into v, with the decoder's errors plus one
 // "line N: field K not found in type T" for every key that names no field,
 // as a Decoder with KnownFields(true) reports them: Node.Decode has no
 // such option, and parsing the file a second time for it doubled the cost
 // of loading. The messages are in line order. Any other error (an alias
 // cycle, excessive aliasing) is returned as it is.
-func decodeTree(root *yaml.Node, v any) (*yaml.TypeError, error) {
+func DecodeNode(root *yaml.Node, v any) (*yaml.TypeError, error) {
 	if root.Kind == 0 { // empty file
 		return nil, nil
 	}
