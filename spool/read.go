@@ -86,6 +86,7 @@ func (s *Spool) Advance(seq uint64) bool {
 	if s.peeked == 0 || s.rseq != seq {
 		return false
 	}
+	s.readRecord(seq, s.peeked)
 	s.roff += s.peeked
 	s.rseq++
 	s.peeked = 0
@@ -153,6 +154,7 @@ func (s *Spool) lose(n uint64) {
 	from := s.rseq
 	s.rseq += n
 	s.drop(n)
+	s.tellDrop("", n)
 	if s.acked >= from {
 		s.acked = s.rseq // nothing before the lost records awaits an acknowledgement
 	}
@@ -207,7 +209,9 @@ func (s *Spool) Rewind() error {
 	}
 	s.resent.Add(s.rseq - s.acked)
 	s.peeked = 0
-	return s.seek(s.acked)
+	err := s.seek(s.acked)
+	s.updateStats()
+	return err
 }
 
 // Ack records that the broker has every record up to and including seq;

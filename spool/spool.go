@@ -98,8 +98,18 @@ type Spool struct {
 	corruptFrom uint64
 	episode     uint64 // dropped in the current episode
 
+	// unacked holds the sizes of the records read and not yet
+	// acknowledged, oldest first, from unackedHead on; unackedBytes is
+	// their sum. With the records not yet read they make held().
+	unacked      []recordSize
+	unackedHead  int
+	unackedBytes int64
+	// onDrop hears of every record dropped, with its topic ("" when it
+	// cannot be read); see OnDrop.
+	onDrop func(topic string, n uint64)
+
 	values, dropped, resent atomic.Uint64
-	bytes                   atomic.Int64
+	bytes, fileBytes        atomic.Int64
 
 	// fsyncs run in the background: Sync's one at a time, each full
 	// segment's after the Sync fsync under way (which may be on it).
@@ -109,6 +119,12 @@ type Spool struct {
 	bgErr    error
 }
 
+// recordSize is a record read and not yet acknowledged.
+type recordSize struct {
+	seq  uint64
+	size int64
+}
+
 type segment struct {
 	first uint64 // sequence number of its first record
 	size  int64  // bytes in the file
@@ -116,10 +132,16 @@ type segment struct {
 
 // Stats describes the spool; safe to read from any goroutine.
 type Stats struct {
-	Values  uint64 // records not yet acknowledged by the broker
-	Bytes   int64  // size of the segment files
-	Dropped uint64 // records deleted unsent: spool full, or corrupt on disk
-	Resent  uint64 // records sent again after a restart, which the broker may have had
+	Values uint64 // records not yet acknowledged by the broker
+	// Bytes is what those records take, framing included: 0 once the
+	// broker has everything, whatever the files still hold.
+	Bytes int64
+	// FileBytes is the size of the segment files, which max_bytes
+	// bounds: delivered records stay in them until a segment is wholly
+	// delivered.
+	FileBytes int64
+	Dropped   uint64 // records deleted unsent: spool full, or corrupt on disk
+	Resent    uint64 // records sent again after a restart, which the broker may have had
 }
 
 const (
@@ -337,12 +359,63 @@ func (s *Spool) closeFiles() {
 
 // Stats returns the spool's counters; safe to call from any goroutine.
 func (s *Spool) Stats() Stats {
-	return Stats{Values: s.values.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load(), Resent: s.resent.Load()}
+	return Stats{Values: s.values.Load(), Bytes: s.bytes.Load(), FileBytes: s.fileBytes.Load(), Dropped: s.dropped.Load(), Resent: s.resent.Load()}
+}
+
+// OnDrop has fn hear of the records dropped from now on (spool full,
+// disk full, a write error, corruption), n at a time, with their topic,
+// or "" for records that cannot be read. fn runs with the spool locked:
+// it must be quick and must not call the spool.
+func (s *Spool) OnDrop(fn func(topic string, n uint64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onDrop = fn
 }
 
 func (s *Spool) updateStats() {
+	s.forgetRead()
 	s.values.Store(s.next - s.acked)
-	s.bytes.Store(s.size())
+	s.bytes.Store(s.held())
+	s.fileBytes.Store(s.size())
+}
+
+// held is the size of the records not yet acknowledged: those read and
+// awaiting their acknowledgement, and those after the reader.
+func (s *Spool) held() int64 {
+	n := s.unackedBytes + int64(len(s.wbuf))
+	for i := s.rseg; i < len(s.segs); i++ {
+		from := int64(len(segMagic))
+		if i == s.rseg {
+			from = s.roff
+		}
+		n += max(0, s.segs[i].size-from)
+	}
+	return n
+}
+
+// readRecord notes a record the reader passed, awaiting its acknowledgement.
+func (s *Spool) readRecord(seq uint64, size int64) {
+	if s.unackedHead > 0 && s.unackedHead == len(s.unacked) {
+		s.unacked, s.unackedHead = s.unacked[:0], 0
+	}
+	s.unacked = append(s.unacked, recordSize{seq, size})
+	s.unackedBytes += size
+}
+
+// forgetRead forgets the records read before s.acked (acknowledged or
+// dropped) and, when the reader moved back, those from s.rseq on.
+func (s *Spool) forgetRead() {
+	for s.unackedHead < len(s.unacked) && s.unacked[s.unackedHead].seq < s.acked {
+		s.unackedBytes -= s.unacked[s.unackedHead].size
+		s.unackedHead++
+	}
+	for len(s.unacked) > s.unackedHead && s.unacked[len(s.unacked)-1].seq >= s.rseq {
+		s.unackedBytes -= s.unacked[len(s.unacked)-1].size
+		s.unacked = s.unacked[:len(s.unacked)-1]
+	}
+	if s.unackedHead == len(s.unacked) {
+		s.unacked, s.unackedHead, s.unackedBytes = s.unacked[:0], 0, 0
+	}
 }
 
 func (s *Spool) segPath(first uint64) string {

@@ -288,11 +288,25 @@ func TestSpoolFull(t *testing.T) {
 	const limit = 64 << 10 // 8 KiB segments
 	s, logs := openSpool(t, dir, limit)
 	defer s.Close()
+	droppedBy := map[string]uint64{}
+	s.OnDrop(func(topic string, n uint64) { droppedBy[topic] += n })
 	const n = 20000
 	appendN(t, s, 0, n)
 	st := s.Stats()
-	if st.Bytes > limit {
-		t.Errorf("spool is %d bytes, over its limit of %d", st.Bytes, limit)
+	if st.FileBytes > limit || st.Bytes > st.FileBytes {
+		t.Errorf("spool files are %d bytes holding %d, over its limit of %d", st.FileBytes, st.Bytes, limit)
+	}
+	// The hook names the topic of every record dropped: the oldest, so
+	// each of rec's 7 topics in turn.
+	var told uint64
+	for topic, c := range droppedBy {
+		if !strings.HasPrefix(topic, "tagbridge/a1/plc/tag") {
+			t.Errorf("dropped %d records of topic %q, want rec's topics only", c, topic)
+		}
+		told += c
+	}
+	if told != st.Dropped || len(droppedBy) != 7 {
+		t.Errorf("OnDrop heard of %d records in %d topics, want %d in 7", told, len(droppedBy), st.Dropped)
 	}
 	if st.Dropped == 0 || st.Values+st.Dropped != n {
 		t.Errorf("Stats = %+v, want values + dropped = %d", st, n)
@@ -534,4 +548,56 @@ func TestSpoolConcurrent(t *testing.T) {
 		t.Errorf("%d read + %d dropped, want %d", read, st.Dropped, n)
 	}
 	t.Logf("%d read, %d dropped", read, s.Stats().Dropped)
+}
+
+// recordBytes is what record i takes in a segment, framing included.
+func recordBytes(i int) int64 {
+	topic, payload := rec(i)
+	return recHeader + 2 + int64(len(topic)+len(payload))
+}
+
+// TestSpoolBytesHeld: Stats.Bytes counts the records not yet
+// acknowledged (read or not), not the files, which keep delivered records
+// until their segment is wholly delivered: it falls to 0 once the broker
+// has everything, and a rewind or a restart does not change it.
+func TestSpoolBytesHeld(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openSpool(t, dir, 1<<20) // 128 KiB segments
+	const n = 3000
+	var want int64
+	for i := range n {
+		want += recordBytes(i)
+	}
+	appendN(t, s, 0, n)
+	check := func(when string, want int64) {
+		t.Helper()
+		if st := s.Stats(); st.Bytes != want {
+			t.Fatalf("%s: Bytes = %d, want %d (files %d)", when, st.Bytes, want, st.FileBytes)
+		}
+	}
+	check("appended", want)
+	last := readN(t, s, 0, 1000)
+	check("1000 read, none acknowledged", want)
+	if err := s.Rewind(); err != nil {
+		t.Fatal(err)
+	}
+	check("rewound", want)
+	last = readN(t, s, 0, 1000)
+	s.Ack(last - 500) // the first 500
+	for i := range 500 {
+		want -= recordBytes(i)
+	}
+	check("500 acknowledged", want)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = openSpool(t, dir, 1<<20)
+	defer s.Close()
+	check("reopened", want)
+	last = readN(t, s, 500, n-500)
+	s.Ack(last)
+	check("all acknowledged", 0)
+	if st := s.Stats(); st.FileBytes <= int64(len(segMagic)) {
+		t.Errorf("FileBytes = %d: the segment appended to should still hold its delivered records", st.FileBytes)
+	}
 }

@@ -75,6 +75,7 @@ func (s *Spool) flush() error {
 // dropBuffered drops the records not yet written, after err.
 func (s *Spool) dropBuffered(err error) error {
 	lost := s.next - s.written
+	s.tellDropRecords(bytesReader(s.wbuf), 0, int64(len(s.wbuf)), lost)
 	s.next = s.written
 	s.wbuf = s.wbuf[:0]
 	s.drop(lost)
@@ -187,6 +188,7 @@ func (s *Spool) dropOldest(why string) error {
 		lost = end - from
 	}
 	if s.rseg == 0 {
+		s.tellDropRecords(s.readAt, s.roff, s.segs[0].size, lost)
 		s.closeReader()
 		s.peeked = 0
 		s.rseg, s.rseq, s.roff = 1, max(s.rseq, end), int64(len(segMagic))
@@ -208,6 +210,46 @@ func (s *Spool) dropOldest(why string) error {
 func (s *Spool) drop(n uint64) {
 	s.dropped.Add(n)
 	s.episode += n
+}
+
+// tellDrop passes n records of topic dropped to the OnDrop hook.
+func (s *Spool) tellDrop(topic string, n uint64) {
+	if s.onDrop != nil && n > 0 {
+		s.onDrop(topic, n)
+	}
+}
+
+// tellDropRecords passes the n records dropped from off on to the OnDrop
+// hook with their topics, those it cannot read with "". A spool full
+// reads its oldest segment once for this: a few MiB at most.
+func (s *Spool) tellDropRecords(read func(off int64, n int) ([]byte, error), off, end int64, n uint64) {
+	if s.onDrop == nil {
+		return
+	}
+	for ; n > 0; n-- {
+		size, ok := recordAt(read, off, end)
+		if !ok {
+			break
+		}
+		body, err := read(off+recHeader, int(size-recHeader))
+		if err != nil {
+			break
+		}
+		tl := int(binary.LittleEndian.Uint16(body))
+		s.onDrop(string(body[2:2+tl]), 1)
+		off += size
+	}
+	s.tellDrop("", n)
+}
+
+// bytesReader reads records from b as recordAt does from a file.
+func bytesReader(b []byte) func(off int64, n int) ([]byte, error) {
+	return func(off int64, n int) ([]byte, error) {
+		if off < 0 || off+int64(n) > int64(len(b)) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return b[off : off+int64(n)], nil
+	}
 }
 
 func (s *Spool) size() int64 {
