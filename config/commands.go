@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tagbridge/tagbridge/config/filecheck"
 	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
@@ -142,10 +143,10 @@ func (v *validator) commands(path string, p *PLC) {
 	} else if c.SecretEnv != "" {
 		c.Secret = v.fromEnv(cp+".secret_env", c.SecretEnv)
 	} else if c.SecretFile != "" {
-		key, err := readSecret(c.SecretFile)
+		key, err := filecheck.ReadSecret(c.SecretFile)
 		switch {
 		case err != nil:
-			v.add(cp+".secret_file", "cannot read key file %q: %s", c.SecretFile, reason(err))
+			v.add(cp+".secret_file", "cannot read key file %q: %s", c.SecretFile, filecheck.Reason(err))
 		case key == "":
 			v.add(cp+".secret_file", "key file %q is empty", c.SecretFile)
 		}

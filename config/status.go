@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/config/filecheck"
 	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
@@ -68,36 +67,14 @@ func statusAddrError(addr string, allowRemote bool) string {
 	return fmt.Sprintf("%q listens on %s, which is not loopback; set status_allow_remote: true to allow that", addr, host)
 }
 
-// tokenFile reads a bearer token. Like ssh with a private key, it refuses
-// a file others may read: whoever reads the token can read the status.
+// tokenFile reads a bearer token (filecheck.Token).
 func (v *validator) tokenFile(path, name string) Secret {
-	val, err := readSecret(name)
-	if err != nil {
-		v.add(path, "cannot read token file %q: %s", name, reason(err))
+	token, msg := filecheck.Token(name, MinStatusToken)
+	if msg != "" {
+		v.add(path, "%s", msg)
 		return ""
 	}
-	if err := certs.CheckKeyFile(name); errors.Is(err, certs.ErrKeyPermissions) {
-		mode := os.FileMode(0)
-		if fi, err := os.Stat(name); err == nil {
-			mode = fi.Mode().Perm()
-		}
-		v.add(path, "token file %q is readable by group or others (mode %04o); chmod 600 %s", name, mode, name)
-		return ""
-	} else if err != nil {
-		v.add(path, "cannot read token file %q: %s", name, reason(err))
-		return ""
-	}
-	val = strings.TrimSpace(val)
-	switch {
-	case val == "":
-		v.add(path, "token file %q is empty", name)
-		return ""
-	case len(val) < MinStatusToken || strings.ContainsAny(val, " \t\r\n"):
-		// The token itself is never echoed.
-		v.add(path, "token in %q must be one word of at least %d characters (e.g. openssl rand -hex 32)", name, MinStatusToken)
-		return ""
-	}
-	return Secret(val)
+	return Secret(token)
 }
 
 // Status is what `tagbridge status` needs from a configuration.

@@ -1,10 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
 	"net/url"
 	"os"
@@ -13,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tagbridge/tagbridge/config/filecheck"
 	"github.com/tagbridge/tagbridge/config/yamlfile"
 )
 
@@ -268,64 +266,17 @@ func (v *validator) fromEnv(path, name string) Secret {
 	return Secret(val)
 }
 
-// maxSecret bounds a password file, so a path like /dev/zero cannot exhaust memory.
-const maxSecret = 64 << 10
-
 // fromFile reads a secret from a file, without its trailing newline.
 func (v *validator) fromFile(path, name string) Secret {
-	val, err := readSecret(name)
+	val, err := filecheck.ReadSecret(name)
 	if err != nil {
-		v.add(path, "cannot read password file %q: %s", name, reason(err))
+		v.add(path, "cannot read password file %q: %s", name, filecheck.Reason(err))
 		return ""
 	}
 	if val == "" {
 		v.add(path, "password file %q is empty", name)
 	}
 	return Secret(val)
-}
-
-func readSecret(name string) (string, error) {
-	if err := readable(name); err != nil {
-		return "", err
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxSecret {
-		return "", errors.New("larger than 64 KiB")
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-// readable checks that name is a regular file we may open. Opening a FIFO
-// or a device could block or never end, so those are refused first.
-func readable(name string) error {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return errors.New("not a regular file")
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// reason drops the path an *fs.PathError repeats: the message quotes it already.
-func reason(err error) string {
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 // brokerURLError returns what is wrong with an MQTT broker URL, or "".
