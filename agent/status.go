@@ -9,6 +9,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/command"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/publish"
 )
 
 // statusSource reads the trackers of the running sessions and the current
@@ -39,7 +40,17 @@ func (s statusSource) Broker() statusapi.Broker {
 		ConnectAttempts: st.ConnectAttempts,
 		Reconnects:      st.Reconnects,
 		PublishLatency:  statusapi.Histogram(st.PublishLatency),
+		ByPLC:           byPLC(st.PLCs),
 	}
+}
+
+// byPLC converts the publisher's counts by PLC entry for the status.
+func byPLC(in map[string]publish.PLCCounts) map[string]statusapi.PublishCounts {
+	out := make(map[string]statusapi.PublishCounts, len(in))
+	for plc, c := range in {
+		out[plc] = statusapi.PublishCounts(c)
+	}
+	return out
 }
 
 // Reconnect makes the session of entry plc, waiting to reconnect, try now.

@@ -174,7 +174,7 @@ func TestStatusListener(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
 			t.Fatalf("/status: %v\n%s", err, body)
 		}
-		return len(st.PLCs) == 1 && st.PLCs[0].Values > 0 && st.Broker.Published > 0
+		return len(st.PLCs) == 1 && st.PLCs[0].Values > 0 && st.Broker.Published > 0 && st.Broker.ByPLC["press1"].Published > 0
 	})
 	p := st.PLCs[0]
 	if st.Agent != "st" || !st.Healthy || p.PLC != "press1" || p.State != "streaming" || p.Endpoint != plc.Endpoint ||
@@ -196,7 +196,8 @@ func TestStatusListener(t *testing.T) {
 		{"tagbridge_plc_tags", []string{"plc", "press1", "result", "ok"}, tags},
 		{"tagbridge_plc_tags", []string{"plc", "press1", "result", "failed"}, 0},
 		{"tagbridge_broker_connected", nil, 1},
-		{"tagbridge_dropped_values_total", nil, 0},
+		{"tagbridge_dropped_values_total", []string{"plc", "press1"}, 0},
+		{"tagbridge_failed_values_total", []string{"plc", "press1"}, 0},
 	} {
 		if got, ok := value(fams, m.name, m.labels...); !ok || got != m.want {
 			t.Errorf("%s%v = %v (present %v), want %v", m.name, m.labels, got, ok, m.want)
@@ -204,6 +205,9 @@ func TestStatusListener(t *testing.T) {
 	}
 	if got, _ := value(fams, "tagbridge_plc_values_total", "plc", "press1"); got < 1 {
 		t.Errorf("tagbridge_plc_values_total = %v, want values", got)
+	}
+	if got, _ := value(fams, "tagbridge_published_values_total", "plc", "press1"); got < 1 {
+		t.Errorf("tagbridge_published_values_total{plc=\"press1\"} = %v, want values", got)
 	}
 	if got, ok := value(fams, "tagbridge_plc_info", "plc", "press1", "endpoint", plc.Endpoint, "policy", "None"); !ok || got != 1 {
 		t.Errorf("tagbridge_plc_info for %s with policy None: %v %v", plc.Endpoint, got, ok)

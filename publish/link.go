@@ -136,6 +136,7 @@ func (p *Publisher) refused() (suspect bool) {
 		return false
 	}
 	p.asideAcked.Add(1)
+	p.owners.of(topic).asideAcked.Add(1)
 	p.mu.Unlock()
 	p.deadLetter(topic, payload, fmt.Sprintf("%d connections ended without the broker acknowledging it", strikes))
 	p.mu.Lock()

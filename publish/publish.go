@@ -104,6 +104,9 @@ type Publisher struct {
 	// those of them taken out of paho's store, which the store counts as
 	// acknowledged once the broker answers their PUBREL.
 	setAside, asideAcked atomic.Uint64
+	// owners counts published, failed and dropped records by PLC entry
+	// (plccounts.go).
+	owners *owners
 
 	mu         sync.Mutex
 	idle       sync.Cond     // signalled when publishing turns false
@@ -124,8 +127,9 @@ type Publisher struct {
 	settings settings // what it was built from (see NeedsRestart)
 
 	// Owned by the intake goroutine.
-	states []collectors.PLCStatus // the states New was given, taken first
-	since  map[string]time.Time   // per entry, the Since of the state New was given
+	appendFor *plcCounts             // the entry of the records being appended
+	states    []collectors.PLCStatus // the states New was given, taken first
+	since     map[string]time.Time   // per entry, the Since of the state New was given
 
 	// fenced (Sparkplug, QoS 0): a record handed to the connection stays
 	// in the spool until the broker has answered a PINGREQ written after
@@ -159,8 +163,11 @@ type Stats struct {
 	Failed    uint64 // lost: not taken by the spool (write error), rejected before reaching paho's store (QoS 1, 2) or reported failed (QoS 0)
 	Connected bool   // connected, and caught up after the last reconnect
 
-	Spooled    uint64 // values in the disk spool not yet acknowledged by the broker
-	SpoolBytes int64  // size of the spool's files
+	Spooled uint64 // values in the disk spool not yet acknowledged by the broker
+	// SpoolBytes is what those values take in the spool, record framing
+	// included: 0 once the broker has everything, whatever the files'
+	// size (which mqtt.spool.max_bytes bounds).
+	SpoolBytes int64
 	Dropped    uint64 // values deleted from the spool unsent: spool full (mqtt.spool.max_bytes), corrupt, or set aside
 	// SetAside counts values moved to the spool's dead-letter file (also in
 	// Dropped): a topic or size the broker can never take, or a message it
@@ -181,6 +188,9 @@ type Stats struct {
 	// PublishLatency is how long records took from the intake to the
 	// broker's acknowledgement.
 	PublishLatency Histogram
+	// PLCs counts Published, Failed and Dropped by PLC entry: every
+	// configured entry, and UnknownPLC when records were not known.
+	PLCs map[string]PLCCounts
 }
 
 // New checks the MQTT settings, opens the spool in agent.spool_dir and
@@ -225,6 +235,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		rebirth:    make(chan struct{}, 1),
 		states:     states,
 		settings:   settingsOf(cfg),
+		owners:     newOwners(cfg.PLCs),
 		since:      map[string]time.Time{},
 		inflight:   ring{buf: make([]inflight, window)},
 		fenced:     cfg.MQTT.Payload == config.PayloadSparkplugB,
@@ -304,6 +315,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 	if p.spool, err = spool.Open(cfg.Agent.SpoolDir, maxBytes, p.log); err != nil { // p.log names the component (mqtt); the spool prefixes its messages
 		return nil, err
 	}
+	p.spool.OnDrop(func(topic string, n uint64) { p.owners.of(topic).dropped.Add(n) })
 	return p, nil
 }
 
@@ -362,6 +374,7 @@ func (p *Publisher) Stats() Stats {
 		Reconnects:      max(p.connects.Load(), 1) - 1,
 		SpoolMaxBytes:   p.spoolMax,
 		PublishLatency:  p.latency.histogram(),
+		PLCs:            p.owners.stats(),
 	}
 }
 
@@ -441,7 +454,7 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 			}
 			at, from := time.Now(), p.spool.Next()
 			if ev.Batch != nil {
-				p.format.Encode(ev.Batch, p.linkUp(), p.spoolAppend)
+				p.encode(ev.Batch)
 			}
 			if st := ev.State; st != nil && !p.stale(*st) {
 				p.takeState(*st)
@@ -449,6 +462,7 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 			p.latency.taken(from, p.spool.Next(), at)
 		case a := <-p.expired:
 			if st, ok := p.silence.expire(a); ok {
+				p.appendFor = p.owners.counts(st.PLC)
 				p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
 			}
 		}
@@ -480,6 +494,7 @@ func (p *Publisher) stale(st collectors.PLCStatus) bool {
 // silence hears of it first, to report a long recovery as disconnected.
 func (p *Publisher) takeState(st collectors.PLCStatus) {
 	p.silence.note(st)
+	p.appendFor = p.owners.counts(st.PLC)
 	p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
 }
 
@@ -548,9 +563,14 @@ func (p *Publisher) farewell() {
 	}
 }
 
+// spoolAppend appends a record of the entry p.appendFor, on the intake.
 func (p *Publisher) spoolAppend(topic string, payload []byte) {
+	if p.appendFor != nil {
+		p.owners.learn(topic, p.appendFor)
+	}
 	if err := p.spool.Append(topic, payload); err != nil {
 		p.failed.Add(1)
+		p.owners.of(topic).failed.Add(1)
 		p.spoolError(err)
 	}
 }

@@ -12,8 +12,13 @@ import (
 	"github.com/tagbridge/tagbridge/publish/mqttconn"
 )
 
-// pending is a spooled record handed to paho, n-th in paho's store.
-type pending struct{ n, seq uint64 }
+// pending is a spooled record handed to paho, n-th in paho's store; its
+// topic, to count it under its entry, is "" for a record never handed to
+// paho (set aside or skipped), which rides on the one before.
+type pending struct {
+	n, seq uint64
+	topic  string
+}
 
 // newConnection, on Run's goroutine with the link up, notices a new
 // connection: with fences, the spool is read again from the first record
@@ -119,7 +124,7 @@ func (p *Publisher) pump() {
 			// In paho's store now: it is through once the store has
 			// counted p.handed acknowledgements.
 			p.handed++
-			p.pending = append(p.pending, pending{p.handed, seq})
+			p.pending = append(p.pending, pending{p.handed, seq, topic})
 		}
 	}
 	p.acknowledge()
@@ -163,7 +168,7 @@ func (p *Publisher) setAsideRecord(topic string, payload []byte, seq uint64, rea
 	_ = p.spool.Advance(seq)
 	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
 	if p.qos > 0 {
-		p.pending = append(p.pending, pending{p.handed, seq})
+		p.pending = append(p.pending, pending{p.handed, seq, ""})
 	}
 }
 
@@ -171,6 +176,7 @@ func (p *Publisher) setAsideRecord(topic string, payload []byte, seq uint64, rea
 // dead-letter file, counts it, and logs the first one.
 func (p *Publisher) deadLetter(topic string, payload []byte, reason string) {
 	p.setAside.Add(1)
+	p.owners.of(topic).dropped.Add(1)
 	err := p.spool.DeadLetter(topic, payload)
 	p.mu.Lock()
 	first := !p.asideLog
@@ -191,7 +197,7 @@ func (p *Publisher) skipRecord(topic string, seq uint64) {
 	_ = p.spool.Advance(seq)
 	p.inflight.push(inflight{doneToken{}, topic, seq, p.readConn})
 	if p.qos > 0 {
-		p.pending = append(p.pending, pending{p.handed, seq})
+		p.pending = append(p.pending, pending{p.handed, seq, ""})
 	}
 }
 
@@ -213,6 +219,9 @@ func (p *Publisher) acknowledge() {
 	acked := p.store.acked.Load()
 	i := 0
 	for i < len(p.pending) && p.pending[i].n <= acked {
+		if t := p.pending[i].topic; t != "" {
+			p.owners.of(t).published.Add(1)
+		}
 		i++
 	}
 	if i == 0 {
@@ -278,6 +287,7 @@ func (p *Publisher) reap() {
 				p.handedSeq = max(p.handedSeq, f.seq+1)
 				if _, aside := f.token.(doneToken); !aside {
 					p.published.Add(1)
+					p.owners.of(f.topic).published.Add(1)
 				}
 			}
 			continue
@@ -292,11 +302,13 @@ func (p *Publisher) reap() {
 		case err == nil:
 			if p.qos == 0 {
 				p.published.Add(1)
+				p.owners.of(f.topic).published.Add(1)
 			}
 		case p.qos > 0 && f.token.(*mqtt.PublishToken).MessageID() != 0:
 			// Still in the store: paho resends it.
 		default:
 			p.failed.Add(1)
+			p.owners.of(f.topic).failed.Add(1)
 			if !p.failing {
 				p.failing = true
 				p.log.Error().Err(err).Str("topic", f.topic).Msg("publish failed")

@@ -274,6 +274,10 @@ func TestSpoolFullPublisher(t *testing.T) {
 	if st := p.Stats(); st.Dropped != uint64(n-kept) {
 		t.Errorf("Stats = %+v, want %d dropped", st, n-kept)
 	}
+	// The spool named each record it dropped: all press1's.
+	if st := p.Stats(); st.PLCs["press1"] != (PLCCounts{Published: st.Published, Dropped: st.Dropped}) || len(st.PLCs) != 1 {
+		t.Errorf("by PLC: %v, want press1 with %d published, %d dropped", st.PLCs, st.Published, st.Dropped)
+	}
 }
 
 // TestSpoolRestartPublisher: values spooled while the broker was down are

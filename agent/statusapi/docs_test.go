@@ -97,8 +97,9 @@ func exportedNames(t *testing.T) map[string]bool {
 			names[m[1]] = true
 		}
 	}
-	// Collected only when present: no certificates in healthySource.
-	for _, d := range []*prometheus.Desc{descCertExpiry, descCommands} {
+	// Collected only when present: no certificates, commands or counts
+	// by PLC entry in healthySource.
+	for _, d := range []*prometheus.Desc{descCertExpiry, descCommands, descPublished, descFailed, descDropped} {
 		names[fq.FindStringSubmatch(d.String())[1]] = true
 	}
 	return names

@@ -41,21 +41,33 @@ var (
 
 	descConnected = desc("broker_connected", "1 while connected to the broker and caught up.")
 	descInFlight  = desc("broker_in_flight", "Publishes awaiting the broker's acknowledgement.")
-	descSpoolB    = desc("spool_bytes", "Size of the spool's files.")
+	descSpoolB    = desc("spool_bytes", "Bytes the values not yet acknowledged by the broker take in the spool, record framing included (not the files' size): 0 once everything is delivered.")
 	descSpoolV    = desc("spool_values", "Values in the spool not yet acknowledged by the broker.")
 	descSpoolMax  = desc("spool_max_bytes", "The spool's bound (mqtt.spool.max_bytes): beyond it the oldest values are dropped.")
 	descAttempts  = desc("broker_connection_attempts_total", "Connections to the broker tried, failed ones included.")
 	descBrokerRe  = desc("broker_reconnects_total", "Connections to the broker established after the first.")
 	descLatency   = desc("publish_latency_seconds", "Time from the agent taking a value to the broker acknowledging it (QoS 0: handing it to the connection).")
-	descDropped   = desc("dropped_values_total", "Values deleted from the spool unsent (spool full or corrupt).")
-	descPublished = desc("published_values_total", "Values acknowledged by the broker.")
-	descFailed    = desc("failed_values_total", "Values lost before reaching the broker's session.")
+	descDropped   = desc("dropped_values_total", "Values deleted from the spool unsent (spool full or corrupt, or set aside in the dead-letter file), by PLC entry ("+UnknownPLC+": not known).", "plc")
+	descPublished = desc("published_values_total", "Values acknowledged by the broker, by PLC entry ("+UnknownPLC+": not known).", "plc")
+	descFailed    = desc("failed_values_total", "Values lost before reaching the broker's session, by PLC entry ("+UnknownPLC+": not known).", "plc")
 	descResent    = desc("resent_values_total", "Values sent again after a reconnect or restart (at least once delivery).")
 
 	descCommands = desc("commands_total", "Commands taken from MQTT, by result status (Good, a Bad status from the PLC, or tagbridge's own refusal).", "result")
 
 	descStatusRefused = desc("status_connections_refused_total", "Connections to the status server closed on accept: too many open at once.")
 )
+
+// UnknownPLC is the plc label of values whose PLC entry is not known:
+// spooled before a restart under a topic not seen since, or unreadable in
+// the spool (publish.UnknownPLC).
+const UnknownPLC = "(unknown)"
+
+// PublishCounts are one PLC entry's values published, failed and dropped.
+type PublishCounts struct {
+	Published uint64 `json:"published"`
+	Failed    uint64 `json:"failed"`
+	Dropped   uint64 `json:"dropped"`
+}
 
 // metrics turns a snapshot into metrics at scrape time.
 type metrics struct{ s *Server }
@@ -112,9 +124,11 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	if h := b.PublishLatency; h.Buckets != nil {
 		ch <- prometheus.MustNewConstHistogram(descLatency, h.Count, h.Sum, h.Buckets)
 	}
-	counter(descDropped, float64(b.Dropped))
-	counter(descPublished, float64(b.Published))
-	counter(descFailed, float64(b.Failed))
+	for plc, c := range b.ByPLC {
+		counter(descDropped, float64(c.Dropped), plc)
+		counter(descPublished, float64(c.Published), plc)
+		counter(descFailed, float64(c.Failed), plc)
+	}
 	counter(descResent, float64(b.Resent))
 	counter(descStatusRefused, float64(m.s.ln.refused.Load()))
 	collectCertificates(ch, st.Certificates)

@@ -58,12 +58,14 @@ type Commands struct {
 type Broker struct {
 	Connected   bool   `json:"connected"`
 	InFlight    int    `json:"in_flight"`    // published, not yet acknowledged
-	SpoolBytes  int64  `json:"spool_bytes"`  // size of the spool's files
+	SpoolBytes  int64  `json:"spool_bytes"`  // what the values not yet acknowledged take in the spool
 	SpoolValues uint64 `json:"spool_values"` // values in the spool not yet acknowledged
 	Dropped     uint64 `json:"dropped"`      // values deleted from the spool unsent, since start
 	Published   uint64 `json:"published"`
 	Failed      uint64 `json:"failed"`
 	Resent      uint64 `json:"resent"`
+	// ByPLC counts published, failed and dropped by PLC entry (metrics.go).
+	ByPLC map[string]PublishCounts `json:"by_plc,omitempty"`
 
 	// SpoolMaxBytes is the spool's bound: older values are dropped
 	// beyond it.

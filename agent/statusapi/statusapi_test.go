@@ -441,12 +441,15 @@ func TestHTTPErrorLog(t *testing.T) {
 }
 
 // TestBrokerMetrics: the broker's connection counters, the spool's
-// bound and the publish latency histogram are exported as the source reports them, and the per-PLC rate
-// gauge, which rate(tagbridge_plc_values_total) gives, is not.
+// bound and held bytes, the publish latency histogram and the values
+// published, failed and dropped by PLC entry are exported as the source
+// reports them, and the per-PLC rate gauge, which
+// rate(tagbridge_plc_values_total) gives, is not.
 func TestBrokerMetrics(t *testing.T) {
 	src := healthySource()
 	src.broker = Broker{Connected: true, SpoolBytes: 4096, SpoolMaxBytes: 1 << 20, ConnectAttempts: 5, Reconnects: 2,
-		PublishLatency: Histogram{Buckets: map[float64]uint64{0.1: 3, 1: 7}, Count: 8, Sum: 4.5}}
+		PublishLatency: Histogram{Buckets: map[float64]uint64{0.1: 3, 1: 7}, Count: 8, Sum: 4.5},
+		ByPLC:          map[string]PublishCounts{"press1": {Published: 10, Failed: 1, Dropped: 2}, UnknownPLC: {Dropped: 3}}}
 	s, err := New("127.0.0.1:0", config.Secret(token), "ipc01", src, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -469,8 +472,24 @@ tagbridge_publish_latency_seconds_count 8
 # HELP tagbridge_spool_max_bytes The spool's bound (mqtt.spool.max_bytes): beyond it the oldest values are dropped.
 # TYPE tagbridge_spool_max_bytes gauge
 tagbridge_spool_max_bytes 1.048576e+06
+# HELP tagbridge_spool_bytes Bytes the values not yet acknowledged by the broker take in the spool, record framing included (not the files' size): 0 once everything is delivered.
+# TYPE tagbridge_spool_bytes gauge
+tagbridge_spool_bytes 4096
+# HELP tagbridge_published_values_total Values acknowledged by the broker, by PLC entry ((unknown): not known).
+# TYPE tagbridge_published_values_total counter
+tagbridge_published_values_total{plc="(unknown)"} 0
+tagbridge_published_values_total{plc="press1"} 10
+# HELP tagbridge_failed_values_total Values lost before reaching the broker's session, by PLC entry ((unknown): not known).
+# TYPE tagbridge_failed_values_total counter
+tagbridge_failed_values_total{plc="(unknown)"} 0
+tagbridge_failed_values_total{plc="press1"} 1
+# HELP tagbridge_dropped_values_total Values deleted from the spool unsent (spool full or corrupt, or set aside in the dead-letter file), by PLC entry ((unknown): not known).
+# TYPE tagbridge_dropped_values_total counter
+tagbridge_dropped_values_total{plc="(unknown)"} 3
+tagbridge_dropped_values_total{plc="press1"} 2
 `
-	names := []string{"tagbridge_broker_connection_attempts_total", "tagbridge_broker_reconnects_total", "tagbridge_spool_max_bytes", "tagbridge_publish_latency_seconds"}
+	names := []string{"tagbridge_broker_connection_attempts_total", "tagbridge_broker_reconnects_total", "tagbridge_spool_max_bytes", "tagbridge_publish_latency_seconds",
+		"tagbridge_spool_bytes", "tagbridge_published_values_total", "tagbridge_failed_values_total", "tagbridge_dropped_values_total"}
 	if err := testutil.CollectAndCompare(metrics{s}, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
