@@ -21,6 +21,8 @@ import (
 	"github.com/tagbridge/tagbridge/agent"
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/cli"
+	"github.com/tagbridge/tagbridge/internal/cli/browsecmd"
 	"github.com/tagbridge/tagbridge/publish"
 )
 
@@ -33,12 +35,12 @@ var (
 
 // Exit codes, documented in the README.
 const (
-	exitOK      = 0
-	exitRuntime = 1
-	exitConfig  = 2 // bad configuration or usage
+	exitOK      = cli.ExitOK
+	exitRuntime = cli.ExitRuntime
+	exitConfig  = cli.ExitConfig // bad configuration or usage
 )
 
-const defaultConfig = "/etc/tagbridge/config.yaml"
+const defaultConfig = cli.DefaultConfig
 
 const usage = `tagbridge forwards OPC UA tag values from PLCs to an MQTT broker.
 
@@ -78,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "certs":
 		return cmdCerts(args[1:], stdout, stderr)
 	case "browse":
-		return cmdBrowse(args[1:], stdout, stderr)
+		return browsecmd.Run(args[1:], stdout, stderr, newLogger(config.Agent{LogFormat: "console", LogLevel: "warn"}, stderr))
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "reconnect":
@@ -122,13 +124,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, do
 }
 
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: tagbridge %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+	return cli.NewFlagSet(name, synopsis, stderr)
 }
 
 // loadCommand parses "-c FILE" and loads the configuration. run and
@@ -425,12 +421,7 @@ func printConfigError(w io.Writer, err error) {
 	fmt.Fprintln(w, msg)
 }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
+func plural(n int, noun string) string { return cli.Plural(n, noun) }
 
 func orUnknown(s string) string {
 	if s == "" {

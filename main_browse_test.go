@@ -11,12 +11,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/internal/cli/browsecmd"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
@@ -118,8 +117,8 @@ func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 }
 
 func TestBrowseUsage(t *testing.T) {
-	t.Setenv(passwordEnv, "")
-	os.Unsetenv(passwordEnv)
+	t.Setenv(browsecmd.PasswordEnv, "")
+	os.Unsetenv(browsecmd.PasswordEnv)
 	tests := []struct {
 		name string
 		args []string
@@ -172,7 +171,7 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	}
 	agent := fmt.Sprintf("agent: {id: line1, allowed_cert_dirs: [%q], pki_dir: %q}\n", dir, pki)
 	cfg := writeConfig(t, agent)
-	t.Setenv(passwordEnv, "correct horse")
+	t.Setenv(browsecmd.PasswordEnv, "correct horse")
 	args := []string{peer.Endpoint, "-c", cfg, "--security", "Basic256Sha256/SignAndEncrypt", "--cert", cert, "--key", key, "--user", "operator"}
 
 	// The default (None, anonymous) is refused: the endpoints are listed
@@ -326,21 +325,4 @@ func TestBrowseSilentServer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("browse still running 5s after Ctrl-C\n%s", stderr.String())
 	}
-}
-
-// Progress lines come once a second, from the second second of a walk on.
-func TestBrowseProgress(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var buf bytes.Buffer
-		var visited atomic.Int64
-		stop := progress(&buf, &visited)
-		visited.Store(500)
-		time.Sleep(1500 * time.Millisecond)
-		visited.Store(4000)
-		time.Sleep(2 * time.Second) // to 3.5 s: ticks at 2 s and 3 s
-		stop()
-		if got, want := buf.String(), "browse: 4000 nodes visited, 2000/s\nbrowse: 4000 nodes visited, 1333/s\n"; got != want {
-			t.Errorf("progress output %q, want %q", got, want)
-		}
-	})
 }

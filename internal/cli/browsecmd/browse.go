@@ -1,9 +1,9 @@
-package main
+// Package browsecmd is tagbridge browse: it walks a server's address space
+// and prints a plcs: entry for the configuration.
+package browsecmd
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,20 +17,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/collectors/opcua/browse"
-	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
-	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
-	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 	"github.com/tagbridge/tagbridge/config"
+	"github.com/tagbridge/tagbridge/internal/cli"
 )
 
-// passwordEnv holds the --user password: secrets never go on a command line.
-const passwordEnv = "TAGBRIDGE_PASSWORD"
+// PasswordEnv holds the --user password: secrets never go on a command line.
+const PasswordEnv = "TAGBRIDGE_PASSWORD"
 
 const browseSynopsis = `browse ENDPOINT [--security POLICY/MODE --cert F --key F --user U] [--root NODE]
                   [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [--ns0] [--tags-only]
@@ -42,7 +39,7 @@ whose tags: list holds every variable found, named after its browse path.
 It connects as run does: the same endpoint selection, trust store
 (agent.pki_dir) and allowed directories (agent.allowed_cert_dirs), both
 taken from -c FILE when it exists. The password for --user comes from the
-environment variable ` + passwordEnv + `. The standard Server object is passed
+environment variable ` + PasswordEnv + `. The standard Server object is passed
 by unless --root names it, and variables of namespace 0 (the standard's
 own nodes) are left out unless --ns0. The entry holds the security policy
 and mode the session used (what auto chose). --tags-only prints only the
@@ -60,13 +57,15 @@ type browseFlags struct {
 	nsu, ns0, tagsOnly, configSet       bool
 }
 
-func cmdBrowse(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("browse", browseSynopsis, stderr)
+// Run runs tagbridge browse with args (those after "browse"); log is for
+// the OPC UA client's warnings.
+func Run(args []string, stdout, stderr io.Writer, log zerolog.Logger) int {
+	fs := cli.NewFlagSet("browse", browseSynopsis, stderr)
 	var f browseFlags
 	fs.StringVar(&f.security, "security", "None", "security `POLICY/MODE`, e.g. Basic256Sha256/SignAndEncrypt, Basic256Sha256 (mode SignAndEncrypt) or auto")
 	fs.StringVar(&f.cert, "cert", "", "client certificate `file` (default "+config.DefaultCertificateFile+")")
 	fs.StringVar(&f.key, "key", "", "client private key `file` (default "+config.DefaultKeyFile+")")
-	fs.StringVar(&f.user, "user", "", "user `name`; the password comes from $"+passwordEnv)
+	fs.StringVar(&f.user, "user", "", "user `name`; the password comes from $"+PasswordEnv)
 	fs.StringVar(&f.root, "root", "", "`node` id to start from (default the Objects folder, i=85); ns=, nsu= or bare")
 	fs.IntVar(&f.depth, "depth", 0, "levels below the root to walk, 0 for no limit")
 	fs.StringVar(&f.filter, "filter", "", "keep only tags whose name matches this `glob` (e.g. 'Line1.*')")
@@ -74,7 +73,7 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.nsu, "nsu", false, "write node ids with namespace URIs (nsu=...) instead of indexes (ns=...)")
 	fs.BoolVar(&f.ns0, "ns0", false, "keep variables of namespace 0 (the OPC UA standard's own nodes)")
 	fs.BoolVar(&f.tagsOnly, "tags-only", false, "print only the tags: list, to paste under an existing plcs: entry")
-	fs.StringVar(&f.configFile, "c", defaultConfig, "configuration `file` to take agent.pki_dir and agent.allowed_cert_dirs from, when it exists")
+	fs.StringVar(&f.configFile, "c", cli.DefaultConfig, "configuration `file` to take agent.pki_dir and agent.allowed_cert_dirs from, when it exists")
 	fs.UintVar(&f.maxRefs, "max-refs", uint(browse.DefaultMaxReferencesPerNode), "references to ask for per node in one Browse; more come by BrowseNext")
 	fs.DurationVar(&f.timeout, "timeout", browse.DefaultRequestTimeout, "give up on connecting, and on each request, after this `duration`")
 	if code, done := parseBrowseFlags(fs, args, &f, stdout); done {
@@ -83,25 +82,24 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "c" })
 	if f.depth < 0 {
 		fmt.Fprintf(stderr, "tagbridge browse: --depth %d: must not be negative\n", f.depth)
-		return exitConfig
+		return cli.ExitConfig
 	}
 	if f.maxRefs < 1 || f.maxRefs > 1<<31 {
 		fmt.Fprintf(stderr, "tagbridge browse: --max-refs %d: must be between 1 and 2147483648\n", f.maxRefs)
-		return exitConfig
+		return cli.ExitConfig
 	}
 	if f.timeout <= 0 {
 		fmt.Fprintf(stderr, "tagbridge browse: --timeout %s: must be positive\n", f.timeout)
-		return exitConfig
+		return cli.ExitConfig
 	}
 	plc, err := browsePLC(f)
 	if err != nil {
 		printBrowseError(stderr, err)
-		return exitConfig
+		return cli.ExitConfig
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(config.Agent{LogFormat: "console", LogLevel: "warn"}, stderr)
 	dctx, cancelDial := context.WithTimeout(ctx, f.timeout)
 	c, err := opcua.Dial(dctx, plc, log)
 	cancelDial()
@@ -110,7 +108,7 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() == nil && (errors.Is(err, opcua.ErrNoEndpoint) || f.security == "None" && f.user == "") {
 			suggestEndpoints(ctx, plc.Endpoint, f.timeout, log, stderr)
 		}
-		return exitRuntime
+		return cli.ExitRuntime
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -127,7 +125,7 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	if f.root != "" {
 		if opts.Root, err = browse.ParseNodeID(f.root, client.Namespaces()); err != nil {
 			fmt.Fprintf(stderr, "tagbridge browse: --root: %v\n", err)
-			return exitConfig
+			return cli.ExitConfig
 		}
 	}
 	var visited atomic.Int64
@@ -137,25 +135,25 @@ func cmdBrowse(args []string, stdout, stderr io.Writer) int {
 	stopProgress()
 	if err != nil {
 		fmt.Fprintf(stderr, "tagbridge browse: %s: %s\n", plc.Endpoint, interrupted(ctx, err))
-		return exitRuntime
+		return cli.ExitRuntime
 	}
 	if n := len(stats.Skipped); n > 0 {
-		fmt.Fprintf(stderr, "tagbridge browse: the server would not browse %s, e.g. %s\n", plural(n, "node"), strings.Join(stats.Skipped[:min(n, 3)], "; "))
+		fmt.Fprintf(stderr, "tagbridge browse: the server would not browse %s, e.g. %s\n", cli.Plural(n, "node"), strings.Join(stats.Skipped[:min(n, 3)], "; "))
 	}
 	if len(vars) == 0 {
 		var ns0 string
 		if stats.Namespace0 > 0 {
-			ns0 = fmt.Sprintf("; %s of namespace 0 left out, --ns0 keeps them", plural(stats.Namespace0, "variable"))
+			ns0 = fmt.Sprintf("; %s of namespace 0 left out, --ns0 keeps them", cli.Plural(stats.Namespace0, "variable"))
 		}
-		fmt.Fprintf(stderr, "tagbridge browse: no variables found (%s browsed%s)\n", plural(stats.Visited, "node"), ns0)
-		return exitRuntime
+		fmt.Fprintf(stderr, "tagbridge browse: no variables found (%s browsed%s)\n", cli.Plural(stats.Visited, "node"), ns0)
+		return cli.ExitRuntime
 	}
-	fmt.Fprintf(stderr, "tagbridge browse: %s found, %s browsed\n", plural(len(vars), "variable"), plural(stats.Visited, "node"))
+	fmt.Fprintf(stderr, "tagbridge browse: %s found, %s browsed\n", cli.Plural(len(vars), "variable"), cli.Plural(stats.Visited, "node"))
 	if _, err := stdout.Write(plcEntry(plc, f, vars)); err != nil {
 		fmt.Fprintf(stderr, "tagbridge browse: %v\n", err)
-		return exitRuntime
+		return cli.ExitRuntime
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // interrupted says so when the user stopped the walk (Ctrl-C, SIGTERM),
@@ -177,13 +175,13 @@ func parseBrowseFlags(fs *flag.FlagSet, args []string, f *browseFlags, stdout io
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return exitOK, true
+			return cli.ExitOK, true
 		}
 	}
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return exitConfig, true
+			return cli.ExitConfig, true
 		}
 		if fs.NArg() == 0 {
 			break
@@ -194,13 +192,13 @@ func parseBrowseFlags(fs *flag.FlagSet, args []string, f *browseFlags, stdout io
 	switch len(positional) {
 	case 0:
 		fmt.Fprintf(fs.Output(), "tagbridge browse: ENDPOINT required, e.g. opc.tcp://192.168.0.10:4840\n")
-		return exitConfig, true
+		return cli.ExitConfig, true
 	case 1:
 		f.endpoint = positional[0]
-		return exitOK, false
+		return cli.ExitOK, false
 	}
 	fmt.Fprintf(fs.Output(), "tagbridge browse: unexpected argument %q\n", positional[1])
-	return exitConfig, true
+	return cli.ExitConfig, true
 }
 
 // browsePLC builds the PLC entry the flags describe and loads it through
@@ -260,7 +258,7 @@ func browsePLC(f browseFlags) (config.PLC, error) {
 		Tags: []map[string]string{{"node": "i=2258"}},
 	}
 	if f.user != "" {
-		p.Auth = auth{Username: f.user, PasswordEnv: passwordEnv}
+		p.Auth = auth{Username: f.user, PasswordEnv: PasswordEnv}
 	}
 	doc, err := yaml.Marshal(map[string]any{"agent": a, "plcs": []plc{p}})
 	if err != nil {
@@ -281,7 +279,7 @@ var flagOf = []struct{ path, flag string }{
 	{"plcs[0].security.mode", "--security"},
 	{"plcs[0].security.certificate_file", "--cert"},
 	{"plcs[0].security.key_file", "--key"},
-	{"plcs[0].auth.password_env", "$" + passwordEnv},
+	{"plcs[0].auth.password_env", "$" + PasswordEnv},
 	{"plcs[0].auth", "--user"},
 	{"agent.", "-c: agent."},
 }
@@ -307,152 +305,4 @@ func printBrowseError(w io.Writer, err error) {
 		}
 		fmt.Fprintf(w, "tagbridge browse: %s: %s\n", where, e.Msg)
 	}
-}
-
-// progress prints nodes visited per second to w, once a second, from the
-// second second on: short walks stay quiet. The returned func stops it.
-func progress(w io.Writer, visited *atomic.Int64) (stop func()) {
-	done, finished := make(chan struct{}), make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-tick.C:
-				if el := now.Sub(start); el >= 2*time.Second {
-					n := visited.Load()
-					fmt.Fprintf(w, "browse: %d nodes visited, %.0f/s\n", n, float64(n)/el.Seconds())
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
-// plcEntry renders the plcs: entry: the connection settings given and one
-// tag per variable, with its data type and access level as a comment.
-func plcEntry(plc config.PLC, f browseFlags, vars []browse.Variable) []byte {
-	var b bytes.Buffer
-	if !f.tagsOnly {
-		plcHeader(&b, plc, f)
-	}
-	b.WriteString("    tags:\n")
-	for _, v := range vars {
-		fmt.Fprintf(&b, "      - name: %s\n        node: %s", quote(v.Name), quote(v.Node))
-		var notes []string
-		if v.DataType != "" {
-			notes = append(notes, v.DataType)
-		}
-		if a := v.Access(); a != "" {
-			notes = append(notes, a)
-		}
-		if len(notes) > 0 {
-			// Data type names come from the server: keep them on one line.
-			fmt.Fprintf(&b, "  # %s", strings.Map(func(r rune) rune {
-				if r < ' ' || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
-					return ' '
-				}
-				return r
-			}, strings.Join(notes, ", ")))
-		}
-		b.WriteString("\n")
-	}
-	return b.Bytes()
-}
-
-// plcHeader writes the entry's connection settings, all but its tags.
-func plcHeader(b *bytes.Buffer, plc config.PLC, f browseFlags) {
-	fmt.Fprintf(b, "plcs:\n  - name: %s\n    endpoint: %s\n", quote(plc.Name), quote(plc.Endpoint))
-	if sec := plc.Security; sec.Policy != "None" {
-		fmt.Fprintf(b, "    security:\n      policy: %s\n", quote(sec.Policy))
-		if sec.Mode != "" {
-			fmt.Fprintf(b, "      mode: %s\n", quote(sec.Mode))
-		}
-		if f.cert != "" {
-			fmt.Fprintf(b, "      certificate_file: %s\n", quote(f.cert))
-		}
-		if f.key != "" {
-			fmt.Fprintf(b, "      key_file: %s\n", quote(f.key))
-		}
-	}
-	if plc.Auth.Username != "" {
-		fmt.Fprintf(b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), passwordEnv)
-	}
-}
-
-// suggestEndpoints lists the server's endpoints with the browse flags that
-// select each, after the connection asked for was refused. A server that
-// does not answer GetEndpoints either adds nothing.
-func suggestEndpoints(ctx context.Context, endpoint string, timeout time.Duration, log zerolog.Logger, w io.Writer) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	eps, err := uaclient.GetEndpoints(ctx, endpoint, uatcp.DefaultLimits(), log)
-	if err != nil || len(eps) == 0 {
-		return
-	}
-	seen := map[string]bool{}
-	var lines []string
-	for _, ep := range eps {
-		if ep == nil {
-			continue
-		}
-		policy, err := secpolicy.ByURI(ep.SecurityPolicyURI)
-		if err != nil {
-			continue // a policy tagbridge does not speak
-		}
-		line := "--security " + policy.Name()
-		if ep.SecurityMode != ua.MessageSecurityModeNone {
-			line += "/" + strings.TrimPrefix(ep.SecurityMode.String(), "MessageSecurityMode")
-		}
-		var anonymous, user, cert bool
-		for _, t := range ep.UserIdentityTokens {
-			if t == nil {
-				continue
-			}
-			switch t.TokenType {
-			case ua.UserTokenTypeAnonymous:
-				anonymous = true
-			case ua.UserTokenTypeUserName:
-				user = true
-			case ua.UserTokenTypeCertificate:
-				cert = true
-			}
-		}
-		var logins []string
-		if anonymous {
-			logins = append(logins, line)
-		}
-		if user {
-			logins = append(logins, line+" --user NAME")
-		}
-		if cert && !anonymous && !user {
-			logins = append(logins, line+"  (user certificate only: auth.certificate_file in the configuration)")
-		}
-		for _, l := range logins {
-			if !seen[l] {
-				seen[l] = true
-				lines = append(lines, l)
-			}
-		}
-	}
-	if len(lines) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "tagbridge browse: the server offers:\n")
-	for _, l := range lines {
-		fmt.Fprintf(w, "  %s\n", l)
-	}
-}
-
-// quote writes s as a YAML double-quoted scalar (JSON's escapes are YAML's).
-func quote(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
 }
