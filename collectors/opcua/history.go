@@ -45,8 +45,11 @@ type gapState struct {
 	last        []time.Time // source time of the last value handed on
 	fence       []time.Time // live values up to this source time came from history already
 	historizing []bool      // the node's Historizing attribute, read at subscribe
-	saved       time.Time   // when last kept on disk
-	saveWarned  bool
+	// untracked: the server was found to historize none of the tags, so
+	// last and fence are not kept (48 bytes a tag) nor written to disk.
+	untracked  bool
+	saved      time.Time // when last kept on disk
+	saveWarned bool
 }
 
 func (g *gapState) size(n int) {
@@ -56,8 +59,32 @@ func (g *gapState) size(n int) {
 	}
 }
 
+// track keeps the tags' last source times, or drops them for a server
+// that historizes none of the tags.
+func (g *gapState) track(on bool) {
+	g.untracked = !on
+	if !on {
+		g.last, g.fence = nil, nil
+	}
+}
+
+// untrackGaps drops the last source times and their file, which a
+// server that historizes none of the tags cannot use; a file left behind
+// would fill from a stale time should the server historize them later.
+func (s *Session) untrackGaps() {
+	s.gaps.track(false)
+	if file := s.gapStateFile(); file != "" {
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Debug().Err(err).Str("file", file).Msg("removing the last values handed on")
+		}
+	}
+}
+
 // noteSent records the source time of a live value handed on.
 func (s *Session) noteSent(h uint32, t time.Time) {
+	if s.gaps.untracked {
+		return
+	}
 	s.gaps.size(len(s.tags))
 	if t.After(s.gaps.last[h]) {
 		s.gaps.last[h] = t
@@ -84,10 +111,13 @@ func (s *Session) fencedAt(h uint32, source time.Time) bool {
 }
 
 // learnHistorizing reads the Historizing attribute of the subscribed tags,
-// when the server offers history at all.
+// when the server offers history at all. Without a historizing tag the
+// last source times are not kept: they serve only the fill. A failed read
+// keeps them, for the next subscription's reading.
 func (s *Session) learnHistorizing(ctx context.Context, c *uaclient.Client) {
 	s.gaps.historizing = nil
 	if !s.plc.History.Enabled() || !s.limits.historyRead {
+		s.untrackGaps()
 		return
 	}
 	var nodes []*ua.ReadValueID
@@ -104,6 +134,7 @@ func (s *Session) learnHistorizing(ctx context.Context, c *uaclient.Client) {
 	res, err := s.readAttrs(ctx, c, nodes)
 	if err != nil {
 		s.log.Debug().Err(err).Msg("reading Historizing; gaps are not filled from history")
+		s.gaps.track(true)
 		return
 	}
 	s.gaps.historizing = make([]bool, len(s.tags))
@@ -113,6 +144,11 @@ func (s *Session) learnHistorizing(ctx context.Context, c *uaclient.Client) {
 			s.gaps.historizing[h] = true
 			n++
 		}
+	}
+	if n == 0 {
+		s.untrackGaps()
+	} else {
+		s.gaps.track(true)
 	}
 	s.log.Debug().Int("tags", n).Msg("tags the PLC historizes; their gaps are filled from history")
 }
@@ -336,7 +372,7 @@ func (s *Session) saveGapState(final bool) {
 	}
 	out := map[string]map[string]time.Time{}
 	for h, at := range s.gaps.last {
-		if at.IsZero() {
+		if at.IsZero() || (s.gaps.historizing != nil && (h >= len(s.gaps.historizing) || !s.gaps.historizing[h])) {
 			continue
 		}
 		t := s.tags[h]

@@ -2,13 +2,38 @@ package opcua
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
+
+// A server without history (gopcua's offers no AccessHistoryDataCapability)
+// gets no gap state: no last source time per tag in memory (48 bytes a
+// tag) and no file of every tag written every 5 s, which at 100,000 tags
+// doubled the agent's CPU per value (issue 16). A stale file is removed.
+func TestSessionKeepsNoGapStateWithoutHistory(t *testing.T) {
+	plc := simproc.Start(t, "-tags", "8", "-interval", "100ms")
+	cfg := plcConfig(t, plc.Endpoint, simproc.Tags(t, 8))
+	cfg.History.StateDir = t.TempDir()
+	stale := filepath.Join(cfg.History.StateDir, "history-"+cfg.Name+".json")
+	if err := os.WriteFile(stale, []byte(`{"`+cfg.Name+`":{"int32_0001":"2020-01-02T03:04:05Z"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, s := startSessionValue(t, cfg)
+	waitUntil(t, "values from every tag", 15*time.Second, func() bool { return r.tagsSeen() == 8 })
+	r.shutdown(t) // saves the state, were there any
+	if s.gaps.last != nil || s.gaps.fence != nil {
+		t.Errorf("gap state of %d and %d tags kept for a server without history", len(s.gaps.last), len(s.gaps.fence))
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("state file %s after a run against a server without history: %v", stale, err)
+	}
+}
 
 // A cut far longer than the server's queue covers (5 values per item,
 // 100 ms apart; the cut lasts 6 s, TAGBRIDGE_GAP_CUT to change it): the
