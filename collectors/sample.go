@@ -7,23 +7,24 @@ import "time"
 //
 // Value is already converted to a JSON-friendly Go value: bool, int64, uint64,
 // float64, float32, string, []byte (encoded as base64), time.Time, []any (arrays
-// and matrices as nested arrays), LocalizedText, Structure (a structure whose
-// DataType is known), map[string]any (other structures), and inside nested
-// Variants and structure fields Typed where the Go value does not say the
-// protocol type, and Enum for an enumeration field.
+// and matrices as nested arrays), LocalizedText, StatusCode, Structure (a
+// structure whose DataType is known), map[string]any (other structures), and
+// inside nested Variants and structure fields Typed where the Go value does
+// not say the protocol type, and Enum for an enumeration field.
 type Sample struct {
 	PLC  string // PLC name from the config
 	Tag  string // tag name from the config
 	Node string // node id as written in the config
 
 	Value any
-	Type  string // protocol type name, e.g. "Double"
-
-	Status     string // symbolic status name, e.g. "Good", "BadCommunicationError"
-	StatusCode uint32
 
 	SourceTime time.Time // zero when the server did not send it
 	ServerTime time.Time // zero when the server did not send it
+
+	// The small fields last, together: a Sample is 120 bytes.
+
+	StatusCode StatusCode // the value's status, e.g. 0 (Good); its name is StatusCode.String()
+	Type       Type       // the value's type, e.g. TypeDouble; its name is Type.String()
 
 	// Heartbeat marks a value sent again because it did not change for the
 	// tag's heartbeat period (or with a Bad status while the PLC is away),
@@ -63,11 +64,11 @@ type LocalizedText struct {
 
 // Typed is a value nested in a Variant or a structure field whose Go form
 // does not say its protocol type: a NodeId, ExpandedNodeId, Guid,
-// StatusCode, QualifiedName or XmlElement as a string, a null DateTime as
-// nil. Type is the protocol type name ("QualifiedName"). Encoders that do
+// QualifiedName or XmlElement as a string, a null DateTime as
+// nil. Type is the protocol type (TypeQualifiedName). Encoders that do
 // not carry types write Value.
 type Typed struct {
-	Type  string
+	Type  Type
 	Value any
 }
 

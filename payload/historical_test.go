@@ -11,8 +11,7 @@ import (
 // A value read back from the PLC's history carries "historical":true in
 // the default JSON; a live value has no such key.
 func TestJSONHistoricalSample(t *testing.T) {
-	s := collectors.Sample{PLC: "p", Tag: "t", Node: "ns=1;s=T", Value: int64(7), Type: "Int32", Status: "Good",
-		SourceTime: time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)}
+	s := collectors.Sample{PLC: "p", Tag: "t", Node: "ns=1;s=T", Value: int64(7), Type: collectors.TypeInt32, SourceTime: time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)}
 	if live := string(AppendJSON(nil, &s)); strings.Contains(live, "historical") {
 		t.Errorf("live value: %s", live)
 	}

@@ -27,6 +27,7 @@ import (
 //     cannot hold, are null, and a scalar one is named in "nonfinite"
 //     ("NaN", "Infinity", "-Infinity"), after value.
 //
+// type and status are the names of the sample's Type and StatusCode.
 // time is always present: the source timestamp, else the server's, else
 // the time the agent took the value, so a consumer can always key on it. A
 // zero source_time or server_time is left out; "heartbeat":true ends a
@@ -48,9 +49,9 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"type":`...)
-	dst = AppendString(dst, s.Type)
+	dst = AppendString(dst, s.Type.String())
 	dst = append(dst, `,"status":`...)
-	dst = AppendString(dst, s.Status)
+	dst = AppendString(dst, s.StatusCode.String())
 	dst = append(dst, `,"status_code":`...)
 	dst = strconv.AppendUint(dst, uint64(s.StatusCode), 10)
 	dst = append(dst, `,"time":`...)
@@ -235,6 +236,10 @@ func AppendValue(dst []byte, v any) []byte {
 		return appendStructure(dst, v, AppendValue)
 	case collectors.LocalizedText:
 		return AppendString(dst, v.Text)
+	case collectors.StatusCode:
+		return AppendString(dst, v.String()) // its name
+	case collectors.Type: // a nested DataValue's type
+		return AppendString(dst, v.String())
 	case collectors.Typed:
 		return AppendValue(dst, v.Value)
 	case collectors.Enum:

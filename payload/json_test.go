@@ -21,7 +21,7 @@ import (
 func TestAppendJSONExample(t *testing.T) {
 	s := collectors.Sample{
 		PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp",
-		Value: 21.5, Type: "Double", Status: "Good", StatusCode: 0,
+		Value: 21.5, Type: collectors.TypeDouble, StatusCode: 0,
 		SourceTime: time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC),
 		// Not UTC on purpose: the output is.
 		ServerTime: time.Date(2026, 11, 22, 11, 15, 30, 124000000, time.FixedZone("CET", 3600)),
@@ -49,7 +49,7 @@ func TestAppendJSONTime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := collectors.Sample{PLC: "p", Tag: "t", Node: "i=1", Value: true, Type: "Boolean", Status: "BadCommunicationError", StatusCode: 0x80050000, SourceTime: tt.src, ServerTime: tt.srv}
+			s := collectors.Sample{PLC: "p", Tag: "t", Node: "i=1", Value: true, Type: collectors.TypeBoolean, StatusCode: 0x80050000, SourceTime: tt.src, ServerTime: tt.srv}
 			before := time.Now()
 			got := string(AppendJSON(nil, &s))
 			after := time.Now()
@@ -136,13 +136,13 @@ func TestAppendJSONValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := collectors.Sample{PLC: "p", Tag: "t", Node: "n", Value: tt.value, Type: "T", Status: "Good", SourceTime: ts}
+			s := collectors.Sample{PLC: "p", Tag: "t", Node: "n", Value: tt.value, Type: collectors.TypeVariant, SourceTime: ts}
 			got := AppendJSON([]byte("prefix"), &s)
 			if !bytes.HasPrefix(got, []byte("prefix")) {
 				t.Fatalf("dst not appended to: %s", got)
 			}
 			got = got[len("prefix"):]
-			want := `{"plc":"p","tag":"t","node":"n","value":` + tt.want + `,"type":"T","status":"Good","status_code":0,"time":"2026-01-02T05:04:05.0000006Z","source_time":"2026-01-02T05:04:05.0000006Z"}`
+			want := `{"plc":"p","tag":"t","node":"n","value":` + tt.want + `,"type":"Variant","status":"Good","status_code":0,"time":"2026-01-02T05:04:05.0000006Z","source_time":"2026-01-02T05:04:05.0000006Z"}`
 			if string(got) != want {
 				t.Errorf("got\n%s\nwant\n%s", got, want)
 			}
@@ -170,7 +170,7 @@ func bothNegZero(a, b any) bool {
 func TestAppendJSONAllocs(t *testing.T) {
 	ts := time.Now()
 	for _, v := range []any{21.5, float32(1.5), int64(-1), uint64(1), int32(7), true, "text with \"quotes\"", []byte("raw"), ts, nil} {
-		s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: v, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts}
+		s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: v, Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts}
 		dst := make([]byte, 0, 512)
 		if n := testing.AllocsPerRun(100, func() { dst = AppendJSON(dst[:0], &s) }); n != 0 {
 			t.Errorf("%T: %v allocs per call, want 0", v, n)
@@ -185,7 +185,8 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Add("p", "t", "", 1e21)
 	f.Fuzz(func(t *testing.T, plc, tag, str string, fl float64) {
 		for _, v := range []any{str, fl, float32(fl)} {
-			s := collectors.Sample{PLC: plc, Tag: tag, Node: str, Value: v, Status: str}
+			code := collectors.StatusCode(math.Float64bits(fl) >> 32)
+			s := collectors.Sample{PLC: plc, Tag: tag, Node: str, Value: v, StatusCode: code}
 			got := AppendJSON(nil, &s)
 			if !json.Valid(got) {
 				t.Fatalf("invalid JSON for %q: %s", v, got)
@@ -198,7 +199,7 @@ func FuzzAppendJSON(f *testing.F) {
 				t.Fatal(err)
 			}
 			// Strings decode to what encoding/json would give.
-			for _, c := range []struct{ got, in string }{{dec.PLC, plc}, {dec.Tag, tag}, {dec.Node, str}, {dec.Status, str}} {
+			for _, c := range []struct{ got, in string }{{dec.PLC, plc}, {dec.Tag, tag}, {dec.Node, str}, {dec.Status, code.String()}} {
 				if want := roundTrip(t, c.in); c.got != want {
 					t.Errorf("string %q decodes to %q, want %q", c.in, c.got, want)
 				}
@@ -252,7 +253,7 @@ func BenchmarkAppendJSON(b *testing.B) {
 		{"array", []any{1.5, 2.5, 3.5}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: bc.value, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts}
+			s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: bc.value, Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts}
 			dst := make([]byte, 0, 512)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -305,7 +306,7 @@ func BenchmarkAppendTime(b *testing.B) {
 func TestAppendJSONGolden(t *testing.T) {
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC)
 	var out bytes.Buffer
-	kinds := map[string]map[string]bool{} // type name -> JSON kinds of scalar values
+	kinds := map[collectors.Type]map[string]bool{} // type -> JSON kinds of scalar values
 	for _, c := range append(testkit.ValueCases(), testkit.ExtraValueCases()...) {
 		s := c.Sample
 		s.PLC, s.Tag, s.Node = "press1", "t", "ns=2;s=T"
@@ -333,7 +334,7 @@ func TestAppendJSONGolden(t *testing.T) {
 		default:
 			kind = "number"
 		}
-		if kind != "null" && s.Type != "Variant" { // a Variant tag takes whatever the PLC puts in it
+		if kind != "null" && s.Type != collectors.TypeVariant { // a Variant tag takes whatever the PLC puts in it
 			if kinds[s.Type] == nil {
 				kinds[s.Type] = map[string]bool{}
 			}
@@ -360,7 +361,7 @@ func TestAppendJSONGolden(t *testing.T) {
 
 // A heartbeat says so; a value that changed does not carry the key.
 func TestAppendJSONHeartbeat(t *testing.T) {
-	s := collectors.Sample{PLC: "p", Tag: "t", Value: 1.5, Type: "Double", Status: "BadNoCommunication", StatusCode: 0x80310000, Heartbeat: true}
+	s := collectors.Sample{PLC: "p", Tag: "t", Value: 1.5, Type: collectors.TypeDouble, StatusCode: 0x80310000, Heartbeat: true}
 	if got := string(AppendJSON(nil, &s)); !strings.HasSuffix(got, `,"heartbeat":true}`) {
 		t.Errorf("heartbeat %s", got)
 	}

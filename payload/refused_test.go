@@ -12,7 +12,7 @@ import (
 // refuses (no value, the refusal's status) says so on the tag's topic.
 func TestJSONRefusedTag(t *testing.T) {
 	ts := time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
-	s := collectors.Sample{PLC: "press1", Tag: "temp", Node: `ns=3;s="DB_Press"."Temp"`, Status: "BadNodeIdUnknown", StatusCode: 0x80340000, ServerTime: ts}
+	s := collectors.Sample{PLC: "press1", Tag: "temp", Node: `ns=3;s="DB_Press"."Temp"`, StatusCode: 0x80340000, ServerTime: ts}
 	var got map[string]any
 	if err := json.Unmarshal(AppendJSON(nil, &s), &got); err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func BenchmarkSteadyState(b *testing.B) {
 				tag := fmt.Sprintf("int32_%04d", i)
 				cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: tag})
 				in[i] = collectors.Sample{PLC: "plc00", Tag: tag, Node: "ns=1;s=Int32." + tag[6:], Value: int32(100000 + i),
-					Type: "Int32", Status: "Good", SourceTime: ts, ServerTime: ts}
+					Type: collectors.TypeInt32, SourceTime: ts, ServerTime: ts}
 			}
 			t, err := newTopics(FromConfig(cfg))
 			if err != nil {

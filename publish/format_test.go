@@ -53,7 +53,7 @@ func TestStatusTopics(t *testing.T) {
 		t.Fatalf("plc status: %s %s", m.Topic, m.Payload)
 	}
 	// A value after the state change, then streaming again.
-	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}}}
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 1.5, Type: collectors.TypeDouble}}}
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	got := receive(t, msgs, 2)
 	topics := got[0].Topic + " " + got[1].Topic
@@ -100,7 +100,7 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 	proxy.Refuse(true)
 	proxy.Cut()
 	sink.WaitFor(t, wait, "connection to broker lost")
-	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: "Double", Status: "Good"}}}
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 7.0, Type: collectors.TypeDouble}}}
 	proxy.Refuse(false)
 	var seen []string
 	for {
@@ -200,9 +200,9 @@ func TestBatchSplitToMaxPacket(t *testing.T) {
 			}
 			var b collectors.Batch
 			for i := range 500 {
-				b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"})
+				b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: collectors.TypeInt64})
 			}
-			b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: "String", Status: "Good"})
+			b = append(b, collectors.Sample{PLC: "press1", Tag: "temperature", Value: strings.Repeat("x", 5000), Type: collectors.TypeString})
 			var values, messages, over int
 			f.Encode(b, true, func(topic string, record []byte) {
 				vs := tc.values(t, topic, record)

@@ -57,7 +57,7 @@ func TestSpoolOutageOrderStress(t *testing.T) {
 			}
 			for i := range perTick {
 				tag := i % tags
-				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}}
+				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: collectors.TypeInt64}}}
 				sent[tag]++
 				total.Add(1)
 			}

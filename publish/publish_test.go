@@ -83,13 +83,13 @@ func newPublisher(t *testing.T, cfg *config.Config, log zerolog.Logger) *Publish
 func TestPublishQoS(t *testing.T) {
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
 	samples := []collectors.Sample{
-		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: 21.5, Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts.Add(time.Millisecond)},
-		{PLC: "press1", Tag: "pressure", Node: "ns=2;s=Line1.P", Value: int64(-3), Type: "Int64", Status: "Good", SourceTime: ts},
-		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: math.NaN(), Type: "Double", Status: "BadSensorFailure", StatusCode: 0x808B0000},
-		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: "ü \"quoted\"", Type: "String", Status: "Good"},
-		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: []any{true, []byte{1, 2}}, Type: "Variant", Status: "Good"},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: 21.5, Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts.Add(time.Millisecond)},
+		{PLC: "press1", Tag: "pressure", Node: "ns=2;s=Line1.P", Value: int64(-3), Type: collectors.TypeInt64, SourceTime: ts},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: math.NaN(), Type: collectors.TypeDouble, StatusCode: 0x808B0000},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: "ü \"quoted\"", Type: collectors.TypeString},
+		{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: []any{true, []byte{1, 2}}, Type: collectors.TypeVariant},
 		// Not in the config: published on mqtt.topic, names made safe.
-		{PLC: "ghost", Tag: "x+y/z", Node: "i=85", Value: uint32(7), Type: "UInt32", Status: "Good"},
+		{PLC: "ghost", Tag: "x+y/z", Node: "i=85", Value: uint32(7), Type: collectors.TypeUInt32},
 	}
 	wantTopics := []string{
 		"tagbridge/a1/press1/temperature",
@@ -136,7 +136,7 @@ func TestPublishRetain(t *testing.T) {
 			cfg.MQTT.Retain = retain
 			p := newPublisher(t, cfg, log)
 			in := make(chan collectors.Event, 1)
-			s := collectors.Sample{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double", Status: "Good"}
+			s := collectors.Sample{PLC: "press1", Tag: "temperature", Value: 1.5, Type: collectors.TypeDouble}
 			in <- collectors.Event{Batch: collectors.Batch{s}}
 			close(in)
 			if err := result(t, start(t, p, in)); err != nil {
@@ -210,7 +210,7 @@ func sameJSON(a, b []byte) bool {
 }
 
 func seqSample(i int) collectors.Sample {
-	return collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: "Int64", Status: "Good"}
+	return collectors.Sample{PLC: "press1", Tag: "temperature", Value: int64(i), Type: collectors.TypeInt64}
 }
 
 func seqOf(t *testing.T, m testkit.Message) int {

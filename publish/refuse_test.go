@@ -33,9 +33,9 @@ func TestPublishRefused(t *testing.T) {
 		maxPacket config.Size
 		aside     int // -1: 0 or 1
 	}{
-		{name: "over the broker's max_packet_size", bad: collectors.Sample{PLC: "press1", Tag: "big", Value: big, Type: "String"}, aside: 1},
-		{name: "over mqtt.max_packet_size", bad: collectors.Sample{PLC: "press1", Tag: "big", Value: big, Type: "String"}, maxPacket: 4 << 10, aside: 1},
-		{name: "denied by the broker's ACL", bad: collectors.Sample{PLC: "press1", Tag: "denied", Value: int64(1), Type: "Int64"}, aside: -1}, // Mosquitto 2.0.11 acknowledges, then drops the connection
+		{name: "over the broker's max_packet_size", bad: collectors.Sample{PLC: "press1", Tag: "big", Value: big, Type: collectors.TypeString}, aside: 1},
+		{name: "over mqtt.max_packet_size", bad: collectors.Sample{PLC: "press1", Tag: "big", Value: big, Type: collectors.TypeString}, maxPacket: 4 << 10, aside: 1},
+		{name: "denied by the broker's ACL", bad: collectors.Sample{PLC: "press1", Tag: "denied", Value: int64(1), Type: collectors.TypeInt64}, aside: -1}, // Mosquitto 2.0.11 acknowledges, then drops the connection
 		{name: "control character in a spooled topic", spooled: "tagbridge/a1/press1/bad\x01tag", aside: 1},
 		{name: "U+FFFF in a spooled topic", spooled: "tagbridge/a1/press1/bad\uffff", aside: 1},
 		{name: "$SYS topic spooled", spooled: "$SYS/broker/x", aside: 1},

@@ -285,7 +285,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 
 	// Streaming, datatypes unknown: the DBIRTH waits for the first values.
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 21.5, "Double"), testkit.Sample("pressure", int64(-3), "Int32"), testkit.Sample("temperature", 22.5, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 21.5, collectors.TypeDouble), testkit.Sample("pressure", int64(-3), collectors.TypeInt32), testkit.Sample("temperature", 22.5, collectors.TypeDouble)}}
 	db := s.expect("DBIRTH", "press1").p
 	if m := testkit.MetricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 22.5 {
 		t.Errorf("DBIRTH temperature: %v, want the latest, 22.5", m)
@@ -308,7 +308,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 	// seq wraps from 255 to 0 (spStream checks). One at a time: QoS 0
 	// may lose what floods a subscriber.
 	for i := range 300 {
-		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), collectors.TypeDouble)}}
 		if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != float64(i) {
 			t.Fatalf("DDATA %d: %v", i, m)
 		}
@@ -323,10 +323,10 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Errorf("will NDEATH at QoS %d: %v, want bdSeq %d at QoS 1", nd.qos, nd.p, bdSeq0)
 	}
 	sink.WaitFor(t, wait, "connection to broker lost")
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 98.0, "Double")}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(6), "Int32")}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 99.0, "Double")}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(7), "Int32")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 98.0, collectors.TypeDouble)}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(6), collectors.TypeInt32)}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 99.0, collectors.TypeDouble)}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(7), collectors.TypeInt32)}}
 	sink.WaitFor(t, wait, `"attempt":1`) // a refused reconnect uses no bdSeq up
 	proxy.Refuse(false)
 	nb = s.expect("NBIRTH", "").p
@@ -363,7 +363,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 		t.Errorf("rebirth NBIRTH bdSeq %d, want %d (same connection)", got, bdSeq1)
 	}
 	s.expect("DBIRTH", "press1")
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(8), "Int32")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("pressure", int64(8), collectors.TypeInt32)}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || int32(m.GetIntValue()) != 8 {
 		t.Errorf("DDATA after the rebirth: %v", m)
 	}
@@ -396,9 +396,9 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 
 	bdSeq0 := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, collectors.TypeDouble)}}
 	s.expect("DBIRTH", "press1") // holds 1: no DDATA repeats it
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, collectors.TypeDouble)}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 {
 		t.Errorf("DDATA: %v, want 2", m)
 	}
@@ -407,7 +407,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	b.Stop()
 	sink.WaitFor(t, wait, "connection to broker lost")
 	for i := range 3 {
-		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(10+i), "Double")}}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(10+i), collectors.TypeDouble)}}
 	}
 	b.Restart()
 	// A probe through the broker shows the subscriber connected again.
@@ -438,7 +438,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 			t.Errorf("spooled DDATA %d: %v, want %d, historical", i, m, 10+i)
 		}
 	}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 20.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 20.0, collectors.TypeDouble)}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetIsHistorical() || m.GetDoubleValue() != 20 {
 		t.Errorf("DDATA after the restart: %v", m)
 	}
@@ -471,7 +471,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
 	}
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", -1.0, "Double"), testkit.Sample("pressure", int64(5), "Int32")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", -1.0, collectors.TypeDouble), testkit.Sample("pressure", int64(5), collectors.TypeInt32)}}
 	s.expect("DBIRTH", "press1") // and no DDATA: it would repeat the DBIRTH's values
 
 	proxy.Refuse(true)
@@ -480,7 +480,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	sink.WaitFor(t, wait, "connection to broker lost")
 	const n = 3000
 	for i := range n {
-		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), collectors.TypeDouble)}}
 	}
 	sink.WaitFor(t, wait, "spool full")
 	crash()
@@ -522,8 +522,8 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	}
 	// The new run's first values: a DBIRTH with the latest as it is sent
 	// (42 or 43), then the other in DDATA.
-	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 42.0, "Double")}}
-	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 43.0, "Double")}}
+	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 42.0, collectors.TypeDouble)}}
+	in2 <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 43.0, collectors.TypeDouble)}}
 	born := testkit.MetricNamed(t, s.expect("DBIRTH", "press1").p, "temperature").GetDoubleValue()
 	if born != 42 && born != 43 {
 		t.Errorf("DBIRTH of the new run: temperature %v, want 42 or 43", born)
@@ -553,14 +553,14 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 
 	s.expect("NBIRTH", "")
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.0, collectors.TypeDouble)}}
 	s.expect("DBIRTH", "press1") // the DDATA is left out: it repeats the DBIRTH
 	waitStats(t, p, "the first value confirmed", wait, func(st Stats) bool { return st.Spooled == 0 })
 
 	proxy.Freeze()
 	const n = 20
 	for i := 1; i <= n; i++ {
-		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), "Double")}}
+		in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", float64(i), collectors.TypeDouble)}}
 	}
 	// Handed to the connection (QoS 0 is done there), not confirmed.
 	st := waitStats(t, p, "the frozen values written", wait, func(st Stats) bool { return st.Published >= n+1 && st.InFlight == 0 })
@@ -621,8 +621,8 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 
 	sink.WaitFor(t, wait, "connected to broker")
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.5, "Double")}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.5, collectors.TypeDouble)}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, collectors.TypeDouble)}}
 	waitStats(t, p, "the values spooled", wait, func(st Stats) bool { return st.Spooled >= 3 }) // DBIRTH, DDATA, DDATA
 	// A probe through the broker: whatever the node sent before it came first.
 	publishRaw(t, b.URL(), "spBv1.0/plant1/PROBE/a1", nil)
@@ -641,7 +641,7 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 0.5 || !m.GetIsHistorical() {
 		t.Errorf("DDATA taken while the host was offline: %v, want 0.5, historical", m)
 	}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, collectors.TypeDouble)}}
 	if m := s.expect("DDATA", "press1").p.Metrics[0]; m.GetDoubleValue() != 2 || m.GetIsHistorical() {
 		t.Errorf("DDATA with the host online: %v", m)
 	}
@@ -650,8 +650,8 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	if nd := s.expect("NDEATH", ""); testkit.MetricNamed(t, nd.p, spBDSeq).GetLongValue() != 0 || nd.qos != 1 {
 		t.Errorf("NDEATH when the host went offline: %v at QoS %d, want the will (bdSeq 0, QoS 1)", nd.p, nd.qos)
 	}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.5, "Double")}}
-	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 3.0, "Double")}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.5, collectors.TypeDouble)}}
+	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 3.0, collectors.TypeDouble)}}
 	state(true)
 	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 1 {
 		t.Errorf("NBIRTH after the host came back: bdSeq %d, want 1", bd)

@@ -144,7 +144,7 @@ func TestSpoolBrokerOutage(t *testing.T) {
 			t0 := time.Now()
 			for i := range perTick {
 				tag := i % tags
-				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: "Int64", Status: "Good"}}}
+				in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: fmt.Sprintf("c%02d", tag), Value: sent[tag], Type: collectors.TypeInt64}}}
 				sent[tag]++
 			}
 			slowest[phase] = max(slowest[phase], time.Since(t0))

@@ -22,10 +22,9 @@ func TestUAJSONKeyFrameOnDemandOnBroker(t *testing.T) {
 	msgs := testkit.SubscribeAll(t, b.URL(), "opcua/json/data/#", 1)
 	in := make(chan collectors.Event, 8)
 	start(t, p, in)
-	event := collectors.Sample{PLC: "press1", Tag: "alarms", Type: "Event", Status: "Good",
-		Value: collectors.Structure{TypeID: "i=2915", Fields: []collectors.Field{{Name: "Severity", Value: uint16(700)}}}}
+	event := collectors.Sample{PLC: "press1", Tag: "alarms", Type: collectors.TypeEvent, Value: collectors.Structure{TypeID: "i=2915", Fields: []collectors.Field{{Name: "Severity", Value: uint16(700)}}}}
 	for i := range int32(3) {
-		in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: i, Type: "Int32", Status: "Good"}}}
+		in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: i, Type: collectors.TypeInt32}}}
 	}
 	in <- collectors.Event{Batch: collectors.Batch{event}}
 	next := func(what string) string {

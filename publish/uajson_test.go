@@ -90,8 +90,8 @@ func TestUAJSONOnBroker(t *testing.T) {
 	const n = 20
 	for i := range n {
 		in <- collectors.Event{Batch: collectors.Batch{
-			{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32", Status: "Good"},
-			{PLC: "press2", Tag: "t", Value: int64(i), Type: "Int64", Status: "Good"},
+			{PLC: "press1", Tag: "temperature", Value: int32(i), Type: collectors.TypeInt32},
+			{PLC: "press2", Tag: "t", Value: int64(i), Type: collectors.TypeInt64},
 		}}
 	}
 	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "EOF", Since: time.Now()}}
@@ -133,7 +133,7 @@ func TestUAJSONOnBroker(t *testing.T) {
 		t.Errorf("Bad key frame is message %d of press1, want %d (after the data taken before it)", badAt, n+1)
 	}
 	// The same loss again with another reason adds nothing; values go on.
-	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(n), Type: "Int32", Status: "Good"}}}
+	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(n), Type: collectors.TypeInt32}}}
 	take()
 	for plc, s := range seqs {
 		for i, q := range s {
@@ -232,7 +232,7 @@ func TestUAJSONBrokerRestart(t *testing.T) {
 	runUA(t, p, in)
 	wantStatus(t, receiveUA(t, msgs, data, status), pubSubOperational)
 	batch := func(i int) collectors.Batch {
-		return collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32", Status: "Good"}}
+		return collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: collectors.TypeInt32}}
 	}
 	in <- collectors.Event{Batch: batch(1)}
 	if m := receiveUA(t, msgs, data, status); testkit.DecodeUA[testkit.UANetworkMessage](t, m.Payload).Messages[0].SequenceNumber != 1 {

@@ -22,59 +22,20 @@ const maxDepth = 100
 // tooDeep replaces a value nested deeper than maxDepth.
 const tooDeep = "<nested deeper than 100 levels>"
 
-// builtinNames are the OPC UA built-in type names (Part 6, 5.1.2), indexed by
-// the type id in a Variant's encoding mask.
-var builtinNames = [...]string{
-	ua.TypeIDNull:            "Null",
-	ua.TypeIDBoolean:         "Boolean",
-	ua.TypeIDSByte:           "SByte",
-	ua.TypeIDByte:            "Byte",
-	ua.TypeIDInt16:           "Int16",
-	ua.TypeIDUint16:          "UInt16",
-	ua.TypeIDInt32:           "Int32",
-	ua.TypeIDUint32:          "UInt32",
-	ua.TypeIDInt64:           "Int64",
-	ua.TypeIDUint64:          "UInt64",
-	ua.TypeIDFloat:           "Float",
-	ua.TypeIDDouble:          "Double",
-	ua.TypeIDString:          "String",
-	ua.TypeIDDateTime:        "DateTime",
-	ua.TypeIDGUID:            "Guid",
-	ua.TypeIDByteString:      "ByteString",
-	ua.TypeIDXMLElement:      "XmlElement",
-	ua.TypeIDNodeID:          "NodeId",
-	ua.TypeIDExpandedNodeID:  "ExpandedNodeId",
-	ua.TypeIDStatusCode:      "StatusCode",
-	ua.TypeIDQualifiedName:   "QualifiedName",
-	ua.TypeIDLocalizedText:   "LocalizedText",
-	ua.TypeIDExtensionObject: "ExtensionObject",
-	ua.TypeIDDataValue:       "DataValue",
-	ua.TypeIDVariant:         "Variant",
-	ua.TypeIDDiagnosticInfo:  "DiagnosticInfo",
-}
-
-// builtinName returns the OPC UA name of a built-in type id. Ids 26-63 fit in
-// the encoding mask but are not defined; gopcua refuses to decode them.
-func builtinName(t ua.TypeID) string {
-	if int(t) < len(builtinNames) {
-		return builtinNames[t]
-	}
-	return "TypeId(" + strconv.Itoa(int(t)) + ")"
-}
-
 // convertValue turns a decoded OPC UA Variant into a JSON-friendly Go value
-// (see collectors.Sample) and returns it with the name of the Variant's
-// built-in type ("Double", "Int32", ...; "Null" for a nil or empty Variant).
+// (see collectors.Sample) and returns it with the Variant's built-in type
+// (collectors.TypeDouble, ...; TypeNull for a nil or empty Variant).
 //
 // Scalars keep their exact Go type (int8 ... uint64, float32, float64), so
 // the common path allocates nothing. ByteString is a copy (gopcua's slice
 // aliases the whole received message); Guid, NodeId, ExpandedNodeId,
-// QualifiedName, StatusCode and XmlElement become strings (inside a nested
-// Variant wrapped in collectors.Typed with their type name), LocalizedText
-// a collectors.LocalizedText;
+// QualifiedName and XmlElement become strings (inside a nested Variant
+// wrapped in collectors.Typed with their type), a StatusCode a
+// collectors.StatusCode, LocalizedText a collectors.LocalizedText;
 // DateTime becomes a UTC time.Time, or nil for the null DateTime. Arrays are
 // []any (nil for a null array), matrices nested []any, outer dimension first.
-// A DataValue is a map with value, type, status, status_code and the
+// A DataValue is a map with value, type (a collectors.Type), status (its
+// name), status_code and the
 // timestamps that were sent; a DiagnosticInfo a map of the fields that were
 // sent; a nested Variant its converted value. An ExtensionObject that gopcua
 // decoded into a Go struct is a map of its exported fields, converted by the
@@ -83,15 +44,15 @@ func builtinName(t ua.TypeID) string {
 //
 // convertValue does not panic: values it does not know come out as
 // fmt.Sprint strings.
-func convertValue(v *ua.Variant) (value any, typeName string) {
+func convertValue(v *ua.Variant) (value any, typ collectors.Type) {
 	return convertVariant(v, 0)
 }
 
-func convertVariant(v *ua.Variant, depth int) (any, string) {
+func convertVariant(v *ua.Variant, depth int) (any, collectors.Type) {
 	if v == nil || v.Type() == ua.TypeIDNull {
-		return nil, "Null"
+		return nil, collectors.TypeNull
 	}
-	return convert(v.Value(), depth), builtinName(v.Type())
+	return convert(v.Value(), depth), collectors.Type(v.Type())
 }
 
 // convert is the scalar fast path: a plain type switch that hands the
@@ -112,7 +73,7 @@ func convert(val any, depth int) any {
 		}
 		return x.UTC()
 	case ua.StatusCode:
-		return statusName(x)
+		return collectors.StatusCode(x)
 	case []byte:
 		if x == nil {
 			return nil
@@ -182,16 +143,16 @@ func convert(val any, depth int) any {
 // typed wraps a nested Variant's value in collectors.Typed when its Go
 // form does not say its built-in type (see stringTyped), so that encoders
 // that carry types keep it.
-func typed(v any, typeName string) any {
-	if stringTyped[typeName] || typeName == "DateTime" && v == nil {
-		return collectors.Typed{Type: typeName, Value: v}
+func typed(v any, typ collectors.Type) any {
+	switch typ {
+	case collectors.TypeGUID, collectors.TypeXMLElement, collectors.TypeNodeID, collectors.TypeExpandedNodeID, collectors.TypeQualifiedName:
+		return collectors.Typed{Type: typ, Value: v} // convert writes them as strings
+	case collectors.TypeDateTime:
+		if v == nil {
+			return collectors.Typed{Type: typ}
+		}
 	}
 	return v
-}
-
-// stringTyped are the built-in types that convert writes as strings.
-var stringTyped = map[string]bool{
-	"Guid": true, "XmlElement": true, "NodeId": true, "ExpandedNodeId": true, "StatusCode": true, "QualifiedName": true,
 }
 
 // convertSlice converts a one-dimensional array element by element; a nil
@@ -407,8 +368,7 @@ func dataValueMap(d *ua.DataValue, depth int) map[string]any {
 // dataValueParts reads a DataValue as its EncodingMask says it was sent: a
 // missing value is Null, a missing status Good (Part 4, 7.7.1), a missing or
 // null timestamp zero. Picoseconds refine the timestamps to the nanosecond.
-func dataValueParts(d *ua.DataValue, depth int) (value any, typ string, status ua.StatusCode, src, srv time.Time) {
-	typ = "Null"
+func dataValueParts(d *ua.DataValue, depth int) (value any, typ collectors.Type, status ua.StatusCode, src, srv time.Time) {
 	if d.Has(ua.DataValueValue) {
 		value, typ = convertVariant(d.Value, depth)
 	}
@@ -623,13 +583,12 @@ func statusName(c ua.StatusCode) string { return uastatus.Name(c) }
 // timestamps only when sent and not null. A nil DataValue gives a Null value
 // with status Good.
 func sampleFrom(plc, tag, node string, dv *ua.DataValue) collectors.Sample {
-	s := collectors.Sample{PLC: plc, Tag: tag, Node: node, Type: "Null", Status: "Good"}
+	s := collectors.Sample{PLC: plc, Tag: tag, Node: node}
 	if dv == nil {
 		return s
 	}
 	var status ua.StatusCode
 	s.Value, s.Type, status, s.SourceTime, s.ServerTime = dataValueParts(dv, 0)
-	s.Status = statusName(status)
-	s.StatusCode = uint32(status)
+	s.StatusCode = collectors.StatusCode(status)
 	return s
 }

@@ -116,9 +116,9 @@ func variantCases(tb testing.TB) []variantCase {
 			"ExpandedNodeId", "nsu=urn:acme%3Bplc;s=Temp"},
 		{"ExpandedNodeId with server", v(ua.NewExpandedNodeID(ua.NewNumericNodeID(2, 5), "", 3)), "ExpandedNodeId", "svr=3;ns=2;i=5"},
 		{"ExpandedNodeId array", v([]*ua.ExpandedNodeID{ua.NewNumericExpandedNodeID(0, 85)}), "ExpandedNodeId", []any{"i=85"}},
-		{"StatusCode", v(ua.StatusBadNodeIDUnknown), "StatusCode", "BadNodeIdUnknown"},
+		{"StatusCode", v(ua.StatusBadNodeIDUnknown), "StatusCode", collectors.StatusCode(ua.StatusBadNodeIDUnknown)},
 		{"StatusCode array", v([]ua.StatusCode{ua.StatusOK, ua.StatusUncertainLastUsableValue}), "StatusCode",
-			[]any{"Good", "UncertainLastUsableValue"}},
+			[]any{collectors.StatusCode(0), collectors.StatusCode(ua.StatusUncertainLastUsableValue)}},
 		{"QualifiedName", v(&ua.QualifiedName{NamespaceIndex: 2, Name: "Temp"}), "QualifiedName", "2:Temp"},
 		{"QualifiedName ns 0", v(&ua.QualifiedName{Name: "Temp"}), "QualifiedName", "Temp"},
 		{"QualifiedName array", v([]*ua.QualifiedName{{NamespaceIndex: 1, Name: "a"}}), "QualifiedName", []any{"1:a"}},
@@ -184,13 +184,13 @@ func variantCases(tb testing.TB) []variantCase {
 			Value: ua.MustVariant(int32(5)), Status: ua.StatusUncertainLastUsableValue,
 			SourceTimestamp: ts1, ServerTimestamp: ts2, ServerPicoseconds: 250,
 		})), "DataValue", map[string]any{
-			"value": int32(5), "type": "Int32", "status": "UncertainLastUsableValue", "status_code": uint32(0x40900000),
+			"value": int32(5), "type": collectors.TypeInt32, "status": "UncertainLastUsableValue", "status_code": uint32(0x40900000),
 			"source_time": ts1, "server_time": ts2.Add(2 * time.Nanosecond),
 		}},
 		{"DataValue value only", v(dv(&ua.DataValue{Value: ua.MustVariant("x")})), "DataValue",
-			map[string]any{"value": "x", "type": "String", "status": "Good", "status_code": uint32(0)}},
+			map[string]any{"value": "x", "type": collectors.TypeString, "status": "Good", "status_code": uint32(0)}},
 		{"DataValue array", v([]*ua.DataValue{dv(&ua.DataValue{Status: ua.StatusBadCommunicationError})}), "DataValue", []any{
-			map[string]any{"value": nil, "type": "Null", "status": "BadCommunicationError", "status_code": uint32(0x80050000)},
+			map[string]any{"value": nil, "type": collectors.TypeNull, "status": "BadCommunicationError", "status_code": uint32(0x80050000)},
 		}},
 		{"Variant", v(ua.MustVariant(1.5)), "Variant", 1.5},
 		{"Variant of array", v(ua.MustVariant([]string{"a"})), "Variant", []any{"a"}},
@@ -198,8 +198,8 @@ func variantCases(tb testing.TB) []variantCase {
 			[]any{int32(1), "x", nil}},
 		{"Variant array of string-formed types", v([]*ua.Variant{ua.MustVariant(ua.NewStringNodeID(2, "T")), ua.MustVariant(&ua.QualifiedName{NamespaceIndex: 1, Name: "Q"}),
 			ua.MustVariant(ua.StatusBadTimeout), ua.MustVariant(time.Time{}), ua.MustVariant(ua.NewLocalizedTextWithLocale("x", "en"))}), "Variant",
-			[]any{collectors.Typed{Type: "NodeId", Value: "ns=2;s=T"}, collectors.Typed{Type: "QualifiedName", Value: "1:Q"},
-				collectors.Typed{Type: "StatusCode", Value: "BadTimeout"}, collectors.Typed{Type: "DateTime"}, collectors.LocalizedText{Locale: "en", Text: "x"}}},
+			[]any{collectors.Typed{Type: collectors.TypeNodeID, Value: "ns=2;s=T"}, collectors.Typed{Type: collectors.TypeQualifiedName, Value: "1:Q"},
+				collectors.StatusCode(ua.StatusBadTimeout), collectors.Typed{Type: collectors.TypeDateTime}, collectors.LocalizedText{Locale: "en", Text: "x"}}},
 		{"DiagnosticInfo", v(&ua.DiagnosticInfo{
 			EncodingMask: ua.DiagnosticInfoSymbolicID | ua.DiagnosticInfoAdditionalInfo |
 				ua.DiagnosticInfoInnerStatusCode | ua.DiagnosticInfoInnerDiagnosticInfo,
@@ -265,7 +265,7 @@ func TestConvertValue(t *testing.T) {
 	for _, tc := range variantCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, typ := convertValue(wire(t, tc.in))
-			if typ != tc.wantType {
+			if typ.String() != tc.wantType {
 				t.Errorf("type = %q, want %q", typ, tc.wantType)
 			}
 			if !sameValue(got, tc.want) {
@@ -329,7 +329,7 @@ func TestConvertValueAfterDecodeError(t *testing.T) {
 				t.Fatalf("decode % x: no error", tc.in)
 			}
 			got, typ := convertValue(v)
-			if typ != tc.wantType || !sameValue(got, tc.want) {
+			if typ.String() != tc.wantType || !sameValue(got, tc.want) {
 				t.Errorf("got %#v, %q; want %#v, %q", got, typ, tc.want, tc.wantType)
 			}
 			checkJSONFriendly(t, "value", got)
@@ -376,7 +376,7 @@ func TestConvertValueHandBuilt(t *testing.T) {
 		{"nil ExtensionObject", ua.MustVariant((*ua.ExtensionObject)(nil)), "ExtensionObject", nil},
 		{"nil inner Variant", ua.MustVariant((*ua.Variant)(nil)), "Variant", nil},
 		{"DataValue with value bit but nil value", ua.MustVariant(&ua.DataValue{EncodingMask: ua.DataValueValue}), "DataValue",
-			map[string]any{"value": nil, "type": "Null", "status": "Good", "status_code": uint32(0)}},
+			map[string]any{"value": nil, "type": collectors.TypeNull, "status": "Good", "status_code": uint32(0)}},
 		{"ExtensionObject without type id", ua.MustVariant(&ua.ExtensionObject{}), "ExtensionObject",
 			map[string]any{"type_id": nil, "encoding": "none", "body": nil}},
 		{"ExtensionObject with raw []byte", eo([]byte{7}), "ExtensionObject",
@@ -390,7 +390,7 @@ func TestConvertValueHandBuilt(t *testing.T) {
 			P *int
 			u int
 		}{C: 1 + 2i, M: map[int]string{1: "x"}, A: [2]uint8{1, 2}, I: ua.StatusBadTimeout}), "ExtensionObject",
-			map[string]any{"C": "(1+2i)", "M": map[string]any{"1": "x"}, "A": []byte{1, 2}, "I": "BadTimeout", "P": nil}},
+			map[string]any{"C": "(1+2i)", "M": map[string]any{"1": "x"}, "A": []byte{1, 2}, "I": collectors.StatusCode(ua.StatusBadTimeout), "P": nil}},
 		{"ExtensionObject with nothing exported", eo(&opaque{secret: 1}), "ExtensionObject", "{1}"},
 		{"ExtensionObject cycle", eo(loop), "ExtensionObject", nil},
 		{"Variant nesting beyond maxDepth", deep, "Variant", tooDeep},
@@ -398,7 +398,7 @@ func TestConvertValueHandBuilt(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, typ := convertValue(tc.in)
-			if typ != tc.wantType {
+			if typ.String() != tc.wantType {
 				t.Errorf("type = %q, want %q", typ, tc.wantType)
 			}
 			if tc.want != nil && !sameValue(got, tc.want) {
@@ -525,7 +525,7 @@ func TestSampleFrom(t *testing.T) {
 		{
 			name: "nil DataValue",
 			in:   nil, raw: true,
-			want: collectors.Sample{Type: "Null", Status: "Good"},
+			want: collectors.Sample{Type: collectors.TypeNull},
 		},
 		{
 			name: "everything sent",
@@ -536,34 +536,34 @@ func TestSampleFrom(t *testing.T) {
 				SourceTimestamp: ts1, SourcePicoseconds: 9999, ServerTimestamp: ts2,
 			},
 			want: collectors.Sample{
-				Value: 21.5, Type: "Double", Status: "UncertainLastUsableValue", StatusCode: 0x40900000,
+				Value: 21.5, Type: collectors.TypeDouble, StatusCode: 0x40900000,
 				SourceTime: ts1.Add(99 * time.Nanosecond), ServerTime: ts2,
 			},
 		},
 		{
 			name: "value only: status Good, no times",
 			in:   &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(7))},
-			want: collectors.Sample{Value: int32(7), Type: "Int32", Status: "Good"},
+			want: collectors.Sample{Value: int32(7), Type: collectors.TypeInt32},
 		},
 		{
 			name: "bad status without value",
 			in:   &ua.DataValue{EncodingMask: ua.DataValueStatusCode | ua.DataValueServerTimestamp, Status: ua.StatusBadCommunicationError, ServerTimestamp: ts2},
-			want: collectors.Sample{Type: "Null", Status: "BadCommunicationError", StatusCode: 0x80050000, ServerTime: ts2},
+			want: collectors.Sample{Type: collectors.TypeNull, StatusCode: 0x80050000, ServerTime: ts2},
 		},
 		{
 			name: "status with info bits keeps the code",
 			in:   &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode, Value: ua.MustVariant(true), Status: 0x00000480},
-			want: collectors.Sample{Value: true, Type: "Boolean", Status: "Good", StatusCode: 0x480},
+			want: collectors.Sample{Value: true, Type: collectors.TypeBoolean, StatusCode: 0x480},
 		},
 		{
 			name: "timestamp flagged but null",
 			in:   &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: ua.MustVariant("x")},
-			want: collectors.Sample{Value: "x", Type: "String", Status: "Good"},
+			want: collectors.Sample{Value: "x", Type: collectors.TypeString},
 		},
 		{
 			name: "matrix value",
 			in:   &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant([][]int32{{1}, {2}})},
-			want: collectors.Sample{Value: []any{[]any{int32(1)}, []any{int32(2)}}, Type: "Int32", Status: "Good"},
+			want: collectors.Sample{Value: []any{[]any{int32(1)}, []any{int32(2)}}, Type: collectors.TypeInt32},
 		},
 		{
 			name: "the mask decides, not the fields",
@@ -572,7 +572,7 @@ func TestSampleFrom(t *testing.T) {
 				Status: ua.StatusBadTimeout, SourceTimestamp: ts1, ServerTimestamp: ts2,
 			},
 			raw:  true,
-			want: collectors.Sample{Value: int32(1), Type: "Int32", Status: "Good"},
+			want: collectors.Sample{Value: int32(1), Type: collectors.TypeInt32},
 		},
 	}
 	for _, tc := range tests {
@@ -649,8 +649,8 @@ func FuzzConvertVariant(f *testing.F) {
 			_, _ = v.Decode(b)
 		}()
 		got, typ := convertValue(v)
-		if typ == "" {
-			t.Error("empty type name")
+		if typ&collectors.TypeArray != 0 || typ == collectors.TypeEvent {
+			t.Errorf("type %v: no type a Variant has", typ)
 		}
 		checkJSONFriendly(t, "value", got)
 		if _, err := json.Marshal(got); err != nil {
@@ -1035,12 +1035,13 @@ func checkJSONFriendly(t *testing.T, path string, v any) {
 		for k, e := range x {
 			checkJSONFriendly(t, path+"."+k, e)
 		}
-	case collectors.LocalizedText, collectors.Enum:
+	case collectors.LocalizedText, collectors.Enum, collectors.StatusCode:
+	case collectors.Type: // a nested DataValue's type
 	case collectors.Typed:
-		if x.Type == "" {
+		if x.Type == collectors.TypeNull {
 			t.Errorf("%s: Typed without a type", path)
 		}
-		checkJSONFriendly(t, path+"("+x.Type+")", x.Value)
+		checkJSONFriendly(t, path+"("+x.Type.String()+")", x.Value)
 	case collectors.Structure:
 		for _, f := range x.Fields {
 			checkJSONFriendly(t, path+"."+f.Name, f.Value)

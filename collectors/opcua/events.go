@@ -154,7 +154,7 @@ func (s *Session) handleEvents(ctx context.Context, n *ua.EventNotificationList,
 // bracket events.
 func eventSample(e eventRef, fields []*ua.Variant) (collectors.Sample, bool) {
 	st := collectors.Structure{Fields: make([]collectors.Field, 0, len(e.Select))}
-	smp := collectors.Sample{PLC: e.plc, Tag: e.Name, Node: e.Notifier.String(), Type: "Event", Status: "Good"}
+	smp := collectors.Sample{PLC: e.plc, Tag: e.Name, Node: e.Notifier.String(), Type: collectors.TypeEvent}
 	field := func(i int) *ua.Variant {
 		if i < len(fields) {
 			return fields[i]

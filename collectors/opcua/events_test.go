@@ -58,7 +58,7 @@ func checkAlarms(t *testing.T, r *runSession) {
 	if got := fieldNames(st); !slices.Equal(got, want) {
 		t.Errorf("event fields %v, want %v", got, want)
 	}
-	if src, _ := field(s, "SourceName").(string); s.Type != "Event" || s.SourceTime.IsZero() || st.TypeID != "i=2915" || !strings.Contains(src, "Tank") ||
+	if src, _ := field(s, "SourceName").(string); s.Type != collectors.TypeEvent || s.SourceTime.IsZero() || st.TypeID != "i=2915" || !strings.Contains(src, "Tank") ||
 		field(s, "ConditionId") != "ns=1;s=Tank.LevelHigh" && field(s, "ConditionId") != "ns=1;s=Tank.Pump" {
 		t.Errorf("event sample %+v", s)
 	}

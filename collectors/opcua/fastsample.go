@@ -51,7 +51,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 			continue
 		}
 		tag := &s.tags[it.ClientHandle]
-		smp := &batch[k] // filled in place: a Sample is 150 bytes
+		smp := &batch[k] // filled in place: a Sample is 120 bytes
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
 		fillSample(smp, it, &seen)
 		if s.fencedAt(it.ClientHandle, smp.SourceTime) {
@@ -60,7 +60,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 		}
 		k++
 		s.noteSent(it.ClientHandle, smp.SourceTime)
-		if smp.Value == nil && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != "" {
+		if smp.Value == nil && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != collectors.TypeNull {
 			smp.Type = s.declared[it.ClientHandle] // no value: say what the node holds
 		}
 	}
@@ -70,20 +70,10 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 	return batch[:k]
 }
 
-// itemCache remembers the last status code named and the last timestamps
-// converted: the items of one notification mostly share them (a PLC stamps
-// a scan's changes alike).
+// itemCache remembers the last timestamps converted: the items of one
+// notification mostly share them (a PLC stamps a scan's changes alike).
 type itemCache struct {
-	code     ua.StatusCode
-	name     string
 	src, srv stampCache
-}
-
-func (c *itemCache) status(code ua.StatusCode) string {
-	if c.name == "" || c.code != code {
-		c.code, c.name = code, statusName(code)
-	}
-	return c.name
 }
 
 type stampCache struct {
@@ -108,15 +98,14 @@ func (c *stampCache) of(ticks uint64, withPicos bool, picos uint16) time.Time {
 // fillSample fills the value, type, status and timestamps of s from it,
 // as sampleFrom does from a DataValue.
 func fillSample(s *collectors.Sample, it *uafast.Item, seen *itemCache) {
-	s.Value, s.Type = nil, "Null"
+	s.Value, s.Type = nil, collectors.TypeNull
 	if it.Mask&ua.DataValueValue != 0 {
 		s.Value, s.Type = itemValue(it)
 	}
-	var status ua.StatusCode
+	s.StatusCode = 0
 	if it.Mask&ua.DataValueStatusCode != 0 {
-		status = it.Status
+		s.StatusCode = collectors.StatusCode(it.Status)
 	}
-	s.Status, s.StatusCode = seen.status(status), uint32(status)
 	if it.Mask&ua.DataValueSourceTimestamp != 0 {
 		s.SourceTime = seen.src.of(it.SourceTicks(), it.Mask&ua.DataValueSourcePicoseconds != 0, it.SourcePicos)
 	}
@@ -139,12 +128,12 @@ func itemTime(t time.Time, withPicos bool, picos uint16) time.Time {
 
 // itemValue is convertValue for an item: numeric scalars from their bits,
 // everything else converted from the value gopcua would have decoded.
-func itemValue(it *uafast.Item) (any, string) {
+func itemValue(it *uafast.Item) (any, collectors.Type) {
 	typ := it.Type()
 	if typ == ua.TypeIDNull {
-		return nil, "Null"
+		return nil, collectors.TypeNull
 	}
-	name := builtinName(typ)
+	name := collectors.Type(typ)
 	if it.IsArray() {
 		return convert(it.Value(), 0), name
 	}
@@ -173,7 +162,7 @@ func itemValue(it *uafast.Item) (any, string) {
 	case ua.TypeIDDouble:
 		return uafast.Float64(bits), name
 	case ua.TypeIDStatusCode:
-		return statusName(ua.StatusCode(bits)), name
+		return collectors.StatusCode(bits), name
 	case ua.TypeIDString:
 		return it.String(), name
 	default:

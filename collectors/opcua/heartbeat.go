@@ -98,7 +98,7 @@ func (h *heartbeats) due(now time.Time, up bool) (collectors.Batch, time.Time) {
 			smp.Heartbeat = true
 			smp.ServerTime = now.UTC()
 			if !up {
-				smp.Status, smp.StatusCode = statusName(ua.StatusBadNoCommunication), uint32(ua.StatusBadNoCommunication)
+				smp.StatusCode = collectors.StatusCode(ua.StatusBadNoCommunication)
 			}
 			batch = append(batch, smp)
 			h.sent[i] = now

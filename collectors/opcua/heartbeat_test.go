@@ -28,7 +28,7 @@ func TestHeartbeats(t *testing.T) {
 		defer stop()
 
 		start := time.Now()
-		good := collectors.Sample{PLC: "p", Tag: "a", Value: int32(7), Status: "Good", SourceTime: start}
+		good := collectors.Sample{PLC: "p", Tag: "a", Value: int32(7), SourceTime: start}
 		send := func(s collectors.Sample) {
 			in <- collectors.Batch{s}
 			if b := <-out; len(b) != 1 || b[0].Heartbeat {
@@ -36,8 +36,8 @@ func TestHeartbeats(t *testing.T) {
 			}
 		}
 		send(good)
-		send(collectors.Sample{PLC: "p", Tag: "b", Value: 1.5, Status: "Good"}) // no heartbeat
-		send(collectors.Sample{PLC: "p", Tag: "c", Value: "x", Status: "Good"})
+		send(collectors.Sample{PLC: "p", Tag: "b", Value: 1.5}) // no heartbeat
+		send(collectors.Sample{PLC: "p", Tag: "c", Value: "x"})
 
 		type beat struct {
 			tag    string
@@ -55,7 +55,7 @@ func TestHeartbeats(t *testing.T) {
 						if !s.Heartbeat || s.Value == nil || !s.SourceTime.Equal(good.SourceTime) && s.Tag == "a" {
 							t.Errorf("heartbeat %+v", s)
 						}
-						got = append(got, beat{s.Tag, s.ServerTime.Sub(start), s.Status})
+						got = append(got, beat{s.Tag, s.ServerTime.Sub(start), s.StatusCode.String()})
 					}
 					continue
 				default:
@@ -90,13 +90,13 @@ func TestHeartbeats(t *testing.T) {
 func TestHeartbeatsLastGood(t *testing.T) {
 	now := time.Now()
 	h := newHeartbeats([]tagRef{{plc: "p", Tag: &config.Tag{}}}, []time.Duration{time.Second}, true)
-	h.note(0, collectors.Sample{Value: 1.0, Status: "Good"}, now)
-	h.note(0, collectors.Sample{Value: 2.0, Status: "BadSensorFailure", StatusCode: 0x808B0000}, now.Add(500*time.Millisecond))
+	h.note(0, collectors.Sample{Value: 1.0}, now)
+	h.note(0, collectors.Sample{Value: 2.0, StatusCode: 0x808B0000}, now.Add(500*time.Millisecond))
 	if b, _ := h.due(now.Add(time.Second), true); len(b) != 0 {
 		t.Fatalf("heartbeat %v before a period passed since the Bad change", b)
 	}
 	b, next := h.due(now.Add(1500*time.Millisecond), true)
-	if len(b) != 1 || b[0].Value != 1.0 || b[0].Status != "Good" || !b[0].Heartbeat {
+	if len(b) != 1 || b[0].Value != 1.0 || b[0].StatusCode.String() != "Good" || !b[0].Heartbeat {
 		t.Fatalf("heartbeat %+v, want the last Good value", b)
 	}
 	if !next.Equal(now.Add(2500 * time.Millisecond)) {
@@ -120,7 +120,7 @@ func TestSessionHeartbeats(t *testing.T) {
 		defer r.mu.Unlock()
 		n := 0
 		for _, s := range r.samples[name] {
-			if s.Heartbeat && s.Status == status {
+			if s.Heartbeat && s.StatusCode.String() == status {
 				n++
 			}
 		}

@@ -58,9 +58,9 @@ type Session struct {
 	// rejected remembers the status of tags the server refused, so each is
 	// logged once per status rather than once per reconnect.
 	rejected map[uint32]ua.StatusCode
-	// declared is each tag's type from its DataType attribute ("" when not
+	// declared is each tag's type from its DataType attribute (TypeNull when not
 	// a built-in type), by handle: the Type of a sample without a value.
-	declared []string
+	declared []collectors.Type
 	// newRejections are the tags refused since the last summary, for one
 	// warning per subscribe or retry round.
 	newRejections []string
@@ -498,7 +498,7 @@ func (s *Session) publishRefused(ctx context.Context, out chan<- collectors.Batc
 		tag := s.tags[h]
 		smp := collectors.Sample{
 			PLC: tag.plc, Tag: tag.Name, Node: tag.Node.String(),
-			Status: statusName(code), StatusCode: uint32(code), ServerTime: now,
+			StatusCode: collectors.StatusCode(code), ServerTime: now,
 		}
 		if int(h) < len(s.declared) {
 			smp.Type = s.declared[h]
@@ -698,7 +698,7 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		}
 		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
 		s.noteSent(item.ClientHandle, smp.SourceTime)
-		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != "" {
+		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != collectors.TypeNull {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
 		}
 		batch = append(batch, smp)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 )
 
@@ -25,7 +26,7 @@ const readBatch = 1000
 func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 	s.types.reset() // a new connection: the PLC's program may have changed
 	var custom []*ua.ReadValueID
-	s.declared = make([]string, len(s.tags))
+	s.declared = make([]collectors.Type, len(s.tags))
 	for from := 0; from < len(s.tags); from += readBatch / 2 {
 		var batch []*ua.ReadValueID
 		var handles []int
@@ -49,7 +50,7 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 			}
 			r, _ := rank.Value.Value().(int32)
 			s.declared[h] = declaredType(dt, rank.Status == ua.StatusOK && r >= 1)
-			if s.declared[h] == "" { // a structure, an abstract or a PLC's own type
+			if s.declared[h] == collectors.TypeNull { // a structure, an abstract or a PLC's own type
 				custom = append(custom, &ua.ReadValueID{NodeID: batch[2*i].NodeID, AttributeID: ua.AttributeIDValue})
 			}
 		}
@@ -102,27 +103,32 @@ func (s *Session) readAttrs(ctx context.Context, c sender, nodes []*ua.ReadValue
 	return readInBatches(rctx, c, nodes, s.limits.perRead())
 }
 
-// builtinTypes names the DataTypes of namespace 0 that a sample's Type can
+// builtinTypes are the DataTypes of namespace 0 that a sample's Type can
 // carry: the built-in types, and common subtypes as their built-in type.
-var builtinTypes = map[uint32]string{
-	1: "Boolean", 2: "SByte", 3: "Byte", 4: "Int16", 5: "UInt16", 6: "Int32", 7: "UInt32", 8: "Int64", 9: "UInt64",
-	10: "Float", 11: "Double", 12: "String", 13: "DateTime", 14: "Guid", 15: "ByteString", 16: "XmlElement",
-	17: "NodeId", 18: "ExpandedNodeId", 19: "StatusCode", 20: "QualifiedName", 21: "LocalizedText",
-	29: "Int32", // Enumeration: enumerations travel as Int32
-	30: "ByteString", 288: "UInt32", 289: "UInt32", 290: "Double", 291: "String", 292: "String", 293: "DateTime",
-	294: "DateTime", 295: "String", 17588: "UInt32", // Image, IntegerId, Counter, Duration, NumericRange, Time, Date, UtcTime, LocaleId, Index
+var builtinTypes = map[uint32]collectors.Type{
+	1: collectors.TypeBoolean, 2: collectors.TypeSByte, 3: collectors.TypeByte, 4: collectors.TypeInt16,
+	5: collectors.TypeUInt16, 6: collectors.TypeInt32, 7: collectors.TypeUInt32, 8: collectors.TypeInt64,
+	9: collectors.TypeUInt64, 10: collectors.TypeFloat, 11: collectors.TypeDouble, 12: collectors.TypeString,
+	13: collectors.TypeDateTime, 14: collectors.TypeGUID, 15: collectors.TypeByteString, 16: collectors.TypeXMLElement,
+	17: collectors.TypeNodeID, 18: collectors.TypeExpandedNodeID, 19: collectors.TypeStatusCode,
+	20: collectors.TypeQualifiedName, 21: collectors.TypeLocalizedText,
+	29:  collectors.TypeInt32,                                                          // Enumeration: enumerations travel as Int32
+	30:  collectors.TypeByteString,                                                     // Image
+	288: collectors.TypeUInt32, 289: collectors.TypeUInt32, 290: collectors.TypeDouble, // IntegerId, Counter, Duration
+	291: collectors.TypeString, 292: collectors.TypeString, 293: collectors.TypeDateTime, // NumericRange, Time, Date
+	294: collectors.TypeDateTime, 295: collectors.TypeString, 17588: collectors.TypeUInt32, // UtcTime, LocaleId, Index
 }
 
-// declaredType is the type name of a tag's DataType, "[]" appended for an
-// array; "" when the DataType names no built-in type (a structure, an
-// abstract type, a PLC's own type).
-func declaredType(dt *ua.NodeID, array bool) string {
+// declaredType is the type of a tag's DataType, with TypeArray for an
+// array; TypeNull when the DataType names no built-in type (a structure,
+// an abstract type, a PLC's own type).
+func declaredType(dt *ua.NodeID, array bool) collectors.Type {
 	if dt.Namespace() != 0 || dt.Type() > ua.NodeIDTypeNumeric {
-		return ""
+		return collectors.TypeNull
 	}
-	name := builtinTypes[dt.IntID()]
-	if name != "" && array {
-		name += "[]"
+	t := builtinTypes[dt.IntID()]
+	if t != collectors.TypeNull && array {
+		t |= collectors.TypeArray
 	}
-	return name
+	return t
 }

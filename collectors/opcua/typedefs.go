@@ -41,7 +41,7 @@ func (t *structTypes) registry() *typedef.Registry {
 
 // convertField converts the complex built-in values inside a structure
 // (NodeId, LocalizedText, Variant, ...) as convertValue does; those that
-// become strings are wrapped in collectors.Typed with their type name.
+// become strings are wrapped in collectors.Typed with their type.
 func convertField(v any) any {
 	out := convert(v, 1)
 	if out == nil {
@@ -49,21 +49,19 @@ func convertField(v any) any {
 	}
 	switch v.(type) {
 	case *ua.GUID:
-		return collectors.Typed{Type: "Guid", Value: out}
+		return collectors.Typed{Type: collectors.TypeGUID, Value: out}
 	case ua.XMLElement, *ua.XMLElement:
-		return collectors.Typed{Type: "XmlElement", Value: out}
+		return collectors.Typed{Type: collectors.TypeXMLElement, Value: out}
 	case *ua.NodeID:
-		return collectors.Typed{Type: "NodeId", Value: out}
+		return collectors.Typed{Type: collectors.TypeNodeID, Value: out}
 	case *ua.ExpandedNodeID:
-		return collectors.Typed{Type: "ExpandedNodeId", Value: out}
-	case ua.StatusCode:
-		return collectors.Typed{Type: "StatusCode", Value: out}
+		return collectors.Typed{Type: collectors.TypeExpandedNodeID, Value: out}
 	case *ua.QualifiedName:
-		return collectors.Typed{Type: "QualifiedName", Value: out}
+		return collectors.Typed{Type: collectors.TypeQualifiedName, Value: out}
 	case *ua.ExtensionObject: // a field of an abstract type: Structure
-		return collectors.Typed{Type: "ExtensionObject", Value: out}
+		return collectors.Typed{Type: collectors.TypeExtensionObject, Value: out}
 	case *ua.Variant: // a field of an abstract type: BaseDataType, Number...
-		return collectors.Typed{Type: "Variant", Value: out}
+		return collectors.Typed{Type: collectors.TypeVariant, Value: out}
 	}
 	return out
 }

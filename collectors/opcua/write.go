@@ -312,7 +312,9 @@ func (l *writeLink) nodeType(ctx context.Context, c sender, h uint32, node *ua.N
 	}
 	dt, _ := res[0].Value.Value().(*ua.NodeID)
 	if dt != nil {
-		nt.builtin = strings.TrimSuffix(declaredType(dt, false), "[]")
+		if t := declaredType(dt, false); t != collectors.TypeNull {
+			nt.builtin = t.String()
+		}
 		nt.dataType = dt
 	}
 	nt.rank = -1

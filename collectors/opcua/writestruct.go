@@ -9,6 +9,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/typedef"
 	"github.com/tagbridge/tagbridge/command"
 )
@@ -124,10 +125,7 @@ func (s *Session) definedVariant(ctx context.Context, c sender, value any, nt no
 	}
 	switch t.Kind {
 	case typedef.KindBuiltin:
-		var name string
-		if int(t.Builtin) < len(builtinNames) {
-			name = builtinNames[t.Builtin]
-		}
+		name := collectors.Type(t.Builtin).String()
 		if _, ok := writableTypes[name]; !ok {
 			return nil, nil, command.Refuse(command.WrongType, "the node holds %s, which is not writable from MQTT", nodeIDString(nt.dataType))
 		}

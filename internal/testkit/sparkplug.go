@@ -33,6 +33,6 @@ func MetricNamed(t testing.TB, p *sparkplugb.Payload, name string) *sparkplugb.P
 }
 
 // Sample is a Good value of press1's tag, taken now.
-func Sample(tag string, v any, typ string) collectors.Sample {
-	return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: typ, Status: "Good", SourceTime: time.Now()}
+func Sample(tag string, v any, typ collectors.Type) collectors.Sample {
+	return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: typ, SourceTime: time.Now()}
 }

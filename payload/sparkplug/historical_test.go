@@ -24,8 +24,7 @@ func TestSparkplugHistoricalSample(t *testing.T) {
 	}
 	at := time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
 	sample := func(v int64, historical bool) collectors.Sample {
-		return collectors.Sample{PLC: "press1", Tag: "counter", Value: v, Type: "Int32", Status: "Good",
-			SourceTime: at.Add(time.Duration(v) * time.Second), Historical: historical}
+		return collectors.Sample{PLC: "press1", Tag: "counter", Value: v, Type: collectors.TypeInt32, SourceTime: at.Add(time.Duration(v) * time.Second), Historical: historical}
 	}
 	f.Encode(collectors.Batch{sample(1, false)}, true, func(string, []byte) {}) // DBIRTH and DDATA
 	var ddata [][]byte

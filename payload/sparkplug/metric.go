@@ -99,7 +99,7 @@ func walkFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []
 }
 
 // spType is the Sparkplug datatype of a sample's value: by its Go type,
-// narrowed by the OPC UA type name where the collector widened it;
+// narrowed by the sample's Type where the collector widened it;
 // spUnknown for no value. A one-dimensional array of a scalar type is that
 // type's array; other arrays, structures and composite values go as String,
 // holding their JSON text.
@@ -109,54 +109,58 @@ func spType(s *collectors.Sample) uint32 {
 
 // spDeclaredType is the datatype a sample announces: its value's, or for
 // a null value the node's DataType, which the collector gives in Type
-// (a trailing "[]" for an array), when it knows it.
+// (with TypeArray for an array), when it knows it.
 func spDeclaredType(s *collectors.Sample) uint32 {
 	if s.Value != nil {
 		return spType(s)
 	}
-	name, array := strings.CutSuffix(s.Type, "[]")
-	switch name {
-	case "", "Null", "BaseDataType", "Variant", "Number", "Integer", "UInteger", "Structure", "DataValue", "DiagnosticInfo":
+	typ, array := s.Type&^collectors.TypeArray, s.Type&collectors.TypeArray != 0
+	switch typ {
+	case collectors.TypeNull, collectors.TypeVariant, collectors.TypeDataValue, collectors.TypeDiagnosticInfo:
 		return spUnknown // no type, or one that names no Sparkplug datatype yet
 	}
 	if array {
-		return spArrayType([]any{}, name)
+		return spArrayType([]any{}, typ)
 	}
-	var zero any
-	switch name {
-	case "Boolean":
-		zero = false
-	case "SByte":
-		zero = int8(0)
-	case "Int16":
-		zero = int16(0)
-	case "Int32":
-		zero = int32(0)
-	case "Int64":
-		zero = int64(0)
-	case "Byte":
-		zero = uint8(0)
-	case "UInt16":
-		zero = uint16(0)
-	case "UInt32":
-		zero = uint32(0)
-	case "UInt64":
-		zero = uint64(0)
-	case "Float":
-		zero = float32(0)
-	case "Double":
-		zero = float64(0)
-	case "DateTime":
-		zero = time.Time{}
-	case "ByteString":
-		zero = []byte{}
-	default:
-		zero = "" // String, LocalizedText, NodeId, Guid, structures...: String
-	}
-	return spValueType(zero, name)
+	return spValueType(zeroOf(typ), typ)
 }
 
-func spValueType(v any, typ string) uint32 {
+// zeroOf is a zero value of the Go type the collectors give a built-in
+// type's values; "" for the types that travel as String (String,
+// LocalizedText, NodeId, Guid, structures...).
+func zeroOf(t collectors.Type) any {
+	switch t {
+	case collectors.TypeBoolean:
+		return false
+	case collectors.TypeSByte:
+		return int8(0)
+	case collectors.TypeInt16:
+		return int16(0)
+	case collectors.TypeInt32:
+		return int32(0)
+	case collectors.TypeInt64:
+		return int64(0)
+	case collectors.TypeByte:
+		return uint8(0)
+	case collectors.TypeUInt16:
+		return uint16(0)
+	case collectors.TypeUInt32:
+		return uint32(0)
+	case collectors.TypeUInt64:
+		return uint64(0)
+	case collectors.TypeFloat:
+		return float32(0)
+	case collectors.TypeDouble:
+		return float64(0)
+	case collectors.TypeDateTime:
+		return time.Time{}
+	case collectors.TypeByteString:
+		return []byte{}
+	}
+	return ""
+}
+
+func spValueType(v any, typ collectors.Type) uint32 {
 	switch v := v.(type) {
 	case nil:
 		return spUnknown
@@ -172,11 +176,11 @@ func spValueType(v any, typ string) uint32 {
 		return spInt32
 	case int, int64:
 		switch typ {
-		case "SByte":
+		case collectors.TypeSByte:
 			return spInt8
-		case "Int16":
+		case collectors.TypeInt16:
 			return spInt16
-		case "Int32":
+		case collectors.TypeInt32:
 			return spInt32
 		}
 		return spInt64
@@ -188,11 +192,11 @@ func spValueType(v any, typ string) uint32 {
 		return spUInt32
 	case uint, uint64:
 		switch typ {
-		case "Byte":
+		case collectors.TypeByte:
 			return spUInt8
-		case "UInt16":
+		case collectors.TypeUInt16:
 			return spUInt16
-		case "UInt32":
+		case collectors.TypeUInt32:
 			return spUInt32
 		}
 		return spUInt64
@@ -211,11 +215,13 @@ func spValueType(v any, typ string) uint32 {
 }
 
 // spArrayType is the array datatype of a []any whose elements are all of
-// the scalar type typ names, or String (JSON) if there is none.
-func spArrayType(v []any, typ string) uint32 {
+// the scalar type typ, or String (JSON) if there is none.
+func spArrayType(v []any, typ collectors.Type) uint32 {
 	var dt uint32
 	switch typ {
-	case "SByte", "Int16", "Int32", "Int64", "Byte", "UInt16", "UInt32", "UInt64", "Float", "Double", "Boolean", "String", "DateTime":
+	case collectors.TypeSByte, collectors.TypeInt16, collectors.TypeInt32, collectors.TypeInt64, collectors.TypeByte,
+		collectors.TypeUInt16, collectors.TypeUInt32, collectors.TypeUInt64, collectors.TypeFloat, collectors.TypeDouble,
+		collectors.TypeBoolean, collectors.TypeString, collectors.TypeDateTime:
 	default:
 		return spString
 	}
@@ -227,16 +233,12 @@ func spArrayType(v []any, typ string) uint32 {
 		if i == 0 {
 			dt = et
 		}
-		if et != dt || et < spInt8 || et > spDateTime || et == spString && typ != "String" {
+		if et != dt || et < spInt8 || et > spDateTime || et == spString && typ != collectors.TypeString {
 			return spString
 		}
 	}
-	if dt == spUnknown { // empty: the element type from the name
-		dt = spValueType(map[string]any{
-			"SByte": int8(0), "Int16": int16(0), "Int32": int32(0), "Int64": int64(0),
-			"Byte": uint8(0), "UInt16": uint16(0), "UInt32": uint32(0), "UInt64": uint64(0),
-			"Float": float32(0), "Double": float64(0), "Boolean": false, "String": "", "DateTime": time.Time{},
-		}[typ], typ)
+	if dt == spUnknown { // empty: the element type from the type
+		dt = spValueType(zeroOf(typ), typ)
 	}
 	return dt + spArray
 }
@@ -333,6 +335,8 @@ func appendSpValue(b []byte, dt uint32, v any) []byte {
 		return protowire.AppendString(b, x)
 	case collectors.LocalizedText:
 		return protowire.AppendString(b, x.Text)
+	case collectors.StatusCode:
+		return protowire.AppendString(b, x.String())
 	}
 	return protowire.AppendBytes(b, payload.AppendValue(nil, v))
 }
@@ -380,12 +384,12 @@ const (
 // metric property "Quality" (Int32): 0 (Bad) for Bad, 500 (Stale) for
 // Uncertain, which OPC UA uses for last usable, substituted and sensor-
 // doubtful values. A Good value carries none, which hosts read as 192.
-func appendSpQuality(b []byte, status string) []byte {
+func appendSpQuality(b []byte, status collectors.StatusCode) []byte {
 	var q uint64
 	switch {
-	case status == "" || strings.HasPrefix(status, "Good"):
+	case status.IsGood():
 		return b
-	case strings.HasPrefix(status, "Uncertain"):
+	case status.IsUncertain():
 		q = spQualityStale
 	default:
 		q = spQualityBad

@@ -29,9 +29,9 @@ func TestSparkplugRefusedTag(t *testing.T) {
 	}
 	var recs []rec
 	add := func(topic string, p []byte) { recs = append(recs, rec{topic, slices.Clone(p)}) }
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", Value: 21.5, Type: "Double", Status: "Good", SourceTime: at}}, true, add)
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", Value: 21.5, Type: collectors.TypeDouble, SourceTime: at}}, true, add)
 	recs = recs[:0]
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", Type: "Double", Status: "BadNodeIdUnknown", StatusCode: 0x80340000, ServerTime: at.Add(time.Second)}}, true, add)
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", Type: collectors.TypeDouble, StatusCode: 0x80340000, ServerTime: at.Add(time.Second)}}, true, add)
 	if len(recs) != 1 || recs[0].topic != "spBv1.0/plant1/DDATA/a1/press1" {
 		t.Fatalf("records after the refusal: %v, want one DDATA", recs)
 	}

@@ -439,10 +439,10 @@ func (f *sparkplugFormat) appendBirth(b []byte, d *spDevice, now time.Time, rese
 		case !m.has || spType(&m.last) == spUnknown:
 			mb = appendSpBool(mb, spMetricNull, true)
 			if m.has {
-				mb = appendSpQuality(mb, m.last.Status)
+				mb = appendSpQuality(mb, m.last.StatusCode)
 			}
 		default:
-			mb = appendSpQuality(mb, m.last.Status)
+			mb = appendSpQuality(mb, m.last.StatusCode)
 			mb = appendSpValue(mb, spType(&m.last), m.last.Value)
 		}
 		b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
@@ -474,7 +474,7 @@ func (f *sparkplugFormat) appendDataMetric(mb []byte, alias uint64, s *collector
 	if dt == spUnknown {
 		mb = appendSpBool(mb, spMetricNull, true)
 	}
-	mb = appendSpQuality(mb, s.Status)
+	mb = appendSpQuality(mb, s.StatusCode)
 	if dt != spUnknown {
 		mb = appendSpValue(mb, dt, s.Value)
 	}

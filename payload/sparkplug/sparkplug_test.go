@@ -24,35 +24,32 @@ func TestSparkplugEncode(t *testing.T) {
 	cfg.PLCs[0].Tags = nil
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 123000000, time.UTC)
 	samples := collectors.Batch{
-		{Tag: "bool", Value: true, Type: "Boolean"},
-		{Tag: "sbyte", Value: int8(-2), Type: "SByte"},
-		{Tag: "int16", Value: int16(-300), Type: "Int16"},
-		{Tag: "int32", Value: int64(-70000), Type: "Int32"}, // widened by the collector
-		{Tag: "int64", Value: int64(math.MinInt64), Type: "Int64"},
-		{Tag: "byte", Value: uint8(200), Type: "Byte"},
-		{Tag: "uint32", Value: uint32(math.MaxUint32), Type: "UInt32"},
-		{Tag: "uint64", Value: uint64(math.MaxUint64), Type: "UInt64"},
-		{Tag: "float", Value: float32(1.5), Type: "Float"},
-		{Tag: "double", Value: -2.25, Type: "Double"},
-		{Tag: "string", Value: "ü", Type: "String"},
-		{Tag: "time", Value: ts, Type: "DateTime"},
-		{Tag: "bytes", Value: []byte{0, 1, 255}, Type: "ByteString"},
-		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: "Int32"},
-		{Tag: "null", Value: nil, Type: "Double", Status: "BadNodeIdUnknown"}, // the node's DataType, from the collector
-		{Tag: "uncertain", Value: 1.0, Type: "Double", Status: "UncertainLastUsableValue"},
-		{Tag: "bools", Value: []any{true, false, true, false, false, false, false, false, true}, Type: "Boolean"},
-		{Tag: "strings", Value: []any{"a", "", "bc"}, Type: "String"},
-		{Tag: "matrix", Value: []any{[]any{int64(1)}, []any{int64(2)}}, Type: "Int64"},
-		{Tag: "times", Value: []any{ts}, Type: "DateTime"},
-		{Tag: "sbytes", Value: []any{int8(-1), int8(2)}, Type: "SByte"},
-		{Tag: "untyped", Value: nil, Type: "Null", Status: "BadNodeIdUnknown"}, // no DataType known: left out
+		{Tag: "bool", Value: true, Type: collectors.TypeBoolean},
+		{Tag: "sbyte", Value: int8(-2), Type: collectors.TypeSByte},
+		{Tag: "int16", Value: int16(-300), Type: collectors.TypeInt16},
+		{Tag: "int32", Value: int64(-70000), Type: collectors.TypeInt32}, // widened by the collector
+		{Tag: "int64", Value: int64(math.MinInt64), Type: collectors.TypeInt64},
+		{Tag: "byte", Value: uint8(200), Type: collectors.TypeByte},
+		{Tag: "uint32", Value: uint32(math.MaxUint32), Type: collectors.TypeUInt32},
+		{Tag: "uint64", Value: uint64(math.MaxUint64), Type: collectors.TypeUInt64},
+		{Tag: "float", Value: float32(1.5), Type: collectors.TypeFloat},
+		{Tag: "double", Value: -2.25, Type: collectors.TypeDouble},
+		{Tag: "string", Value: "ü", Type: collectors.TypeString},
+		{Tag: "time", Value: ts, Type: collectors.TypeDateTime},
+		{Tag: "bytes", Value: []byte{0, 1, 255}, Type: collectors.TypeByteString},
+		{Tag: "array", Value: []any{int64(1), int64(2)}, Type: collectors.TypeInt32},
+		{Tag: "null", Value: nil, Type: collectors.TypeDouble, StatusCode: 0x80340000}, // the node's DataType, from the collector
+		{Tag: "uncertain", Value: 1.0, Type: collectors.TypeDouble, StatusCode: 0x40900000},
+		{Tag: "bools", Value: []any{true, false, true, false, false, false, false, false, true}, Type: collectors.TypeBoolean},
+		{Tag: "strings", Value: []any{"a", "", "bc"}, Type: collectors.TypeString},
+		{Tag: "matrix", Value: []any{[]any{int64(1)}, []any{int64(2)}}, Type: collectors.TypeInt64},
+		{Tag: "times", Value: []any{ts}, Type: collectors.TypeDateTime},
+		{Tag: "sbytes", Value: []any{int8(-1), int8(2)}, Type: collectors.TypeSByte},
+		{Tag: "untyped", Value: nil, Type: collectors.TypeNull, StatusCode: 0x80340000}, // no DataType known: left out
 	}
 	for i := range samples {
 		cfg.PLCs[0].Tags = append(cfg.PLCs[0].Tags, config.Tag{Name: samples[i].Tag})
 		samples[i].PLC = "press1"
-		if samples[i].Status == "" {
-			samples[i].Status = "Good"
-		}
 		samples[i].SourceTime = ts.Add(time.Duration(i) * time.Millisecond)
 	}
 	f, err := newSparkplugFormat(payload.FromConfig(cfg))
@@ -139,14 +136,14 @@ func TestSparkplugEncode(t *testing.T) {
 	// Online, a known datatype: DDATA alone, not historical. A new datatype
 	// (a Double that turns String): DBIRTH first.
 	recs = nil
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: 3.5, Type: "Double", Status: "Good"}}, true, func(topic string, payload []byte) {
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: 3.5, Type: collectors.TypeDouble}}, true, func(topic string, payload []byte) {
 		recs = append(recs, rec{topic, slices.Clone(payload)})
 	})
 	if len(recs) != 1 || testkit.DecodeSparkplug(t, recs[0].payload).Metrics[0].IsHistorical != nil {
 		t.Fatalf("online DDATA: %v", recs)
 	}
 	recs = nil
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: "x", Type: "String", Status: "Good"}}, true, func(topic string, payload []byte) {
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "double", Value: "x", Type: collectors.TypeString}}, true, func(topic string, payload []byte) {
 		recs = append(recs, rec{topic, slices.Clone(payload)})
 	})
 	if len(recs) != 2 || !strings.Contains(recs[0].topic, "/DBIRTH/") || testkit.DecodeSparkplug(t, recs[0].payload).Metrics[9].GetDatatype() != uint32(D["String"]) {
@@ -176,7 +173,7 @@ func TestSparkplugTimeOrder(t *testing.T) {
 	}
 	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	at := func(tag string, v float64, ms int) collectors.Sample {
-		s := testkit.Sample(tag, v, "Double")
+		s := testkit.Sample(tag, v, collectors.TypeDouble)
 		s.SourceTime = t0.Add(time.Duration(ms) * time.Millisecond)
 		return s
 	}
@@ -254,8 +251,8 @@ func TestSparkplugOutgoing(t *testing.T) {
 		topics = append(topics, topic)
 		payloads = append(payloads, slices.Clone(payload))
 	}
-	f.Encode(collectors.Batch{testkit.Sample("temperature", 1.0, "Double")}, true, add)
-	f.Encode(collectors.Batch{testkit.Sample("temperature", 2.0, "Double")}, true, add)
+	f.Encode(collectors.Batch{testkit.Sample("temperature", 1.0, collectors.TypeDouble)}, true, add)
+	f.Encode(collectors.Batch{testkit.Sample("temperature", 2.0, collectors.TypeDouble)}, true, add)
 	if len(topics) != 3 {
 		t.Fatalf("records: %q", topics)
 	}
@@ -294,9 +291,9 @@ func TestSparkplugOutgoing(t *testing.T) {
 // Whatever the value, the DBIRTH and DDATA decode, and DDATA carries the
 // value the DBIRTH announced the datatype of.
 func FuzzSparkplugEncode(f *testing.F) {
-	f.Add(uint8(0), int64(-1), uint64(1), 1.5, "x", []byte{1}, "Int32")
-	f.Add(uint8(5), int64(0), uint64(0), math.Inf(-1), "a\x00b", []byte(nil), "String")
-	f.Fuzz(func(t *testing.T, kind uint8, i int64, u uint64, fl float64, s string, b []byte, typ string) {
+	f.Add(uint8(0), int64(-1), uint64(1), 1.5, "x", []byte{1}, uint8(collectors.TypeInt32))
+	f.Add(uint8(5), int64(0), uint64(0), math.Inf(-1), "a\x00b", []byte(nil), uint8(collectors.TypeString))
+	f.Fuzz(func(t *testing.T, kind uint8, i int64, u uint64, fl float64, s string, b []byte, typ uint8) {
 		var v any
 		switch kind % 12 {
 		case 0:
@@ -331,7 +328,7 @@ func FuzzSparkplugEncode(f *testing.F) {
 			t.Fatal(err)
 		}
 		var recs [][]byte
-		sf.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: v, Type: typ, Status: "Good"}}, true, func(_ string, p []byte) {
+		sf.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: v, Type: collectors.Type(typ)}}, true, func(_ string, p []byte) {
 			recs = append(recs, slices.Clone(p))
 		})
 		if len(recs) != 2 {
@@ -349,22 +346,24 @@ func FuzzSparkplugEncode(f *testing.F) {
 }
 
 // A null value is typed by the node's DataType, when the collector gives
-// it in Type ("[]" for an array); an unknown or abstract type gives none.
+// it in Type (with TypeArray for an array); an unknown or abstract type
+// gives none.
 func TestSparkplugDeclaredType(t *testing.T) {
-	for typ, want := range map[string]sparkplugb.DataType{
-		"Double":        sparkplugb.DataType_Double,
-		"SByte":         sparkplugb.DataType_Int8,
-		"UInt64":        sparkplugb.DataType_UInt64,
-		"DateTime":      sparkplugb.DataType_DateTime,
-		"ByteString":    sparkplugb.DataType_Bytes,
-		"LocalizedText": sparkplugb.DataType_String,
-		"Int32[]":       sparkplugb.DataType_Int32Array,
-		"Boolean[]":     sparkplugb.DataType_BooleanArray,
-		"Null":          sparkplugb.DataType_Unknown,
-		"":              sparkplugb.DataType_Unknown,
-		"BaseDataType":  sparkplugb.DataType_Unknown,
+	for typ, want := range map[collectors.Type]sparkplugb.DataType{
+		collectors.TypeDouble:                         sparkplugb.DataType_Double,
+		collectors.TypeSByte:                          sparkplugb.DataType_Int8,
+		collectors.TypeUInt64:                         sparkplugb.DataType_UInt64,
+		collectors.TypeDateTime:                       sparkplugb.DataType_DateTime,
+		collectors.TypeByteString:                     sparkplugb.DataType_Bytes,
+		collectors.TypeLocalizedText:                  sparkplugb.DataType_String,
+		collectors.TypeStatusCode:                     sparkplugb.DataType_String,
+		collectors.TypeInt32 | collectors.TypeArray:   sparkplugb.DataType_Int32Array,
+		collectors.TypeBoolean | collectors.TypeArray: sparkplugb.DataType_BooleanArray,
+		collectors.TypeNull:                           sparkplugb.DataType_Unknown,
+		collectors.TypeVariant:                        sparkplugb.DataType_Unknown,
+		collectors.TypeDataValue:                      sparkplugb.DataType_Unknown,
 	} {
-		s := collectors.Sample{Type: typ, Status: "BadWaitingForInitialData"}
+		s := collectors.Sample{Type: typ, StatusCode: 0x80320000}
 		if got := spDeclaredType(&s); got != uint32(want) {
 			t.Errorf("null value of %q: datatype %d, want %s", typ, got, want)
 		}
@@ -384,8 +383,8 @@ func TestSparkplugHeartbeatsAndLocalizedText(t *testing.T) {
 	var topics []string
 	var last []byte
 	add := func(topic string, p []byte) { topics, last = append(topics, topic), slices.Clone(p) }
-	title := collectors.Sample{PLC: "press1", Tag: "title", Type: "LocalizedText", Value: collectors.LocalizedText{Locale: "de-DE", Text: "Brot"}, Status: "Good"}
-	level := collectors.Sample{PLC: "press1", Tag: "level", Type: "Double", Value: 1.5, Status: "Good"}
+	title := collectors.Sample{PLC: "press1", Tag: "title", Type: collectors.TypeLocalizedText, Value: collectors.LocalizedText{Locale: "de-DE", Text: "Brot"}}
+	level := collectors.Sample{PLC: "press1", Tag: "level", Type: collectors.TypeDouble, Value: 1.5}
 	f.Encode(collectors.Batch{title, level}, true, add)
 	if len(topics) != 2 {
 		t.Fatalf("topics %v, want DBIRTH and DDATA", topics)
@@ -396,7 +395,7 @@ func TestSparkplugHeartbeatsAndLocalizedText(t *testing.T) {
 	}
 	topics = nil
 	hb := level
-	hb.Heartbeat, hb.Status, hb.StatusCode = true, "BadNoCommunication", 0x80310000
+	hb.Heartbeat, hb.StatusCode = true, 0x80310000
 	f.Encode(collectors.Batch{hb}, true, add)
 	if len(topics) != 0 {
 		t.Errorf("a heartbeat went out on %v", topics)

@@ -5,11 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
-
-	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/payload"
@@ -18,45 +14,19 @@ import (
 // appendStatusCode writes a StatusCode as Part 6 (v1.05.04) 5.4.2.12 does
 // in the VerboseEncoding: {"Code":n,"Symbol":"BadXxx"}, the Symbol left
 // out when it is not known.
-func appendStatusCode(dst []byte, code uint32, symbol string) []byte {
+func appendStatusCode(dst []byte, code collectors.StatusCode) []byte {
 	dst = append(dst, `{"Code":`...)
 	dst = strconv.AppendUint(dst, uint64(code), 10)
-	if isSymbol(symbol) {
+	if symbol, ok := code.Symbol(); ok {
 		dst = append(dst, `,"Symbol":`...)
 		dst = payload.AppendString(dst, symbol)
 	}
 	return append(dst, '}')
 }
 
-// isSymbol reports whether s reads like a status code's symbolic name
-// ("BadTimeout"); the collectors write others, such as "Bad (0x80FF0000)",
-// for codes they do not know.
-func isSymbol(s string) bool {
-	rest, ok := strings.CutPrefix(s, "Good")
-	if !ok {
-		if rest, ok = strings.CutPrefix(s, "Uncertain"); !ok {
-			if rest, ok = strings.CutPrefix(s, "Bad"); !ok {
-				return false
-			}
-		}
-	}
-	for _, r := range rest {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// uaTypeIDs maps the collectors' type names to built-in type ids.
-var uaTypeIDs = map[string]int{
-	"Boolean": 1, "SByte": 2, "Byte": 3, "Int16": 4, "UInt16": 5, "Int32": 6,
-	"UInt32": 7, "Int64": 8, "UInt64": 9, "Float": 10, "Double": 11,
-	"String": 12, "DateTime": 13, "Guid": 14, "ByteString": 15,
-	"XmlElement": 16, "NodeId": 17, "ExpandedNodeId": 18, "StatusCode": 19,
-	"QualifiedName": 20, "LocalizedText": 21, "ExtensionObject": 22,
-	"DataValue": 23, "Variant": 24, "DiagnosticInfo": 25,
-}
+// uaType is the built-in type id of a sample's or Typed's type, and
+// whether it is one (Null, arrays and events are not).
+func uaType(t collectors.Type) (int, bool) { return int(t), t.Builtin() }
 
 // uaMinDateTime is DateTime.MinValue in Part 6 JSON (5.4.2.6); the
 // collectors pass a null DateTime on as nil.
@@ -88,9 +58,9 @@ func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
 	if s.StatusCode != 0 {
 		sep()
 		dst = append(dst, `"Status":`...)
-		dst = appendStatusCode(dst, s.StatusCode, s.Status)
+		dst = appendStatusCode(dst, s.StatusCode)
 		dst = append(dst, `,"StatusCode":`...)
-		dst = appendStatusCode(dst, s.StatusCode, s.Status)
+		dst = appendStatusCode(dst, s.StatusCode)
 	}
 	if !s.SourceTime.IsZero() {
 		sep()
@@ -105,15 +75,15 @@ func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
 	return append(dst, '}')
 }
 
-// appendUAVariant writes the fields of a Variant (Part 6, 5.4.2.17) of the
-// type named typeName, without braces: "UaType":t,"Value":…, and for a
+// appendUAVariant writes the fields of a Variant (Part 6, 5.4.2.17) of
+// type typ, without braces: "UaType":t,"Value":…, and for a
 // matrix, flattened, its dimensions under both Dimensions (Part 6) and
 // UaDimensions (node-opcua-json). A Null Variant writes nothing; a null
 // value of a known type writes only UaType, except DateTime, whose null is
-// DateTime.MinValue. A value that does not fit typeName (which the
-// collectors never send) gets the type its Go value has.
-func appendUAVariant(dst []byte, typeName string, v any) []byte {
-	t, ok := uaTypeIDs[typeName]
+// DateTime.MinValue. A value that does not fit typ (which the collectors
+// never send) gets the type its Go value has.
+func appendUAVariant(dst []byte, typ collectors.Type, v any) []byte {
+	t, ok := uaType(typ)
 	if !ok && v == nil {
 		return dst
 	}
@@ -190,8 +160,13 @@ func goUAType(v any) int {
 		return uaExtensionObject
 	case collectors.LocalizedText:
 		return uaLocalizedText
+	case collectors.StatusCode:
+		return uaStatusCode
 	case collectors.Typed:
-		return uaTypeIDs[v.Type]
+		if t, ok := uaType(v.Type); ok {
+			return t
+		}
+		return 0
 	case collectors.Enum:
 		return uaInt32
 	case []any:
@@ -247,15 +222,18 @@ func scalarFits(t int, v any) bool {
 	case float32, float64:
 		return t == uaFloat || t == uaDouble
 	case string:
-		return t == uaString || t == 14 || t >= 16 && t <= 18 || t >= uaStatusCode && t <= uaLocalizedText
+		return t == uaString || t == 14 || t >= 16 && t <= 18 || t == uaQualifiedName || t == uaLocalizedText
 	case time.Time:
 		return t == uaDateTime
 	case []byte:
 		return t == uaByteString
 	case collectors.LocalizedText:
 		return t == uaLocalizedText
+	case collectors.StatusCode:
+		return t == uaStatusCode
 	case collectors.Typed:
-		return uaTypeIDs[v.Type] == t
+		tt, ok := uaType(v.Type)
+		return ok && tt == t
 	case collectors.Enum:
 		return t == uaInt32
 	}
@@ -297,20 +275,17 @@ func appendUAValue(dst []byte, v any, t int) []byte {
 	case uint:
 		return payload.AppendQuotedUint(dst, uint64(v))
 	case string:
-		switch t {
-		case uaLocalizedText:
+		if t == uaLocalizedText {
 			dst = append(dst, `{"Text":`...)
 			dst = payload.AppendString(dst, v)
 			return append(dst, '}')
-		case uaStatusCode:
-			code, ok := statusCodeOf(v)
-			if !ok {
-				return append(dst, "null"...)
-			}
-			if code == 0 {
+		}
+	case collectors.StatusCode:
+		if t != uaVariant {
+			if v == 0 {
 				return append(dst, "{}"...)
 			}
-			return appendStatusCode(dst, code, v)
+			return appendStatusCode(dst, v)
 		}
 	case collectors.Structure:
 		return appendUAStructure(dst, v)
@@ -320,7 +295,7 @@ func appendUAValue(dst []byte, v any, t int) []byte {
 		}
 	case collectors.Typed:
 		if t != uaVariant {
-			if tt := uaTypeIDs[v.Type]; tt != 0 {
+			if tt, ok := uaType(v.Type); ok {
 				t = tt
 			}
 			if v.Value == nil && t == uaDateTime {
@@ -342,7 +317,7 @@ func appendUAValue(dst []byte, v any, t int) []byte {
 	}
 	if t == uaVariant {
 		dst = append(dst, '{')
-		dst = appendUAVariant(dst, "", v)
+		dst = appendUAVariant(dst, collectors.TypeNull, v)
 		return append(dst, '}')
 	}
 	return payload.AppendValue(dst, v)
@@ -403,7 +378,7 @@ func appendUAFieldValue(dst []byte, v any) []byte {
 		return appendUAStructureBody(dst, x)
 	case collectors.Typed:
 		switch x.Type {
-		case "ExtensionObject":
+		case collectors.TypeExtensionObject:
 			if st, ok := x.Value.(collectors.Structure); ok {
 				return appendUAStructure(dst, st)
 			}
@@ -411,9 +386,9 @@ func appendUAFieldValue(dst []byte, v any) []byte {
 				return append(dst, "null"...)
 			}
 			return appendUAValue(dst, x.Value, uaExtensionObject)
-		case "Variant":
+		case collectors.TypeVariant:
 			dst = append(dst, '{')
-			dst = appendUAVariant(dst, "", x.Value)
+			dst = appendUAVariant(dst, collectors.TypeNull, x.Value)
 			return append(dst, '}')
 		}
 	case []any:
@@ -471,41 +446,17 @@ func appendUAExtensionObject(dst []byte, m map[string]any) []byte {
 }
 
 // appendUANestedDataValue writes a DataValue inside a Variant, from the
-// collectors' map {"value","type","status","status_code","source_time","server_time"}.
+// collectors' map {"value","type","status","status_code","source_time","server_time"}
+// (its status's name is derived from status_code).
 func appendUANestedDataValue(dst []byte, m map[string]any) []byte {
 	var s collectors.Sample
 	s.Value = m["value"]
-	s.Type, _ = m["type"].(string)
-	s.Status, _ = m["status"].(string)
-	s.StatusCode, _ = m["status_code"].(uint32)
+	s.Type, _ = m["type"].(collectors.Type)
+	code, _ := m["status_code"].(uint32)
+	s.StatusCode = collectors.StatusCode(code)
 	s.SourceTime, _ = m["source_time"].(time.Time)
 	s.ServerTime, _ = m["server_time"].(time.Time)
 	return appendUADataValue(dst, &s)
-}
-
-// statusCodes maps status code symbols to their codes, for StatusCode
-// values, which the collectors pass on by name.
-var statusCodes = sync.OnceValue(func() map[string]uint32 {
-	undo := strings.NewReplacer("ID", "Id", "URI", "Uri", "URL", "Url", "TCP", "Tcp")
-	m := make(map[string]uint32, len(ua.StatusCodes))
-	for c, d := range ua.StatusCodes {
-		m[undo.Replace(strings.TrimPrefix(d.Name, "Status"))] = uint32(c)
-	}
-	m["Good"] = 0
-	return m
-})
-
-// statusCodeOf reads a status code from its symbol, or from the collectors'
-// form for an unknown code, "Bad (0x80AB0000)".
-func statusCodeOf(name string) (uint32, bool) {
-	if c, ok := statusCodes()[name]; ok {
-		return c, true
-	}
-	if i := strings.Index(name, "(0x"); i >= 0 && strings.HasSuffix(name, ")") {
-		c, err := strconv.ParseUint(name[i+3:len(name)-1], 16, 32)
-		return uint32(c), err == nil
-	}
-	return 0, false
 }
 
 // flatten turns a matrix (nested []any, outer dimension first, every row of

@@ -24,15 +24,15 @@ func TestUAJSONEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	event := collectors.Sample{PLC: "press1", Tag: "alarms", Node: "i=2253", Type: "Event", Status: "Good", SourceTime: at,
+	event := collectors.Sample{PLC: "press1", Tag: "alarms", Node: "i=2253", Type: collectors.TypeEvent, SourceTime: at,
 		Value: collectors.Structure{TypeID: "i=2915", Fields: []collectors.Field{
 			{Name: "EventId", Value: []byte{1, 2, 3}},
 			{Name: "Severity", Value: uint16(700)},
 			{Name: "Message", Value: collectors.LocalizedText{Text: "level high"}},
 			{Name: "AckedState/Id", Value: false},
-			{Name: "ConditionId", Value: collectors.Typed{Type: "NodeId", Value: "ns=1;s=Tank.LevelHigh"}},
+			{Name: "ConditionId", Value: collectors.Typed{Type: collectors.TypeNodeID, Value: "ns=1;s=Tank.LevelHigh"}},
 		}}}
-	value := collectors.Sample{PLC: "press1", Tag: "count", Value: int32(7), Type: "Int32", SourceTime: at}
+	value := collectors.Sample{PLC: "press1", Tag: "count", Value: int32(7), Type: collectors.TypeInt32, SourceTime: at}
 	var payloads [][]byte
 	f.Encode(collectors.Batch{event, value}, true, func(_ string, p []byte) {
 		testkit.SchemaCheck(t, data, p)
@@ -97,7 +97,7 @@ func TestUAJSONKeyFrameOnDemand(t *testing.T) {
 	}
 	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	for v := range int32(3) {
-		f.Encode(collectors.Batch{{PLC: "press1", Tag: "count", Value: v, Type: "Int32", SourceTime: at}}, true, func(string, []byte) {})
+		f.Encode(collectors.Batch{{PLC: "press1", Tag: "count", Value: v, Type: collectors.TypeInt32, SourceTime: at}}, true, func(string, []byte) {})
 	}
 	keyFrames := func(msgs []payload.Message) []string {
 		var out []string

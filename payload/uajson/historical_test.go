@@ -23,7 +23,7 @@ func TestUAJSONHistoricalMark(t *testing.T) {
 	}
 	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	sample := func(tag string, v int32, historical bool) collectors.Sample {
-		return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: "Int32",
+		return collectors.Sample{PLC: "press1", Tag: tag, Value: v, Type: collectors.TypeInt32,
 			SourceTime: at.Add(time.Duration(v) * time.Second), Historical: historical}
 	}
 	var payloads [][]byte

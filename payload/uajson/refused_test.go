@@ -21,7 +21,7 @@ func TestUAJSONRefusedTag(t *testing.T) {
 	}
 	at := time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
 	var payloads [][]byte
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", Status: "BadNodeIdUnknown", StatusCode: 0x80340000, ServerTime: at}},
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temp", StatusCode: 0x80340000, ServerTime: at}},
 		true, func(_ string, p []byte) {
 			testkit.SchemaCheck(t, data, p)
 			payloads = append(payloads, p)

@@ -215,7 +215,7 @@ func (f *uaJSONFormat) appendMessageID(dst []byte) []byte {
 // appendDataSetMessage starts w's next DataSetMessage, up to the opening of
 // its Payload; status 0 leaves Status out. historical adds "Historical":true
 // (see Encode). f.mu is held.
-func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status uint32, symbol, kind string, historical bool) []byte {
+func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Time, status collectors.StatusCode, kind string, historical bool) []byte {
 	w.seq++
 	if w.seq == 0 { // UInt32 wraps; 0 stays unused so that numbering starts at 1
 		w.seq = 1
@@ -237,7 +237,7 @@ func (f *uaJSONFormat) appendDataSetMessage(dst []byte, w *uaWriter, now time.Ti
 	dst = payload.AppendTime(dst, now)
 	if status != 0 {
 		dst = append(dst, `,"Status":`...)
-		dst = appendStatusCode(dst, status, symbol)
+		dst = appendStatusCode(dst, status)
 	}
 	dst = append(dst, `,"MessageType":"`...)
 	dst = append(dst, kind...)
@@ -271,7 +271,7 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 		w := f.writer(plc)
 		hist := b[i].Historical
 		f.buf = f.appendHeader(f.buf[:0])
-		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
+		f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-deltaframe", hist)
 		clear(f.seen)
 		first, values := true, false
 		// Room for a DataSetMessage's header, which a repeated tag starts.
@@ -297,13 +297,13 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 				// This value starts the next NetworkMessage.
 				add(w.topic, append(f.buf, "}}]}"...))
 				f.buf = f.appendHeader(f.buf[:0])
-				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-deltaframe", hist)
 				clear(f.seen)
 				first, values, dup = true, false, false
 			}
 			if dup {
 				f.buf = append(f.buf, "}},"...)
-				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-deltaframe", hist)
+				f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-deltaframe", hist)
 				clear(f.seen)
 				first = true
 			}
@@ -323,10 +323,7 @@ func (f *uaJSONFormat) Encode(b collectors.Batch, _ bool, add func(topic string,
 	}
 }
 
-func isEvent(s collectors.Sample) bool { return s.Type == eventType }
-
-// eventType is the Sample.Type of an event from the collectors.
-const eventType = "Event"
+func isEvent(s collectors.Sample) bool { return s.Type == collectors.TypeEvent }
 
 // event sends one event as its own NetworkMessage holding a ua-event
 // DataSetMessage (Part 14, 7.2.5.4) of its PLC's writer: the Payload maps
@@ -336,7 +333,7 @@ const eventType = "Event"
 func (f *uaJSONFormat) event(s *collectors.Sample, now time.Time, add func(topic string, payload []byte)) {
 	w := f.writer(s.PLC)
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-event", s.Historical)
+	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-event", s.Historical)
 	f.buf = f.buf[:len(f.buf)-len(`"Payload":{`)]
 	f.buf = append(f.buf, `"EventStream":`...)
 	f.buf = payload.AppendString(f.buf, s.Tag)
@@ -349,10 +346,10 @@ func (f *uaJSONFormat) event(s *collectors.Sample, now time.Time, add func(topic
 		f.buf = payload.AppendString(f.buf, fld.Name)
 		f.buf = append(f.buf, ":{"...)
 		v := fld.Value
-		if t, ok := v.(collectors.Typed); ok && t.Type == "Variant" {
+		if t, ok := v.(collectors.Typed); ok && t.Type == collectors.TypeVariant {
 			v = t.Value
 		}
-		f.buf = appendUAVariant(f.buf, "", v)
+		f.buf = appendUAVariant(f.buf, collectors.TypeNull, v)
 		f.buf = append(f.buf, '}')
 	}
 	f.buf = append(f.buf, "}}]}"...)
@@ -379,7 +376,7 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 		}
 	}
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe", false)
+	f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-keyframe", false)
 	first := true
 	dsm := 256 + len(w.name)
 	for _, t := range tags {
@@ -393,7 +390,7 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 		if !first && payload.PacketSize(w.topic, len(f.buf)+dsm+len(f.value)+4, 1) > f.maxPacket {
 			add(w.topic, append(f.buf, "}}]}"...))
 			f.buf = f.appendHeader(f.buf[:0])
-			f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "", "ua-keyframe", false)
+			f.buf = f.appendDataSetMessage(f.buf, w, now, 0, "ua-keyframe", false)
 			first = true
 		}
 		if !first {
@@ -407,13 +404,12 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 }
 
 func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []payload.Message {
-	var code uint32
-	var symbol string
+	var code collectors.StatusCode
 	switch st.State {
 	case collectors.StateDisconnected:
-		code, symbol = badNoCommunication, "BadNoCommunication"
+		code = badNoCommunication
 	case collectors.StateStopped:
-		code, symbol = badOutOfService, "BadOutOfService"
+		code = badOutOfService
 	default:
 		return nil
 	}
@@ -426,14 +422,14 @@ func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string,
 	w.bad = true
 	clear(w.values) // a key frame must not repeat values from before the loss as Good
 	f.buf = f.appendHeader(f.buf[:0])
-	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, symbol, "ua-keyframe", false)
+	f.buf = f.appendDataSetMessage(f.buf, w, time.Now(), code, "ua-keyframe", false)
 	for i, tag := range w.tags {
 		if i > 0 {
 			f.buf = append(f.buf, ',')
 		}
 		f.buf = payload.AppendString(f.buf, tag)
 		f.buf = append(f.buf, ':')
-		f.buf = appendUADataValue(f.buf, &collectors.Sample{Status: symbol, StatusCode: code})
+		f.buf = appendUADataValue(f.buf, &collectors.Sample{StatusCode: code})
 	}
 	f.buf = append(f.buf, "}}]}"...)
 	add(w.topic, f.buf)

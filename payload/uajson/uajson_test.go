@@ -102,12 +102,12 @@ func TestUAJSONEncode(t *testing.T) {
 		got = append(got, rec{topic, testkit.DecodeUA[testkit.UANetworkMessage](t, payload)})
 	}
 	f.Encode(collectors.Batch{
-		{PLC: "press1", Tag: "temperature", Value: 1.5, Type: "Double"},
-		{PLC: "press2", Tag: "t", Value: int64(2), Type: "Int64"},
-		{PLC: "press1", Tag: "pressure", Value: int32(3), Type: "Int32"},
-		{PLC: "press1", Tag: "temperature", Value: 1.75, Type: "Double"},
+		{PLC: "press1", Tag: "temperature", Value: 1.5, Type: collectors.TypeDouble},
+		{PLC: "press2", Tag: "t", Value: int64(2), Type: collectors.TypeInt64},
+		{PLC: "press1", Tag: "pressure", Value: int32(3), Type: collectors.TypeInt32},
+		{PLC: "press1", Tag: "temperature", Value: 1.75, Type: collectors.TypeDouble},
 	}, true, add)
-	f.Encode(collectors.Batch{{PLC: "press2", Tag: "t", Value: int64(3), Type: "Int64"}}, true, add)
+	f.Encode(collectors.Batch{{PLC: "press2", Tag: "t", Value: int64(3), Type: collectors.TypeInt64}}, true, add)
 
 	if len(got) != 3 {
 		t.Fatalf("%d records, want 3", len(got))
@@ -302,7 +302,7 @@ func BenchmarkUAJSONEncode(b *testing.B) {
 	batch := make(collectors.Batch, 1000)
 	for i := range batch {
 		batch[i] = collectors.Sample{PLC: "press1", Tag: fmt.Sprintf("tag_%04d", i), Value: float64(i) / 3,
-			Type: "Double", Status: "Good", SourceTime: ts, ServerTime: ts}
+			Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts}
 	}
 	var size int
 	add := func(_ string, p []byte) { size += len(p) }
@@ -325,12 +325,14 @@ func FuzzUAJSONEncode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, tag, str string, fl float64, i int64, code uint32, status string) {
+	// The last argument, a status name the samples once carried, stays for
+	// the corpus in testdata/fuzz; the name now comes from the code.
+	f.Fuzz(func(t *testing.T, tag, str string, fl float64, i int64, code uint32, _ string) {
 		b := collectors.Batch{
-			{PLC: "press1", Tag: tag, Value: fl, Type: "Double", StatusCode: code, Status: status},
-			{PLC: "press1", Tag: tag + "i", Value: i, Type: "Int64"},
-			{PLC: "press1", Tag: tag + "s", Value: str, Type: "String"},
-			{PLC: "press1", Tag: tag, Value: []any{str, nil}, Type: "String"},
+			{PLC: "press1", Tag: tag, Value: fl, Type: collectors.TypeDouble, StatusCode: collectors.StatusCode(code)},
+			{PLC: "press1", Tag: tag + "i", Value: i, Type: collectors.TypeInt64},
+			{PLC: "press1", Tag: tag + "s", Value: str, Type: collectors.TypeString},
+			{PLC: "press1", Tag: tag, Value: []any{str, nil}, Type: collectors.TypeString},
 		}
 		fm.Encode(b, true, func(_ string, payload []byte) {
 			testkit.SchemaCheck(t, data, payload)
@@ -365,7 +367,7 @@ func TestUAJSONKeepAlive(t *testing.T) {
 	if msgs := f.KeepAlives(t0); len(msgs) != 0 {
 		t.Fatalf("keep-alives at start: %d", len(msgs))
 	}
-	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(1), Type: "Int32"}}, true, func(string, []byte) {})
+	f.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(1), Type: collectors.TypeInt32}}, true, func(string, []byte) {})
 	sent := time.Now()
 	msgs := f.KeepAlives(t0.Add(10 * time.Second))
 	if len(msgs) != 1 || msgs[0].Topic != "opcua/json/data/a1/tagbridge/press2" {
@@ -405,9 +407,9 @@ func TestUAJSONMessagesGolden(t *testing.T) {
 	}
 	ts := time.Date(2026, 11, 22, 10, 15, 30, 0, time.UTC)
 	f.Encode(collectors.Batch{
-		{PLC: "press1", Tag: "temperature", Value: 21.5, Type: "Double", Status: "Good", SourceTime: ts},
-		{PLC: "press1", Tag: "pressure", Type: "Null", Status: "BadSensorFailure", StatusCode: 0x808B0000, ServerTime: ts},
-		{PLC: "press2", Tag: "t", Value: int64(1<<53 + 1), Type: "Int64", Status: "UncertainLastUsableValue", StatusCode: 0x40900000, SourceTime: ts},
+		{PLC: "press1", Tag: "temperature", Value: 21.5, Type: collectors.TypeDouble, SourceTime: ts},
+		{PLC: "press1", Tag: "pressure", Type: collectors.TypeNull, StatusCode: 0x808B0000, ServerTime: ts},
+		{PLC: "press2", Tag: "t", Value: int64(1<<53 + 1), Type: collectors.TypeInt64, StatusCode: 0x40900000, SourceTime: ts},
 	}, true, add("data", data))
 	f.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add("key frame", data))
 	f.PLCStatus(collectors.PLCStatus{PLC: "press2", State: collectors.StateStopped}, add("key frame stopped", data))
@@ -457,7 +459,7 @@ func TestUAJSONSequenceAcrossRestarts(t *testing.T) {
 	seqs := func(f *uaJSONFormat, n int) []uint32 {
 		var got []uint32
 		for i := range n {
-			f.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: "Int32"}}, true, func(_ string, payload []byte) {
+			f.Encode(collectors.Batch{{PLC: "press1", Tag: "temperature", Value: int32(i), Type: collectors.TypeInt32}}, true, func(_ string, payload []byte) {
 				testkit.SchemaCheck(t, data, payload)
 				got = append(got, testkit.DecodeUA[testkit.UANetworkMessage](t, payload).Messages[0].SequenceNumber)
 			})
@@ -505,7 +507,7 @@ func TestUAJSONKeyFrameCount(t *testing.T) {
 	}
 	tags := cfg.PLCs[0].Tags
 	for i := range 3 {
-		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[i%len(tags)].Name, Value: int32(i), Type: "Int32"}}, true, add)
+		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[i%len(tags)].Name, Value: int32(i), Type: collectors.TypeInt32}}, true, add)
 	}
 	if len(got) != 4 {
 		t.Fatalf("%d messages, want 3 deltas and a key frame", len(got))
@@ -531,7 +533,7 @@ func TestUAJSONKeyFrameCount(t *testing.T) {
 	got = nil
 	f.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add)
 	for i := range 3 {
-		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[0].Name, Value: int32(10 + i), Type: "Int32", Heartbeat: true}}, true, add)
+		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[0].Name, Value: int32(10 + i), Type: collectors.TypeInt32, Heartbeat: true}}, true, add)
 	}
 	for _, m := range got[1:] {
 		if m.Messages[0].MessageType == "ua-keyframe" {

@@ -28,7 +28,7 @@ const maxElements = 1 << 24
 // field for the null union). The body must be used up exactly.
 //
 // Field values are the collectors' neutral values: Go numbers of the field's
-// width, string, []byte, time.Time (collectors.Typed{Type: "DateTime"} for
+// width, string, []byte, time.Time (collectors.Typed{Type: TypeDateTime} for
 // the null DateTime), nested
 // Structure, []any for arrays (nested for more dimensions), an enumeration
 // as a collectors.Enum (its Int32 and the definition's name for it), and
@@ -318,10 +318,10 @@ func (d *decoder) bytes() []byte {
 const ticksTo1970 = 116444736000000000
 
 // dateTime converts a DateTime; the null DateTime (0 or less) keeps its
-// type, as collectors.Typed{Type: "DateTime"} with a nil value.
+// type, as collectors.Typed{Type: TypeDateTime} with a nil value.
 func dateTime(ticks int64) any {
 	if ticks <= 0 {
-		return collectors.Typed{Type: "DateTime"}
+		return collectors.Typed{Type: collectors.TypeDateTime}
 	}
 	return time.Unix(0, 0).UTC().Add(time.Duration(ticks-ticksTo1970) * 100)
 }

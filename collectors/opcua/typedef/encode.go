@@ -463,7 +463,7 @@ func (e *encoder) dateTime(v any, path string) {
 	case time.Time:
 		t = x
 	case collectors.Typed:
-		if x.Type != "DateTime" || x.Value != nil {
+		if x.Type != collectors.TypeDateTime || x.Value != nil {
 			e.fail(path, "a %s for a DateTime", x.Type)
 			return
 		}
