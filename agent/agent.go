@@ -18,10 +18,13 @@
 //     it took from the event channel is in its spool, and what the broker
 //     has not acknowledged stays there; a new publisher, given the sessions'
 //     current states, opens the same spool and sends it first. The channel
-//     is not closed: the sessions keep filling it meanwhile;
+//     is not closed: the sessions keep filling it meanwhile. Otherwise
+//     the publisher takes the new tag set (publish.Publisher.Retag);
 //  2. sessions that say the new entries need a new session
 //     (opcua.Session.NeedsRestart), or whose entries went away, are stopped
-//     and awaited;
+//     and awaited; sessions whose entries changed only in tags they can
+//     take live change their monitored items instead (opcua.Session.Retag):
+//     no new session, no stopped state, no gap for the other tags;
 //  3. sessions for changed and new entries start. Sessions whose entries
 //     did not change keep running untouched.
 package agent
@@ -30,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +61,9 @@ type collector interface {
 	Status() *collectors.Tracker
 	// NeedsRestart reports whether serving next needs a new collector.
 	NeedsRestart(next []config.PLC) bool
+	// Retag makes a running collector serve next, whose entries differ
+	// only in tags it takes without a restart (NeedsRestart said no).
+	Retag(next []config.PLC)
 }
 
 // publisher is what the agent needs from the MQTT side.
@@ -65,6 +72,10 @@ type publisher interface {
 	Stats() publish.Stats
 	// NeedsRestart reports whether next needs a new publisher.
 	NeedsRestart(next *config.Config) bool
+	// Retag hands next's tags to the formats, which publish what a changed
+	// tag set asks of them (a DBIRTH, new DataSetMetaData); called when
+	// NeedsRestart said no, before the sessions change their tags.
+	Retag(next *config.Config) error
 }
 
 // Agent runs the collectors and the publisher of one configuration at a
@@ -347,6 +358,8 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 		a.setPublisher(p)
 		pub = startPublisher(publishCtx, p, events)
 		switched = true
+	} else if err := pub.pub.Retag(cfg); err != nil { // before the sessions send values of new tags
+		return pub, fmt.Errorf("reload refused: %w", err), nil
 	}
 
 	// Sessions: keep the unchanged, stop the changed and removed, then start.
@@ -357,9 +370,17 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 	planned := a.plan(cfg)
 	kept := map[string]bool{}
 	groups := make([]*group, 0, len(planned))
+	retagged := 0
 	for _, g := range planned {
 		if o, ok := old[g.key]; ok && !o.c.NeedsRestart(g.plcs) {
 			kept[g.key] = true
+			if !reflect.DeepEqual(o.plcs, g.plcs) {
+				// Only tags changed: the session changes its monitored
+				// items and logs what it did; no state change, no stopped.
+				o.c.Retag(g.plcs)
+				o.plcs = g.plcs
+				retagged++
+			}
 			groups = append(groups, o)
 			continue
 		}
@@ -407,8 +428,8 @@ func (a *Agent) apply(collectCtx, publishCtx context.Context, cfg *config.Config
 		a.commands.set(cfg)
 	}
 
-	a.log.Info().Int("unchanged", len(kept)).Int("restarted", restarted).Int("started", added).Int("stopped", stopped).
-		Bool("publisher_reconnected", switched).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).
+	a.log.Info().Int("unchanged", len(kept)-retagged).Int("restarted", restarted).Int("started", added).Int("stopped", stopped).
+		Bool("publisher_reconnected", switched).Int("retagged", retagged).Int("plcs", len(cfg.PLCs)).Int("tags", cfg.TagCount()).
 		Dur("took_ms", time.Since(started)).Msg("configuration reloaded")
 	return pub, nil, nil
 }

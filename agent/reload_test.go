@@ -245,6 +245,9 @@ func TestReloadPLCs(t *testing.T) {
 
 	next := writeReloadConfig(t, file, spool, mqtt,
 		simEntry{"keep", sims["keep"].Endpoint, 8}, simEntry{"change", sims["change"].Endpoint, 8}, simEntry{"add", sims["add"].Endpoint, 4})
+	// A setting besides the tags changes too: a change of tags alone is
+	// taken by the running session (TestReloadTagsLive).
+	next.PLCs[1].WatchdogIntervals++
 	if err := r.a.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -448,9 +451,10 @@ func TestReloadRefusedKeepsOld(t *testing.T) {
 	}
 }
 
-// A tag added to one entry restarts that session only: the publisher and
-// the other entry's session go on, and its values have no gap and no
-// repeat.
+// A tag added to one entry whose settings change too restarts that
+// session only: the publisher and the other entry's session go on, and its
+// values have no gap and no repeat. (A change of tags alone restarts
+// nothing: TestReloadTagsLive.)
 func TestReloadTagAdded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -468,6 +472,7 @@ func TestReloadTagAdded(t *testing.T) {
 	testkit.WaitUntil(t, "values of a and b", 20*time.Second, func() bool { return got.count("a") >= 40 && got.has("b/int32_0001") })
 
 	next := writeReloadConfig(t, file, spool, mqtt, simEntry{"a", simA.Endpoint, 8}, simEntry{"b", simB.Endpoint, 8})
+	next.PLCs[1].WatchdogIntervals++
 	if err := r.a.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}

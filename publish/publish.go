@@ -125,6 +125,8 @@ type Publisher struct {
 	rebirth    chan struct{} // a command asked for the connected messages again
 
 	settings settings // what it was built from (see NeedsRestart)
+	// retags brings Retag's new tag sets to the intake (reload.go).
+	retags chan retagRequest
 
 	// Owned by the intake goroutine.
 	appendFor *plcCounts             // the entry of the records being appended
@@ -236,6 +238,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		states:     states,
 		settings:   settingsOf(cfg),
 		owners:     newOwners(cfg.PLCs),
+		retags:     make(chan retagRequest),
 		since:      map[string]time.Time{},
 		inflight:   ring{buf: make([]inflight, window)},
 		fenced:     cfg.MQTT.Payload == config.PayloadSparkplugB,
@@ -460,6 +463,8 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 				p.takeState(*st)
 			}
 			p.latency.taken(from, p.spool.Next(), at)
+		case r := <-p.retags:
+			p.retag(r)
 		case a := <-p.expired:
 			if st, ok := p.silence.expire(a); ok {
 				p.appendFor = p.owners.counts(st.PLC)

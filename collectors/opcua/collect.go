@@ -16,18 +16,21 @@ func (s *Session) Collect(ctx context.Context, out chan<- collectors.Event) erro
 }
 
 // NeedsRestart reports whether serving next instead of the entries the
-// session was made for needs a new session: it connects, subscribes and
-// reports by their settings, so any change to them does, and so does a
-// change of their order (the order of its status and of its tags).
+// session serves needs a new session: any change to their names, order or
+// settings does, and so does a change of their tags the session cannot take
+// live (see liveRetag); other tag changes go to Retag.
 func (s *Session) NeedsRestart(next []config.PLC) bool {
 	names := s.status.Names()
 	if len(next) != len(names) {
 		return true
 	}
+	tagsChanged := false
 	for i, p := range next {
-		if p.Name != names[i] || !reflect.DeepEqual(p, s.link.entries[p.Name]) {
+		cur := s.entries[i]
+		if p.Name != names[i] || p.Name != cur.Name || !reflect.DeepEqual(withoutTags(p), withoutTags(cur)) {
 			return true
 		}
+		tagsChanged = tagsChanged || !reflect.DeepEqual(p.Tags, cur.Tags)
 	}
-	return false
+	return tagsChanged && !liveRetag(s.entries, next)
 }

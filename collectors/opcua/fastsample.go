@@ -50,6 +50,9 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 			unknown++
 			continue
 		}
+		if s.tags[it.ClientHandle].Tag == removedTag {
+			continue // removed by a reload; a notification already on its way (retag.go)
+		}
 		tag := &s.tags[it.ClientHandle]
 		smp := &batch[k] // filled in place: a Sample is 120 bytes
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()

@@ -102,6 +102,9 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *feed) erro
 		if err := st.dog.check(); err != nil {
 			return err
 		}
+		if err := s.retagLive(ctx, c, st); err != nil {
+			return err
+		}
 		if err := s.watchChannel(c); err != nil {
 			return err
 		}
@@ -172,6 +175,7 @@ func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, s
 	s.noteMerged(merged, left, maxSubs)
 
 	st.Reset()
+	clear(s.items)
 	var created []uint32
 	for _, p := range plans {
 		subID, err := st.Create(ctx, c, p.interval, maxNotificationsPerPublish)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,8 +51,21 @@ const (
 // forever until its context ends. PLC entries with the same endpoint and
 // security settings share one session (see ShareKey).
 type Session struct {
-	plc     config.PLC // the first entry: connection, security and timing settings
-	tags    []tagRef   // every entry's tags; the index is the client handle
+	plc config.PLC // the first entry: connection, security and timing settings
+	// tags are every entry's tags; the index is the client handle. Only
+	// the session's goroutine changes it (retag.go), under tagsMu, which
+	// readers on other goroutines (commands) hold.
+	tags   []tagRef
+	tagsMu sync.RWMutex
+	// items are the tags' monitored items, by handle (retag.go).
+	items map[uint32]itemRef
+	// entries are the entries served, as the agent last asked (NeedsRestart,
+	// Retag; the agent's goroutine only); pendingTags are those a Retag
+	// asked for and the session has not applied yet.
+	entries     []config.PLC
+	retagMu     sync.Mutex
+	pendingTags []config.PLC
+
 	log     zerolog.Logger
 	backoff Backoff
 
@@ -150,6 +164,8 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 		},
 		rejected: map[uint32]ua.StatusCode{},
 		retry:    make(chan struct{}, 1),
+		items:    map[uint32]itemRef{},
+		entries:  plcs,
 	}
 	s.link.entries = map[string]config.PLC{}
 	for _, p := range plcs {
@@ -256,6 +272,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 	if err := s.listen(); err != nil {
 		return false, err
 	}
+	s.retagOffline() // a reload's tags, taken while not streaming
 	p, err := s.prepare(ctx)
 	if err != nil {
 		return false, err
@@ -291,6 +308,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 		if errors.Is(err, subscription.ErrGone) {
 			// The session is fine; its subscriptions are not.
 			s.log.Warn().Err(err).Msg("plc subscriptions lost; recreating them")
+			s.retagOffline()
 			if err := s.subscribe(ctx, c, st); err != nil {
 				return healthy, err
 			}
@@ -418,6 +436,9 @@ func (s *Session) monitor(ctx context.Context, c *uaclient.Client, subID uint32,
 		}
 		for i, r := range res.Results {
 			s.noteResult(reqHandles[i], r.StatusCode)
+			if !isBad(r.StatusCode) {
+				s.items[reqHandles[i]] = itemRef{sub: subID, id: r.MonitoredItemID}
+			}
 		}
 		reqs, reqHandles = reqs[:0], reqHandles[:0]
 		return nil
@@ -562,7 +583,7 @@ func (s *Session) logRejections() {
 func (s *Session) tagLog(handle uint32) *zerolog.Logger {
 	tag := s.tags[handle]
 	lc := s.log.With()
-	if s.plc.Name != tag.plc || len(s.tags) > len(s.plc.Tags) { // shared: say whose tag
+	if len(s.status.Names()) > 1 { // shared: say whose tag
 		lc = lc.Str("tag_plc", tag.plc)
 	}
 	l := lc.Str("tag", tag.Name).Str("node", tag.Node.String()).Logger()
@@ -577,6 +598,9 @@ func (s *Session) reportTags() {
 	total := map[string]int{}
 	named := map[string][]collectors.FailedTag{}
 	for h, t := range s.tags {
+		if t.Tag == removedTag {
+			continue
+		}
 		total[t.plc]++
 		if code, bad := s.rejected[uint32(h)]; bad {
 			failed[t.plc]++
@@ -637,7 +661,7 @@ func (s *Session) learnLimits(ctx context.Context, c *uaclient.Client) {
 func (s *Session) subscribedHandles() []uint32 {
 	handles := make([]uint32, 0, len(s.tags))
 	for h := range s.tags {
-		if !s.tags[h].Polled() {
+		if !s.tags[h].Polled() && s.tags[h].Tag != removedTag {
 			handles = append(handles, uint32(h))
 		}
 	}
@@ -688,6 +712,9 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		if item == nil || int(item.ClientHandle) >= len(s.tags) {
 			s.log.Warn().Msg("notification for an unknown monitored item; ignored")
 			continue
+		}
+		if s.tags[item.ClientHandle].Tag == removedTag {
+			continue // removed by a reload; a notification already on its way
 		}
 		if s.fenced(item.ClientHandle, item.Value) {
 			continue // handed on from the PLC's history already

@@ -112,29 +112,32 @@ func (l *writeLink) wait(plc, tag string) (<-chan collectors.Sample, func()) {
 	}
 }
 
-// handleOf finds a tag of a PLC entry.
-func (s *Session) handleOf(plc, tag string) (uint32, bool) {
+// handleOf finds a tag of a PLC entry; commands call it beside the
+// session's goroutine, which a reload's retag changes the tags on.
+func (s *Session) handleOf(plc, tag string) (uint32, tagRef, bool) {
+	s.tagsMu.RLock()
+	defer s.tagsMu.RUnlock()
 	for h, t := range s.tags {
 		if t.plc == plc && t.Name == tag {
-			return uint32(h), true
+			return uint32(h), t, true
 		}
 	}
-	return 0, false
+	return 0, tagRef{}, false
 }
 
 // Write writes value to a tag, converted to the node's declared type, and
 // confirms it as the PLC entry's read_back says. A PLC that is down is
 // refused at once; so is a value that does not fit the node.
 func (s *Session) Write(ctx context.Context, plc, tag string, value any, named string) (command.Outcome, error) {
-	h, ok := s.handleOf(plc, tag)
-	if !ok || !s.tags[h].Writable {
+	h, ref, ok := s.handleOf(plc, tag)
+	if !ok || !ref.Writable {
 		return command.Outcome{}, command.Refuse(command.NotAllowed, "tag %q of plc %q is not writable", tag, plc)
 	}
 	c := s.link.client()
 	if c == nil {
 		return command.Outcome{}, command.Refuse(command.PLCDown, "plc %q is not connected", plc)
 	}
-	node, err := resolveNodeID(s.tags[h].Node, c.Namespaces())
+	node, err := resolveNodeID(ref.Node, c.Namespaces())
 	if err != nil {
 		return command.Outcome{}, command.Refuse(command.NotAllowed, "tag %q: %s", tag, err)
 	}
@@ -190,7 +193,7 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 			out.Status, out.Value, out.ReadBack = statusOf(dv[0].Status), nil, ""
 		}
 	case config.ReadBackSubscription:
-		wait := time.NewTimer(s.tags[h].PublishingInterval.Duration() + subscriptionReadBack)
+		wait := time.NewTimer(ref.PublishingInterval.Duration() + subscriptionReadBack)
 		defer wait.Stop()
 		for out.ReadBack == "" {
 			select {

@@ -164,6 +164,9 @@ type spDevice struct {
 	byTag              map[string]*spMetric
 	born               bool // at the intake: its latest record was a DBIRTH or DDATA
 	pending            bool // streaming without a DBIRTH yet: born on its first batch
+	// retired are tags a reload removed: values still on their way are
+	// dropped, as no birth names them (retag.go).
+	retired map[string]bool
 }
 
 type spMetric struct {
@@ -329,6 +332,9 @@ func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic
 		slices.SortStableFunc(f.idx, func(x, y int) int { return payload.SampleTime(&b[x], now).Compare(payload.SampleTime(&b[y], now)) })
 		f.mu.Lock()
 		d := f.device(plc)
+		if len(d.retired) > 0 {
+			f.idx = slices.DeleteFunc(f.idx, func(j int) bool { return d.retired[b[j].Tag] })
+		}
 		rebirth := !d.born || d.pending
 		for _, j := range f.idx {
 			s := &b[j]
