@@ -11,7 +11,9 @@
 // extensions, a malformed message) makes Decode decline, and the caller
 // decodes the message with uadecode, the bounded reflective decoder: Decode
 // is never more lenient than uadecode, so a message it accepts decodes
-// there to the same values (FuzzDecode holds it to that).
+// there to the same values (FuzzDecode holds it to that). DecodeRead does
+// the same for ReadResponses of scalars (read.go), which start-up reads by
+// the hundred thousand.
 package uafast
 
 import (

@@ -42,8 +42,9 @@ func encodeRequest(req ua.Request) (b []byte, err error) {
 // with the bounded decoder (uadecode): whatever the server sent costs at
 // most an error, never a stack overflow or an allocation the message does
 // not account for. The recover is a last line for types that decode
-// themselves. PublishResponses with data changes take the fast path
-// (uafast), which declines what it does not cover to uadecode.
+// themselves. PublishResponses with data changes and ReadResponses of
+// scalars take the fast path (uafast), which declines what it does not
+// cover to uadecode.
 func decodeResponse(b []byte) (resp ua.Response, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -51,6 +52,9 @@ func decodeResponse(b []byte) (resp ua.Response, err error) {
 		}
 	}()
 	if res, ok := uafast.Decode(b); ok {
+		return res, nil
+	}
+	if res, ok := uafast.DecodeRead(b); ok { // start-up: every tag's DataType and ValueRank
 		return res, nil
 	}
 	_, v, err := uadecode.Service(b)
