@@ -46,7 +46,7 @@ func eccPLC(t *testing.T, endpoint, keyType, security, auth string) config.PLC {
 		}
 		fmt.Fprintf(&b, "    auth: {certificate_file: %s, key_file: %s}\n", write("user-cert.pem", userPEM, 0o644), write("user-key.pem", userKey, 0o600))
 	}
-	b.WriteString("    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 200\n    reconnect: {min: 100ms, max: 500ms}\n")
+	b.WriteString("    publishing_interval: 50ms\n    queue_size: 200\n    reconnect: {min: 100ms, max: 500ms}\n")
 	for _, line := range strings.Split(strings.TrimRight(o62Tags(8), "\n"), "\n") {
 		fmt.Fprintf(&b, "    %s\n", line)
 	}
@@ -54,7 +54,7 @@ func eccPLC(t *testing.T, endpoint, keyType, security, auth string) config.PLC {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
-	return cfg.PLCs[0]
+	return exceptionBased(cfg.PLCs[0]) // as in o62Config
 }
 
 // eccMatrix is every ECC policy with the key type of its certificates.
@@ -102,7 +102,7 @@ func TestSessionECCMatrix(t *testing.T) {
 					r.waitValues(t, "four values", 4, 30*time.Second)
 					r.shutdown(t)
 					st := s.Status().Snapshot()[0]
-					if st.Policy != m.policy || st.Mode != mode || st.Reconnects != 0 {
+					if LinkOf(st).Policy != m.policy || LinkOf(st).Mode != mode || st.Reconnects != 0 {
 						t.Errorf("status %+v: want %s/%s without reconnect", st, m.policy, mode)
 					}
 					// Values counting up; TestSessionECC checks for gaps (a
@@ -193,18 +193,18 @@ func TestSessionECC(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r, s := startSessionValue(t, shortTokens(eccPLC(t, srv.Endpoint, tc.keyType, tc.security, tc.auth)))
-			waitUntil(t, "a token renewal", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 1 })
+			waitUntil(t, "a token renewal", 60*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 1 })
 			r.waitValues(t, "values after the renewal", 3, 30*time.Second)
 			r.shutdown(t)
 			st := s.Status().Snapshot()[0]
-			if st.TokenRenewalFailures != 0 || st.Reconnects != 0 {
+			if LinkOf(st).TokenRenewalFailures != 0 || st.Reconnects != 0 {
 				t.Errorf("status %+v: want renewals on one channel, no failure or reconnect", st)
 			}
-			if st.Policy != tc.wantPolicy {
-				t.Errorf("security policy %q, want %q", st.Policy, tc.wantPolicy)
+			if LinkOf(st).Policy != tc.wantPolicy {
+				t.Errorf("security policy %q, want %q", LinkOf(st).Policy, tc.wantPolicy)
 			}
 			checkNoGap(t, r, 8)
-			t.Logf("%s: %d values of int32_0001, %d renewals", st.Policy, len(r.counterValues("int32_0001")), st.TokenRenewals)
+			t.Logf("%s: %d values of int32_0001, %d renewals", LinkOf(st).Policy, len(r.counterValues("int32_0001")), LinkOf(st).TokenRenewals)
 		})
 	}
 }
@@ -237,11 +237,11 @@ func TestECCSoak(t *testing.T) {
 						r.shutdown(t)
 						st := s.Status().Snapshot()[0]
 						vs := r.counterValues("int32_0001")
-						if st.TokenRenewalFailures != 0 || st.Reconnects != 0 || st.TokenRenewals < uint64(d/(3*time.Second)) {
+						if LinkOf(st).TokenRenewalFailures != 0 || st.Reconnects != 0 || LinkOf(st).TokenRenewals < uint64(d/(3*time.Second)) {
 							t.Errorf("status %+v: want about one renewal per 2 s, no failure or reconnect", st)
 						}
 						checkNoGap(t, r, int(d/(200*time.Millisecond)))
-						t.Logf("| %s | %s | %s | %d | %d |", m.policy, mode, auth, len(vs), st.TokenRenewals)
+						t.Logf("| %s | %s | %s | %d | %d |", m.policy, mode, auth, len(vs), LinkOf(st).TokenRenewals)
 					})
 				}
 			}
