@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
+	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -161,11 +162,12 @@ func printStatus(w io.Writer, s statusapi.Status, wide bool) {
 
 	var details []string
 	for _, p := range s.PLCs {
+		link := opcua.LinkOf(p)
 		if !wide {
-			details = append(details, fmt.Sprintf("%s: %s, %s", p.PLC, p.Endpoint, dash(strings.TrimSpace(p.Policy+" "+p.Mode))))
+			details = append(details, fmt.Sprintf("%s: %s, %s", p.PLC, p.Endpoint, dash(link.Security())))
 		}
-		if p.ServerFingerprint != "" {
-			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, p.ServerFingerprint))
+		if link.ServerFingerprint != "" {
+			details = append(details, fmt.Sprintf("%s: server certificate %s", p.PLC, link.ServerFingerprint))
 		}
 		if l := nextAttempt(s.Time, p); l != "" {
 			details = append(details, l)

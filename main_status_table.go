@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua"
 )
 
 // printPLCsNarrow is the PLC table in 80 columns: what an operator looks
@@ -28,14 +28,14 @@ func printPLCsWide(w io.Writer, s statusapi.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLC\tSTATE\tSINCE\tENDPOINT\tSECURITY\tCHANNEL/TOKEN\tRENEWALS (FAILED)\tLAST RENEWAL\tRECONNECTS\tTAGS OK/FAILED\tVALUES/S\tCLOCK OFFSET")
 	for _, p := range s.PLCs {
-		security := dash(strings.TrimSpace(p.Policy + " " + p.Mode))
+		link := opcua.LinkOf(p)
 		channel := "-"
-		if p.ChannelID != 0 {
-			channel = fmt.Sprintf("%d/%d", p.ChannelID, p.TokenID)
+		if link.ChannelID != 0 {
+			channel = fmt.Sprintf("%d/%d", link.ChannelID, link.TokenID)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d (%d)\t%s\t%d\t%d/%d\t%.1f\t%s\n",
-			p.PLC, p.State, ago(s.Time, p.Since), p.Endpoint, security, channel,
-			p.TokenRenewals, p.TokenRenewalFailures, ago(s.Time, p.LastRenewal), p.Reconnects,
+			p.PLC, p.State, ago(s.Time, p.Since), p.Endpoint, dash(link.Security()), channel,
+			link.TokenRenewals, link.TokenRenewalFailures, ago(s.Time, link.LastRenewal), p.Reconnects,
 			p.TagsOK, p.TagsFailed, p.ValuesPerSec, clockOffset(p))
 	}
 	tw.Flush()
@@ -44,7 +44,7 @@ func printPLCsWide(w io.Writer, s statusapi.Status) {
 // clockOffset is "-" for a PLC whose clock was never read (never
 // connected: an offset of 0 would be a claim).
 func clockOffset(p collectors.PLCStatus) string {
-	if p.ClockOffsetSeconds == 0 && (p.State != collectors.StateStreaming || p.ChannelID == 0) {
+	if p.ClockOffsetSeconds == 0 && (p.State != collectors.StateStreaming || opcua.LinkOf(p).ChannelID == 0) {
 		return "-"
 	}
 	return fmt.Sprintf("%+.3fs", p.ClockOffsetSeconds)

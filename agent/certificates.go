@@ -6,6 +6,7 @@ import (
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
 	"github.com/tagbridge/tagbridge/certs"
+	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -24,7 +25,7 @@ func (a *Agent) certificates() []statusapi.Certificate {
 	servers := map[string]string{} // plc -> the server certificate's fingerprint
 	for _, t := range a.Trackers() {
 		for _, st := range t.Snapshot() {
-			servers[st.PLC] = st.ServerFingerprint
+			servers[st.PLC] = opcua.LinkOf(st).ServerFingerprint
 		}
 	}
 	var out []statusapi.Certificate

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
+	"github.com/tagbridge/tagbridge/collectors/opcua"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
@@ -178,7 +179,7 @@ func TestStatusListener(t *testing.T) {
 	})
 	p := st.PLCs[0]
 	if st.Agent != "st" || !st.Healthy || p.PLC != "press1" || p.State != "streaming" || p.Endpoint != plc.Endpoint ||
-		p.TagsOK != tags || p.TagsFailed != 0 || p.Policy != "None" || !st.Broker.Connected {
+		p.TagsOK != tags || p.TagsFailed != 0 || opcua.LinkOf(p).Policy != "None" || !st.Broker.Connected {
 		t.Errorf("/status: %+v", st)
 	}
 

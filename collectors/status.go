@@ -26,15 +26,11 @@ type PLCStatus struct {
 	Since    time.Time `json:"since"`            // when State last changed
 	Endpoint string    `json:"endpoint"`
 
-	Policy            string `json:"policy,omitempty"` // security policy in use, e.g. "Basic256Sha256"
-	Mode              string `json:"mode,omitempty"`   // message security mode in use
-	ServerFingerprint string `json:"server_fingerprint,omitempty"`
-
-	ChannelID            uint32    `json:"channel_id"`
-	TokenID              uint32    `json:"token_id"`
-	TokenRenewals        uint64    `json:"token_renewals"`
-	TokenRenewalFailures uint64    `json:"token_renewal_failures"`
-	LastRenewal          time.Time `json:"last_renewal,omitzero"`
+	// Link is how the collector reaches the PLC, in its protocol's terms
+	// (OPC UA: security, secure channel and token, see opcua.Link); nil
+	// when the collector has none. In JSON its fields follow endpoint (see
+	// MarshalJSON); read back, it is the entry's RawLink.
+	Link Link `json:"-"`
 
 	Reconnects   uint64    `json:"reconnects"` // sessions established after the first
 	Recoveries   uint64    `json:"recoveries"` // sessions reactivated on a new channel without a gap
@@ -180,27 +176,11 @@ func (t *Tracker) NoteConnectFailure() { t.update(func(p *plcTrack) { p.ConnectF
 // NoteRecovery counts a session reactivated on a new channel.
 func (t *Tracker) NoteRecovery() { t.update(func(p *plcTrack) { p.Recoveries++ }) }
 
-// SetSecurity records the endpoint security in use and the server
-// certificate's fingerprint.
-func (t *Tracker) SetSecurity(policy, mode, fingerprint string) {
-	t.update(func(p *plcTrack) { p.Policy, p.Mode, p.ServerFingerprint = policy, mode, fingerprint })
-}
-
-// SetChannel records the secure channel and token in use.
-func (t *Tracker) SetChannel(channelID, tokenID uint32) {
-	t.update(func(p *plcTrack) { p.ChannelID, p.TokenID = channelID, tokenID })
-}
-
-// NoteRenewal counts a token renewal, successful or not.
-func (t *Tracker) NoteRenewal(ok bool, at time.Time) {
-	t.update(func(p *plcTrack) {
-		if ok {
-			p.TokenRenewals++
-			p.LastRenewal = at
-		} else {
-			p.TokenRenewalFailures++
-		}
-	})
+// UpdateLink changes every entry's Link to what fn makes of it (nil at
+// first). fn runs under the tracker's lock: it must be quick, and it must
+// return a new value rather than change one it was given.
+func (t *Tracker) UpdateLink(fn func(Link) Link) {
+	t.update(func(p *plcTrack) { p.Link = fn(p.Link) })
 }
 
 // SetClockOffset records the PLC's clock minus ours.

@@ -63,10 +63,9 @@ func TestTrackerValues(t *testing.T) {
 		}
 		tr.SetTags("a", 9, 1)
 		tr.SetClockOffset(-2 * time.Hour)
-		tr.NoteRenewal(true, time.Now())
-		tr.NoteRenewal(false, time.Now())
+		tr.UpdateLink(func(l Link) Link { return testLink{Channel: 7} })
 		s := tr.Snapshot()[0]
-		if s.TagsOK != 9 || s.TagsFailed != 1 || s.ClockOffsetSeconds != -7200 || s.TokenRenewals != 1 || s.TokenRenewalFailures != 1 || s.LastRenewal.IsZero() {
+		if s.TagsOK != 9 || s.TagsFailed != 1 || s.ClockOffsetSeconds != -7200 || s.Link != (testLink{Channel: 7}) {
 			t.Errorf("status: %+v", s)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tagbridge/tagbridge/collectors"
+	"github.com/tagbridge/tagbridge/collectors/opcua"
 )
 
 // states are the values of tagbridge_plc_state's state label.
@@ -93,12 +94,13 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range states {
 			gauge(descPLCState, bool01(p.State == s), p.PLC, s)
 		}
-		gauge(descPLCInfo, 1, p.PLC, p.Endpoint, p.Policy, p.Mode, p.ServerFingerprint)
-		gauge(descChannel, float64(p.ChannelID), p.PLC)
-		gauge(descToken, float64(p.TokenID), p.PLC)
-		counter(descRenewals, float64(p.TokenRenewals), p.PLC)
-		counter(descRenewErr, float64(p.TokenRenewalFailures), p.PLC)
-		gauge(descRenewAt, unix(p.LastRenewal), p.PLC)
+		link := opcua.LinkOf(p) // the security and channel metrics are OPC UA's
+		gauge(descPLCInfo, 1, p.PLC, p.Endpoint, link.Policy, link.Mode, link.ServerFingerprint)
+		gauge(descChannel, float64(link.ChannelID), p.PLC)
+		gauge(descToken, float64(link.TokenID), p.PLC)
+		counter(descRenewals, float64(link.TokenRenewals), p.PLC)
+		counter(descRenewErr, float64(link.TokenRenewalFailures), p.PLC)
+		gauge(descRenewAt, unix(link.LastRenewal), p.PLC)
 		counter(descReconn, float64(p.Reconnects), p.PLC)
 		counter(descRecover, float64(p.Recoveries), p.PLC)
 		gauge(descErrAt, unix(p.LastErrorAt), p.PLC)

@@ -1,11 +1,57 @@
 package opcua
 
 import (
+	"encoding/json"
+	"strings"
 	"time"
 
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
 )
+
+// Link is how a session reaches its PLC, the collectors.PLCStatus.Link of
+// its entries: the endpoint security in use, the server certificate's
+// fingerprint, the secure channel and its token. The JSON names are the
+// fields /status shows.
+type Link struct {
+	Policy            string `json:"policy,omitempty"` // security policy in use, e.g. "Basic256Sha256"
+	Mode              string `json:"mode,omitempty"`   // message security mode in use
+	ServerFingerprint string `json:"server_fingerprint,omitempty"`
+
+	ChannelID            uint32    `json:"channel_id"`
+	TokenID              uint32    `json:"token_id"`
+	TokenRenewals        uint64    `json:"token_renewals"`
+	TokenRenewalFailures uint64    `json:"token_renewal_failures"`
+	LastRenewal          time.Time `json:"last_renewal,omitzero"`
+}
+
+// Security is the policy and mode in use, "Basic256Sha256 SignAndEncrypt";
+// "" before the first connection.
+func (l Link) Security() string { return strings.TrimSpace(l.Policy + " " + l.Mode) }
+
+// LinkOf is the OPC UA link of an entry's status, live or read back from
+// /status; zero when it has none.
+func LinkOf(st collectors.PLCStatus) Link {
+	switch l := st.Link.(type) {
+	case Link:
+		return l
+	case collectors.RawLink:
+		var out Link
+		_ = json.Unmarshal(l, &out) // an entry of another protocol: zero
+		return out
+	}
+	return Link{}
+}
+
+// updateLink changes the Link of the session's entries.
+func (s *Session) updateLink(fn func(l *Link)) {
+	s.status.UpdateLink(func(old collectors.Link) collectors.Link {
+		l, _ := old.(Link)
+		fn(&l)
+		return l
+	})
+}
 
 // chanWatch is what status last heard of the session's secure channel. The
 // channel renews its tokens on its own clock (package uasc); the publish
@@ -26,18 +72,22 @@ func (s *Session) watchChannel(c *uaclient.Client) error {
 	st := ch.Stats()
 	if w.ch != ch {
 		*w = chanWatch{ch: ch, tokenID: st.TokenID, skewWarned: w.skewWarned}
-		s.status.SetChannel(st.ChannelID, st.TokenID)
+		s.updateLink(func(l *Link) { l.ChannelID, l.TokenID = st.ChannelID, st.TokenID })
 		s.noteTokenClock(st)
 	}
-	for ; w.renewals < st.Renewals; w.renewals++ {
-		s.status.NoteRenewal(true, st.LastRenewal)
-	}
-	for ; w.failures < st.RenewalFailures; w.failures++ {
-		s.status.NoteRenewal(false, time.Now())
+	if renewed, failed := st.Renewals-w.renewals, st.RenewalFailures-w.failures; renewed > 0 || failed > 0 {
+		w.renewals, w.failures = st.Renewals, st.RenewalFailures
+		s.updateLink(func(l *Link) {
+			l.TokenRenewals += uint64(renewed)
+			l.TokenRenewalFailures += uint64(failed)
+			if renewed > 0 {
+				l.LastRenewal = st.LastRenewal
+			}
+		})
 	}
 	if st.TokenID != w.tokenID {
 		w.tokenID = st.TokenID
-		s.status.SetChannel(st.ChannelID, st.TokenID)
+		s.updateLink(func(l *Link) { l.ChannelID, l.TokenID = st.ChannelID, st.TokenID })
 		s.log.Debug().Uint32("channel", st.ChannelID).Uint32("token", st.TokenID).Dur("lifetime_ms", st.Lifetime).Msg("secure channel token renewed")
 	}
 	select {

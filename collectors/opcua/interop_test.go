@@ -222,16 +222,16 @@ func TestSecureSessionsAgainstOpen62541(t *testing.T) {
 						r, s := startSessionValue(t, f.o62Config(t, name, srv.Endpoint, sec, id.auth, 8, lifetime))
 						waitUntil(t, "values from every tag", 60*time.Second, func() bool { return r.tagsSeen() == 8 })
 						waitUntil(t, "two token renewals and 12 counter values", 60*time.Second, func() bool {
-							return s.Status().Snapshot()[0].TokenRenewals >= 2 && len(r.counterValues("int32_0005")) >= 12
+							return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 2 && len(r.counterValues("int32_0005")) >= 12
 						})
 						r.shutdown(t)
 						st := s.Status().Snapshot()[0]
 						checkNoGap(t, r, 12)
-						if st.TokenRenewalFailures != 0 || st.Recoveries != 0 || st.Reconnects != 0 {
+						if LinkOf(st).TokenRenewalFailures != 0 || st.Recoveries != 0 || st.Reconnects != 0 {
 							t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
 						}
-						if st.Policy != g.policy || st.Mode != mode {
-							t.Errorf("status says %s/%s, want %s/%s", st.Policy, st.Mode, g.policy, mode)
+						if LinkOf(st).Policy != g.policy || LinkOf(st).Mode != mode {
+							t.Errorf("status says %s/%s, want %s/%s", LinkOf(st).Policy, LinkOf(st).Mode, g.policy, mode)
 						}
 						log := srv.Log()
 						sc := o62SessionChannel(t, log, name)
@@ -243,15 +243,15 @@ func TestSecureSessionsAgainstOpen62541(t *testing.T) {
 							t.Errorf("open62541 activated the session %s, want %s", got, id.activation)
 						}
 						serverRenewals := len(renewalsOf(t, log, sc))
-						if serverRenewals == 0 || int(st.TokenRenewals) > serverRenewals+1 {
-							t.Errorf("open62541 renewed channel %s %d times, status counts %d", sc, serverRenewals, st.TokenRenewals)
+						if serverRenewals == 0 || int(LinkOf(st).TokenRenewals) > serverRenewals+1 {
+							t.Errorf("open62541 renewed channel %s %d times, status counts %d", sc, serverRenewals, LinkOf(st).TokenRenewals)
 						}
 						for what, l := range map[string]string{"session": r.logs.String(), "o62server": log} {
 							if strings.Contains(l, o62Password) {
 								t.Errorf("the password appears in the %s log", what)
 							}
 						}
-						t.Logf("MATRIX open62541 %s %s %s values=%d renewals=%d", g.policy, mode, id.name, st.Values, st.TokenRenewals)
+						t.Logf("MATRIX open62541 %s %s %s values=%d renewals=%d", g.policy, mode, id.name, st.Values, LinkOf(st).TokenRenewals)
 					})
 				}
 			}
@@ -291,7 +291,7 @@ func TestTokenLifetimesKeepValues(t *testing.T) {
 			for end := last.Add(run); time.Now().Before(end); {
 				time.Sleep(10 * time.Millisecond)
 				stall, last = max(stall, time.Since(last)-10*time.Millisecond), time.Now()
-				if at := s.Status().Snapshot()[0].LastRenewal; !at.IsZero() && (len(arrivals) == 0 || at.After(arrivals[len(arrivals)-1])) {
+				if at := LinkOf(s.Status().Snapshot()[0]).LastRenewal; !at.IsZero() && (len(arrivals) == 0 || at.After(arrivals[len(arrivals)-1])) {
 					arrivals = append(arrivals, at)
 				}
 			}
@@ -309,7 +309,7 @@ func TestTokenLifetimesKeepValues(t *testing.T) {
 			}
 			if st.Recoveries != 0 {
 				msg := fmt.Sprintf("the channel was lost %d times (%d renewals failed, last error %q); this process stalled for up to %s",
-					st.Recoveries, st.TokenRenewalFailures, st.LastError, stall.Round(time.Millisecond))
+					st.Recoveries, LinkOf(st).TokenRenewalFailures, st.LastError, stall.Round(time.Millisecond))
 				if stall < lifetime/4 {
 					t.Error(msg)
 				} else {
@@ -338,7 +338,7 @@ func TestTokenLifetimesKeepValues(t *testing.T) {
 				}
 			}
 			channels := int(st.Recoveries) + 1
-			if n := int(st.TokenRenewals); n < renewals-channels || n > renewals {
+			if n := int(LinkOf(st).TokenRenewals); n < renewals-channels || n > renewals {
 				t.Errorf("status counts %d renewals, open62541 renewed %d times on %d channels", n, renewals, channels)
 			}
 			if least := int(run/want) - 2*channels; renewals < least {
@@ -351,7 +351,7 @@ func TestTokenLifetimesKeepValues(t *testing.T) {
 			slices.Sort(delays)
 			median, delay := periods[len(periods)/2], delays[len(delays)/2]
 			t.Logf("PERIOD lifetime=%s renewals=%d median=%s min=%s max=%s (after the previous response: median %s of %d)",
-				lifetime, st.TokenRenewals, median, periods[0], periods[len(periods)-1], delay.Round(time.Millisecond), len(delays))
+				lifetime, LinkOf(st).TokenRenewals, median, periods[0], periods[len(periods)-1], delay.Round(time.Millisecond), len(delays))
 			tolerance := want / 20
 			if delay < want-tolerance || delay > want+tolerance {
 				t.Errorf("renewals handled %s (median) after the previous response arrived, want %s ± 5 %%", delay, want)
@@ -510,13 +510,13 @@ func TestAutoPicksUsableEndpoint(t *testing.T) {
 	r, s := startSessionValue(t, f.o62Config(t, "auto", srv.Endpoint, security, "", 8, time.Hour))
 	waitUntil(t, "values from every tag", 60*time.Second, func() bool { return r.tagsSeen() == 8 })
 	st := s.Status().Snapshot()[0]
-	t.Logf("policy auto chose %s/%s", st.Policy, st.Mode)
+	t.Logf("policy auto chose %s/%s", LinkOf(st).Policy, LinkOf(st).Mode)
 	// open62541 gives both modes of a policy one level: the encrypting one.
-	if st.Policy != "Aes256_Sha256_RsaPss" || st.Mode != "SignAndEncrypt" {
-		t.Errorf("policy auto chose %s/%s, want Aes256_Sha256_RsaPss/SignAndEncrypt", st.Policy, st.Mode)
+	if LinkOf(st).Policy != "Aes256_Sha256_RsaPss" || LinkOf(st).Mode != "SignAndEncrypt" {
+		t.Errorf("policy auto chose %s/%s, want Aes256_Sha256_RsaPss/SignAndEncrypt", LinkOf(st).Policy, LinkOf(st).Mode)
 	}
 	log := srv.Log()
-	want := "OpenSecureChannel: Channel opened with SecurityMode " + st.Mode + " for SecurityPolicy http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss and"
+	want := "OpenSecureChannel: Channel opened with SecurityMode " + LinkOf(st).Mode + " for SecurityPolicy http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss and"
 	if opened := channelOpened(t, log, o62SessionChannel(t, log, "auto")); !strings.HasPrefix(opened, want) {
 		t.Errorf("open62541 logged %q for the session's channel, want %q", opened, want)
 	}
@@ -559,7 +559,7 @@ func TestFrozenPLCRenewalFailureKeepsValues(t *testing.T) {
 	r, s := startSessionValue(t, f.o62Config(t, "renewing", srv.Endpoint, security, "", 8, time.Second))
 	witness := startSession(t, f.o62Config(t, "witness", srv.Endpoint, "policy: None, mode: None", "", 8, time.Hour))
 	waitUntil(t, "values in both sessions", 60*time.Second, func() bool { return r.tagsSeen() == 8 && witness.tagsSeen() == 8 })
-	waitUntil(t, "two renewals", 30*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 2 })
+	waitUntil(t, "two renewals", 30*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 2 })
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -573,9 +573,9 @@ func TestFrozenPLCRenewalFailureKeepsValues(t *testing.T) {
 	witness.shutdown(t)
 	st := s.Status().Snapshot()[0]
 	t.Logf("status after the freeze: %d renewals, %d failed, %d recoveries, %d reconnects, last error %q",
-		st.TokenRenewals, st.TokenRenewalFailures, st.Recoveries, st.Reconnects, st.LastError)
-	if st.TokenRenewalFailures == 0 || st.Reconnects != 0 {
-		t.Errorf("status counts %d failed renewals and %d reconnects, want the failure counted and the session kept", st.TokenRenewalFailures, st.Reconnects)
+		LinkOf(st).TokenRenewals, LinkOf(st).TokenRenewalFailures, st.Recoveries, st.Reconnects, st.LastError)
+	if LinkOf(st).TokenRenewalFailures == 0 || st.Reconnects != 0 {
+		t.Errorf("status counts %d failed renewals and %d reconnects, want the failure counted and the session kept", LinkOf(st).TokenRenewalFailures, st.Reconnects)
 	}
 	if n := countLines(r.logs.String(), `"level":"warn"`, "secure channel renewal failed"); n != 1 {
 		t.Errorf("%d warnings of a failed renewal, want 1", n)

@@ -135,10 +135,10 @@ func shortTokens(plc config.PLC) config.PLC {
 func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	r, s := startSessionValue(t, exceptionBased(shortTokens(recoveryPLC(t, peer.Endpoint, ""))))
-	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 8 })
+	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 8 })
 	r.shutdown(t)
 	st := s.Status().Snapshot()[0]
-	if st.TokenRenewalFailures != 0 || st.LastRenewal.IsZero() || st.ChannelID == 0 || st.TokenID < 2 {
+	if LinkOf(st).TokenRenewalFailures != 0 || LinkOf(st).LastRenewal.IsZero() || LinkOf(st).ChannelID == 0 || LinkOf(st).TokenID < 2 {
 		t.Errorf("status %+v: want renewals without failures, a last renewal time and the channel", st)
 	}
 	checkNoGap(t, r, 100)

@@ -124,14 +124,14 @@ func (s *Session) prepare(ctx context.Context) (*plan, error) {
 	mode := modeName(ep.SecurityMode)
 	if ep.SecurityMode == ua.MessageSecurityModeNone {
 		p.cfg.Channel.Local = nil
-		s.status.SetSecurity(policy.Name(), mode, "")
+		s.updateLink(func(l *Link) { l.Policy, l.Mode, l.ServerFingerprint = policy.Name(), mode, "" })
 		return p, nil
 	}
 	p.cfg.Channel.RemoteCertificate = ep.ServerCertificate
 	if p.store, p.trusted, err = s.trustServer(ep); err != nil {
 		return nil, err
 	}
-	s.status.SetSecurity(policy.Name(), mode, p.trusted.Fingerprint)
+	s.updateLink(func(l *Link) { l.Policy, l.Mode, l.ServerFingerprint = policy.Name(), mode, p.trusted.Fingerprint })
 	return p, nil
 }
 

@@ -198,11 +198,11 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 			plc.TokenLifetime = config.Duration(2 * time.Second)
 			r, s := startSessionValue(t, plc)
 			waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == 4 })
-			waitUntil(t, "a token renewal", 30*time.Second, func() bool { return s.Status().Snapshot()[0].TokenRenewals >= 1 })
+			waitUntil(t, "a token renewal", 30*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 1 })
 			r.shutdown(t)
 			if st := s.Status().Snapshot()[0]; tc.name != "auto" {
 				identity := map[string]string{"AnonymousIdentityToken": "anonymous", "UserNameIdentityToken": "username", "X509IdentityToken": "x509"}[tc.identity]
-				t.Logf("MATRIX node-opcua %s %s %s values=%d renewals=%d", st.Policy, st.Mode, identity, st.Values, st.TokenRenewals)
+				t.Logf("MATRIX node-opcua %s %s %s values=%d renewals=%d", LinkOf(st).Policy, LinkOf(st).Mode, identity, st.Values, LinkOf(st).TokenRenewals)
 			}
 			if logs := r.logs.String(); strings.Contains(logs, "correct horse") {
 				t.Errorf("the password appears in the log:\n%s", logs)

@@ -172,6 +172,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 	}
 	s.beats = heartbeatsFor(plc, tags)
 	s.events = eventsOf(plcs)
+	s.updateLink(func(*Link) {}) // status shows the channel fields, zero, before the first connection
 	return s
 }
 
