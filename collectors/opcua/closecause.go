@@ -43,7 +43,7 @@ type reworded struct {
 func (r *reworded) Error() string {
 	msg := r.err.Error()
 	if strings.Contains(msg, r.code.Error()) {
-		name := strings.TrimPrefix(ua.StatusCodes[r.code].Name, "Status")
+		name := statusName(r.code)
 		return strings.Replace(msg, r.code.Error(), fmt.Sprintf("%s (%s, 0x%08X)", r.text, name, uint32(r.code)), 1)
 	}
 	return r.text + ": " + msg
