@@ -13,6 +13,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/tagbridge/tagbridge/collectors/opcua/typedef"
 	"github.com/tagbridge/tagbridge/command"
 )
 
@@ -26,7 +27,7 @@ func toVariant(value any, nt nodeType) (*ua.Variant, error) {
 		}
 		return nil, command.Refuse(command.WrongType, "the node holds %s, which is not writable from MQTT", what)
 	}
-	elems, isArray := arrayOf(value)
+	elems, isArray := typedef.Elements(value)
 	switch {
 	case nt.rank >= 2:
 		return nil, command.Refuse(command.WrongType, "the node holds a matrix of %s, which is not writable from MQTT", nt.builtin)
@@ -73,24 +74,6 @@ var numericBits = map[string]struct {
 	signed bool
 }{"SByte": {8, true}, "Byte": {8, false}, "Int16": {16, true}, "UInt16": {16, false}, "Int32": {32, true},
 	"UInt32": {32, false}, "Int64": {64, true}, "UInt64": {64, false}, "Float": {0, true}, "Double": {0, true}}
-
-func arrayOf(v any) ([]any, bool) {
-	switch x := v.(type) {
-	case []any:
-		return x, true
-	case []byte, string, nil:
-		return nil, false
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Slice {
-		return nil, false
-	}
-	out := make([]any, rv.Len())
-	for i := range out {
-		out[i] = rv.Index(i).Interface()
-	}
-	return out, true
-}
 
 // toScalar converts one value to the Go type of a built-in type.
 func toScalar(v any, typ string) (any, error) {

@@ -98,12 +98,7 @@ func TestDecode(t *testing.T) {
 		return b
 	}
 	when := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name string
-		enc  *ua.NodeID
-		body []byte
-		want collectors.Structure
-	}{
+	tests := []decodeCase{
 		{
 			name: "optional fields: Comment present, Target absent; nested array of structures; enumeration; LocalizedText",
 			enc:  recipeEnc,
@@ -158,17 +153,7 @@ func TestDecode(t *testing.T) {
 			}},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := r.Decode(tc.enc, tc.body)
-			if err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("Decode:\n got %#v\nwant %#v", got, tc.want)
-			}
-		})
-	}
+	checkDecodes(t, r, tests)
 }
 
 func TestDecodeConvert(t *testing.T) {
@@ -244,4 +229,28 @@ func FuzzDecode(f *testing.F) {
 			_, _ = r.Decode(e, b)
 		}
 	})
+}
+
+// decodeCase is one body of an encoding, and the structure it decodes to.
+type decodeCase struct {
+	name string
+	enc  *ua.NodeID
+	body []byte
+	want collectors.Structure
+}
+
+// checkDecodes decodes each case's body with r, a subtest each.
+func checkDecodes(t *testing.T, r *Registry, tests []decodeCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := r.Decode(tc.enc, tc.body)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Decode:\n got %#v\nwant %#v", got, tc.want)
+			}
+		})
+	}
 }

@@ -17,7 +17,7 @@ import (
 // description for, and the namespace 0 types the learned ones need. A
 // described type the dictionary cannot express is recorded as failed.
 func (r *Registry) learnDictionaries(ctx context.Context, c Client, types []*ua.NodeID) (rest, needs []*ua.NodeID, err error) {
-	encs, err := browseRefs(ctx, c, types, id.HasEncoding, ua.BrowseDirectionForward, ua.NodeClassObject)
+	encs, err := browseRefs(ctx, c, types, id.HasEncoding, ua.BrowseDirectionForward, ua.NodeClassObject, 0)
 	if err != nil {
 		return types, nil, fmt.Errorf("find the encodings of %d data types: %w", len(types), err)
 	}
@@ -106,7 +106,7 @@ func loadDictionary(ctx context.Context, c Client, node *ua.NodeID) *loadedDicti
 	}
 	// Name the DataTypes of the other descriptions: nested structures keep
 	// their own ids. Best effort: a type left out gets a made-up id.
-	comps, err := browseRefs(ctx, c, []*ua.NodeID{node}, id.HasComponent, ua.BrowseDirectionForward, ua.NodeClassVariable)
+	comps, err := browseRefs(ctx, c, []*ua.NodeID{node}, id.HasComponent, ua.BrowseDirectionForward, ua.NodeClassVariable, 0)
 	if err != nil || len(comps[0]) == 0 {
 		return ld
 	}
@@ -184,73 +184,6 @@ func readValues(ctx context.Context, c Client, nodes []*ua.NodeID) ([]*ua.DataVa
 	}
 	if err := flush(); err != nil {
 		return nil, err
-	}
-	return out, nil
-}
-
-// firstRefs is the first target of one reference type from each node (nil
-// for a nil node or none).
-func firstRefs(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, dir ua.BrowseDirection, class ua.NodeClass) ([]*ua.NodeID, error) {
-	refs, err := browseRefs(ctx, c, nodes, ref, dir, class)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*ua.NodeID, len(nodes))
-	for i, rs := range refs {
-		if len(rs) > 0 && rs[0].NodeID != nil {
-			out[i] = rs[0].NodeID.NodeID
-		}
-	}
-	return out, nil
-}
-
-// browseRefs follows one reference type (and its subtypes) from each
-// non-nil node to targets of one node class, with their browse names. It
-// takes what the server sends in one answer and releases the rest.
-func browseRefs(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, dir ua.BrowseDirection, class ua.NodeClass) ([][]*ua.ReferenceDescription, error) {
-	out := make([][]*ua.ReferenceDescription, len(nodes))
-	var idx []int
-	for i, n := range nodes {
-		if n != nil {
-			idx = append(idx, i)
-		}
-	}
-	for from := 0; from < len(idx); from += batch {
-		part := idx[from:min(from+batch, len(idx))]
-		req := &ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}}
-		for _, i := range part {
-			req.NodesToBrowse = append(req.NodesToBrowse, &ua.BrowseDescription{
-				NodeID:          nodes[i],
-				BrowseDirection: dir,
-				ReferenceTypeID: ua.NewNumericNodeID(0, ref),
-				IncludeSubtypes: true,
-				NodeClassMask:   uint32(class),
-				ResultMask:      uint32(ua.BrowseResultMaskBrowseName),
-			})
-		}
-		res, err := c.Send(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		br, ok := res.(*ua.BrowseResponse)
-		if !ok || len(br.Results) != len(part) {
-			return nil, fmt.Errorf("browse of %d nodes: unexpected answer %T", len(part), res)
-		}
-		var cps [][]byte
-		for j, r := range br.Results {
-			if r == nil {
-				continue
-			}
-			if len(r.ContinuationPoint) > 0 {
-				cps = append(cps, r.ContinuationPoint)
-			}
-			if r.StatusCode == ua.StatusOK {
-				out[part[j]] = r.References
-			}
-		}
-		if len(cps) > 0 {
-			_, _ = c.Send(ctx, &ua.BrowseNextRequest{ReleaseContinuationPoints: true, ContinuationPoints: cps})
-		}
 	}
 	return out, nil
 }

@@ -41,33 +41,9 @@ func (l *legacyServer) Send(ctx context.Context, req ua.Request) (ua.Response, e
 // its peer.
 func learnFromDictionary(ctx context.Context, t *testing.T, session typedef.Client) {
 	c := &legacyServer{Client: session}
-	res, err := c.Send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
-		{NodeID: ua.NewNumericNodeID(0, 2256), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
-	}})
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	eo := res.(*ua.ReadResponse).Results[0].Value.Value().(*ua.ExtensionObject)
-	body, err := ua.Encode(eo.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := typedef.NewRegistry(nil)
-	if err := r.Learn(ctx, c, []*ua.NodeID{eo.TypeID.NodeID}); err != nil {
-		t.Fatalf("Learn: %v", err)
-	}
+	st := learnServerStatus(ctx, t, c)
 	if c.hidden == 0 {
 		t.Fatal("no DataTypeDefinition was asked for")
-	}
-	st, err := r.Decode(eo.TypeID.NodeID, body)
-	if err != nil {
-		t.Fatalf("decode ServerStatus: %v", err)
-	}
-	if want := []string{"StartTime", "CurrentTime", "State", "BuildInfo", "SecondsTillShutdown", "ShutdownReason"}; st.TypeID != "i=862" || !slices.Equal(names(st), want) {
-		t.Fatalf("ServerStatus %s %v, want i=862 %v", st.TypeID, names(st), want)
-	}
-	if st.Fields[2].Value != (collectors.Enum{Value: 0, Name: "Running"}) {
-		t.Errorf("State %#v, want Running", st.Fields[2].Value)
 	}
 	bi, _ := st.Fields[3].Value.(collectors.Structure)
 	if want := []string{"ProductUri", "ManufacturerName", "ProductName", "SoftwareVersion", "BuildNumber", "BuildDate"}; bi.TypeID != "i=338" || !slices.Equal(names(bi), want) {

@@ -86,12 +86,7 @@ func TestDictionaryDecode(t *testing.T) {
 		}
 		return b
 	}
-	tests := []struct {
-		name string
-		enc  *ua.NodeID
-		body []byte
-		want collectors.Structure
-	}{
+	tests := []decodeCase{
 		{
 			name: "Comment present, Target absent; array of nested structures; enumeration",
 			enc:  recipeEnc,
@@ -123,17 +118,7 @@ func TestDictionaryDecode(t *testing.T) {
 			want: collectors.Structure{TypeID: "ns=2;i=3004", Fields: []collectors.Field{{Name: "Text", Value: "t3"}}},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := r.Decode(tc.enc, tc.body)
-			if err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("Decode:\n got %#v\nwant %#v", got, tc.want)
-			}
-		})
-	}
+	checkDecodes(t, r, tests)
 }
 
 // A field of a namespace 0 type is left for Learn to fetch.

@@ -446,7 +446,7 @@ func kindOf(v any) string {
 	case map[string]any, collectors.Structure:
 		return "an object"
 	}
-	if _, ok := elementsOf(v); ok {
+	if _, ok := Elements(v); ok {
 		return "an array"
 	}
 	return fmt.Sprintf("a %T", v)

@@ -122,7 +122,7 @@ func (e *encoder) field(f Field, v any, path string, depth int) {
 			e.u32(math.MaxUint32) // -1: the null array
 			return
 		}
-		elems, ok := elementsOf(v)
+		elems, ok := Elements(v)
 		if !ok {
 			e.fail(path, "%s for an array", kindOf(v))
 			return
@@ -163,7 +163,7 @@ func Flatten(v any, rank int) (dims []int, flat []any, err error) {
 			flat = append(flat, x)
 			return nil
 		}
-		elems, ok := elementsOf(x)
+		elems, ok := Elements(x)
 		if !ok {
 			return fmt.Errorf("%s at depth %d of a matrix of %d dimensions", kindOf(x), level+1, rank)
 		}
@@ -195,7 +195,9 @@ func Flatten(v any, rank int) (dims []int, flat []any, err error) {
 	return dims, flat, nil
 }
 
-func elementsOf(v any) ([]any, bool) {
+// Elements returns an array value's elements: a []any, or any other
+// slice but []byte (a ByteString) and string.
+func Elements(v any) ([]any, bool) {
 	switch x := v.(type) {
 	case []any:
 		return x, true

@@ -42,7 +42,7 @@ func (r *Registry) Learn(ctx context.Context, c Client, encodings []*ua.NodeID) 
 	if len(todo) == 0 {
 		return nil
 	}
-	owners, err := browseOne(ctx, c, todo, id.HasEncoding, ua.BrowseDirectionInverse)
+	owners, err := firstRefs(ctx, c, todo, id.HasEncoding, ua.BrowseDirectionInverse, ua.NodeClassDataType)
 	if err != nil {
 		return fmt.Errorf("find the data types of %d encodings: %w", len(todo), err)
 	}
@@ -114,7 +114,7 @@ func (r *Registry) learnTypes(ctx context.Context, c Client, types []*ua.NodeID)
 			next = append(next, needs...)
 		}
 		if len(simple) > 0 {
-			supers, err := browseOne(ctx, c, simple, id.HasSubtype, ua.BrowseDirectionInverse)
+			supers, err := firstRefs(ctx, c, simple, id.HasSubtype, ua.BrowseDirectionInverse, ua.NodeClassDataType)
 			if err != nil {
 				return fmt.Errorf("find the supertypes of %d data types: %w", len(simple), err)
 			}
@@ -278,24 +278,45 @@ func readDefinitions(ctx context.Context, c Client, types []*ua.NodeID) ([]*ua.D
 	return rr.Results, nil
 }
 
-// browseOne follows one reference type from each node and returns the
-// first target of each (nil where there is none).
-func browseOne(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, dir ua.BrowseDirection) ([]*ua.NodeID, error) {
+// firstRefs is the first target of one reference type from each node (nil
+// for a nil node or none).
+func firstRefs(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, dir ua.BrowseDirection, class ua.NodeClass) ([]*ua.NodeID, error) {
+	refs, err := browseRefs(ctx, c, nodes, ref, dir, class, 1)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*ua.NodeID, len(nodes))
-	for from := 0; from < len(nodes); from += batch {
-		part := nodes[from:min(from+batch, len(nodes))]
-		req := &ua.BrowseRequest{
-			View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
-			RequestedMaxReferencesPerNode: 1,
+	for i, rs := range refs {
+		if len(rs) > 0 && rs[0].NodeID != nil {
+			out[i] = rs[0].NodeID.NodeID
 		}
-		for _, n := range part {
+	}
+	return out, nil
+}
+
+// browseRefs follows one reference type (and its subtypes) from each
+// non-nil node to targets of one node class, with their browse names, at
+// most maxRefs a node (0: as many as the server sends). It takes what the
+// server sends in one answer and releases the rest.
+func browseRefs(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, dir ua.BrowseDirection, class ua.NodeClass, maxRefs uint32) ([][]*ua.ReferenceDescription, error) {
+	out := make([][]*ua.ReferenceDescription, len(nodes))
+	var idx []int
+	for i, n := range nodes {
+		if n != nil {
+			idx = append(idx, i)
+		}
+	}
+	for from := 0; from < len(idx); from += batch {
+		part := idx[from:min(from+batch, len(idx))]
+		req := &ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, RequestedMaxReferencesPerNode: maxRefs}
+		for _, i := range part {
 			req.NodesToBrowse = append(req.NodesToBrowse, &ua.BrowseDescription{
-				NodeID:          n,
+				NodeID:          nodes[i],
 				BrowseDirection: dir,
 				ReferenceTypeID: ua.NewNumericNodeID(0, ref),
 				IncludeSubtypes: true,
-				NodeClassMask:   uint32(ua.NodeClassDataType),
-				ResultMask:      uint32(ua.BrowseResultMaskNone),
+				NodeClassMask:   uint32(class),
+				ResultMask:      uint32(ua.BrowseResultMaskBrowseName),
 			})
 		}
 		res, err := c.Send(ctx, req)
@@ -307,18 +328,18 @@ func browseOne(ctx context.Context, c Client, nodes []*ua.NodeID, ref uint32, di
 			return nil, fmt.Errorf("browse of %d nodes: unexpected answer %T", len(part), res)
 		}
 		var cps [][]byte
-		for i, r := range br.Results {
+		for j, r := range br.Results {
 			if r == nil {
 				continue
 			}
 			if len(r.ContinuationPoint) > 0 {
 				cps = append(cps, r.ContinuationPoint)
 			}
-			if r.StatusCode == ua.StatusOK && len(r.References) > 0 && r.References[0].NodeID != nil {
-				out[from+i] = r.References[0].NodeID.NodeID
+			if r.StatusCode == ua.StatusOK {
+				out[part[j]] = r.References
 			}
 		}
-		if len(cps) > 0 { // one reference is all we need: free the rest
+		if len(cps) > 0 { // free what was not asked for
 			_, _ = c.Send(ctx, &ua.BrowseNextRequest{ReleaseContinuationPoints: true, ContinuationPoints: cps})
 		}
 	}

@@ -145,7 +145,22 @@ func TestLearnFromOpen62541(t *testing.T) {
 	srv := o62proc.Start(t, o62proc.Options{Tags: 1, Policies: []string{"None"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c := connect(ctx, t, srv.Endpoint)
+	st := learnServerStatus(ctx, t, connect(ctx, t, srv.Endpoint))
+	bi, _ := st.Fields[3].Value.(collectors.Structure)
+	if want := []string{"ProductUri", "ManufacturerName", "ProductName", "SoftwareVersion", "BuildNumber", "BuildDate"}; !slices.Equal(names(bi), want) {
+		t.Errorf("BuildInfo %v, want %v", names(bi), want)
+	}
+	if _, ok := st.Fields[5].Value.(*ua.LocalizedText); !ok {
+		t.Errorf("ShutdownReason %#v, want a LocalizedText", st.Fields[5].Value)
+	}
+}
+
+// learnServerStatus reads the server's ServerStatus (i=2256), learns its
+// type from c and decodes it by what was learned: the specification's
+// field names under the DataType i=862, and the ServerState enumeration by
+// name.
+func learnServerStatus(ctx context.Context, t *testing.T, c typedef.Client) collectors.Structure {
+	t.Helper()
 	res, err := c.Send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{
 		{NodeID: ua.NewNumericNodeID(0, 2256), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
 	}})
@@ -171,11 +186,5 @@ func TestLearnFromOpen62541(t *testing.T) {
 	if st.Fields[2].Value != (collectors.Enum{Value: 0, Name: "Running"}) {
 		t.Errorf("State %#v, want Running", st.Fields[2].Value)
 	}
-	bi, _ := st.Fields[3].Value.(collectors.Structure)
-	if want := []string{"ProductUri", "ManufacturerName", "ProductName", "SoftwareVersion", "BuildNumber", "BuildDate"}; !slices.Equal(names(bi), want) {
-		t.Errorf("BuildInfo %v, want %v", names(bi), want)
-	}
-	if _, ok := st.Fields[5].Value.(*ua.LocalizedText); !ok {
-		t.Errorf("ShutdownReason %#v, want a LocalizedText", st.Fields[5].Value)
-	}
+	return st
 }
