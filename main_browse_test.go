@@ -158,17 +158,8 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: tags, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
 		NoAnonymous: true, Users: map[string]string{"operator": "correct horse"}})
 	dir := t.TempDir()
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "browsetest", Hostname: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, pki := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(t.TempDir(), "pki")
-	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert, key := testkit.KeyPairFiles(t, dir, certs.Options{AgentID: "browsetest", Hostname: "localhost"})
+	pki := filepath.Join(t.TempDir(), "pki")
 	agent := fmt.Sprintf("agent: {id: line1, allowed_cert_dirs: [%q], pki_dir: %q}\n", dir, pki)
 	cfg := writeConfig(t, agent)
 	t.Setenv(browsecmd.PasswordEnv, "correct horse")

@@ -214,17 +214,7 @@ func TestRunLogsNoSecrets(t *testing.T) {
 	broker := testkit.StartBroker(t)
 
 	dir := t.TempDir()
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "secret", Hostname: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "client-cert.pem"), filepath.Join(dir, "client-key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := testkit.KeyPairFiles(t, dir, certs.Options{AgentID: "secret", Hostname: "localhost"})
 	var tags strings.Builder
 	for _, l := range strings.Split(strings.TrimRight(simproc.Tags(t, 4), "\n"), "\n") {
 		fmt.Fprintf(&tags, "    %s\n", l)
@@ -261,6 +251,10 @@ plcs:
 	out := logs.String()
 	if !strings.Contains(out, `"level":"debug"`) {
 		t.Fatalf("no debug lines: the check would prove little\n%s", out)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
 	}
 	block, _ := pem.Decode(keyPEM)
 	b64 := base64.StdEncoding.EncodeToString(block.Bytes)

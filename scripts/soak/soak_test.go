@@ -298,17 +298,7 @@ func secureTokens(t *testing.T, name string, d, offset time.Duration) {
 		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second, ClockOffset: offset})
 	broker := testkit.StartBroker(t)
 	dir := t.TempDir()
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: "soak", Hostname: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "client-cert.pem"), filepath.Join(dir, "client-key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := testkit.KeyPairFiles(t, dir, certs.Options{AgentID: "soak", Hostname: "localhost"})
 	got := subscribe(t, broker.URL(), "tagbridge/soak/#")
 	a := startAgent(t, fmt.Sprintf(`agent: {id: soak, allowed_cert_dirs: [%[1]s], pki_dir: %[1]s/pki, spool_dir: %[1]s/spool}
 mqtt: {url: %[2]s, qos: 1}

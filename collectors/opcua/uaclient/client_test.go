@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
-	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/faultproxy"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
@@ -114,11 +114,11 @@ var servers = []struct {
 	}},
 }
 
-// keyPair generates an application instance certificate with the project's
-// certs package, as `tagbridge cert` does.
-func keyPair(t *testing.T, agentID string) (secpolicy.KeyPair, string) {
+// keyPair generates an application or user certificate of keyType with
+// the project's certs package, as `tagbridge certs create --key-type` does.
+func keyPair(t *testing.T, agentID, keyType string) (secpolicy.KeyPair, string) {
 	t.Helper()
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: agentID, Hostname: "localhost"})
+	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: agentID, Hostname: "localhost", KeyType: keyType})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,15 @@ func keyPair(t *testing.T, agentID string) (secpolicy.KeyPair, string) {
 	if cb == nil || kb == nil {
 		t.Fatal("generated certificate or key is not PEM")
 	}
-	key, err := x509.ParsePKCS1PrivateKey(kb.Bytes)
+	var key any
+	switch kb.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes) // Ed25519
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +150,9 @@ type client struct {
 }
 
 func newClient(t *testing.T) client {
-	app, appURI := keyPair(t, "uaclient-test")
-	user, _ := keyPair(t, "uaclient-test-user")
+	app, appURI := keyPair(t, "uaclient-test", certs.KeyTypeRSA)
+	user, _ := keyPair(t, "uaclient-test-user", certs.KeyTypeRSA)
 	return client{app: app, user: user, appURI: appURI}
-}
-
-func testLog(t *testing.T) zerolog.Logger {
-	return zerolog.New(t.Output()).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 }
 
 // config is the session configuration for srv's endpoint of policy and mode,
@@ -174,7 +178,7 @@ func (cl client) config(t *testing.T, srv *server, policyURI string, mode ua.Mes
 		Lifetime:       10 * time.Minute,
 		RequestTimeout: 10 * time.Second,
 		Limits:         uatcp.DefaultLimits(),
-		Log:            testLog(t),
+		Log:            testkit.TestLogger(t),
 	}
 	if mode != ua.MessageSecurityModeNone {
 		ch.Local = &cl.app
@@ -195,12 +199,6 @@ func (cl client) config(t *testing.T, srv *server, policyURI string, mode ua.Mes
 		cfg.Endpoint = nil
 	}
 	return cfg
-}
-
-func stepContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // readCounter reads srv's Int32 variable in c's session.
@@ -229,7 +227,7 @@ func TestSessions(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			srv := s.start(t)
-			eps, err := uaclient.GetEndpoints(stepContext(t), srv.endpoint, uatcp.DefaultLimits(), testLog(t))
+			eps, err := uaclient.GetEndpoints(testkit.StepContext(t, testTimeout), srv.endpoint, uatcp.DefaultLimits(), testkit.TestLogger(t))
 			if err != nil {
 				t.Fatalf("GetEndpoints: %v", err)
 			}
@@ -285,7 +283,7 @@ func testConnect(t *testing.T, cl client, srv *server) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			cfg := cl.config(t, srv, tc.policy, tc.mode, tc.identity(srv), tc.learn)
 			c, err := uaclient.Connect(ctx, cfg)
 			if err != nil {
@@ -386,7 +384,7 @@ func testRefusals(t *testing.T, cl client, srv *server) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			cfg := cl.config(t, srv, tc.policy, tc.mode, tc.id, false)
 			if tc.edit != nil {
 				tc.edit(&cfg)
@@ -437,7 +435,7 @@ func testReactivate(t *testing.T, cl client, srv *server) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			cfg := cl.config(t, srv, tc.policy, tc.mode, tc.id, tc.mode == ua.MessageSecurityModeNone)
 			c, err := uaclient.Connect(ctx, cfg)
 			if err != nil {
@@ -503,7 +501,7 @@ func testReactivate(t *testing.T, cl client, srv *server) {
 // testLostConnection is the recovery layer's case: the connection dies
 // under the session, which moves to a new channel with what it had.
 func testLostConnection(t *testing.T, cl client, srv *server) {
-	ctx := stepContext(t)
+	ctx := testkit.StepContext(t, testTimeout)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.endpoint, "opc.tcp://"))
 	cfg := cl.config(t, srv, basic256Sha256, ua.MessageSecurityModeSignAndEncrypt,
 		uaclient.UserName{User: srv.user, Password: []byte(srv.password)}, false)
@@ -546,12 +544,12 @@ func testLostConnection(t *testing.T, cl client, srv *server) {
 func testClose(t *testing.T, cl client, srv *server) {
 	t.Run("with a cancelled context", func(t *testing.T) {
 		cfg := cl.config(t, srv, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, uaclient.Anonymous{}, false)
-		c, err := uaclient.Connect(stepContext(t), cfg)
+		c, err := uaclient.Connect(testkit.StepContext(t, testTimeout), cfg)
 		if err != nil {
 			t.Fatalf("Connect: %v", err)
 		}
-		s := c.Detach(stepContext(t))
-		if c, err = uaclient.Reactivate(stepContext(t), cfg, s); err != nil {
+		s := c.Detach(testkit.StepContext(t, testTimeout))
+		if c, err = uaclient.Reactivate(testkit.StepContext(t, testTimeout), cfg, s); err != nil {
 			t.Fatalf("Reactivate: %v", err)
 		}
 		// Shutdown: the context is done, the session is still closed.
@@ -560,10 +558,10 @@ func testClose(t *testing.T, cl client, srv *server) {
 		if err := c.Close(done); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if err := c.Close(stepContext(t)); !errors.Is(err, uaclient.ErrClosed) {
+		if err := c.Close(testkit.StepContext(t, testTimeout)); !errors.Is(err, uaclient.ErrClosed) {
 			t.Errorf("second Close: %v, want %v", err, uaclient.ErrClosed)
 		}
-		_, err = uaclient.Reactivate(stepContext(t), cfg, s)
+		_, err = uaclient.Reactivate(testkit.StepContext(t, testTimeout), cfg, s)
 		if want := "activate session: BadSessionIdInvalid (0x80250000)"; err == nil || err.Error() != want {
 			t.Errorf("Reactivate after Close: %v, want %s", err, want)
 		}
@@ -572,7 +570,7 @@ func testClose(t *testing.T, cl client, srv *server) {
 		proxy := faultproxy.Start(t, strings.TrimPrefix(srv.endpoint, "opc.tcp://"))
 		cfg := cl.config(t, srv, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, uaclient.Anonymous{}, false)
 		cfg.Channel.Endpoint = "opc.tcp://" + proxy.Addr()
-		c, err := uaclient.Connect(stepContext(t), cfg)
+		c, err := uaclient.Connect(testkit.StepContext(t, testTimeout), cfg)
 		if err != nil {
 			t.Fatalf("Connect: %v", err)
 		}

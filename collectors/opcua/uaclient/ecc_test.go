@@ -1,8 +1,6 @@
 package uaclient_test
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"regexp"
 	"strings"
@@ -12,37 +10,12 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/certs"
-	"github.com/tagbridge/tagbridge/collectors/opcua/secpolicy"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
+	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
 )
-
-// eccKeyPair generates an application or user certificate of keyType with
-// the project's certs package, as `tagbridge certs create --key-type` does.
-func eccKeyPair(t *testing.T, agentID, keyType string) (secpolicy.KeyPair, string) {
-	t.Helper()
-	certPEM, keyPEM, err := certs.Generate(certs.Options{AgentID: agentID, Hostname: "localhost", KeyType: keyType})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		t.Fatal("generated certificate or key is not PEM")
-	}
-	var key any
-	if kb.Type == "EC PRIVATE KEY" {
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	} else {
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes) // Ed25519
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return secpolicy.KeyPair{Certificate: cb.Bytes, Key: key}, certs.ApplicationURIFor("localhost", agentID)
-}
 
 // TestSessionsECC: every non-AEAD NIST ECC policy × mode × identity against
 // open62541, with a value read in each session; a username session moved
@@ -57,12 +30,12 @@ func TestSessionsECC(t *testing.T) {
 	srv := &server{endpoint: o.Endpoint, user: "integrations", password: "integrations-pw-9c1e",
 		closedSessions: func() int { return o.Count(regexp.MustCompile(`\| Closing the Session`)) },
 		appNamespace:   "urn:peers:open62541:server", counter: ua.MustParseNodeID("ns=1;s=Tag0002")}
-	eps, err := uaclient.GetEndpoints(stepContext(t), srv.endpoint, uatcp.DefaultLimits(), testLog(t))
+	eps, err := uaclient.GetEndpoints(testkit.StepContext(t, testTimeout), srv.endpoint, uatcp.DefaultLimits(), testkit.TestLogger(t))
 	if err != nil {
 		t.Fatalf("GetEndpoints: %v", err)
 	}
 	srv.eps = eps
-	rsaUser, _ := keyPair(t, "uaclient-ecc-rsa-user")
+	rsaUser, _ := keyPair(t, "uaclient-ecc-rsa-user", certs.KeyTypeRSA)
 	curves := []struct {
 		policy, keyType, keyName string
 	}{
@@ -73,8 +46,8 @@ func TestSessionsECC(t *testing.T) {
 		{"ECC_nistP256_ChaChaPoly", certs.KeyTypeNistP256, "a P-256"},
 	}
 	for _, curve := range curves {
-		app, appURI := eccKeyPair(t, "uaclient-ecc-"+curve.keyType, curve.keyType)
-		user, _ := eccKeyPair(t, "uaclient-ecc-user-"+curve.keyType, curve.keyType)
+		app, appURI := keyPair(t, "uaclient-ecc-"+curve.keyType, curve.keyType)
+		user, _ := keyPair(t, "uaclient-ecc-user-"+curve.keyType, curve.keyType)
 		cl := client{app: app, appURI: appURI}
 		identities := []struct {
 			name string
@@ -87,7 +60,7 @@ func TestSessionsECC(t *testing.T) {
 		t.Run(curve.policy+"/RSA user certificate refused", func(t *testing.T) {
 			// The endpoint's certificate token policy is the channel's ECC
 			// policy: open62541 could not check an RSA signature under it.
-			_, err := uaclient.Connect(stepContext(t), cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSign, uaclient.X509{KeyPair: rsaUser}, false))
+			_, err := uaclient.Connect(testkit.StepContext(t, testTimeout), cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSign, uaclient.X509{KeyPair: rsaUser}, false))
 			want := "activate session: user certificate for user token policy \"open62541-certificate-policy-sign#" + curve.policy +
 				"\": RSA 2048-bit key, policy " + curve.policy + " needs " + curve.keyName + " key"
 			if err == nil || err.Error() != want {
@@ -97,7 +70,7 @@ func TestSessionsECC(t *testing.T) {
 		for _, mode := range []ua.MessageSecurityMode{ua.MessageSecurityModeSign, ua.MessageSecurityModeSignAndEncrypt} {
 			for _, id := range identities {
 				t.Run(curve.policy+" "+modeName(mode)+"/"+id.name, func(t *testing.T) {
-					ctx := stepContext(t)
+					ctx := testkit.StepContext(t, testTimeout)
 					c, err := uaclient.Connect(ctx, cl.config(t, srv, uriPrefix+curve.policy, mode, id.id, false))
 					if err != nil {
 						t.Fatalf("Connect: %v", err)
@@ -114,7 +87,7 @@ func TestSessionsECC(t *testing.T) {
 			}
 		}
 		t.Run(curve.policy+"/username reactivated on a new channel", func(t *testing.T) {
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			cfg := cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSignAndEncrypt,
 				uaclient.UserName{User: srv.user, Password: []byte(srv.password)}, false)
 			c, err := uaclient.Connect(ctx, cfg)
@@ -133,7 +106,7 @@ func TestSessionsECC(t *testing.T) {
 			}
 		})
 		t.Run(curve.policy+"/wrong password", func(t *testing.T) {
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			_, err := uaclient.Connect(ctx, cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSignAndEncrypt,
 				uaclient.UserName{User: srv.user, Password: []byte("not-the-pw")}, false))
 			if want := "activate session: BadUserAccessDenied (0x801F0000)"; err == nil || err.Error() != want {
@@ -142,16 +115,16 @@ func TestSessionsECC(t *testing.T) {
 		})
 	}
 	t.Run("P-256 certificate, ECC_nistP384", func(t *testing.T) {
-		app, appURI := eccKeyPair(t, "uaclient-ecc-mismatch", certs.KeyTypeNistP256)
+		app, appURI := keyPair(t, "uaclient-ecc-mismatch", certs.KeyTypeNistP256)
 		cl := client{app: app, appURI: appURI}
-		_, err := uaclient.Connect(stepContext(t), cl.config(t, srv, uriPrefix+"ECC_nistP384", ua.MessageSecurityModeSign, uaclient.Anonymous{}, false))
+		_, err := uaclient.Connect(testkit.StepContext(t, testTimeout), cl.config(t, srv, uriPrefix+"ECC_nistP384", ua.MessageSecurityModeSign, uaclient.Anonymous{}, false))
 		want := "open secure channel: security policy ECC_nistP384: local certificate: P-256 key, policy ECC_nistP384 needs a P-384 key"
 		if err == nil || err.Error() != want {
 			t.Fatalf("Connect: %v, want %q", err, want)
 		}
 	})
 	t.Run("server certificate of the other curve", func(t *testing.T) {
-		app, appURI := eccKeyPair(t, "uaclient-ecc-p256", certs.KeyTypeNistP256)
+		app, appURI := keyPair(t, "uaclient-ecc-p256", certs.KeyTypeNistP256)
 		cl := client{app: app, appURI: appURI}
 		cfg := cl.config(t, srv, uriPrefix+"ECC_nistP256", ua.MessageSecurityModeSign, uaclient.Anonymous{}, false)
 		for _, ep := range srv.eps {
@@ -159,7 +132,7 @@ func TestSessionsECC(t *testing.T) {
 				cfg.Channel.RemoteCertificate = ep.ServerCertificate
 			}
 		}
-		_, err := uaclient.Connect(stepContext(t), cfg)
+		_, err := uaclient.Connect(testkit.StepContext(t, testTimeout), cfg)
 		want := "open secure channel: security policy ECC_nistP256: server certificate: P-384 key, policy ECC_nistP256 needs a P-256 key"
 		if err == nil || err.Error() != want {
 			t.Fatalf("Connect: %v, want %q", err, want)
@@ -185,16 +158,16 @@ func TestRenewalsECC(t *testing.T) {
 			t.Parallel()
 			o := o62proc.Start(t, o62proc.Options{Policies: []string{"None", curve.policy}, TokenLifetime: 3 * time.Second, Interval: 200 * time.Millisecond})
 			srv := &server{endpoint: o.Endpoint, counter: ua.MustParseNodeID("ns=1;s=Tag0002")}
-			eps, err := uaclient.GetEndpoints(stepContext(t), srv.endpoint, uatcp.DefaultLimits(), testLog(t))
+			eps, err := uaclient.GetEndpoints(testkit.StepContext(t, testTimeout), srv.endpoint, uatcp.DefaultLimits(), testkit.TestLogger(t))
 			if err != nil {
 				t.Fatalf("GetEndpoints: %v", err)
 			}
 			srv.eps = eps
-			app, appURI := eccKeyPair(t, "uaclient-renew-"+curve.keyType, curve.keyType)
+			app, appURI := keyPair(t, "uaclient-renew-"+curve.keyType, curve.keyType)
 			cl := client{app: app, appURI: appURI}
 			cfg := cl.config(t, srv, uriPrefix+curve.policy, ua.MessageSecurityModeSignAndEncrypt, uaclient.Anonymous{}, false)
 			cfg.Channel.Lifetime = 3 * time.Second
-			ctx := stepContext(t)
+			ctx := testkit.StepContext(t, testTimeout)
 			c, err := uaclient.Connect(ctx, cfg)
 			if err != nil {
 				t.Fatalf("Connect: %v", err)

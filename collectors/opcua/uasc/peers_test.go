@@ -30,10 +30,6 @@ import (
 // Tests against the two real servers: node-opcua (scripts/opcua-peer) and
 // open62541 (../shared/peers/open62541). Both fail the test when missing.
 
-func testLog(t testing.TB) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-}
-
 var (
 	clientKeyOnce sync.Once
 	clientKey     *secpolicy.KeyPair
@@ -65,11 +61,8 @@ func testKeyPair(t testing.TB) *secpolicy.KeyPair {
 	return clientKey
 }
 
-func stepContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// stepTimeout bounds each step against a server.
+const stepTimeout = 20 * time.Second
 
 func policy(t testing.TB, name string) secpolicy.Policy {
 	t.Helper()
@@ -83,7 +76,7 @@ func policy(t testing.TB, name string) secpolicy.Policy {
 // openNone opens a None channel to endpoint.
 func openNone(t testing.TB, endpoint string, limits uatcp.Limits) *Channel {
 	t.Helper()
-	ch, err := Open(stepContext(t), Config{Endpoint: endpoint, Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Limits: limits, Log: testLog(t)})
+	ch, err := Open(testkit.StepContext(t, stepTimeout), Config{Endpoint: endpoint, Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Limits: limits, Log: testkit.TestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,11 +97,11 @@ func getEndpoints(ctx context.Context, ch *Channel, endpoint string) ([]*ua.Endp
 func serverCertificate(t testing.TB, endpoint, policyName string, mode ua.MessageSecurityMode) []byte {
 	t.Helper()
 	ch := openNone(t, endpoint, uatcp.DefaultLimits())
-	eps, err := getEndpoints(stepContext(t), ch, endpoint)
+	eps, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Close(stepContext(t)); err != nil {
+	if err := ch.Close(testkit.StepContext(t, stepTimeout)); err != nil {
 		t.Fatal(err)
 	}
 	for _, ep := range eps {
@@ -121,7 +114,7 @@ func serverCertificate(t testing.TB, endpoint, policyName string, mode ua.Messag
 }
 
 func secureConfig(t testing.TB, endpoint, policyName string, mode ua.MessageSecurityMode) Config {
-	cfg := Config{Endpoint: endpoint, Policy: policy(t, policyName), Mode: mode, Limits: uatcp.DefaultLimits(), Log: testLog(t)}
+	cfg := Config{Endpoint: endpoint, Policy: policy(t, policyName), Mode: mode, Limits: uatcp.DefaultLimits(), Log: testkit.TestLogger(t)}
 	if policyName != "None" {
 		cfg.Local = testKeyPair(t)
 		cfg.RemoteCertificate = serverCertificate(t, endpoint, policyName, mode)
@@ -162,11 +155,11 @@ func TestChannelPeers(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s/%v", srv.name, m.policy, m.mode), func(t *testing.T) {
 				cfg := secureConfig(t, srv.endpoint, m.policy, m.mode)
 				cfg.Limits = uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 1 << 20, MaxChunkCount: 200}
-				ch, err := Open(stepContext(t), cfg)
+				ch, err := Open(testkit.StepContext(t, stepTimeout), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				eps, err := getEndpoints(stepContext(t), ch, srv.endpoint)
+				eps, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, srv.endpoint)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -176,7 +169,7 @@ func TestChannelPeers(t *testing.T) {
 				if size := len(mustEncodeResponse(t, &ua.GetEndpointsResponse{ResponseHeader: faultHeader(0), Endpoints: eps})); size <= 8192 {
 					t.Errorf("GetEndpoints response of %d bytes fits one chunk: reassembly untested", size)
 				}
-				resp, err := ch.Send(stepContext(t), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil)
+				resp, err := ch.Send(testkit.StepContext(t, stepTimeout), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -190,11 +183,11 @@ func TestChannelPeers(t *testing.T) {
 				if off := st.ServerClockOffset; off > 2*time.Second || off < -2*time.Second {
 					t.Errorf("server clock offset %s on the same machine", off)
 				}
-				if err := ch.Close(stepContext(t)); err != nil {
+				if err := ch.Close(testkit.StepContext(t, stepTimeout)); err != nil {
 					t.Fatal(err)
 				}
 				<-ch.Done()
-				if _, err := getEndpoints(stepContext(t), ch, srv.endpoint); !errors.Is(err, ErrChannelClosed) {
+				if _, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, srv.endpoint); !errors.Is(err, ErrChannelClosed) {
 					t.Errorf("GetEndpoints after Close: %v, want ErrChannelClosed", err)
 				}
 			})
@@ -213,7 +206,7 @@ func TestServiceFault(t *testing.T) {
 			for range 3000 {
 				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
 			}
-			resp, err := ch.Send(stepContext(t), req, nil)
+			resp, err := ch.Send(testkit.StepContext(t, stepTimeout), req, nil)
 			var se *uastatus.Error
 			if !errors.As(err, &se) || se.Step != "Read request" || resp == nil {
 				t.Fatalf("Read without session: %v (%T), want a *uastatus.Error and the response", err, resp)
@@ -222,7 +215,7 @@ func TestServiceFault(t *testing.T) {
 			if !strings.HasPrefix(uastatus.Name(se.Code), "BadSession") {
 				t.Errorf("status %s, want BadSession...", uastatus.Name(se.Code))
 			}
-			if _, err := getEndpoints(stepContext(t), ch, srv.endpoint); err != nil {
+			if _, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, srv.endpoint); err != nil {
 				t.Errorf("channel unusable after a fault: %v", err)
 			}
 		})
@@ -253,12 +246,12 @@ func TestMessageLimits(t *testing.T) {
 		{4000, "exceeds the server's max message size of 65536 bytes"},
 		{2000, "chunks, the server accepts at most 4"}, // 36 KB: 5 chunks of 8 KB
 	} {
-		_, err := ch.Send(stepContext(t), read(tt.nodes), nil)
+		_, err := ch.Send(testkit.StepContext(t, stepTimeout), read(tt.nodes), nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ErrChannelClosed) {
 			t.Errorf("Read of %d nodes: %v, want %q", tt.nodes, err, tt.want)
 		}
 	}
-	if _, err := getEndpoints(stepContext(t), ch, peer.Endpoint); err != nil {
+	if _, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, peer.Endpoint); err != nil {
 		t.Fatalf("channel unusable after refused requests: %v", err)
 	}
 }
@@ -281,7 +274,7 @@ func TestServerErrors(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 3 { // the ERR must win every time, not by luck
-				_, err := Open(stepContext(t), tt.cfg)
+				_, err := Open(testkit.StepContext(t, stepTimeout), tt.cfg)
 				var se *uatcp.ServerError
 				if !errors.As(err, &se) || se.Code != tt.code {
 					t.Fatalf("Open: %v, want a *uatcp.ServerError %s", err, uastatus.Name(tt.code))
@@ -397,7 +390,7 @@ func TestRenewalOpen62541(t *testing.T) {
 	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime})
 	cfg := secureConfig(t, o62.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
 	cfg.Lifetime = lifetime
-	ch, err := Open(stepContext(t), cfg)
+	ch, err := Open(testkit.StepContext(t, stepTimeout), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +420,7 @@ func TestRenewalNodeOPCUA(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None", "Basic256Sha256"}, TokenLifetime: lifetime, MinTokenLifetime: lifetime})
 	cfg := secureConfig(t, peer.Endpoint, "Basic256Sha256", ua.MessageSecurityModeSign)
 	cfg.Lifetime = lifetime
-	ch, err := Open(stepContext(t), cfg)
+	ch, err := Open(testkit.StepContext(t, stepTimeout), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +444,7 @@ func TestShortLifetime(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Policies: []string{"None"}, Modes: []string{"None"}, TokenLifetime: lifetime, MinTokenLifetime: lifetime})
 	var logBuf testkit.Log
 	cfg := Config{Endpoint: peer.Endpoint, Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Lifetime: lifetime, Log: zerolog.New(&logBuf)}
-	ch, err := Open(stepContext(t), cfg)
+	ch, err := Open(testkit.StepContext(t, stepTimeout), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +476,7 @@ func TestServerClockSkew(t *testing.T) {
 				}
 				cfg := secureConfig(t, endpoint, "Basic256Sha256", ua.MessageSecurityModeSignAndEncrypt)
 				cfg.Lifetime = lifetime
-				ch, err := Open(stepContext(t), cfg)
+				ch, err := Open(testkit.StepContext(t, stepTimeout), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -511,7 +504,7 @@ func TestResponseTooLarge(t *testing.T) {
 	for _, srv := range []testServer{{"node-opcua", peer.Endpoint}, {"open62541", o62.Endpoint}} {
 		t.Run(srv.name, func(t *testing.T) {
 			ch := openNone(t, srv.endpoint, uatcp.Limits{ReceiveBufferSize: 8192, SendBufferSize: 8192, MaxMessageSize: 8192, MaxChunkCount: 2})
-			_, err := getEndpoints(stepContext(t), ch, srv.endpoint)
+			_, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, srv.endpoint)
 			t.Logf("%s: %v", srv.name, err)
 			if err == nil || errors.Is(err, ErrChannelClosed) {
 				t.Fatalf("GetEndpoints beyond our limits: %v, want a failure of that request", err)
@@ -519,7 +512,7 @@ func TestResponseTooLarge(t *testing.T) {
 			if !strings.Contains(err.Error(), "TooLarge") && !strings.Contains(err.Error(), "exceeds our max message size") {
 				t.Errorf("error %q does not say the response was too large", err)
 			}
-			if _, err := ch.Send(stepContext(t), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil); err != nil {
+			if _, err := ch.Send(testkit.StepContext(t, stepTimeout), &ua.FindServersRequest{EndpointURL: srv.endpoint}, nil); err != nil {
 				t.Fatalf("FindServers after the failure: %v", err)
 			}
 		})
@@ -535,7 +528,7 @@ func TestRenewalFailure(t *testing.T) {
 	o62 := o62proc.Start(t, o62proc.Options{Policies: []string{"None"}, TokenLifetime: lifetime})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(o62.Endpoint, "opc.tcp://"))
 	var logBuf testkit.Log
-	ch, err := Open(stepContext(t), Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone,
+	ch, err := Open(testkit.StepContext(t, stepTimeout), Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone,
 		Lifetime: lifetime, RequestTimeout: time.Minute, Log: zerolog.New(&logBuf)})
 	if err != nil {
 		t.Fatal(err)
@@ -544,7 +537,7 @@ func TestRenewalFailure(t *testing.T) {
 	opened := time.Now()
 	proxy.Freeze()
 	defer proxy.Thaw()
-	_, err = getEndpoints(stepContext(t), ch, o62.Endpoint)
+	_, err = getEndpoints(testkit.StepContext(t, stepTimeout), ch, o62.Endpoint)
 	took := time.Since(opened)
 	if !errors.Is(err, ErrChannelClosed) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "renew secure channel") {
 		t.Fatalf("pending request: %v, want ErrChannelClosed from the renewal's timeout", err)
@@ -577,7 +570,7 @@ func TestConnectionCut(t *testing.T) {
 	if err := ch.Err(); !errors.Is(err, ErrChannelClosed) {
 		t.Errorf("Err() = %v, want ErrChannelClosed", err)
 	}
-	if _, err := getEndpoints(stepContext(t), ch, o62.Endpoint); !errors.Is(err, ErrChannelClosed) {
+	if _, err := getEndpoints(testkit.StepContext(t, stepTimeout), ch, o62.Endpoint); !errors.Is(err, ErrChannelClosed) {
 		t.Errorf("request on the cut channel: %v, want ErrChannelClosed", err)
 	}
 
@@ -586,7 +579,7 @@ func TestConnectionCut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := Open(ctx, Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Log: testLog(t)})
+	_, err := Open(ctx, Config{Endpoint: "opc.tcp://" + proxy.Addr(), Policy: policy(t, "None"), Mode: ua.MessageSecurityModeNone, Log: testkit.TestLogger(t)})
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Errorf("Open through a frozen network: %v after %s, want a deadline error after 500ms", err, time.Since(start))
 	}
