@@ -9,9 +9,8 @@
 package peerproc
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -100,8 +98,7 @@ type Options struct {
 type Peer struct {
 	t      testing.TB
 	opts   Options
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc   *testkit.Proc // nil when stopped
 	stderr testkit.Log
 	// Endpoint is the URL the peer printed: opc.tcp://HOST:PORT.
 	Endpoint string
@@ -240,42 +237,20 @@ func (p *Peer) start() {
 		cmd.Env = append(cmd.Env, env...)
 	}
 	cmd.Stderr = &p.stderr
-	// Own process group: signals reach whatever node started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Wait returns this long after the process exited even when a
-	// grandchild still holds stdout or stderr.
-	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("opcua-peer: %v", err)
-	}
-	p.cmd, p.exited = cmd, make(chan struct{})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if ep, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimRight(ep, "/")
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	exited := p.exited
-	go func() { cmd.Wait(); close(exited) }()
-	timer := time.NewTimer(ReadyTimeout)
-	defer timer.Stop()
-	select {
-	case p.Endpoint = <-ready:
+	proc, err := testkit.StartProc(cmd, ReadyTimeout, nil)
+	p.proc = proc
+	switch {
+	case err == nil:
+		p.Endpoint = proc.Endpoint
 		p.StartupTime = time.Since(began)
-	case <-exited:
+	case errors.Is(err, testkit.ErrExitedBeforeReady):
 		p.t.Fatalf("opcua-peer exited before READY (%s); args %q; log:\n%s", cmd.ProcessState, args, p.stderr.String())
-	case <-timer.C:
-		p.kill()
+	case errors.Is(err, testkit.ErrNoReady):
+		p.proc = nil
 		p.t.Fatalf("opcua-peer: no READY within %s; args %q; log:\n%s", ReadyTimeout, args, p.stderr.String())
+	default:
+		p.t.Fatalf("opcua-peer: %v", err)
 	}
 }
 
@@ -300,39 +275,22 @@ func (p *Peer) Port() string {
 // Stop asks the peer to stop (SIGTERM) and waits for it; after 10 s it kills
 // it.
 func (p *Peer) Stop() {
-	if p.cmd == nil {
+	if p.proc == nil {
 		return
 	}
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopTimeout):
-		p.t.Logf("opcua-peer: no exit within %s of SIGTERM; killing it", stopTimeout)
-		p.signal(syscall.SIGKILL)
-		<-p.exited
+	if p.proc.Stop(stopTimeout) {
+		p.t.Logf("opcua-peer: no exit within %s of SIGTERM; killed it", stopTimeout)
 	}
-	p.cmd = nil
+	p.proc = nil
 }
 
 // Kill stops the peer abruptly, as a power cut would.
 func (p *Peer) Kill() {
-	p.kill()
-}
-
-func (p *Peer) kill() {
-	if p.cmd == nil {
+	if p.proc == nil {
 		return
 	}
-	p.signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd = nil
-}
-
-// signal signals the peer's process group.
-func (p *Peer) signal(sig syscall.Signal) {
-	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
-		p.cmd.Process.Signal(sig)
-	}
+	p.proc.Kill()
+	p.proc = nil
 }
 
 // Log returns what the peer wrote to stderr so far.

@@ -9,10 +9,8 @@
 package o62proc
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +18,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,11 +79,10 @@ type Options struct {
 
 // Server is a running o62server.
 type Server struct {
-	t      testing.TB
-	opts   Options
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    testkit.Log
+	t    testing.TB
+	opts Options
+	proc *testkit.Proc // nil when stopped
+	log  testkit.Log
 
 	// Endpoint is the URL the server printed: opc.tcp://127.0.0.1:PORT.
 	Endpoint string
@@ -212,42 +208,24 @@ func (s *Server) start() {
 		}
 		cmd.Env = append(cmd.Env, env...)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	cmd.Stderr = &s.log
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("o62proc: %v", err)
-	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := ansi.ReplaceAllString(sc.Text(), "")
-			s.log.Write([]byte(line + "\n"))
-			if ep, ok := strings.CutPrefix(line, "READY "); ok {
-				ready <- strings.TrimRight(ep, "/")
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	exited := s.exited
-	go func() { cmd.Wait(); close(exited) }()
-	timer := time.NewTimer(ReadyTimeout)
-	defer timer.Stop()
-	select {
-	case s.Endpoint = <-ready:
-	case <-exited:
+	// stdout goes to the log too, without colours.
+	proc, err := testkit.StartProc(cmd, ReadyTimeout, func(line string) string {
+		line = ansi.ReplaceAllString(line, "")
+		s.log.Write([]byte(line + "\n"))
+		return line
+	})
+	s.proc = proc
+	switch {
+	case err == nil:
+		s.Endpoint = proc.Endpoint
+	case errors.Is(err, testkit.ErrExitedBeforeReady):
 		s.t.Fatalf("o62server exited before READY (%s); args %q; log:\n%s", cmd.ProcessState, args, tail(s.Log(), 100))
-	case <-timer.C:
-		s.signal(syscall.SIGKILL)
-		<-exited
+	case errors.Is(err, testkit.ErrNoReady):
+		s.proc = nil
 		s.t.Fatalf("o62server: no READY within %s; args %q; log:\n%s", ReadyTimeout, args, tail(s.Log(), 100))
+	default:
+		s.t.Fatalf("o62proc: %v", err)
 	}
 	s.opts.Port = port
 }
@@ -267,34 +245,22 @@ func (s *Server) Restart() {
 
 // Stop asks the server to stop (SIGTERM) and waits; after 10 s it kills it.
 func (s *Server) Stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	s.signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(stopTimeout):
-		s.t.Logf("o62server: no exit within %s of SIGTERM; killing it", stopTimeout)
-		s.signal(syscall.SIGKILL)
-		<-s.exited
+	if s.proc.Stop(stopTimeout) {
+		s.t.Logf("o62server: no exit within %s of SIGTERM; killed it", stopTimeout)
 	}
-	s.cmd = nil
+	s.proc = nil
 }
 
 // Kill stops the server abruptly, as a power cut would.
 func (s *Server) Kill() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	s.signal(syscall.SIGKILL)
-	<-s.exited
-	s.cmd = nil
-}
-
-func (s *Server) signal(sig syscall.Signal) {
-	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
-		s.cmd.Process.Signal(sig)
-	}
+	s.proc.Kill()
+	s.proc = nil
 }
 
 // TrustedDir is where the server looks for trusted client certificates

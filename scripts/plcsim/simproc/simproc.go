@@ -3,16 +3,14 @@
 package simproc
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,8 +36,7 @@ var binary = sync.OnceValues(func() (string, error) {
 // PLC is a running simulator.
 type PLC struct {
 	t        testing.TB
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     *testkit.Proc // nil when killed
 	stderr   testkit.Log
 	Endpoint string // opc.tcp://127.0.0.1:PORT
 }
@@ -79,43 +76,28 @@ func (p *PLC) start(args []string) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = &p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.cmd, p.exited = cmd, make(chan struct{})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if ep, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimRight(ep, "/")
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	exited := p.exited
-	go func() { cmd.Wait(); close(exited) }()
-	select {
-	case p.Endpoint = <-ready:
-	case <-exited:
+	proc, err := testkit.StartProc(cmd, 15*time.Second, nil)
+	p.proc = proc
+	switch {
+	case err == nil:
+		p.Endpoint = proc.Endpoint
+	case errors.Is(err, testkit.ErrExitedBeforeReady):
 		p.t.Fatalf("plcsim %v exited before READY", args)
-	case <-time.After(15 * time.Second):
+	case errors.Is(err, testkit.ErrNoReady):
+		p.proc = nil
 		p.t.Fatalf("plcsim %v: no READY within 15s", args)
+	default:
+		p.t.Fatal(err)
 	}
 }
 
 // Kill stops the simulator abruptly, as a power cut would.
 func (p *PLC) Kill() {
-	if p.cmd == nil {
+	if p.proc == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.cmd = nil
+	p.proc.Kill()
+	p.proc = nil
 }
 
 // Tags returns plcsim's -print-tags output for n tags: a YAML tags: list.
