@@ -44,13 +44,15 @@ func writeTagsConfig(t *testing.T, file, spool, mqtt, endpoint string, tags ...s
 // the removed tag's stop. plcsim (gopcua's server) refuses
 // ModifyMonitoredItems, so the changed tag's item is deleted and created
 // anew; its batches of CreateMonitoredItems stay within the server's
-// MaxMonitoredItemsPerCall of 1.
+// MaxMonitoredItemsPerCall of 1, so 100 more new tags take 100 calls, during
+// which the other tags' values go on (plcsim keeps one value per item until
+// the next PublishRequest: a stream held up for the calls would lose some).
 func TestReloadTagsLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
 	broker := testkit.StartBroker(t)
-	sim := simproc.Start(t, "-tags", "12", "-interval", "100ms", "-max-monitored-items-per-call", "1")
+	sim := simproc.Start(t, "-tags", "112", "-interval", "100ms", "-max-monitored-items-per-call", "1")
 	got := collect(t, broker.URL())
 	var statesMu sync.Mutex
 	var states []string
@@ -81,8 +83,12 @@ func TestReloadTagsLive(t *testing.T) {
 		return got.last("p/int32_0001") >= 0 && got.has("p/int32_0005") && got.has("p/double_0004")
 	})
 
-	next := writeTagsConfig(t, file, spool, mqtt, sim.Endpoint, counter,
-		`{name: int32_0005, node: "ns=1;s=Int32.0005", sampling_interval: 50ms}`, added)
+	tags := []string{counter, `{name: int32_0005, node: "ns=1;s=Int32.0005", sampling_interval: 50ms}`, added}
+	for i := 12; i < 112; i++ {
+		kind := []string{"Double", "Int32", "Boolean", "String"}[i%4]
+		tags = append(tags, fmt.Sprintf(`{name: %s_%04d, node: "ns=1;s=%s.%04d"}`, strings.ToLower(kind), i, kind, i))
+	}
+	next := writeTagsConfig(t, file, spool, mqtt, sim.Endpoint, tags...)
 	if err := r.a.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -133,7 +139,7 @@ func TestReloadTagsLive(t *testing.T) {
 		t.Errorf("p/int32_0005 (changed): %v", err)
 	}
 	for _, want := range []string{
-		`"added":1,"removed":1,"modified":1,"recreated":0,"failed":0,"tags":3`,
+		`"added":101,"removed":1,"modified":1,"recreated":0,"failed":0,"tags":103`,
 		`"message":"the PLC refuses to modify monitored items; deleting and creating them anew"`,
 		`"unchanged":0,"restarted":0,"started":0,"stopped":0,"publisher_reconnected":false,"retagged":1`,
 	} {

@@ -19,16 +19,17 @@ import (
 )
 
 // monitor creates monitored items for the given tag indices, perCall at a
-// time. Tags the server refuses are remembered and logged; they do not fail
-// the session.
-func (s *Session) monitor(ctx context.Context, c *uaclient.Client, subID uint32, handles []uint32, perCall int) error {
+// time, each call sent through snd (c, or beside the stream: besideStream).
+// Tags the server refuses are remembered and logged; they do not fail the
+// session.
+func (s *Session) monitor(ctx context.Context, c *uaclient.Client, snd sender, subID uint32, handles []uint32, perCall int) error {
 	reqs := make([]*ua.MonitoredItemCreateRequest, 0, min(len(handles), perCall))
 	var reqHandles []uint32
 	flush := func() error {
 		if len(reqs) == 0 {
 			return nil
 		}
-		res, err := createItems(ctx, c, subID, reqs)
+		res, err := createItems(ctx, snd, subID, reqs)
 		if err != nil {
 			return fmt.Errorf("create %d monitored items: %w", len(reqs), err)
 		}
@@ -238,7 +239,7 @@ func (s *Session) retryRejected(ctx context.Context, c *uaclient.Client, st *fee
 	for iv, handles := range byInterval {
 		slices.Sort(handles)
 		if subID, ok := st.ByInterval(iv); ok {
-			if err := s.monitor(ctx, c, subID, handles, s.limits.perCall()); err != nil {
+			if err := s.monitor(ctx, c, besideStream{c, st}, subID, handles, s.limits.perCall()); err != nil {
 				s.log.Debug().Err(err).Msg("retrying rejected tags")
 			}
 		}

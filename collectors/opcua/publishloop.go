@@ -183,7 +183,7 @@ func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, s
 			return created, fmt.Errorf("create subscription (publishing interval %v): %w", p.interval, err)
 		}
 		created = append(created, subID)
-		if err := s.monitor(ctx, c, subID, p.handles, perCall); err != nil {
+		if err := s.monitor(ctx, c, c, subID, p.handles, perCall); err != nil {
 			return created, err
 		}
 		s.monitorHeartbeat(ctx, c, subID, uint32(heartbeatHandle+st.Len()-1))

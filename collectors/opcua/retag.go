@@ -44,11 +44,14 @@ type retagOutcome struct {
 
 // tagChanges is what a retag asks of the monitored items, by handle.
 type tagChanges struct {
-	added     []uint32 // new tags: create
-	removed   []uint32 // tombstones now: delete
-	recreated []uint32 // node or publishing interval changed: delete, then create
-	modified  []uint32 // sampling interval, queue size or deadband changed: modify
-	outcome   map[string]*retagOutcome
+	added    []uint32 // new tags: create
+	removed  []uint32 // tombstones now: delete
+	modified []uint32 // sampling interval, queue size or deadband changed: modify
+	// A tag whose node or publishing interval changed is deleted under its
+	// old handle (a tombstone now, so that values of the old item still on
+	// their way are dropped) and created under a new one.
+	recreated, recreatedAs []uint32
+	outcome                map[string]*retagOutcome
 }
 
 func (ch *tagChanges) of(plc string) *retagOutcome {
@@ -143,7 +146,7 @@ func (s *Session) retagLive(ctx context.Context, c *uaclient.Client, st *feed) e
 	st.dog.timeout = s.newWatchdog().timeout
 	s.reportTags()
 	s.publishRefused(ctx, st.out)
-	for _, h := range slices.Concat(ch.added, ch.recreated, ch.modified) {
+	for _, h := range slices.Concat(ch.added, ch.recreatedAs, ch.modified) {
 		if _, bad := s.rejected[h]; bad {
 			ch.of(s.tags[h].plc).failed++
 		}
@@ -193,7 +196,10 @@ func (s *Session) retagTo(next []config.PLC) *tagChanges {
 			tags[h].Tag = nt
 			switch {
 			case old.Node != nt.Node || old.PublishingInterval != nt.PublishingInterval:
+				tags[h] = tagRef{Tag: removedTag}
+				tags = append(tags, tagRef{plc: p.Name, Tag: nt})
 				ch.recreated = append(ch.recreated, h)
+				ch.recreatedAs = append(ch.recreatedAs, uint32(len(tags)-1))
 				ch.of(p.Name).recreated++
 			case old.SamplingInterval != nt.SamplingInterval || old.QueueSize != nt.QueueSize || !reflect.DeepEqual(old.Deadband, nt.Deadband):
 				ch.modified = append(ch.modified, h)
@@ -244,16 +250,16 @@ func (s *Session) retagTo(next []config.PLC) *tagChanges {
 // creates, each in batches of the server's MaxMonitoredItemsPerCall.
 func (s *Session) changeItems(ctx context.Context, c *uaclient.Client, st *feed, ch *tagChanges) error {
 	perCall := s.limits.perCall()
-	create := slices.Concat(ch.added, ch.recreated)
-	if err := s.deleteItems(ctx, c, slices.Concat(ch.removed, ch.recreated), perCall); err != nil {
+	create := slices.Concat(ch.added, ch.recreatedAs)
+	if err := s.deleteItems(ctx, c, st, slices.Concat(ch.removed, ch.recreated), perCall); err != nil {
 		return err
 	}
-	refused, err := s.modifyItems(ctx, c, ch.modified, perCall)
+	refused, err := s.modifyItems(ctx, c, st, ch.modified, perCall)
 	if err != nil {
 		return err
 	}
 	if len(refused) > 0 {
-		if err := s.deleteItems(ctx, c, refused, perCall); err != nil {
+		if err := s.deleteItems(ctx, c, st, refused, perCall); err != nil {
 			return err
 		}
 		create = append(create, refused...)
@@ -278,7 +284,7 @@ func (s *Session) bySubscription(handles []uint32) map[uint32][]uint32 {
 
 // deleteItems deletes the items of handles; an item the server no longer
 // has is gone either way.
-func (s *Session) deleteItems(ctx context.Context, c *uaclient.Client, handles []uint32, perCall int) error {
+func (s *Session) deleteItems(ctx context.Context, c *uaclient.Client, st *feed, handles []uint32, perCall int) error {
 	for subID, hs := range s.bySubscription(handles) {
 		if subID == 0 {
 			continue
@@ -289,7 +295,7 @@ func (s *Session) deleteItems(ctx context.Context, c *uaclient.Client, handles [
 				ids[i] = s.items[h].id
 			}
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			res, err := call[*ua.DeleteMonitoredItemsResponse](rctx, c, &ua.DeleteMonitoredItemsRequest{SubscriptionID: subID, MonitoredItemIDs: ids})
+			res, err := call[*ua.DeleteMonitoredItemsResponse](rctx, besideStream{c, st}, &ua.DeleteMonitoredItemsRequest{SubscriptionID: subID, MonitoredItemIDs: ids})
 			cancel()
 			if err != nil {
 				return fmt.Errorf("delete %d monitored items: %w", len(ids), err)
@@ -308,7 +314,7 @@ func (s *Session) deleteItems(ctx context.Context, c *uaclient.Client, handles [
 // modifyItems modifies the items of handles to their tags' settings and
 // returns those the server refused to modify (or that have no item), to be
 // deleted and created anew.
-func (s *Session) modifyItems(ctx context.Context, c *uaclient.Client, handles []uint32, perCall int) (refused []uint32, err error) {
+func (s *Session) modifyItems(ctx context.Context, c *uaclient.Client, st *feed, handles []uint32, perCall int) (refused []uint32, err error) {
 	for subID, hs := range s.bySubscription(handles) {
 		if subID == 0 {
 			refused = append(refused, hs...) // refused before: create again
@@ -330,7 +336,7 @@ func (s *Session) modifyItems(ctx context.Context, c *uaclient.Client, handles [
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			res, err := call[*ua.ModifyMonitoredItemsResponse](rctx, c, &ua.ModifyMonitoredItemsRequest{
+			res, err := call[*ua.ModifyMonitoredItemsResponse](rctx, besideStream{c, st}, &ua.ModifyMonitoredItemsRequest{
 				SubscriptionID: subID, TimestampsToReturn: ua.TimestampsToReturnBoth, ItemsToModify: reqs,
 			})
 			cancel()
@@ -390,7 +396,7 @@ func (s *Session) createItemsFor(ctx context.Context, c *uaclient.Client, st *fe
 			subID, ok := st.ByInterval(iv)
 			if !ok || held[subID] >= perSub {
 				var err error
-				subID, err = st.Create(ctx, c, iv, maxNotificationsPerPublish)
+				subID, err = st.Create(ctx, besideStream{c, st}, iv, maxNotificationsPerPublish)
 				if err != nil {
 					return s.resubscribe(ctx, c, fmt.Errorf("create subscription (publishing interval %v): %w", iv, err))
 				}
@@ -398,7 +404,7 @@ func (s *Session) createItemsFor(ctx context.Context, c *uaclient.Client, st *fe
 				s.monitorHeartbeat(ctx, c, subID, uint32(heartbeatHandle+st.Len()-1))
 			}
 			n := min(len(hs), perSub-held[subID])
-			if err := s.monitor(ctx, c, subID, hs[:n], perCall); err != nil {
+			if err := s.monitor(ctx, c, besideStream{c, st}, subID, hs[:n], perCall); err != nil {
 				return err
 			}
 			held[subID] += n
@@ -406,6 +412,25 @@ func (s *Session) createItemsFor(ctx context.Context, c *uaclient.Client, st *fe
 		}
 	}
 	return nil
+}
+
+// besideStream sends a request while the stream goes on publishing and
+// handing notifications on (subscription.Engine.While): a reload's or a
+// retry's requests hold no value up. The response is read only after
+// While returns.
+type besideStream struct {
+	c  *uaclient.Client
+	st *feed
+}
+
+func (b besideStream) Send(ctx context.Context, req ua.Request) (ua.Response, error) {
+	var res ua.Response
+	err := b.st.While(ctx, func() error {
+		var err error
+		res, err = b.c.Send(ctx, req)
+		return err
+	})
+	return res, err
 }
 
 // resubscribe deletes the subscriptions and returns cause as

@@ -110,10 +110,20 @@ type Engine struct {
 	acks []*ua.SubscriptionAcknowledgement
 	// want is how many PublishRequests Run keeps in flight.
 	want       int
-	received   int    // PublishResponses with a notification message
-	lost       uint64 // notifications the server no longer held
-	lostLogged bool   // data loss is logged at Error once, then at Debug
-	resynced   bool   // a restart of the numbering is logged at Warn once
+	received   int       // PublishResponses with a notification message
+	lost       uint64    // notifications the server no longer held
+	lostLogged bool      // data loss is logged at Error once, then at Debug
+	resynced   bool      // a restart of the numbering is logged at Warn once
+	run        *runState // while Run runs, for While
+}
+
+// runState is what Run keeps while it runs: its requests in flight and
+// when the last answer came.
+type runState struct {
+	pctx       context.Context // the PublishRequests' context
+	snd        Sender
+	p          *publishRequester
+	lastAnswer time.Time
 }
 
 // sub is one subscription and where its notifications stand.
@@ -331,7 +341,8 @@ func (e *Engine) Run(ctx context.Context, snd Sender, check func(context.Context
 	for p.inflight < e.want {
 		p.send(pctx, e.takeAcks())
 	}
-	lastAnswer := time.Now()
+	e.run = &runState{pctx: pctx, snd: snd, p: p, lastAnswer: time.Now()}
+	defer func() { e.run = nil }()
 	gaps := time.NewTicker(minGapWait / 2)
 	defer gaps.Stop()
 	checks := time.NewTicker(checkEvery)
@@ -342,27 +353,14 @@ func (e *Engine) Run(ctx context.Context, snd Sender, check func(context.Context
 			e.drain(ctx, p)
 			return nil
 		case r := <-p.results:
-			p.inflight--
-			if r.err == nil && r.res != nil && r.res.NotificationMessage != nil {
-				lastAnswer = time.Now()
-			}
-			if code, ok := statusOf(r.err); ok && code == ua.StatusBadTooManyPublishRequests {
-				e.want = max(1, p.inflight)
-			}
-			// The next request goes out before this answer is handed on,
-			// so the server is never left without one; its
-			// acknowledgement rides on the request after.
-			for p.inflight < e.want {
-				p.send(pctx, e.takeAcks())
-			}
-			if err := e.published(ctx, snd, r); err != nil {
+			if err := e.take(ctx, r); err != nil {
 				return err
 			}
 		case <-gaps.C:
 			if err := e.closeGaps(ctx, snd); err != nil {
 				return err
 			}
-			if silent, limit := time.Since(lastAnswer), e.silenceLimit(); silent > limit {
+			if silent, limit := time.Since(e.run.lastAnswer), e.silenceLimit(); silent > limit {
 				return fmt.Errorf("%w for %v (limit %v)", ErrSilent, silent.Round(time.Millisecond), limit)
 			}
 		case <-checks.C:
@@ -370,6 +368,51 @@ func (e *Engine) Run(ctx context.Context, snd Sender, check func(context.Context
 				continue
 			}
 			if err := check(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// take handles one PublishRequest's outcome, on Run's goroutine.
+func (e *Engine) take(ctx context.Context, r publishResult) error {
+	rs := e.run
+	rs.p.inflight--
+	if r.err == nil && r.res != nil && r.res.NotificationMessage != nil {
+		rs.lastAnswer = time.Now()
+	}
+	if code, ok := statusOf(r.err); ok && code == ua.StatusBadTooManyPublishRequests {
+		e.want = max(1, rs.p.inflight)
+	}
+	// The next request goes out before this answer is handed on, so the
+	// server is never left without one; its acknowledgement rides on the
+	// request after.
+	for rs.p.inflight < e.want {
+		rs.p.send(rs.pctx, e.takeAcks())
+	}
+	return e.published(ctx, rs.snd, r)
+}
+
+// While runs fn, a request to the server, on a goroutine of its own while
+// the calling goroutine, Run's (in check), goes on publishing and handing
+// notifications on: a long request (a reload's CreateMonitoredItems) holds
+// no value up, and no monitored item's queue overflows meanwhile. fn must
+// touch nothing that Deliver reads. It returns fn's error, or the error
+// that ends the stream, after fn has returned; outside Run it calls fn.
+func (e *Engine) While(ctx context.Context, fn func() error) error {
+	rs := e.run
+	if rs == nil {
+		return fn()
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case r := <-rs.p.results:
+			if err := e.take(ctx, r); err != nil {
+				<-done
 				return err
 			}
 		}
