@@ -199,7 +199,15 @@ type agentProc struct {
 
 func runAgent(t *testing.T, bin, cfg string) *agentProc {
 	t.Helper()
-	a := &agentProc{cmd: exec.Command(bin, "run", "-c", cfg), logs: &testkit.Log{}, exited: make(chan struct{})}
+	return startAgentProc(t, exec.Command(bin, "run", "-c", cfg))
+}
+
+// startAgentProc starts cmd (the agent, or a shell that execs it) and
+// kills it when the test ends, showing the end of its log if the test
+// failed.
+func startAgentProc(t *testing.T, cmd *exec.Cmd) *agentProc {
+	t.Helper()
+	a := &agentProc{cmd: cmd, logs: &testkit.Log{}, exited: make(chan struct{})}
 	a.cmd.Stderr = a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -208,7 +216,11 @@ func runAgent(t *testing.T, bin, cfg string) *agentProc {
 	t.Cleanup(func() {
 		a.kill()
 		if t.Failed() {
-			t.Logf("tagbridge (pid %d) log:\n%s", a.cmd.Process.Pid, a.logs.String())
+			log := a.logs.String()
+			if len(log) > 64<<10 {
+				log = "...\n" + log[len(log)-64<<10:]
+			}
+			t.Logf("tagbridge (pid %d) exit %v, log:\n%s", a.cmd.Process.Pid, a.cmd.ProcessState, log)
 		}
 	})
 	return a

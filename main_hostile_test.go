@@ -349,27 +349,7 @@ func indent(lines, prefix string) string {
 // bytes; the shell execs it, so the agent keeps the shell's pid.
 func runCappedAgent(t *testing.T, bin, cfg string, limit int64) *agentProc {
 	t.Helper()
-	a := &agentProc{
-		cmd:    exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$0" run -c "$1"`, limit>>10), bin, cfg),
-		logs:   &testkit.Log{},
-		exited: make(chan struct{}),
-	}
-	a.cmd.Stderr = a.logs
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() {
-		a.kill()
-		if t.Failed() {
-			log := a.logs.String()
-			if len(log) > 64<<10 {
-				log = "...\n" + log[len(log)-64<<10:]
-			}
-			t.Logf("tagbridge (pid %d) exit %v, log:\n%s", a.cmd.Process.Pid, a.cmd.ProcessState, log)
-		}
-	})
-	return a
+	return startAgentProc(t, exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$0" run -c "$1"`, limit>>10), bin, cfg))
 }
 
 // waitFor polls cond every 50 ms; the agent exiting fails the test at once.
