@@ -125,7 +125,7 @@ func (s *Session) retagOffline() {
 	}
 	ch := s.retagTo(next)
 	clear(s.items)
-	s.logRetag(ch, "applied at the next subscribe")
+	s.logRetag(next, ch, "applied at the next subscribe")
 }
 
 // retagLive applies a pending retag to the streaming session's items.
@@ -151,13 +151,13 @@ func (s *Session) retagLive(ctx context.Context, c *uaclient.Client, st *feed) e
 			ch.of(s.tags[h].plc).failed++
 		}
 	}
-	s.logRetag(ch, time.Since(started).Round(time.Millisecond).String())
+	s.logRetag(next, ch, time.Since(started).Round(time.Millisecond).String())
 	return err
 }
 
-// logRetag logs one line per PLC entry whose tags changed.
-func (s *Session) logRetag(ch *tagChanges, took string) {
-	for _, p := range s.entries {
+// logRetag logs one line per PLC entry of next whose tags changed.
+func (s *Session) logRetag(next []config.PLC, ch *tagChanges, took string) {
+	for _, p := range next {
 		o, ok := ch.outcome[p.Name]
 		if !ok {
 			continue

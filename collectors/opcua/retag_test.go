@@ -10,19 +10,25 @@ import (
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 )
 
-// retagPLC is a node-opcua entry with the given tags: lines.
-func retagPLC(t *testing.T, endpoint string, tags ...string) config.PLC {
+// retagPLCs are two node-opcua entries sharing one session: peer with the
+// given tags: lines, and line2 with the tag steady.
+func retagPLCs(t *testing.T, endpoint string, tags ...string) []config.PLC {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "agent: {id: rtest}\nplcs:\n  - name: peer\n    endpoint: %s\n    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 100\n    reconnect: {min: 100ms, max: 1s}\n    tags:\n", endpoint)
-	for _, tag := range tags {
-		fmt.Fprintf(&b, "      - %s\n", tag)
+	fmt.Fprintf(&b, "agent: {id: rtest}\nplcs:\n")
+	entry := func(name string, tags ...string) {
+		fmt.Fprintf(&b, "  - name: %s\n    endpoint: %s\n    publishing_interval: 50ms\n    sampling_interval: 20ms\n    queue_size: 100\n    reconnect: {min: 100ms, max: 1s}\n    tags:\n", name, endpoint)
+		for _, tag := range tags {
+			fmt.Fprintf(&b, "      - %s\n", tag)
+		}
 	}
+	entry("peer", tags...)
+	entry("line2", `{name: steady, node: "ns=1;s=Double.0008"}`)
 	cfg, err := config.Parse("test.yaml", []byte(b.String()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
-	return cfg.PLCs[0]
+	return cfg.PLCs
 }
 
 // A retag against node-opcua, which takes ModifyMonitoredItems: one tag
@@ -31,29 +37,32 @@ func retagPLC(t *testing.T, endpoint string, tags ...string) config.PLC {
 // refuses, in one retag, sent in CreateMonitoredItems calls of at most the
 // server's MaxMonitoredItemsPerCall (2). The session is neither created nor
 // activated again, the unaffected counter has no gap and no repeat, the
-// refused tag is named in the status.
+// refused tag is named in the status; the other entry of the shared
+// session is left alone.
 func TestRetagLive(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 12, Debug: true, Args: []string{"-max-items-per-call", "2"}})
 	const (
 		counter = `{name: int32_0001, node: "ns=1;s=Int32.0001"}`
 		removed = `{name: double_0004, node: "ns=1;s=Double.0004"}`
 	)
-	plc := retagPLC(t, peer.Endpoint, counter, removed,
+	plcs := retagPLCs(t, peer.Endpoint, counter, removed,
 		`{name: int32_0005, node: "ns=1;s=Int32.0005"}`, `{name: moved, node: "ns=1;s=String.0003"}`)
-	r, s := startSessionValue(t, plc)
-	waitUntil(t, "values of every tag", 20*time.Second, func() bool { return r.tagsSeen() == 4 })
+	r, s := startSessions(t, plcs)
+	waitUntil(t, "values of every tag", 20*time.Second, func() bool { return r.tagsSeen() == 5 })
 
-	next := retagPLC(t, peer.Endpoint, counter,
+	next := retagPLCs(t, peer.Endpoint, counter,
 		`{name: int32_0005, node: "ns=1;s=Int32.0005", sampling_interval: 50ms}`,
 		`{name: moved, node: "ns=1;s=String.0007"}`,
 		`{name: int32_0009, node: "ns=1;s=Int32.0009"}`,
 		`{name: missing, node: "ns=1;s=NoSuchNode"}`)
-	next.History.StateDir = s.entries[0].History.StateDir // as startSessions set it
-	if s.NeedsRestart([]config.PLC{next}) {
+	for i := range next {
+		next[i].History.StateDir = s.entries[i].History.StateDir // as startSessions set it
+	}
+	if s.NeedsRestart(next) {
 		t.Fatal("NeedsRestart: true for a change of tags only")
 	}
 	requestsBefore := strings.Count(peer.Log(), "CreateMonitoredItemsRequest")
-	s.Retag([]config.PLC{next})
+	s.Retag(next)
 	retagged := r.logs.WaitFor(t, 10*time.Second, "subscription updated in place")
 	done := time.Now()
 	waitUntil(t, "values of the new tag", 10*time.Second, func() bool { return len(r.values(t, "int32_0009")) >= 5 })
@@ -62,7 +71,10 @@ func TestRetagLive(t *testing.T) {
 	r.shutdown(t)
 	peerLog := peer.Log()
 
-	for _, want := range []string{`"added":2`, `"removed":1`, `"modified":1`, `"recreated":1`, `"failed":1`, `"tags":5`} {
+	if n := strings.Count(r.logs.String(), "subscription updated in place"); n != 1 {
+		t.Errorf("%d retag log lines, want 1 (for peer; line2's tags did not change)", n)
+	}
+	for _, want := range []string{`"tag_plc":"peer"`, `"added":2`, `"removed":1`, `"modified":1`, `"recreated":1`, `"failed":1`, `"tags":5`} {
 		if !strings.Contains(retagged, want) {
 			t.Errorf("retag log line %s lacks %s", retagged, want)
 		}
@@ -107,6 +119,12 @@ func TestRetagLive(t *testing.T) {
 		}
 	}
 	r.mu.Unlock()
+	r.mu.Lock()
+	steady := r.samples["steady"]
+	r.mu.Unlock()
+	if len(steady) < 20 || !steady[len(steady)-1].ServerTime.After(done) {
+		t.Errorf("line2's steady: %d values, none after the retag", len(steady))
+	}
 	st := s.Status().Snapshot()[0]
 	if st.TagsOK != 4 || st.TagsFailed != 1 || len(st.FailedTags) != 1 || st.FailedTags[0].Tag != "missing" {
 		t.Errorf("status: %d tags ok, %d failed %v; want 4, 1 (missing)", st.TagsOK, st.TagsFailed, st.FailedTags)
