@@ -43,6 +43,18 @@ func read(ctx context.Context, c sender, nodes []*ua.ReadValueID) ([]*ua.DataVal
 	if len(res.Results) != len(nodes) {
 		return nil, fmt.Errorf("read %d nodes: server returned %d results", len(nodes), len(res.Results))
 	}
+	// A result with a bad status may come without a value (open62541 for
+	// an unknown node): a nil Variant, whose Value method panics. The
+	// callers take attributes by type assertion, which an empty one fails.
+	for i, dv := range res.Results {
+		if dv == nil {
+			dv = &ua.DataValue{Status: ua.StatusBadUnexpectedError}
+			res.Results[i] = dv
+		}
+		if dv.Value == nil {
+			dv.Value = &ua.Variant{}
+		}
+	}
 	return res.Results, nil
 }
 
