@@ -324,15 +324,50 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Close writes and fsyncs everything, saves the cursor and releases the directory.
+// Close writes and fsyncs everything, saves the cursor and releases the
+// directory. When the broker has acknowledged every record, the segments
+// and the cursor are deleted: what stays in the directory is then only
+// what is still of value (the dead-letter file), and the next Open starts
+// afresh.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.flush()
 	s.bg.Wait()
 	err = errors.Join(err, s.takeBgErr(), s.fsync(s.w, true), s.saveCursor())
+	if err == nil && s.acked == s.next && len(s.segs) > 0 {
+		err = s.removeDelivered()
+	}
 	s.closeFiles()
 	return err
+}
+
+// removeDelivered deletes the segments, all delivered, then the cursor: a
+// crash in between leaves a cursor past the (no) records, which Open
+// reports and ignores, never a record sent twice.
+func (s *Spool) removeDelivered() error {
+	s.closeReader()
+	for _, f := range []**os.File{&s.w, &s.cur} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
+	}
+	for len(s.segs) > 0 {
+		if err := os.Remove(s.segPath(s.segs[0].first)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: delete a delivered segment: %w", err)
+		}
+		s.segs = s.segs[1:]
+	}
+	if err := os.Remove(filepath.Join(s.dir, cursorName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: delete the cursor: %w", err)
+	}
+	s.rseg, s.roff = 0, 0
+	s.updateStats()
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("spool: sync directory: %w", err)
+	}
+	return nil
 }
 
 // closeFiles closes the files without syncing, as a killed process would.

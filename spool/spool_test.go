@@ -601,3 +601,41 @@ func TestSpoolBytesHeld(t *testing.T) {
 		t.Errorf("FileBytes = %d: the segment appended to should still hold its delivered records", st.FileBytes)
 	}
 }
+
+// TestSpoolCloseDelivered: closed with every record acknowledged, the
+// spool leaves no segment and no cursor behind (a package purge then finds
+// nothing undelivered), and opens afresh; closed with one record not
+// acknowledged, it keeps them.
+func TestSpoolCloseDelivered(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, _ := openSpool(t, dir, 1<<20)
+	appendN(t, s, 0, 100)
+	s.Ack(readN(t, s, 0, 99))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(segments(t, dir)); got == 0 {
+		t.Fatal("closed with a record unacknowledged: no segment kept")
+	}
+	s, _ = openSpool(t, dir, 1<<20)
+	s.Ack(readN(t, s, 99, 1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := segments(t, dir); len(got) != 0 {
+		t.Errorf("closed with everything acknowledged: segments %v left", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cursorName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("closed with everything acknowledged: cursor left (%v)", err)
+	}
+	s, logs := openSpool(t, dir, 1<<20)
+	defer s.Close()
+	if st := s.Stats(); st.Values != 0 || st.Bytes != 0 || s.Unread() {
+		t.Fatalf("reopened: Stats = %+v, unread %v; want empty", st, s.Unread())
+	}
+	appendN(t, s, 0, 10)
+	readN(t, s, 0, 10)
+	if strings.Contains(logs.String(), `"level":"error"`) || strings.Contains(logs.String(), `"level":"warn"`) {
+		t.Errorf("reopening an emptied spool logged:\n%s", logs)
+	}
+}
