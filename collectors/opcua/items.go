@@ -6,6 +6,7 @@ package opcua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -93,9 +94,15 @@ func (s *Session) itemRequest(c *uaclient.Client, handle uint32) (*ua.MonitoredI
 	return req, nil
 }
 
+// errNoNode is the node of a removed tag.
+var errNoNode = errors.New("no node")
+
 // resolveNodeID turns a configured node id into the server's numbering;
 // nsu= forms need the server's namespace array.
 func resolveNodeID(n config.NodeID, namespaces []string) (*ua.NodeID, error) {
+	if n.String() == "" {
+		return nil, errNoNode // a tag a reload removed (removedTag); gopcua would read i=0
+	}
 	if n.NamespaceURI() == "" {
 		return ua.ParseNodeID(n.String())
 	}
@@ -212,8 +219,8 @@ func (s *Session) reportTags() {
 			named[t.plc] = append(named[t.plc], collectors.FailedTag{Tag: t.Name, Node: t.Node.String(), Status: statusName(code)})
 		}
 	}
-	for plc, n := range total {
-		s.status.SetTags(plc, n-failed[plc], failed[plc])
+	for _, plc := range s.status.Names() { // also an entry a reload left without tags
+		s.status.SetTags(plc, total[plc]-failed[plc], failed[plc])
 		s.status.SetFailedTags(plc, named[plc])
 	}
 }

@@ -2,12 +2,14 @@ package opcua
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 )
 
 // retagPLCs are two node-opcua entries sharing one session: peer with the
@@ -157,4 +159,50 @@ func contiguousInt32(vs []int32) error {
 		}
 	}
 	return nil
+}
+
+// A session that reconnects after a retag subscribes to its tags as they
+// are now: the removed tag's tombstone is neither read nor monitored, the
+// new tag comes back, the status counts the tags in force.
+func TestRetagThenReconnect(t *testing.T) {
+	sim := simproc.Start(t, "-tags", "12", "-interval", "100ms")
+	tags := func(names ...string) config.PLC {
+		var y strings.Builder
+		y.WriteString("tags:\n")
+		for _, n := range names {
+			kind := strings.ToUpper(n[:1]) + n[1:strings.Index(n, "_")]
+			fmt.Fprintf(&y, "  - {name: %s, node: \"ns=1;s=%s.%s\"}\n", n, kind, n[strings.Index(n, "_")+1:])
+		}
+		return plcConfig(t, sim.Endpoint, y.String())
+	}
+	r, s := startSessionValue(t, tags("int32_0001", "double_0004"))
+	waitUntil(t, "values of both tags", 20*time.Second, func() bool { return r.tagsSeen() == 2 })
+	next := tags("int32_0001", "int32_0009")
+	next.History.StateDir = s.entries[0].History.StateDir // as startSessions set it
+	if s.NeedsRestart([]config.PLC{next}) {
+		t.Fatal("NeedsRestart: true for a change of tags only")
+	}
+	s.Retag([]config.PLC{next})
+	r.logs.WaitFor(t, 10*time.Second, "subscription updated in place")
+	done := time.Now()
+	sim.Restart()
+	r.logs.Wait(t, "session", regexp.MustCompile(`plc session (re-)?established`), 2, 20*time.Second)
+	n := len(r.values(t, "int32_0009"))
+	waitUntil(t, "values of the new tag after the reconnect", 10*time.Second, func() bool { return len(r.values(t, "int32_0009")) >= n+5 })
+	r.shutdown(t)
+
+	r.mu.Lock()
+	for _, smp := range r.samples["double_0004"] {
+		if smp.ServerTime.After(done.Add(time.Second)) {
+			t.Errorf("double_0004 (removed): a value from %v, after the retag at %v", smp.ServerTime, done)
+			break
+		}
+	}
+	r.mu.Unlock()
+	if st := s.Status().Snapshot()[0]; st.TagsOK != 2 || st.TagsFailed != 0 {
+		t.Errorf("status after the reconnect: %d tags ok, %d failed; want 2, 0", st.TagsOK, st.TagsFailed)
+	}
+	if logs := r.logs.String(); strings.Contains(logs, "tag rejected") {
+		t.Errorf("a tag rejected after the reconnect:\n%s", logs)
+	}
 }
