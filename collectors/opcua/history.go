@@ -370,26 +370,75 @@ func (s *Session) saveGapState(final bool) {
 	if _, err := os.Stat(s.plc.History.StateDir); err != nil {
 		return // no spool directory (yet): the publisher makes it
 	}
-	out := map[string]map[string]time.Time{}
-	for h, at := range s.gaps.last {
-		if at.IsZero() || (s.gaps.historizing != nil && (h >= len(s.gaps.historizing) || !s.gaps.historizing[h])) {
-			continue
-		}
-		t := s.tags[h]
-		if out[t.plc] == nil {
-			out[t.plc] = map[string]time.Time{}
-		}
-		out[t.plc][t.Name] = at
-	}
-	b, err := json.Marshal(out)
+	b := s.gapStateJSON()
+	tmp := file + ".tmp"
+	err := os.WriteFile(tmp, b, 0o600)
 	if err == nil {
-		tmp := file + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, file)
-		}
+		err = os.Rename(tmp, file)
 	}
 	if err != nil && !s.gaps.saveWarned {
 		s.gaps.saveWarned = true
 		s.log.Warn().Err(err).Msg("keeping the last values handed on; a gap across the agent's restart will not be filled")
 	}
+}
+
+// gapStateJSON is the file's content, the JSON loadGapState reads: PLC
+// entry -> tag -> RFC 3339 source time, for the historizing tags with a
+// value handed on. Written by hand: json.Marshal of that nested map cost
+// a sort and a reflective walk of every tag each time.
+func (s *Session) gapStateJSON() []byte {
+	keep := func(h int) bool {
+		at := s.gaps.last[h]
+		return !at.IsZero() && at.Year() >= 0 && at.Year() <= 9999 && // as json.Marshal takes times
+			(s.gaps.historizing == nil || (h < len(s.gaps.historizing) && s.gaps.historizing[h]))
+	}
+	var entries []string // a shared session's entries, in order
+	for h := range s.gaps.last {
+		if keep(h) && !slices.Contains(entries, s.tags[h].plc) {
+			entries = append(entries, s.tags[h].plc)
+		}
+	}
+	b := make([]byte, 0, 64+len(s.gaps.last)*56)
+	b = append(b, '{')
+	for i, entry := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, entry)
+		b = append(b, ":{"...)
+		first := true
+		for h := range s.gaps.last {
+			if s.tags[h].plc != entry || !keep(h) {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, s.tags[h].Name)
+			b = append(b, ':', '"')
+			b = s.gaps.last[h].AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Names come from the YAML
+// configuration, so they are valid UTF-8.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }

@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,4 +135,87 @@ func TestSessionFillsGapFromHistory(t *testing.T) {
 		t.Errorf("%d historical values after a 3 s stop at 10 values a second, want at least 20", restored)
 	}
 	t.Logf("GAP agent restart after 3 s: historical=%d", restored)
+}
+
+// gapStateMap is the gap state as the file held it before it was written
+// by hand (json.Marshal of this map), for comparison.
+func gapStateMap(s *Session) map[string]map[string]time.Time {
+	out := map[string]map[string]time.Time{}
+	for h, at := range s.gaps.last {
+		if at.IsZero() || (s.gaps.historizing != nil && !s.gaps.historizing[h]) {
+			continue
+		}
+		t := s.tags[h]
+		if out[t.plc] == nil {
+			out[t.plc] = map[string]time.Time{}
+		}
+		out[t.plc][t.Name] = at
+	}
+	return out
+}
+
+// The state file written by hand reads back as the map json.Marshal
+// wrote: names that need escaping, two entries of a shared session, tags
+// without a value or not historizing left out.
+func TestGapStateJSON(t *testing.T) {
+	names := []string{`plain`, `quo"te`, `back\slash`, "tab\tnew\nline\x01", "Grüße ⚙", `</script>&`, "", "slash/ok"}
+	tags := testTags(2 * len(names))
+	for i := range tags {
+		tags[i].Name = names[i%len(names)]
+		if i >= len(names) {
+			tags[i].plc = `second "entry"`
+		}
+	}
+	s := &Session{tags: tags}
+	s.gaps.size(len(tags))
+	s.gaps.historizing = make([]bool, len(tags))
+	base := time.Date(2026, 12, 3, 18, 0, 0, 123456789, time.UTC)
+	for h := range tags {
+		s.gaps.historizing[h] = h != 3
+		if h != 5 {
+			s.gaps.last[h] = base.Add(time.Duration(h) * 1500 * time.Millisecond)
+		}
+	}
+	var got map[string]map[string]time.Time
+	if err := json.Unmarshal(s.gapStateJSON(), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, s.gapStateJSON())
+	}
+	want := gapStateMap(s)
+	if len(got) != len(want) {
+		t.Fatalf("entries %v, want %v", got, want)
+	}
+	for entry, tags := range want {
+		if len(got[entry]) != len(tags) {
+			t.Errorf("%q: %d tags, want %d: %v", entry, len(got[entry]), len(tags), got[entry])
+		}
+		for name, at := range tags {
+			if !got[entry][name].Equal(at) {
+				t.Errorf("%q %q: %v, want %v", entry, name, got[entry][name], at)
+			}
+		}
+	}
+}
+
+// BenchmarkGapState: the state file of 10,000 historizing tags, as
+// json.Marshal of the map wrote it and by hand.
+func BenchmarkGapState(b *testing.B) {
+	s := &Session{tags: testTags(10_000)}
+	s.gaps.size(len(s.tags))
+	for h := range s.tags {
+		s.gaps.last[h] = time.Date(2026, 12, 3, 18, 0, 0, h*1000, time.UTC)
+	}
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(gapStateMap(s)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("by hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.gapStateJSON()
+		}
+	})
 }
