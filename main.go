@@ -60,7 +60,7 @@ Usage:
   tagbridge man DIR              write the man pages into DIR
 
 Run "tagbridge COMMAND -h" for a command's options.
-Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+Exit codes: 0 ok, 1 runtime failure, 78 bad configuration or usage.
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -19,7 +19,7 @@ Asks the running agent, at agent.status_listen with the token from
 agent.status_token_file, to connect to the PLC entry named PLC now instead
 of waiting out its reconnect backoff (after fixing a certificate or a
 password on the PLC, say). Exit status: 0 asked, 1 the agent cannot be
-reached or the entry is not waiting to reconnect, 2 bad configuration or
+reached or the entry is not waiting to reconnect, 78 bad configuration or
 usage.`, stderr)
 	file := fs.String("c", defaultConfig, "configuration `file` naming the listener and the token file")
 	// The PLC name may come before or after -c: split it off first.

@@ -31,7 +31,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 
 Asks the running agent for its status, at agent.status_listen with the
 token from agent.status_token_file, and prints it as a table. Exit status:
-0 healthy, 1 the agent cannot be reached, 2 bad configuration, 3 unhealthy.
+0 healthy, 1 the agent cannot be reached, 78 bad configuration, 3 unhealthy.
 The table fits 80 columns; --wide adds the endpoint, security, channel and
 token renewals.`, stderr)
 	file := fs.String("c", defaultConfig, "configuration `file` naming the listener and the token file")

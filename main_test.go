@@ -44,17 +44,17 @@ func TestCommands(t *testing.T) {
 		stderr   string // substring expected on stderr
 		noStderr bool
 	}{
-		{name: "no command", args: nil, code: 2, stderr: "Usage:"},
-		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
+		{name: "no command", args: nil, code: exitConfig, stderr: "Usage:"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitConfig, stderr: `unknown command "frobnicate"`},
 		{name: "help", args: []string{"--help"}, code: 0, stdout: "tagbridge run"},
 		{name: "validate ok", args: []string{"validate", "-c", good}, code: 0, stdout: "config OK: 3 PLCs, 120 tags\n", noStderr: true},
-		{name: "validate bad", args: []string{"validate", "-c", bad}, code: 2, stderr: bad + ":1: agent.id:"},
-		{name: "validate missing file", args: []string{"validate", "-c", "/nonexistent/tagbridge.yaml"}, code: 2, stderr: "/nonexistent/tagbridge.yaml"},
+		{name: "validate bad", args: []string{"validate", "-c", bad}, code: exitConfig, stderr: bad + ":1: agent.id:"},
+		{name: "validate missing file", args: []string{"validate", "-c", "/nonexistent/tagbridge.yaml"}, code: exitConfig, stderr: "/nonexistent/tagbridge.yaml"},
 		{name: "validate help", args: []string{"validate", "-h"}, code: 0, stdout: "configuration"},
-		{name: "validate bad flag", args: []string{"validate", "-x"}, code: 2, stderr: "flag provided but not defined"},
-		{name: "validate extra arg", args: []string{"validate", "-c", good, "extra"}, code: 2, stderr: `unexpected argument "extra"`},
+		{name: "validate bad flag", args: []string{"validate", "-x"}, code: exitConfig, stderr: "flag provided but not defined"},
+		{name: "validate extra arg", args: []string{"validate", "-c", good, "extra"}, code: exitConfig, stderr: `unexpected argument "extra"`},
 		{name: "run help", args: []string{"run", "-h"}, code: 0, stdout: "SIGTERM"},
-		{name: "run bad config", args: []string{"run", "-c", bad}, code: 2, stderr: "mqtt.qos"},
+		{name: "run bad config", args: []string{"run", "-c", bad}, code: exitConfig, stderr: "mqtt.qos"},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "tagbridge dev (commit "},
 	}
 	for _, tc := range tests {
@@ -82,7 +82,7 @@ func TestCommands(t *testing.T) {
 func TestValidateChecksTopics(t *testing.T) {
 	bad := writeConfig(t, "agent: {id: ipc1}\nplcs:\n  - name: press1\n    endpoint: opc.tcp://127.0.0.1:4840\n    tags:\n      - {node: \"ns=2;s=status\"}\n")
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"validate", "-c", bad}, &stdout, &stderr); code != 2 {
+	if code := run([]string{"validate", "-c", bad}, &stdout, &stderr); code != exitConfig {
 		t.Fatalf("exit code %d, stderr %s", code, &stderr)
 	}
 	if want := `status topic "tagbridge/ipc1/press1/status" is also the topic of a tag`; !strings.Contains(stderr.String(), want) {
@@ -93,7 +93,7 @@ func TestValidateChecksTopics(t *testing.T) {
 func TestValidateReportsEveryProblemOnItsOwnLine(t *testing.T) {
 	bad := writeConfig(t, "agent: {id: a/b}\nmqtt: {qos: 3}\nplcs: []\n")
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"validate", "-c", bad}, &stdout, &stderr); code != 2 {
+	if code := run([]string{"validate", "-c", bad}, &stdout, &stderr); code != exitConfig {
 		t.Fatalf("exit code %d", code)
 	}
 	lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
@@ -178,13 +178,13 @@ func TestCertsCreateUsage(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{name: "certs alone", args: []string{"certs"}, code: 2, stderr: "Usage: tagbridge certs create"},
-		{name: "certs unknown", args: []string{"certs", "delete"}, code: 2, stderr: `unknown command "delete"`},
+		{name: "certs alone", args: []string{"certs"}, code: exitConfig, stderr: "Usage: tagbridge certs create"},
+		{name: "certs unknown", args: []string{"certs", "delete"}, code: exitConfig, stderr: `unknown command "delete"`},
 		{name: "help", args: []string{"certs", "create", "-h"}, code: 0, stdout: "--agent-id ID | -c FILE"},
-		{name: "key size", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--key-size", "1024"}, code: 2, stderr: "--key-size 1024: want 2048, 3072 or 4096"},
-		{name: "days", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--days", "0"}, code: 2, stderr: "--days 0: must be at least 1"},
-		{name: "no agent id in config", args: []string{"certs", "create", "--dir", dir, "-c", noID}, code: 2, stderr: noID + ": agent.id: required\n"},
-		{name: "missing config", args: []string{"certs", "create", "--dir", dir, "-c", "/nonexistent/c.yaml"}, code: 2, stderr: "give --agent-id or a configuration with agent.id"},
+		{name: "key size", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--key-size", "1024"}, code: exitConfig, stderr: "--key-size 1024: want 2048, 3072 or 4096"},
+		{name: "days", args: []string{"certs", "create", "--dir", dir, "--agent-id", "a", "--days", "0"}, code: exitConfig, stderr: "--days 0: must be at least 1"},
+		{name: "no agent id in config", args: []string{"certs", "create", "--dir", dir, "-c", noID}, code: exitConfig, stderr: noID + ": agent.id: required\n"},
+		{name: "missing config", args: []string{"certs", "create", "--dir", dir, "-c", "/nonexistent/c.yaml"}, code: exitConfig, stderr: "give --agent-id or a configuration with agent.id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ can be written by the user it runs as, as run needs. Secrets for the *_env
 keys come from the environment, or from --env-file (VAR=value lines, as the
 unit's EnvironmentFile /etc/default/tagbridge). As root, --user checks as
 that user after reading the env file: the service's view, with the secrets
-only root can read. Exit status: 0 ok, 2 bad configuration, 1 the spool or
+only root can read. Exit status: 0 ok, 78 bad configuration, 1 the spool or
 a trust store is not writable.`
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -80,7 +80,7 @@ plcs:
 	// the service's secrets are.
 	out, code := validate("--user", "nobody")
 	if code != exitConfig || !strings.Contains(out, `environment variable "TB_TEST_MQTT_PASSWORD" is empty`) || !strings.Contains(out, "--env-file /etc/default/tagbridge --user tagbridge") {
-		t.Errorf("validate without --env-file: exit %d\n%s\nwant 2, the variable and the hint", code, out)
+		t.Errorf("validate without --env-file: exit %d\n%s\nwant %d, the variable and the hint", code, out, exitConfig)
 	}
 
 	// With it, as nobody: the root-owned spool and the trust store nobody

@@ -9,11 +9,13 @@ import (
 	"io"
 )
 
-// Exit codes, documented in the README.
+// Exit codes, documented in the README. ExitConfig is EX_CONFIG of
+// sysexits.h, not 2: Go exits 2 on a panic or a fatal runtime error, and
+// the unit's RestartPreventExitStatus must not keep a crashed agent down.
 const (
 	ExitOK      = 0
 	ExitRuntime = 1
-	ExitConfig  = 2 // bad configuration or usage
+	ExitConfig  = 78 // bad configuration or usage
 )
 
 // DefaultConfig is the configuration file read when -c is not given.

@@ -122,7 +122,7 @@ func (p Program) WriteManPages(dir string) error {
 	} {
 		fmt.Fprintf(&main, ".PP\n%s\n", p)
 	}
-	main.WriteString(".SH EXIT STATUS\n0 ok, 1 runtime failure, 2 bad configuration or usage (tagbridge status: 3 unhealthy).\n")
+	main.WriteString(".SH EXIT STATUS\n0 ok, 1 runtime failure, 78 bad configuration or usage (tagbridge status: 3 unhealthy). A panic exits with 2.\n")
 	main.WriteString(".SH FILES\n")
 	for _, f := range [][2]string{
 		{cli.DefaultConfig, "the configuration"},
