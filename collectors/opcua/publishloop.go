@@ -176,6 +176,7 @@ func (s *Session) createSubscriptions(ctx context.Context, c *uaclient.Client, s
 
 	st.Reset()
 	clear(s.items)
+	s.itemsUnsure = false
 	var created []uint32
 	for _, p := range plans {
 		subID, err := st.Create(ctx, c, p.interval, maxNotificationsPerPublish)

@@ -130,8 +130,15 @@ func (s *Session) retagOffline() {
 
 // retagLive applies a pending retag to the streaming session's items.
 // Called from the stream's check, on the goroutine that hands notifications
-// on, so no notification is handled meanwhile.
+// on: the tags change between two notifications, and the requests go
+// beside the stream (besideStream). A retag cut short by a lost channel
+// leaves the items unsure: once the session is back, its subscriptions are
+// made anew.
 func (s *Session) retagLive(ctx context.Context, c *uaclient.Client, st *feed) error {
+	if s.itemsUnsure {
+		s.itemsUnsure = false
+		return s.resubscribe(ctx, c, errors.New("a reload's changes of the monitored items were cut short"))
+	}
 	next := s.takeRetag()
 	if next == nil {
 		return nil
@@ -143,6 +150,10 @@ func (s *Session) retagLive(ctx context.Context, c *uaclient.Client, st *feed) e
 		return nil
 	}
 	err := s.changeItems(ctx, c, st, ch)
+	if code, ok := statusCode(err); ok && !isSessionError(code) && !errors.Is(err, subscription.ErrGone) {
+		err = s.resubscribe(ctx, c, err) // refused, on a sound session: made anew at once
+	}
+	s.itemsUnsure = err != nil && !errors.Is(err, subscription.ErrGone)
 	st.dog.timeout = s.newWatchdog().timeout
 	s.reportTags()
 	s.publishRefused(ctx, st.out)

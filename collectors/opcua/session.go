@@ -64,6 +64,7 @@ type Session struct {
 	entries     []config.PLC
 	retagMu     sync.Mutex
 	pendingTags []config.PLC
+	itemsUnsure bool // a retag's requests failed part-way (retag.go)
 
 	log     zerolog.Logger
 	backoff Backoff
