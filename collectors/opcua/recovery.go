@@ -1,16 +1,20 @@
 package opcua
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/collectors/opcua/subscription"
 	"github.com/tagbridge/tagbridge/collectors/opcua/uaclient"
+	"github.com/tagbridge/tagbridge/collectors/opcua/uatcp"
 )
 
 // recover moves a session whose channel failed (cause) to a new channel
@@ -49,6 +53,12 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if renewed, cerr := s.renewedServerCertificate(ctx, p); cerr != nil {
+				return nil, cerr
+			} else if renewed {
+				// A new certificate means a new server process: the session is gone.
+				break
+			}
 			var code ua.StatusCode
 			if errors.As(err, &code) && refusesReactivation(code) {
 				s.log.Info().Err(err).Msg("server refused to reactivate the session; creating a new one")
@@ -69,6 +79,13 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 	}
 
 	c, err := s.dial(ctx, p)
+	if err != nil {
+		if renewed, cerr := s.renewedServerCertificate(ctx, p); cerr != nil {
+			return nil, cerr
+		} else if renewed {
+			c, err = s.dial(ctx, p)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -93,6 +110,42 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 	s.log.Info().Str("state", collectors.StateConnecting).Int("subscriptions", st.Len()).
 		Msg("plc session re-established; " + why + ", subscriptions recreated")
 	return c, nil
+}
+
+// renewedServerCertificate tells whether the PLC now presents another
+// certificate than the one p was made for (a PLC restarted with a new one):
+// the channels recover opens are encrypted for the old one and refused
+// (BadSecurityPolicyRejected, or a closed connection) until the recovery
+// window ends. A trusted new certificate replaces p for a new session; an
+// untrusted one is refused at once, with the first connection's words (its
+// fingerprint, where it was saved in rejected/, how to trust it), so that
+// Run reports it and waits out the backoff. A PLC that does not answer yet
+// tells nothing: false, nil.
+func (s *Session) renewedServerCertificate(ctx context.Context, p *plan) (bool, error) {
+	current := p.cfg.Channel.RemoteCertificate
+	if len(current) == 0 || p.cfg.Endpoint == nil {
+		return false, nil // policy None: no certificate to compare
+	}
+	gctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	eps, err := uaclient.GetEndpointsDial(gctx, s.plc.Endpoint, uatcp.DefaultLimits(), s.dialer(), s.log)
+	if err != nil {
+		return false, nil
+	}
+	i := slices.IndexFunc(eps, func(ep *ua.EndpointDescription) bool {
+		return ep != nil && ep.SecurityPolicyURI == p.cfg.Endpoint.SecurityPolicyURI && ep.SecurityMode == p.cfg.Endpoint.SecurityMode
+	})
+	if i < 0 || len(eps[i].ServerCertificate) == 0 || bytes.Equal(eps[i].ServerCertificate, current) {
+		return false, nil
+	}
+	next, err := s.prepare(ctx)
+	if err != nil {
+		return true, fmt.Errorf("the plc presents a new server certificate: %w", err)
+	}
+	s.log.Info().Str("fingerprint", certs.Fingerprint(next.cfg.Channel.RemoteCertificate)).
+		Msg("the plc presents a new server certificate, trusted; creating a new session")
+	*p = *next
+	return true, nil
 }
 
 // recovered counts a recovery; the state says streaming again once the
