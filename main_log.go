@@ -5,6 +5,7 @@ import (
 	"io"
 	stdlog "log"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func (p *priorityWriter) WriteLevel(l zerolog.Level, b []byte) (int, error) {
 // use it) and paho's package-level output through our logger. Both repeat
 // themselves at every reconnect attempt, while the session and the
 // publisher log each state change once: their chatter goes to Debug, paho's
-// CRITICAL stays an error.
+// CRITICAL stays an error unless the publisher reports it (pahoReported).
 func bridgeLibraryLoggers(log zerolog.Logger) {
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(lineWriter{log.With().Str("component", "library").Logger()})
@@ -126,10 +127,18 @@ type pahoLogger struct {
 	level zerolog.Level
 }
 
-func (l pahoLogger) Println(v ...any) {
-	l.log.WithLevel(l.level).Str("component", "mqtt-lib").Msg(strings.TrimSpace(fmt.Sprintln(v...)))
-}
+// pahoReported are the paho CRITICAL messages that the publisher reports
+// itself, as its Warn "connection to broker lost" with the same reason.
+var pahoReported = []string{"pingresp not received"}
 
-func (l pahoLogger) Printf(format string, v ...any) {
-	l.log.WithLevel(l.level).Str("component", "mqtt-lib").Msgf(format, v...)
+func (l pahoLogger) Println(v ...any) { l.write(strings.TrimSpace(fmt.Sprintln(v...))) }
+
+func (l pahoLogger) Printf(format string, v ...any) { l.write(fmt.Sprintf(format, v...)) }
+
+func (l pahoLogger) write(msg string) {
+	level := l.level
+	if slices.ContainsFunc(pahoReported, func(s string) bool { return strings.Contains(msg, s) }) {
+		level = zerolog.DebugLevel
+	}
+	l.log.WithLevel(level).Str("component", "mqtt-lib").Msg(msg)
 }
