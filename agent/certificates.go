@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net/url"
 	"time"
 
 	"github.com/tagbridge/tagbridge/agent/statusapi"
@@ -42,7 +43,8 @@ func (a *Agent) certificates() []statusapi.Certificate {
 				add(p.Name, e)
 			}
 		}
-		for _, e := range certs.StoreExpiries(p.Security.PKIDir, servers[p.Name]) {
+		hosts := append([]string{endpointHost(p.Endpoint)}, p.Security.AcceptedHostnames...)
+		for _, e := range certs.StoreExpiries(p.Security.PKIDir, servers[p.Name], hosts...) {
 			add(p.Name, e)
 		}
 	}
@@ -95,4 +97,13 @@ func (a *Agent) startExpiryWatch(ctx context.Context) (stop func()) {
 		a.watchExpiry(ctx)
 	}()
 	return func() { cancel(); <-done }
+}
+
+// endpointHost is the host of an opc.tcp URL, "" if it has none.
+func endpointHost(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }

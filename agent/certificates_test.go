@@ -79,3 +79,63 @@ plcs:
 		t.Error("listing the certificates created directories in the trust store")
 	}
 }
+
+// TestCertificateExpiryRoleBeforeConnecting: before the PLC was reached,
+// the certificate in the trust store that names its host is its server
+// certificate, in the Warn at start as in the list the metric and
+// tagbridge status read (once "trusted" in the log, "server" in both
+// others: found in the fresh-install walk); another PLC's is "trusted".
+func TestCertificateExpiryRoleBeforeConnecting(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		file, host string
+		days       int
+	}{{"certs/client-cert.pem", "ipc1", 700}, {"pki/trusted/certs/press1.pem", "press1.plant", 5}, {"pki/trusted/certs/oven2.pem", "oven2.plant", 6}} {
+		cert, key, err := certs.Generate(certs.Options{AgentID: "a", Hostname: c.host, Days: c.days})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(c.file, cert)
+		if c.host == "ipc1" {
+			write("certs/client-key.pem", key)
+		}
+	}
+	write("config.yaml", []byte(`agent: {id: line1, allowed_cert_dirs: [`+dir+`/certs], pki_dir: `+dir+`/pki, spool_dir: `+dir+`/spool}
+plcs:
+  - name: press1
+    endpoint: opc.tcp://press1.plant:4840
+    security: {policy: Basic256Sha256, certificate_file: `+dir+`/certs/client-cert.pem, key_file: `+dir+`/certs/client-key.pem}
+    tags: [{node: ns=2;s=Temp}]
+`))
+	cfg, err := config.Load(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	a := New(cfg, zerolog.New(&logs))
+	a.groups = a.plan(cfg)
+	roles := map[string]string{}
+	for _, c := range a.certificates() {
+		roles[filepath.Base(c.File)] = c.Role
+	}
+	if roles["press1.pem"] != certs.RoleServer || roles["oven2.pem"] != certs.RoleTrusted {
+		t.Errorf("roles %v, want press1.pem server, oven2.pem trusted", roles)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	a.watchExpiry(ctx)
+	for _, want := range []string{`"role":"server","subject":"tagbridge a","file":"` + dir + `/pki/trusted/certs/press1.pem"`, `"role":"trusted","subject":"tagbridge a","file":"` + dir + `/pki/trusted/certs/oven2.pem"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}

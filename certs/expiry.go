@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,9 +29,15 @@ const (
 
 // StoreExpiries lists the certificates and CRLs of the trust store in dir
 // without creating or writing anything (a missing store lists nothing).
-// serverFingerprint, when given, marks the server's own certificate.
-func StoreExpiries(dir, serverFingerprint string) []Expiry {
+// serverFingerprint, when given, marks the server's own certificate; before
+// the PLC was reached it is not known, and a certificate naming one of
+// hosts (the PLC's, as the trust check would find it) is taken for it, so
+// the log at start, the metric and tagbridge status use one role for it.
+func StoreExpiries(dir, serverFingerprint string, hosts ...string) []Expiry {
 	want, _ := NormalizeFingerprint(serverFingerprint)
+	namesHost := func(cert *x509.Certificate) bool {
+		return want == "" && slices.ContainsFunc(hosts, func(h string) bool { return h != "" && VerifyHostname(cert, h) == nil })
+	}
 	var out []Expiry
 	for _, sub := range []string{TrustedCerts, IssuersCerts} {
 		for _, path := range storeFiles(filepath.Join(dir, filepath.FromSlash(sub))) {
@@ -46,7 +53,7 @@ func StoreExpiries(dir, serverFingerprint string) []Expiry {
 			switch {
 			case cert.IsCA:
 				role = RoleCA
-			case want != "" && fingerprintHex(der) == want:
+			case want != "" && fingerprintHex(der) == want, sub == TrustedCerts && namesHost(cert):
 				role = RoleServer
 			case sub == IssuersCerts:
 				continue // not trusted on its own: nothing depends on it
