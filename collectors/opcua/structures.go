@@ -44,12 +44,18 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 		}
 		for i, h := range handles {
 			dtv, rank := res[2*i], res[2*i+1]
+			if dtv == nil || dtv.Value == nil || dtv.Status != ua.StatusOK {
+				continue // a Bad result (a node gone meanwhile) carries no value
+			}
 			dt, ok := dtv.Value.Value().(*ua.NodeID)
-			if !ok || dtv.Status != ua.StatusOK {
+			if !ok {
 				continue
 			}
-			r, _ := rank.Value.Value().(int32)
-			s.declared[h] = declaredType(dt, rank.Status == ua.StatusOK && r >= 1)
+			var r int32
+			if rank != nil && rank.Value != nil && rank.Status == ua.StatusOK {
+				r, _ = rank.Value.Value().(int32)
+			}
+			s.declared[h] = declaredType(dt, r >= 1)
 			if s.declared[h] == collectors.TypeNull { // a structure, an abstract or a PLC's own type
 				custom = append(custom, &ua.ReadValueID{NodeID: batch[2*i].NodeID, AttributeID: ua.AttributeIDValue})
 			}
