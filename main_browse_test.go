@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,10 @@ func TestBrowsePrintsAValidEntryForEveryVariable(t *testing.T) {
 	}
 	if got, want := validateEntry(t, "agent: {id: line1}\n", out), fmt.Sprintf("config OK: 1 PLC, %d tags", n/4); got != want {
 		t.Errorf("validate: %q, want %q", got, want)
+	}
+	// Without --security: None, and stderr says so and how to pick another.
+	if want := "tagbridge browse: connected to " + sim.Endpoint + " with security None/None (the default: unsecured; --security POLICY/MODE or --security auto picks another)\n"; !strings.Contains(errOut, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut)
 	}
 	if !strings.Contains(out, "name: \"127.0.0.1\"") || !strings.Contains(out, `node: "nsu=urn:tagbridge:plcsim;s=Boolean.0002"  # Boolean, read`) {
 		t.Errorf("output lacks the default name or an nsu= node id:\n%.400s", out)
@@ -196,9 +201,20 @@ func TestBrowseSecuredPeer(t *testing.T) {
 	if !strings.Contains(news, "SecurityPolicy#Basic256Sha256 SignAndEncrypt)") || !strings.Contains(news, "session activated: UserNameIdentityToken") {
 		t.Errorf("peer log lacks a Basic256Sha256/SignAndEncrypt session for a user name:\n%s", news)
 	}
-	want := fmt.Sprintf("    security:\n      policy: \"Basic256Sha256\"\n      mode: \"SignAndEncrypt\"\n      certificate_file: %q\n      key_file: %q\n    auth:\n      username: \"operator\"\n      password_env: TAGBRIDGE_PASSWORD\n", cert, key)
-	if !strings.Contains(out, want) {
+	// The entry names a variable of this PLC's own (default name: the
+	// endpoint's host), not the one browse read the password from.
+	u, err := url.Parse(peer.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := browsecmd.PasswordEnvFor(u.Hostname())
+	want := fmt.Sprintf("    security:\n      policy: \"Basic256Sha256\"\n      mode: \"SignAndEncrypt\"\n      certificate_file: %q\n      key_file: %q\n    auth:\n      username: \"operator\"\n      password_env: %s\n", cert, key, env)
+	if !strings.Contains(out, want) || env == browsecmd.PasswordEnv {
 		t.Errorf("output lacks\n%s\n%.600s", want, out)
+	}
+	t.Setenv(env, "correct horse")
+	if want := " with security Basic256Sha256/SignAndEncrypt\n"; !strings.Contains(errOut, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut)
 	}
 	if got := strings.Count(out, `node: "ns=1;s=`); got != tags {
 		t.Errorf("%d plcsim variables, want %d:\n%s", got, tags, out)

@@ -29,6 +29,23 @@ import (
 // PasswordEnv holds the --user password: secrets never go on a command line.
 const PasswordEnv = "TAGBRIDGE_PASSWORD"
 
+// PasswordEnvFor is the variable the printed entry names for plc's password,
+// one per PLC as the README recommends for /etc/default/tagbridge:
+// TAGBRIDGE_<PLC>_PASSWORD, upper case, other characters than letters and
+// digits as _.
+func PasswordEnvFor(plc string) string {
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, plc)
+	return "TAGBRIDGE_" + name + "_PASSWORD"
+}
+
 const browseSynopsis = `browse ENDPOINT [--security POLICY/MODE --cert F --key F --user U] [--root NODE]
                   [--depth N] [--filter GLOB] [--plc NAME] [--nsu] [--ns0] [--tags-only]
                   [--timeout D] [-c FILE]
@@ -39,7 +56,9 @@ whose tags: list holds every variable found, named after its browse path.
 It connects as run does: the same endpoint selection, trust store
 (agent.pki_dir) and allowed directories (agent.allowed_cert_dirs), both
 taken from -c FILE when it exists. The password for --user comes from the
-environment variable ` + PasswordEnv + `. The standard Server object is passed
+environment variable ` + PasswordEnv + `; the entry names TAGBRIDGE_<PLC>_PASSWORD,
+one per PLC, for /etc/default/tagbridge. Without --security the session is
+unsecured (None), as stderr says. The standard Server object is passed
 by unless --root names it, and variables of namespace 0 (the standard's
 own nodes) are left out unless --ns0. The entry holds the security policy
 and mode the session used (what auto chose). --tags-only prints only the
@@ -55,6 +74,7 @@ type browseFlags struct {
 	maxRefs                             uint
 	timeout                             time.Duration
 	nsu, ns0, tagsOnly, configSet       bool
+	securitySet                         bool
 }
 
 // Run runs tagbridge browse with args (those after "browse"); log is for
@@ -79,7 +99,10 @@ func Run(args []string, stdout, stderr io.Writer, log zerolog.Logger) int {
 	if code, done := parseBrowseFlags(fs, args, &f, stdout); done {
 		return code
 	}
-	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "c" })
+	fs.Visit(func(fl *flag.Flag) {
+		f.configSet = f.configSet || fl.Name == "c"
+		f.securitySet = f.securitySet || fl.Name == "security"
+	})
 	if f.depth < 0 {
 		fmt.Fprintf(stderr, "tagbridge browse: --depth %d: must not be negative\n", f.depth)
 		return cli.ExitConfig
@@ -120,6 +143,11 @@ func Run(args []string, stdout, stderr io.Writer, log zerolog.Logger) int {
 	// The entry holds what the session used, not "auto".
 	plc.Security.Policy = c.Channel().Policy().Name()
 	plc.Security.Mode = strings.TrimPrefix(c.Channel().Mode().String(), "MessageSecurityMode")
+	var chosen string
+	if !f.securitySet {
+		chosen = " (the default: unsecured; --security POLICY/MODE or --security auto picks another)"
+	}
+	fmt.Fprintf(stderr, "tagbridge browse: connected to %s with security %s/%s%s\n", plc.Endpoint, plc.Security.Policy, plc.Security.Mode, chosen)
 
 	opts := browse.Options{Depth: f.depth, Filter: f.filter, MaxReferencesPerNode: uint32(f.maxRefs), NamespaceURIs: f.nsu, Namespace0: f.ns0, RequestTimeout: f.timeout}
 	if f.root != "" {

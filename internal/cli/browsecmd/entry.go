@@ -91,7 +91,7 @@ func plcHeader(b *bytes.Buffer, plc config.PLC, f browseFlags) {
 		}
 	}
 	if plc.Auth.Username != "" {
-		fmt.Fprintf(b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), PasswordEnv)
+		fmt.Fprintf(b, "    auth:\n      username: %s\n      password_env: %s\n", quote(plc.Auth.Username), PasswordEnvFor(plc.Name))
 	}
 }
 

@@ -24,3 +24,17 @@ func TestBrowseProgress(t *testing.T) {
 		}
 	})
 }
+
+func TestPasswordEnvFor(t *testing.T) {
+	for plc, want := range map[string]string{
+		"press1":        "TAGBRIDGE_PRESS1_PASSWORD",
+		"Line-2.oven":   "TAGBRIDGE_LINE_2_OVEN_PASSWORD",
+		"192.168.0.10":  "TAGBRIDGE_192_168_0_10_PASSWORD",
+		"Öfen 3":        "TAGBRIDGE__FEN_3_PASSWORD",
+		"MixedCase_ok9": "TAGBRIDGE_MIXEDCASE_OK9_PASSWORD",
+	} {
+		if got := PasswordEnvFor(plc); got != want {
+			t.Errorf("PasswordEnvFor(%q) = %q, want %q", plc, got, want)
+		}
+	}
+}
