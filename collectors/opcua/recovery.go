@@ -53,11 +53,16 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if renewed, cerr := s.renewedServerCertificate(ctx, p); cerr != nil {
-				return nil, cerr
-			} else if renewed {
-				// A new certificate means a new server process: the session is gone.
-				break
+			// A PLC that answered (a refusal, a closed connection) may have
+			// a new certificate; one that did not in time would not answer
+			// GetEndpoints either.
+			if !errors.Is(err, context.DeadlineExceeded) {
+				if renewed, cerr := s.renewedServerCertificate(ctx, p); cerr != nil {
+					return nil, cerr
+				} else if renewed {
+					// A new certificate means a new server process: the session is gone.
+					break
+				}
 			}
 			var code ua.StatusCode
 			if errors.As(err, &code) && refusesReactivation(code) {
