@@ -425,8 +425,17 @@ func TestRefusedAgentCertificateHint(t *testing.T) {
 	srv := o62proc.Start(t, o62proc.Options{Tags: 8, Interval: o62Interval, Policies: []string{"None", "Basic256Sha256"}, RequireTrust: true})
 	f := newSecureFixture(t)
 	security := "policy: Basic256Sha256, mode: SignAndEncrypt, " + o62Trust(t, srv, "Basic256Sha256")
+	// The DER copy beside the PEM, as tagbridge certs create writes it: the
+	// hint names it, as PLC tools import DER.
+	certPEM, err := os.ReadFile(f.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	der := strings.TrimSuffix(f.cert, ".pem") + ".der"
+	writeFile(t, der, block.Bytes, 0o644)
 	r, s := startSessionValue(t, f.o62Config(t, "refused", srv.Endpoint, security, "", 8, time.Hour))
-	hint := fmt.Sprintf("the PLC refused the agent's certificate: trust %s (SHA-256 %s) on the PLC (most servers keep refused certificates in a rejected folder)", f.cert, f.fingerprint(t))
+	hint := fmt.Sprintf("the PLC refused the agent's certificate: trust %s (SHA-256 %s; the DER form of client-cert.pem) on the PLC (most servers keep refused certificates in a rejected folder)", der, f.fingerprint(t))
 	refused := func(msg string) bool {
 		return strings.Contains(msg, hint) && strings.Contains(msg, "BadSecurityChecksFailed")
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -264,12 +266,27 @@ func explain(p *plan, userCertFile string, err error) error {
 	}
 	switch {
 	case p.agent != nil && p.cfg.Channel.Mode != ua.MessageSecurityModeNone && !strings.HasPrefix(err.Error(), "activate session"):
-		return fmt.Errorf("the PLC refused the agent's certificate: trust %s (SHA-256 %s) on the PLC (most servers keep refused certificates in a rejected folder): %w",
-			p.agent.file, p.agent.fingerprint, err)
+		file, form := certificateToImport(p.agent.file)
+		return fmt.Errorf("the PLC refused the agent's certificate: trust %s (SHA-256 %s%s) on the PLC (most servers keep refused certificates in a rejected folder): %w",
+			file, p.agent.fingerprint, form, err)
 	case userCertFile != "" && strings.HasPrefix(err.Error(), "activate session"):
 		return fmt.Errorf("the PLC refused the user certificate: trust %s on the PLC as a user certificate: %w", userCertFile, err)
 	}
 	return err
+}
+
+// certificateToImport names the agent's certificate as a PLC imports it:
+// the DER copy beside a PEM file (tagbridge certs create writes both), as
+// PLC tools take DER; form says so.
+func certificateToImport(pem string) (file, form string) {
+	der := strings.TrimSuffix(pem, ".pem") + ".der"
+	if der == pem {
+		return pem, ""
+	}
+	if _, err := os.Stat(der); err != nil {
+		return pem, ""
+	}
+	return der, "; the DER form of " + filepath.Base(pem)
 }
 
 // endpointNeeds is what an endpoint must offer for the agent to use it.
