@@ -14,6 +14,12 @@ type delivery struct {
 	msg *ua.MonitoredItemNotification
 }
 
+// firstKey names a monitored item by what its notifications carry.
+type firstKey struct {
+	sub    *server.Subscription
+	handle uint32
+}
+
 // notify sends the first values of new monitored items and, when the values
 // changed, the new values to every subscription monitoring them.
 //
@@ -31,6 +37,16 @@ func (s *sim) notify(changed bool) {
 	s.out = s.out[:0]
 	mis.Mu.Lock()
 	s.out = append(s.out, s.pending...) // before any change of the same items
+	// An item created after this change stored its value, but before the
+	// change got here, was given that value as its first: sent again as the
+	// change it would reach the client twice.
+	var first map[firstKey]*ua.DataValue
+	if changed && len(s.pending) > 0 {
+		first = make(map[firstKey]*ua.DataValue, len(s.pending))
+		for _, d := range s.pending {
+			first[firstKey{d.sub, d.msg.ClientHandle}] = d.msg.Value
+		}
+	}
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	if changed {
@@ -44,8 +60,12 @@ func (s *sim) notify(changed bool) {
 				if it.Mode != ua.MonitoringModeReporting || it.Req.ItemToMonitor.AttributeID != ua.AttributeIDValue {
 					continue // only the Value attribute ever changes
 				}
+				handle := it.Req.RequestedParameters.ClientHandle
+				if first != nil && first[firstKey{it.Sub, handle}] == dv {
+					continue
+				}
 				s.out = append(s.out, delivery{it.Sub, &ua.MonitoredItemNotification{
-					ClientHandle: it.Req.RequestedParameters.ClientHandle,
+					ClientHandle: handle,
 					Value:        dv,
 				}})
 			}
