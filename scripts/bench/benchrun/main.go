@@ -452,7 +452,17 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 	if st.parseErrs > 0 {
 		logf("%d messages could not be parsed, first: %s", st.parseErrs, st.firstParseErr)
 	}
+	logDups(st, t0)
 	return res, nil
+}
+
+// logDups names the first duplicates: tag, values, arrival after
+// tagbridge's start, and whether before every tag's first value.
+func logDups(st *stats, t0 time.Time) {
+	for _, d := range st.firstDups {
+		logf("duplicate: %s %d after %d, %.3f s after start (all first values at %.3f s), in window %t",
+			strings.Replace(d.key, `","tag":"`, "/", 1), d.value, d.prev, d.arrived.Sub(t0).Seconds(), st.lastFirst.Sub(t0).Seconds(), d.inWindow)
+	}
 }
 
 // startupResult is the result of a start-up run (S4): time until every
@@ -475,6 +485,7 @@ func startupResult(o options, st *stats, tb *proc, procs []*proc, t0 time.Time) 
 	res.seen = len(st.first)
 	res.firstAll = st.lastFirst.Sub(t0)
 	res.lost, res.dups = st.gaps, st.dups
+	logDups(st, t0)
 	return res, nil
 }
 

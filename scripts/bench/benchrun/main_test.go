@@ -35,6 +35,14 @@ func TestStatsAdd(t *testing.T) {
 			if s.gaps != tc.gaps || s.dups != tc.dups {
 				t.Errorf("gaps %d, dups %d; want %d, %d", s.gaps, s.dups, tc.gaps, tc.dups)
 			}
+			if int64(len(s.firstDups)) != tc.dups {
+				t.Errorf("%d duplicates noted, want %d", len(s.firstDups), tc.dups)
+			}
+			for _, d := range s.firstDups {
+				if d.key != `plc00","tag":"int32_0001` || d.value != 2 || d.arrived != arrived || !d.inWindow {
+					t.Errorf("duplicate noted as %+v, want int32_0001's 2, arrived at %s, in the window", d, arrived)
+				}
+			}
 			if got := s.seenCount(); got != 2 {
 				t.Errorf("tags seen %d, want 2", got)
 			}

@@ -25,7 +25,19 @@ type stats struct {
 	latencies     []float64 // ms, in the window
 	parseErrs     int64
 	firstParseErr string
+	firstDups     []dupNote // the first few duplicates, to be traced
 }
+
+// dupNote is one duplicate: the tag, the highest value seen before it and
+// its own, and when it arrived.
+type dupNote struct {
+	key         string
+	prev, value int64
+	arrived     time.Time
+	inWindow    bool
+}
+
+const maxDupNotes = 10
 
 func newStats(want int) *stats {
 	return &stats{want: want, first: make(map[string]struct{}, want), last: make(map[string]int64, want)}
@@ -165,6 +177,9 @@ func (s *stats) addOne(body []byte, arrived time.Time) {
 				s.gaps += d - 1
 			case d < 1:
 				s.dups++ // a repeat, or an older value after a newer one
+				if len(s.firstDups) < maxDupNotes {
+					s.firstDups = append(s.firstDups, dupNote{string(m.key), prev, v, arrived, s.inWindow})
+				}
 			}
 		}
 		if !ok || v > prev {
