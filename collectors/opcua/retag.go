@@ -125,7 +125,7 @@ func (s *Session) retagOffline() {
 	}
 	ch := s.retagTo(next)
 	clear(s.items)
-	s.logRetag(next, ch, "applied at the next subscribe")
+	s.logRetag(next, ch, -1)
 }
 
 // retagLive applies a pending retag to the streaming session's items.
@@ -162,20 +162,26 @@ func (s *Session) retagLive(ctx context.Context, c *uaclient.Client, st *feed) e
 			ch.of(s.tags[h].plc).failed++
 		}
 	}
-	s.logRetag(next, ch, time.Since(started).Round(time.Millisecond).String())
+	s.logRetag(next, ch, time.Since(started))
 	return err
 }
 
-// logRetag logs one line per PLC entry of next whose tags changed.
-func (s *Session) logRetag(next []config.PLC, ch *tagChanges, took string) {
+// logRetag logs one line per PLC entry of next whose tags changed; took
+// is how long the server took, negative when the change waits for the
+// next subscribe.
+func (s *Session) logRetag(next []config.PLC, ch *tagChanges, took time.Duration) {
 	for _, p := range next {
 		o, ok := ch.outcome[p.Name]
 		if !ok {
 			continue
 		}
-		s.log.Info().Str("tag_plc", p.Name).Int("added", o.added).Int("removed", o.removed).Int("modified", o.modified).
-			Int("recreated", o.recreated).Int("failed", o.failed).Int("tags", len(p.Tags)).Str("took", took).
-			Msg("reload: tags changed; subscription updated in place")
+		e := s.log.Info().Str("tag_plc", p.Name).Int("added", o.added).Int("removed", o.removed).Int("modified", o.modified).
+			Int("recreated", o.recreated).Int("failed", o.failed).Int("tags", len(p.Tags))
+		if took < 0 {
+			e.Msg("reload: tags changed; the next subscribe applies them")
+			continue
+		}
+		e.Int64("took_ms", took.Milliseconds()).Msg("reload: tags changed; subscription updated in place")
 	}
 }
 

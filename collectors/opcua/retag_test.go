@@ -76,7 +76,7 @@ func TestRetagLive(t *testing.T) {
 	if n := strings.Count(r.logs.String(), "subscription updated in place"); n != 1 {
 		t.Errorf("%d retag log lines, want 1 (for peer; line2's tags did not change)", n)
 	}
-	for _, want := range []string{`"tag_plc":"peer"`, `"added":2`, `"removed":1`, `"modified":1`, `"recreated":1`, `"failed":1`, `"tags":5`} {
+	for _, want := range []string{`"tag_plc":"peer"`, `"added":2`, `"removed":1`, `"modified":1`, `"recreated":1`, `"failed":1`, `"tags":5`, `"took_ms":`} {
 		if !strings.Contains(retagged, want) {
 			t.Errorf("retag log line %s lacks %s", retagged, want)
 		}
