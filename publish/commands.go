@@ -131,7 +131,7 @@ func (p *Publisher) publishResult(r command.Message) {
 		return
 	}
 	// The store resends it like the values but counts it apart.
-	done := p.store.publishingResult(r.Topic)
+	done := p.store.PublishingResult(r.Topic)
 	defer done()
 	p.client.Publish(r.Topic, 1, false, r.Payload)
 }

@@ -76,7 +76,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		for p.publishing {
 			p.idle.Wait()
 		}
-		p.lists, p.stored, _ = p.store.state()
+		p.lists, p.stored, _ = p.store.State()
 		p.mu.Unlock()
 		p.log.Debug().Int("attempt", n.Attempt).Bool("reconnect", n.IsReconnect).Msg("connecting to broker")
 	case mqtt.ConnectionNotificationFailed:
@@ -105,7 +105,7 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 		p.subscribeWrites(c)
 		p.resumed(c)
 	case mqtt.ConnectionNotificationLost:
-		p.store.resumeAll()
+		p.store.ResumeAll()
 		p.mu.Lock()
 		if !c.IsConnectionOpen() {
 			p.down()
@@ -124,14 +124,14 @@ func (p *Publisher) notify(c mqtt.Client, n mqtt.ConnectionNotification) {
 // has been through a connection that ended without its acknowledgement.
 // p.mu is held.
 func (p *Publisher) refused() (suspect bool) {
-	if lists, _, _ := p.store.state(); lists <= p.lists {
+	if lists, _, _ := p.store.State(); lists <= p.lists {
 		return false // not connected since the last attempt began: resume() did not read the store
 	}
-	order, strikes, ok := p.store.strike()
+	order, strikes, ok := p.store.Strike()
 	if !ok || strikes < refusals {
 		return ok
 	}
-	topic, payload, ok := p.store.setAside(order)
+	topic, payload, ok := p.store.SetAside(order)
 	if !ok {
 		return false
 	}
@@ -209,7 +209,7 @@ func (p *Publisher) checkGate() {
 // paho skips resume().
 func (p *Publisher) resumed(c mqtt.Client) {
 	for {
-		lists, out, changed := p.store.state()
+		lists, out, changed := p.store.State()
 		open, gateChanged := p.gate()
 		p.mu.Lock()
 		if out == 0 && (lists > p.lists || p.qos == 0) && open {

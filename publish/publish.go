@@ -22,6 +22,7 @@ import (
 	"github.com/tagbridge/tagbridge/payload/sparkplug"
 	"github.com/tagbridge/tagbridge/payload/uajson"
 	"github.com/tagbridge/tagbridge/publish/mqttconn"
+	"github.com/tagbridge/tagbridge/publish/pahostore"
 	"github.com/tagbridge/tagbridge/spool"
 )
 
@@ -86,7 +87,7 @@ const (
 type Publisher struct {
 	log    zerolog.Logger
 	client mqtt.Client
-	store  *store
+	store  *pahostore.Store
 	format payload.Format
 	qos    byte
 	retain bool
@@ -225,7 +226,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 	}
 	p := &Publisher{
 		log:        log.With().Str("endpoint", u.Redacted()).Logger(),
-		store:      newStore(),
+		store:      pahostore.New(),
 		format:     format,
 		qos:        qos,
 		retain:     m.Retain,
@@ -270,7 +271,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetConnectionNotificationHandler(p.notify).
-		SetCustomOpenConnectionFn(mqttconn.Open(p.maxPacket, p.store.resumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
+		SetCustomOpenConnectionFn(mqttconn.Open(p.maxPacket, p.store.ResumeAll, p.conn.Store)) // coalesced writes, buffered and bounded reads (conn.go)
 	if w, ok := format.Will(); ok {
 		opts.SetBinaryWill(w.Topic, w.Payload, 1, w.Retain)
 	}
@@ -286,7 +287,7 @@ func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) 
 		// those before it, if more followed, and which one it refuses is
 		// then unknown.
 		if suspect {
-			p.store.resumeOneByOne()
+			p.store.ResumeOneByOne()
 		}
 		if _, ok := format.Will(); ok {
 			w := format.Reconnecting()
@@ -360,7 +361,7 @@ func (p *Publisher) Stats() Stats {
 	up := p.isUp
 	p.mu.Unlock()
 	sp := p.spool.Stats()
-	acked, asideAcked := p.store.acked.Load(), p.asideAcked.Load()
+	acked, asideAcked := p.store.Acked(), p.asideAcked.Load()
 	aside := p.setAside.Load()
 	return Stats{
 		Published:  p.published.Load() + acked - min(acked, asideAcked),
@@ -478,93 +479,6 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 		case wake <- struct{}{}:
 		default:
 		}
-	}
-}
-
-// stale reports whether st is older than the state New was given for its
-// entry: an event sent before a reload, which the old publisher did not take.
-func (p *Publisher) stale(st collectors.PLCStatus) bool {
-	given, ok := p.since[st.PLC]
-	if !ok {
-		return false
-	}
-	if st.Since.After(given) {
-		delete(p.since, st.PLC) // what follows is newer still
-		return false
-	}
-	return true
-}
-
-// takeState hands a PLC entry's state change to the format, on the intake;
-// silence hears of it first, to report a long recovery as disconnected.
-func (p *Publisher) takeState(st collectors.PLCStatus) {
-	p.silence.note(st)
-	p.appendFor = p.owners.counts(st.PLC)
-	p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
-}
-
-// queueDirect has Run's goroutine publish a format's messages while the
-// link is up; while it is down, the next connect announces the state anyway.
-func (p *Publisher) queueDirect(msgs []payload.Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	p.mu.Lock()
-	if p.isUp {
-		p.direct = append(p.direct, msgs...)
-	}
-	p.mu.Unlock()
-}
-
-// announceable is ready when the link is up and the format has messages to
-// send: its connected messages after a connect, or queued direct ones.
-func (p *Publisher) announceable() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.announced && len(p.direct) == 0 {
-		return nil
-	}
-	return p.up
-}
-
-// announce publishes the format's messages at QoS 0: its connected messages
-// first after every connect, then the queued ones.
-func (p *Publisher) announce() {
-	p.newConnection()
-	p.mu.Lock()
-	var msgs []payload.Message
-	if !p.announced {
-		p.announced = true
-		p.direct = nil // connected() covers the latest state
-		p.mu.Unlock()
-		msgs = p.format.Connected()
-	} else {
-		msgs, p.direct = p.direct, nil
-		p.mu.Unlock()
-	}
-	for _, m := range msgs {
-		if p.publishMessage(m) == nil {
-			return // link down: the next connect announces again
-		}
-	}
-}
-
-// publishMessage sends m at QoS 0 if the link is up, and returns nil if not.
-func (p *Publisher) publishMessage(m payload.Message) mqtt.Token {
-	return p.handOver(m.Topic, 0, m.Retain, m.Payload)
-}
-
-// farewell publishes the format's stopping messages and waits briefly for
-// them to be written, so a clean stop says so before the will could.
-func (p *Publisher) farewell() {
-	var last mqtt.Token
-	for _, m := range p.format.Stopping() {
-		if tok := p.publishMessage(m); tok != nil {
-			last = tok
-		}
-	}
-	if last != nil {
-		last.WaitTimeout(time.Second)
 	}
 }
 

@@ -216,7 +216,7 @@ func (doneToken) Error() error { return nil }
 
 // acknowledge tells the spool which records the broker has (QoS 1, 2).
 func (p *Publisher) acknowledge() {
-	acked := p.store.acked.Load()
+	acked := p.store.Acked()
 	i := 0
 	for i < len(p.pending) && p.pending[i].n <= acked {
 		if t := p.pending[i].topic; t != "" {
@@ -384,7 +384,7 @@ func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
 	// Tokens of messages resent after a reconnect complete before the
 	// broker acknowledges them; the store knows.
 	for {
-		_, out, changed := p.store.state()
+		_, out, changed := p.store.State()
 		if out == 0 {
 			break
 		}
@@ -399,7 +399,7 @@ func (p *Publisher) drain(ctx context.Context, tick <-chan time.Time) error {
 	p.acknowledge()
 	p.closeSpool()
 	p.farewell()
-	p.store.resumeAll()
+	p.store.ResumeAll()
 	p.client.Disconnect(quiesce)
 	st := p.Stats()
 	p.log.Info().Uint64("published", st.Published).Uint64("failed", st.Failed).Msg("disconnected from broker")
@@ -413,7 +413,7 @@ func (p *Publisher) stop(ctx context.Context) error {
 	p.acknowledge()
 	p.closeSpool()
 	p.farewell()
-	p.store.resumeAll()
+	p.store.ResumeAll()
 	p.client.Disconnect(0)
 	if st := p.spool.Stats(); st.Values > 0 {
 		p.log.Info().Uint64("values", st.Values).Err(context.Cause(ctx)).

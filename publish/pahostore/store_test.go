@@ -1,4 +1,4 @@
-package publish
+package pahostore
 
 import (
 	"testing"
@@ -9,18 +9,18 @@ import (
 // A command result stored at QoS 1 is resent like the values but neither
 // counted as one of theirs when acknowledged nor awaited before a stop.
 func TestStoreKeepsResultsApart(t *testing.T) {
-	s := newStore()
+	s := New()
 	pub := func(topic string) *packets.PublishPacket {
 		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
 		p.TopicName, p.Qos = topic, 1
 		return p
 	}
 	s.Put("o.1", pub("plant/value"))
-	done := s.publishingResult("plant/x/set/result")
+	done := s.PublishingResult("plant/x/set/result")
 	s.Put("o.2", pub("plant/x/set/result"))
 	done()
 	s.Put("o.3", pub("plant/x/set/result")) // after done: a value on that topic
-	if _, out, _ := s.state(); out != 2 {
+	if _, out, _ := s.State(); out != 2 {
 		t.Errorf("%d outgoing awaited, want 2 (the result not among them)", out)
 	}
 	if keys := s.All(); len(keys) != 3 {

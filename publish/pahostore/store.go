@@ -1,4 +1,7 @@
-package publish
+// Package pahostore is the publisher's session store for paho (mqtt.Store):
+// messages in flight kept in the order they were stored, with the counts and
+// signals the publisher paces resends and stops by.
+package pahostore
 
 import (
 	"cmp"
@@ -12,15 +15,15 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// store is paho's in-memory session store (mqtt.Store), ours for three
+// Store is paho's in-memory session store (mqtt.Store), ours for three
 // reasons. paho's MemoryStore lists its keys in map order and resume()
 // resends in that order, so a reconnect would shuffle the messages in
-// flight; store lists them in the order they were first stored. It tells
+// flight; Store lists them in the order they were first stored. It tells
 // the publisher when resume() has read it (All) and when every outgoing
 // message has been acknowledged, which Run waits for after a reconnect and
 // before disconnecting. And it counts acknowledgements: for QoS 1 and 2
 // these, not tokens, say what the broker has (see Publisher.reap).
-type store struct {
+type Store struct {
 	mu      sync.Mutex
 	seq     uint64
 	msgs    map[string]stored
@@ -52,17 +55,18 @@ type stored struct {
 	result  bool
 }
 
-var _ mqtt.Store = (*store)(nil)
+var _ mqtt.Store = (*Store)(nil)
 
-func newStore() *store {
-	return &store{msgs: map[string]stored{}, changed: make(chan struct{}), release: make(chan struct{}), deleted: make(chan struct{})}
+// New returns an empty store.
+func New() *Store {
+	return &Store{msgs: map[string]stored{}, changed: make(chan struct{}), release: make(chan struct{}), deleted: make(chan struct{})}
 }
 
 // Open and Close are no-ops: the store lives as long as its Publisher.
-func (s *store) Open()  {}
-func (s *store) Close() {}
+func (s *Store) Open()  {}
+func (s *Store) Close() {}
 
-func (s *store) Put(key string, p packets.ControlPacket) {
+func (s *Store) Put(key string, p packets.ControlPacket) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.msgs[key]; ok {
@@ -81,9 +85,9 @@ func (s *store) Put(key string, p packets.ControlPacket) {
 	}
 }
 
-// publishingResult marks what is stored for topic until done is called
+// PublishingResult marks what is stored for topic until done is called
 // as a command result; paho stores a PUBLISH within its Publish call.
-func (s *store) publishingResult(topic string) (done func()) {
+func (s *Store) PublishingResult(topic string) (done func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.results == nil {
@@ -99,7 +103,7 @@ func (s *store) publishingResult(topic string) (done func()) {
 	}
 }
 
-func (s *store) Get(key string) packets.ControlPacket {
+func (s *Store) Get(key string) packets.ControlPacket {
 	var timeout <-chan time.Time
 	for {
 		s.mu.Lock()
@@ -119,7 +123,7 @@ func (s *store) Get(key string) packets.ControlPacket {
 		case <-release:
 			return m.p
 		case <-timeout:
-			s.resumeAll()
+			s.ResumeAll()
 			return m.p
 		}
 	}
@@ -129,16 +133,16 @@ func (s *store) Get(key string) packets.ControlPacket {
 // message before.
 const oneByOneWait = 10 * time.Second
 
-// resumeOneByOne makes the next resume() resend one message at a time.
-func (s *store) resumeOneByOne() {
+// ResumeOneByOne makes the next resume() resend one message at a time.
+func (s *Store) ResumeOneByOne() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.oneByOne = true
 	s.release = make(chan struct{})
 }
 
-// resumeAll ends resumeOneByOne: the connection is lost, or the client stops.
-func (s *store) resumeAll() {
+// ResumeAll ends ResumeOneByOne: the connection is lost, or the client stops.
+func (s *Store) ResumeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.oneByOne {
@@ -149,7 +153,7 @@ func (s *store) resumeAll() {
 
 // oldestPublish returns the order of the oldest outgoing PUBLISH, 0 if
 // none; s.mu is held.
-func (s *store) oldestPublish() (order uint64) {
+func (s *Store) oldestPublish() (order uint64) {
 	for k, m := range s.msgs {
 		if _, isPub := m.p.(*packets.PublishPacket); isPub && outgoing(k) && !m.result && (order == 0 || m.seq < order) {
 			order = m.seq
@@ -159,7 +163,7 @@ func (s *store) oldestPublish() (order uint64) {
 }
 
 // All returns the keys in the order they were first stored.
-func (s *store) All() []string {
+func (s *Store) All() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.msgs))
@@ -172,7 +176,7 @@ func (s *store) All() []string {
 	return keys
 }
 
-func (s *store) Del(key string) {
+func (s *Store) Del(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.msgs[key]
@@ -191,7 +195,7 @@ func (s *store) Del(key string) {
 	}
 }
 
-func (s *store) Reset() {
+func (s *Store) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.msgs)
@@ -201,10 +205,10 @@ func (s *store) Reset() {
 	}
 }
 
-// strike counts a connection that ended with the oldest outgoing PUBLISH
+// Strike counts a connection that ended with the oldest outgoing PUBLISH
 // unacknowledged, and returns its order and how many connections have
 // ended so.
-func (s *store) strike() (order uint64, strikes int, ok bool) {
+func (s *Store) Strike() (order uint64, strikes int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	order = s.oldestPublish()
@@ -218,12 +222,12 @@ func (s *store) strike() (order uint64, strikes int, ok bool) {
 	return 0, 0, false
 }
 
-// setAside takes the PUBLISH of this order out of the resending: it
+// SetAside takes the PUBLISH of this order out of the resending: it
 // returns its topic and payload and puts a PUBREL with its packet id in
 // its place, which paho sends on resume instead. Every broker answers a
 // PUBREL with a PUBCOMP (MQTT 3.1.1, 4.3.3), which completes the message's
 // token and frees its id in paho, and deletes the entry here.
-func (s *store) setAside(order uint64) (topic string, payload []byte, ok bool) {
+func (s *Store) SetAside(order uint64) (topic string, payload []byte, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, m := range s.msgs {
@@ -239,19 +243,23 @@ func (s *store) setAside(order uint64) (topic string, payload []byte, ok bool) {
 	return "", nil, false
 }
 
-// state returns the number of All calls so far, the outgoing messages
+// State returns the number of All calls so far, the outgoing messages
 // awaiting acknowledgement, and a channel closed when either changes as
 // described at changed.
-func (s *store) state() (lists uint64, out int, changed <-chan struct{}) {
+func (s *Store) State() (lists uint64, out int, changed <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lists, s.out, s.changed
 }
 
-// signal wakes the waiters of state; s.mu is held.
-func (s *store) signal() {
+// signal wakes the waiters of State; s.mu is held.
+func (s *Store) signal() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
 
 func outgoing(key string) bool { return strings.HasPrefix(key, "o.") }
+
+// Acked is how many outgoing entries were deleted: PUBACK or PUBCOMP
+// received (command results not counted).
+func (s *Store) Acked() uint64 { return s.acked.Load() }
