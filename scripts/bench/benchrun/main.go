@@ -453,7 +453,26 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 		logf("%d messages could not be parsed, first: %s", st.parseErrs, st.firstParseErr)
 	}
 	logDups(st, t0)
+	if n := brokerReconnects(broker.logPath); n > 0 {
+		logf("tagbridge connected to the broker %d more time(s): what a reconnect resends counts as duplicates", n)
+	}
 	return res, nil
+}
+
+// brokerReconnects counts tagbridge's connections to the broker after its
+// first, from Mosquitto's log.
+func brokerReconnects(logPath string) int {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for line := range bytes.Lines(b) {
+		if bytes.Contains(line, []byte("New client connected")) && bytes.Contains(line, []byte(" as tagbridge-")) {
+			n++
+		}
+	}
+	return max(0, n-1)
 }
 
 // logDups names the first duplicates: tag, values, arrival after

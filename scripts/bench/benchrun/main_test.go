@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -100,5 +102,23 @@ func TestMedianPercentile(t *testing.T) {
 	}
 	if p50, p99 := percentile(v, 0.5), percentile(v, 0.99); p50 != 51 || p99 != 100 {
 		t.Errorf("p50 %v, p99 %v", p50, p99)
+	}
+}
+
+func TestBrokerReconnects(t *testing.T) {
+	log := `1796325466: New client connected from 127.0.0.1:54832 as bench-sub-8102-0 (p2, c1, k30).
+1796325467: New client connected from 127.0.0.1:54840 as tagbridge-bench (p2, c0, k30).
+1796325480: Client tagbridge-bench has exceeded timeout, disconnecting.
+1796325482: New client connected from 127.0.0.1:54850 as tagbridge-bench (p2, c0, k30).
+`
+	path := filepath.Join(t.TempDir(), "mosquitto.log")
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := brokerReconnects(path); n != 1 {
+		t.Errorf("reconnects %d, want 1", n)
+	}
+	if n := brokerReconnects(filepath.Join(t.TempDir(), "none.log")); n != 0 {
+		t.Errorf("reconnects of a missing log %d, want 0", n)
 	}
 }
