@@ -134,7 +134,7 @@ plcs:
 			// Under attack: at least the window, until the attack was made
 			// again (the agent reconnected and survived it twice) and the
 			// hostile PLC shows its error.
-			var evilStatus collectors.PLCStatus
+			var evilStatus collectors.PLCState
 			waitFor(t, a, "the hostile PLC disconnected with its error, attacked twice", 45*time.Second, func() bool {
 				st, ok := agentStatus(sock, "evil")
 				if ok {
@@ -426,7 +426,7 @@ func (a *agentProc) terminate(t *testing.T, d time.Duration) time.Duration {
 }
 
 // agentStatus asks the agent's status socket for one PLC's status.
-func agentStatus(sock, plc string) (collectors.PLCStatus, bool) {
+func agentStatus(sock, plc string) (collectors.PLCState, bool) {
 	client := &http.Client{
 		Timeout: 2 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -439,19 +439,19 @@ func agentStatus(sock, plc string) (collectors.PLCStatus, bool) {
 	req.Header.Set("Authorization", "Bearer "+hostileToken)
 	resp, err := client.Do(req)
 	if err != nil {
-		return collectors.PLCStatus{}, false
+		return collectors.PLCState{}, false
 	}
 	defer resp.Body.Close()
 	var st statusapi.Status
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return collectors.PLCStatus{}, false
+		return collectors.PLCState{}, false
 	}
 	for _, p := range st.PLCs {
 		if p.PLC == plc {
 			return p, true
 		}
 	}
-	return collectors.PLCStatus{}, false
+	return collectors.PLCState{}, false
 }
 
 // counterRun follows plcsim's Int32 counters arriving, per topic, in

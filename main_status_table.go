@@ -43,7 +43,7 @@ func printPLCsWide(w io.Writer, s statusapi.Status) {
 
 // clockOffset is "-" for a PLC whose clock was never read (never
 // connected: an offset of 0 would be a claim).
-func clockOffset(p collectors.PLCStatus) string {
+func clockOffset(p collectors.PLCState) string {
 	if p.ClockOffsetSeconds == 0 && (p.State != collectors.StateStreaming || opcua.LinkOf(p).ChannelID == 0) {
 		return "-"
 	}
@@ -51,7 +51,7 @@ func clockOffset(p collectors.PLCStatus) string {
 }
 
 // nextAttempt says when a PLC not streaming is tried again, or "".
-func nextAttempt(now time.Time, p collectors.PLCStatus) string {
+func nextAttempt(now time.Time, p collectors.PLCState) string {
 	if p.NextAttempt.IsZero() || p.State == collectors.StateStreaming {
 		return ""
 	}

@@ -15,7 +15,7 @@ import (
 // connected shows no clock offset; --wide has every column.
 func TestStatusNarrow(t *testing.T) {
 	now := time.Date(2027, 3, 1, 12, 0, 0, 0, time.Local)
-	s := statusapi.Status{Agent: "line1-ipc01", Time: now, Healthy: false, PLCs: []collectors.PLCStatus{
+	s := statusapi.Status{Agent: "line1-ipc01", Time: now, Healthy: false, PLCs: []collectors.PLCState{
 		{PLC: "press-line-1", State: collectors.StateStreaming, Since: now.Add(-3 * time.Hour), Endpoint: "opc.tcp://press-line-1.plant.example:4840",
 			Link: opcua.Link{Policy: "Basic256Sha256", Mode: "SignAndEncrypt", ChannelID: 7, TokenID: 3}, TagsOK: 120, TagsFailed: 2, ValuesPerSec: 1234.5, Reconnects: 12, ClockOffsetSeconds: -0.25},
 		{PLC: "oven2", State: collectors.StateDisconnected, Since: now.Add(-40 * time.Second), Endpoint: "opc.tcp://10.0.0.6:4840", NextAttempt: now.Add(12 * time.Second)},

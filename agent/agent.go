@@ -58,7 +58,7 @@ const eventBuffer = 1024
 type collector interface {
 	// Collect sends batches and state changes to out until ctx ends.
 	Collect(ctx context.Context, out chan<- collectors.Event) error
-	Status() *collectors.Tracker
+	States() *collectors.Tracker
 	// NeedsRestart reports whether serving next needs a new collector.
 	NeedsRestart(next []config.PLC) bool
 	// Retag makes a running collector serve next, whose entries differ
@@ -86,7 +86,7 @@ type Agent struct {
 	reloads chan reloadRequest
 	exited  chan struct{} // closed once Run takes no more reloads
 
-	newPublisher func(*config.Config, []collectors.PLCStatus) (publisher, error)
+	newPublisher func(*config.Config, []collectors.PLCState) (publisher, error)
 	newCollector func([]config.PLC) collector
 
 	mu     sync.Mutex // guards groups and pub for status readers
@@ -139,7 +139,7 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 		cfg:     cfg,
 		reloads: make(chan reloadRequest),
 		exited:  make(chan struct{}),
-		newPublisher: func(c *config.Config, states []collectors.PLCStatus) (publisher, error) {
+		newPublisher: func(c *config.Config, states []collectors.PLCState) (publisher, error) {
 			p, err := publish.New(c, mqttLog, states)
 			if err != nil {
 				return nil, fmt.Errorf("mqtt: %w", err)
@@ -205,7 +205,7 @@ func (a *Agent) Trackers() []*collectors.Tracker {
 	defer a.mu.Unlock()
 	out := make([]*collectors.Tracker, len(a.groups))
 	for i, g := range a.groups {
-		out[i] = g.c.Status()
+		out[i] = g.c.States()
 	}
 	return out
 }
@@ -452,10 +452,10 @@ func (a *Agent) plan(cfg *config.Config) []*group {
 
 // states are the current states of the groups' PLC entries, for a new
 // publisher; the state changes that follow come on the event channel.
-func states(groups []*group) []collectors.PLCStatus {
-	var out []collectors.PLCStatus
+func states(groups []*group) []collectors.PLCState {
+	var out []collectors.PLCState
 	for _, g := range groups {
-		out = append(out, g.c.Status().Snapshot()...)
+		out = append(out, g.c.States().Snapshot()...)
 	}
 	return out
 }

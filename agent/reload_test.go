@@ -111,9 +111,9 @@ func (r *agentRun) tracker(plc string) *collectors.Tracker {
 	return nil
 }
 
-func (r *agentRun) waitStreaming(t *testing.T, plc string) collectors.PLCStatus {
+func (r *agentRun) waitStreaming(t *testing.T, plc string) collectors.PLCState {
 	t.Helper()
-	var st collectors.PLCStatus
+	var st collectors.PLCState
 	testkit.WaitUntil(t, plc+" streaming", 20*time.Second, func() bool {
 		tr := r.tracker(plc)
 		if tr == nil {

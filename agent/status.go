@@ -16,8 +16,8 @@ import (
 // publisher's counters when a status request comes, so it follows reloads.
 type statusSource struct{ a *Agent }
 
-func (s statusSource) PLCs() []collectors.PLCStatus {
-	var out []collectors.PLCStatus
+func (s statusSource) PLCs() []collectors.PLCState {
+	var out []collectors.PLCState
 	for _, t := range s.a.Trackers() {
 		out = append(out, t.Snapshot()...)
 	}
@@ -109,7 +109,7 @@ func (a *Agent) Reconnect(plc string) error {
 	a.mu.Lock()
 	var found collector
 	for _, g := range a.groups {
-		if slices.Contains(g.c.Status().Names(), plc) {
+		if slices.Contains(g.c.States().Names(), plc) {
 			found = g.c
 		}
 	}

@@ -6,8 +6,8 @@ import "context"
 // order things happened: a batch of samples, or a PLC entry's state change.
 // Exactly one of the fields is set.
 type Event struct {
-	Batch Batch      // the samples of one publish cycle
-	State *PLCStatus // a PLC entry's new state
+	Batch Batch     // the samples of one publish cycle
+	State *PLCState // a PLC entry's new state
 }
 
 // Relay runs run, a collector that sends batches, and sends its batches
@@ -17,11 +17,11 @@ type Event struct {
 // and its events are out. While out is full, a send waits, unless ctx has
 // ended: then what does not fit is dropped, as the collector's own sends do.
 func Relay(ctx context.Context, out chan<- Event, t *Tracker, run func(context.Context, chan<- Batch) error) error {
-	batches := make(chan Batch)    // unbuffered: a send returns once the relay has the batch
-	states := make(chan PLCStatus) // unbuffered: likewise for a state change
+	batches := make(chan Batch)   // unbuffered: a send returns once the relay has the batch
+	states := make(chan PLCState) // unbuffered: likewise for a state change
 	done := make(chan struct{})
 	defer close(done)
-	t.OnChange(func(st PLCStatus) {
+	t.OnChange(func(st PLCState) {
 		select {
 		case states <- st:
 		case <-done: // the relay has returned: nobody hears it

@@ -16,7 +16,7 @@ import (
 type Link any
 
 // RawLink is the Link of an entry decoded from JSON: the fields of the
-// entry that are not PLCStatus's own, as one JSON object. The collector's
+// entry that are not PLCState's own, as one JSON object. The collector's
 // protocol reads its link from it (opcua.LinkOf).
 type RawLink json.RawMessage
 
@@ -30,8 +30,8 @@ func (r RawLink) MarshalJSON() ([]byte, error) {
 
 // MarshalJSON writes the entry with its Link's fields after endpoint,
 // where a reader of /status has always found security and channel.
-func (s PLCStatus) MarshalJSON() ([]byte, error) {
-	type plain PLCStatus // the fields, without this method
+func (s PLCState) MarshalJSON() ([]byte, error) {
+	type plain PLCState // the fields, without this method
 	b, err := json.Marshal(plain(s))
 	if err != nil || s.Link == nil {
 		return b, err
@@ -57,10 +57,10 @@ func (s PLCStatus) MarshalJSON() ([]byte, error) {
 	return append(out, b[at:]...), nil
 }
 
-// UnmarshalJSON reads an entry; the fields that are not PLCStatus's own
+// UnmarshalJSON reads an entry; the fields that are not PLCState's own
 // become its Link, a RawLink.
-func (s *PLCStatus) UnmarshalJSON(b []byte) error {
-	type plain PLCStatus
+func (s *PLCState) UnmarshalJSON(b []byte) error {
+	type plain PLCState
 	if err := json.Unmarshal(b, (*plain)(s)); err != nil {
 		return err
 	}
@@ -82,10 +82,10 @@ func (s *PLCStatus) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// statusFields are the JSON names of PLCStatus's own fields.
+// statusFields are the JSON names of PLCState's own fields.
 var statusFields = func() []string {
 	var names []string
-	t := reflect.TypeFor[PLCStatus]()
+	t := reflect.TypeFor[PLCState]()
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {

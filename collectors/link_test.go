@@ -12,11 +12,11 @@ type testLink struct {
 	Channel uint32 `json:"channel_id"`
 }
 
-// A Link's fields go after endpoint, as PLCStatus's own did, and read
+// A Link's fields go after endpoint, as PLCState's own did, and read
 // back they make the RawLink the protocol decodes its link from.
-func TestPLCStatusLinkJSON(t *testing.T) {
+func TestPLCStateLinkJSON(t *testing.T) {
 	since := time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
-	st := PLCStatus{PLC: "press1", State: StateStreaming, Since: since, Endpoint: "opc.tcp://plc:4840",
+	st := PLCState{PLC: "press1", State: StateStreaming, Since: since, Endpoint: "opc.tcp://plc:4840",
 		Link: testLink{Policy: "Basic256Sha256", Channel: 7}, Reason: `"reconnects":1,`, TagsOK: 3}
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -29,7 +29,7 @@ func TestPLCStatusLinkJSON(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 
-	var back PLCStatus
+	var back PLCState
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}

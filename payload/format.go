@@ -28,17 +28,17 @@ type Message struct {
 // record, commands, a gate, keep-alives), each with a no-op in the formats
 // that lack it.
 //
-// The publisher's intake goroutine calls Encode and PLCStatus; its Run
+// The publisher's intake goroutine calls Encode and PLCState; its Run
 // goroutine calls the rest, except Will and Open, which New calls once, and
 // Command, which paho's goroutine calls.
 type Format interface {
 	// Encode appends the records of one batch, in order, through add.
 	// online tells whether the link was up when the batch was taken.
 	Encode(b collectors.Batch, online bool, add func(topic string, payload []byte))
-	// PLCStatus handles a PLC entry's state change, after every batch taken
+	// PLCState handles a PLC entry's state change, after every batch taken
 	// before it: records through add go out in order with the data; the
 	// returned messages go out directly, if the link is up.
-	PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []Message
+	PLCState(st collectors.PLCState, add func(topic string, payload []byte)) []Message
 	// Outgoing may rewrite a spooled record as it is handed to the broker;
 	// it returns payload when it need not, nil when the record need not
 	// go out at all.
@@ -164,7 +164,7 @@ type jsonFormat struct {
 	plcTopic   map[string]string // plc -> its status topic
 
 	mu     sync.Mutex
-	status map[string]collectors.PLCStatus // latest, re-announced on every connect
+	status map[string]collectors.PLCState // latest, re-announced on every connect
 	order  []string
 
 	buf, value []byte // intake goroutine only
@@ -181,7 +181,7 @@ func newJSONFormat(o Options, t *topics, started time.Time) (*jsonFormat, error)
 		started:    started,
 		agentTopic: prefix + "/status",
 		plcTopic:   map[string]string{},
-		status:     map[string]collectors.PLCStatus{},
+		status:     map[string]collectors.PLCState{},
 	}
 	if err := CheckTopic(f.agentTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.agentTopic, err)
@@ -256,7 +256,7 @@ func (f *jsonFormat) Encode(b collectors.Batch, _ bool, add func(topic string, p
 	}
 }
 
-func (f *jsonFormat) PLCStatus(st collectors.PLCStatus, _ func(string, []byte)) []Message {
+func (f *jsonFormat) PLCState(st collectors.PLCState, _ func(string, []byte)) []Message {
 	topic, ok := f.plcTopic[st.PLC]
 	if !ok {
 		return nil
@@ -299,7 +299,7 @@ func (f *jsonFormat) Stopping() []Message {
 	msgs := []Message{{Topic: f.agentTopic, Payload: []byte(`{"state":"offline"}`), Retain: true}}
 	now := time.Now()
 	for _, plc := range f.order {
-		st := collectors.PLCStatus{PLC: plc, State: collectors.StateStopped, Reason: "agent stopped", Since: now}
+		st := collectors.PLCState{PLC: plc, State: collectors.StateStopped, Reason: "agent stopped", Since: now}
 		msgs = append(msgs, Message{Topic: f.plcTopic[plc], Payload: plcStatusJSON(st), Retain: true})
 	}
 	return msgs
@@ -307,7 +307,7 @@ func (f *jsonFormat) Stopping() []Message {
 
 // plcStatusJSON is a PLC entry's status message:
 // {"state":"disconnected","reason":"...","since":"..."}.
-func plcStatusJSON(st collectors.PLCStatus) []byte {
+func plcStatusJSON(st collectors.PLCState) []byte {
 	b := []byte(`{"state":`)
 	b = AppendString(b, st.State)
 	b = append(b, `,"reason":`...)

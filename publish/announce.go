@@ -14,7 +14,7 @@ import (
 
 // stale reports whether st is older than the state New was given for its
 // entry: an event sent before a reload, which the old publisher did not take.
-func (p *Publisher) stale(st collectors.PLCStatus) bool {
+func (p *Publisher) stale(st collectors.PLCState) bool {
 	given, ok := p.since[st.PLC]
 	if !ok {
 		return false
@@ -28,10 +28,10 @@ func (p *Publisher) stale(st collectors.PLCStatus) bool {
 
 // takeState hands a PLC entry's state change to the format, on the intake;
 // silence hears of it first, to report a long recovery as disconnected.
-func (p *Publisher) takeState(st collectors.PLCStatus) {
+func (p *Publisher) takeState(st collectors.PLCState) {
 	p.silence.note(st)
 	p.appendFor = p.owners.counts(st.PLC)
-	p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
+	p.queueDirect(p.format.PLCState(st, p.spoolAppend))
 }
 
 // queueDirect has Run's goroutine publish a format's messages while the

@@ -47,14 +47,14 @@ func TestStatusTopics(t *testing.T) {
 		t.Fatalf("online message: %s %s", online.Topic, online.Payload)
 	}
 
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 	m := receive(t, msgs, 1)[0]
 	if m.Topic != "tagbridge/a1/press1/status" || !strings.Contains(string(m.Payload), `"state":"disconnected","reason":"connection refused"`) {
 		t.Fatalf("plc status: %s %s", m.Topic, m.Payload)
 	}
 	// A value after the state change, then streaming again.
 	in <- collectors.Event{Batch: collectors.Batch{{PLC: "press1", Tag: "temperature", Value: 1.5, Type: collectors.TypeDouble}}}
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	got := receive(t, msgs, 2)
 	topics := got[0].Topic + " " + got[1].Topic
 	if !strings.Contains(topics, "tagbridge/a1/press1/temperature") || !strings.Contains(topics, "tagbridge/a1/press1/status") {
@@ -94,7 +94,7 @@ func TestStatusTopicsAfterReconnect(t *testing.T) {
 	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
 	t.Cleanup(func() { close(in); result(t, done) })
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	receive(t, msgs, 2) // online, streaming
 
 	proxy.Refuse(true)

@@ -130,9 +130,9 @@ type Publisher struct {
 	retags chan retagRequest
 
 	// Owned by the intake goroutine.
-	appendFor *plcCounts             // the entry of the records being appended
-	states    []collectors.PLCStatus // the states New was given, taken first
-	since     map[string]time.Time   // per entry, the Since of the state New was given
+	appendFor *plcCounts            // the entry of the records being appended
+	states    []collectors.PLCState // the states New was given, taken first
+	since     map[string]time.Time  // per entry, the Since of the state New was given
 
 	// fenced (Sparkplug, QoS 0): a record handed to the connection stays
 	// in the spool until the broker has answered a PINGREQ written after
@@ -200,7 +200,7 @@ type Stats struct {
 // prepares a client; it does not connect. states are the PLC entries'
 // current states (a publisher started by a reload takes over running
 // sessions), handed to the format before any event from Run's channel.
-func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCStatus) (*Publisher, error) {
+func New(cfg *config.Config, log zerolog.Logger, states []collectors.PLCState) (*Publisher, error) {
 	m := &cfg.MQTT
 	if m.QoS < 0 || m.QoS > 2 {
 		return nil, fmt.Errorf("qos %d: must be 0, 1 or 2", m.QoS)
@@ -469,7 +469,7 @@ func (p *Publisher) intake(ctx context.Context, in <-chan collectors.Event, wake
 		case a := <-p.expired:
 			if st, ok := p.silence.expire(a); ok {
 				p.appendFor = p.owners.counts(st.PLC)
-				p.queueDirect(p.format.PLCStatus(st, p.spoolAppend))
+				p.queueDirect(p.format.PLCState(st, p.spoolAppend))
 			}
 		}
 		if len(in) == 0 {

@@ -30,7 +30,7 @@ type silence struct {
 // armed is one arming of a timer for a recovering entry.
 type armed struct {
 	timer *time.Timer
-	st    collectors.PLCStatus // the state that armed it
+	st    collectors.PLCState // the state that armed it
 	bound time.Duration
 }
 
@@ -48,7 +48,7 @@ func newSilence(plcs []payload.PLC, fired func(*armed)) *silence {
 
 // note arms or disarms st.PLC's timer. A change of reason while
 // recovering keeps the timer running.
-func (s *silence) note(st collectors.PLCStatus) {
+func (s *silence) note(st collectors.PLCState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a := s.timers[st.PLC]; a != nil && st.State != collectors.StateRecovering {
@@ -69,11 +69,11 @@ func (s *silence) note(st collectors.PLCStatus) {
 
 // expire returns the disconnected state a fired timer reports, false if a
 // was disarmed since (a timer that fires as it is stopped may still run).
-func (s *silence) expire(a *armed) (collectors.PLCStatus, bool) {
+func (s *silence) expire(a *armed) (collectors.PLCState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.timers[a.st.PLC] != a {
-		return collectors.PLCStatus{}, false
+		return collectors.PLCState{}, false
 	}
 	delete(s.timers, a.st.PLC)
 	st := a.st

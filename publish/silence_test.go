@@ -24,29 +24,29 @@ func TestSilence(t *testing.T) {
 		{Name: "slow", PublishingInterval: config.Duration(time.Second), WatchdogIntervals: 10,
 			Tags: []config.Tag{{Name: "t", PublishingInterval: config.Duration(2 * time.Second)}}}, // 20 s
 	}}
-	rec := func(plc string) collectors.PLCStatus {
-		return collectors.PLCStatus{PLC: plc, State: collectors.StateRecovering, Reason: "channel lost"}
+	rec := func(plc string) collectors.PLCState {
+		return collectors.PLCState{PLC: plc, State: collectors.StateRecovering, Reason: "channel lost"}
 	}
-	st := func(plc, state string) collectors.PLCStatus { return collectors.PLCStatus{PLC: plc, State: state} }
+	st := func(plc, state string) collectors.PLCState { return collectors.PLCState{PLC: plc, State: state} }
 	tests := []struct {
 		name  string
-		steps []collectors.PLCStatus // one per second
-		wait  time.Duration          // after the steps
-		want  []string               // "plc state" of what was queued, in order
+		steps []collectors.PLCState // one per second
+		wait  time.Duration         // after the steps
+		want  []string              // "plc state" of what was queued, in order
 	}{
-		{"fast expires at 5 s", []collectors.PLCStatus{rec("fast")}, 5 * time.Second,
+		{"fast expires at 5 s", []collectors.PLCState{rec("fast")}, 5 * time.Second,
 			[]string{"fast recovering", "fast disconnected no values for 5s while recovering"}},
-		{"fast not before 5 s", []collectors.PLCStatus{rec("fast")}, 5*time.Second - time.Millisecond,
+		{"fast not before 5 s", []collectors.PLCState{rec("fast")}, 5*time.Second - time.Millisecond,
 			[]string{"fast recovering"}},
-		{"slow expires at 20 s", []collectors.PLCStatus{rec("slow")}, 20 * time.Second,
+		{"slow expires at 20 s", []collectors.PLCState{rec("slow")}, 20 * time.Second,
 			[]string{"slow recovering", "slow disconnected no values for 20s while recovering"}},
-		{"streams again", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateStreaming)}, time.Minute,
+		{"streams again", []collectors.PLCState{rec("fast"), st("fast", collectors.StateStreaming)}, time.Minute,
 			[]string{"fast recovering", "fast streaming"}},
-		{"disconnects", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateDisconnected)}, time.Minute,
+		{"disconnects", []collectors.PLCState{rec("fast"), st("fast", collectors.StateDisconnected)}, time.Minute,
 			[]string{"fast recovering", "fast disconnected"}},
-		{"new reason keeps the timer", []collectors.PLCStatus{rec("fast"), {PLC: "fast", State: collectors.StateRecovering, Reason: "other"}}, 4 * time.Second,
+		{"new reason keeps the timer", []collectors.PLCState{rec("fast"), {PLC: "fast", State: collectors.StateRecovering, Reason: "other"}}, 4 * time.Second,
 			[]string{"fast recovering", "fast recovering", "fast disconnected no values for 5s while recovering"}},
-		{"again after streaming", []collectors.PLCStatus{rec("fast"), st("fast", collectors.StateStreaming), rec("fast")}, 5 * time.Second,
+		{"again after streaming", []collectors.PLCState{rec("fast"), st("fast", collectors.StateStreaming), rec("fast")}, 5 * time.Second,
 			[]string{"fast recovering", "fast streaming", "fast recovering", "fast disconnected no values for 5s while recovering"}},
 	}
 	for _, tt := range tests {
@@ -54,7 +54,7 @@ func TestSilence(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var mu sync.Mutex
 				var got []string
-				queue := func(st collectors.PLCStatus) {
+				queue := func(st collectors.PLCState) {
 					mu.Lock()
 					defer mu.Unlock()
 					g := st.PLC + " " + st.State
@@ -113,11 +113,11 @@ func TestSilenceReachesFormats(t *testing.T) {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
-		queue := func(st collectors.PLCStatus) {
+		queue := func(st collectors.PLCState) {
 			mu.Lock()
 			defer mu.Unlock()
-			ua.PLCStatus(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
-			status = append(status, js.PLCStatus(st, nil)...)
+			ua.PLCState(st, func(_ string, payload []byte) { frame = slices.Clone(payload) })
+			status = append(status, js.PLCState(st, nil)...)
 		}
 		var s *silence
 		s = newSilence(payload.FromConfig(cfg).PLCs, func(a *armed) {
@@ -126,7 +126,7 @@ func TestSilenceReachesFormats(t *testing.T) {
 			}
 		})
 		defer s.stop()
-		recovering := collectors.PLCStatus{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"}
+		recovering := collectors.PLCState{PLC: "press1", State: collectors.StateRecovering, Reason: "channel lost"}
 		s.note(recovering)
 		queue(recovering)
 		time.Sleep(10*time.Second - time.Millisecond)

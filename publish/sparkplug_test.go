@@ -284,7 +284,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 	}
 
 	// Streaming, datatypes unknown: the DBIRTH waits for the first values.
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 21.5, collectors.TypeDouble), testkit.Sample("pressure", int64(-3), collectors.TypeInt32), testkit.Sample("temperature", 22.5, collectors.TypeDouble)}}
 	db := s.expect("DBIRTH", "press1").p
 	if m := testkit.MetricNamed(t, db, "temperature"); m.GetAlias() != 1 || m.GetDatatype() != uint32(sparkplugb.DataType_Double) || m.GetDoubleValue() != 22.5 {
@@ -300,9 +300,9 @@ func testSparkplugSession(t *testing.T, qos int) {
 	}
 
 	// PLC lost and back: DDEATH, then DBIRTH at once (datatypes known).
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 	s.expect("DDEATH", "press1")
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	s.expect("DBIRTH", "press1")
 
 	// seq wraps from 255 to 0 (spStream checks). One at a time: QoS 0
@@ -395,7 +395,7 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	done := start(t, p, in)
 
 	bdSeq0 := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, "bdSeq").GetLongValue()
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, collectors.TypeDouble)}}
 	s.expect("DBIRTH", "press1") // holds 1: no DDATA repeats it
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 2.0, collectors.TypeDouble)}}
@@ -470,7 +470,7 @@ func TestSparkplugCrashFullSpool(t *testing.T) {
 	if bd := testkit.MetricNamed(t, s.expect("NBIRTH", "").p, spBDSeq).GetLongValue(); bd != 0 {
 		t.Errorf("NBIRTH bdSeq %d, want 0", bd)
 	}
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", -1.0, collectors.TypeDouble), testkit.Sample("pressure", int64(5), collectors.TypeInt32)}}
 	s.expect("DBIRTH", "press1") // and no DDATA: it would repeat the DBIRTH's values
 
@@ -552,7 +552,7 @@ func TestSparkplugFenceKeepsValues(t *testing.T) {
 	done := start(t, p, in)
 
 	s.expect("NBIRTH", "")
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.0, collectors.TypeDouble)}}
 	s.expect("DBIRTH", "press1") // the DDATA is left out: it repeats the DBIRTH
 	waitStats(t, p, "the first value confirmed", wait, func(st Stats) bool { return st.Spooled == 0 })
@@ -620,7 +620,7 @@ func TestSparkplugPrimaryHost(t *testing.T) {
 	done := start(t, p, in)
 
 	sink.WaitFor(t, wait, "connected to broker")
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateStreaming, Since: time.Now()}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 0.5, collectors.TypeDouble)}}
 	in <- collectors.Event{Batch: collectors.Batch{testkit.Sample("temperature", 1.0, collectors.TypeDouble)}}
 	waitStats(t, p, "the values spooled", wait, func(st Stats) bool { return st.Spooled >= 3 }) // DBIRTH, DDATA, DDATA

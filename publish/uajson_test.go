@@ -94,8 +94,8 @@ func TestUAJSONOnBroker(t *testing.T) {
 			{PLC: "press2", Tag: "t", Value: int64(i), Type: collectors.TypeInt64},
 		}}
 	}
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "EOF", Since: time.Now()}}
-	in <- collectors.Event{State: &collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected, Reason: "EOF", Since: time.Now()}}
+	in <- collectors.Event{State: &collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected, Reason: "connection refused", Since: time.Now()}}
 
 	seqs := map[string][]uint32{}
 	badAt := -1

@@ -38,7 +38,7 @@ import (
 
 // Source gives the live status of every PLC entry and of the broker link.
 type Source interface {
-	PLCs() []collectors.PLCStatus
+	PLCs() []collectors.PLCState
 	Broker() Broker
 }
 
@@ -93,13 +93,13 @@ type Histogram struct {
 
 // Status is the document served at /status.
 type Status struct {
-	Agent    string                 `json:"agent"`
-	Time     time.Time              `json:"time"`
-	Healthy  bool                   `json:"healthy"`
-	Problems []string               `json:"problems,omitempty"` // the reasons /healthz gives
-	PLCs     []collectors.PLCStatus `json:"plcs"`
-	Broker   Broker                 `json:"broker"`
-	Commands *Commands              `json:"commands,omitempty"` // none taken: omitted
+	Agent    string                `json:"agent"`
+	Time     time.Time             `json:"time"`
+	Healthy  bool                  `json:"healthy"`
+	Problems []string              `json:"problems,omitempty"` // the reasons /healthz gives
+	PLCs     []collectors.PLCState `json:"plcs"`
+	Broker   Broker                `json:"broker"`
+	Commands *Commands             `json:"commands,omitempty"` // none taken: omitted
 
 	Certificates []Certificate `json:"certificates,omitempty"`
 }
@@ -301,7 +301,7 @@ func (s *Server) Snapshot() Status {
 	now := time.Now()
 	st := Status{Agent: s.agent, Time: now, PLCs: s.src.PLCs(), Broker: s.src.Broker()}
 	if st.PLCs == nil {
-		st.PLCs = []collectors.PLCStatus{}
+		st.PLCs = []collectors.PLCState{}
 	}
 	if cs, ok := s.src.(CommandSource); ok {
 		if recent, results := cs.Commands(); len(results) > 0 {
@@ -343,7 +343,7 @@ func (s *Server) droppingSince(dropped uint64, now time.Time) uint64 {
 // Problems lists why the agent is unhealthy: a PLC entry that does not
 // stream, a broker that is not connected, values being dropped (recent,
 // the number dropped so far when some were dropped lately, else 0).
-func Problems(plcs []collectors.PLCStatus, b Broker, recent uint64) []string {
+func Problems(plcs []collectors.PLCState, b Broker, recent uint64) []string {
 	var out []string
 	for _, p := range plcs {
 		if p.State == collectors.StateStreaming {

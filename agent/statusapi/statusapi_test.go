@@ -30,11 +30,11 @@ const token = "s3cret-status-token-0123456789"
 // real one, against plcsim and Mosquitto.
 type fixed struct {
 	mu     sync.Mutex
-	plcs   []collectors.PLCStatus
+	plcs   []collectors.PLCState
 	broker Broker
 }
 
-func (f *fixed) PLCs() []collectors.PLCStatus {
+func (f *fixed) PLCs() []collectors.PLCState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.plcs)
@@ -48,7 +48,7 @@ func (f *fixed) Broker() Broker {
 
 func healthySource() *fixed {
 	return &fixed{
-		plcs: []collectors.PLCStatus{
+		plcs: []collectors.PLCState{
 			{PLC: "press1", State: collectors.StateStreaming, Endpoint: "opc.tcp://127.0.0.1:4840", TagsOK: 3, Values: 42},
 			{PLC: "oven2", State: collectors.StateStreaming, Endpoint: "opc.tcp://127.0.0.1:4841", TagsOK: 1, TagsFailed: 1},
 		},
@@ -212,16 +212,16 @@ func TestProblems(t *testing.T) {
 	up := Broker{Connected: true}
 	for _, c := range []struct {
 		name   string
-		plcs   []collectors.PLCStatus
+		plcs   []collectors.PLCState
 		broker Broker
 		recent uint64
 		want   []string
 	}{
-		{"all well", []collectors.PLCStatus{{PLC: "a", State: "streaming"}}, up, 0, nil},
+		{"all well", []collectors.PLCState{{PLC: "a", State: "streaming"}}, up, 0, nil},
 		{"no PLCs", nil, up, 0, nil},
-		{"connecting", []collectors.PLCStatus{{PLC: "a", State: "connecting"}}, up, 0, []string{"plc a: connecting"}},
-		{"recovering", []collectors.PLCStatus{{PLC: "a", State: "recovering", Reason: "channel lost"}}, up, 0, []string{"plc a: recovering: channel lost"}},
-		{"broker down", []collectors.PLCStatus{{PLC: "a", State: "streaming"}}, Broker{}, 0, []string{"broker: not connected"}},
+		{"connecting", []collectors.PLCState{{PLC: "a", State: "connecting"}}, up, 0, []string{"plc a: connecting"}},
+		{"recovering", []collectors.PLCState{{PLC: "a", State: "recovering", Reason: "channel lost"}}, up, 0, []string{"plc a: recovering: channel lost"}},
+		{"broker down", []collectors.PLCState{{PLC: "a", State: "streaming"}}, Broker{}, 0, []string{"broker: not connected"}},
 		{"dropping", nil, up, 7, []string{"broker: values are being dropped from the spool (7 since start)"}},
 		{"dropped long ago", nil, Broker{Connected: true, Dropped: 7}, 0, nil},
 	} {

@@ -14,7 +14,7 @@ func (s *Server) SetRequireAllTags(on bool) { s.allTags = on }
 const maxTagsNamed = 5
 
 // tagProblems are the health problems of refused tags, when all must stream.
-func (s *Server) tagProblems(plcs []collectors.PLCStatus) []string {
+func (s *Server) tagProblems(plcs []collectors.PLCState) []string {
 	if !s.allTags {
 		return nil
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/tagbridge/tagbridge/collectors/opcua/uasc"
 )
 
-// Link is how a session reaches its PLC, the collectors.PLCStatus.Link of
+// Link is how a session reaches its PLC, the collectors.PLCState.Link of
 // its entries: the endpoint security in use, the server certificate's
 // fingerprint, the secure channel and its token. The JSON names are the
 // fields /status shows.
@@ -32,7 +32,7 @@ func (l Link) Security() string { return strings.TrimSpace(l.Policy + " " + l.Mo
 
 // LinkOf is the OPC UA link of an entry's status, live or read back from
 // /status; zero when it has none.
-func LinkOf(st collectors.PLCStatus) Link {
+func LinkOf(st collectors.PLCState) Link {
 	switch l := st.Link.(type) {
 	case Link:
 		return l
@@ -46,7 +46,7 @@ func LinkOf(st collectors.PLCStatus) Link {
 
 // updateLink changes the Link of the session's entries.
 func (s *Session) updateLink(fn func(l *Link)) {
-	s.status.UpdateLink(func(old collectors.Link) collectors.Link {
+	s.states.UpdateLink(func(old collectors.Link) collectors.Link {
 		l, _ := old.(Link)
 		fn(&l)
 		return l

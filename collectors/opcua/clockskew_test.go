@@ -48,9 +48,9 @@ func TestClockSkewKeepsValues(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(peerName+"/"+tc.name, func(t *testing.T) {
 				r, s := startSessionValue(t, start(t, tc.offset, tc.security))
-				waitUntil(t, "six token renewals", 60*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 6 })
+				waitUntil(t, "six token renewals", 60*time.Second, func() bool { return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 6 })
 				r.shutdown(t)
-				st := s.Status().Snapshot()[0]
+				st := s.States().Snapshot()[0]
 				if LinkOf(st).TokenRenewalFailures != 0 || st.Recoveries != 0 || st.Reconnects != 0 {
 					t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
 				}
@@ -91,17 +91,17 @@ func TestClockSkewCutKeepsValues(t *testing.T) {
 		TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	proxy := faultproxy.Start(t, strings.TrimPrefix(peer.Endpoint, "opc.tcp://"))
 	r, s := startSessionValue(t, exceptionBased(shortTokens(recoveryPLC(t, "opc.tcp://"+proxy.Addr(), "policy: Basic256Sha256, mode: SignAndEncrypt, "+skewTrust))))
-	renewals := func() uint64 { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals }
+	renewals := func() uint64 { return LinkOf(s.States().Snapshot()[0]).TokenRenewals }
 	for i := uint64(1); i <= 2; i++ {
 		from := renewals()
 		waitUntil(t, "three token renewals", 30*time.Second, func() bool { return renewals() >= from+3 })
 		proxy.Cut()
-		waitUntil(t, "a recovery", 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= i })
+		waitUntil(t, "a recovery", 30*time.Second, func() bool { return s.States().Snapshot()[0].Recoveries >= i })
 	}
 	from := renewals()
 	waitUntil(t, "three token renewals after the cuts", 30*time.Second, func() bool { return renewals() >= from+3 })
 	r.shutdown(t)
-	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 || LinkOf(st).TokenRenewalFailures != 0 {
+	if st := s.States().Snapshot()[0]; st.Reconnects != 0 || LinkOf(st).TokenRenewalFailures != 0 {
 		t.Errorf("status %+v: want the session reactivated, no reconnect, no renewal failure", st)
 	}
 	checkNoGap(t, r, 100)

@@ -51,7 +51,7 @@ func TestServerShutdownWording(t *testing.T) {
 	var mu sync.Mutex
 	var reasons []string
 	r, _ := startTweakedSession(t, limitsPLC(t, "small", peer.Endpoint), func(s *Session) {
-		s.status.OnChange(func(st collectors.PLCStatus) {
+		s.states.OnChange(func(st collectors.PLCState) {
 			mu.Lock()
 			defer mu.Unlock()
 			reasons = append(reasons, st.State+": "+st.Reason)

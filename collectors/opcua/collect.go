@@ -12,7 +12,7 @@ import (
 // one stream of events: its batches and its entries' state changes, in the
 // order they happened.
 func (s *Session) Collect(ctx context.Context, out chan<- collectors.Event) error {
-	return collectors.Relay(ctx, out, s.status, s.Run)
+	return collectors.Relay(ctx, out, s.states, s.Run)
 }
 
 // NeedsRestart reports whether serving next instead of the entries the
@@ -20,7 +20,7 @@ func (s *Session) Collect(ctx context.Context, out chan<- collectors.Event) erro
 // settings does, and so does a change of their tags the session cannot take
 // live (see liveRetag); other tag changes go to Retag.
 func (s *Session) NeedsRestart(next []config.PLC) bool {
-	names := s.status.Names()
+	names := s.states.Names()
 	if len(next) != len(names) {
 		return true
 	}

@@ -101,7 +101,7 @@ func TestSessionECCMatrix(t *testing.T) {
 					r, s := startSessionValue(t, eccPLC(t, srv.Endpoint, m.keyType, security, auth))
 					r.waitValues(t, "four values", 4, 30*time.Second)
 					r.shutdown(t)
-					st := s.Status().Snapshot()[0]
+					st := s.States().Snapshot()[0]
 					if LinkOf(st).Policy != m.policy || LinkOf(st).Mode != mode || st.Reconnects != 0 {
 						t.Errorf("status %+v: want %s/%s without reconnect", st, m.policy, mode)
 					}
@@ -193,10 +193,10 @@ func TestSessionECC(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r, s := startSessionValue(t, shortTokens(eccPLC(t, srv.Endpoint, tc.keyType, tc.security, tc.auth)))
-			waitUntil(t, "a token renewal", 60*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 1 })
+			waitUntil(t, "a token renewal", 60*time.Second, func() bool { return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 1 })
 			r.waitValues(t, "values after the renewal", 3, 30*time.Second)
 			r.shutdown(t)
-			st := s.Status().Snapshot()[0]
+			st := s.States().Snapshot()[0]
 			if LinkOf(st).TokenRenewalFailures != 0 || st.Reconnects != 0 {
 				t.Errorf("status %+v: want renewals on one channel, no failure or reconnect", st)
 			}
@@ -235,7 +235,7 @@ func TestECCSoak(t *testing.T) {
 						case <-t.Context().Done():
 						}
 						r.shutdown(t)
-						st := s.Status().Snapshot()[0]
+						st := s.States().Snapshot()[0]
 						vs := r.counterValues("int32_0001")
 						if LinkOf(st).TokenRenewalFailures != 0 || st.Reconnects != 0 || LinkOf(st).TokenRenewals < uint64(d/(3*time.Second)) {
 							t.Errorf("status %+v: want about one renewal per 2 s, no failure or reconnect", st)

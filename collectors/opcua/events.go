@@ -143,7 +143,7 @@ func (s *Session) handleEvents(ctx context.Context, n *ua.EventNotificationList,
 	if len(batch) == 0 {
 		return
 	}
-	s.status.Collected(batch)
+	s.states.Collected(batch)
 	select {
 	case out <- batch:
 	case <-ctx.Done():

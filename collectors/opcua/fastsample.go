@@ -28,7 +28,7 @@ func (s *Session) handleItems(ctx context.Context, n *uafast.DataChange, out cha
 	if len(batch) == 0 {
 		return
 	}
-	s.status.Collected(batch)
+	s.states.Collected(batch)
 	s.link.delivered(batch) // read-back of writes (write.go)
 	select {
 	case out <- batch:

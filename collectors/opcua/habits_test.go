@@ -52,7 +52,7 @@ func TestSessionServerHabits(t *testing.T) {
 	waitUntil(t, "values", 30*time.Second, func() bool { return len(r.counterValues("int32_0001")) >= 5 })
 	r.shutdown(t)
 	logs := r.logs.String()
-	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
+	if st := s.States().Snapshot()[0]; st.Reconnects != 0 {
 		t.Errorf("%d reconnects, want values on the first connection", st.Reconnects)
 	}
 	if strings.Contains(logs, "verify_hostname is false") || strings.Contains(logs, "does not name the configured host") {
@@ -169,7 +169,7 @@ func TestSessionFollowsRenumberedNamespaces(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "namespace table changed") {
 		t.Errorf("the change is not logged:\n%s", r.logs)
 	}
-	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
+	if st := s.States().Snapshot()[0]; st.Reconnects != 0 {
 		t.Errorf("%d reconnects, want the items made again on the same session", st.Reconnects)
 	}
 }

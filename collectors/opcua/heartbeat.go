@@ -190,7 +190,7 @@ func (s *Session) withHeartbeats(ctx context.Context, out chan<- collectors.Batc
 
 // streaming tells whether the PLC delivers values at the moment.
 func (s *Session) streaming() bool {
-	for _, p := range s.status.Snapshot() {
+	for _, p := range s.states.Snapshot() {
 		if p.State == collectors.StateStreaming {
 			return true
 		}

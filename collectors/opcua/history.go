@@ -287,7 +287,7 @@ func (s *Session) sendHistory(ctx context.Context, out chan<- collectors.Batch, 
 		if len(batch) == 0 {
 			return
 		}
-		s.status.Collected(batch)
+		s.states.Collected(batch)
 		select {
 		case out <- batch:
 		case <-ctx.Done():

@@ -105,7 +105,7 @@ func TestSessionFillsGapFromHistory(t *testing.T) {
 	if want := int(cut/(100*time.Millisecond)) * 8 / 10; historical < want || order != "" {
 		t.Errorf("%d historical values (want at least %d) %s", historical, want, order)
 	}
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	t.Logf("GAP cut=%v values=%d historical=%d recoveries=%d reconnects=%d", cut, len(r.counterValues("int32_0001")), historical, st.Recoveries, st.Reconnects)
 
 	time.Sleep(3 * time.Second) // the agent is away

@@ -222,10 +222,10 @@ func TestSecureSessionsAgainstOpen62541(t *testing.T) {
 						r, s := startSessionValue(t, f.o62Config(t, name, srv.Endpoint, sec, id.auth, 8, lifetime))
 						waitUntil(t, "values from every tag", 60*time.Second, func() bool { return r.tagsSeen() == 8 })
 						waitUntil(t, "two token renewals and 12 counter values", 60*time.Second, func() bool {
-							return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 2 && len(r.counterValues("int32_0005")) >= 12
+							return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 2 && len(r.counterValues("int32_0005")) >= 12
 						})
 						r.shutdown(t)
-						st := s.Status().Snapshot()[0]
+						st := s.States().Snapshot()[0]
 						checkNoGap(t, r, 12)
 						if LinkOf(st).TokenRenewalFailures != 0 || st.Recoveries != 0 || st.Reconnects != 0 {
 							t.Errorf("status %+v: want renewals on one channel, no failure, recovery or reconnect", st)
@@ -291,13 +291,13 @@ func TestTokenLifetimesKeepValues(t *testing.T) {
 			for end := last.Add(run); time.Now().Before(end); {
 				time.Sleep(10 * time.Millisecond)
 				stall, last = max(stall, time.Since(last)-10*time.Millisecond), time.Now()
-				if at := LinkOf(s.Status().Snapshot()[0]).LastRenewal; !at.IsZero() && (len(arrivals) == 0 || at.After(arrivals[len(arrivals)-1])) {
+				if at := LinkOf(s.States().Snapshot()[0]).LastRenewal; !at.IsZero() && (len(arrivals) == 0 || at.After(arrivals[len(arrivals)-1])) {
 					arrivals = append(arrivals, at)
 				}
 			}
 			r.shutdown(t)
 			witness.shutdown(t)
-			st := s.Status().Snapshot()[0]
+			st := s.States().Snapshot()[0]
 			least := int(run/o62Interval) * 7 / 10
 			checkNoGap(t, r, least)
 			if t.Failed() {
@@ -440,10 +440,10 @@ func TestRefusedAgentCertificateHint(t *testing.T) {
 		return strings.Contains(msg, hint) && strings.Contains(msg, "BadSecurityChecksFailed")
 	}
 	waitUntil(t, "the refusal with its hint in status", 60*time.Second, func() bool {
-		st := s.Status().Snapshot()[0]
+		st := s.States().Snapshot()[0]
 		return refused(st.LastError) && refused(st.Reason)
 	})
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	t.Logf("status: state %s, last error %q", st.State, st.LastError)
 	if st.State != "disconnected" {
 		t.Errorf("state %q after a refusal, want disconnected", st.State)
@@ -458,7 +458,7 @@ func TestRefusedAgentCertificateHint(t *testing.T) {
 		t.Fatalf("open62541 rejected %d certificates, want the agent's", n)
 	}
 	waitUntil(t, "values after the PLC trusted the agent", 60*time.Second, func() bool { return r.tagsSeen() == 8 })
-	if st := s.Status().Snapshot()[0]; st.State != "streaming" {
+	if st := s.States().Snapshot()[0]; st.State != "streaming" {
 		t.Errorf("state %q with values flowing, want streaming", st.State)
 	}
 }
@@ -518,7 +518,7 @@ func TestAutoPicksUsableEndpoint(t *testing.T) {
 	security := "policy: auto, trust: fingerprint_and_expiry, auto_accept: true"
 	r, s := startSessionValue(t, f.o62Config(t, "auto", srv.Endpoint, security, "", 8, time.Hour))
 	waitUntil(t, "values from every tag", 60*time.Second, func() bool { return r.tagsSeen() == 8 })
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	t.Logf("policy auto chose %s/%s", LinkOf(st).Policy, LinkOf(st).Mode)
 	// open62541 gives both modes of a policy one level: the encrypting one.
 	if LinkOf(st).Policy != "Aes256_Sha256_RsaPss" || LinkOf(st).Mode != "SignAndEncrypt" {
@@ -568,7 +568,7 @@ func TestFrozenPLCRenewalFailureKeepsValues(t *testing.T) {
 	r, s := startSessionValue(t, f.o62Config(t, "renewing", srv.Endpoint, security, "", 8, time.Second))
 	witness := startSession(t, f.o62Config(t, "witness", srv.Endpoint, "policy: None, mode: None", "", 8, time.Hour))
 	waitUntil(t, "values in both sessions", 60*time.Second, func() bool { return r.tagsSeen() == 8 && witness.tagsSeen() == 8 })
-	waitUntil(t, "two renewals", 30*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 2 })
+	waitUntil(t, "two renewals", 30*time.Second, func() bool { return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 2 })
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -576,11 +576,11 @@ func TestFrozenPLCRenewalFailureKeepsValues(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the session recovered", 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= 1 })
+	waitUntil(t, "the session recovered", 30*time.Second, func() bool { return s.States().Snapshot()[0].Recoveries >= 1 })
 	r.waitValues(t, "values after the recovery", 12, 30*time.Second)
 	r.shutdown(t)
 	witness.shutdown(t)
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	t.Logf("status after the freeze: %d renewals, %d failed, %d recoveries, %d reconnects, last error %q",
 		LinkOf(st).TokenRenewals, LinkOf(st).TokenRenewalFailures, st.Recoveries, st.Reconnects, st.LastError)
 	if LinkOf(st).TokenRenewalFailures == 0 || st.Reconnects != 0 {

@@ -195,7 +195,7 @@ func (s *Session) logRejections() {
 func (s *Session) tagLog(handle uint32) *zerolog.Logger {
 	tag := s.tags[handle]
 	lc := s.log.With()
-	if len(s.status.Names()) > 1 { // shared: say whose tag
+	if len(s.states.Names()) > 1 { // shared: say whose tag
 		lc = lc.Str("tag_plc", tag.plc)
 	}
 	l := lc.Str("tag", tag.Name).Str("node", tag.Node.String()).Logger()
@@ -219,9 +219,9 @@ func (s *Session) reportTags() {
 			named[t.plc] = append(named[t.plc], collectors.FailedTag{Tag: t.Name, Node: t.Node.String(), Status: statusName(code)})
 		}
 	}
-	for _, plc := range s.status.Names() { // also an entry a reload left without tags
-		s.status.SetTags(plc, total[plc]-failed[plc], failed[plc])
-		s.status.SetFailedTags(plc, named[plc])
+	for _, plc := range s.states.Names() { // also an entry a reload left without tags
+		s.states.SetTags(plc, total[plc]-failed[plc], failed[plc])
+		s.states.SetFailedTags(plc, named[plc])
 	}
 }
 

@@ -113,7 +113,7 @@ func TestSessionFitsServerLimits(t *testing.T) {
 	if strings.Contains(logs, "BadTooManyOperations") || strings.Contains(logs, "tag rejected") {
 		t.Errorf("a request beyond the server's limits, or a tag refused:\n%s", logs)
 	}
-	if st := s.Status().Snapshot()[0]; st.TagsFailed != 0 || st.TagsOK != 12 {
+	if st := s.States().Snapshot()[0]; st.TagsFailed != 0 || st.TagsOK != 12 {
 		t.Errorf("status %d tags ok, %d failed; want 12, 0", st.TagsOK, st.TagsFailed)
 	}
 

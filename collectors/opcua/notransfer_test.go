@@ -76,6 +76,6 @@ func TestRecoveryWithoutTransferRecreates(t *testing.T) {
 		}
 	}
 	r.mu.Unlock()
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	t.Logf("values=%d historical=%d recoveries=%d reconnects=%d", len(r.counterValues("int32_0001")), historical, st.Recoveries, st.Reconnects)
 }

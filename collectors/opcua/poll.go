@@ -175,7 +175,7 @@ func (p *poller) read(ctx context.Context, c *uaclient.Client, out chan<- collec
 		if len(batch) == 0 {
 			continue
 		}
-		s.status.Collected(batch)
+		s.states.Collected(batch)
 		select {
 		case out <- batch:
 		case <-ctx.Done():
@@ -275,7 +275,7 @@ func (s *Session) pollAlive(st *feed) {
 	st.dog.activity()
 	if st.awaiting {
 		st.awaiting = false
-		s.status.SetState(collectors.StateStreaming, "")
+		s.states.SetState(collectors.StateStreaming, "")
 		s.log.Info().Str("state", collectors.StateStreaming).Msg("plc values flow (polled)")
 	}
 }

@@ -48,7 +48,7 @@ func TestSessionPolls(t *testing.T) {
 	}
 	t.Logf("POLL values after %v: polled %d, mixed %d", time.Since(start).Round(time.Millisecond),
 		len(polled.counterValues("int32_0001")), len(mixed.counterValues("int32_0001")))
-	if st := ps.Status().Snapshot()[0].State; st != "streaming" {
+	if st := ps.States().Snapshot()[0].State; st != "streaming" {
 		t.Errorf("polled PLC state %q, want streaming", st)
 	}
 	polled.shutdown(t)

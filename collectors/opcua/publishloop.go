@@ -71,7 +71,7 @@ func (s *Session) newFeed(out chan<- collectors.Batch) *feed {
 			st.dog.activity()
 			if st.awaiting {
 				st.awaiting = false
-				s.status.SetState(collectors.StateStreaming, "")
+				s.states.SetState(collectors.StateStreaming, "")
 				s.log.Info().Str("state", collectors.StateStreaming).Msg("plc values flow")
 			}
 		},
@@ -84,7 +84,7 @@ func (s *Session) newFeed(out chan<- collectors.Batch) *feed {
 // delivers nothing is never reported streaming.
 func (s *Session) await(st *feed, state, reason string) {
 	st.awaiting = true
-	s.status.SetState(state, reason)
+	s.states.SetState(state, reason)
 }
 
 // stream publishes on c until ctx ends (nil) or the channel, session or

@@ -55,7 +55,7 @@ func TestSessionSplitsTagsOverSubscriptions(t *testing.T) {
 	var states []string
 	r, s := startTweakedSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, n)), func(s *Session) {
 		s.maxItemsPerSub = perSub
-		s.status.OnChange(func(st collectors.PLCStatus) { states = append(states, st.State+": "+st.Reason) })
+		s.states.OnChange(func(st collectors.PLCState) { states = append(states, st.State+": "+st.Reason) })
 	})
 	waitUntil(t, "values from every tag", 15*time.Second, func() bool { return r.tagsSeen() == n })
 	if !strings.Contains(r.logs.String(), `"subscriptions":3,`) {
@@ -68,7 +68,7 @@ func TestSessionSplitsTagsOverSubscriptions(t *testing.T) {
 	if strings.Join(states, "|") != strings.Join(want, "|") {
 		t.Errorf("states %q, want %q", states, want)
 	}
-	if st := s.Status().Snapshot()[0]; st.TagsOK != n || st.TagsFailed != 0 {
+	if st := s.States().Snapshot()[0]; st.TagsOK != n || st.TagsFailed != 0 {
 		t.Errorf("tags %d ok, %d failed; want %d ok", st.TagsOK, st.TagsFailed, n)
 	}
 }
@@ -82,7 +82,7 @@ func TestSessionStreamsNinetyThousandTags(t *testing.T) {
 	r, s := startTweakedSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, n)), func(*Session) {})
 	waitUntil(t, "values from every tag", 150*time.Second, func() bool { return r.tagsSeen() == n })
 	r.shutdown(t)
-	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 || st.Recoveries != 0 || st.LastError != "" {
+	if st := s.States().Snapshot()[0]; st.Reconnects != 0 || st.Recoveries != 0 || st.LastError != "" {
 		t.Errorf("status %+v: want one session without errors", st)
 	}
 	if want := fmt.Sprintf(`"subscriptions":%d,`, (n+defaultItemsPerSubscription-1)/defaultItemsPerSubscription); !strings.Contains(r.logs.String(), want) {

@@ -33,7 +33,7 @@ import (
 // given up; Run starts afresh after backoff.
 func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st *feed, cause error) (*uaclient.Client, error) {
 	cause = serverSide(cause)
-	s.status.SetState(collectors.StateRecovering, cause.Error())
+	s.states.SetState(collectors.StateRecovering, cause.Error())
 	msg := "plc channel lost; recovering the session on a new channel"
 	if _, byServer := cause.(*reworded); byServer {
 		msg = "the plc ended the session; recovering the subscriptions on a new one"
@@ -105,7 +105,7 @@ func (s *Session) recover(ctx context.Context, old *uaclient.Client, p *plan, st
 	if errors.Is(terr, ua.StatusBadServiceUnsupported) {
 		why = "the server does not transfer subscriptions"
 	}
-	s.status.SetState(collectors.StateConnecting, why)
+	s.states.SetState(collectors.StateConnecting, why)
 	if err := s.subscribe(ctx, c, st); err != nil {
 		closeClient(ctx, c)
 		return nil, err
@@ -156,7 +156,7 @@ func (s *Session) renewedServerCertificate(ctx context.Context, p *plan) (bool, 
 // recovered counts a recovery; the state says streaming again once the
 // first PublishResponse arrives on the new channel.
 func (s *Session) recovered(st *feed, how string, attempts int) {
-	s.status.NoteRecovery()
+	s.states.NoteRecovery()
 	s.await(st, collectors.StateRecovering, how+"; waiting for the first notification")
 	s.log.Info().Str("state", collectors.StateRecovering).Int("attempt", attempts).Msg("plc session recovered: " + how)
 }

@@ -135,9 +135,9 @@ func shortTokens(plc config.PLC) config.PLC {
 func TestRecoveryTokenRenewalKeepsValues(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 8, TokenLifetime: 3 * time.Second, MinTokenLifetime: time.Second})
 	r, s := startSessionValue(t, exceptionBased(shortTokens(recoveryPLC(t, peer.Endpoint, ""))))
-	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 8 })
+	waitUntil(t, "eight token renewals", 60*time.Second, func() bool { return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 8 })
 	r.shutdown(t)
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	if LinkOf(st).TokenRenewalFailures != 0 || LinkOf(st).LastRenewal.IsZero() || LinkOf(st).ChannelID == 0 || LinkOf(st).TokenID < 2 {
 		t.Errorf("status %+v: want renewals without failures, a last renewal time and the channel", st)
 	}
@@ -155,10 +155,10 @@ func TestRecoveryFreezeKeepsValues(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	waitUntil(t, "the freeze to last 10 s", 15*time.Second, func() bool { return time.Now().After(deadline) })
 	proxy.Thaw()
-	waitUntil(t, "a recovery", 60*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= 1 })
+	waitUntil(t, "a recovery", 60*time.Second, func() bool { return s.States().Snapshot()[0].Recoveries >= 1 })
 	r.waitValues(t, "values after the freeze", 150, 60*time.Second)
 	r.shutdown(t)
-	if n := s.Status().Snapshot()[0].Reconnects; n != 0 {
+	if n := s.States().Snapshot()[0].Reconnects; n != 0 {
 		t.Errorf("%d reconnects, want the session recovered, not rebuilt", n)
 	}
 	checkNoGap(t, r, 150)
@@ -174,11 +174,11 @@ func TestRecoveryCutKeepsValues(t *testing.T) {
 	r.waitValues(t, "first values", 20, 30*time.Second)
 	for i := 1; i <= 3; i++ {
 		proxy.Cut()
-		waitUntil(t, fmt.Sprintf("recovery %d", i), 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= uint64(i) })
+		waitUntil(t, fmt.Sprintf("recovery %d", i), 30*time.Second, func() bool { return s.States().Snapshot()[0].Recoveries >= uint64(i) })
 		r.waitValues(t, "values after the cut", 30, 30*time.Second)
 	}
 	r.shutdown(t)
-	if n := s.Status().Snapshot()[0].Reconnects; n != 0 {
+	if n := s.States().Snapshot()[0].Reconnects; n != 0 {
 		t.Errorf("%d reconnects, want the session recovered, not rebuilt", n)
 	}
 	checkNoGap(t, r, 100)
@@ -190,6 +190,6 @@ func TestRecoveryPLCRestartRecreates(t *testing.T) {
 	r, s := startSessionValue(t, recoveryPLC(t, peer.Endpoint, ""))
 	r.waitValues(t, "first values", 10, 30*time.Second)
 	peer.Restart()
-	waitUntil(t, "a new session", 90*time.Second, func() bool { return s.Status().Snapshot()[0].Reconnects >= 1 })
+	waitUntil(t, "a new session", 90*time.Second, func() bool { return s.States().Snapshot()[0].Reconnects >= 1 })
 	r.waitValues(t, "values from the restarted peer", 10, 30*time.Second)
 }

@@ -47,7 +47,7 @@ func TestRecoveryNamesNewUntrustedServerCertificate(t *testing.T) {
 			strings.Contains(msg, "is not trusted") && strings.Contains(msg, "rejected") && strings.Contains(msg, "to trust it: mv ")
 	}
 	waitUntil(t, "the new certificate named in the state's reason", 30*time.Second, func() bool {
-		st := s.Status().Snapshot()[0]
+		st := s.States().Snapshot()[0]
 		return st.State == "disconnected" && named(st.Reason) && named(st.LastError)
 	})
 	logs := r.logs.String()[mark:]
@@ -84,6 +84,6 @@ func TestRecoveryNamesNewUntrustedServerCertificate(t *testing.T) {
 	}
 	before := r.count("double_0000")
 	waitUntil(t, "values after trusting the new certificate", 30*time.Second, func() bool {
-		return r.count("double_0000") > before && s.Status().Snapshot()[0].State == "streaming"
+		return r.count("double_0000") > before && s.States().Snapshot()[0].State == "streaming"
 	})
 }

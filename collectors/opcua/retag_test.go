@@ -127,7 +127,7 @@ func TestRetagLive(t *testing.T) {
 	if len(steady) < 20 || !steady[len(steady)-1].ServerTime.After(done) {
 		t.Errorf("line2's steady: %d values, none after the retag", len(steady))
 	}
-	st := s.Status().Snapshot()[0]
+	st := s.States().Snapshot()[0]
 	if st.TagsOK != 4 || st.TagsFailed != 1 || len(st.FailedTags) != 1 || st.FailedTags[0].Tag != "missing" {
 		t.Errorf("status: %d tags ok, %d failed %v; want 4, 1 (missing)", st.TagsOK, st.TagsFailed, st.FailedTags)
 	}
@@ -199,7 +199,7 @@ func TestRetagThenReconnect(t *testing.T) {
 		}
 	}
 	r.mu.Unlock()
-	if st := s.Status().Snapshot()[0]; st.TagsOK != 2 || st.TagsFailed != 0 {
+	if st := s.States().Snapshot()[0]; st.TagsOK != 2 || st.TagsFailed != 0 {
 		t.Errorf("status after the reconnect: %d tags ok, %d failed; want 2, 0", st.TagsOK, st.TagsFailed)
 	}
 	if logs := r.logs.String(); strings.Contains(logs, "tag rejected") {

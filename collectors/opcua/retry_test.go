@@ -14,9 +14,9 @@ func TestRetryNow(t *testing.T) {
 	plc := plcConfig(t, "opc.tcp://"+testkit.Addr(t), "tags:\n  - {name: a, node: \"ns=1;s=a\"}")
 	plc.Reconnect.Min, plc.Reconnect.Max = config.Duration(30*time.Second), config.Duration(30*time.Second)
 	r, s := startSessionValue(t, plc)
-	failures := func() uint64 { return s.Status().Snapshot()[0].ConnectFailures }
+	failures := func() uint64 { return s.States().Snapshot()[0].ConnectFailures }
 	waiting := func() bool {
-		st := s.Status().Snapshot()[0]
+		st := s.States().Snapshot()[0]
 		return !st.NextAttempt.IsZero() && s.waiting.Load()
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -42,12 +42,12 @@ func TestSessionReverseConnect(t *testing.T) {
 	})
 
 	proxy.Cut()
-	waitUntil(t, "a recovery", 30*time.Second, func() bool { return s.Status().Snapshot()[0].Recoveries >= 1 })
+	waitUntil(t, "a recovery", 30*time.Second, func() bool { return s.States().Snapshot()[0].Recoveries >= 1 })
 	r.waitValues(t, "values after the cut", 30, 30*time.Second)
 	r.shutdown(t)
-	if st := s.Status().Snapshot()[0]; st.Reconnects != 0 {
+	if st := s.States().Snapshot()[0]; st.Reconnects != 0 {
 		t.Errorf("%d reconnects, want the session reactivated on the PLC's next connection", st.Reconnects)
 	}
 	checkNoGap(t, r, 30)
-	t.Logf("REVERSE values=%d recoveries=%d", len(r.counterValues("int32_0001")), s.Status().Snapshot()[0].Recoveries)
+	t.Logf("REVERSE values=%d recoveries=%d", len(r.counterValues("int32_0001")), s.States().Snapshot()[0].Recoveries)
 }

@@ -198,9 +198,9 @@ func TestSecureSessionsAgainstNodeOPCUA(t *testing.T) {
 			plc.TokenLifetime = config.Duration(2 * time.Second)
 			r, s := startSessionValue(t, plc)
 			waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == 4 })
-			waitUntil(t, "a token renewal", 30*time.Second, func() bool { return LinkOf(s.Status().Snapshot()[0]).TokenRenewals >= 1 })
+			waitUntil(t, "a token renewal", 30*time.Second, func() bool { return LinkOf(s.States().Snapshot()[0]).TokenRenewals >= 1 })
 			r.shutdown(t)
-			if st := s.Status().Snapshot()[0]; tc.name != "auto" {
+			if st := s.States().Snapshot()[0]; tc.name != "auto" {
 				identity := map[string]string{"AnonymousIdentityToken": "anonymous", "UserNameIdentityToken": "username", "X509IdentityToken": "x509"}[tc.identity]
 				t.Logf("MATRIX node-opcua %s %s %s values=%d renewals=%d", LinkOf(st).Policy, LinkOf(st).Mode, identity, st.Values, LinkOf(st).TokenRenewals)
 			}

@@ -82,7 +82,7 @@ type Session struct {
 	// goes out on their own topics (publishRefused).
 	refusedToSend []uint32
 
-	status *collectors.Tracker // what status, health and metrics show
+	states *collectors.Tracker // the PLC entries' states, which status, health and metrics show
 
 	// retry cuts the wait before the next connection attempt short
 	// (RetryNow); waiting is true during that wait.
@@ -120,9 +120,9 @@ type Session struct {
 // until the first heartbeat.
 func (s *Session) ClockOffset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
-// Status is the live status of the session's PLC entries, for health,
+// States is the live state of the session's PLC entries, for health,
 // status and metrics; set its OnChange before Run to hear of state changes.
-func (s *Session) Status() *collectors.Tracker { return s.status }
+func (s *Session) States() *collectors.Tracker { return s.states }
 
 // tagRef is a tag and the name of the PLC entry it belongs to. It points
 // at the configuration's tag rather than copying it: 130 bytes a tag, 13 MB
@@ -156,7 +156,7 @@ func NewSharedSession(plcs []config.PLC, log zerolog.Logger) *Session {
 	s := &Session{
 		plc:    plc,
 		tags:   tags,
-		status: collectors.NewTracker(plc.Endpoint, names...),
+		states: collectors.NewTracker(plc.Endpoint, names...),
 		log:    log.With().Str("plc", strings.Join(names, ",")).Str("endpoint", plc.Endpoint).Logger(),
 		backoff: Backoff{
 			Min: plc.Reconnect.Min.Duration(),
@@ -196,7 +196,7 @@ func (s *Session) warnSettings() {
 // cancellation.
 func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 	s.warnSettings()
-	defer s.status.SetState(collectors.StateStopped, "")
+	defer s.states.SetState(collectors.StateStopped, "")
 	defer s.unlisten()
 	s.loadGapState() // a gap across the agent's restart is filled too (history.go)
 	defer s.saveGapState(true)
@@ -209,11 +209,11 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 			return nil
 		}
 		err = serverSide(err)
-		s.status.NoteError(err)
+		s.states.NoteError(err)
 		if !healthy {
-			s.status.NoteConnectFailure()
+			s.states.NoteConnectFailure()
 		}
-		s.status.SetState(collectors.StateDisconnected, err.Error())
+		s.states.SetState(collectors.StateDisconnected, err.Error())
 		if healthy {
 			attempt = 0
 			lastErr = ""
@@ -237,7 +237,7 @@ func (s *Session) Run(ctx context.Context, out chan<- collectors.Batch) error {
 		case <-s.retry: // asked before this wait: stale
 		default:
 		}
-		s.status.SetNextAttempt(time.Now().Add(wait))
+		s.states.SetNextAttempt(time.Now().Add(wait))
 
 		s.waiting.Store(true)
 		select {
@@ -319,7 +319,7 @@ func (s *Session) connectAndStream(ctx context.Context, out chan<- collectors.Ba
 			s.publishRefused(ctx, out)
 			continue
 		}
-		s.status.NoteError(err)
+		s.states.NoteError(err)
 		if moved && st.progress() == got {
 			// Nothing came on the new channel: some servers (gopcua's)
 			// reactivate a session but not its subscriptions.
@@ -407,7 +407,7 @@ func (s *Session) noteHeartbeat(dv *ua.DataValue, dog *watchdog) {
 	}
 	offset := serverNow.Sub(time.Now())
 	s.clockOffset.Store(int64(offset))
-	s.status.SetClockOffset(offset)
+	s.states.SetClockOffset(offset)
 	if !s.skewWarned && offset.Abs() > s.plc.ClockSkewWarning.Duration() {
 		s.skewWarned = true
 		s.log.Warn().Dur("clock_offset_ms", offset).Str("offset", offset.Round(time.Millisecond).String()).
@@ -477,7 +477,7 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 	if len(batch) == 0 {
 		return
 	}
-	s.status.Collected(batch)
+	s.states.Collected(batch)
 	s.link.delivered(batch) // read-back of writes (write.go)
 	select {
 	case out <- batch:

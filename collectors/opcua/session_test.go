@@ -123,7 +123,7 @@ func TestSessionRetriesRefusedConnectionUntilPLCAppears(t *testing.T) {
 	waitUntil(t, "three refused attempts", 10*time.Second, func() bool {
 		return strings.Count(r.logs.String(), "connection refused") >= 3
 	})
-	if n := s.Status().Snapshot()[0].ConnectFailures; n < 3 {
+	if n := s.States().Snapshot()[0].ConnectFailures; n < 3 {
 		t.Errorf("%d failed connection attempts counted, want at least the 3 logged", n)
 	}
 	if r.tagsSeen() != 0 {
@@ -144,7 +144,7 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	r, s := startSessionValue(t, plcConfig(t, plc.Endpoint, tags))
 	waitUntil(t, "values from the four real tags, the ghost and alien's refusal", 15*time.Second, func() bool { return r.tagsSeen() == 6 })
 	// The refused tag is named in the status, with the reason.
-	if f := s.Status().Snapshot()[0].FailedTags; len(f) != 1 || f[0].Tag != "alien" || f[0].Node != "nsu=urn:nowhere;s=X" || f[0].Status != "BadNodeIdUnknown" {
+	if f := s.States().Snapshot()[0].FailedTags; len(f) != 1 || f[0].Tag != "alien" || f[0].Node != "nsu=urn:nowhere;s=X" || f[0].Status != "BadNodeIdUnknown" {
 		t.Errorf("failed tags %+v, want alien (nsu=urn:nowhere;s=X) BadNodeIdUnknown", f)
 	}
 	// Two retry rounds of the rejected tag must not log it again.

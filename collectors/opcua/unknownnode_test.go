@@ -17,7 +17,7 @@ func TestUnknownNodeAtStart(t *testing.T) {
 	tags := "tags:\n  - {name: t1, node: \"ns=1;s=Tag0001\"}\n  - {name: gone, node: \"ns=1;s=NoSuchTag\"}\n"
 	r, s := startSessionValue(t, plcConfig(t, srv.Endpoint, tags))
 	waitUntil(t, "values of t1, and gone named as failed", 15*time.Second, func() bool {
-		f := s.Status().Snapshot()[0].FailedTags
+		f := s.States().Snapshot()[0].FailedTags
 		return r.count("t1") > 0 && len(f) == 1 && f[0].Tag == "gone" && f[0].Status == "BadNodeIdUnknown"
 	})
 }

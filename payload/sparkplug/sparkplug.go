@@ -385,7 +385,7 @@ func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic
 // plcStatus kills the device when its PLC leaves streaming, and has it born
 // again once it streams: at once if the datatype of every tag is known,
 // else with its first batch, which brings them.
-func (f *sparkplugFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []payload.Message {
+func (f *sparkplugFormat) PLCState(st collectors.PLCState, add func(topic string, payload []byte)) []payload.Message {
 	now := time.Now()
 	f.mu.Lock()
 	d := f.device(st.PLC)

@@ -402,7 +402,7 @@ func (f *uaJSONFormat) keyFrame(w *uaWriter, now time.Time, add func(topic strin
 	w.sinceKey = 0
 }
 
-func (f *uaJSONFormat) PLCStatus(st collectors.PLCStatus, add func(topic string, payload []byte)) []payload.Message {
+func (f *uaJSONFormat) PLCState(st collectors.PLCState, add func(topic string, payload []byte)) []payload.Message {
 	var code collectors.StatusCode
 	switch st.State {
 	case collectors.StateDisconnected:

@@ -411,8 +411,8 @@ func TestUAJSONMessagesGolden(t *testing.T) {
 		{PLC: "press1", Tag: "pressure", Type: collectors.TypeNull, StatusCode: 0x808B0000, ServerTime: ts},
 		{PLC: "press2", Tag: "t", Value: int64(1<<53 + 1), Type: collectors.TypeInt64, StatusCode: 0x40900000, SourceTime: ts},
 	}, true, add("data", data))
-	f.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add("key frame", data))
-	f.PLCStatus(collectors.PLCStatus{PLC: "press2", State: collectors.StateStopped}, add("key frame stopped", data))
+	f.PLCState(collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected}, add("key frame", data))
+	f.PLCState(collectors.PLCState{PLC: "press2", State: collectors.StateStopped}, add("key frame stopped", data))
 	for _, m := range f.KeepAlives(time.Now().Add(time.Hour)) {
 		add("keep-alive", data)(m.Topic, m.Payload)
 	}
@@ -531,7 +531,7 @@ func TestUAJSONKeyFrameCount(t *testing.T) {
 	}
 
 	got = nil
-	f.PLCStatus(collectors.PLCStatus{PLC: "press1", State: collectors.StateDisconnected}, add)
+	f.PLCState(collectors.PLCState{PLC: "press1", State: collectors.StateDisconnected}, add)
 	for i := range 3 {
 		f.Encode(collectors.Batch{{PLC: "press1", Tag: tags[0].Name, Value: int32(10 + i), Type: collectors.TypeInt32, Heartbeat: true}}, true, add)
 	}

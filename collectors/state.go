@@ -18,8 +18,8 @@ const (
 // rateWindow is the period over which ValuesPerSecond is measured.
 const rateWindow = 5 * time.Second
 
-// PLCStatus is a snapshot of one PLC entry's collection.
-type PLCStatus struct {
+// PLCState is a snapshot of one PLC entry's collection.
+type PLCState struct {
 	PLC      string    `json:"plc"`
 	State    string    `json:"state"`
 	Reason   string    `json:"reason,omitempty"` // why it left streaming; empty while streaming
@@ -77,12 +77,12 @@ type Tracker struct {
 	mu       sync.Mutex
 	order    []string
 	plcs     map[string]*plcTrack
-	onChange func(PLCStatus)
+	onChange func(PLCState)
 	ever     bool // some entry has streamed: later sessions count as reconnects
 }
 
 type plcTrack struct {
-	PLCStatus
+	PLCState
 	// The rate window: values counted since windowStart, the latest at
 	// lastValue; lastRate is the rate of the window before. Collected, the
 	// writer, starts a new window once one is complete; readers only read.
@@ -99,7 +99,7 @@ func NewTracker(endpoint string, plcs ...string) *Tracker {
 	for _, name := range plcs {
 		t.order = append(t.order, name)
 		t.plcs[name] = &plcTrack{
-			PLCStatus:   PLCStatus{PLC: name, State: StateConnecting, Since: now, Endpoint: endpoint},
+			PLCState:    PLCState{PLC: name, State: StateConnecting, Since: now, Endpoint: endpoint},
 			windowStart: now,
 		}
 	}
@@ -109,7 +109,7 @@ func NewTracker(endpoint string, plcs ...string) *Tracker {
 // OnChange registers fn to hear of every state change, after it happened,
 // outside the tracker's lock, in order for each entry. Set it before the
 // collector runs.
-func (t *Tracker) OnChange(fn func(PLCStatus)) {
+func (t *Tracker) OnChange(fn func(PLCState)) {
 	t.mu.Lock()
 	t.onChange = fn
 	t.mu.Unlock()
@@ -119,7 +119,7 @@ func (t *Tracker) OnChange(fn func(PLCStatus)) {
 // It reports whether the state changed.
 func (t *Tracker) SetState(state, reason string) bool {
 	t.mu.Lock()
-	var changed []PLCStatus
+	var changed []PLCState
 	now := time.Now()
 	if state == StateStreaming {
 		for _, p := range t.plcs {
@@ -227,11 +227,11 @@ func (t *Tracker) Names() []string {
 }
 
 // Snapshot returns the status of every entry, in configuration order.
-func (t *Tracker) Snapshot() []PLCStatus {
+func (t *Tracker) Snapshot() []PLCState {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]PLCStatus, 0, len(t.order))
+	out := make([]PLCState, 0, len(t.order))
 	for _, name := range t.order {
 		out = append(out, t.plcs[name].snapshot(now))
 	}
@@ -252,8 +252,8 @@ func (p *plcTrack) roll(now time.Time) {
 // window (the one before while the current is under a second old, 0 once
 // a whole window passed without a value); it changes nothing. Called with
 // the lock held.
-func (p *plcTrack) snapshot(now time.Time) PLCStatus {
-	s := p.PLCStatus
+func (p *plcTrack) snapshot(now time.Time) PLCState {
+	s := p.PLCState
 	el := now.Sub(p.windowStart)
 	switch {
 	case p.windowCount > 0 && now.Sub(p.lastValue) >= rateWindow, p.windowCount == 0 && el >= rateWindow:

@@ -9,8 +9,8 @@ import (
 
 func TestTrackerStates(t *testing.T) {
 	tr := NewTracker("opc.tcp://plc:4840", "press1", "press2")
-	var heard []PLCStatus
-	tr.OnChange(func(s PLCStatus) { heard = append(heard, s) })
+	var heard []PLCState
+	tr.OnChange(func(s PLCState) { heard = append(heard, s) })
 
 	if !tr.SetState(StateStreaming, "") {
 		t.Fatal("connecting -> streaming reported no change")
