@@ -22,14 +22,14 @@ import (
 // (a Bad or Uncertain value still counts as a change that resets the
 // period).
 type heartbeats struct {
-	every    []time.Duration // by client handle; 0: none
 	lastGood bool
-	handles  map[[2]string]uint32 // PLC entry and tag name -> client handle
 
-	mu   sync.Mutex
-	last []collectors.Sample
-	has  []bool
-	sent []time.Time // last publication of each tag: a change or a heartbeat
+	mu      sync.Mutex
+	every   []time.Duration      // by client handle; 0: none
+	handles map[[2]string]uint32 // PLC entry and tag name -> client handle
+	last    []collectors.Sample
+	has     []bool
+	sent    []time.Time // last publication of each tag: a change or a heartbeat
 }
 
 // newHeartbeats returns nil when no tag has a heartbeat. every and tags
@@ -61,18 +61,27 @@ func (h *heartbeats) noteTag(smp collectors.Sample, now time.Time) {
 	if smp.Heartbeat {
 		return
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if handle, ok := h.handles[[2]string{smp.PLC, smp.Tag}]; ok {
-		h.note(handle, smp, now)
+		h.noteLocked(handle, smp, now)
 	}
 }
 
 // note records a sample about to be published for the tag of handle.
 func (h *heartbeats) note(handle uint32, smp collectors.Sample, now time.Time) {
-	if h == nil || int(handle) >= len(h.every) || h.every[handle] <= 0 {
+	if h == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.noteLocked(handle, smp, now)
+}
+
+func (h *heartbeats) noteLocked(handle uint32, smp collectors.Sample, now time.Time) {
+	if int(handle) >= len(h.every) || h.every[handle] <= 0 {
+		return
+	}
 	h.sent[handle] = now
 	if h.lastGood && smp.StatusCode&0xC0000000 != 0 {
 		return
@@ -167,6 +176,40 @@ func (h *heartbeats) run(ctx context.Context, in <-chan collectors.Batch, out ch
 			return
 		}
 	}
+}
+
+// retag follows a reload's new tag table (retag.go): a kept tag keeps its
+// last value and period start, a new handle starts without a value, and a
+// removed one (removedTag) has no heartbeat any more.
+func (h *heartbeats) retag(tags []tagRef) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := len(tags)
+	h.every = append(h.every, make([]time.Duration, n-len(h.every))...)
+	h.last = append(h.last, make([]collectors.Sample, n-len(h.last))...)
+	h.has = append(h.has, make([]bool, n-len(h.has))...)
+	h.sent = append(h.sent, make([]time.Time, n-len(h.sent))...)
+	clear(h.handles)
+	for i, t := range tags {
+		if t.Tag == removedTag {
+			h.every[i], h.has[i] = 0, false
+			continue
+		}
+		h.every[i] = t.Heartbeat.Duration()
+		h.handles[[2]string{t.plc, t.Name}] = uint32(i)
+	}
+}
+
+// anyHeartbeat tells whether a tag of plcs has a heartbeat.
+func anyHeartbeat(plcs []config.PLC) bool {
+	for _, p := range plcs {
+		for _, t := range p.Tags {
+			if t.Heartbeat > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // heartbeatsFor are the heartbeats of a session's tags (nil when none has

@@ -2,6 +2,8 @@ package opcua
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -143,5 +145,60 @@ func TestSessionHeartbeats(t *testing.T) {
 	}
 	if n := len(r.samples[cfg.Tags[0].Name]); n != 1 {
 		t.Errorf("%d samples of the tag without a heartbeat, want 1", n)
+	}
+}
+
+// A reload's new tag table: a kept tag beats on from its last value, a
+// removed tag stops, a new tag beats once it has a value; liveRetag takes
+// such a change live unless heartbeats come or go altogether, or a tag is
+// polled.
+func TestHeartbeatsRetag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &config.Tag{Name: "a", Heartbeat: config.Duration(3 * time.Second)}
+		b := &config.Tag{Name: "b", Heartbeat: config.Duration(2 * time.Second)}
+		c := &config.Tag{Name: "c", Heartbeat: config.Duration(2 * time.Second)}
+		h := heartbeatsFor(config.PLC{}, []tagRef{{plc: "p", Tag: a}, {plc: "p", Tag: b}})
+		start := time.Now()
+		h.noteTag(collectors.Sample{PLC: "p", Tag: "a", Value: 1}, start)
+		h.noteTag(collectors.Sample{PLC: "p", Tag: "b", Value: 2}, start)
+
+		time.Sleep(time.Second)
+		h.retag([]tagRef{{plc: "p", Tag: a}, {Tag: removedTag}, {plc: "p", Tag: c}})
+		h.noteTag(collectors.Sample{PLC: "p", Tag: "b", Value: 3}, time.Now()) // a straggler of the removed tag
+		h.noteTag(collectors.Sample{PLC: "p", Tag: "c", Value: 4}, time.Now())
+
+		var got []string
+		for range 6 {
+			time.Sleep(time.Second)
+			batch, _ := h.due(time.Now(), true)
+			for _, s := range batch {
+				got = append(got, fmt.Sprintf("%s=%v@%s", s.Tag, s.Value, time.Since(start)))
+			}
+		}
+		want := []string{"a=1@3s", "c=4@3s", "c=4@5s", "a=1@6s", "c=4@7s"}
+		if !slices.Equal(got, want) {
+			t.Errorf("heartbeats %v, want %v", got, want)
+		}
+	})
+
+	beat := func(name string, d time.Duration) config.Tag {
+		return config.Tag{Name: name, Heartbeat: config.Duration(d)}
+	}
+	plc := func(tags ...config.Tag) []config.PLC { return []config.PLC{{Name: "p", Tags: tags}} }
+	cases := []struct {
+		name      string
+		old, next []config.PLC
+		live      bool
+	}{
+		{"tags with heartbeats added and removed", plc(beat("a", time.Second), beat("b", 0)), plc(beat("a", 2*time.Second), beat("c", time.Second)), true},
+		{"no heartbeat before or after", plc(beat("a", 0)), plc(beat("a", 0), beat("b", 0)), true},
+		{"heartbeats come", plc(beat("a", 0)), plc(beat("a", 0), beat("b", time.Second)), false},
+		{"heartbeats go", plc(beat("a", time.Second)), plc(beat("b", 0)), false},
+		{"a polled tag", plc(beat("a", 0)), plc(beat("a", 0), config.Tag{Name: "b", Mode: config.ModePoll}), false},
+	}
+	for _, tc := range cases {
+		if got := liveRetag(tc.old, tc.next); got != tc.live {
+			t.Errorf("%s: liveRetag %v, want %v", tc.name, got, tc.live)
+		}
 	}
 }

@@ -68,16 +68,18 @@ func (ch *tagChanges) empty() bool {
 }
 
 // liveRetag tells whether a session can take a change of only the tags of
-// its entries from old to next without restarting: not with polled tags or
-// heartbeats, whose workers hold the tag list of the connection.
+// its entries from old to next without restarting: not with polled tags,
+// whose pollers hold the tag list of the connection, nor when heartbeats
+// come or go altogether (their relay is set up at the session's start);
+// heartbeats of tags that come, go or change follow the tag table.
 func liveRetag(old, next []config.PLC) bool {
+	if anyHeartbeat(old) != anyHeartbeat(next) {
+		return false
+	}
 	for _, plcs := range [][]config.PLC{old, next} {
 		for _, p := range plcs {
-			if p.Heartbeat > 0 {
-				return false
-			}
 			for _, t := range p.Tags {
-				if t.Polled() || t.Heartbeat > 0 {
+				if t.Polled() {
 					return false
 				}
 			}
@@ -234,6 +236,9 @@ func (s *Session) retagTo(next []config.PLC) *tagChanges {
 	s.tagsMu.Lock()
 	s.tags = tags
 	s.tagsMu.Unlock()
+	if s.beats != nil {
+		s.beats.retag(tags)
+	}
 
 	// What the session knew of a removed tag or a tag's old node is void.
 	grow := func(ts []time.Time) []time.Time {
