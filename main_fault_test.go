@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
 	"github.com/tagbridge/tagbridge/spool"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // TestKill9DuringBrokerOutage: values flow to the broker; the broker
@@ -282,7 +283,7 @@ func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		copyFile(t, filepath.Join(dir, e.Name()), filepath.Join(cp, e.Name()))
+		testutil.CopyFile(t, filepath.Join(dir, e.Name()), filepath.Join(cp, e.Name()), 0o600)
 	}
 	s, err := spool.Open(cp, 1<<30, zerolog.Nop())
 	if err != nil {
@@ -307,25 +308,6 @@ func spooledCounters(t *testing.T, dir string) map[string][]int64 {
 			out[topic] = append(vals, p.Value)
 		}
 		s.Advance(seq)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	src, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

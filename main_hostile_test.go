@@ -53,6 +53,8 @@ import (
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/hostileua"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 const (
@@ -76,7 +78,7 @@ func TestHostilePLC(t *testing.T) {
 	broker := testkit.StartBroker(t)
 	// Two Int32 counters changing every 100 ms.
 	good := simproc.Start(t, "-tags", "8", "-interval", "250ms") // plcsim keeps one value per item per publish: 250 ms leaves room on a loaded machine
-	goodTags := indent(simproc.Tags(t, 8), "    ")
+	goodTags := testutil.Indent(simproc.Tags(t, 8), "    ")
 
 	cases := []struct {
 		mode hostileua.Mode
@@ -207,7 +209,7 @@ plcs:
     tags:
       - {node: ns=1;s=Int32.0001, name: int32_0001}
       - {node: ns=1;s=Int32.0002, name: int32_0002}
-`, t.TempDir(), broker.URL(), good.Endpoint, indent(simproc.Tags(t, 8), "    "), evil.Endpoint))
+`, t.TempDir(), broker.URL(), good.Endpoint, testutil.Indent(simproc.Tags(t, 8), "    "), evil.Endpoint))
 	seen := newCounterRun()
 	go func() {
 		for m := range testkit.Subscribe(t, broker.URL(), "tagbridge/jump/#", 1) {
@@ -285,7 +287,7 @@ func TestHostileReloadSilentPLC(t *testing.T) {
 			evil = fmt.Sprintf("  - name: evil\n    endpoint: %s\n    tags:\n      - node: %s\n", silent.Endpoint, evilTag)
 		}
 		return fmt.Sprintf("agent: {id: reload, spool_dir: %q}\nmqtt: {url: %s, qos: 1}\nplcs:\n  - name: good\n    endpoint: %s\n    publishing_interval: 20ms\n%s\n%s",
-			spool, broker.URL(), good.Endpoint, indent(simproc.Tags(t, goodTags), "    "), evil)
+			spool, broker.URL(), good.Endpoint, testutil.Indent(simproc.Tags(t, goodTags), "    "), evil)
 	}
 	cfg := writeConfig(t, configWith("ns=1;s=Int32.0001", 4))
 	seen := newCounterRun()
@@ -335,14 +337,6 @@ func unitStopTimeout(t *testing.T) time.Duration {
 	}
 	s, _ := strconv.Atoi(string(m[1]))
 	return time.Duration(s) * time.Second
-}
-
-func indent(lines, prefix string) string {
-	var b strings.Builder
-	for l := range strings.Lines(lines) {
-		b.WriteString(prefix + l)
-	}
-	return strings.TrimRight(b.String(), "\n")
 }
 
 // runCappedAgent runs the agent with its address space capped at limit

@@ -15,6 +15,8 @@ import (
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // The agent's status topics follow each PLC session: connecting, then
@@ -30,7 +32,7 @@ plcs:
     endpoint: %s
     publishing_interval: 50ms
     reconnect: {min: 200ms, max: 500ms}
-%s`, t.TempDir(), broker.URL(), plc.Endpoint, indent(simproc.Tags(t, 3), "    "))
+%s`, t.TempDir(), broker.URL(), plc.Endpoint, testutil.Indent(simproc.Tags(t, 3), "    "))
 	file := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,12 +94,4 @@ plcs:
 	}
 	next(agentMsgs, "offline")
 	next(msgs, "stopped")
-}
-
-func indent(s, prefix string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString(prefix + line + "\n")
-	}
-	return b.String()
 }

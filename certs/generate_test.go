@@ -11,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 func TestGenerate(t *testing.T) {
@@ -60,7 +62,7 @@ func TestGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
+	testutil.WriteFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
 	if _, err := s.Verify(der, VerifyOptions{Now: start.Add(time.Hour)}); err != nil {
 		t.Errorf("Verify: %v", err)
 	}
@@ -184,7 +186,7 @@ func TestGenerateECC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
+			testutil.WriteFile(t, filepath.Join(s.Path(TrustedCerts), "self.der"), der, 0o600)
 			if _, err := s.Verify(der, VerifyOptions{Now: time.Now()}); err != nil {
 				t.Errorf("Verify: %v", err)
 			}

@@ -8,16 +8,18 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 func TestGuard(t *testing.T) {
 	root := t.TempDir()
 	allowed := filepath.Join(root, "certs")
 	outside := filepath.Join(root, "home")
-	writeFile(t, filepath.Join(allowed, "client.pem"), []byte("x"), 0o644)
-	writeFile(t, filepath.Join(allowed, "sub", "ca.pem"), []byte("x"), 0o644)
-	writeFile(t, filepath.Join(outside, "client.pem"), []byte("x"), 0o644)
-	writeFile(t, filepath.Join(root, "certs-evil", "client.pem"), []byte("x"), 0o644)
+	testutil.WriteFile(t, filepath.Join(allowed, "client.pem"), []byte("x"), 0o644)
+	testutil.WriteFile(t, filepath.Join(allowed, "sub", "ca.pem"), []byte("x"), 0o644)
+	testutil.WriteFile(t, filepath.Join(outside, "client.pem"), []byte("x"), 0o644)
+	testutil.WriteFile(t, filepath.Join(root, "certs-evil", "client.pem"), []byte("x"), 0o644)
 	symlink := func(target, link string) {
 		t.Helper()
 		if err := os.Symlink(target, link); err != nil {
@@ -92,7 +94,7 @@ func TestGuard(t *testing.T) {
 
 func TestGuardRelativePath(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "certs", "a.pem"), []byte("x"), 0o644)
+	testutil.WriteFile(t, filepath.Join(dir, "certs", "a.pem"), []byte("x"), 0o644)
 	t.Chdir(dir)
 	got, err := Guard{Dirs: []string{"certs"}}.Check("certs/a.pem")
 	real, _ := filepath.EvalSymlinks(filepath.Join(dir, "certs", "a.pem"))
@@ -107,9 +109,9 @@ func TestGuardAtOpen(t *testing.T) {
 	root := t.TempDir()
 	allowed := filepath.Join(root, "certs")
 	outside := filepath.Join(root, "home")
-	writeFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
-	writeFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
-	writeFile(t, filepath.Join(allowed, "open.key"), []byte("inside"), 0o644)
+	testutil.WriteFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
+	testutil.WriteFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
+	testutil.WriteFile(t, filepath.Join(allowed, "open.key"), []byte("inside"), 0o644)
 	link := filepath.Join(allowed, "client.key")
 	if err := os.Symlink(filepath.Join(allowed, "real.key"), link); err != nil {
 		t.Fatal(err)
@@ -159,8 +161,8 @@ func TestGuardAtOpenRace(t *testing.T) {
 	root := t.TempDir()
 	allowed := filepath.Join(root, "certs")
 	outside := filepath.Join(root, "home")
-	writeFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
-	writeFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
+	testutil.WriteFile(t, filepath.Join(allowed, "real.key"), []byte("inside"), 0o600)
+	testutil.WriteFile(t, filepath.Join(outside, "stolen.key"), []byte("outside"), 0o600)
 	link := filepath.Join(allowed, "client.key")
 	if err := os.Symlink(filepath.Join(allowed, "real.key"), link); err != nil {
 		t.Fatal(err)

@@ -8,8 +8,6 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -133,17 +131,4 @@ func mkCRL(t testing.TB, ca *issued, nextUpdate time.Time, serials ...*big.Int) 
 		t.Fatal(err)
 	}
 	return der
-}
-
-func writeFile(t testing.TB, path string, data []byte, perm os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, perm); err != nil { // umask
-		t.Fatal(err)
-	}
 }

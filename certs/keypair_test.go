@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 func TestLoadKeyPair(t *testing.T) {
@@ -65,12 +67,12 @@ func TestLoadKeyPair(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			certFile, keyFile := filepath.Join(dir, "cert"), filepath.Join(dir, "key")
-			writeFile(t, certFile, tc.cert, 0o644)
+			testutil.WriteFile(t, certFile, tc.cert, 0o644)
 			perm := tc.keyPerm
 			if perm == 0 {
 				perm = 0o600
 			}
-			writeFile(t, keyFile, tc.key, perm)
+			testutil.WriteFile(t, keyFile, tc.key, perm)
 			cert, der, got, err := LoadKeyPair(certFile, keyFile)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.contains) {
@@ -107,8 +109,8 @@ func TestLoadAnyKeyPair(t *testing.T) {
 	dir := t.TempDir()
 	ec, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
-	writeFile(t, filepath.Join(dir, "cert"), ecCert(t, ec), 0o644)
-	writeFile(t, filepath.Join(dir, "key"), ecDER, 0o600)
+	testutil.WriteFile(t, filepath.Join(dir, "cert"), ecCert(t, ec), 0o644)
+	testutil.WriteFile(t, filepath.Join(dir, "key"), ecDER, 0o600)
 	cert, _, k, err := Guard{Dirs: []string{dir}}.LoadAnyKeyPair(filepath.Join(dir, "cert"), filepath.Join(dir, "key"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +152,7 @@ func TestCheckValidity(t *testing.T) {
 
 func TestKeyPermissionsMessage(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "client.key")
-	writeFile(t, file, []byte("x"), 0o644)
+	testutil.WriteFile(t, file, []byte("x"), 0o644)
 	_, err := LoadKey(file)
 	want := "key file " + file + " is readable by group or others (mode 0644); chmod 600 " + file
 	if err == nil || err.Error() != want {
@@ -231,7 +233,7 @@ func TestNoKeyMaterialInErrors(t *testing.T) {
 	dir := t.TempDir()
 	for name, data := range inputs {
 		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
-		writeFile(t, file, data, 0o600)
+		testutil.WriteFile(t, file, data, 0o600)
 		for _, err := range []error{
 			func() error { _, _, err := LoadCertificate(file); return err }(),
 			func() error { _, err := LoadKey(file); return err }(),
@@ -243,7 +245,7 @@ func TestNoKeyMaterialInErrors(t *testing.T) {
 			}
 		}
 	}
-	writeFile(t, filepath.Join(dir, "open"), keyPEM, 0o644)
+	testutil.WriteFile(t, filepath.Join(dir, "open"), keyPEM, 0o644)
 	_, err := LoadKey(filepath.Join(dir, "open"))
 	if err == nil {
 		t.Fatal("world-readable key loaded")

@@ -2,7 +2,6 @@ package certs
 
 import (
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // The trust store as the package lays it out: owned by the service user,
@@ -104,8 +105,8 @@ func TestUnreadableTrustedNamed(t *testing.T) {
 	// Copied in by root (cp keeps root as owner, mode 0600).
 	plc := mkCert(t, certSpec{cn: "plc1", key: key(t, 4)}, nil)
 	unreadable := filepath.Join(s.Path(TrustedCerts), "plc1.der")
-	writeFile(t, unreadable, plc.cert.Raw, 0o600)
-	writeFile(t, filepath.Join(filepath.Dir(dir), "peer.der"), plc.cert.Raw, 0o644)
+	testutil.WriteFile(t, unreadable, plc.cert.Raw, 0o600)
+	testutil.WriteFile(t, filepath.Join(filepath.Dir(dir), "peer.der"), plc.cert.Raw, 0o644)
 
 	// The test binary, run again as nobody, verifies plc1's certificate.
 	self, err := os.Executable()
@@ -113,7 +114,7 @@ func TestUnreadableTrustedNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(filepath.Dir(dir), "certs.test")
-	copyFile(t, self, bin)
+	testutil.CopyFile(t, self, bin, 0o755)
 	cmd := exec.CommandContext(t.Context(), "runuser", "-u", "nobody", "--", bin, "-test.run=^TestUnreadableTrustedChild$", "-test.v")
 	cmd.Env = append(os.Environ(), "TAGBRIDGE_UNREADABLE_STORE="+dir)
 	out, _ := cmd.CombinedOutput()
@@ -139,23 +140,4 @@ func TestUnreadableTrustedChild(t *testing.T) {
 	}
 	_, err = s.Verify(der, VerifyOptions{Now: now})
 	t.Logf("Verify: %v", err)
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // testPKI is a root CA, an intermediate CA and certificates they issued.
@@ -52,7 +54,7 @@ func put(t *testing.T, s *Store, sub, name string, v any) {
 	case []byte:
 		data = v
 	}
-	writeFile(t, filepath.Join(s.Path(sub), name), data, 0o600)
+	testutil.WriteFile(t, filepath.Join(s.Path(sub), name), data, 0o600)
 }
 
 // sha1Cert re-signs the certificate of spec with SHA-1 by hand: crypto/x509
@@ -288,11 +290,11 @@ func TestVerifyCacheFollowsReplacedFile(t *testing.T) {
 	a := mkCert(t, certSpec{cn: "a", key: key(t, 4)}, nil)
 	b := mkCert(t, certSpec{cn: "b", key: key(t, 5)}, nil)
 	file := filepath.Join(s.Path(TrustedCerts), "plc.der")
-	writeFile(t, file, a.cert.Raw, 0o600)
+	testutil.WriteFile(t, file, a.cert.Raw, 0o600)
 	if _, err := s.Verify(a.cert.Raw, VerifyOptions{Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, file, b.cert.Raw, 0o600)
+	testutil.WriteFile(t, file, b.cert.Raw, 0o600)
 	later := time.Now().Add(time.Minute)
 	os.Chtimes(file, later, later)
 	if _, err := s.Verify(b.cert.Raw, VerifyOptions{Now: now}); err != nil {

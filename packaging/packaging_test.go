@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 const (
@@ -159,10 +161,10 @@ func TestDebianPackage(t *testing.T) {
 	// Upgrade (a reinstall runs the same scripts): local changes stay.
 	local := []byte("# changed locally\n")
 	appendFile(t, configPath, local)
-	writeFile(t, "/var/lib/tagbridge/spool/0001.seg", "spooled")
-	writeFile(t, "/etc/tagbridge/certs/ca.pem", "certificate")
-	writeFile(t, "/etc/tagbridge/certs/client-key.pem", "key")
-	writeFile(t, envPath, "TAGBRIDGE_MQTT_PASSWORD=secret\n")
+	testutil.WriteFile(t, "/var/lib/tagbridge/spool/0001.seg", []byte("spooled"), 0o600)
+	testutil.WriteFile(t, "/etc/tagbridge/certs/ca.pem", []byte("certificate"), 0o600)
+	testutil.WriteFile(t, "/etc/tagbridge/certs/client-key.pem", []byte("key"), 0o600)
+	testutil.WriteFile(t, envPath, []byte("TAGBRIDGE_MQTT_PASSWORD=secret\n"), 0o600)
 	run(t, "dpkg", "-i", deb)
 	if b, err := os.ReadFile(configPath); err != nil || !bytes.HasSuffix(b, local) {
 		t.Errorf("after reinstall, %s lost its local change (err %v)", configPath, err)
@@ -504,15 +506,6 @@ func appendFile(t *testing.T, path string, b []byte) {
 		err = errors.Join(err, f.Close())
 	}
 	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// writeFile replaces or creates a file, keeping an existing file's mode and
-// owner.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

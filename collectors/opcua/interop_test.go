@@ -19,6 +19,8 @@ import (
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // o62server's default user; the tests check that the password never
@@ -412,7 +414,7 @@ func trustRejected(t *testing.T, srv *o62proc.Server) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(srv.TrustedDir(), filepath.Base(p)), b, 0o644)
+		testutil.WriteFile(t, filepath.Join(srv.TrustedDir(), filepath.Base(p)), b, 0o644)
 	}
 	return len(rejected)
 }
@@ -433,7 +435,7 @@ func TestRefusedAgentCertificateHint(t *testing.T) {
 	}
 	block, _ := pem.Decode(certPEM)
 	der := strings.TrimSuffix(f.cert, ".pem") + ".der"
-	writeFile(t, der, block.Bytes, 0o644)
+	testutil.WriteFile(t, der, block.Bytes, 0o644)
 	r, s := startSessionValue(t, f.o62Config(t, "refused", srv.Endpoint, security, "", 8, time.Hour))
 	hint := fmt.Sprintf("the PLC refused the agent's certificate: trust %s (SHA-256 %s; the DER form of client-cert.pem) on the PLC (most servers keep refused certificates in a rejected folder)", der, f.fingerprint(t))
 	refused := func(msg string) bool {

@@ -26,6 +26,8 @@ import (
 	"github.com/tagbridge/tagbridge/certs"
 	"github.com/tagbridge/tagbridge/config"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 func TestSelectEndpoint(t *testing.T) {
@@ -441,8 +443,8 @@ func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	testutil.WriteFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644)
+	testutil.WriteFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
 
 	peer := peerproc.Start(t, peerproc.Options{Tags: 4, Policies: []string{"Basic256Sha256"}, Modes: []string{"SignAndEncrypt"},
 		CertFile: certFile, KeyFile: keyFile, ApplicationURI: peerURI})
@@ -451,8 +453,8 @@ func TestSecureSessionRefusesRevokedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(store.Path(certs.TrustedCerts), "plant-ca.der"), caDER, 0o644)
-	writeFile(t, filepath.Join(store.Path(certs.TrustedCRL), "plant-ca.crl"), crl, 0o644)
+	testutil.WriteFile(t, filepath.Join(store.Path(certs.TrustedCerts), "plant-ca.der"), caDER, 0o644)
+	testutil.WriteFile(t, filepath.Join(store.Path(certs.TrustedCRL), "plant-ca.crl"), crl, 0o644)
 
 	r := startSession(t, f.config(t, peer.Endpoint, "policy: Basic256Sha256, mode: SignAndEncrypt, trust: full", ""))
 	waitUntil(t, "the revocation refusal", 20*time.Second, func() bool {
@@ -503,11 +505,4 @@ func TestSecureSessionRenewsShortTokensWithoutGaps(t *testing.T) {
 		}
 	}
 	t.Logf("%d renewals of 3 s tokens in %v; %d counter values without a gap", renewals, run, len(ss))
-}
-
-func writeFile(t *testing.T, name string, data []byte, perm os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(name, data, perm); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -5,20 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"testing"
-)
 
-func unhex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+	"github.com/tagbridge/tagbridge/internal/testutil"
+)
 
 // TestRFC7027 checks key derivation and ECDH against RFC 7027 Appendix A.1
 // (brainpoolP256r1) and A.2 (brainpoolP384r1): dA·G, dB·G and the shared
@@ -55,16 +47,16 @@ func TestRFC7027(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.curve
-			a, err := c.NewPrivateKey(unhex(t, tc.dA))
+			a, err := c.NewPrivateKey(testutil.Unhex(t, tc.dA))
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := c.NewPrivateKey(unhex(t, tc.dB))
+			b, err := c.NewPrivateKey(testutil.Unhex(t, tc.dB))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantA := append(append([]byte{4}, unhex(t, tc.xA)...), unhex(t, tc.yA)...)
-			wantB := append(append([]byte{4}, unhex(t, tc.xB)...), unhex(t, tc.yB)...)
+			wantA := append(append([]byte{4}, testutil.Unhex(t, tc.xA)...), testutil.Unhex(t, tc.yA)...)
+			wantB := append(append([]byte{4}, testutil.Unhex(t, tc.xB)...), testutil.Unhex(t, tc.yB)...)
 			if got := a.PublicKey().Bytes(); !bytes.Equal(got, wantA) {
 				t.Fatalf("dA·G = %x, want %x", got, wantA)
 			}
@@ -87,8 +79,8 @@ func TestRFC7027(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(z, unhex(t, tc.z)) {
-					t.Errorf("%s = %x, want %x", name, z, unhex(t, tc.z))
+				if !bytes.Equal(z, testutil.Unhex(t, tc.z)) {
+					t.Errorf("%s = %x, want %x", name, z, testutil.Unhex(t, tc.z))
 				}
 			}
 			// A point off the curve is refused.
@@ -142,13 +134,13 @@ func TestWycheproofECDSA(t *testing.T) {
 			}
 			n := 0
 			for _, g := range w.TestGroups {
-				pub, err := f.curve.NewPublicKey(unhex(t, g.PublicKey.Uncompressed))
+				pub, err := f.curve.NewPublicKey(testutil.Unhex(t, g.PublicKey.Uncompressed))
 				if err != nil {
 					t.Fatalf("public key %s: %v", g.PublicKey.Uncompressed, err)
 				}
 				for _, tc := range g.Tests {
 					n++
-					got := VerifyRaw(pub, f.hash(unhex(t, tc.Msg)), unhex(t, tc.Sig))
+					got := VerifyRaw(pub, f.hash(testutil.Unhex(t, tc.Msg)), testutil.Unhex(t, tc.Sig))
 					if want := tc.Result == "valid"; got != want {
 						t.Errorf("tcId %d: verify = %v, want %v (%s)", tc.TcID, got, want, tc.Result)
 					}

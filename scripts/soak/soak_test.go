@@ -25,6 +25,8 @@ import (
 	"github.com/tagbridge/tagbridge/internal/testkit"
 	"github.com/tagbridge/tagbridge/scripts/opcua-peer/peerproc"
 	"github.com/tagbridge/tagbridge/scripts/plcsim/simproc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // duration is how long a soak runs: TAGBRIDGE_SOAK when it is a duration,
@@ -282,14 +284,6 @@ func (c *counters) quiet(t *testing.T) int {
 	return last
 }
 
-func indent(tags string) string {
-	var b strings.Builder
-	for line := range strings.Lines(tags) {
-		b.WriteString("    " + line)
-	}
-	return b.String()
-}
-
 // secureTokens runs the agent against node-opcua with 3 s tokens for d,
 // the peer's clock shifted by offset.
 func secureTokens(t *testing.T, name string, d, offset time.Duration) {
@@ -310,7 +304,7 @@ plcs:
     token_lifetime: 3s
     reconnect: {min: 1s, max: 10s}
     security: {policy: Basic256Sha256, mode: SignAndEncrypt, certificate_file: %[4]s, key_file: %[5]s, trust: fingerprint, auto_accept: true}
-%[6]s`, dir, broker.URL(), peer.Endpoint, certFile, keyFile, indent(simproc.Tags(t, tags))))
+%[6]s`, dir, broker.URL(), peer.Endpoint, certFile, keyFile, testutil.Indent(simproc.Tags(t, tags), "    ")))
 
 	testkit.WaitUntil(t, "every counter", 60*time.Second, func() bool {
 		got.mu.Lock()
@@ -358,7 +352,7 @@ plcs:
     publishing_interval: 20ms
     sampling_interval: 0s
     reconnect: {min: 1s, max: 10s}
-%s`, t.TempDir(), broker.URL(), plc.Endpoint, indent(simproc.Tags(t, tags))))
+%s`, t.TempDir(), broker.URL(), plc.Endpoint, testutil.Indent(simproc.Tags(t, tags), "    ")))
 
 	testkit.WaitUntil(t, "every counter", 60*time.Second, func() bool {
 		got.mu.Lock()

@@ -19,6 +19,8 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/tagbridge/tagbridge/scripts/open62541/o62proc"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 var eccPolicies = []struct {
@@ -33,15 +35,6 @@ var eccPolicies = []struct {
 	{EccBrainpoolP256r1, "client-bp256"},
 	{EccBrainpoolP384r1, "client-bp384"},
 	{EccCurve448, "client-ed448"},
-}
-
-func unhex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestHKDFVectors checks hkdfKey against RFC 5869 appendix A, test cases 1
@@ -76,11 +69,11 @@ func TestHKDFVectors(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hkdfKey(sha256.New, unhex(t, tc.ikm), unhex(t, tc.salt), unhex(t, tc.info), tc.n)
+			got, err := hkdfKey(sha256.New, testutil.Unhex(t, tc.ikm), testutil.Unhex(t, tc.salt), testutil.Unhex(t, tc.info), tc.n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := unhex(t, tc.okm); !bytes.Equal(got, want) {
+			if want := testutil.Unhex(t, tc.okm); !bytes.Equal(got, want) {
 				t.Fatalf("okm\n got %x\nwant %x", got, want)
 			}
 		})
@@ -116,7 +109,7 @@ func TestECDSAFixedSignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := EccNistP256.(*eccPolicy)
-	s := unhex(t, sig)
+	s := testutil.Unhex(t, sig)
 	if err := p.verifyRaw(pub.(*ecdsa.PublicKey), []byte(msg), s); err != nil {
 		t.Fatalf("OpenSSL's signature: %v", err)
 	}
