@@ -160,7 +160,7 @@ func TestDebianPackage(t *testing.T) {
 
 	// Upgrade (a reinstall runs the same scripts): local changes stay.
 	local := []byte("# changed locally\n")
-	appendFile(t, configPath, local)
+	testutil.AppendFile(t, configPath, local)
 	testutil.WriteFile(t, "/var/lib/tagbridge/spool/0001.seg", []byte("spooled"), 0o600)
 	testutil.WriteFile(t, "/etc/tagbridge/certs/ca.pem", []byte("certificate"), 0o600)
 	testutil.WriteFile(t, "/etc/tagbridge/certs/client-key.pem", []byte("key"), 0o600)
@@ -496,18 +496,6 @@ func runCombined(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, b)
 	}
 	return string(b)
-}
-
-func appendFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.Write(b)
-		err = errors.Join(err, f.Close())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func userName(uid uint32) string {

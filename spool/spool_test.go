@@ -15,6 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tagbridge/tagbridge/internal/testkit"
+
+	"github.com/tagbridge/tagbridge/internal/testutil"
 )
 
 // wait bounds every wait on the spool's log.
@@ -244,12 +246,12 @@ func TestSpoolTornTail(t *testing.T) {
 			b = append(b, 0, 1, 0, 0, 1, 2, 3, 4, byte(len(topic)), 0)
 			b = append(b, topic...)
 			b = append(b, payload[:3]...)
-			appendFile(t, last, b)
+			testutil.AppendFile(t, last, b)
 		}},
-		{"zeros", func(t *testing.T) { appendFile(t, last, make([]byte, 4096)) }},
+		{"zeros", func(t *testing.T) { testutil.AppendFile(t, last, make([]byte, 4096)) }},
 		{"bad crc", func(t *testing.T) {
 			b := []byte{12, 0, 0, 0, 9, 9, 9, 9, 1, 0, 'x'}
-			appendFile(t, last, append(b, "123456789"...))
+			testutil.AppendFile(t, last, append(b, "123456789"...))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,18 +268,6 @@ func TestSpoolTornTail(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-}
-
-func appendFile(t *testing.T, name string, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		t.Fatal(err)
 	}
 }
 

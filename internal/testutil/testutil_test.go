@@ -20,6 +20,7 @@ func TestHelpers(t *testing.T) {
 	path := filepath.Join(dir, "sub", "f")
 	WriteFile(t, path, []byte("x"), 0o644)
 	CopyFile(t, path, filepath.Join(dir, "g"), 0o755)
+	AppendFile(t, path, []byte("y"))
 	for name, perm := range map[string]os.FileMode{path: 0o644, filepath.Join(dir, "g"): 0o755} {
 		fi, err := os.Stat(name)
 		if err != nil {
@@ -28,8 +29,12 @@ func TestHelpers(t *testing.T) {
 		if fi.Mode().Perm() != perm {
 			t.Errorf("%s: mode %v, want %v despite umask 077", name, fi.Mode().Perm(), perm)
 		}
-		if b, _ := os.ReadFile(name); string(b) != "x" {
-			t.Errorf("%s: %q", name, b)
+		want := map[string]string{path: "xy"}[name]
+		if want == "" {
+			want = "x"
+		}
+		if b, _ := os.ReadFile(name); string(b) != want {
+			t.Errorf("%s: %q, want %q", name, b, want)
 		}
 	}
 }
