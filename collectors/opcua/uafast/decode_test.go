@@ -85,25 +85,39 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func requireSame(t *testing.T, b []byte) {
+// uadecodeAgrees checks a fast decoder's outcome for b against uadecode: a
+// decline (ok false) carries no value (isNil), and an accepted message is
+// one uadecode decodes too, into a W with the same header. It returns
+// uadecode's W when the fast path accepted b.
+func uadecodeAgrees[W interface{ Header() *ua.ResponseHeader }](t *testing.T, b []byte, got W, ok, isNil bool) (W, bool) {
 	t.Helper()
-	got, ok := Decode(b)
+	var zero W
 	if !ok {
-		if got != nil {
+		if !isNil {
 			t.Fatal("declined with a value")
 		}
-		return
+		return zero, false
 	}
 	_, v, err := uadecode.Service(b)
 	if err != nil {
 		t.Fatalf("fast path accepted what uadecode refuses: %v", err)
 	}
-	want, isPublish := v.(*ua.PublishResponse)
-	if !isPublish {
+	want, isW := v.(W)
+	if !isW {
 		t.Fatalf("fast path accepted a %T", v)
 	}
-	if g, w := got.ResponseHeader, want.ResponseHeader; g.Timestamp != w.Timestamp || g.RequestHandle != w.RequestHandle || g.ServiceResult != w.ServiceResult {
+	if g, w := got.Header(), want.Header(); g.Timestamp != w.Timestamp || g.RequestHandle != w.RequestHandle || g.ServiceResult != w.ServiceResult {
 		t.Fatalf("header %+v, uadecode %+v", g, w)
+	}
+	return want, true
+}
+
+func requireSame(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := Decode(b)
+	want, ok := uadecodeAgrees(t, b, got, ok, got == nil)
+	if !ok {
+		return
 	}
 	if got.SubscriptionID != want.SubscriptionID || got.MoreNotifications != want.MoreNotifications ||
 		fmt.Sprint(got.AvailableSequenceNumbers) != fmt.Sprint(want.AvailableSequenceNumbers) ||
