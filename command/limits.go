@@ -3,10 +3,10 @@ package command
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/config"
 )
 
@@ -21,7 +21,7 @@ func checkLimits(v any, w *config.WriteLimits) error {
 	if w == nil {
 		return nil
 	}
-	if elems, ok := elements(v); ok {
+	if elems, ok := collectors.Elements(v); ok {
 		if w.MaxLength > 0 && len(elems) > w.MaxLength {
 			return refuse(OutOfRange, "array of %d elements is longer than max_length %d", len(elems), w.MaxLength)
 		}
@@ -42,7 +42,7 @@ func checkLimits(v any, w *config.WriteLimits) error {
 }
 
 func checkScalar(v any, w *config.WriteLimits) error {
-	if _, ok := elements(v); ok {
+	if _, ok := collectors.Elements(v); ok {
 		return refuse(WrongType, "nested arrays are not writable")
 	}
 	f, isNum := number(v)
@@ -70,25 +70,6 @@ func checkScalar(v any, w *config.WriteLimits) error {
 		}
 	}
 	return refuse(OutOfRange, "%s is not one of the allowed values", show(v))
-}
-
-// elements returns an array value's elements; []byte is a ByteString, not an array.
-func elements(v any) ([]any, bool) {
-	switch x := v.(type) {
-	case []any:
-		return x, true
-	case []byte, string:
-		return nil, false
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Slice {
-		return nil, false
-	}
-	out := make([]any, rv.Len())
-	for i := range out {
-		out[i] = rv.Index(i).Interface()
-	}
-	return out, true
 }
 
 // number reads a numeric value as float64, for limits.

@@ -159,7 +159,7 @@ func (s *Session) definedVariant(ctx context.Context, c sender, value any, nt no
 		return &ua.ExtensionObject{TypeID: ua.NewExpandedNodeID(enc, "", 0), EncodingMask: ua.ExtensionObjectBinary, Value: typedef.Body(body)}, st, nil
 	}
 	if nt.rank == -1 {
-		if _, isArray := typedef.Elements(value); isArray {
+		if _, isArray := collectors.Elements(value); isArray {
 			return nil, nil, command.Refuse(command.WrongType, "an array for a single structure")
 		}
 		eo, st, err := encode(value)
@@ -169,7 +169,7 @@ func (s *Session) definedVariant(ctx context.Context, c sender, value any, nt no
 		v, err := ua.NewVariant(eo)
 		return v, st, err
 	}
-	elems, isArray := typedef.Elements(value)
+	elems, isArray := collectors.Elements(value)
 	if !isArray {
 		return nil, nil, command.Refuse(command.WrongType, "%s for an array of structures", describe(value))
 	}

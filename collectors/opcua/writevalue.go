@@ -13,7 +13,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/tagbridge/tagbridge/collectors/opcua/typedef"
+	"github.com/tagbridge/tagbridge/collectors"
 	"github.com/tagbridge/tagbridge/command"
 )
 
@@ -27,7 +27,7 @@ func toVariant(value any, nt nodeType) (*ua.Variant, error) {
 		}
 		return nil, command.Refuse(command.WrongType, "the node holds %s, which is not writable from MQTT", what)
 	}
-	elems, isArray := typedef.Elements(value)
+	elems, isArray := collectors.Elements(value)
 	switch {
 	case nt.rank >= 2:
 		return nil, command.Refuse(command.WrongType, "the node holds a matrix of %s, which is not writable from MQTT", nt.builtin)

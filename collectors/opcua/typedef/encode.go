@@ -446,7 +446,7 @@ func kindOf(v any) string {
 	case map[string]any, collectors.Structure:
 		return "an object"
 	}
-	if _, ok := Elements(v); ok {
+	if _, ok := collectors.Elements(v); ok {
 		return "an array"
 	}
 	return fmt.Sprintf("a %T", v)

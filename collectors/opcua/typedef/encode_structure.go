@@ -3,7 +3,6 @@ package typedef
 import (
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,7 +121,7 @@ func (e *encoder) field(f Field, v any, path string, depth int) {
 			e.u32(math.MaxUint32) // -1: the null array
 			return
 		}
-		elems, ok := Elements(v)
+		elems, ok := collectors.Elements(v)
 		if !ok {
 			e.fail(path, "%s for an array", kindOf(v))
 			return
@@ -163,7 +162,7 @@ func Flatten(v any, rank int) (dims []int, flat []any, err error) {
 			flat = append(flat, x)
 			return nil
 		}
-		elems, ok := Elements(x)
+		elems, ok := collectors.Elements(x)
 		if !ok {
 			return fmt.Errorf("%s at depth %d of a matrix of %d dimensions", kindOf(x), level+1, rank)
 		}
@@ -193,24 +192,4 @@ func Flatten(v any, rank int) (dims []int, flat []any, err error) {
 		return nil, nil, fmt.Errorf("more than %d elements", maxElements)
 	}
 	return dims, flat, nil
-}
-
-// Elements returns an array value's elements: a []any, or any other
-// slice but []byte (a ByteString) and string.
-func Elements(v any) ([]any, bool) {
-	switch x := v.(type) {
-	case []any:
-		return x, true
-	case []byte, string, nil:
-		return nil, false
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Slice {
-		return nil, false
-	}
-	out := make([]any, rv.Len())
-	for i := range out {
-		out[i] = rv.Index(i).Interface()
-	}
-	return out, true
 }
