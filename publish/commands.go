@@ -138,7 +138,7 @@ func (p *Publisher) publishResult(r command.Message) {
 
 // subscribeWrites subscribes to the command filters after a connect;
 // paho's goroutine only queues what arrives.
-func (p *Publisher) subscribeWrites(c mqtt.Client) {
+func (p *Publisher) subscribeWrites(c mqttClient) {
 	if p.cmds == nil {
 		return
 	}
@@ -148,7 +148,7 @@ func (p *Publisher) subscribeWrites(c mqtt.Client) {
 // syncCommandFilters makes the connection's command subscriptions the
 // handler's filters: all of them after a connect (fresh), otherwise those
 // not subscribed yet, and it unsubscribes from those no longer listed.
-func (p *Publisher) syncCommandFilters(c mqtt.Client, fresh bool) {
+func (p *Publisher) syncCommandFilters(c mqttClient, fresh bool) {
 	p.cmds.subMu.Lock()
 	defer p.cmds.subMu.Unlock()
 	if fresh {

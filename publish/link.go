@@ -143,7 +143,7 @@ func (p *Publisher) refused() (suspect bool) {
 	return false
 }
 
-func (p *Publisher) subscribeCommands(c mqtt.Client) {
+func (p *Publisher) subscribeCommands(c mqttClient) {
 	cmd := p.format
 	if len(cmd.CommandTopics()) == 0 {
 		return

@@ -83,10 +83,22 @@ const (
 	maxGoodTopics = 1 << 14
 )
 
+// mqttClient is what the publisher uses of its MQTT client: paho's
+// mqtt.Client, which paho's callbacks also hand over.
+type mqttClient interface {
+	Connect() mqtt.Token
+	Disconnect(quiesce uint)
+	IsConnectionOpen() bool
+	Publish(topic string, qos byte, retained bool, payload any) mqtt.Token
+	SubscribeMultiple(filters map[string]byte, callback mqtt.MessageHandler) mqtt.Token
+	Unsubscribe(topics ...string) mqtt.Token
+	AddRoute(topic string, callback mqtt.MessageHandler)
+}
+
 // Publisher publishes samples to one MQTT broker.
 type Publisher struct {
 	log    zerolog.Logger
-	client mqtt.Client
+	client mqttClient
 	store  *pahostore.Store
 	format payload.Format
 	qos    byte

@@ -267,7 +267,7 @@ func testSparkplugSession(t *testing.T, qos int) {
 	s := &spStream{t: t, msgs: testkit.SubscribeAll(t, b.URL(), "spBv1.0/#", 1)}
 	in := make(chan collectors.Event, 16)
 	done := start(t, p, in)
-	if opts := p.client.OptionsReader(); !opts.CleanSession() {
+	if opts := p.client.(mqtt.Client).OptionsReader(); !opts.CleanSession() {
 		t.Errorf("mqtt.qos %d: CONNECT without Clean Session", qos)
 	}
 
