@@ -82,6 +82,7 @@ type options struct {
 	clkTck       int
 	keep         bool
 	profile      string   // directory for tagbridge CPU profiles; "" for none
+	logLevel     string   // tagbridge's agent.log_level
 	env          []string // added to tagbridge's environment (-env)
 }
 
@@ -199,6 +200,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows medians")
 	fs.IntVar(&o.clkTck, "clk-tck", 100, "kernel clock ticks per second (getconf CLK_TCK)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's directory (config, logs)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "tagbridge's agent.log_level (debug to trace a run kept with -keep; debug logs nothing per value)")
 	fs.Func("env", "`NAME=VALUE` added to tagbridge's environment, e.g. GOMEMLIMIT=64MiB (may repeat)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want NAME=VALUE")
@@ -352,7 +354,7 @@ func runOnce(ctx context.Context, o options, sc scenario, mode, build string, id
 	if err != nil {
 		return res, fmt.Errorf("plcsim -print-tags: %w", err)
 	}
-	cfg := writeConfig(dir, port, endpoints, string(tagList), publishingFor(o, sc), sc.interval, mode == modeBatch)
+	cfg := writeConfig(dir, port, endpoints, string(tagList), publishingFor(o, sc), sc.interval, mode == modeBatch, o.logLevel)
 	cfgPath := filepath.Join(dir, "tagbridge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return res, err
@@ -479,8 +481,8 @@ func brokerReconnects(logPath string) int {
 // tagbridge's start, and whether before every tag's first value.
 func logDups(st *stats, t0 time.Time) {
 	for _, d := range st.firstDups {
-		logf("duplicate: %s %d after %d, %.3f s after start (all first values at %.3f s), in window %t",
-			strings.Replace(d.key, `","tag":"`, "/", 1), d.value, d.prev, d.arrived.Sub(t0).Seconds(), st.lastFirst.Sub(t0).Seconds(), d.inWindow)
+		logf("duplicate: %s %d after %d, %.3f s after start (all first values at %.3f s), in window %t; in message %d of %d values, the value before in message %d",
+			strings.Replace(d.key, `","tag":"`, "/", 1), d.value, d.prev, d.arrived.Sub(t0).Seconds(), st.lastFirst.Sub(t0).Seconds(), d.inWindow, d.msg, d.msgValues, d.prevMsg)
 	}
 }
 
@@ -533,12 +535,12 @@ func maxDelta(a, b []int64) int64 {
 	return m
 }
 
-func writeConfig(dir string, port int, endpoints []string, tagList string, publishing, interval time.Duration, batch bool) string {
+func writeConfig(dir string, port int, endpoints []string, tagList string, publishing, interval time.Duration, batch bool, logLevel string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by scripts/bench.
 agent:
   id: bench
-  log_level: warn
+  log_level: %s
   pki_dir: %s
   spool_dir: %s
   allowed_cert_dirs: [%s]
@@ -547,7 +549,7 @@ mqtt:
   qos: 1
   batch: %t
 plcs:
-`, filepath.Join(dir, "pki"), filepath.Join(dir, "spool"), filepath.Join(dir, "certs"), port, batch)
+`, logLevel, filepath.Join(dir, "pki"), filepath.Join(dir, "spool"), filepath.Join(dir, "certs"), port, batch)
 	indented := "    " + strings.ReplaceAll(strings.TrimRight(tagList, "\n"), "\n", "\n    ") + "\n"
 	for i, ep := range endpoints {
 		fmt.Fprintf(&b, "  - name: plc%02d\n    endpoint: %s\n    publishing_interval: %s\n    sampling_interval: %s\n", i, ep, publishing, interval)

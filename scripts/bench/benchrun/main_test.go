@@ -81,6 +81,10 @@ func TestStatsAddBatch(t *testing.T) {
 	if s.windowCount != 6 || len(s.latencies) != 6 {
 		t.Errorf("window count %d, latencies %d; want 6, 6", s.windowCount, len(s.latencies))
 	}
+	// The duplicate came in the third message (one value); the 2 before it in the second.
+	if len(s.firstDups) != 1 || s.firstDups[0].msg != 3 || s.firstDups[0].msgValues != 1 || s.firstDups[0].prevMsg != 2 {
+		t.Errorf("duplicates noted %+v, want one in message 3 of 1 value, the value before in message 2", s.firstDups)
+	}
 	for _, bad := range []string{"[]", `[{"state":"online"}]`, "[" + obj("int32_0001", "x") + "]"} {
 		s.add([]byte(bad), arrived)
 	}

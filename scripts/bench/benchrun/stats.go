@@ -19,6 +19,9 @@ type stats struct {
 	first         map[string]struct{} // by tagKey
 	lastFirst     time.Time           // arrival of the last tag's first value
 	last          map[string]int64    // Int32 counters, by tagKey
+	lastMsg       map[string]int64    // the message that brought last's value, by tagKey
+	msgs          int64               // messages received: the current one's number
+	msgValues     int                 // values in the current message
 	gaps, dups    int64
 	inWindow      bool
 	windowCount   int64
@@ -29,18 +32,23 @@ type stats struct {
 }
 
 // dupNote is one duplicate: the tag, the highest value seen before it and
-// its own, and when it arrived.
+// its own, when it arrived, and the messages (numbered in arrival order,
+// with their number of values) that brought the first copy and this one:
+// a whole message received twice shows as notes with the same two
+// messages, of the same size.
 type dupNote struct {
-	key         string
-	prev, value int64
-	arrived     time.Time
-	inWindow    bool
+	key          string
+	prev, value  int64
+	arrived      time.Time
+	inWindow     bool
+	prevMsg, msg int64
+	msgValues    int
 }
 
 const maxDupNotes = 10
 
 func newStats(want int) *stats {
-	return &stats{want: want, first: make(map[string]struct{}, want), last: make(map[string]int64, want)}
+	return &stats{want: want, first: make(map[string]struct{}, want), last: make(map[string]int64, want), lastMsg: make(map[string]int64, want)}
 }
 
 func (s *stats) seenCount() int {
@@ -124,10 +132,13 @@ var (
 func (s *stats) add(body []byte, arrived time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.msgs++
 	if len(body) == 0 || body[0] != '[' {
+		s.msgValues = 1
 		s.addOne(body, arrived)
 		return
 	}
+	s.msgValues = bytes.Count(body, objectStart)
 	// The objects of an array, split where the next one starts: plcsim's
 	// strings ("v123") never hold the key sequence.
 	rest := body[1:]
@@ -178,12 +189,13 @@ func (s *stats) addOne(body []byte, arrived time.Time) {
 			case d < 1:
 				s.dups++ // a repeat, or an older value after a newer one
 				if len(s.firstDups) < maxDupNotes {
-					s.firstDups = append(s.firstDups, dupNote{string(m.key), prev, v, arrived, s.inWindow})
+					s.firstDups = append(s.firstDups, dupNote{string(m.key), prev, v, arrived, s.inWindow, s.lastMsg[string(m.key)], s.msgs, s.msgValues})
 				}
 			}
 		}
 		if !ok || v > prev {
 			s.last[string(m.key)] = v
+			s.lastMsg[string(m.key)] = s.msgs
 		}
 	}
 	if s.inWindow {
