@@ -5,6 +5,12 @@ import "time"
 
 // Sample is one value change of one tag, ready for any payload encoder.
 //
+// The value is in Value, or, for a scalar Boolean, integer, Float, Double,
+// StatusCode or DateTime, possibly in Bits instead (Unboxed set, Value nil),
+// which costs no allocation. Readers take it with Any, or switch on Type
+// and read Bits through Bool, Int, Uint, Float32, Float64, DateTime; never
+// Value alone, which is nil for an unboxed scalar.
+//
 // Value is already converted to a JSON-friendly Go value: bool, int64, uint64,
 // float64, float32, string, []byte (encoded as base64), time.Time, []any (arrays
 // and matrices as nested arrays), LocalizedText, StatusCode, Structure (a
@@ -21,10 +27,16 @@ type Sample struct {
 	SourceTime time.Time // zero when the server did not send it
 	ServerTime time.Time // zero when the server did not send it
 
-	// The small fields last, together: a Sample is 120 bytes.
+	// Bits is a scalar value when Unboxed, as SetBits stores it.
+	Bits uint64
+
+	// The small fields last, together: a Sample is 128 bytes.
 
 	StatusCode StatusCode // the value's status, e.g. 0 (Good); its name is StatusCode.String()
 	Type       Type       // the value's type, e.g. TypeDouble; its name is Type.String()
+
+	// Unboxed says the value is in Bits, of type Type, and Value is nil.
+	Unboxed bool
 
 	// Heartbeat marks a value sent again because it did not change for the
 	// tag's heartbeat period (or with a Bad status while the PLC is away),
