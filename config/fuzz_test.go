@@ -3,11 +3,13 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
 // FuzzLoad feeds arbitrary bytes through the whole load path: it may reject
-// them, but must not panic, and every error must carry the file name.
+// them, but must not panic, and every error must carry the file name; a
+// file decoded in parts must give what the whole file gives.
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yaml")
 	seeds = append(seeds, "../config.example.yaml")
@@ -20,8 +22,15 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("a: &a [*a]\nagent: {id: *a}"))
 	f.Add([]byte("plcs: [{tags: [{node: {<<: *x}}]}]"))
+	f.Add([]byte(benchShaped(2, 3, "        queue_size: 2\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
+		if parts, ok := parseInParts("fuzz.yaml", data); ok {
+			whole, wholeErr := parseWhole("fuzz.yaml", data)
+			if wholeErr != nil || !reflect.DeepEqual(parts, whole) {
+				t.Fatalf("decoded in parts, not as the whole file: whole error %v", wholeErr)
+			}
+		}
 		if err == nil {
 			if c == nil {
 				t.Fatal("nil config without error")

@@ -20,6 +20,15 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for bytes already read; file names them in errors.
 func Parse(file string, data []byte) (*Config, error) {
+	if c, ok := parseInParts(file, data); ok {
+		return c, nil
+	}
+	return parseWhole(file, data)
+}
+
+// parseWhole decodes and checks the file in one piece: the reference that
+// parseInParts must agree with, and the one that reports every problem.
+func parseWhole(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}
 	root, errs, skip := yamlfile.Decode(file, data, c) // skip: paths whose validation a decode error makes moot
 	if root == nil {
