@@ -9,8 +9,9 @@ import (
 )
 
 // tagsPerPart is how many tags one part of a tag list holds: its node
-// tree is some 850 bytes a tag, freed once the part is decoded.
-const tagsPerPart = 2000
+// tree is some 850 bytes a tag, freed once the part is decoded. A
+// variable for the tests, which cut smaller lists.
+var tagsPerPart = 2000
 
 // parseInParts decodes a file whose plcs, and their tags, are plain block
 // sequences part by part: the file without the PLC entries, each PLC entry
