@@ -115,6 +115,10 @@ func TestSessionECCMatrix(t *testing.T) {
 					if deprecated && notes != 1 || !deprecated && notes != 0 {
 						t.Errorf("%d deprecation notes in the log", notes)
 					}
+					// The closing note's table cell: values read (first..last) and renewals.
+					if vs := r.counterValues("int32_0001"); len(vs) > 0 {
+						t.Logf("| %s | %s | %s | %d values (%d..%d) | %d renewals |", m.policy, mode, auth, len(vs), vs[0], vs[len(vs)-1], LinkOf(st).TokenRenewals)
+					}
 				})
 			}
 		}
