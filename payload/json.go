@@ -42,10 +42,15 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, `,"node":`...)
 	dst = AppendString(dst, s.Node)
 	dst = append(dst, `,"value":`...)
-	dst = appendPlainValue(dst, s.Value)
-	if name := nonFiniteName(s.Value); name != "" {
+	var nonfinite string
+	if s.Unboxed {
+		dst, nonfinite = appendPlainBits(dst, s)
+	} else {
+		dst, nonfinite = appendPlainValue(dst, s.Value), nonFiniteName(s.Value)
+	}
+	if nonfinite != "" {
 		dst = append(dst, `,"nonfinite":"`...)
-		dst = append(dst, name...)
+		dst = append(dst, nonfinite...)
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"type":`...)
@@ -77,6 +82,48 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	return append(dst, '}')
 }
 
+// appendPlainBits writes an unboxed scalar as appendPlainValue writes it
+// boxed, without boxing it, and names a non-finite float.
+func appendPlainBits(dst []byte, s *collectors.Sample) ([]byte, string) {
+	switch s.Type {
+	case collectors.TypeInt64:
+		return AppendQuotedInt(dst, s.Int()), ""
+	case collectors.TypeUInt64:
+		return AppendQuotedUint(dst, s.Uint()), ""
+	case collectors.TypeFloat, collectors.TypeDouble:
+		f := s.Float64()
+		if s.Type == collectors.TypeFloat {
+			f = float64(s.Float32())
+		}
+		if name := floatName(f); name != "" {
+			return append(dst, "null"...), name
+		}
+	}
+	return AppendBits(dst, s), ""
+}
+
+// AppendBits writes an unboxed scalar as AppendValue writes it boxed,
+// without boxing it: 64-bit integers as numbers, NaN and ±Inf as strings.
+func AppendBits(dst []byte, s *collectors.Sample) []byte {
+	switch s.Type {
+	case collectors.TypeBoolean:
+		return strconv.AppendBool(dst, s.Bool())
+	case collectors.TypeSByte, collectors.TypeInt16, collectors.TypeInt32, collectors.TypeInt64:
+		return strconv.AppendInt(dst, s.Int(), 10)
+	case collectors.TypeByte, collectors.TypeUInt16, collectors.TypeUInt32, collectors.TypeUInt64:
+		return strconv.AppendUint(dst, s.Uint(), 10)
+	case collectors.TypeFloat:
+		return appendFloat(dst, float64(s.Float32()), 32)
+	case collectors.TypeDouble:
+		return appendFloat(dst, s.Float64(), 64)
+	case collectors.TypeStatusCode:
+		return AppendString(dst, collectors.StatusCode(s.Bits).String())
+	case collectors.TypeDateTime:
+		return AppendTime(dst, s.DateTime())
+	}
+	return AppendValue(dst, s.Any())
+}
+
 // nonFiniteName names a scalar float value that JSON numbers cannot hold, or
 // returns "".
 func nonFiniteName(v any) string {
@@ -89,6 +136,11 @@ func nonFiniteName(v any) string {
 	default:
 		return ""
 	}
+	return floatName(f)
+}
+
+// floatName names a float that JSON numbers cannot hold, or returns "".
+func floatName(f float64) string {
 	switch {
 	case math.IsNaN(f):
 		return "NaN"

@@ -167,7 +167,7 @@ func (p *poller) read(ctx context.Context, c *uaclient.Client, out chan<- collec
 			p.last[h] = v
 			tag := s.tags[h]
 			smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), dv)
-			if smp.Value == nil && int(h) < len(s.declared) && s.declared[h] != collectors.TypeNull {
+			if !smp.HasValue() && int(h) < len(s.declared) && s.declared[h] != collectors.TypeNull {
 				smp.Type = s.declared[h]
 			}
 			batch = append(batch, smp)

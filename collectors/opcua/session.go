@@ -469,7 +469,7 @@ func (s *Session) handle(ctx context.Context, n *ua.DataChangeNotification, out 
 		}
 		smp := sampleFrom(tag.plc, tag.Name, tag.Node.String(), item.Value)
 		s.noteSent(item.ClientHandle, smp.SourceTime)
-		if smp.Value == nil && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != collectors.TypeNull {
+		if !smp.HasValue() && int(item.ClientHandle) < len(s.declared) && s.declared[item.ClientHandle] != collectors.TypeNull {
 			smp.Type = s.declared[item.ClientHandle] // no value: say what the node holds
 		}
 		batch = append(batch, smp)

@@ -194,8 +194,8 @@ func (s *Session) Write(ctx context.Context, plc, tag string, value any, named s
 		for out.ReadBack == "" {
 			select {
 			case smp := <-delivered:
-				if reflect.DeepEqual(smp.Value, want) {
-					out.Value, out.ReadBack = smp.Value, config.ReadBackSubscription
+				if v := smp.Any(); reflect.DeepEqual(v, want) {
+					out.Value, out.ReadBack = v, config.ReadBackSubscription
 				}
 			case <-wait.C:
 				out.Status = statusOf(ua.StatusUncertainNoCommunicationLastUsableValue)

@@ -104,14 +104,49 @@ func walkFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []
 // type's array; other arrays, structures and composite values go as String,
 // holding their JSON text.
 func spType(s *collectors.Sample) uint32 {
+	if s.Unboxed {
+		return spBitsType(s.Type)
+	}
 	return spValueType(s.Value, s.Type)
+}
+
+// spBitsType is the datatype of an unboxed scalar of type t: what
+// spValueType gives the same value boxed.
+func spBitsType(t collectors.Type) uint32 {
+	switch t {
+	case collectors.TypeBoolean:
+		return spBoolean
+	case collectors.TypeSByte:
+		return spInt8
+	case collectors.TypeInt16:
+		return spInt16
+	case collectors.TypeInt32:
+		return spInt32
+	case collectors.TypeInt64:
+		return spInt64
+	case collectors.TypeByte:
+		return spUInt8
+	case collectors.TypeUInt16:
+		return spUInt16
+	case collectors.TypeUInt32:
+		return spUInt32
+	case collectors.TypeUInt64:
+		return spUInt64
+	case collectors.TypeFloat:
+		return spFloat
+	case collectors.TypeDouble:
+		return spDouble
+	case collectors.TypeDateTime:
+		return spDateTime
+	}
+	return spString // a StatusCode: its name
 }
 
 // spDeclaredType is the datatype a sample announces: its value's, or for
 // a null value the node's DataType, which the collector gives in Type
 // (with TypeArray for an array), when it knows it.
 func spDeclaredType(s *collectors.Sample) uint32 {
-	if s.Value != nil {
+	if s.HasValue() {
 		return spType(s)
 	}
 	typ, array := s.Type&^collectors.TypeArray, s.Type&collectors.TypeArray != 0
@@ -293,6 +328,37 @@ func appendSpArray(b []byte, dt uint32, v []any) []byte {
 	}
 	b = protowire.AppendTag(b, spMetricBytes, protowire.BytesType)
 	return protowire.AppendBytes(b, a)
+}
+
+// appendSpSample appends the value field of s for datatype dt, which
+// spType gave s; an unboxed scalar without boxing it.
+func appendSpSample(b []byte, dt uint32, s *collectors.Sample) []byte {
+	if !s.Unboxed {
+		return appendSpValue(b, dt, s.Value)
+	}
+	switch dt {
+	case spInt8, spInt16, spInt32:
+		b = protowire.AppendTag(b, spMetricInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(uint32(int32(s.Int()))))
+	case spUInt8, spUInt16, spUInt32:
+		b = protowire.AppendTag(b, spMetricInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(uint32(s.Uint())))
+	case spInt64, spUInt64:
+		b = protowire.AppendTag(b, spMetricLong, protowire.VarintType)
+		return protowire.AppendVarint(b, s.Bits)
+	case spFloat:
+		b = protowire.AppendTag(b, spMetricFloat, protowire.Fixed32Type)
+		return protowire.AppendFixed32(b, uint32(s.Bits))
+	case spDouble:
+		b = protowire.AppendTag(b, spMetricDouble, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, s.Bits)
+	case spBoolean:
+		return appendSpBool(b, spMetricBool, s.Bool())
+	case spDateTime:
+		b = protowire.AppendTag(b, spMetricLong, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(s.DateTime().UnixMilli()))
+	}
+	return appendSpValue(b, dt, s.Any())
 }
 
 // appendSpValue appends the value field for datatype dt, which spType gave v.

@@ -449,7 +449,7 @@ func (f *sparkplugFormat) appendBirth(b []byte, d *spDevice, now time.Time, rese
 			}
 		default:
 			mb = appendSpQuality(mb, m.last.StatusCode)
-			mb = appendSpValue(mb, spType(&m.last), m.last.Value)
+			mb = appendSpSample(mb, spType(&m.last), &m.last)
 		}
 		b = protowire.AppendTag(b, spPayloadMetrics, protowire.BytesType)
 		b = protowire.AppendBytes(b, mb)
@@ -482,7 +482,7 @@ func (f *sparkplugFormat) appendDataMetric(mb []byte, alias uint64, s *collector
 	}
 	mb = appendSpQuality(mb, s.StatusCode)
 	if dt != spUnknown {
-		mb = appendSpValue(mb, dt, s.Value)
+		mb = appendSpSample(mb, dt, s)
 	}
 	return mb
 }

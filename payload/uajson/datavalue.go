@@ -49,7 +49,11 @@ const uaMinDateTime = `"0001-01-01T00:00:00Z"`
 func appendUADataValue(dst []byte, s *collectors.Sample) []byte {
 	dst = append(dst, '{')
 	n := len(dst)
-	dst = appendUAVariant(dst, s.Type, s.Value)
+	if s.Unboxed {
+		dst = appendUABits(dst, s)
+	} else {
+		dst = appendUAVariant(dst, s.Type, s.Value)
+	}
 	sep := func() {
 		if len(dst) > n {
 			dst = append(dst, ',')
@@ -122,6 +126,26 @@ func appendUAVariant(dst []byte, typ collectors.Type, v any) []byte {
 		}
 	}
 	return dst
+}
+
+// appendUABits writes an unboxed scalar's Variant fields as
+// appendUAVariant writes it boxed, without boxing it.
+func appendUABits(dst []byte, s *collectors.Sample) []byte {
+	dst = append(dst, `"UaType":`...)
+	dst = strconv.AppendInt(dst, int64(s.Type), 10)
+	dst = append(dst, `,"Value":`...)
+	switch s.Type {
+	case collectors.TypeInt64:
+		return payload.AppendQuotedInt(dst, s.Int())
+	case collectors.TypeUInt64:
+		return payload.AppendQuotedUint(dst, s.Uint())
+	case collectors.TypeStatusCode:
+		if s.Bits == 0 {
+			return append(dst, "{}"...)
+		}
+		return appendStatusCode(dst, collectors.StatusCode(s.Bits))
+	}
+	return payload.AppendBits(dst, s)
 }
 
 // goUAType is the built-in type that a Go value from the collectors is in,

@@ -1,0 +1,32 @@
+package uajson
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/tagbridge/tagbridge/internal/testkit"
+)
+
+// TestUADataValueUnboxed: a scalar carried in Bits is written exactly as
+// the same scalar boxed in Value, for random values of every type that
+// unboxes and for the golden cases.
+func TestUADataValueUnboxed(t *testing.T) {
+	samples := testkit.Scalars(200)
+	for _, c := range append(testkit.ValueCases(), testkit.ExtraValueCases()...) {
+		samples = append(samples, c.Sample)
+	}
+	unboxed := 0
+	for _, s := range samples {
+		u := s
+		if !u.Unbox() {
+			continue
+		}
+		unboxed++
+		if got, want := appendUADataValue(nil, &u), appendUADataValue(nil, &s); !bytes.Equal(got, want) {
+			t.Errorf("%s %#v:\nunboxed %s\nboxed   %s", s.Type, s.Value, got, want)
+		}
+	}
+	if want := len(testkit.Scalars(200)) + 20; unboxed < want {
+		t.Errorf("%d samples unboxed, want at least %d", unboxed, want)
+	}
+}
