@@ -11,7 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -33,6 +35,8 @@ type Config struct {
 	Warmup   time.Duration
 	Duration time.Duration
 	Tags     int
+	// CPUProfile, if set, is a file for a CPU profile of the measured window.
+	CPUProfile string
 }
 
 // Flags registers the workload's flags on fs.
@@ -44,6 +48,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "paced publishing before the measured window")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured window")
 	fs.IntVar(&c.Tags, "tags", 1000, "distinct topics (tags), in turn")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	return c
 }
 
@@ -103,6 +108,17 @@ func Run(name string, p Publisher, c Config) (Result, error) {
 	}
 	if err := p.Flush(30 * time.Second); err != nil {
 		return Result{}, fmt.Errorf("warm-up: %w", err)
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return Result{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return Result{}, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)

@@ -2,7 +2,8 @@
 // client in scenario S1 value's workload (10,000 messages/s of tagbridge's
 // JSON values, issue 16), for paho.mqtt.golang as tagbridge configures it,
 // for the prototype in scripts/bench/mqttproto, and for paho.golang (MQTT 5;
-// a separate module in ../pahov5, built by the caller).
+// a separate module in ../pahov5, built by the caller), plain and through
+// tagbridge's coalescing connection (pahov5c).
 //
 //	go build -o /tmp/mqttbench ./scripts/bench/mqttproto/mqttbench
 //	(cd scripts/bench/mqttproto/pahov5 && go build -o /tmp/pahov5 .)
@@ -45,7 +46,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("mqttbench", flag.ContinueOnError)
 	cfg := drive.Flags(fs)
 	client := fs.String("client", "", "one run of this client against -broker: paho or proto")
-	clients := fs.String("clients", "paho,proto,pahov5", "driver: the clients to run in turn")
+	clients := fs.String("clients", "paho,proto,pahov5,pahov5c", "driver: the clients to run in turn (pahov5c: paho.golang through tagbridge's coalescing connection)")
 	pahov5 := fs.String("pahov5", "", "driver: the paho.golang command built from ../pahov5 (without it, pahov5 is left out)")
 	runs := fs.Int("runs", 3, "driver: runs of each client")
 	mosquitto := fs.String("mosquitto", "/usr/sbin/mosquitto", "driver: the broker binary")
@@ -64,8 +65,8 @@ func run(args []string) error {
 	}
 	var list []string
 	for c := range strings.SplitSeq(*clients, ",") {
-		if c == "pahov5" && *pahov5 == "" {
-			fmt.Fprintln(os.Stderr, "mqttbench: no -pahov5 binary: paho.golang left out")
+		if strings.HasPrefix(c, "pahov5") && *pahov5 == "" {
+			fmt.Fprintf(os.Stderr, "mqttbench: no -pahov5 binary: %s left out\n", c)
 			continue
 		}
 		list = append(list, c)
@@ -111,8 +112,11 @@ func drive3(clients []string, runs int, pahov5, mosquitto string, inflight int, 
 	for round := 1; round <= runs; round++ {
 		for _, c := range clients {
 			cmd := exec.Command(self, append(slices.Clone(args), "-client", c, "-broker", addr)...)
-			if c == "pahov5" {
+			switch c {
+			case "pahov5":
 				cmd = exec.Command(pahov5, childArgs(args, addr)...)
+			case "pahov5c":
+				cmd = exec.Command(pahov5, append(childArgs(args, addr), "-coalesce")...)
 			}
 			cmd.Stderr = os.Stderr
 			load := loadavg()

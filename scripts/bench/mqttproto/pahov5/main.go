@@ -4,6 +4,8 @@
 // (paho.golang keeps it in its session state and limits what is in flight
 // to the broker's Receive Maximum); Flush publishes one message and waits
 // for its PUBACK, which the broker sends after those of every message before.
+// With -coalesce it writes through tagbridge's coalescing connection, as
+// paho.mqtt.golang does in the product.
 package main
 
 import (
@@ -11,10 +13,14 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tagbridge/tagbridge/publish/mqttconn"
 
 	"github.com/tagbridge/tagbridge/scripts/bench/mqttproto/drive"
 )
@@ -29,11 +35,18 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("pahov5", flag.ContinueOnError)
 	cfg := drive.Flags(fs)
+	coalesce := fs.Bool("coalesce", false, "connect through tagbridge's connection (publish/mqttconn: writes coalesced, reads buffered) instead of a plain TCP one")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
 	ctx := context.Background()
-	conn, err := net.DialTimeout("tcp", cfg.Broker, 10*time.Second)
+	var conn net.Conn
+	var err error
+	if *coalesce {
+		conn, err = mqttconn.Open(1<<20, nil, nil)(&url.URL{Scheme: "tcp", Host: cfg.Broker}, mqtt.ClientOptions{})
+	} else {
+		conn, err = net.DialTimeout("tcp", cfg.Broker, 10*time.Second)
+	}
 	if err != nil {
 		return err
 	}
