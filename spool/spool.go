@@ -37,7 +37,10 @@ import (
 // on they survive the agent being killed. Sync fsyncs them, in the
 // background; the Publisher calls it every mqtt.spool.sync_interval, so a
 // power loss or kernel crash loses at most that much of the latest records
-// (plus the time one fsync takes, should the disk be slower than that). The
+// the broker has not acknowledged (plus the time one fsync takes, should
+// the disk be slower than that). Sync skips the fsync when the broker has
+// acknowledged every record written: a record it has needs no durability,
+// and with a broker that keeps up most Syncs find nothing else. The
 // cursor is written (without fsync) on Sync too: after a crash the records
 // since the cursor last written are sent again, so delivery is at least once.
 //
@@ -109,10 +112,15 @@ type Spool struct {
 	onDrop func(topic string, n uint64)
 
 	values, dropped, resent atomic.Uint64
+	fileSyncs, dirSyncs     atomic.Uint64 // fsyncs done, for the tests
 	bytes, fileBytes        atomic.Int64
 
-	// fsyncs run in the background: Sync's one at a time, each full
-	// segment's after the Sync fsync under way (which may be on it).
+	// unsynced are the full segments written since their last fsync,
+	// still open: the next Sync fsyncs those the broker does not wholly
+	// have and closes the others unsynced.
+	unsynced []fullSegment
+
+	// fsyncs run in the background, one at a time (Sync's).
 	bg       sync.WaitGroup
 	periodic chan struct{} // closed when Sync's latest fsync is done
 	bgMu     sync.Mutex
@@ -128,6 +136,12 @@ type recordSize struct {
 type segment struct {
 	first uint64 // sequence number of its first record
 	size  int64  // bytes in the file
+}
+
+// fullSegment is a segment no longer appended to, awaiting its fsync.
+type fullSegment struct {
+	f          *os.File
+	first, end uint64 // its records are first..end-1
 }
 
 // Stats describes the spool; safe to read from any goroutine.
@@ -220,7 +234,14 @@ func (s *Spool) Sync() error {
 	if err := s.takeBgErr(); err != nil {
 		return err
 	}
-	if !s.wdirty && !s.dirDirty {
+	s.closeDelivered()
+	if !s.wdirty && !s.dirDirty && len(s.unsynced) == 0 || s.acked >= s.written {
+		// Nothing written since the last fsync, or the broker has every
+		// record written: those need no durability. The dirty marks stay
+		// for the next fsync, so that the segment and the directory are
+		// synced with the next records the broker does not have yet. With
+		// a broker keeping up, a segment is then deleted before it was
+		// ever written back: no fsync, and the disk never sees its data.
 		return s.saveCursor()
 	}
 	select {
@@ -229,18 +250,56 @@ func (s *Spool) Sync() error {
 		if s.wdirty {
 			f = s.w
 		}
+		full := s.unsynced
 		dir, done := s.dirDirty, make(chan struct{})
-		s.wdirty, s.dirDirty, s.periodic = false, false, done
+		s.wdirty, s.dirDirty, s.periodic, s.unsynced = false, false, done, nil
 		s.background(func() error {
 			defer close(done)
-			return s.fsync(f, dir)
+			var err error
+			for _, g := range full {
+				err = errors.Join(err, s.fsync(g.f, false), g.f.Close())
+			}
+			return errors.Join(err, s.fsync(f, dir))
 		})
 	default: // the previous one is still under way
 	}
 	return s.saveCursor()
 }
 
-// background runs fn in a goroutine; Close and rotate wait for it.
+// closeDelivered closes the full segments whose records the broker has
+// all, without an fsync; s.mu is held.
+func (s *Spool) closeDelivered() {
+	for len(s.unsynced) > 0 && s.unsynced[0].end <= s.acked {
+		s.closeAfterFsync(s.unsynced[0].f)
+		s.unsynced = s.unsynced[1:]
+	}
+}
+
+// closeAfterFsync closes f now, or once the fsync under way (which may be
+// on f, taken when f was appended to) is done; s.mu is held.
+func (s *Spool) closeAfterFsync(f *os.File) {
+	select {
+	case <-s.periodic:
+		f.Close()
+	default:
+		prev := s.periodic
+		s.background(func() error {
+			<-prev
+			return f.Close()
+		})
+	}
+}
+
+// closeFull closes the full segment first if it awaits its fsync: it is
+// being deleted; s.mu is held.
+func (s *Spool) closeFull(first uint64) {
+	if len(s.unsynced) > 0 && s.unsynced[0].first == first {
+		s.closeAfterFsync(s.unsynced[0].f)
+		s.unsynced = s.unsynced[1:]
+	}
+}
+
+// background runs fn in a goroutine; Close and a full disk wait for it.
 func (s *Spool) background(fn func() error) {
 	s.bg.Go(func() {
 		if err := fn(); err != nil {
@@ -262,11 +321,13 @@ func (s *Spool) takeBgErr() error {
 // fsync syncs f, if not nil, and the directory if dir is set.
 func (s *Spool) fsync(f *os.File, dir bool) error {
 	if f != nil {
+		s.fileSyncs.Add(1)
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("spool: sync: %w", err)
 		}
 	}
 	if dir {
+		s.dirSyncs.Add(1)
 		if err := syncDir(s.dir); err != nil {
 			return fmt.Errorf("spool: sync directory: %w", err)
 		}
@@ -334,6 +395,10 @@ func (s *Spool) Close() error {
 	defer s.mu.Unlock()
 	err := s.flush()
 	s.bg.Wait()
+	for _, g := range s.unsynced {
+		err = errors.Join(err, s.fsync(g.f, false), g.f.Close())
+	}
+	s.unsynced = nil
 	err = errors.Join(err, s.takeBgErr(), s.fsync(s.w, true), s.saveCursor())
 	if err == nil && s.acked == s.next && len(s.segs) > 0 {
 		err = s.removeDelivered()
@@ -373,6 +438,10 @@ func (s *Spool) removeDelivered() error {
 // closeFiles closes the files without syncing, as a killed process would.
 func (s *Spool) closeFiles() {
 	s.bg.Wait()
+	for _, g := range s.unsynced {
+		g.f.Close()
+	}
+	s.unsynced = nil
 	s.closeReader()
 	if s.cur != nil {
 		s.cur.Close()

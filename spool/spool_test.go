@@ -629,3 +629,65 @@ func TestSpoolCloseDelivered(t *testing.T) {
 		t.Errorf("reopening an emptied spool logged:\n%s", logs)
 	}
 }
+
+// TestSpoolSyncSkipsDelivered: Sync fsyncs what the broker does not have,
+// in the segment appended to and in full ones, and nothing when it has
+// every record; the records stay intact across a restart either way.
+func TestSpoolSyncSkipsDelivered(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, _ := openSpool(t, dir, 64<<10) // 8 KiB segments
+	sync := func(step string, files, dirs uint64) {
+		t.Helper()
+		if err := s.Sync(); err != nil {
+			t.Fatalf("%s: Sync: %v", step, err)
+		}
+		s.bg.Wait()
+		if f, d := s.fileSyncs.Load(), s.dirSyncs.Load(); f != files || d != dirs {
+			t.Fatalf("%s: %d file and %d directory fsyncs, want %d and %d", step, f, d, files, dirs)
+		}
+	}
+	appendN(t, s, 0, 10)
+	sync("new records in a new segment", 1, 1)
+	sync("nothing new", 1, 1)
+
+	s.Ack(readN(t, s, 0, 10))
+	appendN(t, s, 10, 20)
+	s.Ack(readN(t, s, 10, 10))
+	sync("every record acknowledged", 1, 1)
+	appendN(t, s, 20, 25)
+	sync("records not acknowledged", 2, 1)
+
+	appendN(t, s, 25, 300)
+	if len(s.unsynced) < 2 {
+		t.Fatalf("%d full segments awaiting their fsync, want several", len(s.unsynced))
+	}
+	s.Ack(readN(t, s, 20, 280))
+	sync("full segments, all acknowledged", 2, 1)
+	if len(s.unsynced) != 0 {
+		t.Fatalf("%d full segments still open after the broker had them all", len(s.unsynced))
+	}
+
+	appendN(t, s, 300, 600)
+	full := uint64(len(s.unsynced))
+	if full < 2 {
+		t.Fatalf("%d full segments awaiting their fsync, want several", full)
+	}
+	files := 2 + full + 1 // and the one appended to
+	sync("full segments not acknowledged", files, 2)
+
+	appendN(t, s, 600, 900)
+	full = uint64(len(s.unsynced))
+	firstEnd := s.unsynced[0].end // the first full segment's records end before it
+	s.Ack(readN(t, s, 300, int(firstEnd)-1-300))
+	sync("the first full segment acknowledged, the others not", files+full-1+1, 3)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = openSpool(t, dir, 64<<10)
+	defer s.Close()
+	readN(t, s, int(firstEnd)-1, 900-(int(firstEnd)-1))
+	if s.Unread() {
+		t.Fatal("records left after reading every one not acknowledged")
+	}
+}

@@ -115,18 +115,16 @@ func (s *Spool) rotate() error {
 		return err
 	}
 	if s.w != nil {
-		// The full segment is fsynced and closed in the background, after
-		// the Sync fsync under way (which may be on this very file).
-		f, dirty, prev := s.w, s.wdirty, s.periodic
+		// The full segment is fsynced by the next Sync, within the same
+		// period as if it were still appended to, unless the broker has
+		// all its records by then: most often, with a broker keeping up.
+		last := s.segs[len(s.segs)-1]
+		if s.wdirty {
+			s.unsynced = append(s.unsynced, fullSegment{s.w, last.first, s.written})
+		} else {
+			s.closeAfterFsync(s.w)
+		}
 		s.w, s.wdirty = nil, false
-		s.background(func() error {
-			<-prev
-			var err error
-			if dirty {
-				err = s.fsync(f, false)
-			}
-			return errors.Join(err, f.Close())
-		})
 	}
 	return s.startSegment()
 }
@@ -261,6 +259,7 @@ func (s *Spool) size() int64 {
 }
 
 func (s *Spool) removeOldest() error {
+	s.closeFull(s.segs[0].first)
 	if err := os.Remove(s.segPath(s.segs[0].first)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
