@@ -164,6 +164,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Agent, stderr)
 	bridgeLibraryLoggers(log)
 	defer startCPUProfile(log)() // only with TAGBRIDGE_CPUPROFILE set (profile.go)
+	applyMemoryLimit(cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -207,6 +208,7 @@ func reload(a *agent.Agent, file string, log zerolog.Logger) {
 		a.NoteReload(false)
 		return
 	}
+	applyMemoryLimit(cfg, log)
 	a.NoteReload(true)
 }
 

@@ -52,6 +52,9 @@ type Agent struct {
 	StatusMaxBacklogAge Duration `yaml:"status_max_backlog_age"`
 	// StatusRequireAllTags: health fails while the PLC refuses any tag.
 	StatusRequireAllTags bool `yaml:"status_require_all_tags"`
+	// MemoryLimit is the Go runtime's soft memory limit: auto (from the
+	// tag count, in batch mode only), off, or a size (memory.go).
+	MemoryLimit string `yaml:"memory_limit"`
 	// StatusToken is read from StatusTokenFile at load time.
 	StatusToken Secret `yaml:"-"`
 

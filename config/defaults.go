@@ -54,6 +54,7 @@ func (c *Config) applyDefaults() {
 	}
 	orString(&a.PKIDir, DefaultPKIDir)
 	orString(&a.SpoolDir, DefaultSpoolDir)
+	orString(&a.MemoryLimit, MemoryLimitAuto)
 	if a.StatusMaxBacklogAge == 0 && !c.isSet("agent.status_max_backlog_age") { // 0s turns it off
 		a.StatusMaxBacklogAge = Duration(DefaultStatusMaxBacklogAge)
 	}

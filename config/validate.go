@@ -84,6 +84,7 @@ func (v *validator) agent(a *Agent) {
 		}
 	}
 	v.status(a)
+	v.memoryLimit(a.MemoryLimit)
 }
 
 func (v *validator) mqtt(m *MQTT) {
