@@ -252,15 +252,19 @@ func BenchmarkAppendJSON(b *testing.B) {
 		{"string", "Line 1 running"},
 		{"array", []any{1.5, 2.5, 3.5}},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: bc.value, Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts}
+		s := collectors.Sample{PLC: "press1", Tag: "temperature", Node: "ns=2;s=Line1.Temp", Value: bc.value, Type: collectors.TypeDouble, SourceTime: ts, ServerTime: ts}
+		bench := func(b *testing.B) {
 			dst := make([]byte, 0, 512)
 			b.ReportAllocs()
 			for b.Loop() {
 				dst = AppendJSON(dst[:0], &s)
 			}
 			b.SetBytes(int64(len(dst)))
-		})
+		}
+		b.Run(bc.name, bench)
+		if s.Unbox() {
+			b.Run(bc.name+"-unboxed", bench)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -15,7 +16,9 @@ import (
 // DataValue or Variant per value, and without an allocation per numeric
 // scalar. Its samples are those handle makes from the same message decoded
 // by uadecode (TestSamplesFromItems and FuzzSamplesFromItems hold it to
-// that): values that are not numeric scalars go through convert.
+// that, through Sample.Any): Booleans, numbers, StatusCodes and DateTimes
+// are carried unboxed (Sample.SetBits), values that are not scalars go
+// through convert.
 
 // handleItems is handle for a notification the fast decoder read.
 func (s *Session) handleItems(ctx context.Context, n *uafast.DataChange, out chan<- collectors.Batch, dog *watchdog) {
@@ -54,7 +57,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 			continue // removed by a reload; a notification already on its way (retag.go)
 		}
 		tag := &s.tags[it.ClientHandle]
-		smp := &batch[k] // filled in place: a Sample is 120 bytes
+		smp := &batch[k] // filled in place: a Sample is 128 bytes
 		smp.PLC, smp.Tag, smp.Node = tag.plc, tag.Name, tag.Node.String()
 		fillSample(smp, it, &seen)
 		if s.fencedAt(it.ClientHandle, smp.SourceTime) {
@@ -63,7 +66,7 @@ func (s *Session) samplesFromItems(n *uafast.DataChange) collectors.Batch {
 		}
 		k++
 		s.noteSent(it.ClientHandle, smp.SourceTime)
-		if smp.Value == nil && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != collectors.TypeNull {
+		if !smp.HasValue() && int(it.ClientHandle) < len(s.declared) && s.declared[it.ClientHandle] != collectors.TypeNull {
 			smp.Type = s.declared[it.ClientHandle] // no value: say what the node holds
 		}
 	}
@@ -101,9 +104,9 @@ func (c *stampCache) of(ticks uint64, withPicos bool, picos uint16) time.Time {
 // fillSample fills the value, type, status and timestamps of s from it,
 // as sampleFrom does from a DataValue.
 func fillSample(s *collectors.Sample, it *uafast.Item, seen *itemCache) {
-	s.Value, s.Type = nil, collectors.TypeNull
+	s.Value, s.Type, s.Bits, s.Unboxed = nil, collectors.TypeNull, 0, false
 	if it.Mask&ua.DataValueValue != 0 {
-		s.Value, s.Type = itemValue(it)
+		setItemValue(s, it)
 	}
 	s.StatusCode = 0
 	if it.Mask&ua.DataValueStatusCode != 0 {
@@ -129,47 +132,44 @@ func itemTime(t time.Time, withPicos bool, picos uint16) time.Time {
 	return t
 }
 
-// itemValue is convertValue for an item: numeric scalars from their bits,
+// setItemValue sets s's value and type as convertValue gives them for an
+// item: fixed-size scalars unboxed from their bits, strings copied out,
 // everything else converted from the value gopcua would have decoded.
-func itemValue(it *uafast.Item) (any, collectors.Type) {
+func setItemValue(s *collectors.Sample, it *uafast.Item) {
 	typ := it.Type()
 	if typ == ua.TypeIDNull {
-		return nil, collectors.TypeNull
+		return
 	}
 	name := collectors.Type(typ)
 	if it.IsArray() {
-		return convert(it.Value(), 0), name
+		s.Value, s.Type = convert(it.Value(), 0), name
+		return
 	}
 	bits := it.Bits()
 	switch typ {
-	case ua.TypeIDBoolean:
-		return bits != 0, name // bools and bytes box without allocating
+	case ua.TypeIDBoolean, ua.TypeIDByte, ua.TypeIDUint16, ua.TypeIDUint32, ua.TypeIDUint64, ua.TypeIDStatusCode:
+		s.SetBits(name, bits) // zero-extended by uafast, Boolean as 0 or 1
 	case ua.TypeIDSByte:
-		return int8(bits), name
-	case ua.TypeIDByte:
-		return uint8(bits), name
+		s.SetBits(name, uint64(int64(int8(bits))))
 	case ua.TypeIDInt16:
-		return int16(bits), name
-	case ua.TypeIDUint16:
-		return uint16(bits), name
+		s.SetBits(name, uint64(int64(int16(bits))))
 	case ua.TypeIDInt32:
-		return int32(bits), name
-	case ua.TypeIDUint32:
-		return uint32(bits), name
-	case ua.TypeIDFloat:
-		return uafast.Float32(bits), name
+		s.SetBits(name, uint64(int64(int32(bits))))
 	case ua.TypeIDInt64:
-		return int64(bits), name
-	case ua.TypeIDUint64:
-		return bits, name
+		s.SetBits(name, bits)
+	case ua.TypeIDFloat:
+		s.SetBits(name, uint64(math.Float32bits(uafast.Float32(bits))))
 	case ua.TypeIDDouble:
-		return uafast.Float64(bits), name
-	case ua.TypeIDStatusCode:
-		return collectors.StatusCode(bits), name
+		s.SetBits(name, math.Float64bits(uafast.Float64(bits)))
+	case ua.TypeIDDateTime:
+		s.Type = name
+		if t := uafast.DateTime(bits); !isNullTime(t) {
+			s.SetBits(name, uint64(t.UnixNano())) // gopcua's times are ns since 1970: exact
+		}
 	case ua.TypeIDString:
-		return it.String(), name
+		s.Value, s.Type = it.String(), name
 	default:
-		return convert(it.Value(), 0), name
+		s.Value, s.Type = convert(it.Value(), 0), name
 	}
 }
 

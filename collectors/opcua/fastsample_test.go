@@ -99,19 +99,31 @@ func requireSameSamples(t *testing.T, msg []byte) bool {
 			if !sameSample(got, w) {
 				t.Fatalf("item %d:\nfast:   %#v\nuadecode: %#v", j, got, w)
 			}
+			if c := got; !c.Unboxed && c.Unbox() {
+				t.Fatalf("item %d: %s %#v left boxed", j, got.Type, got.Value)
+			}
 		}
 	}
 	return true
 }
 
-// sameSample is DeepEqual, but NaN equals NaN.
+// sameSample is DeepEqual of the samples with their values read through
+// Any (the fast path carries scalars unboxed), but NaN equals NaN.
 func sameSample(a, b collectors.Sample) bool {
+	a, b = boxed(a), boxed(b)
 	return reflect.DeepEqual(a, b) || fmt.Sprintf("%T %#v", a.Value, a) == fmt.Sprintf("%T %#v", b.Value, b)
 }
 
-// TestBoxedSurvivesCollection: a batch's numbers keep their values and
-// types after the decoded message is unreachable and collected.
-func TestBoxedSurvivesCollection(t *testing.T) {
+// boxed is s with its value in Value.
+func boxed(s collectors.Sample) collectors.Sample {
+	s.Value, s.Bits, s.Unboxed = s.Any(), 0, false
+	return s
+}
+
+// TestUnboxedSurvivesCollection: a batch's numbers keep their values and
+// types after the decoded message is unreachable and collected, and are
+// carried unboxed.
+func TestUnboxedSurvivesCollection(t *testing.T) {
 	msg := uafasttest.Message(t, uafasttest.Publish(uafasttest.Doubles(100)...))
 	res, ok := uafast.Decode(msg)
 	if !ok {
@@ -124,9 +136,32 @@ func TestBoxedSurvivesCollection(t *testing.T) {
 		runtime.GC()
 	}
 	for i, smp := range batch {
-		if want := float64(i)*0.5 + 1000.25; smp.Value != want {
-			t.Fatalf("sample %d: %#v, want %v", i, smp.Value, want)
+		if want := float64(i)*0.5 + 1000.25; smp.Any() != want || !smp.Unboxed || smp.Value != nil {
+			t.Fatalf("sample %d: %#v, want %v unboxed", i, smp, want)
 		}
+	}
+}
+
+// TestSamplesFromItemsAllocs: from the message to the batch of samples,
+// Doubles cost no allocation a value (the batch, the response and the
+// items' slice are a few a message).
+func TestSamplesFromItemsAllocs(t *testing.T) {
+	const n = 1000
+	msg := uafasttest.Message(t, uafasttest.Publish(uafasttest.Doubles(n)...))
+	s := &Session{tags: testTags(n)}
+	allocs := testing.AllocsPerRun(20, func() {
+		res, ok := uafast.Decode(msg)
+		if !ok {
+			t.Fatal("declined")
+		}
+		dc := res.NotificationMessage.NotificationData[0].Value.(*uafast.DataChange)
+		if len(s.samplesFromItems(dc)) != n {
+			t.Fatal("samples missing")
+		}
+		dc.Release()
+	})
+	if allocs > 20 {
+		t.Errorf("%.0f allocations for %d values, want at most 20", allocs, n)
 	}
 }
 

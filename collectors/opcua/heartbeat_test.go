@@ -54,7 +54,7 @@ func TestHeartbeats(t *testing.T) {
 				select {
 				case b := <-out:
 					for _, s := range b {
-						if !s.Heartbeat || s.Value == nil || !s.SourceTime.Equal(good.SourceTime) && s.Tag == "a" {
+						if !s.Heartbeat || s.Any() == nil || !s.SourceTime.Equal(good.SourceTime) && s.Tag == "a" {
 							t.Errorf("heartbeat %+v", s)
 						}
 						got = append(got, beat{s.Tag, s.ServerTime.Sub(start), s.StatusCode.String()})
@@ -98,7 +98,7 @@ func TestHeartbeatsLastGood(t *testing.T) {
 		t.Fatalf("heartbeat %v before a period passed since the Bad change", b)
 	}
 	b, next := h.due(now.Add(1500*time.Millisecond), true)
-	if len(b) != 1 || b[0].Value != 1.0 || b[0].StatusCode.String() != "Good" || !b[0].Heartbeat {
+	if len(b) != 1 || b[0].Any() != 1.0 || b[0].StatusCode.String() != "Good" || !b[0].Heartbeat {
 		t.Fatalf("heartbeat %+v, want the last Good value", b)
 	}
 	if !next.Equal(now.Add(2500 * time.Millisecond)) {
@@ -139,8 +139,8 @@ func TestSessionHeartbeats(t *testing.T) {
 		t.Fatalf("first sample %+v is a heartbeat", first)
 	}
 	for _, s := range r.samples[name][1:] {
-		if !s.Heartbeat || s.Value != first.Value || !s.SourceTime.Equal(first.SourceTime) {
-			t.Errorf("sample %+v, want a heartbeat of %v (source time %v)", s, first.Value, first.SourceTime)
+		if !s.Heartbeat || s.Any() != first.Any() || !s.SourceTime.Equal(first.SourceTime) {
+			t.Errorf("sample %+v, want a heartbeat of %v (source time %v)", s, first.Any(), first.SourceTime)
 		}
 	}
 	if n := len(r.samples[cfg.Tags[0].Name]); n != 1 {
@@ -172,7 +172,7 @@ func TestHeartbeatsRetag(t *testing.T) {
 			time.Sleep(time.Second)
 			batch, _ := h.due(time.Now(), true)
 			for _, s := range batch {
-				got = append(got, fmt.Sprintf("%s=%v@%s", s.Tag, s.Value, time.Since(start)))
+				got = append(got, fmt.Sprintf("%s=%v@%s", s.Tag, s.Any(), time.Since(start)))
 			}
 		}
 		want := []string{"a=1@3s", "c=4@3s", "c=4@5s", "a=1@6s", "c=4@7s"}

@@ -62,7 +62,7 @@ func (r *runSession) counterValues(tag string) []int32 {
 	defer r.mu.Unlock()
 	var vs []int32
 	for _, s := range r.samples[tag] {
-		if v, ok := s.Value.(int32); ok {
+		if v, ok := s.Any().(int32); ok {
 			vs = append(vs, v)
 		}
 	}
@@ -83,7 +83,7 @@ func (r *runSession) around(tag string, i int) string {
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for _, s := range r.samples[tag][max(0, i-2):min(len(r.samples[tag]), i+2)] {
-		fmt.Fprintf(&b, "%v source %s server %s; ", s.Value, s.SourceTime.Format("15:04:05.000"), s.ServerTime.Format("15:04:05.000"))
+		fmt.Fprintf(&b, "%v source %s server %s; ", s.Any(), s.SourceTime.Format("15:04:05.000"), s.ServerTime.Format("15:04:05.000"))
 	}
 	return b.String()
 }

@@ -103,7 +103,7 @@ func TestRetagLive(t *testing.T) {
 		t.Errorf("int32_0001 (unaffected): %d values, %v", len(vs), contiguousInt32(vs))
 		r.mu.Lock()
 		for _, smp := range r.samples["int32_0001"] {
-			t.Logf("%v src %s srv %s", smp.Value, smp.SourceTime.Format("15:04:05.000"), smp.ServerTime.Format("15:04:05.000"))
+			t.Logf("%v src %s srv %s", smp.Any(), smp.SourceTime.Format("15:04:05.000"), smp.ServerTime.Format("15:04:05.000"))
 		}
 		r.mu.Unlock()
 	}
@@ -143,9 +143,9 @@ func (r *runSession) values(t *testing.T, tag string) []int32 {
 	defer r.mu.Unlock()
 	var out []int32
 	for _, smp := range r.samples[tag] {
-		v, ok := smp.Value.(int32)
+		v, ok := smp.Any().(int32)
 		if !ok {
-			t.Fatalf("%s: value %v (%T) is not an Int32", tag, smp.Value, smp.Value)
+			t.Fatalf("%s: value %v (%T) is not an Int32", tag, smp.Any(), smp.Any())
 		}
 		out = append(out, v)
 	}

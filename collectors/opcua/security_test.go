@@ -500,7 +500,7 @@ func TestSecureSessionRenewsShortTokensWithoutGaps(t *testing.T) {
 		t.Fatalf("only %d values of the counter in %v", len(ss), time.Since(start))
 	}
 	for i := 1; i < len(ss); i++ {
-		if a, b := ss[i-1].Value.(int32), ss[i].Value.(int32); b != a+1 {
+		if a, b := ss[i-1].Any().(int32), ss[i].Any().(int32); b != a+1 {
 			t.Fatalf("counter went from %d to %d at value %d: a gap across renewals", a, b, i)
 		}
 	}

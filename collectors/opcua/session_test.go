@@ -165,11 +165,11 @@ func TestSessionStreamsAroundBadTags(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// The refusal goes out on the tag's own topic once, not per retry round.
-	if alien := r.samples["alien"]; len(alien) != 1 || alien[0].StatusCode.String() != "BadNodeIdUnknown" || alien[0].StatusCode != 0x80340000 || alien[0].Value != nil {
+	if alien := r.samples["alien"]; len(alien) != 1 || alien[0].StatusCode.String() != "BadNodeIdUnknown" || alien[0].StatusCode != 0x80340000 || alien[0].Any() != nil {
 		t.Errorf("alien samples %+v, want one with status BadNodeIdUnknown and no value", alien)
 	}
 	ghost := r.samples["ghost"]
-	if len(ghost) == 0 || ghost[0].StatusCode.String() != "BadNodeIdUnknown" || ghost[0].Value != nil {
+	if len(ghost) == 0 || ghost[0].StatusCode.String() != "BadNodeIdUnknown" || ghost[0].Any() != nil {
 		t.Errorf("ghost samples %+v, want status BadNodeIdUnknown and no value", ghost)
 	}
 	for _, tag := range []string{"int32_0001", "double_0000"} {
@@ -199,7 +199,7 @@ func TestSessionReconnectsAfterPLCRestart(t *testing.T) {
 		defer r.mu.Unlock()
 		for _, ss := range r.samples {
 			last := ss[len(ss)-1]
-			if v, ok := last.Value.(int32); ok && v >= 5000 {
+			if v, ok := last.Any().(int32); ok && v >= 5000 {
 				return true
 			}
 		}
@@ -258,9 +258,9 @@ func TestSessionDeliversUnknownStructureBodies(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.samples["recipe"][0]
-	m, ok := s.Value.(map[string]any)
+	m, ok := s.Any().(map[string]any)
 	if !ok || s.Type != collectors.TypeExtensionObject {
-		t.Fatalf("value %#v of type %s, want a structure", s.Value, s.Type)
+		t.Fatalf("value %#v of type %s, want a structure", s.Any(), s.Type)
 	}
 	// Counter int32 7, then the string "press" with its int32 length.
 	want := []byte{7, 0, 0, 0, 5, 0, 0, 0, 'p', 'r', 'e', 's', 's'}

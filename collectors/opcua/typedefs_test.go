@@ -45,9 +45,9 @@ events:
 	defer r.mu.Unlock()
 	var withComment, withoutComment bool
 	for _, s := range withValue(r.samples["recipe"]) {
-		st, ok := s.Value.(collectors.Structure)
+		st, ok := s.Any().(collectors.Structure)
 		if !ok || st.TypeID != "ns=1;i=3003" {
-			t.Fatalf("recipe %#v, want a Structure of ns=1;i=3003", s.Value)
+			t.Fatalf("recipe %#v, want a Structure of ns=1;i=3003", s.Any())
 		}
 		got := fieldNames(st)
 		switch {
@@ -81,9 +81,9 @@ events:
 	}
 	seen := map[string]bool{}
 	for _, s := range withValue(r.samples["reading"]) {
-		st, _ := s.Value.(collectors.Structure)
+		st, _ := s.Any().(collectors.Structure)
 		if len(st.Fields) != 1 {
-			t.Fatalf("reading %#v, want a union of one field", s.Value)
+			t.Fatalf("reading %#v, want a union of one field", s.Any())
 		}
 		seen[st.Fields[0].Name] = true
 	}
@@ -93,9 +93,9 @@ events:
 	// A namespace 0 structure gopcua has a Go type for comes out by the
 	// server's definition too: ProductUri, not gopcua's ProductURI.
 	status := r.samples["status"][len(r.samples["status"])-1]
-	st, ok := status.Value.(collectors.Structure)
+	st, ok := status.Any().(collectors.Structure)
 	if !ok || st.TypeID != "i=862" || !slices.Equal(fieldNames(st), []string{"StartTime", "CurrentTime", "State", "BuildInfo", "SecondsTillShutdown", "ShutdownReason"}) {
-		t.Fatalf("ServerStatus %#v, want a Structure of i=862 by its definition", status.Value)
+		t.Fatalf("ServerStatus %#v, want a Structure of i=862 by its definition", status.Any())
 	}
 	if st.Fields[2].Value != (collectors.Enum{Value: 0, Name: "Running"}) {
 		t.Errorf("ServerStatus.State %#v, want Running", st.Fields[2].Value)
@@ -105,9 +105,9 @@ events:
 	}
 
 	setpoints := withValue(r.samples["setpoints"])[0]
-	sps, _ := setpoints.Value.([]any)
+	sps, _ := setpoints.Any().([]any)
 	if len(sps) != 2 {
-		t.Fatalf("setpoints %#v", setpoints.Value)
+		t.Fatalf("setpoints %#v", setpoints.Any())
 	}
 	if st, _ := sps[1].(collectors.Structure); st.TypeID != "ns=1;i=3002" || st.Fields[0].Value != "heat" {
 		t.Errorf("setpoints[1] %#v", sps[1])
@@ -126,7 +126,7 @@ func (r *runSession) count(tag string) int {
 func withValue(samples []collectors.Sample) []collectors.Sample {
 	var out []collectors.Sample
 	for _, s := range samples {
-		if s.Value != nil {
+		if s.Any() != nil {
 			out = append(out, s)
 		}
 	}
@@ -161,10 +161,10 @@ func TestSessionWarnsOnceForUndecodableStructure(t *testing.T) {
 	r := startSession(t, plcConfig(t, plc.Endpoint, simproc.Tags(t, 1)+"  - {name: recipe, node: \"ns=1;s=Struct.Sample\"}\n"))
 	waitUntil(t, "the structure", 15*time.Second, func() bool { return r.count("recipe") >= 1 })
 	r.mu.Lock()
-	m, _ := r.samples["recipe"][0].Value.(map[string]any)
+	m, _ := r.samples["recipe"][0].Any().(map[string]any)
 	r.mu.Unlock()
 	if body, _ := m["body"].([]byte); m["type_id"] != "ns=1;i=5001" || len(body) == 0 {
-		t.Errorf("structure %#v, want type_id and body", r.samples["recipe"][0].Value)
+		t.Errorf("structure %#v, want type_id and body", r.samples["recipe"][0].Any())
 	}
 	n := 0
 	for _, line := range strings.Split(r.logs.String(), "\n") {
