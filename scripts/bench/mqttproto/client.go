@@ -44,8 +44,9 @@ type Options struct {
 	// broker has been silent for one and a half times it. 0 turns it off.
 	KeepAlive time.Duration
 	Will      *Message
-	// Window bounds the QoS 1 messages awaiting PUBACK (default 1,024,
-	// at most 65,535: packet ids must be unique among them).
+	// Window bounds the QoS 1 messages awaiting PUBACK (default 1,024, at
+	// most 32,767: packet ids cycle over 65,535, and a late PUBACK for a
+	// message already confirmed must not match one in flight).
 	Window int
 	// Acked, if set, is called on the reading goroutine with n each time
 	// the first n QoS 1 messages published on this connection are all
@@ -56,6 +57,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	WriteTimeout   time.Duration
 }
+
+// maxWindow is half the packet ids: see Options.Window.
+const maxWindow = 32767
 
 // ErrClosed is the error of a Publish after Close.
 var ErrClosed = errors.New("mqtt connection closed")
@@ -97,8 +101,8 @@ func Connect(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
 	if o.Window <= 0 {
 		o.Window = 1024
 	}
-	if o.Window > 65535 {
-		return nil, fmt.Errorf("window %d over 65,535 packet ids", o.Window)
+	if o.Window > maxWindow {
+		return nil, fmt.Errorf("window %d over %d", o.Window, maxWindow)
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
@@ -352,10 +356,7 @@ func (c *Client) reader(r *bufio.Reader, buf []byte) {
 				c.end(fmt.Errorf("read: PUBACK of %d bytes: %w", len(body), errMalformed))
 				return
 			}
-			if err := c.ack(binary.BigEndian.Uint16(body)); err != nil {
-				c.end(fmt.Errorf("read: %w", err))
-				return
-			}
+			c.ack(binary.BigEndian.Uint16(body))
 		case typePingresp:
 			c.pings.Add(1)
 		default:
@@ -368,14 +369,14 @@ func (c *Client) reader(r *bufio.Reader, buf []byte) {
 
 // ack marks the message with packet id id acknowledged, moves the
 // confirmed position over every acknowledged message at its front and
-// reports it.
-func (c *Client) ack(id uint16) error {
+// reports it. A PUBACK for no message in flight (a repeated one) is ignored.
+func (c *Client) ack(id uint16) {
 	c.mu.Lock()
 	base := c.confirmed + 1
 	n := base + uint64((int(id)-int(packetID(base))+65535)%65535)
 	if id == 0 || n > c.published {
 		c.mu.Unlock()
-		return fmt.Errorf("PUBACK for packet id %d, not in flight", id)
+		return
 	}
 	size := uint64(len(c.window))
 	c.window[n%size].acked = true // a repeated PUBACK changes nothing
@@ -393,5 +394,4 @@ func (c *Client) ack(id uint16) error {
 	if moved && c.opts.Acked != nil {
 		c.opts.Acked(confirmed)
 	}
-	return nil
 }

@@ -3,6 +3,7 @@ package mqttproto
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,6 +207,9 @@ func TestBrokerRestart(t *testing.T) {
 	}()
 	sent := 0
 	for ; sent < n; sent++ {
+		if sent == n/2 {
+			<-stopped // however slow the broker is to stop, it stops in between
+		}
 		if _, err := c.Publish(Message{Topic: "proto/r", Payload: []byte(strconv.Itoa(sent)), QoS: 1}); err != nil {
 			break
 		}
@@ -217,7 +221,7 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatal("the client did not notice the broker stopping")
 	}
 	if sent == n {
-		t.Fatalf("all %d messages published before the broker stopped; the test needs it to stop in between", n)
+		t.Fatalf("all %d messages published, though the broker stopped after %d", n, n/2)
 	}
 	confirmed := c.Confirmed()
 	first, unacked := c.Unacked()
@@ -261,5 +265,41 @@ func TestBrokerRestart(t *testing.T) {
 		if seen[i] == 0 {
 			t.Fatalf("value %d never arrived", i)
 		}
+	}
+}
+
+// TestAckAcrossPacketIDWrap: packet ids cycle over 1..65535; PUBACKs out of
+// order move the position only over a complete front, and a PUBACK for a
+// message already confirmed changes nothing.
+func TestAckAcrossPacketIDWrap(t *testing.T) {
+	var reported []uint64
+	c := &Client{window: make([]inflight, 8), opts: Options{Acked: func(n uint64) { reported = append(reported, n) }}}
+	c.room.L = &c.mu
+	c.confirmed, c.published = 65530, 65538 // ids 65531..65535, then 1, 2, 3
+	for _, step := range []struct {
+		id   uint16
+		want uint64
+	}{
+		{packetID(65532), 65530}, // not the front
+		{packetID(65531), 65532}, // the front, and the one after it
+		{packetID(65531), 65532}, // repeated: already confirmed
+		{2, 65532},               // message 65537, beyond the wrap
+		{packetID(65533), 65533},
+		{packetID(65534), 65534},
+		{packetID(65535), 65535},
+		{1, 65537}, // 65536, then 65537 acknowledged before
+		{9, 65537}, // no message in flight has it
+		{3, 65538},
+	} {
+		c.ack(step.id)
+		if c.confirmed != step.want {
+			t.Fatalf("after PUBACK %d: confirmed %d, want %d", step.id, c.confirmed, step.want)
+		}
+	}
+	if want := []uint64{65532, 65533, 65534, 65535, 65537, 65538}; !slices.Equal(reported, want) {
+		t.Fatalf("Acked reported %v, want %v", reported, want)
+	}
+	if packetID(65535) != 65535 || packetID(65536) != 1 {
+		t.Fatalf("packet ids: %d after 65534, %d after 65535", packetID(65535), packetID(65536))
 	}
 }
