@@ -12,7 +12,7 @@ const (
 // with room for the collector (docs/performance.md, "Session 6").
 const (
 	autoMemoryBase   = 24 << 20
-	autoMemoryPerTag = 320
+	autoMemoryPerTag = 400
 
 	// minMemoryLimit refuses a limit under which the collector would run
 	// without pause whatever the tags.
