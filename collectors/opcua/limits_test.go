@@ -72,7 +72,7 @@ func limitsPLC(t *testing.T, name, endpoint string) config.PLC {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "agent: {id: ltest}\nplcs:\n  - name: %s\n    endpoint: %s\n", name, endpoint)
-	b.WriteString("    sampling_interval: 0s\n    queue_size: 100\n    reconnect: {min: 100ms, max: 1s}\n    tags:\n")
+	b.WriteString("    sampling_interval: 0s\n    queue_size: 100\n    reconnect: {min: 100ms, max: 1s}\n    publish_requests: 5\n    tags:\n")
 	kinds := []string{"Double", "Int32", "Boolean", "String"}
 	for i := range 12 {
 		iv := []string{"100ms", "200ms", "1s"}[i/4]
@@ -89,12 +89,15 @@ func limitsPLC(t *testing.T, name, endpoint string) config.PLC {
 // A PLC with small limits, as real ones have: Read, CreateMonitoredItems
 // and subscriptions are split and merged to fit what it advertises, a
 // subscription refused with BadTooManySubscriptions beyond what it
-// advertises folds the tags into the ones it took, and a second client
-// refused with BadTooManySessions says so and backs off.
+// advertises folds the tags into the ones it took, five PublishRequests
+// (publish_requests: 5) on a PLC that queues two are cut to two without a
+// fault (BadTooManyPublishRequests, as Rockwell and Beckhoff answer), and a
+// second client refused with BadTooManySessions says so and backs off.
 func TestSessionFitsServerLimits(t *testing.T) {
 	peer := peerproc.Start(t, peerproc.Options{Tags: 12, MaxSessions: 1, Args: []string{
 		"-max-nodes-per-read", "5", "-max-items-per-call", "4",
 		"-max-subscriptions-per-session", "2", "-max-subscriptions", "1",
+		"-max-publish-requests", "2",
 	}})
 	r, s := startSessionValue(t, limitsPLC(t, "small", peer.Endpoint))
 	waitUntil(t, "values from every tag", 30*time.Second, func() bool { return r.tagsSeen() == 12 })
@@ -113,8 +116,20 @@ func TestSessionFitsServerLimits(t *testing.T) {
 	if strings.Contains(logs, "BadTooManyOperations") || strings.Contains(logs, "tag rejected") {
 		t.Errorf("a request beyond the server's limits, or a tag refused:\n%s", logs)
 	}
-	if st := s.States().Snapshot()[0]; st.TagsFailed != 0 || st.TagsOK != 12 {
-		t.Errorf("status %d tags ok, %d failed; want 12, 0", st.TagsOK, st.TagsFailed)
+	if st := s.States().Snapshot()[0]; st.TagsFailed != 0 || st.TagsOK != 12 || st.Recoveries != 0 || st.Reconnects != 0 {
+		t.Errorf("status %d tags ok, %d failed, %d recoveries, %d reconnects; want 12, 0, 0, 0", st.TagsOK, st.TagsFailed, st.Recoveries, st.Reconnects)
+	}
+	// Each refusal of the oldest request leaves one fewer in flight, never
+	// fewer than the two the PLC queues; how many refusals come depends on
+	// how fast the PLC answers the others (at most three: 5 -> 2).
+	cuts := publishRequestCuts(logs)
+	if len(cuts) == 0 || len(cuts) > 3 || !slices.Equal(cuts, []string{"4", "3", "2"}[:len(cuts)]) {
+		t.Errorf("publish requests cut to %v, want 4, then 3, then 2 at most:\n%s", cuts, logs)
+	}
+	seen := r.tagsSeen()
+	waitUntil(t, "values after the cuts", 10*time.Second, func() bool { return r.count("int32_0001") > 3 })
+	if seen != 12 || countLines(r.logs.String(), `"level":"error"`) != 0 || countLines(r.logs.String(), `"level":"warn"`, "PublishRequest") != 0 {
+		t.Errorf("a fault logged for BadTooManyPublishRequests:\n%s", r.logs)
 	}
 
 	// A second client finds the PLC full.
@@ -126,4 +141,20 @@ func TestSessionFitsServerLimits(t *testing.T) {
 	if countLines(second.logs.String(), "BadTooManySessions", `"backoff_ms":1000,`) == 0 {
 		t.Errorf("want the full PLC retried after the longest backoff:\n%s", second.logs)
 	}
+}
+
+// publishRequestCuts lists, in order, the publish_requests values the
+// session logged as it kept fewer in flight.
+func publishRequestCuts(logs string) []string {
+	var cuts []string
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, "BadTooManyPublishRequests") {
+			continue
+		}
+		if _, after, ok := strings.Cut(line, `"publish_requests":`); ok {
+			n, _, _ := strings.Cut(after, ",")
+			cuts = append(cuts, strings.TrimSuffix(n, "}"))
+		}
+	}
+	return cuts
 }

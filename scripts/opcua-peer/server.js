@@ -64,6 +64,7 @@ const flags = {
 	"max-items-per-subscription": { kind: "int", def: 0, help: "ServerCapabilities MaxMonitoredItemsPerSubscription, as advertised (0: node-opcua's default)" },
 	"max-subscriptions-per-session": { kind: "int", def: 0, help: "ServerCapabilities MaxSubscriptionsPerSession, advertised and enforced (0: node-opcua's default 10)" },
 	"max-subscriptions": { kind: "int", def: 0, help: "subscriptions of all sessions together, enforced with BadTooManySubscriptions, not advertised per session (0: node-opcua's default)" },
+	"max-publish-requests": { kind: "int", def: 0, help: "PublishRequests a session may queue; the oldest beyond it is answered BadTooManyPublishRequests, as Rockwell and Beckhoff PLCs do (0: node-opcua's default 100)" },
 	"no-transfer": { kind: "bool", def: false, help: "answer TransferSubscriptions with BadServiceUnsupported, as Siemens and B&R PLCs do" },
 	"no-republish": { kind: "bool", def: false, help: "answer Republish with BadServiceUnsupported" },
 	reverse: { kind: "string", def: "", help: "reverse connect: dial this client listener (opc.tcp://HOST:PORT) and send ReverseHello, again whenever the channel ends" },
@@ -244,6 +245,7 @@ async function main() {
 
 	const users = new Map(opts.user.map((u) => [u.slice(0, u.indexOf(":")), u.slice(u.indexOf(":") + 1)]));
 
+	if (opts["max-publish-requests"]) opcua.ServerSession.maxPublishRequestInQueue = opts["max-publish-requests"];
 	const serverOptions = {
 		host: opts.host,
 		hostname: opts.hostname,

@@ -382,7 +382,11 @@ func (e *Engine) take(ctx context.Context, r publishResult) error {
 		rs.lastAnswer = time.Now()
 	}
 	if code, ok := statusOf(r.err); ok && code == ua.StatusBadTooManyPublishRequests {
-		e.want = max(1, rs.p.inflight)
+		if fewer := max(1, rs.p.inflight); fewer < e.want {
+			e.cfg.Log.Info().Int("publish_requests", fewer).
+				Msg("the PLC has too many PublishRequests (BadTooManyPublishRequests); keeping fewer in flight")
+			e.want = fewer
+		}
 	}
 	// The next request goes out before this answer is handed on, so the
 	// server is never left without one; its acknowledgement rides on the
