@@ -29,6 +29,10 @@ func (p *Publisher) newConnection() {
 	if !p.fenced || c == p.readConn {
 		return
 	}
+	// A fence the old connection answered before it broke, which Run has
+	// not taken yet (its select chose this pump first): the broker has
+	// those records, and reading them again would send them twice.
+	p.fenceAnswered()
 	p.readConn, p.handedSeq, p.fenceAt = c, 0, 0
 	if err := p.spool.Rewind(); err != nil {
 		p.log.Error().Err(err).Msg("cannot read the spool again from the first record the broker has not confirmed")
