@@ -167,7 +167,8 @@ type jsonFormat struct {
 	status map[string]collectors.PLCState // latest, re-announced on every connect
 	order  []string
 
-	buf, value []byte // intake goroutine only
+	buf, value []byte   // intake goroutine only
+	times      timeMemo // intake goroutine only
 }
 
 func newJSONFormat(o Options, t *topics, started time.Time) (*jsonFormat, error) {
@@ -219,7 +220,7 @@ func (f *jsonFormat) Encode(b collectors.Batch, _ bool, add func(topic string, p
 	if !f.batch {
 		for i := range b {
 			s := &b[i]
-			f.buf = AppendJSON(f.buf[:0], s)
+			f.buf = appendJSON(f.buf[:0], s, &f.times)
 			add(f.topics.topic(s.PLC, s.Tag), f.buf)
 		}
 		return
@@ -244,7 +245,7 @@ func (f *jsonFormat) Encode(b collectors.Batch, _ bool, add func(topic string, p
 			if end > 1 {
 				f.buf = append(f.buf, ',')
 			}
-			f.buf = AppendJSON(f.buf, &b[j])
+			f.buf = appendJSON(f.buf, &b[j], &f.times)
 			if end > 1 && PacketSize(topic, len(f.buf)+1, 1) > f.maxPacket {
 				// Send the array without this value, which starts the next.
 				f.value = append(f.value[:0], f.buf[end+1:]...)

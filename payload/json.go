@@ -35,6 +35,12 @@ import (
 // away). A LocalizedText is its text, an enumeration field the name of its
 // value. Scalar values are written without allocating when dst has room.
 func AppendJSON(dst []byte, s *collectors.Sample) []byte {
+	return appendJSON(dst, s, nil)
+}
+
+// appendJSON is AppendJSON, taking the timestamps' text from times when
+// it holds them (nil: none kept).
+func appendJSON(dst []byte, s *collectors.Sample, times *timeMemo) []byte {
 	dst = append(dst, `{"plc":`...)
 	dst = AppendString(dst, s.PLC)
 	dst = append(dst, `,"tag":`...)
@@ -63,15 +69,15 @@ func AppendJSON(dst []byte, s *collectors.Sample) []byte {
 	if s.SourceTime.IsZero() && s.ServerTime.IsZero() {
 		dst = AppendTime(dst, time.Now())
 	} else {
-		dst = AppendTime(dst, SampleTime(s, time.Time{}))
+		dst = times.appendTime(dst, SampleTime(s, time.Time{}))
 	}
 	if !s.SourceTime.IsZero() {
 		dst = append(dst, `,"source_time":`...)
-		dst = AppendTime(dst, s.SourceTime)
+		dst = times.appendTime(dst, s.SourceTime)
 	}
 	if !s.ServerTime.IsZero() {
 		dst = append(dst, `,"server_time":`...)
-		dst = AppendTime(dst, s.ServerTime)
+		dst = times.appendTime(dst, s.ServerTime)
 	}
 	if s.Historical {
 		dst = append(dst, `,"historical":true`...) // read back from the PLC's history
@@ -336,6 +342,41 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 			dst[n-2] = dst[n-1]
 			dst = dst[:n-1]
 		}
+	}
+	return dst
+}
+
+// timeMemo keeps the text of the last two timestamps written: the values
+// of one notification mostly share their source and their server
+// timestamp, and "time" repeats one of them, so most timestamps of a batch
+// are copied rather than formatted again.
+type timeMemo struct {
+	at   [2]time.Time
+	text [2][maxTimeText]byte
+	n    [2]uint8 // 0: empty
+	next int
+}
+
+// maxTimeText bounds the text kept: a timestamp AppendTime writes for the
+// years 0 to 9999, quotes included, is at most 32 bytes.
+const maxTimeText = 32
+
+// appendTime appends t as AppendTime does; m may be nil.
+func (m *timeMemo) appendTime(dst []byte, t time.Time) []byte {
+	if m == nil {
+		return AppendTime(dst, t)
+	}
+	for i := range m.at {
+		if m.n[i] > 0 && m.at[i].Equal(t) {
+			return append(dst, m.text[i][:m.n[i]]...)
+		}
+	}
+	start := len(dst)
+	dst = AppendTime(dst, t)
+	if len(dst)-start <= maxTimeText {
+		i := m.next
+		m.next ^= 1
+		m.at[i], m.n[i] = t, uint8(copy(m.text[i][:], dst[start:]))
 	}
 	return dst
 }
