@@ -264,7 +264,7 @@ func (s *Session) learnLimits(ctx context.Context, c *uaclient.Client) {
 		s.log.Debug().Int("max_nodes_per_read", l.nodesPerRead).Int("max_monitored_items_per_call", l.itemsPerCall).
 			Int("max_monitored_items_per_subscription", l.itemsPerSub).Int("max_subscriptions_per_session", l.subsPerSession).
 			Int("max_nodes_per_history_read", l.nodesPerHistoryRead).Dur("min_supported_sample_rate_ms", l.minSampleRate).
-			Bool("history_read", l.historyRead).Msg("server limits")
+			Bool("history_read", l.historyRead).Int("max_nodes_per_browse", l.nodesPerBrowse).Msg("server limits")
 	}
 	s.limits = l
 }

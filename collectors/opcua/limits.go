@@ -23,6 +23,7 @@ const defaultHistoryNodes = 100
 // BMENUA0100 40 subscriptions; requests and subscriptions are split to fit.
 type serverLimits struct {
 	nodesPerRead        int
+	nodesPerBrowse      int
 	nodesPerHistoryRead int
 	itemsPerCall        int
 	itemsPerSub         int
@@ -41,6 +42,7 @@ var limitNodes = []uint32{
 	id.Server_ServerCapabilities_MaxSubscriptionsPerSession,
 	id.Server_ServerCapabilities_MinSupportedSampleRate,
 	id.HistoryServerCapabilities_AccessHistoryDataCapability,
+	id.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse,
 }
 
 // readLimits reads the server's limits: MaxNodesPerRead first and alone,
@@ -84,6 +86,7 @@ func readLimits(ctx context.Context, c sender) (serverLimits, error) {
 		itemsPerCall:        count(2),
 		itemsPerSub:         count(3),
 		subsPerSession:      count(4),
+		nodesPerBrowse:      count(7),
 	}
 	if res[5].Status == ua.StatusOK && res[5].Value != nil {
 		if ms, ok := res[5].Value.Value().(float64); ok && ms > 0 && ms < float64(time.Hour/time.Millisecond) {
@@ -99,6 +102,9 @@ func readLimits(ctx context.Context, c sender) (serverLimits, error) {
 // perRead is how many nodes one Read request may carry: the server's limit
 // or, when it has none, ours.
 func (l serverLimits) perRead() int { return within(l.nodesPerRead, readBatch) }
+
+// perBrowse is how many nodes one Browse request may carry.
+func (l serverLimits) perBrowse() int { return within(l.nodesPerBrowse, defaultNodesPerBrowse) }
 
 // perCall is how many monitored items one CreateMonitoredItems may carry.
 func (l serverLimits) perCall() int { return within(l.itemsPerCall, defaultItemsPerCall) }

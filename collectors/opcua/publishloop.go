@@ -120,7 +120,7 @@ func (s *Session) stream(ctx context.Context, c *uaclient.Client, st *feed) erro
 		}
 		s.saveGapState(false)
 		s.retryRejected(ctx, c, st)
-		s.types.learnPending(ctx, c, s.log)
+		s.types.learnPending(ctx, s.limited(c), s.log)
 		return nil
 	}
 	return s.runStream(ctx, c, st, check) // with the polled tags (poll.go)

@@ -82,7 +82,7 @@ func (s *Session) learnStructures(ctx context.Context, c *uaclient.Client) {
 				}
 			}
 		}
-		s.types.learn(ctx, c, encodings, s.log)
+		s.types.learn(ctx, s.limited(c), encodings, s.log)
 	}
 }
 

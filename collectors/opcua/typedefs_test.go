@@ -32,7 +32,10 @@ events:
 	r := startSession(t, plcConfig(t, first.Endpoint, tags))
 	waitUntil(t, "values from the first PLC", 20*time.Second, func() bool { return r.count("counter") > 0 })
 	first.Stop()
-	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"}, Args: []string{"-structures", "-alarms", "-alarm-cycle", "1500ms"}})
+	// Small request limits, as a PLC may have: the types are learned in
+	// Reads and Browses split to fit.
+	peerproc.Start(t, peerproc.Options{Tags: 2, Port: atoi(t, port), Policies: []string{"None"}, Modes: []string{"None"},
+		Args: []string{"-structures", "-alarms", "-alarm-cycle", "1500ms", "-max-nodes-per-read", "3", "-max-nodes-per-browse", "2"}})
 	waitUntil(t, "decoded structures after the reconnect", 40*time.Second, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()

@@ -60,6 +60,7 @@ const flags = {
 	debug: { kind: "bool", def: false, help: "log every session and channel event" },
 	// Real PLCs' limits and habits (issue 19).
 	"max-nodes-per-read": { kind: "int", def: 0, help: "OperationLimits MaxNodesPerRead; a larger Read is refused with BadTooManyOperations (0: no limit)" },
+	"max-nodes-per-browse": { kind: "int", def: 0, help: "OperationLimits MaxNodesPerBrowse; a larger Browse is refused with BadTooManyOperations (0: no limit)" },
 	"max-items-per-call": { kind: "int", def: 0, help: "OperationLimits MaxMonitoredItemsPerCall (0: no limit)" },
 	"max-items-per-subscription": { kind: "int", def: 0, help: "ServerCapabilities MaxMonitoredItemsPerSubscription, as advertised (0: node-opcua's default)" },
 	"max-subscriptions-per-session": { kind: "int", def: 0, help: "ServerCapabilities MaxSubscriptionsPerSession, advertised and enforced (0: node-opcua's default 10)" },
@@ -285,6 +286,7 @@ async function main() {
 			maxSubscriptions: opts["max-subscriptions"] || undefined,
 			operationLimits: {
 				maxNodesPerRead: opts["max-nodes-per-read"] || undefined,
+				maxNodesPerBrowse: opts["max-nodes-per-browse"] || undefined,
 				maxMonitoredItemsPerCall: opts["max-items-per-call"] || undefined,
 			},
 		},
