@@ -36,9 +36,10 @@ func pollPLC(t *testing.T, name, endpoint, mode string) config.PLC {
 // Polled tags are read every poll_interval in Reads of at most the
 // server's MaxNodesPerRead (3 here), each change handed on once: a PLC
 // whose tags are all polled (no subscription, state streaming once values
-// came), and one whose tags are subscribed but one.
+// came), and one whose tags are subscribed but one, in subscriptions of
+// at most the server's MaxMonitoredItemsPerSubscription (3 here).
 func TestSessionPolls(t *testing.T) {
-	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-max-nodes-per-read", "3"}})
+	peer := peerproc.Start(t, peerproc.Options{Tags: 8, Args: []string{"-max-nodes-per-read", "3", "-max-items-per-subscription", "3"}})
 	polled, ps := startSessionValue(t, pollPLC(t, "polled", peer.Endpoint, "poll"))
 	mixed, _ := startSessionValue(t, pollPLC(t, "mixed", peer.Endpoint, "subscribe"))
 	start := time.Now()
@@ -68,7 +69,9 @@ func TestSessionPolls(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(polled.logs.String(), `"subscriptions":0`) || !strings.Contains(mixed.logs.String(), `"subscriptions":1`) {
-		t.Errorf("want no subscription for the polled PLC and one for the mixed one")
+	// The mixed PLC's 7 subscribed tags in subscriptions of at most the
+	// 3 items the server advertises (MaxMonitoredItemsPerSubscription).
+	if !strings.Contains(polled.logs.String(), `"subscriptions":0`) || !strings.Contains(mixed.logs.String(), `"subscriptions":3`) {
+		t.Errorf("want no subscription for the polled PLC and three (3+3+1 items) for the mixed one")
 	}
 }
