@@ -11,7 +11,7 @@ func TestMemoryLimit(t *testing.T) {
 		payload string
 		want    int64
 	}{
-		{"auto in batch mode", MemoryLimitAuto, true, PayloadJSON, 24<<20 + 400*2000},
+		{"auto in batch mode", MemoryLimitAuto, true, PayloadJSON, 24<<20 + 520*2000},
 		{"auto with one message per value", MemoryLimitAuto, false, PayloadJSON, 0},
 		{"auto with sparkplug_b", MemoryLimitAuto, true, PayloadSparkplugB, 0},
 		{"off", MemoryLimitOff, true, PayloadJSON, 0},
