@@ -2,6 +2,7 @@ package publish
 
 import (
 	"bytes"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +49,9 @@ func receiveUA(t *testing.T, msgs <-chan testkit.Message, data, status *jsonsche
 			if bytes.Contains(m.Payload, []byte(`"MessageType":"ua-keepalive"}]}`)) {
 				continue // a slow test's quiet writer (see TestUAJSONKeepAliveOnBroker)
 			}
+		case strings.HasPrefix(m.Topic, "opcua/json/connection/"):
+			wantConnection(t, m)
+			continue
 		case strings.HasPrefix(m.Topic, "opcua/json/metadata/"):
 			testkit.SchemaCheck(t, testkit.UAMetaSchema(t), m.Payload)
 			if !m.Retained && m.Topic != "opcua/json/metadata/a1/tagbridge/press1" && m.Topic != "opcua/json/metadata/a1/tagbridge/press2" {
@@ -59,6 +63,51 @@ func receiveUA(t *testing.T, msgs <-chan testkit.Message, data, status *jsonsche
 		}
 		return m
 	}
+}
+
+// uaConnection is what a consumer reads of a ua-connection message to find
+// the writers and their topics.
+type uaConnection struct {
+	MessageID   string `json:"MessageId"`
+	MessageType string
+	PublisherID string `json:"PublisherId"`
+	Connection  struct {
+		WriterGroups []struct {
+			DataSetWriters []struct {
+				Name              string
+				DataSetWriterID   int `json:"DataSetWriterId"`
+				TransportSettings struct {
+					UaBody struct{ QueueName, MetaDataQueueName string }
+				}
+			}
+		}
+	}
+}
+
+// wantConnection checks that m is the ua-connection of agent a1 naming
+// both writers of testkit.UAJSONConfig with their topics; it returns the
+// MessageId.
+func wantConnection(t *testing.T, m testkit.Message) string {
+	t.Helper()
+	var c uaConnection
+	if err := json.Unmarshal(m.Payload, &c); err != nil {
+		t.Fatalf("ua-connection %s: %v", m.Payload, err)
+	}
+	var writers []string
+	for _, g := range c.Connection.WriterGroups {
+		for _, w := range g.DataSetWriters {
+			ts := w.TransportSettings.UaBody
+			if ts.QueueName != "opcua/json/data/a1/tagbridge/"+w.Name || ts.MetaDataQueueName != "opcua/json/metadata/a1/tagbridge/"+w.Name {
+				t.Errorf("writer %s: topics %+v", w.Name, ts)
+			}
+			writers = append(writers, w.Name+"="+strconv.Itoa(w.DataSetWriterID))
+		}
+	}
+	if m.Topic != "opcua/json/connection/a1" || c.MessageType != "ua-connection" || c.PublisherID != "a1" ||
+		c.MessageID == "" || strings.Join(writers, " ") != "press1=1 press2=2" {
+		t.Fatalf("ua-connection on %s: %s", m.Topic, m.Payload)
+	}
+	return c.MessageID
 }
 
 func wantStatus(t *testing.T, m testkit.Message, state int) {
@@ -312,4 +361,45 @@ func TestUAJSONKeepAliveOnBroker(t *testing.T) {
 		}
 		seen[dm.DataSetWriterName] = true
 	}
+}
+
+// On a real broker: the retained ua-connection is there for a consumer that
+// comes after the connect, names every writer, and is published anew (a new
+// MessageId) when the agent connects again after a broker restart.
+func TestUAJSONConnectionOnBroker(t *testing.T) {
+	b := testkit.StartBroker(t)
+	cfg := testkit.UAJSONConfig(b.URL())
+	cfg.Agent.SpoolDir = t.TempDir()
+	log, sink := testkit.NewLogger(t, "publisher")
+	p := newPublisher(t, cfg, log)
+	status := testkit.SubscribeAll(t, b.URL(), "opcua/json/status/+", 1)
+	runUA(t, p, make(chan collectors.Event))
+	receive(t, status, 1)
+	// A consumer that subscribes now gets the retained message, once the
+	// agent has published one other than notID.
+	late := func(notID string) string {
+		t.Helper()
+		deadline := time.After(wait)
+		for {
+			sub := testkit.SubscribeAll(t, b.URL(), "opcua/json/connection/+", 1)
+			select {
+			case m := <-sub:
+				if !m.Retained {
+					continue
+				}
+				if id := wantConnection(t, m); id != notID {
+					return id
+				}
+				time.Sleep(100 * time.Millisecond)
+			case <-time.After(500 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("no retained ua-connection other than %q within %v", notID, wait)
+			}
+		}
+	}
+	first := late("")
+	b.Stop()
+	sink.WaitFor(t, wait, "connection to broker lost")
+	b.Restart()
+	late(first)
 }

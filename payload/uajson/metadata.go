@@ -45,7 +45,7 @@ func (f *uaJSONFormat) metadata(w *uaWriter, now time.Time) payload.Message {
 	b = append(b, `,"MinorVersion":`...)
 	b = strconv.AppendUint(b, uint64(w.version), 10)
 	b = append(b, "}}}"...)
-	return payload.Message{Topic: "opcua/json/metadata/" + f.publisher + "/" + uaWriterGroup + "/" + payload.Level(w.plc), Payload: b, Retain: true}
+	return payload.Message{Topic: f.metadataTopic(w), Payload: b, Retain: true}
 }
 
 // fieldID is a field's DataSetFieldId: a Guid made from the names that

@@ -34,6 +34,10 @@ func (f *uaJSONFormat) Retag(o payload.Options) []payload.Message {
 		w.version = max(versionTime(now), w.version+1)
 		msgs = append(msgs, f.metadata(w, now))
 	}
+	if len(msgs) > 0 {
+		// A writer may be new; the others' DataSets changed.
+		msgs = append(msgs, f.connection(f.sortedWriters(), now))
+	}
 	opened := f.opened
 	f.mu.Unlock()
 	if len(msgs) > 0 && opened {

@@ -32,8 +32,8 @@ func TestUAJSONRetag(t *testing.T) {
 
 	cfg.PLCs[0].Tags = []config.Tag{{Name: "temperature"}, {Name: "speed"}}
 	msgs := f.Retag(payload.FromConfig(cfg))
-	if len(msgs) != 1 || msgs[0].Topic != "opcua/json/metadata/a1/tagbridge/press1" || !msgs[0].Retain {
-		t.Fatalf("retag messages %v, want press1's retained ua-metadata", msgs)
+	if len(msgs) != 2 || msgs[0].Topic != "opcua/json/metadata/a1/tagbridge/press1" || !msgs[0].Retain {
+		t.Fatalf("retag messages %v, want press1's retained ua-metadata and the ua-connection", msgs)
 	}
 	testkit.SchemaCheck(t, testkit.UAMetaSchema(t), msgs[0].Payload)
 	after := testkit.DecodeUA[uaMetadata](t, msgs[0].Payload)

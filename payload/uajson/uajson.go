@@ -47,13 +47,14 @@ import (
 // connect, Error as the will, Disabled on a clean stop.
 type uaJSONFormat struct {
 	payload.None
-	publisher   string
-	statusTopic string
-	keyTopic    string               // a message here asks for key frames (see Command)
-	wantKey     bool                 // a key frame was asked for; f.mu guards it
-	writers     map[string]*uaWriter // plc -> its writer
-	nextID      int                  // for PLC entries missing from the configuration
-	header      []byte               // the NetworkMessage's fields after MessageId
+	publisher       string
+	statusTopic     string
+	connectionTopic string
+	keyTopic        string               // a message here asks for key frames (see Command)
+	wantKey         bool                 // a key frame was asked for; f.mu guards it
+	writers         map[string]*uaWriter // plc -> its writer
+	nextID          int                  // for PLC entries missing from the configuration
+	header          []byte               // the NetworkMessage's fields after MessageId
 
 	idPrefix string        // random per process; MessageIds are idPrefix-<n>
 	ids      atomic.Uint64 // intake and Run's goroutine both make messages
@@ -137,15 +138,16 @@ func newUAJSONFormat(o payload.Options) (*uaJSONFormat, error) {
 		return nil, fmt.Errorf("message id prefix: %w", err)
 	}
 	f := &uaJSONFormat{
-		dir:         o.StateDir,
-		publisher:   o.AgentID,
-		statusTopic: "opcua/json/status/" + o.AgentID,
-		keyTopic:    "opcua/json/keyframe/" + o.AgentID,
-		writers:     map[string]*uaWriter{},
-		idPrefix:    fmt.Sprintf("%x", r),
-		seen:        map[string]struct{}{},
-		maxPacket:   o.MaxPacketSize,
-		keyFrames:   o.UAKeyFrameCount,
+		dir:             o.StateDir,
+		publisher:       o.AgentID,
+		statusTopic:     "opcua/json/status/" + o.AgentID,
+		connectionTopic: "opcua/json/connection/" + o.AgentID,
+		keyTopic:        "opcua/json/keyframe/" + o.AgentID,
+		writers:         map[string]*uaWriter{},
+		idPrefix:        fmt.Sprintf("%x", r),
+		seen:            map[string]struct{}{},
+		maxPacket:       o.MaxPacketSize,
+		keyFrames:       o.UAKeyFrameCount,
 	}
 	if err := payload.CheckTopic(f.statusTopic); err != nil {
 		return nil, fmt.Errorf("status topic %q: %w", f.statusTopic, err)
@@ -447,16 +449,18 @@ func (f *uaJSONFormat) Reconnecting() payload.Message {
 	return f.status(pubSubError)
 }
 
-// connected publishes the ua-status, then every writer's ua-metadata.
+// connected publishes the ua-status, every writer's ua-metadata, then the
+// ua-connection that names them all.
 func (f *uaJSONFormat) Connected() []payload.Message {
 	msgs := []payload.Message{f.status(pubSubOperational)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ws := slices.SortedFunc(maps.Values(f.writers), func(a, b *uaWriter) int { return a.id - b.id })
+	ws := f.sortedWriters()
 	now := time.Now()
 	for _, w := range ws {
 		msgs = append(msgs, f.metadata(w, now))
 	}
+	msgs = append(msgs, f.connection(ws, now))
 	if f.wantKey {
 		f.wantKey = false
 		for _, w := range ws {
@@ -475,9 +479,9 @@ func (f *uaJSONFormat) CommandTopics() []string { return []string{f.keyTopic} }
 
 // Command takes any message on the trigger topic (a consumer that starts,
 // or lost track) as a request for every writer's key frame: the
-// Connected messages go out again (ua-status, ua-metadata), followed by a
-// ua-keyframe per writer with each tag's last DataValue. A retained
-// trigger asks again on every connect.
+// Connected messages go out again (ua-status, ua-metadata, ua-connection),
+// followed by a ua-keyframe per writer with each tag's last DataValue. A
+// retained trigger asks again on every connect.
 func (f *uaJSONFormat) Command(topic string, _ []byte) bool {
 	if topic != f.keyTopic {
 		return false
