@@ -44,7 +44,6 @@ type PLC struct {
 type Tag struct {
 	Name  string
 	Topic string // its own topic template; empty for mqtt.topic
-	Event bool   // an event stream (plcs[].events)
 }
 
 // MinSilence is the shortest watchdog bound a session has.
@@ -74,7 +73,7 @@ func FromConfig(cfg *config.Config) Options {
 			plc.Tags = append(plc.Tags, Tag{Name: t.Name, Topic: t.Topic})
 		}
 		for _, e := range p.Events { // an event stream is published like a tag of its name
-			plc.Tags = append(plc.Tags, Tag{Name: e.Name, Topic: e.Topic, Event: true})
+			plc.Tags = append(plc.Tags, Tag{Name: e.Name, Topic: e.Topic})
 		}
 		o.PLCs = append(o.PLCs, plc)
 	}

@@ -22,7 +22,7 @@ func (f *sparkplugFormat) Retag(o payload.Options) []payload.Message {
 		for _, t := range plc.Tags {
 			want[t.Name] = true
 			if _, ok := d.byTag[t.Name]; !ok {
-				f.metric(d, t.Name).event = t.Event
+				f.metric(d, t.Name)
 			}
 			delete(d.retired, t.Name)
 		}

@@ -167,9 +167,6 @@ type spDevice struct {
 	// retired are tags a reload removed: values still on their way are
 	// dropped, as no birth names them (retag.go).
 	retired map[string]bool
-	// held are events taken before the device's first birth (hold.go).
-	held      collectors.Batch
-	heldSince time.Time
 }
 
 type spMetric struct {
@@ -179,7 +176,6 @@ type spMetric struct {
 	announced uint32 // datatype in the latest DBIRTH appended at the intake
 	last      collectors.Sample
 	has       bool
-	event     bool // an event stream
 }
 
 // New builds the format from o; it opens no file (see Open).
@@ -231,7 +227,7 @@ func newSparkplugFormat(o payload.Options) (*sparkplugFormat, error) {
 				return nil, fmt.Errorf("plc %q: tag %q: sparkplug metric name differs only in case from tag %q; rename one", plc.Name, tag.Name, other)
 			}
 			names[strings.ToLower(tag.Name)] = tag.Name
-			f.metric(d, tag.Name).event = tag.Event
+			f.metric(d, tag.Name)
 		}
 	}
 	if id := o.SparkplugPrimaryHost; id != "" {
@@ -318,12 +314,6 @@ func (f *sparkplugFormat) Encode(b collectors.Batch, online bool, add func(topic
 		b = slices.DeleteFunc(slices.Clone(b), isHeartbeat)
 	}
 	now := time.Now()
-	b = f.hold(b, now)
-	f.encode(b, online, now, add)
-}
-
-// encode sends b's values as DDATA, each device born first when it is not.
-func (f *sparkplugFormat) encode(b collectors.Batch, online bool, now time.Time, add func(topic string, payload []byte)) {
 	// One DDATA per device, in order of first appearance: a shared
 	// session's batch may hold several.
 	for i := range b {
@@ -399,14 +389,6 @@ func (f *sparkplugFormat) PLCState(st collectors.PLCState, add func(topic string
 	now := time.Now()
 	f.mu.Lock()
 	d := f.device(st.PLC)
-	if st.State != collectors.StateStreaming && len(d.held) > 0 {
-		// The held events were taken while it streamed: born with them
-		// before it dies.
-		held := d.release()
-		f.mu.Unlock()
-		f.encode(held, true, now, add)
-		f.mu.Lock()
-	}
 	var topic string
 	var payload []byte
 	switch {
